@@ -1,0 +1,3 @@
+"""detoxd: a digital-detox daemon."""
+
+__version__ = "0.1.0"

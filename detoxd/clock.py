@@ -1,0 +1,71 @@
+"""The one place that reads time.
+
+Everything else receives a :class:`Clock`, so that 14-day and 7-day logic is
+tested in milliseconds with :class:`FakeClock` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Wall-clock time, timezone-aware (UTC). Users can set it: never trust it alone."""
+
+    def boottime(self) -> float:
+        """Seconds since boot, counting suspend (CLOCK_BOOTTIME). Cannot be set by users."""
+
+    def boot_id(self) -> str:
+        """Identifies this boot: boottime values are only comparable within one boot."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def boottime(self) -> float:
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+    def boot_id(self) -> str:
+        try:
+            return BOOT_ID_PATH.read_text().strip()
+        except OSError:  # not Linux, or /proc hidden: treat every start as a new boot
+            return "unknown"
+
+
+@dataclass
+class FakeClock:
+    """A clock tests move by hand. ``advance`` moves both clocks; ``jump`` only the wall clock."""
+
+    wall: datetime
+    boot: float = 1000.0
+    boot_identity: str = "boot-1"
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def boottime(self) -> float:
+        return self.boot
+
+    def boot_id(self) -> str:
+        return self.boot_identity
+
+    def advance(self, seconds: float) -> None:
+        self.wall += timedelta(seconds=seconds)
+        self.boot += seconds
+
+    def jump(self, seconds: float) -> None:
+        """Someone set the wall clock; time did not really pass."""
+        self.wall += timedelta(seconds=seconds)
+
+    def reboot(self, downtime_seconds: float, boot_id: str) -> None:
+        self.wall += timedelta(seconds=downtime_seconds)
+        self.boot = 10.0
+        self.boot_identity = boot_id
