@@ -1,0 +1,5 @@
+import sys
+
+from detoxd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,197 @@
+"""Command line. Imports lazily: `detoxd status` must not pay for the scheduler, watchdog or tray."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from detoxd.paths import Paths
+
+EXIT_OK = 0
+EXIT_INVALID_CONFIG = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_UNREACHABLE = 4
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="detoxd", description="A 14-day digital detox, enforced through /etc/hosts.")
+    parser.add_argument("--config-dir", help="config directory [$DETOXD_CONFIG_DIR, /etc/detoxd]")
+    parser.add_argument("--state-dir", help="state directory [$DETOXD_STATE_DIR, /var/lib/detoxd]")
+    parser.add_argument("--hosts-file", help="hosts file [$DETOXD_HOSTS_FILE, /etc/hosts]")
+    parser.add_argument("--socket", help="control socket [$DETOXD_SOCKET, /run/detoxd/control.sock]")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    start = commands.add_parser("start", help="begin a detox now")
+    start.add_argument("--days", type=_positive_days, help="length in days (default: detox.days)")
+    commands.add_parser("end", help="end a detox early (refused while it is locked)")
+    commands.add_parser("reload", help="reload the config now; exit 1 with the errors if invalid")
+    status = commands.add_parser("status", help="show the detox status")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    commands.add_parser("check", help="validate the config files (no daemon needed)")
+    return parser
+
+
+def _version() -> str:
+    from detoxd import __version__
+
+    return f"detoxd {__version__}"
+
+
+def _positive_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < days <= 365:
+        raise argparse.ArgumentTypeError("days must be more than 0 and at most 365")
+    return days
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    paths = Paths.resolve({
+        "config_dir": args.config_dir, "state_dir": args.state_dir,
+        "hosts_file": args.hosts_file, "socket": args.socket,
+    })
+    handler: Callable[[argparse.Namespace, Paths], int] = COMMANDS[args.command]
+    try:
+        return handler(args, paths)
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---- commands ----
+
+def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd.clock import SystemClock
+    from detoxd.daemon import Daemon
+    from detoxd.logsetup import setup_logging
+
+    setup_logging(verbose=args.verbose)
+    return Daemon(paths, SystemClock()).run()
+
+
+def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd.loader import load_config
+    from detoxd.yamlsource import ConfigError
+
+    try:
+        loaded = load_config(paths.config_dir)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        count = len(error.issues)
+        print(f"{count} error{'s' if count != 1 else ''} in {paths.config_dir}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    for warning in loaded.warnings:
+        print(warning, file=sys.stderr)
+    print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
+    response = _ask(paths, "status")
+    if response is None:
+        return EXIT_UNREACHABLE
+    status = response["status"]
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
+def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
+    response = _ask(paths, "start", **({"days": args.days} if args.days else {}))
+    if response is None:
+        return EXIT_UNREACHABLE
+    if not response.get("ok"):
+        return _refused(response)
+    status = response["status"]
+    print(f"Detox started: {status['domains_blocked']} names blocked until {status['ends_at']}.")
+    if status.get("locked"):
+        print("It is locked: it cannot be ended early. Good luck!")
+    return EXIT_OK
+
+
+def cmd_end(_args: argparse.Namespace, paths: Paths) -> int:
+    response = _ask(paths, "end")
+    if response is None:
+        return EXIT_UNREACHABLE
+    if not response.get("ok"):
+        return _refused(response)
+    print("Detox ended; the block is gone from the hosts file.")
+    return EXIT_OK
+
+
+def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
+    response = _ask(paths, "reload", timeout=120.0)
+    if response is None:
+        return EXIT_UNREACHABLE
+    if response.get("code") == "invalid_config":
+        print(response["error"], file=sys.stderr)
+        print("the daemon keeps enforcing the last good blocklist", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    if not response.get("ok"):
+        return _refused(response)
+    print(f"reloaded: {response['status']['domains_blocked']} names blocked")
+    return EXIT_OK
+
+
+def _ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any] | None:
+    from detoxd.control import ControlClient, DaemonUnreachable
+
+    try:
+        return ControlClient(paths.socket).request(command, timeout=timeout, **args)
+    except DaemonUnreachable as exc:
+        print(f"detoxd: the daemon is not reachable at {paths.socket}: {exc}", file=sys.stderr)
+        print("Is it running? `systemctl status detoxd` or `sudo detoxd run`", file=sys.stderr)
+        return None
+
+
+def _refused(response: dict[str, Any]) -> int:
+    print(f"detoxd: {response.get('error', 'refused')}", file=sys.stderr)
+    if response.get("code") == "not_authorized" and os.geteuid() != 0:
+        print("(changing the detox needs root: try sudo)", file=sys.stderr)
+    if response.get("code") in ("refused", "not_authorized"):
+        return EXIT_REFUSED
+    return EXIT_USAGE
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if status["state"] == "active":
+        lock = " (locked)" if status.get("locked") else ""
+        lines.append(f"Detox active{lock}: {status['days_left']} days left, ends {status['ends_at']}")
+    else:
+        lines.append("No detox running. Start one with `sudo detoxd start`.")
+    sync = "in sync" if status["hosts_in_sync"] else "OUT OF SYNC"
+    lines.append(f"{status['domains_blocked']} names blocked in {status['hosts_file']} ({sync})")
+    if status["tamper_events"]:
+        lines.append(f"Tampering undone: {status['tamper_events']} times")
+    if status.get("config_error"):
+        lines.append("Config error (the last good blocklist stays in force):")
+        lines += ["  " + line for line in status["config_error"].splitlines()]
+    return "\n".join(lines)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
+    "run": cmd_run,
+    "start": cmd_start,
+    "end": cmd_end,
+    "reload": cmd_reload,
+    "status": cmd_status,
+    "check": cmd_check,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""`detoxd run`: the root service. Loads config, enforces the block, watches, serves the socket.
+
+One lock guards the detox state, the loaded config and the guard; the main loop and the control
+socket's threads take it for every change. The main loop waits on inotify (hosts file), a wake-up
+pipe (config edits, commands) and a timer (ticks of the detox clock, periodic verification).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from detoxd import __version__, detox, state_store
+from detoxd.clock import Clock
+from detoxd.control import ControlServer, Peer
+from detoxd.guard import HostsGuard, Outcome
+from detoxd.hostsfile import HostsFile
+from detoxd.loader import LoadedConfig, load_config
+from detoxd.paths import Paths
+from detoxd.sdnotify import Notifier
+from detoxd.yamlsource import ConfigError
+
+log = logging.getLogger("detoxd")
+
+TICK_SECONDS = 1.0  # how often the detox clock is read and the hosts file stat()ed
+CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
+FULL_VERIFY_SECONDS = 60.0  # a full read-and-compare even when stat() saw no change
+CONFIG_SETTLE_SECONDS = 0.02  # editors write a file in several steps
+
+
+@dataclass
+class Applied:
+    """The last blocklist that loaded cleanly, kept so a broken edit never unblocks anything."""
+
+    names: frozenset[str]
+    days: float
+    lock: bool
+
+
+class Daemon:
+    def __init__(self, paths: Paths, clock: Clock, notifier: Notifier | None = None) -> None:
+        self.paths = paths
+        self.clock = clock
+        self.notifier = notifier or Notifier.from_environment()
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._reload_due: float | None = None
+        self.config_error: ConfigError | None = None
+        self.warnings: list[str] = []
+        self.applied = Applied(frozenset(), 14.0, True)
+        self.server: ControlServer | None = None
+        self.observer: Any = None
+        paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.hosts_file = HostsFile(paths.hosts_file, paths.state_dir)
+        self.hosts_file.recover()
+        self.state = state_store.load(paths.state_file)
+        self.guard = HostsGuard(self.hosts_file)
+
+    # ---- life cycle ----
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        with self.lock:
+            self._load_applied()
+            self._tick()
+            self.reload()
+        self.server = ControlServer(self.paths.socket, self.handle, snapshot=self.status_event)
+        self.server.start()
+        self.observer = self._watch_config()
+        log.info("detoxd %s running: hosts file %s, config %s, socket %s", __version__,
+                 self.paths.hosts_file, self.paths.config_dir, self.paths.socket)
+        self.notifier.ready(status=self._one_line())
+        try:
+            self._loop()
+        finally:
+            self.notifier.stopping()
+            self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping (the block stays while a detox is active)", signum)
+        self.stop()
+
+    def _shutdown(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+        if self.server is not None:
+            self.server.close()
+        with self.lock:
+            self._checkpoint()
+        self.guard.close()
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic()
+        next_checkpoint = next_tick + CHECKPOINT_SECONDS
+        next_full_verify = next_tick + FULL_VERIFY_SECONDS
+        watchdog = self.notifier.watchdog_interval()
+        next_ping = next_tick
+        while not self._stop.is_set():
+            now = time.monotonic()
+            deadlines = [next_tick, self.guard.deadline(), self._reload_due]
+            timeout = max(0.0, min(d for d in deadlines if d is not None) - now)
+            readable, _, _ = select.select([self.guard.fileno(), self._wake_r], [], [], timeout)
+            if self._wake_r in readable:
+                self._drain_wake()
+            if self.guard.fileno() in readable:
+                self.guard.handle_events()
+            now = time.monotonic()
+            with self.lock:
+                self._record(self.guard.settle(now))
+                if self._reload_due is not None and now >= self._reload_due:
+                    self._reload_due = None
+                    self.reload()
+                if now >= next_tick:
+                    next_tick = now + TICK_SECONDS
+                    self._tick()
+                    self._record(self.guard.verify())
+                if now >= next_full_verify:
+                    next_full_verify = now + FULL_VERIFY_SECONDS
+                    self._record(self.guard.enforce())
+                if now >= next_checkpoint:
+                    next_checkpoint = now + CHECKPOINT_SECONDS
+                    self._checkpoint()
+            if watchdog is not None and now >= next_ping and self._threads_healthy():
+                self.notifier.watchdog()
+                next_ping = now + watchdog
+
+    def _threads_healthy(self) -> bool:
+        server_ok = self.server is not None and self.server.is_alive()
+        observer_ok = self.observer is None or self.observer.is_alive()
+        return server_ok and observer_ok
+
+    # ---- waking the loop from other threads ----
+
+    def request_reload(self) -> None:
+        self._reload_due = time.monotonic() + CONFIG_SETTLE_SECONDS
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: the loop is awake anyway
+            os.write(self._wake_w, b"x")
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _watch_config(self) -> Any:
+        # Imported here: the CLI's fast commands must not pay for watchdog.
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        daemon = self
+
+        class ConfigHandler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type not in ("opened", "closed_no_write"):
+                    daemon.request_reload()
+
+        self.paths.config_dir.mkdir(parents=True, exist_ok=True)
+        observer = Observer()
+        observer.schedule(ConfigHandler(), str(self.paths.config_dir), recursive=False)
+        observer.daemon = True
+        observer.start()
+        return observer
+
+    # ---- enforcement (called with self.lock held) ----
+
+    def reload(self) -> ConfigError | None:
+        try:
+            loaded = load_config(self.paths.config_dir)
+        except ConfigError as error:
+            self._config_failed(error)
+            return error
+        self._config_loaded(loaded)
+        return None
+
+    def _config_failed(self, error: ConfigError) -> None:
+        first = str(error).splitlines()[0] if str(error) else "invalid config"
+        if self.config_error is None or str(self.config_error) != str(error):
+            log.error("config invalid, keeping the last good blocklist (%d names): %s",
+                      len(self.applied.names), str(error).replace("\n", "; "))
+        self.config_error = error
+        self.notifier.status(f"config error: {first}")
+        self._enforce()
+        self._publish("config_error", message=str(error))
+
+    def _config_loaded(self, loaded: LoadedConfig) -> None:
+        changed = loaded.names != self.applied.names
+        self.config_error = None
+        self.warnings = [str(warning) for warning in loaded.warnings]
+        for warning in self.warnings:
+            log.warning("%s", warning)
+        self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock)
+        if changed:
+            self._save_applied()
+        self._enforce()
+        if changed:
+            log.info("config loaded: %d names in the blocklist", len(loaded.names))
+
+    def _enforce(self) -> None:
+        if self.state.active:
+            self.state = detox.update_ratchet(self.state, self.applied.names)
+        names = detox.enforced_names(self.state, self.applied.names)
+        before = self.guard.names
+        self._record(self.guard.set_names(names))
+        if names != before:
+            log.info("hosts block applied: %d names (%+d) in %s", len(names),
+                     len(names) - len(before), self.paths.hosts_file)
+            self._publish("status")
+
+    def _record(self, outcome: Outcome | None) -> None:
+        if outcome is None or not outcome.tampered:
+            return
+        self.state = detox.record_tamper(self.state)
+        log.warning("hosts file tampered with: block restored (%d restores so far)",
+                    self.state.tamper_events)
+        self._publish("tamper")
+
+    def _tick(self) -> None:
+        was_active = self.state.active
+        self.state = detox.tick(self.state, now=self.clock.now(), boot=self._boot())
+        if was_active and not self.state.active:
+            log.info("detox finished: removing the block from %s", self.paths.hosts_file)
+            self._checkpoint()
+            self._enforce()
+            self._publish("detox_ended")
+
+    def _boot(self) -> detox.BootReading:
+        return detox.BootReading(self.clock.boot_id(), self.clock.boottime())
+
+    def _checkpoint(self) -> None:
+        state_store.save(self.paths.state_file, self.state)
+
+    def _load_applied(self) -> None:
+        try:
+            data = json.loads(self.paths.applied_file.read_text())
+            self.applied = Applied(frozenset(data["names"]), float(data["days"]), bool(data["lock"]))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring unreadable %s: %s", self.paths.applied_file, exc)
+
+    def _save_applied(self) -> None:
+        data = {"version": 1, "names": sorted(self.applied.names),
+                "days": self.applied.days, "lock": self.applied.lock}
+        state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())
+
+    # ---- the control socket ----
+
+    def handle(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        command = request.get("cmd")
+        with self.lock:
+            if command == "status":
+                return {"ok": True, "status": self.status(private=peer.uid == 0)}
+            if command == "start":
+                return self._start(request.get("days"), peer)
+            if command == "end":
+                return self._end(peer)
+            if command == "reload":
+                return self._reload_command(peer)
+        return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
+
+    def _start(self, days: Any, peer: Peer) -> dict[str, Any]:
+        if days is None:
+            days = self.applied.days
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
+            return {"ok": False, "code": "bad_request", "error": "days must be a number from 0 to 365"}
+        result = detox.start(self.state, now=self.clock.now(), boot=self._boot(),
+                             days=float(days), locked=self.applied.lock)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused start from uid %d: %s", peer.uid, result.reason)
+            return {"ok": False, "code": "refused", "error": result.reason}
+        self.state = result
+        self._checkpoint()
+        self._enforce()
+        log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days,
+                 "locked" if self.state.locked else "unlocked", len(self.guard.names))
+        self._publish("detox_started")
+        return {"ok": True, "status": self.status(private=True)}
+
+    def _end(self, peer: Peer) -> dict[str, Any]:
+        result = detox.request_end(self.state)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused end from uid %d: %s", peer.uid, result.reason)
+            return {"ok": False, "code": "refused", "error": result.reason}
+        self.state = result
+        self._checkpoint()
+        self._enforce()
+        log.info("detox ended early by uid %d (it was not locked)", peer.uid)
+        self._publish("detox_ended")
+        return {"ok": True, "status": self.status(private=True)}
+
+    def _reload_command(self, peer: Peer) -> dict[str, Any]:
+        error = self.reload()
+        log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
+        if error:
+            return {"ok": False, "code": "invalid_config", "error": str(error),
+                    "errors": [str(issue) for issue in error.issues]}
+        return {"ok": True, "status": self.status(private=True)}
+
+    # ---- status ----
+
+    def status(self, *, private: bool = False) -> dict[str, Any]:
+        now = self.clock.now()
+        state = self.state
+        ends_at = detox.ends_at(state, now)
+        return {
+            "state": "active" if state.active else "idle",
+            "locked": state.active and state.locked,
+            "started_at": _iso(state.started_at) if state.active else None,
+            "ends_at": _iso(ends_at),
+            "days_left": detox.days_left(state) if state.active else None,
+            "seconds_left": round(detox.remaining(state).total_seconds()) if state.active else None,
+            "domains_blocked": len(self.guard.names),
+            "domains_configured": len(self.applied.names),
+            "hosts_file": str(self.paths.hosts_file),
+            "hosts_in_sync": self.guard.in_sync,
+            "tamper_events": state.tamper_events,
+            "clock_jumps": state.clock_jumps,
+            "config_error": self._config_error_text(private),
+            "warnings": self.warnings,
+            "version": __version__,
+        }
+
+    def _config_error_text(self, private: bool) -> str | None:
+        if self.config_error is None:
+            return None
+        issues = self.config_error.issues
+        return "\n".join(str(issue if private else issue.redacted()) for issue in issues)
+
+    def status_event(self) -> dict[str, Any]:
+        with self.lock:
+            return {"event": "status", "status": self.status()}
+
+    def _publish(self, event: str, **details: Any) -> None:
+        if self.server is not None:
+            self.server.publish({"event": event, **details, "status": self.status()})
+
+    def _one_line(self) -> str:
+        if not self.state.active:
+            return "idle"
+        return f"detox active, {detox.days_left(self.state)} days left, {len(self.guard.names)} names"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def run(paths: Paths, clock: Clock) -> int:
+    daemon = Daemon(paths, clock)
+    return daemon.run()
+
+
+__all__ = ["Daemon", "Path", "run"]

@@ -1,0 +1,269 @@
+"""The detox state machine: pure functions of (state, event, clock readings).
+
+No clock is read here: the shell passes ``now`` (wall clock, timezone-aware) and a
+:class:`BootReading` (``CLOCK_BOOTTIME`` and the boot id) into every function that
+needs time, and persists the returned state.
+
+States: ``idle`` and ``active``. A *locked* detox (the default) cannot be ended or
+shortened; it ends by itself once enough time has been credited. Starting while a
+detox is active is refused; :func:`extend` is the one way to change a running
+detox, and it only lengthens it.
+
+Time accounting — how a detox resists clock tampering
+-----------------------------------------------------
+Elapsed time is *credited*, never computed as ``now - started_at``. Each
+:func:`tick` credits the time since the previous checkpoint and stores a new
+checkpoint ``(wall time, boot id, boottime)``:
+
+* **Same boot** (same boot id, boottime did not go backwards): credit the boottime
+  delta. ``CLOCK_BOOTTIME`` cannot be set by users and counts suspend, so suspend
+  is credited and a restart of the daemon within one boot loses nothing. If the
+  wall clock moved further than boottime (beyond :data:`JUMP_TOLERANCE_SECONDS`
+  plus :data:`DRIFT_ALLOWANCE` of the interval, which absorbs NTP slewing), the
+  wall clock was set forward: ``clock_jumps`` is incremented and the jump is not
+  credited. A wall clock set back is simply ignored.
+* **Across a reboot** (different boot id, or boottime went backwards): boottime
+  deltas mean nothing, so credit the wall-clock time since the checkpoint — the
+  honest downtime — clamped so that a clock set back credits nothing negative.
+  When the reboot is certain, the uptime of the new boot is a trustworthy lower
+  bound of the real time that passed, so at least that much is credited.
+  Known limit: a wall clock set forward while the daemon is stopped *and* the
+  machine is rebooted cannot be told apart from real downtime.
+* A boot id of :data:`UNKNOWN_BOOT_ID` (``/proc`` unreadable) is compared like any
+  other, which errs on the safe side: a reboot whose uptime has already passed the
+  last checkpoint's uptime is mistaken for one boot and its downtime is not credited.
+
+The detox ends (state ``idle``, ratchet cleared) on the first tick at which the
+credited time reaches the duration — also when the daemon was not running at the
+end time: it ends on the next start. Call :func:`tick` before answering a request.
+
+The ratchet
+-----------
+``ratchet`` is the union of every blocklist applied during this detox. While a
+locked detox runs, :func:`enforced_names` keeps every ratcheted name blocked, so
+removing a domain from the configuration does not unblock it early.
+
+Counters (``tamper_events``, ``clock_jumps``) belong to the latest detox: they are
+reset by :func:`start` and kept after it ends, so the status can report them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+SECONDS_PER_DAY = 86_400.0
+
+JUMP_TOLERANCE_SECONDS = 2.0
+"""Wall-clock advance beyond the boottime advance that counts as a clock jump."""
+
+DRIFT_ALLOWANCE = 0.001
+"""Extra tolerance per second of interval: twice NTP's maximum slew rate (500 ppm)."""
+
+MAX_DAYS = 365
+"""Longest detox accepted: a locked detox cannot be undone, so a typo must not lock for years."""
+
+UNKNOWN_BOOT_ID = "unknown"
+"""What :class:`detoxd.clock.SystemClock` reports when it cannot read the boot id."""
+
+
+class Phase(StrEnum):
+    IDLE = "idle"
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class BootReading:
+    """One reading of ``CLOCK_BOOTTIME``, only comparable with readings of the same boot."""
+
+    boot_id: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Both clocks at the moment credited time was last brought up to date."""
+
+    wall: datetime
+    boot: BootReading
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request that the state machine declined; ``reason`` is meant for the user."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class DetoxState:
+    """Everything that survives a restart. The default value is a fresh idle state."""
+
+    phase: Phase = Phase.IDLE
+    locked: bool = True
+    started_at: datetime | None = None
+    duration_seconds: float = 0.0
+    credited_seconds: float = 0.0
+    checkpoint: Checkpoint | None = None
+    ratchet: frozenset[str] = field(default_factory=frozenset)
+    tamper_events: int = 0
+    clock_jumps: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.phase is Phase.ACTIVE
+
+
+def start(
+    state: DetoxState, *, now: datetime, boot: BootReading, days: float, locked: bool
+) -> DetoxState | Refusal:
+    """Begin a detox of ``days`` days now. Refused while one is already running."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    if state.active:
+        return Refusal("a detox is already running")
+    refusal = _refuse_days(days)
+    if refusal is not None:
+        return refusal
+    return DetoxState(
+        phase=Phase.ACTIVE,
+        locked=locked,
+        started_at=now,
+        duration_seconds=days * SECONDS_PER_DAY,
+        checkpoint=Checkpoint(wall=now, boot=boot),
+    )
+
+
+def extend(state: DetoxState, *, days: float) -> DetoxState | Refusal:
+    """Lengthen the running detox by ``days``: always allowed, even when locked."""
+    if not state.active:
+        return Refusal("no detox is running")
+    total_days = state.duration_seconds / SECONDS_PER_DAY + days
+    refusal = _refuse_days(days) or _refuse_days(total_days)
+    if refusal is not None:
+        return refusal
+    return replace(state, duration_seconds=state.duration_seconds + days * SECONDS_PER_DAY)
+
+
+def tick(state: DetoxState, *, now: datetime, boot: BootReading) -> DetoxState:
+    """Credit the time since the last checkpoint, count clock jumps, finish when due."""
+    if not state.active:
+        return state
+    if state.checkpoint is None:  # not written by start(): credit nothing we cannot measure
+        return replace(state, checkpoint=Checkpoint(wall=now, boot=boot))
+    credit, jumped = _credit_since(state.checkpoint, now=now, boot=boot)
+    credited = state.credited_seconds + credit
+    clock_jumps = state.clock_jumps + int(jumped)
+    if credited >= state.duration_seconds:
+        return _finished(replace(state, credited_seconds=credited, clock_jumps=clock_jumps))
+    return replace(
+        state,
+        credited_seconds=credited,
+        clock_jumps=clock_jumps,
+        checkpoint=Checkpoint(wall=now, boot=boot),
+    )
+
+
+def request_end(state: DetoxState) -> DetoxState | Refusal:
+    """End the detox early: refused while locked. Tick first, so a due detox ends."""
+    if not state.active:
+        return Refusal("no detox is running")
+    if state.locked:
+        return Refusal("this detox is locked: it cannot be ended early")
+    return _finished(state)
+
+
+def record_tamper(state: DetoxState) -> DetoxState:
+    """The daemon restored the hosts block after someone changed it."""
+    if not state.active:
+        return state
+    return replace(state, tamper_events=state.tamper_events + 1)
+
+
+def update_ratchet(state: DetoxState, names: Iterable[str]) -> DetoxState:
+    """Remember every name applied during this detox.
+
+    Returns ``state`` itself when nothing is new, so the caller can skip saving.
+    """
+    if not state.active:
+        return state
+    new_names = frozenset(names) - state.ratchet
+    if not new_names:
+        return state
+    return replace(state, ratchet=state.ratchet | new_names)
+
+
+def enforced_names(state: DetoxState, configured_names: Iterable[str]) -> frozenset[str]:
+    """The names to block now: a locked detox never lets a ratcheted name go."""
+    if not state.active:
+        return frozenset()
+    configured = frozenset(configured_names)
+    if state.locked:
+        return configured | state.ratchet
+    return configured
+
+
+def elapsed(state: DetoxState) -> timedelta:
+    """Time credited to the running detox (zero when idle)."""
+    if not state.active:
+        return timedelta(0)
+    return timedelta(seconds=state.credited_seconds)
+
+
+def remaining(state: DetoxState) -> timedelta:
+    """Time still to be credited before the detox ends (zero when idle)."""
+    if not state.active:
+        return timedelta(0)
+    return timedelta(seconds=max(0.0, state.duration_seconds - state.credited_seconds))
+
+
+def ends_at(state: DetoxState, now: datetime) -> datetime | None:
+    """For display only: the wall clock can be wrong, the remaining time cannot."""
+    if not state.active:
+        return None
+    return now + remaining(state)
+
+
+def days_left(state: DetoxState) -> int:
+    """Whole days left, rounded up: a detox with an hour to go has 1 day left."""
+    return math.ceil(remaining(state).total_seconds() / SECONDS_PER_DAY)
+
+
+def _refuse_days(days: float) -> Refusal | None:
+    if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        return Refusal(f"a detox lasts more than 0 and at most {MAX_DAYS} days, not {days!r}")
+    return None
+
+
+def _finished(state: DetoxState) -> DetoxState:
+    """Back to idle; the counters stay so the status can report the last detox."""
+    return DetoxState(
+        phase=Phase.IDLE,
+        locked=state.locked,
+        tamper_events=state.tamper_events,
+        clock_jumps=state.clock_jumps,
+    )
+
+
+def _credit_since(
+    checkpoint: Checkpoint, *, now: datetime, boot: BootReading
+) -> tuple[float, bool]:
+    """Seconds to credit since ``checkpoint``, and whether the wall clock jumped forward."""
+    wall_delta = (now - checkpoint.wall).total_seconds()
+    before = checkpoint.boot
+    if before.boot_id == boot.boot_id and boot.seconds >= before.seconds:
+        boot_delta = boot.seconds - before.seconds
+        tolerance = JUMP_TOLERANCE_SECONDS + DRIFT_ALLOWANCE * boot_delta
+        return boot_delta, wall_delta - boot_delta > tolerance
+    lower_bound = boot.seconds if _certainly_rebooted(before, boot) else 0.0
+    return max(wall_delta, lower_bound, 0.0), False
+
+
+def _certainly_rebooted(before: BootReading, after: BootReading) -> bool:
+    """Boottime never goes backwards within a boot; distinct known ids are distinct boots."""
+    if before.boot_id == after.boot_id:
+        return after.seconds < before.seconds
+    return UNKNOWN_BOOT_ID not in (before.boot_id, after.boot_id)

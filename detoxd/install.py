@@ -1,0 +1,369 @@
+"""Install and uninstall detoxd as a system service: units, autostart entry, default config.
+
+Everything is placed under ``root``: ``/`` for the running system, any other directory for an
+offline tree (an image being built, or a test's temporary directory). Only on the running
+system does systemd itself get involved (daemon-reload, start, stop). Both operations are
+idempotent, and the returned lines say what changed, or that nothing did.
+
+The caller (the CLI) decides whether uninstalling is allowed and removes the hosts block first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+SYSTEM_UNIT = "detoxd.service"
+TRAY_UNIT = "detoxd-tray.service"
+TRAY_AUTOSTART = "detoxd-tray.desktop"
+CONFIG_FILES = ("detoxd.yaml", "blocklist.yaml")
+
+# Where each file goes, relative to the root.
+SYSTEM_UNIT_PATH = Path("etc/systemd/system") / SYSTEM_UNIT
+TRAY_UNIT_PATH = Path("etc/systemd/user") / TRAY_UNIT
+TRAY_AUTOSTART_PATH = Path("etc/xdg/autostart") / TRAY_AUTOSTART
+CONFIG_DIR = Path("etc/detoxd")
+STATE_DIR = Path("var/lib/detoxd")
+
+# The executable named in the shipped files; replaced by the real one on install.
+TEMPLATE_EXECUTABLE = "/usr/local/bin/detoxd"
+# Characters that need no quoting in a unit's Exec line nor in a desktop entry's Exec key.
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
+# ProtectHome=yes hides these; an executable installed below one needs an exception.
+HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
+_SOURCE_UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
+
+
+class InstallError(Exception):
+    """Installing or uninstalling cannot proceed; the message says why."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """The texts that get installed: unit templates and default config files."""
+
+    system_unit: str
+    tray_unit: str
+    tray_autostart: str
+    config: Mapping[str, str]  # file name in /etc/detoxd -> default text
+
+    @classmethod
+    def load(cls) -> Bundle:
+        """Read from package data ``detoxd/data``; unit files fall back to ``systemd/`` of a
+        source checkout (editable installs)."""
+        return cls(
+            system_unit=_unit_template(SYSTEM_UNIT),
+            tray_unit=_unit_template(TRAY_UNIT),
+            tray_autostart=_unit_template(TRAY_AUTOSTART),
+            config={name: _package_data(name) for name in CONFIG_FILES},
+        )
+
+
+@dataclass
+class _Report:
+    """Collects human lines and remembers whether anything changed."""
+
+    lines: list[str] = field(default_factory=list)
+    changed: bool = False
+
+    def did(self, line: str) -> None:
+        self.lines.append(line)
+        self.changed = True
+
+    def note(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def find_executable() -> Path:
+    """The ``detoxd`` entry point of the running installation (pip, pipx or venv).
+
+    The venv's bin directory comes first because it belongs to the interpreter running this
+    code; ``sys.executable`` is not resolved, since that would leave the venv."""
+    candidates = [Path(sys.executable).parent / "detoxd", Path(sys.argv[0])]
+    on_path = shutil.which("detoxd")
+    if on_path:
+        candidates.append(Path(on_path))
+    for candidate in candidates:
+        if candidate.name == "detoxd" and candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate.absolute()
+    raise InstallError("cannot find the detoxd executable; pass its path explicitly")
+
+
+def render(template: str, executable: Path) -> str:
+    """Put ``executable`` into every Exec line of a unit or desktop entry."""
+    _check_plain_path(executable)
+
+    def substitute(line: str) -> str:
+        if line.startswith(("ExecStart=", "ExecReload=", "Exec=")):
+            return line.replace(TEMPLATE_EXECUTABLE, str(executable))
+        return line
+
+    return "".join(substitute(line) for line in template.splitlines(keepends=True))
+
+
+def render_system_unit(template: str, executable: Path, home_paths: Sequence[Path] = ()) -> str:
+    """The system unit for ``executable``. ``home_paths`` (see :func:`home_paths_needed`) are
+    made visible read-only inside an otherwise empty /home, /root and /run/user."""
+    text = render(template, executable)
+    if not home_paths:
+        return text
+    for path in home_paths:
+        _check_plain_path(path)
+    exception = (
+        "# detoxd is installed in a home directory: show only that, read-only.\n"
+        "ProtectHome=tmpfs\n"
+        f"BindReadOnlyPaths={' '.join(str(path) for path in home_paths)}\n"
+    )
+    if "\nProtectHome=yes\n" not in text:
+        raise InstallError("the unit template has no ProtectHome=yes line to relax")
+    return text.replace("\nProtectHome=yes\n", "\n" + exception, 1)
+
+
+def home_paths_needed(executable: Path, home_roots: Sequence[Path] = HOME_ROOTS) -> list[Path]:
+    """Directories below ``home_roots`` that running ``executable`` needs: its installation
+    prefix (a pipx/venv root, or ~/.local for ``pip install --user``) and the prefix of the
+    interpreter named by its ``#!`` line (a pyenv Python, say)."""
+    script = executable.resolve()
+    needed = [_install_prefix(script)]
+    interpreter = _shebang_interpreter(script)
+    if interpreter is not None:
+        needed.append(interpreter.resolve().parent.parent)
+    in_home = [path for path in needed if any(path.is_relative_to(r) for r in home_roots)]
+    outermost = [p for p in in_home if not any(p != o and p.is_relative_to(o) for o in in_home)]
+    return sorted(set(outermost))
+
+
+def install(
+    root: Path,
+    *,
+    now: bool,
+    executable: Path,
+    bundle: Bundle | None = None,
+    systemctl: str = "systemctl",
+) -> list[str]:
+    """Put detoxd's files under ``root``, enable the service and the tray agent and, with
+    ``now`` on the running system, start the service. Never overwrites existing config."""
+    bundle = Bundle.load() if bundle is None else bundle
+    if not executable.is_absolute():
+        raise InstallError(f"the executable path must be absolute: {executable}")
+    # The real file: a pipx symlink in ~/.local/bin would be hidden by the sandbox.
+    executable = executable.resolve()
+    report = _Report()
+    units_changed = _install_units(root, executable, bundle, report)
+    _install_config(root, bundle.config, report)
+
+    manager = _Systemctl(root, systemctl)
+    if units_changed and manager.live and manager.booted:
+        manager.run("daemon-reload")
+    if not manager.is_enabled(SYSTEM_UNIT):
+        manager.run("enable", SYSTEM_UNIT)
+        report.did(f"enabled {SYSTEM_UNIT}: it starts at boot")
+    if not manager.is_enabled(TRAY_UNIT, "--global"):
+        manager.run("--global", "enable", TRAY_UNIT)
+        report.did(f"enabled {TRAY_UNIT} for every user's graphical session")
+    if now:
+        _start(manager, restart=units_changed, report=report)
+    if not report.changed:
+        report.note(f"nothing changed: detoxd is already installed in {root}")
+    return report.lines
+
+
+def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[str]:
+    """Stop (on the running system) and disable the service and the tray agent, then remove
+    their files; with ``purge`` also the config and the state."""
+    report = _Report()
+    manager = _Systemctl(root, systemctl)
+    if (root / SYSTEM_UNIT_PATH).exists():
+        if manager.live and manager.is_active(SYSTEM_UNIT):
+            manager.run("stop", SYSTEM_UNIT)
+            report.did(f"stopped {SYSTEM_UNIT}")
+        if manager.is_enabled(SYSTEM_UNIT):
+            manager.run("disable", SYSTEM_UNIT)
+            report.did(f"disabled {SYSTEM_UNIT}")
+    if (root / TRAY_UNIT_PATH).exists() and manager.is_enabled(TRAY_UNIT, "--global"):
+        manager.run("--global", "disable", TRAY_UNIT)
+        report.did(f"disabled {TRAY_UNIT} (running tray agents exit at logout)")
+    removed = remove_files(root, purge=purge)
+    for line in removed:
+        report.did(line)
+    if removed and manager.live and manager.booted:
+        manager.run("daemon-reload")
+    if not purge and (root / CONFIG_DIR).exists():
+        report.note(f"kept /{CONFIG_DIR}: your configuration (--purge removes it)")
+    if not report.changed:
+        report.note(f"nothing changed: detoxd is not installed in {root}")
+    return report.lines
+
+
+def remove_files(root: Path, *, purge: bool) -> list[str]:
+    """Delete the installed unit and autostart files; with ``purge`` also /etc/detoxd and
+    /var/lib/detoxd. Touches nothing else (not /etc/hosts). Returns what it removed."""
+    removed = []
+    for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH):
+        path = root / relative
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(f"removed /{relative}")
+    if purge:
+        for relative in (CONFIG_DIR, STATE_DIR):
+            path = root / relative
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+                removed.append(f"removed /{relative}")
+    return removed
+
+
+def _install_units(root: Path, executable: Path, bundle: Bundle, report: _Report) -> bool:
+    system_unit = render_system_unit(bundle.system_unit, executable, home_paths_needed(executable))
+    wanted = {
+        SYSTEM_UNIT_PATH: system_unit,
+        TRAY_UNIT_PATH: render(bundle.tray_unit, executable),
+        TRAY_AUTOSTART_PATH: render(bundle.tray_autostart, executable),
+    }
+    changed = False
+    for relative, text in wanted.items():
+        if _write_if_changed(root / relative, text):
+            report.did(f"wrote /{relative}")
+            changed = True
+    return changed
+
+
+def _install_config(root: Path, config: Mapping[str, str], report: _Report) -> None:
+    for name, text in config.items():
+        relative = CONFIG_DIR / name
+        if _write_if_missing(root / relative, text):
+            report.did(f"wrote default /{relative}")
+
+
+def _start(manager: _Systemctl, *, restart: bool, report: _Report) -> None:
+    if not manager.live:
+        report.note(f"not started: --now applies only to the running system, not {manager.root}")
+    elif not manager.booted:
+        report.note("not started: systemd is not running on this system")
+    elif restart and manager.is_active(SYSTEM_UNIT):
+        manager.run("restart", SYSTEM_UNIT)
+        report.did(f"restarted {SYSTEM_UNIT} with the new unit")
+    elif not manager.is_active(SYSTEM_UNIT):
+        manager.run("start", SYSTEM_UNIT)
+        report.did(f"started {SYSTEM_UNIT}")
+
+
+@dataclass(frozen=True)
+class _Systemctl:
+    """systemctl on the running system (root ``/``) or offline on a directory tree."""
+
+    root: Path
+    command: str = "systemctl"
+
+    @property
+    def live(self) -> bool:
+        return self.root.resolve() == Path("/")
+
+    @property
+    def booted(self) -> bool:
+        """sd_booted(3): is systemd the running init?"""
+        return Path("/run/systemd/system").is_dir()
+
+    def run(self, *args: str) -> str:
+        result = self._call(*args)
+        if result.returncode != 0:
+            raise InstallError(f"systemctl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def is_enabled(self, unit: str, *options: str) -> bool:
+        return self._call(*options, "is-enabled", unit).stdout.strip() == "enabled"
+
+    def is_active(self, unit: str) -> bool:
+        return self.booted and self._call("is-active", unit).stdout.strip() == "active"
+
+    def _call(self, *args: str) -> subprocess.CompletedProcess[str]:
+        root_option = [] if self.live else [f"--root={self.root}"]
+        # Arguments are fixed unit names and a path, passed as a list: no shell involved.
+        return subprocess.run(
+            [self.command, *root_option, *args], capture_output=True, text=True, check=False
+        )
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    """Atomically replace ``path`` with ``text`` (mode 0644) unless it already holds it."""
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return True
+
+
+def _write_if_missing(path: Path, text: str) -> bool:
+    """Create ``path`` with ``text``; an existing file (the user's) is left untouched."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
+    return True
+
+
+def _check_plain_path(path: Path) -> None:
+    """Paths go unquoted into unit files and desktop entries, which run as root: refuse
+    anything that would need quoting or could be read as a specifier (%) or variable ($)."""
+    if not _PLAIN_PATH.fullmatch(str(path)):
+        raise InstallError(
+            f"unsupported path {str(path)!r}: install detoxd to a path made of letters, "
+            "digits and ._+@/- only"
+        )
+
+
+def _install_prefix(script: Path) -> Path:
+    """The venv root or prefix (``~/.local``) of a script in its ``bin/`` directory."""
+    return script.parent.parent
+
+
+def _shebang_interpreter(script: Path) -> Path | None:
+    try:
+        with script.open("rb") as file:
+            first_line = file.readline(4096)
+    except OSError:
+        return None
+    if not first_line.startswith(b"#!"):
+        return None
+    words = first_line[2:].decode(errors="replace").split()
+    return Path(words[0]) if words and words[0].startswith("/") else None
+
+
+def _unit_template(name: str) -> str:
+    try:
+        return _package_data(name)
+    except InstallError:
+        source = _SOURCE_UNIT_DIR / name
+        if source.is_file():
+            return source.read_text()
+        raise
+
+
+def _package_data(name: str) -> str:
+    resource = resources.files("detoxd") / "data" / name
+    try:
+        return resource.read_text()
+    except (FileNotFoundError, NotADirectoryError) as error:
+        raise InstallError(f"package data detoxd/data/{name} is missing") from error

@@ -1,0 +1,235 @@
+"""`detoxd run` as a real subprocess, driven through the CLI like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import USER_HOSTS, DetoxdEnv, have, wait_for
+
+BLOCK_LINES = (b"0.0.0.0 twitter.com", b":: twitter.com", b"0.0.0.0 www.facebook.com")
+
+
+def blocked(hosts: Path, name: str) -> bool:
+    lines = hosts.read_bytes().splitlines()
+    return f"0.0.0.0 {name}".encode() in lines and f":: {name}".encode() in lines
+
+
+def test_idle_daemon_leaves_hosts_alone(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    status = detoxd_env.status()
+    assert status["state"] == "idle"
+    assert status["ends_at"] is None and status["started_at"] is None
+    assert status["domains_blocked"] == 0
+    assert status["hosts_in_sync"] is True
+    assert detoxd_env.hosts.read_bytes() == USER_HOSTS
+
+
+def test_start_blocks_and_status_reports_it(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    result = detoxd_env.cli("start")
+    assert result.returncode == 0, result.stderr
+    assert "until" in result.stdout
+    content = detoxd_env.hosts.read_bytes()
+    assert content.startswith(USER_HOSTS)
+    for line in BLOCK_LINES:
+        assert line in content.splitlines()
+    status = detoxd_env.status()
+    assert status["state"] == "active"
+    assert status["days_left"] == 14
+    assert status["domains_blocked"] == 4  # two domains and their www. variants
+    assert status["ends_at"].endswith("+00:00")
+    assert status["config_error"] is None
+    assert "Detox active (locked): 14 days left" in detoxd_env.cli("status").stdout
+
+
+def test_locked_detox_cannot_be_ended(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    assert detoxd_env.cli("start").returncode == 0
+    result = detoxd_env.cli("end")
+    assert result.returncode == 3
+    assert "locked" in result.stderr
+    assert detoxd_env.status()["state"] == "active"
+    assert blocked(detoxd_env.hosts, "twitter.com")
+
+
+def test_unlocked_detox_ends_and_restores_user_edits(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.write_main("detox:\n  lock: false\n")
+    detoxd_env.start_daemon()
+    assert detoxd_env.cli("start").returncode == 0
+    # The user edits a line outside detoxd's block during the detox: kept, not "tampering".
+    content = detoxd_env.hosts.read_bytes()
+    edited = content.replace(b"192.168.1.10 nas.home nas", b"192.168.1.11 nas.home nas")
+    detoxd_env.hosts.write_bytes(edited)
+    time.sleep(0.3)
+    assert detoxd_env.hosts.read_bytes() == edited
+    assert detoxd_env.cli("end").returncode == 0
+    assert detoxd_env.hosts.read_bytes() == USER_HOSTS.replace(b"1.10", b"1.11")
+    assert detoxd_env.status()["tamper_events"] == 0
+
+
+def test_in_place_tamper_is_restored_and_counted(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    with detoxd_env.hosts.open("r+b") as handle:  # truncate, then write: what `echo >` does
+        handle.truncate(0)
+        handle.write(USER_HOSTS)
+    wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), what="restore")
+    assert detoxd_env.hosts.read_bytes().startswith(USER_HOSTS)
+    status = wait_for(lambda: (s := detoxd_env.status())["tamper_events"] == 1 and s)
+    assert status["hosts_in_sync"] is True
+    assert "tampered" in detoxd_env.log()
+
+
+def test_rename_replace_tamper_is_restored(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    replacement = detoxd_env.root / "hosts.new"
+    replacement.write_bytes(USER_HOSTS + b"# sneaky\n")
+    replacement.replace(detoxd_env.hosts)  # what sed -i and most editors do
+    wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), what="restore after rename")
+    assert b"# sneaky\n" in detoxd_env.hosts.read_bytes()
+    # The new inode is watched too: a second tamper is restored as well.
+    content = detoxd_env.hosts.read_bytes().replace(b"0.0.0.0 twitter.com\n", b"")
+    detoxd_env.hosts.write_bytes(content)
+    wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), what="second restore")
+    assert wait_for(lambda: detoxd_env.status()["tamper_events"] == 2)
+
+
+def test_yaml_edits_apply_live_and_broken_edits_keep_the_block(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    detoxd_env.write_blocklist("domains:\n  - twitter.com\n  - facebook.com\n  - reddit.com\n")
+    wait_for(lambda: blocked(detoxd_env.hosts, "reddit.com"), timeout=5, what="added domain")
+
+    detoxd_env.write_blocklist("domains:\n  - twitter.com\n  - 'face..book'\n")
+    status = wait_for(lambda: (s := detoxd_env.status())["config_error"] and s, what="error")
+    assert status["config_error"].startswith("blocklist.yaml:3: domains[1]: 'face..book'")
+    assert blocked(detoxd_env.hosts, "reddit.com") and blocked(detoxd_env.hosts, "facebook.com")
+    reload = detoxd_env.cli("reload")
+    assert reload.returncode == 1
+    assert "blocklist.yaml:3" in reload.stderr
+
+    # Still broken across a restart: the last good blocklist (from the state dir) is enforced.
+    detoxd_env.stop_daemon()
+    detoxd_env.start_daemon()
+    assert blocked(detoxd_env.hosts, "reddit.com")
+    assert detoxd_env.status()["config_error"]
+
+
+def test_removing_a_domain_does_not_unblock_during_a_locked_detox(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    detoxd_env.write_blocklist("domains:\n  - twitter.com\n")
+    assert detoxd_env.cli("reload").returncode == 0
+    assert blocked(detoxd_env.hosts, "facebook.com")
+    assert detoxd_env.status()["domains_blocked"] == 4
+
+
+def test_stop_and_kill_keep_the_block_and_restart_resumes(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    started = detoxd_env.status()["started_at"]
+    assert detoxd_env.stop_daemon(signal.SIGTERM) == 0
+    assert blocked(detoxd_env.hosts, "twitter.com")
+    detoxd_env.hosts.write_bytes(USER_HOSTS)  # cheat while the daemon is down
+    detoxd_env.start_daemon()
+    assert blocked(detoxd_env.hosts, "twitter.com")
+    detoxd_env.stop_daemon(signal.SIGKILL)
+    detoxd_env.start_daemon()
+    status = detoxd_env.status()
+    assert status["state"] == "active" and status["started_at"] == started
+    assert blocked(detoxd_env.hosts, "twitter.com")
+
+
+def test_short_detox_ends_by_itself(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    assert detoxd_env.cli("start", "--days", "0.00003").returncode == 0  # about 2.6 s
+    assert blocked(detoxd_env.hosts, "twitter.com")
+    wait_for(lambda: detoxd_env.status()["state"] == "idle", timeout=15, what="the end")
+    assert detoxd_env.hosts.read_bytes() == USER_HOSTS
+
+
+def test_unprivileged_user_may_read_but_not_change(detoxd_env: DetoxdEnv) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as a real unprivileged uid")
+    detoxd_env.start_daemon()
+    nobody = 65534
+    status = detoxd_env.cli("status", "--json", user=nobody)
+    assert status.returncode == 0, status.stderr
+    for command in ("start", "reload", "end"):
+        result = detoxd_env.cli(command, user=nobody)
+        assert result.returncode == 3, (command, result.stderr)
+    assert detoxd_env.status()["state"] == "idle"
+
+
+def test_unreachable_daemon_exit_code(detoxd_env: DetoxdEnv) -> None:
+    result = detoxd_env.cli("status")
+    assert result.returncode == 4
+    assert "not reachable" in result.stderr
+
+
+@pytest.mark.skipif(not have("faketime"), reason="faketime (Debian package) is not installed")
+def test_clock_jump_forward_does_not_end_the_detox(detoxd_env: DetoxdEnv) -> None:
+    # libfaketime moves the daemon's wall clock only (DONT_FAKE_MONOTONIC covers BOOTTIME too).
+    stamp = detoxd_env.root / "faketime"
+    stamp.write_text("+0d\n")
+    detoxd_env.extra_env.update({
+        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "FAKETIME_TIMESTAMP_FILE": str(stamp), "FAKETIME_NO_CACHE": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    })
+    detoxd_env.start_daemon()
+    assert detoxd_env.cli("start").returncode == 0
+    stamp.write_text("+15d\n")
+    status = wait_for(lambda: (s := detoxd_env.status())["clock_jumps"] >= 1 and s,
+                      what="the jump to be noticed")
+    assert status["state"] == "active"
+    assert status["days_left"] == 14
+    assert blocked(detoxd_env.hosts, "twitter.com")
+
+
+@pytest.mark.skipif(not have("faketime"), reason="faketime (Debian package) is not installed")
+def test_detox_that_ended_while_the_daemon_was_down_ends_on_start(detoxd_env: DetoxdEnv) -> None:
+    stamp = detoxd_env.root / "faketime"
+    stamp.write_text("+0d\n")
+    detoxd_env.extra_env.update({
+        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "FAKETIME_TIMESTAMP_FILE": str(stamp), "FAKETIME_NO_CACHE": "1",
+        "DONT_FAKE_MONOTONIC": "1",
+    })
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    detoxd_env.stop_daemon()
+    # 15 days of downtime and a reboot in between: the state file's checkpoint is rewritten
+    # to another boot, as a real reboot would leave it.
+    stamp.write_text("+15d\n")
+    state_file = detoxd_env.state_dir / "state.json"
+    state = json.loads(state_file.read_text())
+    state["checkpoint"]["boot_id"] = "an-earlier-boot"
+    state_file.write_text(json.dumps(state))
+    detoxd_env.start_daemon()
+    assert detoxd_env.status()["state"] == "idle"
+    assert detoxd_env.hosts.read_bytes() == USER_HOSTS
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not have("unshare"), reason="needs root and unshare")
+def test_system_resolver_sees_the_block(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+
+    def resolve(name: str) -> str:
+        script = 'mount --bind "$1" /etc/hosts && exec getent ahosts "$2"'
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, "sh", str(detoxd_env.hosts), name],
+            capture_output=True, text=True, timeout=30)
+        return result.stdout
+
+    answer = resolve("twitter.com")
+    assert "0.0.0.0" in answer and "::" in answer
+    assert "192.168.1.10" in resolve("nas.home")  # the user's own lines still resolve

@@ -1,0 +1,272 @@
+"""install()/uninstall() into a scratch root, checked with the real ``systemctl --root``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from detoxd import install as installer
+from detoxd.install import (
+    Bundle,
+    InstallError,
+    find_executable,
+    home_paths_needed,
+    install,
+    remove_files,
+    render,
+    uninstall,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = {
+    "detoxd.yaml": "# detoxd settings (stand-in)\ndays: 14\n",
+    "blocklist.yaml": "# blocked domains (stand-in)\npresets: [social]\n",
+}
+
+pytestmark = pytest.mark.skipif(shutil.which("systemctl") is None, reason="needs systemctl")
+
+
+@pytest.fixture
+def bundle() -> Bundle:
+    return Bundle(
+        system_unit=(REPO / "systemd/detoxd.service").read_text(),
+        tray_unit=(REPO / "systemd/detoxd-tray.service").read_text(),
+        tray_autostart=(REPO / "systemd/detoxd-tray.desktop").read_text(),
+        config=DEFAULT_CONFIG,
+    )
+
+
+@pytest.fixture
+def executable() -> Path:
+    path = Path(sys.executable).parent / "detoxd"
+    assert path.is_file(), "install the package (pip install -e .) to get the entry point"
+    return path
+
+
+def systemctl(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["systemctl", f"--root={root}", *args], capture_output=True, text=True, check=False
+    )
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every entry under root: (inode, mtime in ns, content or link target)."""
+    entries = {}
+    for path in sorted(root.rglob("*")):
+        status = path.lstat()
+        if path.is_symlink():
+            content = "-> " + os.readlink(path)
+        elif path.is_file():
+            content = path.read_text()
+        else:
+            content = "<dir>"
+        entries[str(path.relative_to(root))] = (status.st_ino, status.st_mtime_ns, content)
+    return entries
+
+
+def test_install_places_files_and_enables_units(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle)
+
+    unit = (tmp_path / "etc/systemd/system/detoxd.service").read_text()
+    assert f"ExecStart={executable} run\n" in unit
+    assert f"ExecReload={executable} reload\n" in unit
+    tray = (tmp_path / "etc/systemd/user/detoxd-tray.service").read_text()
+    assert f"ExecStart={executable} tray\n" in tray
+    desktop = (tmp_path / "etc/xdg/autostart/detoxd-tray.desktop").read_text()
+    assert f"Exec={executable} tray\n" in desktop
+    for name, text in DEFAULT_CONFIG.items():
+        assert (tmp_path / "etc/detoxd" / name).read_text() == text
+    assert (tmp_path / "etc/systemd/system/detoxd.service").stat().st_mode & 0o777 == 0o644
+
+    assert systemctl(tmp_path, "is-enabled", "detoxd.service").stdout.strip() == "enabled"
+    tray_state = systemctl(tmp_path, "--global", "is-enabled", "detoxd-tray.service")
+    assert tray_state.stdout.strip() == "enabled"
+    assert "wrote /etc/systemd/system/detoxd.service" in lines
+    assert "enabled detoxd.service: it starts at boot" in lines
+
+
+def test_second_install_changes_nothing_and_says_so(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    before = snapshot(tmp_path)
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle)
+    assert snapshot(tmp_path) == before
+    assert lines == [f"nothing changed: detoxd is already installed in {tmp_path}"]
+
+
+def test_existing_config_is_never_overwritten(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    edited = tmp_path / "etc/detoxd/detoxd.yaml"
+    edited.parent.mkdir(parents=True)
+    edited.write_text("days: 14\n# my own notes\n")
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle)
+    assert edited.read_text() == "days: 14\n# my own notes\n"
+    assert (tmp_path / "etc/detoxd/blocklist.yaml").read_text() == DEFAULT_CONFIG["blocklist.yaml"]
+    assert "wrote default /etc/detoxd/blocklist.yaml" in lines
+    assert not any("detoxd.yaml" in line for line in lines)
+
+
+def test_reinstall_from_another_location_rewrites_the_units(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    root = tmp_path / "root"
+    install(root, now=False, executable=executable, bundle=bundle)
+    moved = tmp_path / "opt/detoxd/bin/detoxd"
+    moved.parent.mkdir(parents=True)
+    shutil.copy2(executable, moved)
+    lines = install(root, now=False, executable=moved, bundle=bundle)
+    assert f"ExecStart={moved} run\n" in (root / "etc/systemd/system/detoxd.service").read_text()
+    assert "wrote /etc/systemd/system/detoxd.service" in lines
+    assert not any(line.startswith("enabled") for line in lines)  # already enabled
+
+
+def test_now_does_not_start_anything_in_an_offline_root(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    lines = install(tmp_path, now=True, executable=executable, bundle=bundle)
+    assert any(line.startswith("not started: --now applies only") for line in lines)
+
+
+def test_failing_systemctl_is_reported(tmp_path: Path, bundle: Bundle, executable: Path) -> None:
+    with pytest.raises(InstallError, match=r"enable detoxd\.service failed"):
+        install(tmp_path, now=False, executable=executable, bundle=bundle, systemctl="false")
+
+
+def test_uninstall_removes_units_and_keeps_config(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    hosts = tmp_path / "etc/hosts"
+    hosts.parent.mkdir(parents=True)
+    hosts.write_text("127.0.0.1 localhost\n")
+    install(tmp_path, now=False, executable=executable, bundle=bundle)
+
+    lines = uninstall(tmp_path, purge=False)
+
+    for relative in (
+        "etc/systemd/system/detoxd.service",
+        "etc/systemd/user/detoxd-tray.service",
+        "etc/xdg/autostart/detoxd-tray.desktop",
+    ):
+        assert not (tmp_path / relative).exists(), relative
+    assert not list(tmp_path.rglob("*.wants/detoxd*"))  # no dangling enablement links
+    assert systemctl(tmp_path, "is-enabled", "detoxd.service").returncode != 0
+    for name, text in DEFAULT_CONFIG.items():
+        assert (tmp_path / "etc/detoxd" / name).read_text() == text
+    assert hosts.read_text() == "127.0.0.1 localhost\n"
+    assert "disabled detoxd.service" in lines
+    assert "kept /etc/detoxd: your configuration (--purge removes it)" in lines
+
+
+def test_uninstall_twice_says_nothing_changed(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    uninstall(tmp_path, purge=True)
+    assert uninstall(tmp_path, purge=True) == [
+        f"nothing changed: detoxd is not installed in {tmp_path}"
+    ]
+
+
+def test_purge_removes_config_and_state_but_not_hosts(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    state = tmp_path / "var/lib/detoxd/state.json"
+    state.parent.mkdir(parents=True)
+    state.write_text("{}")
+    hosts = tmp_path / "etc/hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+
+    lines = uninstall(tmp_path, purge=True)
+
+    assert not (tmp_path / "etc/detoxd").exists()
+    assert not (tmp_path / "var/lib/detoxd").exists()
+    assert hosts.read_text() == "127.0.0.1 localhost\n"
+    assert "removed /etc/detoxd" in lines
+    assert "removed /var/lib/detoxd" in lines
+
+
+def test_remove_files_only_touches_detoxd_files(tmp_path: Path) -> None:
+    neighbour = tmp_path / "etc/systemd/system/other.service"
+    neighbour.parent.mkdir(parents=True)
+    neighbour.write_text("[Service]\nExecStart=/bin/true\n")
+    (tmp_path / "etc/systemd/system/detoxd.service").write_text("x")
+    assert remove_files(tmp_path, purge=True) == ["removed /etc/systemd/system/detoxd.service"]
+    assert neighbour.exists()
+
+
+@pytest.mark.parametrize(
+    "path", ["/opt/my apps/detoxd", "/opt/100%/detoxd", "/opt/$HOME/detoxd", '/opt/"x"/detoxd']
+)
+def test_paths_that_would_need_quoting_are_refused(path: str) -> None:
+    with pytest.raises(InstallError, match="unsupported path"):
+        render("ExecStart=/usr/local/bin/detoxd run\n", Path(path))
+
+
+def test_relative_executable_is_refused(tmp_path: Path, bundle: Bundle) -> None:
+    with pytest.raises(InstallError, match="absolute"):
+        install(tmp_path, now=False, executable=Path("detoxd"), bundle=bundle)
+
+
+def make_script(path: Path, interpreter: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{interpreter}\nimport sys\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_home_install_exposes_its_venv(tmp_path: Path) -> None:
+    """pipx as root: a venv in /root whose python links to the system interpreter."""
+    home = tmp_path / "root"
+    venv = home / ".local/share/pipx/venvs/detoxd"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").symlink_to(Path(sys.executable).resolve())
+    script = make_script(venv / "bin/detoxd", venv / "bin/python")
+    linked = home / ".local/bin/detoxd"
+    linked.parent.mkdir(parents=True)
+    linked.symlink_to(script)
+    assert home_paths_needed(linked, home_roots=[home]) == [venv]
+
+
+def test_home_install_exposes_a_home_interpreter_too(tmp_path: Path) -> None:
+    """A venv built from a pyenv Python: both prefixes live in the home directory."""
+    home = tmp_path / "home"
+    python_prefix = home / "alice/.pyenv/versions/3.11.7"
+    make_script(python_prefix / "bin/python3.11", Path("/bin/true"))
+    venv = home / "alice/venvs/detoxd"
+    script = make_script(venv / "bin/detoxd", python_prefix / "bin/python3.11")
+    assert home_paths_needed(script, home_roots=[home]) == [python_prefix, venv]
+
+
+def test_installs_outside_homes_need_no_exception(executable: Path) -> None:
+    assert home_paths_needed(Path("/usr/local/bin/detoxd"), home_roots=[Path("/home")]) == []
+    assert "ProtectHome=yes\n" in installer.render_system_unit(
+        (REPO / "systemd/detoxd.service").read_text(), executable, []
+    )
+
+
+def test_find_executable_returns_the_entry_point_of_this_environment() -> None:
+    found = find_executable()
+    assert found.is_absolute()
+    assert found.name == "detoxd"
+    assert os.access(found, os.X_OK)
+
+
+def test_bundle_load_reads_package_data_or_names_what_is_missing() -> None:
+    data = REPO / "detoxd/data"
+    if all((data / name).is_file() for name in DEFAULT_CONFIG):
+        loaded = Bundle.load()
+        assert loaded.system_unit == (REPO / "systemd/detoxd.service").read_text()
+        assert set(loaded.config) == set(DEFAULT_CONFIG)
+    else:
+        with pytest.raises(InstallError, match=r"package data detoxd/data/\S+\.yaml is missing"):
+            Bundle.load()
