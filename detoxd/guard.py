@@ -105,11 +105,10 @@ class HostsGuard:
         self._writer_open = False
         current = self.file.read()
         desired = self._desired(current)
-        tampered = False
-        written = False
-        if current != desired:
-            tampered = self._enforced_names == self.names and self._block_changed(current)
-            written = self.file.write(desired)
+        written = current != desired and self.file.write(desired)
+        # apply() leaves an intact block and every user edit outside it alone, so a rewrite
+        # while the names are unchanged means someone damaged or removed the block.
+        tampered = written and bool(self.names) and self._enforced_names == self.names
         self._enforced_names = self.names
         if not self.names:
             self._managed = frozenset()
@@ -133,10 +132,6 @@ class HostsGuard:
             cached = (self.names, newline, hosts.render_block(self.names, newline))
             self._block_cache = cached
         return cached[2]
-
-    def _block_changed(self, current: bytes) -> bool:
-        """True when detoxd's block is not intact (a user edit outside it is not tampering)."""
-        return hosts.split(current).names != self.names
 
     def _mark_pending(self, *, writer_open: bool) -> None:
         self._pending_since = time.monotonic()
