@@ -8,6 +8,8 @@ pipe (config edits, commands) and a timer (ticks of the detox clock, periodic ve
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import logging
 import os
@@ -15,6 +17,7 @@ import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +40,7 @@ TICK_SECONDS = 1.0  # how often the detox clock is read and the hosts file stat(
 CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
 FULL_VERIFY_SECONDS = 60.0  # a full read-and-compare even when stat() saw no change
 CONFIG_SETTLE_SECONDS = 0.02  # editors write a file in several steps
+EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
 
 
 @dataclass
@@ -60,12 +64,13 @@ class Daemon:
         self.config_error: ConfigError | None = None
         self.warnings: list[str] = []
         self.applied = Applied(frozenset(), 14.0, True)
+        self.exit_code = 0
         self.server: ControlServer | None = None
         self.observer: Any = None
         paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.hosts_file = HostsFile(paths.hosts_file, paths.state_dir)
         self.hosts_file.recover()
-        self.state = state_store.load(paths.state_file)
+        self.state = self._load_state()
         self.guard = HostsGuard(self.hosts_file)
 
     # ---- life cycle ----
@@ -89,7 +94,7 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self._shutdown()
-        return 0
+        return self.exit_code
 
     def stop(self) -> None:
         self._stop.set()
@@ -125,17 +130,17 @@ class Daemon:
                 self.guard.handle_events()
             now = time.monotonic()
             with self.lock:
-                self._record(self.guard.settle(now))
+                self._guarded(functools.partial(self.guard.settle, now))
                 if self._reload_due is not None and now >= self._reload_due:
                     self._reload_due = None
                     self.reload()
                 if now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     self._tick()
-                    self._record(self.guard.verify())
+                    self._guarded(self.guard.verify)
                 if now >= next_full_verify:
                     next_full_verify = now + FULL_VERIFY_SECONDS
-                    self._record(self.guard.enforce())
+                    self._guarded(self.guard.enforce)
                 if now >= next_checkpoint:
                     next_checkpoint = now + CHECKPOINT_SECONDS
                     self._checkpoint()
@@ -223,11 +228,30 @@ class Daemon:
             self.state = detox.update_ratchet(self.state, self.applied.names)
         names = detox.enforced_names(self.state, self.applied.names)
         before = self.guard.names
-        self._record(self.guard.set_names(names))
+        self._guarded(lambda: self.guard.set_names(names))
         if names != before:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(before), self.paths.hosts_file)
             self._publish("status")
+
+    def _guarded(self, action: Callable[[], Outcome | None]) -> None:
+        """Run a guard action; a failed write is logged and retried at the next tick."""
+        try:
+            outcome = action()
+        except OSError as exc:
+            if exc.errno == errno.EROFS:
+                # Under systemd's ProtectSystem=strict only the original /etc/hosts inode is
+                # writable; after a rename-replace the new file is read-only here. A restart
+                # (Restart=always) mounts the new file writable.
+                log.error("hosts file %s is read-only here (%s): exiting so that the service "
+                          "restarts with write access", self.paths.hosts_file, exc.strerror)
+                self.exit_code = EXIT_RESTART
+                self.stop()
+            else:
+                log.error("cannot enforce the block in %s: %s (retrying every %gs)",
+                          self.paths.hosts_file, exc, TICK_SECONDS)
+            return
+        self._record(outcome)
 
     def _record(self, outcome: Outcome | None) -> None:
         if outcome is None or not outcome.tampered:
@@ -251,6 +275,17 @@ class Daemon:
 
     def _checkpoint(self) -> None:
         state_store.save(self.paths.state_file, self.state)
+
+    def _load_state(self) -> detox.DetoxState:
+        try:
+            return state_store.load(self.paths.state_file)
+        except state_store.CorruptStateError as exc:
+            # Keep the evidence; an unreadable state cannot prove a detox is running, and a
+            # detox that can never end ("permablock") is worse than one that ends early.
+            aside = self.paths.state_file.with_suffix(".corrupt")
+            self.paths.state_file.replace(aside)
+            log.error("state file unreadable (%s): moved to %s, starting idle", exc.reason, aside)
+            return detox.DetoxState()
 
     def _load_applied(self) -> None:
         try:

@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 QUIET_AFTER_CLOSE = 0.002
 # A bare modification may be a truncate with the write still to come: give the writer time.
 QUIET_WHILE_WRITING = 0.030
+# A file truncated to nothing by a writer that still holds it open is half-way through a
+# rewrite (nobody means an empty hosts file): wait longer before restoring on top of it.
+QUIET_WHILE_EMPTY = 0.250
 FILE_EVENTS = (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE | inotify.IN_ATTRIB
                | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
 DIR_EVENTS = (inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE
@@ -84,7 +87,10 @@ class HostsGuard:
         """Monotonic time at which the pending change is complete enough to check, or None."""
         if self._pending_since is None:
             return None
-        quiet = QUIET_WHILE_WRITING if self._writer_open else QUIET_AFTER_CLOSE
+        quiet = QUIET_AFTER_CLOSE
+        if self._writer_open:
+            stat = self._stat()
+            quiet = QUIET_WHILE_EMPTY if stat is not None and stat[1] == 0 else QUIET_WHILE_WRITING
         return self._pending_since + quiet
 
     def settle(self, now: float) -> Outcome | None:
@@ -101,8 +107,10 @@ class HostsGuard:
         return None
 
     def enforce(self) -> Outcome:
+        """Make the file hold exactly the block for ``names``; raises OSError (then out of sync)."""
         self._pending_since = None
         self._writer_open = False
+        self.in_sync = False
         current = self.file.read()
         desired = self._desired(current)
         written = current != desired and self.file.write(desired)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import time
@@ -233,3 +234,24 @@ def test_system_resolver_sees_the_block(detoxd_env: DetoxdEnv) -> None:
     answer = resolve("twitter.com")
     assert "0.0.0.0" in answer and "::" in answer
     assert "192.168.1.10" in resolve("nas.home")  # the user's own lines still resolve
+
+
+def test_kill_9_mid_write_never_loses_user_lines(detoxd_env: DetoxdEnv) -> None:
+    from detoxd import hosts
+    from detoxd.loader import load_config
+
+    names = "".join(f"site{i}.example.com\n" for i in range(100_000))
+    (detoxd_env.config_dir / "big.txt").write_text(names)
+    detoxd_env.write_blocklist("domains: [twitter.com]\nlists: [big.txt]\n")
+    expected = hosts.merge(USER_HOSTS, hosts.render_block(load_config(detoxd_env.config_dir).names))
+    detoxd_env.start_daemon()
+    assert detoxd_env.cli("start").returncode == 0
+    rng = random.Random(7)
+    for trial in range(6):
+        detoxd_env.hosts.write_bytes(USER_HOSTS)  # tamper: the daemon starts rewriting ~4 MB
+        time.sleep(rng.uniform(0, 0.06))
+        detoxd_env.stop_daemon(signal.SIGKILL)
+        content = detoxd_env.hosts.read_bytes()
+        assert content.startswith(USER_HOSTS), f"trial {trial}: user lines damaged"
+        detoxd_env.start_daemon()
+        assert detoxd_env.hosts.read_bytes() == expected, f"trial {trial}"
