@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check", help="validate the config files (no daemon needed)")
+    install = commands.add_parser("install", help="install and enable the systemd service")
+    install.add_argument("--root", default="/", help="install into this root (default: /)")
+    install.add_argument("--now", action="store_true", help="also start the service")
+    uninstall = commands.add_parser(
+        "uninstall", help="remove the service and the hosts block (refused during a locked detox)")
+    uninstall.add_argument("--root", default="/", help="uninstall from this root (default: /)")
+    uninstall.add_argument("--purge", action="store_true", help="also remove config and state")
     return parser
 
 
@@ -183,6 +190,86 @@ def format_status(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_install(args: argparse.Namespace, _paths: Paths) -> int:
+    from pathlib import Path
+
+    from detoxd import install
+
+    if args.root == "/" and os.geteuid() != 0:
+        print("detoxd: installing a system service needs root: try sudo", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        lines = install.install(Path(args.root), now=args.now, executable=install.find_executable())
+    except install.InstallError as exc:
+        print(f"detoxd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_uninstall(args: argparse.Namespace, paths: Paths) -> int:
+    from pathlib import Path
+
+    from detoxd import install
+
+    if args.root == "/" and os.geteuid() != 0:
+        print("detoxd: uninstalling a system service needs root: try sudo", file=sys.stderr)
+        return EXIT_REFUSED
+    refusal = _end_detox_for_uninstall(paths)
+    if refusal is not None:
+        print(f"detoxd: uninstall refused: {refusal}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        lines = install.uninstall(Path(args.root), purge=args.purge)
+    except install.InstallError as exc:
+        print(f"detoxd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    lines.insert(0, _remove_hosts_block(paths))
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def _end_detox_for_uninstall(paths: Paths) -> str | None:
+    """None when no detox is running any more; the reason when one is and cannot end."""
+    from detoxd import detox, state_store
+    from detoxd.control import ControlClient, DaemonUnreachable
+
+    try:
+        status = ControlClient(paths.socket).request("status")["status"]
+        if status["state"] == "idle":
+            return None
+        response = ControlClient(paths.socket).request("end")
+        return None if response.get("ok") else str(response.get("error", "refused"))
+    except DaemonUnreachable:
+        pass
+    # The daemon is down: the state file decides (the daemon would end a finished detox on start).
+    try:
+        state = state_store.load(paths.state_file)
+    except state_store.StateFileError as exc:
+        return f"cannot tell whether a detox is running: {exc}"
+    if state.active and state.locked and detox.remaining(state).total_seconds() > 0:
+        return f"a locked detox is running ({detox.days_left(state)} days left)"
+    if state.active:
+        ended = detox.request_end(state)
+        if isinstance(ended, detox.Refusal):
+            return ended.reason
+        state_store.save(paths.state_file, ended)  # a reinstall must not resume it
+    return None
+
+
+def _remove_hosts_block(paths: Paths) -> str:
+    from detoxd import hosts, state_store
+    from detoxd.hostsfile import HostsFile
+
+    state = state_store.load(paths.state_file) if paths.state_file.exists() else None
+    managed = state.ratchet if state is not None else frozenset()
+    hosts_file = HostsFile(paths.hosts_file, paths.state_dir)
+    hosts_file.recover()
+    if hosts_file.write(hosts.strip(hosts_file.read(), managed)):
+        return f"removed detoxd's block from {paths.hosts_file}"
+    return f"{paths.hosts_file} holds no detoxd block"
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "run": cmd_run,
     "start": cmd_start,
@@ -190,6 +277,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "reload": cmd_reload,
     "status": cmd_status,
     "check": cmd_check,
+    "install": cmd_install,
+    "uninstall": cmd_uninstall,
 }
 
 
