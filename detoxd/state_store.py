@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -59,16 +61,67 @@ def load(path: Path) -> DetoxState:
         raise CorruptStateError(path, "expected a JSON object")
     _check_version(path, document.get("version"))
     try:
+        document["ratchet"] = _load_ratchet(path, document.get("ratchet"))
         return decode(document)
     except KeyError as error:
         raise CorruptStateError(path, f"missing key {error}") from error
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OSError) as error:
         raise CorruptStateError(path, f"invalid state: {error}") from error
 
 
 def save(path: Path, state: DetoxState) -> None:
-    """Replace the state file atomically; on any error the previous file is intact."""
-    write_atomic(path, json.dumps(encode(state), allow_nan=False, separators=(",", ":")).encode())
+    """Replace the state file atomically; on any error the previous file is intact.
+
+    The daemon checkpoints every few seconds, but the ratchet (up to a million names) rarely
+    changes: it goes to a side file named after its content, written only when it changed and
+    before the state that names it, so a crash between the two leaves a consistent pair.
+    """
+    large = len(state.ratchet) > INLINE_RATCHET_MAX
+    document = encode(state, with_ratchet=not large)
+    side_file = _save_ratchet(path, state.ratchet) if large else None
+    if side_file:
+        document["ratchet"] = {"file": side_file}
+    write_atomic(path, json.dumps(document, allow_nan=False, separators=(",", ":")).encode())
+    _remove_stale_ratchets(path, keep=side_file)
+
+
+INLINE_RATCHET_MAX = 10_000  # presets and a few lists; beyond that, a side file
+_RATCHET_FILE = re.compile(r"[A-Za-z0-9_-]+\.ratchet-[0-9a-f]{32}\.json")
+# path -> (the ratchet last written for it, its side file): saving the same frozenset is free.
+_written_ratchets: dict[Path, tuple[frozenset[str], str]] = {}
+
+
+def _save_ratchet(path: Path, names: frozenset[str]) -> str:
+    cached = _written_ratchets.get(path)
+    if cached is not None and cached[0] is names and (path.parent / cached[1]).exists():
+        return cached[1]
+    data = json.dumps(_sorted_names(names), separators=(",", ":")).encode()
+    name = f"{path.stem}.ratchet-{hashlib.sha256(data).hexdigest()[:32]}.json"
+    if not (path.parent / name).exists():
+        write_atomic(path.parent / name, data)
+    _written_ratchets[path] = (names, name)
+    return name
+
+
+def _remove_stale_ratchets(path: Path, keep: str | None) -> None:
+    for side_file in path.parent.glob(f"{path.stem}.ratchet-*.json"):
+        if side_file.name != keep:
+            with contextlib.suppress(OSError):
+                side_file.unlink()
+
+
+def _load_ratchet(path: Path, reference: object) -> list[str]:
+    if isinstance(reference, list):  # small or older states keep the names inline
+        return reference
+    if not isinstance(reference, dict) or not isinstance(reference.get("file"), str):
+        raise TypeError("ratchet must be a list or {'file': name}")
+    name = reference["file"]
+    if not _RATCHET_FILE.fullmatch(name):
+        raise ValueError(f"invalid ratchet file name {name!r}")
+    names = json.loads((path.parent / name).read_bytes())
+    if not isinstance(names, list):
+        raise TypeError("ratchet file must hold a list")
+    return names
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -90,7 +143,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(directory)
 
 
-def encode(state: DetoxState) -> dict[str, Any]:
+def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
     """The JSON document for ``state``; the ratchet is sorted for stable diffs."""
     return {
         "version": FORMAT_VERSION,
@@ -102,7 +155,7 @@ def encode(state: DetoxState) -> dict[str, Any]:
         "checkpoint": _encode_checkpoint(state.checkpoint),
         "tamper_events": state.tamper_events,
         "clock_jumps": state.clock_jumps,
-        "ratchet": _sorted_names(state.ratchet),
+        "ratchet": _sorted_names(state.ratchet) if with_ratchet else [],
     }
 
 

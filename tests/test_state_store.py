@@ -276,3 +276,33 @@ def test_encode_then_decode_is_the_identity(
     )
     document = json.loads(json.dumps(state_store.encode(state)))
     assert state_store.decode(document) == state
+
+
+def test_a_large_ratchet_lives_in_a_side_file_written_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    boot = detox.BootReading("b", 10.0)
+    started = detox.start(detox.DetoxState(), now=datetime(2026, 1, 1, tzinfo=UTC), boot=boot,
+                          days=14, locked=True)
+    assert isinstance(started, detox.DetoxState)
+    names = frozenset(f"n{i}.example" for i in range(state_store.INLINE_RATCHET_MAX + 1))
+    state = detox.update_ratchet(started, names)
+    state_store.save(path, state)
+    side_files = list(tmp_path.glob("state.ratchet-*.json"))
+    assert len(side_files) == 1
+    assert len(path.read_bytes()) < 2000  # the checkpoint itself stays small
+    mtime = side_files[0].stat().st_mtime_ns
+    state_store.save(path, detox.record_tamper(state))  # same ratchet: the side file is not rewritten
+    assert side_files[0].stat().st_mtime_ns == mtime
+    assert state_store.load(path).ratchet == names and state_store.load(path).tamper_events == 1
+    bigger = detox.update_ratchet(state, {"extra.example"})
+    state_store.save(path, bigger)
+    assert [p.name for p in tmp_path.glob("state.ratchet-*.json")] != [side_files[0].name]
+    assert len(list(tmp_path.glob("state.ratchet-*.json"))) == 1  # the stale one is gone
+    assert state_store.load(path).ratchet == names | {"extra.example"}
+
+
+def test_a_missing_side_file_is_a_corrupt_state(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "ratchet": {"file": "state.ratchet-" + "0" * 32 + ".json"}}))
+    with pytest.raises(CorruptStateError):
+        state_store.load(path)
