@@ -255,3 +255,17 @@ def test_kill_9_mid_write_never_loses_user_lines(detoxd_env: DetoxdEnv) -> None:
         assert content.startswith(USER_HOSTS), f"trial {trial}: user lines damaged"
         detoxd_env.start_daemon()
         assert detoxd_env.hosts.read_bytes() == expected, f"trial {trial}"
+
+
+def test_list_file_errors_are_shown_to_root_only(detoxd_env: DetoxdEnv) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as a real unprivileged uid")
+    (detoxd_env.config_dir / "private.txt").write_text("ok.example\nsecret-word here\n")
+    detoxd_env.write_blocklist("domains: [twitter.com]\nlists: [private.txt]\n")
+    detoxd_env.start_daemon()
+    as_root = detoxd_env.status()["config_error"]
+    assert as_root.startswith("private.txt:2: lists[0]:") and "secret-word" in as_root
+    result = detoxd_env.cli("status", "--json", user=65534)
+    assert result.returncode == 0
+    as_user = json.loads(result.stdout)["config_error"]
+    assert as_user.startswith("private.txt:2: lists[0]:") and "secret-word" not in as_user
