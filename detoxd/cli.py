@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check", help="validate the config files (no daemon needed)")
+    sessions = commands.add_parser(
+        "sessions", help="show the two peer sessions and their hot seats (no daemon needed)")
+    sessions.add_argument("--json", action="store_true", help="machine-readable output")
+    sessions.add_argument("--ics", metavar="FILE", help="write an iCalendar file to send (- for stdout)")
+    sessions.add_argument("--notes", metavar="FILE", help="write a Markdown worksheet (- for stdout)")
     install = commands.add_parser("install", help="install and enable the systemd service")
     install.add_argument("--root", default="/", help="install into this root (default: /)")
     install.add_argument("--now", action="store_true", help="also start the service")
@@ -102,6 +107,70 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
         print(warning, file=sys.stderr)
     print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
     return EXIT_OK
+
+
+def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
+    from datetime import datetime, timedelta
+
+    from detoxd import ics, plan
+    from detoxd.clock import SystemClock
+    from detoxd.loader import load_config
+    from detoxd.scheduler import system_timezone
+    from detoxd.yamlsource import ConfigError
+
+    if [args.json, args.ics == "-", args.notes == "-"].count(True) > 1:
+        print("detoxd: only one of --json, --ics - and --notes - can use standard output", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        loaded = load_config(paths.config_dir)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    planned = plan.from_config(loaded.main, system_timezone())
+    if planned is None:
+        print(f"detoxd: no sessions planned: add a `sessions:` section to {paths.config_dir}/detoxd.yaml",
+              file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    now = SystemClock().now()
+    # The window: the running detox if the daemon reports one, else one started now.
+    window: tuple[datetime | None, datetime] = (None, now + timedelta(days=loaded.main.detox.days))
+    status = _quiet_status(paths)
+    if status and status.get("state") == "active":
+        window = (datetime.fromisoformat(status["started_at"]), datetime.fromisoformat(status["ends_at"]))
+    for warning in loaded.warnings:
+        print(warning, file=sys.stderr)
+    for text in plan.warnings(planned, *window):
+        print(f"warning: {text}", file=sys.stderr)
+    if args.ics:
+        _write_output(args.ics, ics.calendar(planned, now))
+    if args.notes:
+        _write_output(args.notes, ics.worksheet(planned).encode())
+    if args.json:
+        print(json.dumps(plan.to_json(planned), indent=2))
+    elif "-" not in (args.ics, args.notes):
+        print(plan.format_text(planned))
+    return EXIT_OK
+
+
+def _quiet_status(paths: Paths) -> dict[str, Any] | None:
+    from detoxd.control import ControlClient, ControlError
+
+    try:
+        response = ControlClient(paths.socket).request("status", timeout=2.0)
+    except ControlError:
+        return None
+    status = response.get("status")
+    return status if isinstance(status, dict) else None
+
+
+def _write_output(target: str, data: bytes) -> None:
+    if target == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        with open(target, "wb") as handle:
+            handle.write(data)
+        print(f"wrote {target}", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
@@ -277,6 +346,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "reload": cmd_reload,
     "status": cmd_status,
     "check": cmd_check,
+    "sessions": cmd_sessions,
     "install": cmd_install,
     "uninstall": cmd_uninstall,
 }

@@ -7,12 +7,20 @@ Two files live in the config directory: ``detoxd.yaml`` (how detoxd behaves) and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from detoxd import domains
+from detoxd.apps import AppPresets, AppRule, builtin_presets, parse_rules
+from detoxd.sessions import (
+    Person,
+    SessionSettings,
+    check_people,
+    parse_me,
+    parse_peers,
+    parse_sessions,
+)
 from detoxd.yamlsource import (
     Node,
     Source,
@@ -27,8 +35,6 @@ from detoxd.yamlsource import (
 MAIN_FILE = "detoxd.yaml"
 BLOCKLIST_FILE = "blocklist.yaml"
 MAX_DETOX_DAYS = 365.0
-# App names are later matched against process names; keep them to a plain, safe charset.
-_APP_NAME = re.compile(r"[a-z0-9][a-z0-9._+-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,20 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True)
+class BypassSettings:
+    """Closing the ways around the hosts file: browsers' own DNS-over-HTTPS."""
+
+    browser_policies: bool = True
+
+
+@dataclass(frozen=True)
 class MainConfig:
     detox: DetoxSettings = field(default_factory=DetoxSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    bypass: BypassSettings = field(default_factory=BypassSettings)
+    me: Person | None = None
+    peers: tuple[Person, ...] = ()
+    sessions: SessionSettings | None = None  # None: no peer sessions planned
 
 
 @dataclass(frozen=True)
@@ -63,7 +80,7 @@ class BlocklistConfig:
     domains: frozenset[str] = frozenset()  # normalised, with their www. variants
     allow: frozenset[str] = frozenset()
     lists: tuple[ListRef, ...] = ()
-    apps: tuple[str, ...] = ()
+    apps: tuple[AppRule, ...] = ()  # apps closed while a detox runs
 
 
 # ---- detoxd.yaml ----
@@ -91,10 +108,23 @@ def _parse_notifications(source: Source, node: Node, path: str) -> NotificationS
     return NotificationSettings(suppress=True if value is None else value)
 
 
+
+def _parse_bypass(source: Source, node: Node, path: str) -> BypassSettings:
+    fields = as_mapping(source, node, path, {"browser_policies"}) or {}
+    if "browser_policies" not in fields:
+        return BypassSettings()
+    value = as_bool(source, fields["browser_policies"], join(path, "browser_policies"))
+    return BypassSettings(browser_policies=True if value is None else value)
+
+
 # Each top-level section of detoxd.yaml and its parser; later features add theirs here.
 MAIN_SECTIONS: dict[str, Callable[[Source, Node, str], Any]] = {
     "detox": _parse_detox,
     "notifications": _parse_notifications,
+    "bypass": _parse_bypass,
+    "me": parse_me,
+    "peers": parse_peers,
+    "sessions": parse_sessions,
 }
 
 
@@ -107,7 +137,9 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
     if sections is None:
         return None, source
     values = {name: MAIN_SECTIONS[name](source, node, name) for name, node in sections.items()}
-    return MainConfig(**values), source
+    config = MainConfig(**values)
+    check_people(source, config.me, config.peers, config.sessions)  # rules spanning sections
+    return config, source
 
 
 # ---- blocklist.yaml ----
@@ -116,7 +148,8 @@ BLOCKLIST_KEYS = {"presets", "domains", "allow", "lists", "apps"}
 
 
 def parse_blocklist(
-    text: str, known_presets: Collection[str], file: str = BLOCKLIST_FILE
+    text: str, known_presets: Collection[str], file: str = BLOCKLIST_FILE,
+    app_presets: AppPresets | None = None,
 ) -> tuple[BlocklistConfig | None, Source]:
     """Parse blocklist.yaml into (what parsed, the issues); see :func:`parse_main`.
 
@@ -139,7 +172,8 @@ def parse_blocklist(
         allow=frozenset(_domain_names(source, items("allow"))),
         lists=tuple(ListRef(path, line, key_path) for path, line, key_path in items("lists")
                     if _list_path_ok(source, path, line, key_path)),
-        apps=tuple(_app_names(source, items("apps"))),
+        apps=parse_rules(source, fields["apps"], "apps", _app_presets(app_presets))
+        if "apps" in fields else (),
     )
     return config, source
 
@@ -176,11 +210,6 @@ def _list_path_ok(source: Source, path: str, line: int, key_path: str) -> bool:
     return True
 
 
-def _app_names(source: Source, entries: list[tuple[str, int, str]]) -> list[str]:
-    names: list[str] = []
-    for name, line, path in entries:
-        if _APP_NAME.fullmatch(name):
-            names.append(name)
-        else:
-            source.error(line, path, f"{name!r} is not an app name (lower-case letters, digits, . _ + -)")
-    return names
+def _app_presets(given: AppPresets | None) -> AppPresets:
+    # The built-in presets are package data, read once; tests pass their own.
+    return builtin_presets() if given is None else given

@@ -19,18 +19,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from detoxd import __version__, detox, state_store
+from detoxd import __version__, detox, plan, state_store
 from detoxd.clock import Clock
 from detoxd.control import ControlServer, Peer
 from detoxd.guard import HostsGuard, Outcome
 from detoxd.hostsfile import HostsFile
 from detoxd.loader import LoadedConfig, load_config
 from detoxd.paths import Paths
+from detoxd.scheduler import SessionScheduler, system_timezone
 from detoxd.sdnotify import Notifier
 from detoxd.yamlsource import ConfigError
 
@@ -72,6 +73,7 @@ class Daemon:
         self.hosts_file.recover()
         self.state = self._load_state()
         self.guard = HostsGuard(self.hosts_file)
+        self.sessions = SessionScheduler(clock, self._publish_session_event)
 
     # ---- life cycle ----
 
@@ -79,6 +81,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        self.sessions.start()
         with self.lock:
             self._load_applied()
             self._tick()
@@ -105,6 +108,7 @@ class Daemon:
         self.stop()
 
     def _shutdown(self) -> None:
+        self.sessions.stop()  # never waits: a running job may be waiting for self.lock
         if self.observer is not None:
             self.observer.stop()
         if self.server is not None:
@@ -137,10 +141,10 @@ class Daemon:
                 if now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     self._tick()
-                    self._guarded(self.guard.verify)
-                if now >= next_full_verify:
-                    next_full_verify = now + FULL_VERIFY_SECONDS
-                    self._guarded(self.guard.enforce)
+                    full = now >= next_full_verify
+                    if full:
+                        next_full_verify = now + FULL_VERIFY_SECONDS
+                    self._guarded(functools.partial(self.guard.verify, full=full))
                 if now >= next_checkpoint:
                     next_checkpoint = now + CHECKPOINT_SECONDS
                     self._checkpoint()
@@ -217,6 +221,7 @@ class Daemon:
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock)
+        self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
         if changed:
             self._save_applied()
         self._enforce()
@@ -374,7 +379,8 @@ class Daemon:
             "tamper_events": state.tamper_events,
             "clock_jumps": state.clock_jumps,
             "config_error": self._config_error_text(private),
-            "warnings": self.warnings,
+            "warnings": self.warnings + self._session_warnings(now),
+            **self.sessions.status_fields(now),
             "version": __version__,
         }
 
@@ -383,6 +389,20 @@ class Daemon:
             return None
         issues = self.config_error.issues
         return "\n".join(str(issue if private else issue.redacted()) for issue in issues)
+
+    def _session_warnings(self, now: datetime) -> list[str]:
+        """Sessions outside the running detox, or after the end of one started now."""
+        planned = self.sessions.plan
+        if planned is None:
+            return []
+        if self.state.active:
+            return plan.warnings(planned, self.state.started_at, detox.ends_at(self.state, now))
+        return plan.warnings(planned, None, now + timedelta(days=self.applied.days))
+
+    def _publish_session_event(self, event: str, details: dict[str, Any]) -> None:
+        """Called from the scheduler's thread at reminders and hot-seat handovers."""
+        with self.lock:
+            self._publish(event, **details)
 
     def status_event(self) -> dict[str, Any]:
         with self.lock:

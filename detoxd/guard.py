@@ -99,12 +99,20 @@ class HostsGuard:
             return None
         return self.enforce()
 
-    def verify(self) -> Outcome | None:
-        """The periodic check: cheap stat, full check only when the file changed unseen."""
-        if self._stat() != self._last_stat:
+    def verify(self, *, full: bool = False) -> None:
+        """The periodic check for changes inotify did not report (a lost event, a watch on a
+        replaced file): a cheap stat, or with ``full`` a read and compare.
+
+        A change found here goes through the same settling as an event: the file may be in the
+        middle of a rewrite, and restoring on top of a half-written file loses the writer's
+        lines (with a rename-based restore, the rest of its write lands in the replaced inode).
+        """
+        if self._pending_since is not None:
+            return  # already being settled
+        changed = self._stat() != self._last_stat
+        if changed or (full and self._desired(current := self.file.read()) != current):
             self._watch_file()
-            return self.enforce()
-        return None
+            self._mark_pending(writer_open=True)
 
     def enforce(self) -> Outcome:
         """Make the file hold exactly the block for ``names``; raises OSError (then out of sync)."""

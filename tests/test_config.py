@@ -65,7 +65,8 @@ def test_main_config_types_and_unknown_sections() -> None:
     assert errors(source) == [
         "detoxd.yaml:2: detox.days: expected a number, got str",
         "detoxd.yaml:3: detox.lock: expected true or false, got str",
-        "detoxd.yaml:4: peer: unknown key (expected one of: detox, notifications)",
+        "detoxd.yaml:4: peer: unknown key "
+        "(expected one of: bypass, detox, me, notifications, peers, sessions)",
     ]
 
 
@@ -78,5 +79,17 @@ def test_days_range_checked() -> None:
 
 def test_app_names_validated() -> None:
     blocklist, source = parse_blocklist("apps: [slack, 'rm -rf /']\n", PRESETS)
-    assert blocklist is not None and blocklist.apps == ("slack",)
-    assert errors(source)[0].startswith("blocklist.yaml:1: apps[1]:")
+    assert blocklist is not None and [rule.name for rule in blocklist.apps] == ["slack"]
+    assert errors(source)[0].startswith("blocklist.yaml:1: apps[1]: unknown app preset 'rm -rf /'")
+
+
+def test_bypass_browser_policies_defaults_on_and_can_be_switched_off() -> None:
+    main, _ = parse_main("detox: {days: 14}\n")
+    assert main is not None and main.bypass.browser_policies is True
+    main, source = parse_main("bypass:\n  browser_policies: false\n")
+    assert main is not None and main.bypass.browser_policies is False and not source.errors
+    _, source = parse_main("bypass:\n  browser_policies: maybe\n  dns: off\n")
+    assert errors(source) == [
+        "detoxd.yaml:2: bypass.browser_policies: expected true or false, got str",
+        "detoxd.yaml:3: bypass.dns: unknown key (expected one of: browser_policies)",
+    ]
