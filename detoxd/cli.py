@@ -7,15 +7,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from detoxd.paths import Paths
+
+if TYPE_CHECKING:
+    from detoxd.connections import Resolution
 
 EXIT_OK = 0
 EXIT_INVALID_CONFIG = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_UNREACHABLE = 4
+EXIT_NOT_EFFECTIVE = 1  # doctor: at least one check failed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check", help="validate the config files (no daemon needed)")
+    doctor = commands.add_parser("doctor", help="check that the detox is effective (exit 0 only then)")
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument("--root", default="/", help="check the system files under this root (default: /)")
     sessions = commands.add_parser(
         "sessions", help="show the two peer sessions and their hot seats (no daemon needed)")
     sessions.add_argument("--json", action="store_true", help="machine-readable output")
@@ -89,7 +97,10 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from detoxd.logsetup import setup_logging
 
     setup_logging(verbose=args.verbose)
-    return Daemon(paths, SystemClock()).run()
+    # Browser policies under another root: for tests and image builds (default: the real /etc
+    # when guarding /etc/hosts, none for a scratch hosts file).
+    policy_root = os.environ.get("DETOXD_POLICY_ROOT")
+    return Daemon(paths, SystemClock(), policy_root=Path(policy_root) if policy_root else None).run()
 
 
 def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
@@ -185,12 +196,42 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd import doctor
+
+    report = doctor.run(paths, root=Path(args.root))
+    print(doctor.format_json(report) if args.json else doctor.format_human(report))
+    return EXIT_OK if report.effective else EXIT_NOT_EFFECTIVE
+
+
+def _addresses_before_block(paths: Paths) -> Resolution | None:
+    """Where the soon-blocked names point now, so their open connections can be closed after.
+
+    Done here, not in the daemon: closing host connections needs the host network namespace,
+    netlink and CAP_NET_ADMIN, which the service's sandbox deliberately does not have.
+    """
+    if os.geteuid() != 0:
+        return None
+    from detoxd import connections
+
+    return connections.resolve(connections.names_about_to_be_blocked(paths.config_dir, paths.applied_file))
+
+
+def _close_connections(before: Resolution | None) -> None:
+    if before is not None:
+        from detoxd import connections
+
+        print(connections.close(before.addresses).summary())
+
+
 def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
+    before = _addresses_before_block(paths)
     response = _ask(paths, "start", **({"days": args.days} if args.days else {}))
     if response is None:
         return EXIT_UNREACHABLE
     if not response.get("ok"):
         return _refused(response)
+    _close_connections(before)
     status = response["status"]
     print(f"Detox started: {status['domains_blocked']} names blocked until {status['ends_at']}.")
     if status.get("locked"):
@@ -209,6 +250,7 @@ def cmd_end(_args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
+    before = _addresses_before_block(paths)
     response = _ask(paths, "reload", timeout=120.0)
     if response is None:
         return EXIT_UNREACHABLE
@@ -219,6 +261,8 @@ def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
     if not response.get("ok"):
         return _refused(response)
     print(f"reloaded: {response['status']['domains_blocked']} names blocked")
+    if response["status"]["state"] == "active":
+        _close_connections(before)
     return EXIT_OK
 
 
@@ -260,8 +304,6 @@ def format_status(status: dict[str, Any]) -> str:
 
 
 def cmd_install(args: argparse.Namespace, _paths: Paths) -> int:
-    from pathlib import Path
-
     from detoxd import install
 
     if args.root == "/" and os.geteuid() != 0:
@@ -277,8 +319,6 @@ def cmd_install(args: argparse.Namespace, _paths: Paths) -> int:
 
 
 def cmd_uninstall(args: argparse.Namespace, paths: Paths) -> int:
-    from pathlib import Path
-
     from detoxd import install
 
     if args.root == "/" and os.geteuid() != 0:
@@ -346,6 +386,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "reload": cmd_reload,
     "status": cmd_status,
     "check": cmd_check,
+    "doctor": cmd_doctor,
     "sessions": cmd_sessions,
     "install": cmd_install,
     "uninstall": cmd_uninstall,

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from detoxd import __version__, detox, plan, state_store
+from detoxd.bypass import Bypass
 from detoxd.clock import Clock
 from detoxd.control import ControlServer, Peer
 from detoxd.guard import HostsGuard, Outcome
@@ -51,10 +52,12 @@ class Applied:
     names: frozenset[str]
     days: float
     lock: bool
+    browser_policies: bool = True
 
 
 class Daemon:
-    def __init__(self, paths: Paths, clock: Clock, notifier: Notifier | None = None) -> None:
+    def __init__(self, paths: Paths, clock: Clock, notifier: Notifier | None = None,
+                 policy_root: Path | None = None) -> None:
         self.paths = paths
         self.clock = clock
         self.notifier = notifier or Notifier.from_environment()
@@ -73,6 +76,7 @@ class Daemon:
         self.hosts_file.recover()
         self.state = self._load_state()
         self.guard = HostsGuard(self.hosts_file)
+        self.bypass = Bypass(paths.hosts_file, paths.state_dir, policy_root)
         self.sessions = SessionScheduler(clock, self._publish_session_event)
 
     # ---- life cycle ----
@@ -86,6 +90,8 @@ class Daemon:
             self._load_applied()
             self._tick()
             self.reload()
+            # Finishes a policy removal that a crash interrupted (the names did not change).
+            self.bypass.sync_policies(self.guard.names, browser_policies=self.applied.browser_policies)
         self.server = ControlServer(self.paths.socket, self.handle, snapshot=self.status_event)
         self.server.start()
         self.observer = self._watch_config()
@@ -145,6 +151,8 @@ class Daemon:
                     if full:
                         next_full_verify = now + FULL_VERIFY_SECONDS
                     self._guarded(functools.partial(self.guard.verify, full=full))
+                    for _ in range(self.bypass.verify(self.guard.names)):
+                        self.state = detox.record_tamper(self.state)
                 if now >= next_checkpoint:
                     next_checkpoint = now + CHECKPOINT_SECONDS
                     self._checkpoint()
@@ -220,7 +228,8 @@ class Daemon:
         self.warnings = [str(warning) for warning in loaded.warnings]
         for warning in self.warnings:
             log.warning("%s", warning)
-        self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock)
+        self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock,
+                               loaded.main.bypass.browser_policies)
         self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
         if changed:
             self._save_applied()
@@ -237,6 +246,7 @@ class Daemon:
         if names != before:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(before), self.paths.hosts_file)
+            self.bypass.block_changed(names, browser_policies=self.applied.browser_policies)
             self._publish("status")
 
     def _guarded(self, action: Callable[[], Outcome | None]) -> None:
@@ -295,15 +305,16 @@ class Daemon:
     def _load_applied(self) -> None:
         try:
             data = json.loads(self.paths.applied_file.read_text())
-            self.applied = Applied(frozenset(data["names"]), float(data["days"]), bool(data["lock"]))
+            self.applied = Applied(frozenset(data["names"]), float(data["days"]), bool(data["lock"]),
+                                   bool(data.get("browser_policies", True)))
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("ignoring unreadable %s: %s", self.paths.applied_file, exc)
 
     def _save_applied(self) -> None:
-        data = {"version": 1, "names": sorted(self.applied.names),
-                "days": self.applied.days, "lock": self.applied.lock}
+        data = {"version": 1, "names": sorted(self.applied.names), "days": self.applied.days,
+                "lock": self.applied.lock, "browser_policies": self.applied.browser_policies}
         state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())
 
     # ---- the control socket ----
@@ -421,10 +432,3 @@ class Daemon:
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
-
-def run(paths: Paths, clock: Clock) -> int:
-    daemon = Daemon(paths, clock)
-    return daemon.run()
-
-
-__all__ = ["Daemon", "Path", "run"]

@@ -18,6 +18,8 @@ SYSTEM_UNIT = SYSTEMD_DIR / "detoxd.service"
 TRAY_UNIT = SYSTEMD_DIR / "detoxd-tray.service"
 TRAY_DESKTOP = SYSTEMD_DIR / "detoxd-tray.desktop"
 MAX_EXPOSURE = 1.5
+# detoxd.policies.SPECS: where browsers read managed policies (relative to /etc).
+BROWSER_POLICY_DIRS = ("firefox/policies", "opt/chrome/policies/managed", "chromium/policies/managed")
 XDG_GENERATOR = Path("/usr/lib/systemd/user-generators/systemd-xdg-autostart-generator")
 
 pytestmark = pytest.mark.skipif(
@@ -132,10 +134,11 @@ def test_system_unit_contract() -> None:
     assert service["Restart"] == ["always"]
     assert service["ExecStart"] == ["/usr/local/bin/detoxd run"]
     assert service["ExecReload"] == ["/usr/local/bin/detoxd reload"]
-    for directory in ("StateDirectory", "RuntimeDirectory", "ConfigurationDirectory"):
+    for directory in ("StateDirectory", "RuntimeDirectory"):
         assert service[directory] == ["detoxd"]
+    assert service["ConfigurationDirectory"] == ["detoxd", " ".join(BROWSER_POLICY_DIRS)]
     assert service["ProtectSystem"] == ["strict"]
-    assert service["ReadWritePaths"] == ["/etc/hosts"]
+    assert service["ReadWritePaths"] == ["/etc/hosts", " ".join(f"/etc/{d}" for d in BROWSER_POLICY_DIRS)]
     assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert service["MemoryDenyWriteExecute"] == ["yes"]
     assert service["NoNewPrivileges"] == ["yes"]

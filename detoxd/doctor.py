@@ -1,0 +1,414 @@
+"""``detoxd doctor``: is the detox effective on this machine? Each failed check says what to do.
+
+Two layers: :func:`gather` reads the machine (daemon status, hosts file, nsswitch.conf,
+systemd-resolved's config, browser policies, the service's enablement, lookups through
+getaddrinfo) into :class:`Facts`; :func:`evaluate` turns facts into :class:`Check` results and
+is pure, so every failure mode is tested without breaking a machine.
+
+Looking up 100 000 names would take minutes: all names are checked up to :data:`SAMPLE_SIZE`,
+beyond that an evenly spaced (deterministic) sample of that many, and the report says so.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import configparser
+import json
+import socket
+from collections.abc import Collection, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from detoxd import hosts, policies
+from detoxd.paths import Paths
+from detoxd.policyfiles import InstalledBrowsers, installed_browsers
+
+SAMPLE_SIZE = 50
+LOOKUP_BUDGET_SECONDS = 5.0
+BLOCKED_ADDRESSES = frozenset({"0.0.0.0", "::"})  # noqa: S104 (what the block answers, not a bind)
+SERVICE = "detoxd.service"
+# glibc's order when nsswitch.conf has no hosts line.
+GLIBC_DEFAULT_HOSTS = "dns [!UNAVAIL=return] files"
+RESOLVED_CONFIGS = ("etc/systemd/resolved.conf",)
+RESOLVED_DROP_IN_DIRS = ("usr/lib/systemd/resolved.conf.d", "run/systemd/resolved.conf.d",
+                         "etc/systemd/resolved.conf.d")
+
+
+class Level(StrEnum):
+    OK = "ok"
+    FAIL = "FAIL"
+    WARN = "warn"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    message: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    status: dict[str, Any] | None  # None: the daemon did not answer
+    daemon_error: str = ""
+    hosts_file: str = "/etc/hosts"
+    block_names: frozenset[str] = frozenset()  # the names in the hosts file's detoxd block
+    lookups: dict[str, tuple[str, ...] | None] = field(default_factory=dict)  # None: no answer
+    nsswitch: str | None = None  # the file's text; None: missing
+    resolved_running: bool = False
+    resolved_configs: tuple[str, ...] = ()  # in the order systemd-resolved applies them
+    browsers: InstalledBrowsers = field(default_factory=lambda: InstalledBrowsers((), ()))
+    policy_documents: dict[str, Any] = field(default_factory=dict)  # spec file -> document | error
+    policy_conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # browser -> files
+    browser_policies_enabled: bool = True
+    service_enabled: str | None = None  # `systemctl is-enabled` output; None: cannot tell
+
+
+@dataclass(frozen=True)
+class Report:
+    checks: tuple[Check, ...]
+
+    @property
+    def effective(self) -> bool:
+        return all(check.level is not Level.FAIL for check in self.checks)
+
+
+# ---- pure evaluation ----
+
+def evaluate(facts: Facts) -> Report:
+    active = facts.status is not None and facts.status.get("state") == "active"
+    return Report((
+        check_daemon(facts),
+        check_service(facts.service_enabled),
+        check_detox(facts.status),
+        check_hosts_block(facts),
+        check_lookups(facts.lookups, len(facts.block_names), active),
+        check_nsswitch(facts.nsswitch),
+        check_resolved(facts.resolved_running, facts.resolved_configs),
+        *check_browser_policies(facts, active),
+        check_notifications(facts.status),
+    ))
+
+
+def check_daemon(facts: Facts) -> Check:
+    if facts.status is None:
+        return Check("daemon", Level.FAIL, f"the daemon does not answer: {facts.daemon_error}",
+                     "start it: sudo systemctl start detoxd (or sudo detoxd run)")
+    return Check("daemon", Level.OK, f"running (detoxd {facts.status.get('version', '?')})")
+
+
+def check_service(enabled: str | None) -> Check:
+    if enabled is None:
+        return Check("service", Level.SKIP, "systemctl is not available: cannot tell")
+    if enabled in ("enabled", "enabled-runtime", "static", "alias"):
+        return Check("service", Level.OK, f"{SERVICE} is {enabled}: it starts at boot")
+    state = enabled or "not installed"
+    return Check("service", Level.FAIL, f"{SERVICE} is {state}: the block would not come back after "
+                 "a reboot", "sudo detoxd install (or sudo systemctl enable detoxd)")
+
+
+def check_detox(status: dict[str, Any] | None) -> Check:
+    if status is None:
+        return Check("detox", Level.SKIP, "unknown: the daemon does not answer")
+    if status.get("state") != "active":
+        return Check("detox", Level.FAIL, "no detox is running", "start one: sudo detoxd start")
+    left, ends = status.get("days_left"), status.get("ends_at")
+    return Check("detox", Level.OK, f"active, {left} days left, ends {ends}")
+
+
+def check_hosts_block(facts: Facts) -> Check:
+    status = facts.status
+    if status is None:
+        return Check("hosts block", Level.SKIP, "unknown: the daemon does not answer")
+    expected = int(status.get("domains_blocked", 0))
+    found = len(facts.block_names)
+    if not status.get("hosts_in_sync") or found != expected:
+        return Check("hosts block", Level.FAIL,
+                     f"{facts.hosts_file} holds {found} of the {expected} names the daemon blocks",
+                     "see `journalctl -u detoxd` for why it cannot write the file")
+    return Check("hosts block", Level.OK, f"{facts.hosts_file} blocks {found} names, in sync")
+
+
+def check_lookups(lookups: dict[str, tuple[str, ...] | None], total: int, active: bool) -> Check:
+    if not active or not lookups:
+        return Check("resolution", Level.SKIP, "no blocked names to look up")
+    leaking = sorted(name for name, addresses in lookups.items()
+                     if not addresses or not set(addresses) <= BLOCKED_ADDRESSES)
+    scope = (f"all {total} blocked names" if len(lookups) == total
+             else f"a sample of {len(lookups)} of {total} blocked names")
+    if leaking:
+        shown = ", ".join(f"{name} -> {_answer(lookups[name])}" for name in leaking[:5])
+        more = f" and {len(leaking) - 5} more" if len(leaking) > 5 else ""
+        return Check("resolution", Level.FAIL, f"{len(leaking)} of {scope} escape the block: {shown}{more}",
+                     "make the system resolver read /etc/hosts first (see the nsswitch and "
+                     "systemd-resolved checks); flush caches: sudo detoxd reload")
+    return Check("resolution", Level.OK, f"{scope} resolve to 0.0.0.0/:: through getaddrinfo")
+
+
+def _answer(addresses: tuple[str, ...] | None) -> str:
+    return "no answer" if addresses is None else ", ".join(addresses) or "nothing"
+
+
+def check_nsswitch(text: str | None) -> Check:
+    line = hosts_sources(text)
+    sources = [token for token in line.split() if not token.startswith("[")]
+    fix = "in /etc/nsswitch.conf put files before dns: hosts: files dns"
+    if "files" not in sources:
+        return Check("nsswitch", Level.FAIL, f"hosts: {line} never consults /etc/hosts", fix)
+    files = sources.index("files")
+    if "dns" in sources and sources.index("dns") < files:
+        return Check("nsswitch", Level.FAIL, f"hosts: {line} asks dns before files", fix)
+    if "resolve" in sources[:files]:
+        return Check("nsswitch", Level.OK, f"hosts: {line} (systemd-resolved answers first; "
+                     "it reads /etc/hosts unless ReadEtcHosts=no)")
+    return Check("nsswitch", Level.OK, f"hosts: {line}")
+
+
+def hosts_sources(text: str | None) -> str:
+    for raw in (text or "").splitlines():
+        key, _, value = raw.split("#", 1)[0].partition(":")
+        if key.strip() == "hosts":
+            return " ".join(value.split())
+    return GLIBC_DEFAULT_HOSTS
+
+
+def check_resolved(running: bool, configs: Sequence[str]) -> Check:
+    if not running:
+        return Check("systemd-resolved", Level.SKIP, "not running")
+    if reads_etc_hosts(configs):
+        return Check("systemd-resolved", Level.OK, "running and reads /etc/hosts (ReadEtcHosts)")
+    return Check("systemd-resolved", Level.FAIL, "ReadEtcHosts=no: it answers without /etc/hosts",
+                 "remove ReadEtcHosts=no from /etc/systemd/resolved.conf(.d), then "
+                 "sudo systemctl restart systemd-resolved")
+
+
+def reads_etc_hosts(configs: Sequence[str]) -> bool:
+    """ReadEtcHosts= from resolved.conf and its drop-ins, in order (the last wins; default yes)."""
+    value = True
+    for text in configs:
+        parser = configparser.ConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read_string(text)
+        except configparser.Error:
+            continue
+        setting = parser.get("Resolve", "ReadEtcHosts", fallback=None)
+        if setting is not None and setting.strip().lower() in ("no", "false", "0", "off"):
+            value = False
+        elif setting is not None and setting.strip().lower() in ("yes", "true", "1", "on"):
+            value = True
+    return value
+
+
+def check_browser_policies(facts: Facts, active: bool) -> list[Check]:
+    if not active:
+        return [Check("browser policies", Level.SKIP, "no detox running")]
+    if not facts.browser_policies_enabled:
+        return [Check("browser policies", Level.WARN, "switched off (bypass.browser_policies: false): "
+                      "browsers with DNS-over-HTTPS skip the block")]
+    checks = [_policy_check(spec, facts) for spec in policies.SPECS if spec.browser in facts.browsers.covered]
+    checks += [Check(f"browser policies: {item}", Level.WARN,
+                     "a snap or flatpak browser may not read the system policies in /etc",
+                     "switch its secure DNS (DNS over HTTPS) off in its settings")
+               for item in facts.browsers.uncovered]
+    return checks or [Check("browser policies", Level.SKIP, "no supported browser installed")]
+
+
+def _policy_check(spec: policies.PolicySpec, facts: Facts) -> Check:
+    name = f"browser policies: {spec.browser}"
+    document = facts.policy_documents.get(spec.file)
+    path = f"/{spec.file}"
+    if isinstance(document, str):
+        return Check(name, Level.FAIL, document, f"repair the JSON in {path}")
+    if not policies.is_applied(document, spec):
+        return Check(name, Level.FAIL, f"{path} does not switch DNS-over-HTTPS off",
+                     "sudo systemctl restart detoxd (it installs the policy), then restart the browser")
+    conflicts = facts.policy_conflicts.get(spec.browser, ())
+    if conflicts:
+        return Check(name, Level.FAIL, f"DnsOverHttpsMode is also set in {', '.join(conflicts)}",
+                     "remove DnsOverHttpsMode from those files")
+    return Check(name, Level.OK, f"{path} switches DNS-over-HTTPS off")
+
+
+def check_notifications(status: dict[str, Any] | None) -> Check:
+    """From the tray agents' reports in the daemon status: ``agents: [{uid, notifications_silenced}]``."""
+    agents = (status or {}).get("agents") or []
+    if not agents:
+        return Check("notifications", Level.SKIP, "no tray agent connected to report on them")
+    loud = [agent for agent in agents if not agent.get("notifications_silenced")]
+    if status and status.get("state") == "active" and status.get("notifications_suppress", True) and loud:
+        users = ", ".join(str(agent.get("uid", "?")) for agent in loud)
+        return Check("notifications", Level.FAIL, f"not silenced for uid {users}",
+                     "check the tray agent's log: journalctl --user -u detoxd-tray")
+    return Check("notifications", Level.OK, f"silenced, as reported by {len(agents)} tray agent(s)")
+
+
+def sample(names: Collection[str], size: int = SAMPLE_SIZE) -> list[str]:
+    """All names up to ``size``, else ``size`` evenly spaced ones of the sorted names."""
+    ordered = sorted(names)
+    if len(ordered) <= size:
+        return ordered
+    return [ordered[index * len(ordered) // size] for index in range(size)]
+
+
+# ---- output ----
+
+def format_human(report: Report) -> str:
+    lines = []
+    for check in report.checks:
+        lines.append(f"[{check.level.value:>4}] {check.name}: {check.message}")
+        if check.fix and check.level in (Level.FAIL, Level.WARN):
+            lines.append(f"       -> {check.fix}")
+    failed = sum(check.level is Level.FAIL for check in report.checks)
+    lines.append("The detox is effective." if report.effective
+                 else f"The detox is NOT effective: {failed} check{'s' if failed != 1 else ''} failed.")
+    return "\n".join(lines)
+
+
+def format_json(report: Report) -> str:
+    checks = [{**asdict(check), "level": check.level.value} for check in report.checks]
+    return json.dumps({"effective": report.effective, "checks": checks}, indent=2)
+
+
+# ---- gathering (the shell) ----
+
+def run(paths: Paths, root: Path = Path("/")) -> Report:
+    return evaluate(gather(paths, root))
+
+
+def gather(paths: Paths, root: Path = Path("/")) -> Facts:
+    status, daemon_error = _daemon_status(paths)
+    hosts_file = Path(status["hosts_file"]) if status and status.get("hosts_file") else paths.hosts_file
+    block_names = _block_names(hosts_file)
+    active = status is not None and status.get("state") == "active"
+    return Facts(
+        status=status,
+        daemon_error=daemon_error,
+        hosts_file=str(hosts_file),
+        block_names=block_names,
+        lookups=look_up(sample(block_names)) if active else {},
+        nsswitch=_read(root / "etc/nsswitch.conf"),
+        resolved_running=(root / "run/systemd/resolve").is_dir(),
+        resolved_configs=_resolved_configs(root),
+        browsers=installed_browsers(root),
+        policy_documents=_policy_documents(root),
+        policy_conflicts=_policy_conflicts(root),
+        browser_policies_enabled=_browser_policies_enabled(status, paths),
+        service_enabled=_service_enabled(root),
+    )
+
+
+def look_up(names: Sequence[str], budget: float = LOOKUP_BUDGET_SECONDS) -> dict[str, tuple[str, ...] | None]:
+    """Each name's addresses through getaddrinfo (the system resolver); None: no answer."""
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=16)
+    futures = {name: executor.submit(_addresses, name) for name in names}
+    concurrent.futures.wait(futures.values(), timeout=budget)
+    executor.shutdown(wait=False, cancel_futures=True)  # a hung lookup is abandoned, not awaited
+    return {name: future.result() if future.done() else None for name, future in futures.items()}
+
+
+def _addresses(name: str) -> tuple[str, ...] | None:
+    try:
+        infos = socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return None
+    return tuple(sorted({str(info[4][0]) for info in infos}))
+
+
+def _daemon_status(paths: Paths) -> tuple[dict[str, Any] | None, str]:
+    from detoxd.control import ControlClient, DaemonUnreachable
+
+    try:
+        response = ControlClient(paths.socket).request("status")
+    except DaemonUnreachable as error:
+        return None, str(error)
+    return response.get("status"), ""
+
+
+def _block_names(hosts_file: Path) -> frozenset[str]:
+    try:
+        return hosts.split(hosts_file.read_bytes()).names
+    except OSError:
+        return frozenset()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _resolved_configs(root: Path) -> tuple[str, ...]:
+    texts = [_read(root / name) for name in RESOLVED_CONFIGS]
+    # Drop-ins apply in file-name order across the directories; /etc overrides same-named ones.
+    drop_ins: dict[str, Path] = {}
+    for directory in RESOLVED_DROP_IN_DIRS:
+        for path in sorted((root / directory).glob("*.conf")):
+            drop_ins[path.name] = path
+    texts += [_read(drop_ins[name]) for name in sorted(drop_ins)]
+    return tuple(text for text in texts if text is not None)
+
+
+def _policy_documents(root: Path) -> dict[str, Any]:
+    documents: dict[str, Any] = {}
+    for spec in policies.SPECS:
+        try:
+            documents[spec.file] = policies.parse(_read(root / spec.file), f"/{spec.file}")
+        except policies.PolicyError as error:
+            documents[spec.file] = str(error)
+    return documents
+
+
+def _policy_conflicts(root: Path) -> dict[str, tuple[str, ...]]:
+    """Other files in a managed directory that set DnsOverHttpsMode to something else."""
+    conflicts: dict[str, tuple[str, ...]] = {}
+    for spec in policies.SPECS:
+        if spec.browser == policies.FIREFOX:
+            continue
+        ours = root / spec.file
+        found = []
+        for path in sorted(ours.parent.glob("*.json")):
+            if path.name == ours.name:
+                continue
+            try:
+                document = policies.parse(_read(path), str(path))
+            except policies.PolicyError:
+                continue
+            if document and spec.key_path[0] in document and document[spec.key_path[0]] != spec.value:
+                found.append(f"/{path.relative_to(root)}")
+        if found:
+            conflicts[spec.browser] = tuple(found)
+    return conflicts
+
+
+def _browser_policies_enabled(status: dict[str, Any] | None, paths: Paths) -> bool:
+    if status is not None and isinstance(status.get("browser_policies"), bool):
+        return bool(status["browser_policies"])
+    from detoxd.loader import load_config
+    from detoxd.yamlsource import ConfigError
+
+    try:
+        return load_config(paths.config_dir).main.bypass.browser_policies
+    except (ConfigError, OSError):
+        return True  # the default; the daemon keeps its last good config anyway
+
+
+def _service_enabled(root: Path) -> str | None:
+    import shutil
+    import subprocess
+
+    systemctl = shutil.which("systemctl")
+    if systemctl is None:
+        return None
+    root_option = [] if root.resolve() == Path("/") else [f"--root={root}"]
+    try:
+        # Fixed arguments and a path, as a list: no shell.
+        result = subprocess.run([systemctl, *root_option, "is-enabled", SERVICE], capture_output=True,
+                                text=True, timeout=10, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip()

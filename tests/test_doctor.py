@@ -1,0 +1,141 @@
+"""`detoxd doctor`'s evaluation: every failure mode from facts (pure), plus its gathering helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detoxd import doctor
+from detoxd.doctor import Facts, Level
+from detoxd.policyfiles import InstalledBrowsers
+
+BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
+STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00:00",
+          "domains_blocked": 2, "hosts_in_sync": True, "version": "0.1", "hosts_file": "/etc/hosts"}
+FIREFOX_ON = {"policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}}}
+
+
+def healthy(**changes: Any) -> Facts:
+    facts = Facts(
+        status=dict(STATUS), block_names=BLOCKED,
+        lookups={name: ("0.0.0.0", "::") for name in BLOCKED},
+        nsswitch="passwd: files\nhosts:          files mdns4_minimal [NOTFOUND=return] dns\n",
+        resolved_running=True, resolved_configs=("[Resolve]\n#ReadEtcHosts=yes\n",),
+        browsers=InstalledBrowsers(("firefox", "chrome"), ()),
+        policy_documents={"etc/firefox/policies/policies.json": FIREFOX_ON,
+                          "etc/opt/chrome/policies/managed/detoxd.json": {"DnsOverHttpsMode": "off"}},
+        service_enabled="enabled")
+    return dataclasses.replace(facts, **changes)
+
+
+def levels(facts: Facts) -> dict[str, Level]:
+    return {check.name: check.level for check in doctor.evaluate(facts).checks}
+
+
+def failed(facts: Facts) -> dict[str, doctor.Check]:
+    report = doctor.evaluate(facts)
+    assert not report.effective
+    failures = {check.name: check for check in report.checks if check.level is Level.FAIL}
+    assert all(check.fix for check in failures.values()), "each failed check says what to do"
+    return failures
+
+
+def test_a_healthy_machine_is_effective() -> None:
+    report = doctor.evaluate(healthy())
+    assert report.effective, doctor.format_human(report)
+    assert levels(healthy())["notifications"] is Level.SKIP  # no tray agent reported
+
+
+@pytest.mark.parametrize(("changes", "failing"), [
+    ({"status": None, "daemon_error": "connection refused"}, "daemon"),
+    ({"service_enabled": "disabled"}, "service"),
+    ({"service_enabled": ""}, "service"),
+    ({"status": {**STATUS, "state": "idle"}}, "detox"),
+    ({"status": {**STATUS, "hosts_in_sync": False}}, "hosts block"),
+    ({"block_names": frozenset({"twitter.com"})}, "hosts block"),
+    ({"lookups": {"twitter.com": ("104.244.42.1",), "www.twitter.com": ("0.0.0.0",)}}, "resolution"),
+    ({"lookups": {"twitter.com": None, "www.twitter.com": ("::",)}}, "resolution"),
+    ({"nsswitch": "hosts: dns files\n"}, "nsswitch"),
+    ({"nsswitch": "hosts: dns\n"}, "nsswitch"),
+    ({"nsswitch": "passwd: files\n"}, "nsswitch"),  # glibc's default asks dns first
+    ({"resolved_configs": ("[Resolve]\nReadEtcHosts=no\n",)}, "systemd-resolved"),
+    ({"policy_documents": {}}, "browser policies: firefox"),
+    ({"policy_documents": {"etc/firefox/policies/policies.json": "/etc/firefox/...: not valid JSON"}},
+     "browser policies: firefox"),
+    ({"policy_conflicts": {"chrome": ("/etc/opt/chrome/policies/managed/corp.json",)}},
+     "browser policies: chrome"),
+    ({"status": {**STATUS, "agents": [{"uid": 1000, "notifications_silenced": False}]}}, "notifications"),
+])
+def test_each_failure_mode_is_reported_with_a_fix(changes: dict[str, Any], failing: str) -> None:
+    assert failing in failed(healthy(**changes))
+
+
+def test_resolved_drop_ins_are_applied_in_order() -> None:
+    assert doctor.reads_etc_hosts([]) is True
+    assert doctor.reads_etc_hosts(["[Resolve]\nReadEtcHosts=no\n", "[Resolve]\nReadEtcHosts=yes\n"])
+    assert not doctor.reads_etc_hosts(["[Resolve]\nDNS=1.1.1.1\n", "[Resolve]\nReadEtcHosts=false\n"])
+    stopped = healthy(resolved_running=False, resolved_configs=("[Resolve]\nReadEtcHosts=no\n",))
+    assert levels(stopped)["systemd-resolved"] is Level.SKIP
+
+
+def test_nsswitch_with_resolve_first_relies_on_resolved() -> None:
+    check = doctor.check_nsswitch("hosts: resolve [!UNAVAIL=return] files myhostname dns\n")
+    assert check.level is Level.OK and "ReadEtcHosts" in check.message
+
+
+def test_uncovered_browsers_and_switched_off_policies_warn_only() -> None:
+    facts = healthy(browsers=InstalledBrowsers((), ("firefox (snap/bin/firefox)",)))
+    assert levels(facts)["browser policies: firefox (snap/bin/firefox)"] is Level.WARN
+    assert doctor.evaluate(facts).effective
+    assert levels(healthy(browser_policies_enabled=False))["browser policies"] is Level.WARN
+
+
+def test_silenced_agents_pass() -> None:
+    status = {**STATUS, "agents": [{"uid": 1000, "notifications_silenced": True}]}
+    assert levels(healthy(status=status))["notifications"] is Level.OK
+
+
+def test_large_blocklists_are_sampled_deterministically() -> None:
+    names = [f"site{number:06}.example" for number in range(100_000)]
+    chosen = doctor.sample(names)
+    assert len(chosen) == doctor.SAMPLE_SIZE == len(set(chosen))
+    assert chosen == doctor.sample(list(reversed(names)))
+    assert chosen[0] == "site000000.example" and chosen[-1].startswith("site098")
+    assert doctor.sample(["b.example", "a.example"]) == ["a.example", "b.example"]
+    report = doctor.check_lookups({name: ("0.0.0.0",) for name in chosen}, len(names), active=True)
+    assert "a sample of 50 of 100000" in report.message
+
+
+def test_output_formats() -> None:
+    report = doctor.evaluate(healthy(nsswitch="hosts: dns files\n"))
+    text = doctor.format_human(report)
+    assert "[FAIL] nsswitch: hosts: dns files asks dns before files" in text
+    assert "-> in /etc/nsswitch.conf put files before dns" in text
+    assert text.endswith("The detox is NOT effective: 1 check failed.")
+    document = json.loads(doctor.format_json(report))
+    assert document["effective"] is False
+    assert {"name": "nsswitch", "level": "FAIL", "message": "hosts: dns files asks dns before files",
+            "fix": "in /etc/nsswitch.conf put files before dns: hosts: files dns"} in document["checks"]
+
+
+def test_policy_conflicts_are_found_in_managed_directories(tmp_path: Path) -> None:
+    managed = tmp_path / "etc/opt/chrome/policies/managed"
+    managed.mkdir(parents=True)
+    (managed / "corp.json").write_text('{"DnsOverHttpsMode": "secure"}')
+    (managed / "other.json").write_text('{"HomepageLocation": "https://example.org"}')
+    (managed / "detoxd.json").write_text('{"DnsOverHttpsMode": "off"}')
+    assert doctor._policy_conflicts(tmp_path) == {"chrome": ("/etc/opt/chrome/policies/managed/corp.json",)}
+
+
+def test_resolved_configs_read_drop_ins_with_etc_overriding(tmp_path: Path) -> None:
+    for directory, name, text in [("usr/lib/systemd/resolved.conf.d", "50-vendor.conf", "vendor"),
+                                  ("etc/systemd/resolved.conf.d", "50-vendor.conf", "admin"),
+                                  ("run/systemd/resolved.conf.d", "10-early.conf", "early")]:
+        (tmp_path / directory).mkdir(parents=True)
+        (tmp_path / directory / name).write_text(text)
+    (tmp_path / "etc/systemd/resolved.conf").write_text("main")
+    assert doctor._resolved_configs(tmp_path) == ("main", "early", "admin")
