@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check", help="validate the config files (no daemon needed)")
+    tray = commands.add_parser("tray", help="run the tray agent in this desktop session")
+    tray.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     doctor = commands.add_parser("doctor", help="check that the detox is effective (exit 0 only then)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument("--root", default="/", help="check the system files under this root (default: /)")
@@ -194,6 +196,14 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     else:
         print(format_status(status))
     return EXIT_OK
+
+
+def cmd_tray(args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd.logsetup import setup_logging
+    from detoxd.tray import run_agent
+
+    setup_logging(verbose=args.verbose)
+    return run_agent(paths)
 
 
 def cmd_doctor(args: argparse.Namespace, paths: Paths) -> int:
@@ -387,6 +397,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "status": cmd_status,
     "check": cmd_check,
     "doctor": cmd_doctor,
+    "tray": cmd_tray,
     "sessions": cmd_sessions,
     "install": cmd_install,
     "uninstall": cmd_uninstall,

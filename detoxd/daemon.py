@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from detoxd import __version__, detox, plan, state_store
+from detoxd import __version__, detox, ics, plan, state_store
 from detoxd.bypass import Bypass
 from detoxd.clock import Clock
 from detoxd.control import ControlServer, Peer
@@ -53,6 +53,7 @@ class Applied:
     days: float
     lock: bool
     browser_policies: bool = True
+    suppress_notifications: bool = True
 
 
 class Daemon:
@@ -229,7 +230,7 @@ class Daemon:
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock,
-                               loaded.main.bypass.browser_policies)
+                               loaded.main.bypass.browser_policies, loaded.main.notifications.suppress)
         self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
         if changed:
             self._save_applied()
@@ -306,7 +307,8 @@ class Daemon:
         try:
             data = json.loads(self.paths.applied_file.read_text())
             self.applied = Applied(frozenset(data["names"]), float(data["days"]), bool(data["lock"]),
-                                   bool(data.get("browser_policies", True)))
+                                   bool(data.get("browser_policies", True)),
+                                   bool(data.get("suppress_notifications", True)))
         except FileNotFoundError:
             pass
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -314,7 +316,8 @@ class Daemon:
 
     def _save_applied(self) -> None:
         data = {"version": 1, "names": sorted(self.applied.names), "days": self.applied.days,
-                "lock": self.applied.lock, "browser_policies": self.applied.browser_policies}
+                "lock": self.applied.lock, "browser_policies": self.applied.browser_policies,
+                "suppress_notifications": self.applied.suppress_notifications}
         state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())
 
     # ---- the control socket ----
@@ -330,6 +333,8 @@ class Daemon:
                 return self._end(peer)
             if command == "reload":
                 return self._reload_command(peer)
+            if command == "calendar":
+                return self._calendar()
         return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
 
     def _start(self, days: Any, peer: Peer) -> dict[str, Any]:
@@ -370,6 +375,14 @@ class Daemon:
                     "errors": [str(issue) for issue in error.issues]}
         return {"ok": True, "status": self.status(private=True)}
 
+    def _calendar(self) -> dict[str, Any]:
+        """The sessions as iCalendar text, for the tray's "export" (the agent cannot read /etc
+        files that need root, and must not need a second copy of the config logic)."""
+        planned = self.sessions.plan
+        if planned is None:
+            return {"ok": False, "code": "no_sessions", "error": "no sessions planned in detoxd.yaml"}
+        return {"ok": True, "ics": ics.calendar(planned, self.clock.now()).decode()}
+
     # ---- status ----
 
     def status(self, *, private: bool = False) -> dict[str, Any]:
@@ -383,10 +396,13 @@ class Daemon:
             "ends_at": _iso(ends_at),
             "days_left": detox.days_left(state) if state.active else None,
             "seconds_left": round(detox.remaining(state).total_seconds()) if state.active else None,
+            "days_total": state.duration_seconds / detox.SECONDS_PER_DAY if state.active else None,
             "domains_blocked": len(self.guard.names),
             "domains_configured": len(self.applied.names),
             "hosts_file": str(self.paths.hosts_file),
             "hosts_in_sync": self.guard.in_sync,
+            # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
+            "notifications_suppress": self.applied.suppress_notifications,
             "tamper_events": state.tamper_events,
             "clock_jumps": state.clock_jumps,
             "config_error": self._config_error_text(private),

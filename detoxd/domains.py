@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from encodings import idna
-from itertools import filterfalse
+from itertools import chain, filterfalse
 from urllib.parse import urlsplit
 
 MAX_NAME_LENGTH = 253
@@ -185,13 +185,10 @@ def expand(
     subdomains: the hosts file blocks names one by one, so allowing ``example.com`` leaves a
     listed ``m.example.com`` blocked.
     """
-    blocked = set(presets)
-    blocked.update(lists)
-    for name in domains:
-        blocked.update(with_www(name))
-    for name in allow:
-        blocked.difference_update(with_www(name))
-    return frozenset(blocked)
+    # Built directly as a frozenset: at a million names each extra copy of the table is 32 MB.
+    blocked = frozenset(chain(presets, lists, chain.from_iterable(map(with_www, domains))))
+    allowed = frozenset(chain.from_iterable(map(with_www, allow)))
+    return blocked - allowed if allowed else blocked
 
 
 def parse_list_text(text: str) -> tuple[list[str], list[ListIssue]]:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left
 from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress, islice
@@ -100,15 +101,14 @@ def render_block(names: Iterable[str], newline: bytes = b"\n") -> bytes:
     names = names if isinstance(names, Collection) else list(names)
     if not names:
         return b"".join((BEGIN_MARKER, newline, END_MARKER, newline))
-    joined = "\n".join(names).lower()
-    _check_joined_names(joined, names)
-    lines = joined.split("\n")
-    del joined
-    lines.sort()
-    # Sorted, so duplicates are neighbours: keep each name that differs from the next one.
-    unique = list(compress(lines, map(ne, lines, islice(lines, 1, None))))
-    unique.append(lines[-1])
-    del lines
+    joined = "\n".join(names)
+    if isinstance(names, AbstractSet) and joined.islower():
+        # The daemon's case: a set of validated names, already unique and lower-case.
+        _check_joined_names(joined, names)
+        del joined
+        unique = sorted(names)
+    else:
+        unique = _sorted_unique_lower(joined, names)
     sorted_names = "\n".join(unique).encode("ascii")
     del unique
     ipv4, ipv6 = (address.encode() + b" " for address in (IPV4_ADDRESS, IPV6_ADDRESS))
@@ -118,6 +118,18 @@ def render_block(names: Iterable[str], newline: bytes = b"\n") -> bytes:
         ipv6, sorted_names.replace(b"\n", newline + ipv6), newline,
         END_MARKER, newline,
     ))
+
+
+def _sorted_unique_lower(joined: str, names: Collection[str]) -> list[str]:
+    joined = joined.lower()
+    _check_joined_names(joined, names)
+    lines = joined.split("\n")
+    del joined
+    lines.sort()
+    # Sorted, so duplicates are neighbours: keep each name that differs from the next one.
+    unique = list(compress(lines, map(ne, lines, islice(lines, 1, None))))
+    unique.append(lines[-1])
+    return unique
 
 
 def _check_joined_names(joined: str, names: Collection[str]) -> None:

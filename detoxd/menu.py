@@ -1,0 +1,194 @@
+"""What the tray says: the daemon's status (and the agent's own notes) → title and menu. Pure.
+
+The tray shell turns ``MenuEntry`` values into pystray items and ``Action`` values into
+callables. There is deliberately no action that ends or shortens a detox.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+SECONDS_PER_DAY = 86400
+
+
+class Action(enum.Enum):
+    SHOW_STATUS = "show_status"
+    OPEN_BLOCKLIST = "open_blocklist"
+    EXPORT_CALENDAR = "export_calendar"
+    ABOUT = "about"
+    QUIT = "quit"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A reminder or hot-seat handover pushed by the daemon, shown until ``until``."""
+
+    text: str
+    until: datetime
+
+
+@dataclass(frozen=True)
+class TrayView:
+    """Everything the tray shows. ``status`` is None while the daemon is unreachable."""
+
+    status: Mapping[str, Any] | None
+    now: datetime
+    dnd_label: str | None = None  # the desktop whose notifications the agent silenced
+    dnd_reasserted: int = 0  # times the user switched notifications back on during the detox
+    tampered: bool = False  # the agent saw a ``tamper`` event recently
+    notices: Sequence[Notice] = field(default_factory=tuple)
+
+    def current_notices(self) -> list[Notice]:
+        return [notice for notice in self.notices if notice.until > self.now]
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    label: str
+    action: Action | None = None  # None: an informational line, shown disabled
+    default: bool = False  # what a click on the icon does where there is no menu
+
+
+SEPARATOR = MenuEntry("")
+
+
+def title(view: TrayView) -> str:
+    """The one-line status for the icon's title / tooltip."""
+    status = view.status
+    if status is None:
+        return "detoxd: daemon not reachable, retrying"
+    if status.get("config_error"):
+        return "detoxd: config error, the last good blocklist stays in force"
+    if status.get("hosts_in_sync") is False:
+        return "detoxd: hosts file out of sync, restoring the block"
+    if view.tampered:
+        return "detoxd: hosts file was tampered with, block restored"
+    if status.get("state") == "active":
+        return f"detoxd: {day_of(status, view.now)}, {_days_left_text(status)}"
+    return "detoxd: no detox running"
+
+
+def status_lines(view: TrayView) -> list[str]:
+    """The informational lines at the top of the menu (and in the status window)."""
+    status = view.status
+    if status is None:
+        return ["The detoxd daemon is not reachable", "Retrying; the block in /etc/hosts stays as it was"]
+    lines = _detox_lines(status, view.now)
+    lines += _health_lines(status, view)
+    if view.dnd_label and status.get("state") == "active":
+        lines.append(f"Notifications silenced ({view.dnd_label})")
+        if view.dnd_reasserted:
+            lines.append(f"Notifications switched back on {_times(view.dnd_reasserted)}, silenced again")
+    lines += _plan_lines(status, view.now)
+    lines += [notice.text for notice in view.current_notices()]
+    return lines
+
+
+def entries(view: TrayView, *, has_menu: bool) -> list[MenuEntry]:
+    """The whole menu: status lines, then actions. Without a menu, a click shows the status."""
+    items = [MenuEntry(line) for line in status_lines(view)]
+    items.append(SEPARATOR)
+    if not has_menu:
+        items.append(MenuEntry("Show status", Action.SHOW_STATUS, default=True))
+    items.append(MenuEntry("Open blocklist (read-only; edit with sudoedit)", Action.OPEN_BLOCKLIST))
+    if view.status is not None and view.status.get("next_session"):
+        items.append(MenuEntry("Export sessions calendar", Action.EXPORT_CALENDAR))
+    items.append(MenuEntry("About detoxd", Action.ABOUT))
+    items.append(MenuEntry("Quit tray", Action.QUIT))
+    return items
+
+
+def day_of(status: Mapping[str, Any], now: datetime) -> str:
+    """``Day 3 of 14``: day 1 is the first 24 hours."""
+    started = _parse(status.get("started_at"))
+    ends = _parse(status.get("ends_at"))
+    if started is None or ends is None:
+        return "Detox active"
+    # Rounded: a restart or a clock jump can move the end by seconds to hours, not a day.
+    total = max(1, round((ends - started).total_seconds() / SECONDS_PER_DAY))
+    elapsed = max(0.0, (now - started).total_seconds())
+    return f"Day {min(total, int(elapsed // SECONDS_PER_DAY) + 1)} of {total}"
+
+
+def format_moment(moment: datetime, now: datetime) -> str:
+    """``Tue 9 Dec 08:00`` in the viewer's time zone (that of ``now``)."""
+    local = moment.astimezone(now.tzinfo)
+    return f"{local:%a} {local.day} {local:%b %H:%M}"
+
+
+def format_duration(left: timedelta) -> str:
+    minutes = max(0, math.ceil(left.total_seconds() / 60))
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _detox_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
+    if status.get("state") != "active":
+        return ["No detox running", "Start one with: sudo detoxd start"]
+    ends = _parse(status.get("ends_at"))
+    first = day_of(status, now) + (f" — ends {format_moment(ends, now)}" if ends else "")
+    lines = [first, f"{_count(status.get('domains_blocked'))} sites blocked"]
+    if status.get("locked"):
+        lines.append("Locked: it cannot be ended early")
+    return lines
+
+
+def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
+    lines: list[str] = []
+    if status.get("config_error"):
+        lines.append("Config error: the last good blocklist stays in force")
+        lines += [f"  {line}" for line in str(status["config_error"]).splitlines()[:3]]
+    if status.get("hosts_in_sync") is False:
+        lines.append(f"{status.get('hosts_file', 'The hosts file')} is out of sync: restoring")
+    tampers = status.get("tamper_events")
+    if isinstance(tampers, int) and tampers > 0:
+        lines.append(f"Tampering undone {_times(tampers)}")
+    elif view.tampered:
+        lines.append("The hosts file was tampered with: block restored")
+    return lines
+
+
+def _plan_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
+    lines: list[str] = []
+    seat = status.get("current_hot_seat")
+    if isinstance(seat, Mapping):
+        seat_ends = _parse(seat.get("ends_at"))
+        left = f" — {format_duration(seat_ends - now)} left" if seat_ends else ""
+        lines.append(f"Hot seat: {seat.get('name', '?')}{left}")
+    session = status.get("next_session")
+    if isinstance(session, Mapping):
+        start = _parse(session.get("start"))
+        if start is not None:
+            lines.append(f"Next peer session: {format_moment(start, now)}")
+    return lines
+
+
+def _days_left_text(status: Mapping[str, Any]) -> str:
+    days = status.get("days_left")
+    if not isinstance(days, int):
+        return "detox active"
+    return "1 day left" if days == 1 else f"{days} days left"
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _count(value: Any) -> str:
+    return str(value) if isinstance(value, int) else "?"
+
+
+def _parse(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -1,0 +1,226 @@
+"""A throwaway desktop session for tests: Xvfb, a private session bus, the tray agent.
+
+Everything lives in temporary directories: HOME and the XDG directories point there before
+anything starts, and the bus config has no service directories, so nothing auto-starts and
+the host's desktop is never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conftest import DetoxdEnv, wait_for
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@dataclass
+class Desktop:
+    """A session: its environment, and the processes started in it (stopped in reverse)."""
+
+    root: Path
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, command: list[str], log_name: str, env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{log_name}.log").open("ab")
+        process = subprocess.Popen(command, env=env or self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes.append(process)
+        return process
+
+    def log(self, name: str) -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(command), env=self.env, capture_output=True, text=True,
+                              timeout=60, check=check)
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def session_env(root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    for name in ("HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME",
+                 "XDG_RUNTIME_DIR"):
+        directory = root / name.lower()
+        directory.mkdir(mode=0o700)
+        env[name] = str(directory)
+    for name in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY", "XDG_CURRENT_DESKTOP",
+                 "PYSTRAY_BACKEND", "GSETTINGS_BACKEND"):
+        env.pop(name, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["NO_AT_BRIDGE"] = "1"  # GTK would otherwise look for the accessibility bus
+    return env
+
+
+@contextlib.contextmanager
+def desktop_session(root: Path, *, screen: str = "640x200x24") -> Iterator[Desktop]:
+    """Xvfb plus a private session bus, with HOME and XDG_* in ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    desktop = Desktop(root, session_env(root))
+    try:
+        start_xvfb(desktop, screen)
+        start_session_bus(desktop)
+        yield desktop
+    finally:
+        desktop.stop_all()
+
+
+def start_xvfb(desktop: Desktop, screen: str) -> None:
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", screen, "-nolisten", "tcp"],
+        env=desktop.env, pass_fds=(write_end,),
+        stdout=(desktop.root / "xvfb.log").open("ab"), stderr=subprocess.STDOUT)
+    os.close(write_end)
+    desktop.processes.append(process)
+    with os.fdopen(read_end) as pipe:
+        number = pipe.readline().strip()
+    assert number, f"Xvfb did not report a display:\n{desktop.log('xvfb')}"
+    desktop.env["DISPLAY"] = f":{number}"
+
+
+def start_session_bus(desktop: Desktop) -> None:
+    socket = desktop.root / "bus.sock"
+    config = desktop.root / "session-bus.conf"
+    config.write_text(BUS_CONFIG.format(socket=socket))
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        ["dbus-daemon", f"--config-file={config}", "--nofork", f"--print-address={write_end}"],
+        env=desktop.env, pass_fds=(write_end,),
+        stdout=(desktop.root / "dbus.log").open("ab"), stderr=subprocess.STDOUT)
+    os.close(write_end)
+    desktop.processes.append(process)
+    with os.fdopen(read_end) as pipe:
+        address = pipe.readline().strip()
+    assert address, f"dbus-daemon did not start:\n{desktop.log('dbus')}"
+    desktop.env["DBUS_SESSION_BUS_ADDRESS"] = address
+
+
+def start_dunst(desktop: Desktop) -> subprocess.Popen[bytes]:
+    config = desktop.root / "dunstrc"
+    config.write_text("[global]\n    timeout = 0\n    idle_threshold = 0\n")
+    process = desktop.spawn(["dunst", "-config", str(config)], "dunst")
+    wait_for(lambda: desktop.run("dunstctl", "is-paused", check=False).returncode == 0,
+             timeout=30, what="dunst on the session bus")
+    return process
+
+
+def tray_command() -> list[str]:
+    """``detoxd tray`` once the CLI has it; until then the agent module itself."""
+    from detoxd import cli
+
+    if "tray" in cli.COMMANDS:
+        return [sys.executable, "-m", "detoxd", "tray", "-v"]
+    return [sys.executable, "-m", "detoxd.tray", "-v"]
+
+
+def start_tray(desktop: Desktop, detoxd: DetoxdEnv, backend: str,
+               extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    client = {"DETOXD_SOCKET": str(detoxd.socket), "DETOXD_CONFIG_DIR": str(detoxd.config_dir)}
+    env = {**desktop.env, **client, "PYSTRAY_BACKEND": backend,
+           "DETOXD_TRAY_RECHECK_SECONDS": "0.5", **(extra_env or {})}
+    return desktop.spawn(tray_command(), "tray", env=env)
+
+
+class FakePlasmaNotifications:
+    """Stand-in for plasmashell's notification server (no KDE in this test image): owns
+    ``org.freedesktop.Notifications``, says it is "Plasma", and implements ``Inhibit`` /
+    ``UnInhibit`` / ``Inhibited`` as Plasma documents them, including that an inhibition ends
+    when the connection that asked for it goes away. Served from a thread with jeepney."""
+
+    def __init__(self, bus_address: str) -> None:
+        import threading
+
+        from jeepney import MatchRule
+        from jeepney.bus_messages import message_bus
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.connection = open_dbus_connection(bus=bus_address)
+        reply = self.connection.send_and_get_reply(
+            message_bus.RequestName("org.freedesktop.Notifications"), timeout=10)
+        assert reply.body[0] == 1, f"could not own org.freedesktop.Notifications: {reply.body}"
+        gone = MatchRule(type="signal", interface="org.freedesktop.DBus", member="NameOwnerChanged")
+        self.connection.send_and_get_reply(message_bus.AddMatch(gone), timeout=10)
+        self.unique_name = self.connection.unique_name
+        self.inhibitions: dict[int, str] = {}  # cookie → the connection that holds it
+        self._next_cookie = 1
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="fake-plasma", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=5)
+        self.connection.close()
+
+    def _serve(self) -> None:
+        from jeepney import MessageType
+
+        while not self._stopping.is_set():
+            try:
+                message = self.connection.receive(timeout=0.1)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if message.header.message_type == MessageType.method_call:
+                self.connection.send(self._answer(message))
+            elif message.header.message_type == MessageType.signal:
+                self._forget_vanished(message)
+
+    def _forget_vanished(self, message: object) -> None:
+        name, _old, new = message.body  # type: ignore[attr-defined]
+        if not new:
+            self.inhibitions = {c: owner for c, owner in self.inhibitions.items() if owner != name}
+
+    def _answer(self, message: object) -> object:
+        from jeepney import HeaderFields, new_error, new_method_return
+
+        fields = message.header.fields  # type: ignore[attr-defined]
+        member, body = fields.get(HeaderFields.member), message.body  # type: ignore[attr-defined]
+        if member == "GetServerInformation":
+            return new_method_return(message, "ssss", ("Plasma", "KDE", "6.0", "1.2"))
+        if member == "Inhibit":
+            cookie, self._next_cookie = self._next_cookie, self._next_cookie + 1
+            self.inhibitions[cookie] = fields[HeaderFields.sender]
+            return new_method_return(message, "u", (cookie,))
+        if member == "UnInhibit":
+            self.inhibitions.pop(body[0], None)
+            return new_method_return(message)
+        if member == "Get" and body[1] == "Inhibited":
+            return new_method_return(message, "v", (("b", bool(self.inhibitions)),))
+        return new_error(message, "org.freedesktop.DBus.Error.UnknownMethod", "s", (f"no {member}",))
