@@ -255,7 +255,8 @@ def test_kill_9_mid_write_never_loses_user_lines(detoxd_env: DetoxdEnv) -> None:
         assert content.startswith(USER_HOSTS), f"trial {trial}: user lines damaged"
         detoxd_env.start_daemon()
         after = detoxd_env.hosts.read_bytes()
-        assert after == expected, f"trial {trial}: {len(after)} != {len(expected)}\n{detoxd_env.log()[-3000:]}"
+        log_tail = detoxd_env.log()[-3000:]
+        assert after == expected, f"trial {trial}: {len(after)} != {len(expected)}\n{log_tail}"
 
 
 def test_list_file_errors_are_shown_to_root_only(detoxd_env: DetoxdEnv) -> None:
