@@ -241,11 +241,11 @@ def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
         return EXIT_UNREACHABLE
     if not response.get("ok"):
         return _refused(response)
-    _close_connections(before)
     status = response["status"]
     print(f"Detox started: {status['domains_blocked']} names blocked until {status['ends_at']}.")
     if status.get("locked"):
         print("It is locked: it cannot be ended early. Good luck!")
+    _close_connections(before)
     return EXIT_OK
 
 

@@ -307,7 +307,14 @@ def look_up(names: Sequence[str], budget: float = LOOKUP_BUDGET_SECONDS) -> dict
     futures = {name: executor.submit(_addresses, name) for name in names}
     concurrent.futures.wait(futures.values(), timeout=budget)
     executor.shutdown(wait=False, cancel_futures=True)  # a hung lookup is abandoned, not awaited
-    return {name: future.result() if future.done() else None for name, future in futures.items()}
+    return {name: _result_in_time(future) for name, future in futures.items()}
+
+
+def _result_in_time(
+    future: concurrent.futures.Future[tuple[str, ...] | None],
+) -> tuple[str, ...] | None:
+    # Lookups still queued when the budget ran out were cancelled: no answer, like a hung one.
+    return future.result() if future.done() and not future.cancelled() else None
 
 
 def _addresses(name: str) -> tuple[str, ...] | None:

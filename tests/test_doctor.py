@@ -139,3 +139,12 @@ def test_resolved_configs_read_drop_ins_with_etc_overriding(tmp_path: Path) -> N
         (tmp_path / directory / name).write_text(text)
     (tmp_path / "etc/systemd/resolved.conf").write_text("main")
     assert doctor._resolved_configs(tmp_path) == ("main", "early", "admin")
+
+
+def test_lookups_past_the_budget_count_as_unanswered() -> None:
+    from detoxd import doctor
+
+    # More names than worker threads and no time at all: queued lookups are cancelled.
+    answers = doctor.look_up([f"name{i}.invalid" for i in range(64)], budget=0.0)
+    assert set(answers) == {f"name{i}.invalid" for i in range(64)}
+    assert any(answer is None for answer in answers.values())
