@@ -42,6 +42,8 @@ TICK_SECONDS = 1.0  # how often the detox clock is read and the hosts file stat(
 CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
 FULL_VERIFY_SECONDS = 60.0  # a full read-and-compare even when stat() saw no change
 CONFIG_SETTLE_SECONDS = 0.02  # editors write a file in several steps
+AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
+MAX_AGENTS = 256
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
 
 
@@ -70,6 +72,7 @@ class Daemon:
         self.warnings: list[str] = []
         self.applied = Applied(frozenset(), 14.0, True)
         self.exit_code = 0
+        self._agents: dict[int, tuple[float, dict[str, Any]]] = {}  # uid -> (when, tray report)
         self.server: ControlServer | None = None
         self.observer: Any = None
         paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -335,6 +338,8 @@ class Daemon:
                 return self._reload_command(peer)
             if command == "calendar":
                 return self._calendar()
+            if command == "agent_report":
+                return self._agent_report(request, peer)
         return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
 
     def _start(self, days: Any, peer: Peer) -> dict[str, Any]:
@@ -375,6 +380,27 @@ class Daemon:
                     "errors": [str(issue) for issue in error.issues]}
         return {"ok": True, "status": self.status(private=True)}
 
+    def _agent_report(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        """A tray agent says whether it silenced its user's notifications (for status/doctor).
+
+        Any user may report, but only for their own uid (from SO_PEERCRED), and a report only
+        informs: nothing a tray says changes enforcement."""
+        silenced = request.get("notifications_silenced")
+        backend = request.get("backend")
+        if not isinstance(silenced, bool) or not isinstance(backend, str | None):
+            return {"ok": False, "code": "bad_request", "error": "notifications_silenced must be a bool"}
+        if peer.uid not in self._agents and len(self._agents) >= MAX_AGENTS:
+            return {"ok": False, "code": "busy", "error": "too many agents"}
+        report = {"uid": peer.uid, "notifications_silenced": silenced, "backend": (backend or "")[:64]}
+        self._agents[peer.uid] = (time.monotonic(), report)
+        return {"ok": True}
+
+    def _agent_reports(self) -> list[dict[str, Any]]:
+        fresh_since = time.monotonic() - AGENT_REPORT_SECONDS
+        for uid in [uid for uid, (at, _) in self._agents.items() if at < fresh_since]:
+            del self._agents[uid]  # that agent stopped, or its session ended
+        return [report for _, report in self._agents.values()]
+
     def _calendar(self) -> dict[str, Any]:
         """The sessions as iCalendar text, for the tray's "export" (the agent cannot read /etc
         files that need root, and must not need a second copy of the config logic)."""
@@ -403,6 +429,7 @@ class Daemon:
             "hosts_in_sync": self.guard.in_sync,
             # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
             "notifications_suppress": self.applied.suppress_notifications,
+            "agents": self._agent_reports(),
             "tamper_events": state.tamper_events,
             "clock_jumps": state.clock_jumps,
             "config_error": self._config_error_text(private),

@@ -214,6 +214,16 @@ class TrayAgent:
         with self.lock:
             self.model.dnd_label = keeper.backend.label if keeper.silencing and keeper.backend else None
             self.model.dnd_reasserted = reasserted
+        self._report(keeper)
+
+    def _report(self, keeper: DndKeeper) -> None:
+        """Tell the daemon whether this session is silenced, for `detoxd status` and `doctor`."""
+        try:
+            ControlClient(self.paths.socket).request(
+                "agent_report", timeout=2.0, notifications_silenced=bool(keeper.silencing),
+                backend=keeper.backend.label if keeper.backend else None)
+        except ControlError as error:
+            log.debug("could not report to the daemon: %s", error)
 
     def _dnd_keeper(self) -> DndKeeper | None:
         """Found once a back-end is available; until then, asked again on every round."""

@@ -58,6 +58,10 @@ def test_dunst_is_paused_for_the_detox_and_the_held_notification_shows_after(
     wait_for(lambda: paused(session), timeout=30, what="the agent to pause dunst")
     assert json.loads(saved_file(session).read_text())["prior"] == {"silenced": False}
     assert "do-not-disturb back-end: dunst" in session.log("tray")
+    # The agent reports back, so `detoxd status` and `detoxd doctor` know the desktop is silent.
+    reports = wait_for(lambda: (agents := detoxd_env.status()["agents"]) and agents, timeout=30,
+                       what="the agent's report")
+    assert reports[0]["notifications_silenced"] is True and reports[0]["backend"] == "dunst"
 
     session.run("notify-send", "Someone liked your post")
     wait_for(lambda: count(session, "waiting") == 1, timeout=30, what="dunst to hold the notification")
