@@ -126,13 +126,17 @@ def daemon_idle_cpu(blocklist: str, seconds: float) -> dict[str, Any]:
         daemon = psutil.Process(env.process.pid)
         time.sleep(3.0)  # past the first scan, which describes every process once
         before, before_ns = daemon.cpu_times(), cpu_ns(daemon.pid)
+        first_pid = appwatch.read_last_pid()
         time.sleep(seconds)
         after, after_ns = daemon.cpu_times(), cpu_ns(daemon.pid)
+        last_pid = appwatch.read_last_pid()
         used = (after_ns - before_ns) / 1e9
         ticks = (after.user - before.user) + (after.system - before.system)
         return {"window_s": seconds, "cpu_s": round(used, 4), "cpu_s_psutil": round(ticks, 3),
                 "percent_of_one_core": round(100 * used / seconds, 3),
-                "processes_on_machine": len(psutil.pids())}
+                "processes_on_machine": len(psutil.pids()),
+                # Other activity on the machine: each new PID (process or thread) costs a scan.
+                "pids_handed_out": (last_pid or 0) - (first_pid or 0)}
 
 
 def detection_latency(trials: int) -> dict[str, Any]:

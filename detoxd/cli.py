@@ -119,6 +119,10 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
+    if loaded.blocklist.apps:
+        from detoxd.appwatch import check_report
+
+        print(check_report(loaded.blocklist.apps))
     return EXIT_OK
 
 
@@ -305,6 +309,9 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("No detox running. Start one with `sudo detoxd start`.")
     sync = "in sync" if status["hosts_in_sync"] else "OUT OF SYNC"
     lines.append(f"{status['domains_blocked']} names blocked in {status['hosts_file']} ({sync})")
+    if status.get("apps_closed"):
+        closed = ", ".join(f"{app} ({count})" for app, count in status["apps_closed"].items())
+        lines.append(f"Apps closed: {closed}")
     if status["tamper_events"]:
         lines.append(f"Tampering undone: {status['tamper_events']} times")
     if status.get("config_error"):

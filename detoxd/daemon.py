@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from detoxd import __version__, detox, ics, plan, state_store
+from detoxd.appwatch import AppWatcher
 from detoxd.bypass import Bypass
 from detoxd.clock import Clock
 from detoxd.control import ControlServer, Peer
@@ -80,6 +81,7 @@ class Daemon:
         self.hosts_file.recover()
         self.state = self._load_state()
         self.guard = HostsGuard(self.hosts_file)
+        self.app_watcher = AppWatcher()
         self.bypass = Bypass(paths.hosts_file, paths.state_dir, policy_root)
         self.sessions = SessionScheduler(clock, self._publish_session_event)
 
@@ -155,6 +157,7 @@ class Daemon:
                     if full:
                         next_full_verify = now + FULL_VERIFY_SECONDS
                     self._guarded(functools.partial(self.guard.verify, full=full))
+                    self._watch_apps(now)
                     for _ in range(self.bypass.verify(self.guard.names)):
                         self.state = detox.record_tamper(self.state)
                 if now >= next_checkpoint:
@@ -230,6 +233,7 @@ class Daemon:
         changed = loaded.names != self.applied.names
         self.config_error = None
         self.warnings = [str(warning) for warning in loaded.warnings]
+        self.app_watcher.set_rules(loaded.blocklist.apps)
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock,
@@ -279,6 +283,17 @@ class Daemon:
         log.warning("hosts file tampered with: block restored (%d restores so far)",
                     self.state.tamper_events)
         self._publish("tamper")
+
+    def _watch_apps(self, now: float) -> None:
+        """Close blocked apps started since the last tick; only while a detox runs."""
+        if not self.state.active:
+            self.app_watcher.pause()
+            return
+        try:
+            if self.app_watcher.scan(now):
+                self._publish("status")
+        except OSError as exc:  # /proc unreadable: everything else keeps working
+            log.error("cannot watch for blocked apps: %s", exc)
 
     def _tick(self) -> None:
         was_active = self.state.active
@@ -353,6 +368,7 @@ class Daemon:
             log.warning("refused start from uid %d: %s", peer.uid, result.reason)
             return {"ok": False, "code": "refused", "error": result.reason}
         self.state = result
+        self.app_watcher.reset_counts()  # apps_closed counts this detox, like tamper_events
         self._checkpoint()
         self._enforce()
         log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days,
@@ -431,6 +447,7 @@ class Daemon:
             "notifications_suppress": self.applied.suppress_notifications,
             "agents": self._agent_reports(),
             "tamper_events": state.tamper_events,
+            "apps_closed": self.app_watcher.closed_counts(),
             "clock_jumps": state.clock_jumps,
             "config_error": self._config_error_text(private),
             "warnings": self.warnings + self._session_warnings(now),
