@@ -300,11 +300,20 @@ def _refused(response: dict[str, Any]) -> int:
     return EXIT_USAGE
 
 
+def _time_left(status: dict[str, Any]) -> str:
+    seconds = status.get("seconds_left") or 0
+    if seconds >= 86_400:
+        days = status["days_left"]
+        return f"{days} day{'s' if days != 1 else ''}"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def format_status(status: dict[str, Any]) -> str:
     lines: list[str] = []
     if status["state"] == "active":
         lock = " (locked)" if status.get("locked") else ""
-        lines.append(f"Detox active{lock}: {status['days_left']} days left, ends {status['ends_at']}")
+        lines.append(f"Detox active{lock}: {_time_left(status)} left, ends {status['ends_at']}")
     else:
         lines.append("No detox running. Start one with `sudo detoxd start`.")
     sync = "in sync" if status["hosts_in_sync"] else "OUT OF SYNC"
