@@ -36,6 +36,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
+from detoxd.durable import fsync_directory
+
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "rename", "inplace"]
@@ -152,7 +154,7 @@ class HostsFile:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
 
     # ---- in place ----
 
@@ -195,12 +197,12 @@ class HostsFile:
         except BaseException:
             self.journal_path.unlink(missing_ok=True)
             raise
-        _fsync_directory(self.state_dir)
+        fsync_directory(self.state_dir)
 
     def _remove_journal(self) -> None:
         # Durably gone: a journal resurrected by a power cut would redo an old write.
         self.journal_path.unlink(missing_ok=True)
-        _fsync_directory(self.state_dir)
+        fsync_directory(self.state_dir)
 
 
 def is_torn_between(current: bytes, old: bytes, new: bytes) -> bool:
@@ -258,10 +260,3 @@ def _decode_journal(raw: bytes) -> _Journal | None:
     return _Journal(raw[body_start:old_start], raw[old_start:new_start],
                     raw[new_start:new_start + new_length])
 
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from detoxd import policies, state_store
+from detoxd.durable import fsync_directory
 from detoxd.policies import PolicyError, PolicySpec, Record
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class BrowserPolicies:
             remaining = policies.unmerge(document, record, spec)
             if remaining is None:
                 path.unlink(missing_ok=True)
-                _fsync_directory(path.parent)
+                fsync_directory(path.parent)
             else:
                 _write(path, policies.render(remaining, record))
             return PolicyResult(browser, path, Action.REMOVED)
@@ -245,7 +246,7 @@ def _write(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
 
 def _make_directory(directory: Path) -> None:
@@ -254,10 +255,3 @@ def _make_directory(directory: Path) -> None:
         parent.mkdir(exist_ok=True)
         parent.chmod(DIR_MODE)  # browsers run as users: the path must stay readable
 
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from detoxd.detox import BootReading, Checkpoint, DetoxState, Phase
+from detoxd.durable import fsync_directory
 
 FORMAT_VERSION = 1
 FILE_MODE = 0o600
@@ -140,7 +141,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
-    _fsync_dir(directory)
+    fsync_directory(directory)
 
 
 def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
@@ -272,10 +273,3 @@ def _ensure_private_dir(directory: Path) -> None:
     directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -175,16 +175,21 @@ def test_unreachable_daemon_exit_code(detoxd_env: DetoxdEnv) -> None:
     assert "not reachable" in result.stderr
 
 
+def fake_wall_clock(env: DetoxdEnv) -> Path:
+    """libfaketime moves the daemon's wall clock only (DONT_FAKE_MONOTONIC keeps CLOCK_BOOTTIME
+    real); the returned file sets the offset, e.g. "+15d"."""
+    stamp = env.root / "faketime"
+    stamp.write_text("+0d\n")
+    env.extra_env.update({
+        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "FAKETIME_TIMESTAMP_FILE": str(stamp), "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1",
+    })
+    return stamp
+
+
 @pytest.mark.skipif(not have("faketime"), reason="faketime (Debian package) is not installed")
 def test_clock_jump_forward_does_not_end_the_detox(detoxd_env: DetoxdEnv) -> None:
-    # libfaketime moves the daemon's wall clock only (DONT_FAKE_MONOTONIC covers BOOTTIME too).
-    stamp = detoxd_env.root / "faketime"
-    stamp.write_text("+0d\n")
-    detoxd_env.extra_env.update({
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "FAKETIME_TIMESTAMP_FILE": str(stamp), "FAKETIME_NO_CACHE": "1",
-        "DONT_FAKE_MONOTONIC": "1",
-    })
+    stamp = fake_wall_clock(detoxd_env)
     detoxd_env.start_daemon()
     assert detoxd_env.cli("start").returncode == 0
     stamp.write_text("+15d\n")
@@ -197,13 +202,7 @@ def test_clock_jump_forward_does_not_end_the_detox(detoxd_env: DetoxdEnv) -> Non
 
 @pytest.mark.skipif(not have("faketime"), reason="faketime (Debian package) is not installed")
 def test_detox_that_ended_while_the_daemon_was_down_ends_on_start(detoxd_env: DetoxdEnv) -> None:
-    stamp = detoxd_env.root / "faketime"
-    stamp.write_text("+0d\n")
-    detoxd_env.extra_env.update({
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "FAKETIME_TIMESTAMP_FILE": str(stamp), "FAKETIME_NO_CACHE": "1",
-        "DONT_FAKE_MONOTONIC": "1",
-    })
+    stamp = fake_wall_clock(detoxd_env)
     detoxd_env.start_daemon()
     detoxd_env.cli("start")
     detoxd_env.stop_daemon()
