@@ -323,6 +323,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"Apps closed: {closed}")
     if status["tamper_events"]:
         lines.append(f"Tampering undone: {status['tamper_events']} times")
+    lines += [f"Warning: {warning}" for warning in status.get("warnings") or ()]
     if status.get("config_error"):
         lines.append("Config error (the last good blocklist stays in force):")
         lines += ["  " + line for line in status["config_error"].splitlines()]

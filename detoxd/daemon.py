@@ -389,7 +389,11 @@ class Daemon:
         return {"ok": True, "status": self.status(private=True)}
 
     def _reload_command(self, peer: Peer) -> dict[str, Any]:
+        # `ExecReload=detoxd reload` is synchronous; tell systemd too, so that the unit shows
+        # "reloading" and the following READY=1 ends it (matched by MONOTONIC_USEC on systemd 253+).
+        self.notifier.reloading(status="reloading the config")
         error = self.reload()
+        self.notifier.ready(status=self._one_line())
         log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
         if error:
             return {"ok": False, "code": "invalid_config", "error": str(error),

@@ -16,3 +16,9 @@ def test_config_error_and_tampering_are_shown() -> None:
                           "config_error": "blocklist.yaml:3: domains[1]: bad"})
     assert "Tampering undone: 2 times" in text
     assert "  blocklist.yaml:3: domains[1]: bad" in text
+
+
+def test_warnings_are_shown() -> None:
+    text = format_status({**BASE, "days_left": 3, "seconds_left": 3 * 86_400,
+                          "warnings": ["blocklist.yaml: 150000 names blocked: past 100000 ..."]})
+    assert "Warning: blocklist.yaml: 150000 names blocked" in text
