@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import DetoxdEnv, wait_for
+from fake_bus import FakeBusService
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -156,53 +157,26 @@ def start_tray(desktop: Desktop, detoxd: DetoxdEnv, backend: str,
     return desktop.spawn(tray_command(), "tray", env=env)
 
 
-class FakePlasmaNotifications:
+class FakePlasmaNotifications(FakeBusService):
     """Stand-in for plasmashell's notification server (no KDE in this test image): owns
     ``org.freedesktop.Notifications``, says it is "Plasma", and implements ``Inhibit`` /
     ``UnInhibit`` / ``Inhibited`` as Plasma documents them, including that an inhibition ends
     when the connection that asked for it goes away. Served from a thread with jeepney."""
 
     def __init__(self, bus_address: str) -> None:
-        import threading
-
         from jeepney import MatchRule
         from jeepney.bus_messages import message_bus
-        from jeepney.io.blocking import open_dbus_connection
 
-        self.connection = open_dbus_connection(bus=bus_address)
-        reply = self.connection.send_and_get_reply(
-            message_bus.RequestName("org.freedesktop.Notifications"), timeout=10)
-        assert reply.body[0] == 1, f"could not own org.freedesktop.Notifications: {reply.body}"
+        super().__init__(bus_address, "org.freedesktop.Notifications")
         gone = MatchRule(type="signal", interface="org.freedesktop.DBus", member="NameOwnerChanged")
         self.connection.send_and_get_reply(message_bus.AddMatch(gone), timeout=10)
         self.unique_name = self.connection.unique_name
         self.inhibitions: dict[int, str] = {}  # cookie → the connection that holds it
         self._next_cookie = 1
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-plasma", daemon=True)
-        self._thread.start()
+        self.start()
 
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self.connection.close()
-
-    def _serve(self) -> None:
-        from jeepney import MessageType
-
-        while not self._stopping.is_set():
-            try:
-                message = self.connection.receive(timeout=0.1)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if message.header.message_type == MessageType.method_call:
-                self.connection.send(self._answer(message))
-            elif message.header.message_type == MessageType.signal:
-                self._forget_vanished(message)
-
-    def _forget_vanished(self, message: object) -> None:
+    def _on_signal(self, message: object) -> None:
+        """NameOwnerChanged: a connection that vanished loses its inhibitions."""
         name, _old, new = message.body  # type: ignore[attr-defined]
         if not new:
             self.inhibitions = {c: owner for c, owner in self.inhibitions.items() if owner != name}

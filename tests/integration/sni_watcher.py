@@ -11,9 +11,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from jeepney import DBusAddress, HeaderFields, MessageType, new_error, new_method_return, new_signal
-from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import open_dbus_connection
+from fake_bus import FakeBusService
+from jeepney import DBusAddress, HeaderFields, new_error, new_method_return, new_signal
 
 WATCHER_NAME = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"
@@ -29,34 +28,14 @@ INTROSPECTION = """<node><interface name="org.kde.StatusNotifierWatcher">
 </interface></node>"""
 
 
-class FakeWatcher:
+class FakeWatcher(FakeBusService):
     """Serves the watcher interface from a background thread until ``close``."""
 
     def __init__(self, bus_address: str) -> None:
-        self.connection = open_dbus_connection(bus=bus_address)
-        reply = self.connection.send_and_get_reply(message_bus.RequestName(WATCHER_NAME), timeout=10)
-        assert reply.body[0] == 1, f"could not own {WATCHER_NAME}: {reply.body}"
+        super().__init__(bus_address, WATCHER_NAME)
         self.items: list[tuple[str, str]] = []  # (bus name, object path)
         self.registered = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="fake-sni-watcher", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stopping.set()
-        self._thread.join(timeout=5)
-        self.connection.close()
-
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                message = self.connection.receive(timeout=0.1)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if message.header.message_type == MessageType.method_call:
-                self.connection.send(self._answer(message))
+        self.start()
 
     def _answer(self, message: Any) -> Any:
         fields = message.header.fields
