@@ -27,7 +27,7 @@ def apply_detoxd(config_dir: Path, hosts: Path, state_dir: Path) -> dict[str, fl
     loaded = load_config(config_dir)
     configured = time.perf_counter()
     guard = HostsGuard(HostsFile(hosts, state_dir))
-    outcome = guard.set_names(loaded.names)
+    outcome = guard.set_names(loaded.names, loaded.order)  # as the daemon does
     guard.close()
     written = time.perf_counter()
     if not outcome.written:

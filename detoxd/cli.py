@@ -224,7 +224,11 @@ def _addresses_before_block(paths: Paths) -> Resolution | None:
     Done here, not in the daemon: closing host connections needs the host network namespace,
     netlink and CAP_NET_ADMIN, which the service's sandbox deliberately does not have.
     """
-    if os.geteuid() != 0:
+    from detoxd.bypass import SYSTEM_HOSTS_FILE
+
+    # Only root can close other processes' sockets, and a scratch hosts file blocks nothing
+    # system-wide, so there is nothing to cut off then.
+    if os.geteuid() != 0 or paths.hosts_file != SYSTEM_HOSTS_FILE:
         return None
     from detoxd import connections
 

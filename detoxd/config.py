@@ -77,7 +77,9 @@ class ListRef:
 @dataclass(frozen=True)
 class BlocklistConfig:
     presets: tuple[str, ...] = ()
-    domains: frozenset[str] = frozenset()  # normalised, with their www. variants
+    # Normalised, each once, in the order written (the block lists names in config order);
+    # the loader adds their www. variants.
+    domains: tuple[str, ...] = ()
     allow: frozenset[str] = frozenset()
     lists: tuple[ListRef, ...] = ()
     apps: tuple[AppRule, ...] = ()  # apps closed while a detox runs
@@ -166,9 +168,7 @@ def parse_blocklist(
 
     config = BlocklistConfig(
         presets=_presets(source, items("presets"), known_presets),
-        domains=frozenset(
-            variant for name in _domain_names(source, items("domains"))
-            for variant in domains.with_www(name)),
+        domains=tuple(dict.fromkeys(_domain_names(source, items("domains")))),
         allow=frozenset(_domain_names(source, items("allow"))),
         lists=tuple(ListRef(path, line, key_path) for path, line, key_path in items("lists")
                     if _list_path_ok(source, path, line, key_path)),

@@ -53,6 +53,7 @@ class Applied:
     """The last blocklist that loaded cleanly, kept so a broken edit never unblocks anything."""
 
     names: frozenset[str]
+    order: tuple[str, ...]  # the names in the config's order: the block lists them so
     days: float
     lock: bool
     browser_policies: bool = True
@@ -71,7 +72,7 @@ class Daemon:
         self._reload_due: float | None = None
         self.config_error: ConfigError | None = None
         self.warnings: list[str] = []
-        self.applied = Applied(frozenset(), 14.0, True)
+        self.applied = Applied(frozenset(), (), 14.0, True)
         self.exit_code = 0
         self._agents: dict[int, tuple[float, dict[str, Any]]] = {}  # uid -> (when, tray report)
         self.server: ControlServer | None = None
@@ -230,13 +231,13 @@ class Daemon:
         self._publish("config_error", message=str(error))
 
     def _config_loaded(self, loaded: LoadedConfig) -> None:
-        changed = loaded.names != self.applied.names
+        changed = loaded.order != self.applied.order  # the order decides the block's bytes
         self.config_error = None
         self.warnings = [str(warning) for warning in loaded.warnings]
         self.app_watcher.set_rules(loaded.blocklist.apps)
         for warning in self.warnings:
             log.warning("%s", warning)
-        self.applied = Applied(loaded.names, loaded.main.detox.days, loaded.main.detox.lock,
+        self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
                                loaded.main.bypass.browser_policies, loaded.main.notifications.suppress)
         self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
         if changed:
@@ -250,12 +251,22 @@ class Daemon:
             self.state = detox.update_ratchet(self.state, self.applied.names)
         names = detox.enforced_names(self.state, self.applied.names)
         before = self.guard.names
-        self._guarded(lambda: self.guard.set_names(names))
+        order = self._block_order(names)
+        self._guarded(lambda: self.guard.set_names(names, order))
         if names != before:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(before), self.paths.hosts_file)
             self.bypass.block_changed(names, browser_policies=self.applied.browser_policies)
             self._publish("status")
+
+    def _block_order(self, names: frozenset[str]) -> tuple[str, ...]:
+        """The config's order, then names the ratchet keeps after they left the config, sorted."""
+        if not names:
+            return ()
+        configured = self.applied.order if names >= self.applied.names else tuple(
+            name for name in self.applied.order if name in names)
+        kept = names - self.applied.names
+        return configured + tuple(sorted(kept)) if kept else configured
 
     def _guarded(self, action: Callable[[], Outcome | None]) -> None:
         """Run a guard action; a failed write is logged and retried at the next tick."""
@@ -324,7 +335,8 @@ class Daemon:
     def _load_applied(self) -> None:
         try:
             data = json.loads(self.paths.applied_file.read_text())
-            self.applied = Applied(frozenset(data["names"]), float(data["days"]), bool(data["lock"]),
+            order = tuple(dict.fromkeys(data["names"]))
+            self.applied = Applied(frozenset(order), order, float(data["days"]), bool(data["lock"]),
                                    bool(data.get("browser_policies", True)),
                                    bool(data.get("suppress_notifications", True)))
         except FileNotFoundError:
@@ -333,7 +345,7 @@ class Daemon:
             log.error("ignoring unreadable %s: %s", self.paths.applied_file, exc)
 
     def _save_applied(self) -> None:
-        data = {"version": 1, "names": sorted(self.applied.names), "days": self.applied.days,
+        data = {"version": 1, "names": self.applied.order, "days": self.applied.days,
                 "lock": self.applied.lock, "browser_policies": self.applied.browser_policies,
                 "suppress_notifications": self.applied.suppress_notifications}
         state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())

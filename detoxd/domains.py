@@ -177,7 +177,20 @@ def expand(
     lists: Iterable[str],
     allow: Iterable[str],
 ) -> frozenset[str]:
-    """Every name to block, from names that are already normalised.
+    """Every name to block, as a set; see :func:`expand_in_order`."""
+    return frozenset(expand_in_order(domains=domains, presets=presets, lists=lists, allow=allow))
+
+
+def expand_in_order(
+    *,
+    domains: Iterable[str],
+    presets: Iterable[str],
+    lists: Iterable[str],
+    allow: Iterable[str],
+) -> tuple[str, ...]:
+    """Every name to block, from names that are already normalised, each once, in the order
+    the config gives them (presets, lists, domains): the same config always gives the same
+    order, so the block needs no sort (a second of CPU at a million names) to be reproducible.
 
     ``domains`` are the user's own names and bring their ``www.`` variants; ``presets`` (the
     hosts of the chosen presets) and ``lists`` (the names from list files) are exact hosts
@@ -185,10 +198,10 @@ def expand(
     subdomains: the hosts file blocks names one by one, so allowing ``example.com`` leaves a
     listed ``m.example.com`` blocked.
     """
-    # Built directly as a frozenset: at a million names each extra copy of the table is 32 MB.
-    blocked = frozenset(chain(presets, lists, chain.from_iterable(map(with_www, domains))))
-    allowed = frozenset(chain.from_iterable(map(with_www, allow)))
-    return blocked - allowed if allowed else blocked
+    ordered = dict.fromkeys(chain(presets, lists, chain.from_iterable(map(with_www, domains))))
+    for name in chain.from_iterable(map(with_www, allow)):
+        ordered.pop(name, None)
+    return tuple(ordered)
 
 
 def parse_list_text(text: str) -> tuple[list[str], list[ListIssue]]:

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cached_property
@@ -109,13 +109,34 @@ def render_block(names: Iterable[str], newline: bytes = b"\n") -> bytes:
         unique = sorted(names)
     else:
         unique = _sorted_unique_lower(joined, names)
-    sorted_names = "\n".join(unique).encode("ascii")
-    del unique
+    return _render("\n".join(unique).encode("ascii"), newline)
+
+
+def render_block_in_order(names: Sequence[str], newline: bytes = b"\n") -> bytes:
+    """The block with ``names`` in the given order: for a caller whose names are already
+    unique, lower-case and in a reproducible order (the daemon's, from the config's order).
+
+    Checked like :func:`render_block` (nothing that could break out of its line is written),
+    but neither sorted nor de-duplicated: at a million names that saves most of the render.
+    """
+    if newline not in (b"\n", b"\r\n"):
+        raise ValueError(f"newline must be LF or CRLF, not {newline!r}")
+    if not names:
+        return b"".join((BEGIN_MARKER, newline, END_MARKER, newline))
+    joined = "\n".join(names)
+    if joined.lower() != joined:
+        raise ValueError("names must be lower-case")
+    _check_joined_names(joined, names)
+    return _render(joined.encode("ascii"), newline)
+
+
+def _render(joined_names: bytes, newline: bytes) -> bytes:
+    """The block around names joined by LF (IPv4 lines first, then IPv6)."""
     ipv4, ipv6 = (address.encode() + b" " for address in (IPV4_ADDRESS, IPV6_ADDRESS))
     return b"".join((
         BEGIN_MARKER, newline,
-        ipv4, sorted_names.replace(b"\n", newline + ipv4), newline,
-        ipv6, sorted_names.replace(b"\n", newline + ipv6), newline,
+        ipv4, joined_names.replace(b"\n", newline + ipv4), newline,
+        ipv6, joined_names.replace(b"\n", newline + ipv6), newline,
         END_MARKER, newline,
     ))
 

@@ -31,6 +31,7 @@ class LoadedConfig:
     main: MainConfig
     blocklist: BlocklistConfig
     names: frozenset[str]  # every host name the blocklist blocks, validated
+    order: tuple[str, ...]  # the same names in the config's order (how the block lists them)
     warnings: tuple[ConfigIssue, ...]
 
 
@@ -45,24 +46,24 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
     blocklist, block_source = parse_blocklist(
         _read_config_file(config_dir / BLOCKLIST_FILE), known_presets=presets.PRESET_NAMES)
     issues += main_source.issues + block_source.issues
-    names: frozenset[str] = frozenset()
+    order: tuple[str, ...] = ()
     if blocklist is not None:
         list_names = _read_lists(config_dir, blocklist.lists, trusted, issues)
-        names = domains.expand(
+        order = domains.expand_in_order(
             domains=blocklist.domains,
             presets=[host for name in blocklist.presets for host in presets.load_preset(name)],
             lists=list_names,
             allow=blocklist.allow,
         )
-        if len(names) > LARGE_BLOCK_WARNING:
+        if len(order) > LARGE_BLOCK_WARNING:
             issues.append(ConfigIssue(
-                BLOCKLIST_FILE, 0, "", f"{len(names)} names blocked: past {LARGE_BLOCK_WARNING} every "
+                BLOCKLIST_FILE, 0, "", f"{len(order)} names blocked: past {LARGE_BLOCK_WARNING} every "
                 "lookup on this machine slows down (glibc re-reads the hosts file each time)", "warning"))
     errors = [issue for issue in issues if issue.severity == "error"]
     if errors or main is None or blocklist is None:
         raise ConfigError(errors)
     warnings = tuple(issue for issue in issues if issue.severity == "warning")
-    return LoadedConfig(main, blocklist, names, warnings)
+    return LoadedConfig(main, blocklist, frozenset(order), order, warnings)
 
 
 def _read_config_file(path: Path) -> str:

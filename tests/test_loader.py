@@ -81,3 +81,21 @@ def test_shipped_default_config_is_valid() -> None:
     config_dir = Path(__file__).resolve().parents[1] / "config"
     loaded = load_config(config_dir)
     assert "www.linkedin.com" in loaded.names and "news.ycombinator.com" in loaded.names
+
+
+def test_the_order_of_names_follows_the_config_in_every_process(tmp_path: Path) -> None:
+    """The block lists names in the config's order, so it must not depend on hash seeds."""
+    import subprocess
+    import sys
+
+    write(tmp_path, "extra.txt", "b.example\na.example\n")
+    write(tmp_path, "blocklist.yaml",
+          "presets: [social]\ndomains: [zz.example, aa.example]\nlists: [extra.txt]\n")
+    script = ("import sys, pathlib; from detoxd.loader import load_config; "
+              "print('\\n'.join(load_config(pathlib.Path(sys.argv[1])).order))")
+    orders = {subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                             check=True, env={"PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2, 3)}
+    assert len(orders) == 1
+    order = orders.pop().split()
+    assert order[-6:] == ["b.example", "a.example", "zz.example", "www.zz.example", "aa.example",
+                          "www.aa.example"]
