@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import USER_HOSTS, DetoxdEnv, have, wait_for
 
+# Debian puts it under the multiarch directory: x86_64-linux-gnu, aarch64-linux-gnu, ...
+FAKETIME_LIBRARY = next(Path("/usr/lib").glob("*/faketime/libfaketimeMT.so.1"), Path("/nonexistent"))
 BLOCK_LINES = (b"0.0.0.0 twitter.com", b":: twitter.com", b"0.0.0.0 www.facebook.com")
 
 
@@ -181,13 +183,13 @@ def fake_wall_clock(env: DetoxdEnv) -> Path:
     stamp = env.root / "faketime"
     stamp.write_text("+0d\n")
     env.extra_env.update({
-        "LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "LD_PRELOAD": str(FAKETIME_LIBRARY),
         "FAKETIME_TIMESTAMP_FILE": str(stamp), "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1",
     })
     return stamp
 
 
-@pytest.mark.skipif(not have("faketime"), reason="faketime (Debian package) is not installed")
+@pytest.mark.skipif(not FAKETIME_LIBRARY.exists(), reason="libfaketime (Debian package faketime) is missing")
 def test_clock_jump_forward_does_not_end_the_detox(detoxd_env: DetoxdEnv) -> None:
     stamp = fake_wall_clock(detoxd_env)
     detoxd_env.start_daemon()
@@ -200,7 +202,7 @@ def test_clock_jump_forward_does_not_end_the_detox(detoxd_env: DetoxdEnv) -> Non
     assert blocked(detoxd_env.hosts, "twitter.com")
 
 
-@pytest.mark.skipif(not have("faketime"), reason="faketime (Debian package) is not installed")
+@pytest.mark.skipif(not FAKETIME_LIBRARY.exists(), reason="libfaketime (Debian package faketime) is missing")
 def test_detox_that_ended_while_the_daemon_was_down_ends_on_start(detoxd_env: DetoxdEnv) -> None:
     stamp = fake_wall_clock(detoxd_env)
     detoxd_env.start_daemon()
