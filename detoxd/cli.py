@@ -99,6 +99,11 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from detoxd.logsetup import setup_logging
 
     setup_logging(verbose=args.verbose)
+    if _quiet_status(paths) is not None:
+        # Checked before anything is touched: a second daemon would recover the first one's
+        # hosts-file journal from under it.
+        print(f"detoxd: another detoxd already answers on {paths.socket}", file=sys.stderr)
+        return EXIT_REFUSED
     # Browser policies under another root: for tests and image builds (default: the real /etc
     # when guarding /etc/hosts, none for a scratch hosts file).
     policy_root = os.environ.get("DETOXD_POLICY_ROOT")

@@ -276,3 +276,14 @@ def test_list_file_errors_are_shown_to_root_only(detoxd_env: DetoxdEnv) -> None:
     assert result.returncode == 0
     as_user = json.loads(result.stdout)["config_error"]
     assert as_user.startswith("private.txt:2: lists[0]:") and "secret-word" not in as_user
+
+
+def test_a_second_daemon_refuses_to_start(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    detoxd_env.cli("start")
+    before = detoxd_env.hosts.read_bytes()
+    second = detoxd_env.cli("run")
+    assert second.returncode == 3
+    assert "already" in second.stderr
+    assert detoxd_env.hosts.read_bytes() == before
+    assert detoxd_env.status()["state"] == "active"
