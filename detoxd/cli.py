@@ -118,6 +118,8 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
         loaded = load_config(paths.config_dir)
     except ConfigError as error:
         print(error, file=sys.stderr)
+        for warning in error.warnings:
+            print(warning, file=sys.stderr)
         count = len(error.issues)
         print(f"{count} error{'s' if count != 1 else ''} in {paths.config_dir}", file=sys.stderr)
         return EXIT_INVALID_CONFIG

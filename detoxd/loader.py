@@ -60,9 +60,9 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
                 BLOCKLIST_FILE, 0, "", f"{len(order)} names blocked: past {LARGE_BLOCK_WARNING} every "
                 "lookup on this machine slows down (glibc re-reads the hosts file each time)", "warning"))
     errors = [issue for issue in issues if issue.severity == "error"]
-    if errors or main is None or blocklist is None:
-        raise ConfigError(errors)
     warnings = tuple(issue for issue in issues if issue.severity == "warning")
+    if errors or main is None or blocklist is None:
+        raise ConfigError(errors, warnings)
     return LoadedConfig(main, blocklist, frozenset(order), order, warnings)
 
 

@@ -49,9 +49,10 @@ class ConfigIssue:
 class ConfigError(Exception):
     """Raised with every error found; the daemon keeps enforcing its last good config."""
 
-    def __init__(self, issues: Collection[ConfigIssue]) -> None:
+    def __init__(self, issues: Collection[ConfigIssue], warnings: Collection[ConfigIssue] = ()) -> None:
         # In reading order, so the list can be fixed top to bottom.
         self.issues = tuple(sorted(issues, key=lambda issue: (issue.file, issue.line)))
+        self.warnings = tuple(warnings)  # found in the same run; shown with the errors
         super().__init__("\n".join(str(issue) for issue in self.issues))
 
 

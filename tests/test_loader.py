@@ -99,3 +99,12 @@ def test_the_order_of_names_follows_the_config_in_every_process(tmp_path: Path) 
     order = orders.pop().split()
     assert order[-6:] == ["b.example", "a.example", "zz.example", "www.zz.example", "aa.example",
                           "www.aa.example"]
+
+
+def test_warnings_travel_with_the_errors(tmp_path: Path) -> None:
+    write(tmp_path, "blocklist.yaml", "domains:\n  - 'a..b'\n  - https://x.com/home\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert [issue.line for issue in caught.value.issues] == [2]
+    assert [str(w) for w in caught.value.warnings] == [
+        "blocklist.yaml:3: domains[1]: warning: 'https://x.com/home' is a URL; using its host 'x.com'"]
