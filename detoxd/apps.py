@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -407,3 +407,34 @@ def parse_presets(text: str) -> dict[str, AppRule]:
 @cache
 def builtin_presets() -> Mapping[str, AppRule]:
     return parse_presets(files("detoxd").joinpath("data", "apps.yaml").read_text(encoding="utf-8"))
+
+
+# ---- the rules a locked detox keeps (persisted by the daemon in its state directory) ----
+
+def rules_to_json(rules: Iterable[AppRule]) -> list[dict[str, Any]]:
+    return [{"name": rule.name, "match": [str(matcher) for matcher in rule.matchers],
+             "description": rule.description} for rule in rules]
+
+
+def rules_from_json(document: object) -> tuple[AppRule, ...]:
+    """Rules saved by :func:`rules_to_json`, each matcher validated again; ValueError if bad."""
+    if not isinstance(document, list):
+        raise ValueError("expected a list of rules")
+    rules = []
+    for entry in document:
+        if not isinstance(entry, dict) or not isinstance(entry.get("match"), list):
+            raise ValueError(f"not a rule: {entry!r}")
+        matchers = tuple(parse_matcher(str(text)) for text in entry["match"])
+        bad = [problem for problem in matchers if isinstance(problem, str)]
+        if bad or not matchers:
+            raise ValueError(f"invalid rule {entry.get('name')!r}: {', '.join(bad) or 'no matchers'}")
+        rules.append(AppRule(str(entry["name"]), tuple(m for m in matchers if isinstance(m, Matcher)),
+                             str(entry.get("description", ""))))
+    return tuple(rules)
+
+
+def ratchet_rules(kept: Iterable[AppRule], configured: Iterable[AppRule]) -> tuple[AppRule, ...]:
+    """The configured rules plus every earlier rule of this detox that the config no longer has:
+    during a locked detox, taking an app out of the blocklist does not let it run early."""
+    configured = tuple(configured)
+    return configured + tuple(rule for rule in kept if rule not in configured)

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from detoxd import __version__, detox, ics, plan, state_store
+from detoxd import __version__, apps, detox, ics, plan, state_store
 from detoxd.appwatch import AppWatcher
 from detoxd.bypass import Bypass
 from detoxd.clock import Clock
@@ -83,6 +83,8 @@ class Daemon:
         self.state = self._load_state()
         self.guard = HostsGuard(self.hosts_file)
         self.app_watcher = AppWatcher()
+        self._configured_apps: tuple[apps.AppRule, ...] = ()
+        self._kept_apps = self._load_kept_apps()
         self.bypass = Bypass(paths.hosts_file, paths.state_dir, policy_root)
         self.sessions = SessionScheduler(clock, self._publish_session_event)
 
@@ -234,7 +236,7 @@ class Daemon:
         changed = loaded.order != self.applied.order  # the order decides the block's bytes
         self.config_error = None
         self.warnings = [str(warning) for warning in loaded.warnings]
-        self.app_watcher.set_rules(loaded.blocklist.apps)
+        self._configured_apps = loaded.blocklist.apps
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
@@ -249,6 +251,7 @@ class Daemon:
     def _enforce(self) -> None:
         if self.state.active:
             self.state = detox.update_ratchet(self.state, self.applied.names)
+        self._enforce_app_rules()
         names = detox.enforced_names(self.state, self.applied.names)
         before = self.guard.names
         order = self._block_order(names)
@@ -258,6 +261,29 @@ class Daemon:
                      len(names) - len(before), self.paths.hosts_file)
             self.bypass.block_changed(names, browser_policies=self.applied.browser_policies)
             self._publish("status")
+
+    def _enforce_app_rules(self) -> None:
+        """Like the names: while a locked detox runs, app rules only accumulate (kept in the
+        state directory, so a restart with the app removed from the YAML still closes it)."""
+        if self.state.active and self.state.locked:
+            rules = apps.ratchet_rules(self._kept_apps, self._configured_apps)
+        else:
+            rules = self._configured_apps
+        kept = rules if self.state.active and self.state.locked else ()
+        if kept != self._kept_apps:
+            self._kept_apps = kept
+            state_store.write_atomic(self.paths.apps_ratchet_file,
+                                     json.dumps(apps.rules_to_json(kept)).encode())
+        self.app_watcher.set_rules(rules)
+
+    def _load_kept_apps(self) -> tuple[apps.AppRule, ...]:
+        try:
+            return apps.rules_from_json(json.loads(self.paths.apps_ratchet_file.read_bytes()))
+        except FileNotFoundError:
+            return ()
+        except (OSError, ValueError) as exc:
+            log.error("ignoring unreadable %s: %s", self.paths.apps_ratchet_file, exc)
+            return ()
 
     def _block_order(self, names: frozenset[str]) -> tuple[str, ...]:
         """The config's order, then names the ratchet keeps after they left the config, sorted."""

@@ -43,6 +43,11 @@ class Paths:
         return self.state_dir / "state.json"
 
     @property
+    def apps_ratchet_file(self) -> Path:
+        """App rules a locked detox keeps after they left the blocklist."""
+        return self.state_dir / "apps-kept.json"
+
+    @property
     def applied_file(self) -> Path:
         """The last blocklist that loaded cleanly: enforced while the YAML is broken."""
         return self.state_dir / "applied.json"

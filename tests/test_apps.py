@@ -279,3 +279,22 @@ def test_findings_are_described_for_the_dry_run() -> None:
         "  slack: would close pid 20 /usr/lib/slack/slack (uid 1000) and 3 child processes",
         "  slack: pid 30 /usr/lib/slack/slack (uid 0) matches but is spared: runs as a system user (uid 0)",
     ]
+
+
+def test_kept_rules_round_trip_through_json_and_accumulate() -> None:
+    import json
+
+    from detoxd.apps import AppRule, parse_matcher, ratchet_rules, rules_from_json, rules_to_json
+
+    def rule(name: str, *texts: str) -> AppRule:
+        matchers = tuple(parse_matcher(text) for text in texts)
+        assert all(not isinstance(m, str) for m in matchers)
+        return AppRule(name, matchers)  # type: ignore[arg-type]
+
+    slack = rule("slack", "slack", "/snap/slack/", "flatpak:com.slack.Slack")
+    chat = rule("chat", "/opt/chat/chat")
+    assert rules_from_json(json.loads(json.dumps(rules_to_json([slack, chat])))) == (slack, chat)
+    assert ratchet_rules([slack, chat], [chat]) == (chat, slack)
+    assert ratchet_rules([], [chat]) == (chat,)
+    with pytest.raises(ValueError):
+        rules_from_json([{"name": "bad", "match": ["relative/path"]}])

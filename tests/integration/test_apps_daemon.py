@@ -197,3 +197,26 @@ def test_bad_app_rules_are_config_errors_with_lines(app_env: tuple[DetoxdEnv, Ap
     assert result.returncode == 1
     assert "blocklist.yaml:2: apps[0]: unknown app preset 'slak'" in result.stderr
     assert "blocklist.yaml:4: apps[1].match: needs at least one matcher" in result.stderr
+
+
+def test_removing_an_app_during_a_locked_detox_keeps_it_closed(app_env: tuple[DetoxdEnv, Apps]) -> None:
+    env, apps = app_env
+    start_detox(env)
+    env.write_blocklist("domains: [twitter.com]\napps: []\n")  # the user takes slack out
+    assert env.cli("reload").returncode == 0
+    slack = apps.start([apps.binary("slack"), "120"])
+    assert exit_status(slack, timeout=10) == -signal.SIGTERM
+    env.stop_daemon()  # and across a restart, with slack still gone from the YAML
+    env.start_daemon()
+    slack = apps.start([apps.binary("slack"), "120"])
+    assert exit_status(slack, timeout=10) == -signal.SIGTERM
+
+
+def test_removing_an_app_during_an_unlocked_detox_lets_it_run(app_env: tuple[DetoxdEnv, Apps]) -> None:
+    env, apps = app_env
+    env.write_main("detox:\n  lock: false\n")
+    start_detox(env)
+    env.write_blocklist("domains: [twitter.com]\napps: []\n")
+    assert env.cli("reload").returncode == 0
+    slack = apps.start([apps.binary("slack"), "120"])
+    assert exit_status(slack, timeout=3) is None
