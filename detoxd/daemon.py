@@ -86,7 +86,8 @@ class Daemon:
         self._configured_apps: tuple[apps.AppRule, ...] = ()
         self._kept_apps = self._load_kept_apps()
         self.bypass = Bypass(paths.hosts_file, paths.state_dir, policy_root)
-        self.sessions = SessionScheduler(clock, self._publish_session_event)
+        self.sessions = SessionScheduler(clock, self._publish_session_event,
+                                         fired_file=paths.state_dir / "sessions-announced.json")
 
     # ---- life cycle ----
 

@@ -14,6 +14,7 @@ The system's time zone (the default of ``sessions.timezone``) is also read here.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 from detoxd.clock import Clock
 from detoxd.plan import Plan, Session, format_duration, iso, status_fields
 from detoxd.sessions import valid_timezone
+from detoxd.state_store import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,9 @@ def jobs_to_schedule(plan: Plan | None, now: datetime, fired: Iterable[str] = ()
 class SessionScheduler:
     """Owns a BackgroundScheduler; ``publish(event, details)`` is called from its worker thread."""
 
-    def __init__(self, clock: Clock, publish: Publish) -> None:
+    def __init__(self, clock: Clock, publish: Publish, fired_file: Path | None = None) -> None:
+        """``fired_file`` remembers what was announced, so a restart within a reminder's grace
+        time does not announce it again."""
         # Imported here so that CLI commands that only need the plan stay fast.
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.jobstores.memory import MemoryJobStore
@@ -118,7 +122,8 @@ class SessionScheduler:
         self._publish = publish
         self._lock = threading.Lock()
         self._plan: Plan | None = None
-        self._fired: set[str] = set()
+        self._fired_file = fired_file
+        self._fired: set[str] = self._load_fired()
         self._scheduler = BackgroundScheduler(
             timezone=UTC,
             jobstores={"default": MemoryJobStore()},
@@ -148,6 +153,7 @@ class SessionScheduler:
             self._plan = plan
             wanted = jobs_to_schedule(plan, now, self._fired)
             self._fired &= {job.key for job in planned_jobs(plan)} if plan else set()
+            self._save_fired()
         wanted_ids = {job.id for job in wanted}
         for job in self._scheduler.get_jobs():
             if job.id != HEARTBEAT_JOB_ID and job.id not in wanted_ids:
@@ -173,11 +179,31 @@ class SessionScheduler:
         with contextlib.suppress(JobLookupError):  # it ran (and removed itself) in the meantime
             self._scheduler.remove_job(job_id)
 
+    def _load_fired(self) -> set[str]:
+        if self._fired_file is None:
+            return set()
+        try:
+            keys = json.loads(self._fired_file.read_bytes())
+        except FileNotFoundError:
+            return set()
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", self._fired_file, exc)
+            return set()
+        return {key for key in keys if isinstance(key, str)} if isinstance(keys, list) else set()
+
+    def _save_fired(self) -> None:
+        if self._fired_file is not None:
+            try:
+                write_atomic(self._fired_file, json.dumps(sorted(self._fired)).encode())
+            except OSError as exc:  # at worst a reminder is announced twice after a restart
+                log.warning("cannot save %s: %s", self._fired_file, exc)
+
     def _fire(self, job: PlannedJob) -> None:
         with self._lock:
             if job.key in self._fired:  # already announced before a reload re-added it
                 return
             self._fired.add(job.key)
+            self._save_fired()
         log.info("%s: %s", job.event, job.details)
         try:
             self._publish(job.event, dict(job.details))

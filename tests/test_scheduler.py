@@ -302,3 +302,21 @@ def test_handovers_arrive_on_a_subscribed_socket(tmp_path: Path) -> None:
     finally:
         running.stop()
         server.close()
+
+
+def test_a_restart_does_not_repeat_what_was_announced(recorder: Recorder, tmp_path: Path) -> None:
+    """With the daemon's file of announced jobs, the reminder is not sent twice."""
+    announced = tmp_path / "announced.json"
+    session_plan = fast_plan(start_in=0.1, reminder_before=0.05)
+    before = SessionScheduler(FakeClock(datetime.now(UTC)), recorder, fired_file=announced)
+    before.start()
+    before.update(session_plan)
+    assert names(recorder.take(2)) == ["session_reminder:1", "hot_seat:Robert Craven"]
+    before.stop()
+    after = SessionScheduler(FakeClock(datetime.now(UTC)), recorder, fired_file=announced)
+    after.start()
+    try:
+        after.update(session_plan)
+        assert names(recorder.take(3)) == ["hot_seat:Ada", "hot_seat:Alan", "session_ended:1"]
+    finally:
+        after.stop()
