@@ -27,7 +27,7 @@ QUIET_AFTER_CLOSE = 0.002
 QUIET_WHILE_WRITING = 0.030
 # A file truncated to nothing by a writer that still holds it open is half-way through a
 # rewrite (nobody means an empty hosts file): wait longer before restoring on top of it.
-QUIET_WHILE_EMPTY = 0.250
+QUIET_WHILE_EMPTY = 0.500
 FILE_EVENTS = (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE | inotify.IN_ATTRIB
                | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
 DIR_EVENTS = (inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE
