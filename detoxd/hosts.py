@@ -12,8 +12,10 @@ The block, at the end of the file unless it already sits elsewhere intact::
     :: b.example
     # END detoxd block
 
-Names are lower-cased, de-duplicated and sorted (so the same names always give the same bytes);
-all IPv4 entries come first, then all IPv6 ones, which lets a million names render in two joins.
+:func:`render_block` lower-cases, de-duplicates and sorts the names (so the same names always give
+the same bytes); :func:`render_block_in_order` keeps a caller's reproducible order instead (the
+daemon's: the config's), which saves the sort. All IPv4 entries come first, then all IPv6 ones,
+which lets a million names render in two joins.
 The block uses the file's newline style (:func:`newline_of`).
 
 **The user's last line without a newline.** The block must start on a line of its own, so when

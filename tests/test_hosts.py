@@ -421,3 +421,15 @@ def test_truncated_after_an_added_newline_marker_restores_the_unterminated_line(
     for cut in range(merged.index(b"\n0.0.0.0") + 1, len(merged) + 1):
         assert strip(merged[:cut], NAMES) == b"last", cut
 
+
+
+def test_render_in_order_keeps_the_order_and_refuses_what_render_refuses() -> None:
+    from detoxd.hosts import render_block_in_order
+
+    block = render_block_in_order(["b.example", "a.example"])
+    lines = block.split(b"\n")
+    assert lines[1:5] == [b"0.0.0.0 b.example", b"0.0.0.0 a.example", b":: b.example", b":: a.example"]
+    assert render_block_in_order(["a.example", "b.example"]) == render_block(["b.example", "a.example"])
+    for bad in (["A.example"], ["a.example\n0.0.0.0 bank.example"], ["a example"], ["a#b"]):
+        with pytest.raises(ValueError):
+            render_block_in_order(bad)
