@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DetoxdEnv
+from conftest import DetoxdEnv, wait_for
 
 
 @pytest.fixture
@@ -66,6 +66,7 @@ def test_journald_priorities_when_started_by_systemd(detoxd_env: DetoxdEnv) -> N
     detoxd_env.extra_env["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
     detoxd_env.write_blocklist("domains: ['bad..name']\n")
     detoxd_env.start_daemon()
-    lines = detoxd_env.log().splitlines()
-    assert any(line.startswith("<6>") and "running" in line for line in lines)
-    assert any(line.startswith("<3>") and "config invalid" in line for line in lines)
+    # "running" is logged just after the socket starts answering: wait for it.
+    wait_for(lambda: any(line.startswith("<6>") and "running" in line
+                         for line in detoxd_env.log().splitlines()), what="the start-up line")
+    assert any(line.startswith("<3>") and "config invalid" in line for line in detoxd_env.log().splitlines())
