@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 QUIET_AFTER_CLOSE = 0.002
 # A bare modification may be a truncate with the write still to come: give the writer time.
 QUIET_WHILE_WRITING = 0.030
-# A file truncated to nothing by a writer that still holds it open is half-way through a
-# rewrite (nobody means an empty hosts file): wait longer before restoring on top of it.
+# An empty file is half-way through a rewrite (nobody means an empty hosts file): wait longer
+# before restoring on top of it, or the writer's lines land on (or beside) the restore.
 QUIET_WHILE_EMPTY = 0.500
 FILE_EVENTS = (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE | inotify.IN_ATTRIB
                | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
@@ -95,10 +95,12 @@ class HostsGuard:
         """Monotonic time at which the pending change is complete enough to check, or None."""
         if self._pending_since is None:
             return None
-        quiet = QUIET_AFTER_CLOSE
-        if self._writer_open:
-            stat = self._stat()
-            quiet = QUIET_WHILE_EMPTY if stat is not None and stat[1] == 0 else QUIET_WHILE_WRITING
+        quiet = QUIET_WHILE_WRITING if self._writer_open else QUIET_AFTER_CLOSE
+        stat = self._stat()
+        if stat is not None and stat[1] == 0:
+            # Nobody means an empty hosts file: a rewrite is under way, whatever the events said
+            # (a truncate can come before the watch on a just-replaced file exists).
+            quiet = QUIET_WHILE_EMPTY
         return self._pending_since + quiet
 
     def settle(self, now: float) -> Outcome | None:
@@ -130,6 +132,8 @@ class HostsGuard:
         current = self.file.read()
         desired = self._desired(current)
         written = current != desired and self.file.write(desired)
+        if written:
+            self._watch_file()  # a rename made a new file: watch it now, not once the event is read
         # apply() leaves an intact block and every user edit outside it alone, so a rewrite
         # while the names are unchanged means someone damaged or removed the block.
         tampered = written and bool(self.names) and self._enforced_names == self.names

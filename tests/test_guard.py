@@ -158,3 +158,18 @@ def test_verify_never_restores_on_top_of_a_writer_that_truncated(guard: HostsGua
         handle.write(USER + b"# writer's line\n")
     drive(guard, 0.4)
     assert guard.path.read_bytes() == expected(USER + b"# writer's line\n")
+
+
+def test_a_writer_right_after_a_restore_is_not_lost(guard: HostsGuard) -> None:
+    """A peer truncates the file detoxd has just renamed in, before the guard has read the
+    rename's event: the restore must wait for the peer's write instead of replacing the file
+    under it (which would send the write into the replaced inode)."""
+    guard.set_names(NAMES)
+    tampered_user = USER + b"# written right after the restore\n"
+    with guard.path.open("r+b") as handle:
+        handle.truncate(0)
+        handle.flush()
+        drive(guard, 0.02)
+        handle.write(tampered_user)
+    drive(guard, 0.7)
+    assert guard.path.read_bytes() == expected(tampered_user)
