@@ -152,33 +152,12 @@ def is_normalized(name: str) -> bool:
     return result.name == name and result.warning is None
 
 
-def all_normalized(names: Iterable[str]) -> bool:
-    """:func:`is_normalized` for many names at once, fast: a last check before writing them."""
-    listed = list(names)
-    for start in range(0, len(listed), _BATCH_SIZE):
-        batch = listed[start : start + _BATCH_SIZE]
-        if not _all_clean(batch) and not all(map(is_normalized, batch)):
-            return False
-    return True
-
-
 def with_www(name: str) -> tuple[str, ...]:
     """``name`` (normalised) and its ``www.`` variant, which people reach just as often."""
     www = "www." + name
     if name.startswith("www.") or len(www) > MAX_NAME_LENGTH:
         return (name,)
     return (name, www)
-
-
-def expand(
-    *,
-    domains: Iterable[str],
-    presets: Iterable[str],
-    lists: Iterable[str],
-    allow: Iterable[str],
-) -> frozenset[str]:
-    """Every name to block, as a set; see :func:`expand_in_order`."""
-    return frozenset(expand_in_order(domains=domains, presets=presets, lists=lists, allow=allow))
 
 
 def expand_in_order(

@@ -212,15 +212,6 @@ def apply(text: bytes, block: bytes, managed: Collection[str] = ()) -> bytes:
     return text if desired == text else desired
 
 
-def is_in_sync(text: bytes, block: bytes) -> bool:
-    """Whether the file holds exactly this block and nothing of detoxd's besides.
-
-    ``managed`` cannot change the answer (any debris already makes the file differ), so it is
-    not asked for. Costs a few copies of the file: fine for every inotify event at 100k names.
-    """
-    return apply(text, block) is text
-
-
 def strip(text: bytes, managed: Collection[str] = ()) -> bytes:
     """The user's text: ``text`` without detoxd's block or its debris (module notes)."""
     return split(text, managed).user_text
