@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,17 +100,23 @@ def desktop_session(root: Path, *, screen: str = "640x200x24") -> Iterator[Deskt
         desktop.stop_all()
 
 
-def start_xvfb(desktop: Desktop, screen: str) -> None:
+def _start_and_read_line(desktop: Desktop, name: str, command: Callable[[int], list[str]]) -> str:
+    """Start a server that writes one line (its display or address) to the fd it is given."""
     read_end, write_end = os.pipe()
     process = subprocess.Popen(
-        ["Xvfb", "-displayfd", str(write_end), "-screen", "0", screen, "-nolisten", "tcp"],
-        env=desktop.env, pass_fds=(write_end,),
-        stdout=(desktop.root / "xvfb.log").open("ab"), stderr=subprocess.STDOUT)
+        command(write_end), env=desktop.env, pass_fds=(write_end,),
+        stdout=(desktop.root / f"{name}.log").open("ab"), stderr=subprocess.STDOUT)
     os.close(write_end)
     desktop.processes.append(process)
     with os.fdopen(read_end) as pipe:
-        number = pipe.readline().strip()
-    assert number, f"Xvfb did not report a display:\n{desktop.log('xvfb')}"
+        line = pipe.readline().strip()
+    assert line, f"{name} did not start:\n{desktop.log(name)}"
+    return line
+
+
+def start_xvfb(desktop: Desktop, screen: str) -> None:
+    number = _start_and_read_line(desktop, "xvfb", lambda fd: [
+        "Xvfb", "-displayfd", str(fd), "-screen", "0", screen, "-nolisten", "tcp"])
     desktop.env["DISPLAY"] = f":{number}"
 
 
@@ -118,17 +124,8 @@ def start_session_bus(desktop: Desktop) -> None:
     socket = desktop.root / "bus.sock"
     config = desktop.root / "session-bus.conf"
     config.write_text(BUS_CONFIG.format(socket=socket))
-    read_end, write_end = os.pipe()
-    process = subprocess.Popen(
-        ["dbus-daemon", f"--config-file={config}", "--nofork", f"--print-address={write_end}"],
-        env=desktop.env, pass_fds=(write_end,),
-        stdout=(desktop.root / "dbus.log").open("ab"), stderr=subprocess.STDOUT)
-    os.close(write_end)
-    desktop.processes.append(process)
-    with os.fdopen(read_end) as pipe:
-        address = pipe.readline().strip()
-    assert address, f"dbus-daemon did not start:\n{desktop.log('dbus')}"
-    desktop.env["DBUS_SESSION_BUS_ADDRESS"] = address
+    desktop.env["DBUS_SESSION_BUS_ADDRESS"] = _start_and_read_line(desktop, "dbus", lambda fd: [
+        "dbus-daemon", f"--config-file={config}", "--nofork", f"--print-address={fd}"])
 
 
 def start_dunst(desktop: Desktop) -> subprocess.Popen[bytes]:
