@@ -19,9 +19,9 @@ STARTED = time.perf_counter()
 
 def apply_detoxd(config_dir: Path, hosts: Path, state_dir: Path) -> dict[str, float]:
     """What Daemon does on start for an active detox: load the config, put the names in the file."""
-    from detoxd.guard import HostsGuard
-    from detoxd.hostsfile import HostsFile
-    from detoxd.loader import load_config
+    from detoxd.service.loader import load_config
+    from detoxd.service.targets.guard import HostsGuard
+    from detoxd.service.targets.hostsfile import HostsFile
 
     imported = time.perf_counter()
     loaded = load_config(config_dir)

@@ -40,7 +40,8 @@ from harness import (
     percentile,
 )
 
-from detoxd import apps, appwatch
+from detoxd.core import apps
+from detoxd.service.targets import appwatch
 
 USER_UID = 4242
 EXTRA_PROCESSES = 500

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from detoxd.paths import Paths
 
 if TYPE_CHECKING:
-    from detoxd.connections import Resolution
+    from detoxd.service.connections import Resolution
 
 EXIT_OK = 0
 EXIT_INVALID_CONFIG = 1
@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from detoxd.clock import SystemClock
-    from detoxd.daemon import Daemon
-    from detoxd.logsetup import setup_logging
+    from detoxd.service.daemon import Daemon
+    from detoxd.service.logsetup import setup_logging
 
     setup_logging(verbose=args.verbose)
     if _quiet_status(paths) is not None:
@@ -111,8 +111,8 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
-    from detoxd.loader import load_config
-    from detoxd.yamlsource import ConfigError
+    from detoxd.core.yamlsource import ConfigError
+    from detoxd.service.loader import load_config
 
     try:
         loaded = load_config(paths.config_dir)
@@ -127,7 +127,7 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
         print(warning, file=sys.stderr)
     print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
     if loaded.blocklist.apps:
-        from detoxd.appwatch import check_report
+        from detoxd.service.targets.appwatch import check_report
 
         print(check_report(loaded.blocklist.apps))
     return EXIT_OK
@@ -136,11 +136,11 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
 def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     from datetime import datetime, timedelta
 
-    from detoxd import ics, plan
     from detoxd.clock import SystemClock
-    from detoxd.loader import load_config
-    from detoxd.scheduler import system_timezone
-    from detoxd.yamlsource import ConfigError
+    from detoxd.core import ics, plan
+    from detoxd.core.yamlsource import ConfigError
+    from detoxd.service.loader import load_config
+    from detoxd.service.scheduler import system_timezone
 
     if [args.json, args.ics == "-", args.notes == "-"].count(True) > 1:
         print("detoxd: only one of --json, --ics - and --notes - can use standard output", file=sys.stderr)
@@ -177,7 +177,7 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _quiet_status(paths: Paths) -> dict[str, Any] | None:
-    from detoxd.control import ControlClient, ControlError
+    from detoxd.service.control import ControlClient, ControlError
 
     try:
         response = ControlClient(paths.socket).request("status", timeout=2.0)
@@ -210,8 +210,8 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def cmd_tray(args: argparse.Namespace, paths: Paths) -> int:
-    from detoxd.logsetup import setup_logging
-    from detoxd.tray import run_agent
+    from detoxd.agent.tray import run_agent
+    from detoxd.service.logsetup import setup_logging
 
     setup_logging(verbose=args.verbose)
     return run_agent(paths)
@@ -231,20 +231,20 @@ def _addresses_before_block(paths: Paths) -> Resolution | None:
     Done here, not in the daemon: closing host connections needs the host network namespace,
     netlink and CAP_NET_ADMIN, which the service's sandbox deliberately does not have.
     """
-    from detoxd.bypass import SYSTEM_HOSTS_FILE
+    from detoxd.service.targets.browser import SYSTEM_HOSTS_FILE
 
     # Only root can close other processes' sockets, and a scratch hosts file blocks nothing
     # system-wide, so there is nothing to cut off then.
     if os.geteuid() != 0 or paths.hosts_file != SYSTEM_HOSTS_FILE:
         return None
-    from detoxd import connections
+    from detoxd.service import connections
 
     return connections.resolve(connections.names_about_to_be_blocked(paths.config_dir, paths.applied_file))
 
 
 def _close_connections(before: Resolution | None) -> None:
     if before is not None:
-        from detoxd import connections
+        from detoxd.service import connections
 
         print(connections.close(before.addresses).summary())
 
@@ -292,7 +292,7 @@ def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any] | None:
-    from detoxd.control import ControlClient, DaemonUnreachable
+    from detoxd.service.control import ControlClient, DaemonUnreachable
 
     try:
         return ControlClient(paths.socket).request(command, timeout=timeout, **args)
@@ -378,8 +378,9 @@ def cmd_uninstall(args: argparse.Namespace, paths: Paths) -> int:
 
 def _end_detox_for_uninstall(paths: Paths) -> str | None:
     """None when no detox is running any more; the reason when one is and cannot end."""
-    from detoxd import detox, state_store
-    from detoxd.control import ControlClient, DaemonUnreachable
+    from detoxd.core import detox
+    from detoxd.service import state_store
+    from detoxd.service.control import ControlClient, DaemonUnreachable
 
     try:
         status = ControlClient(paths.socket).request("status")["status"]
@@ -405,8 +406,9 @@ def _end_detox_for_uninstall(paths: Paths) -> str | None:
 
 
 def _remove_hosts_block(paths: Paths) -> str:
-    from detoxd import hosts, state_store
-    from detoxd.hostsfile import HostsFile
+    from detoxd.core import hosts
+    from detoxd.service import state_store
+    from detoxd.service.targets.hostsfile import HostsFile
 
     state = state_store.load(paths.state_file) if paths.state_file.exists() else None
     managed = state.ratchet if state is not None else frozenset()

@@ -21,9 +21,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from detoxd import hosts, policies
+from detoxd.core import hosts, policies
 from detoxd.paths import Paths
-from detoxd.policyfiles import InstalledBrowsers, installed_browsers
+from detoxd.service.targets.policyfiles import InstalledBrowsers, installed_browsers
 
 SAMPLE_SIZE = 50
 LOOKUP_BUDGET_SECONDS = 5.0
@@ -326,7 +326,7 @@ def _addresses(name: str) -> tuple[str, ...] | None:
 
 
 def _daemon_status(paths: Paths) -> tuple[dict[str, Any] | None, str]:
-    from detoxd.control import ControlClient, DaemonUnreachable
+    from detoxd.service.control import ControlClient, DaemonUnreachable
 
     try:
         response = ControlClient(paths.socket).request("status")
@@ -395,8 +395,8 @@ def _policy_conflicts(root: Path) -> dict[str, tuple[str, ...]]:
 def _browser_policies_enabled(status: dict[str, Any] | None, paths: Paths) -> bool:
     if status is not None and isinstance(status.get("browser_policies"), bool):
         return bool(status["browser_policies"])
-    from detoxd.loader import load_config
-    from detoxd.yamlsource import ConfigError
+    from detoxd.core.yamlsource import ConfigError
+    from detoxd.service.loader import load_config
 
     try:
         return load_config(paths.config_dir).main.bypass.browser_policies

@@ -18,7 +18,7 @@ SYSTEM_UNIT = SYSTEMD_DIR / "detoxd.service"
 TRAY_UNIT = SYSTEMD_DIR / "detoxd-tray.service"
 TRAY_DESKTOP = SYSTEMD_DIR / "detoxd-tray.desktop"
 MAX_EXPOSURE = 1.5
-# detoxd.policies.SPECS: where browsers read managed policies (relative to /etc).
+# detoxd.core.policiesSPECS: where browsers read managed policies (relative to /etc).
 BROWSER_POLICY_DIRS = ("firefox/policies", "opt/chrome/policies/managed", "chromium/policies/managed")
 XDG_GENERATOR = Path("/usr/lib/systemd/user-generators/systemd-xdg-autostart-generator")
 

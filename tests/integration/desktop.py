@@ -143,7 +143,7 @@ def tray_command() -> list[str]:
 
     if "tray" in cli.COMMANDS:
         return [sys.executable, "-m", "detoxd", "tray", "-v"]
-    return [sys.executable, "-m", "detoxd.tray", "-v"]
+    return [sys.executable, "-m", "detoxd.agent.tray", "-v"]
 
 
 def start_tray(desktop: Desktop, detoxd: DetoxdEnv, backend: str,

@@ -23,7 +23,7 @@ from conftest import DetoxdEnv, wait_for
 
 USER_UID = 4242
 PYTHON = "/usr/bin/python3"
-GRACE_SECONDS = 5.0  # detoxd.appwatch.GRACE_SECONDS
+GRACE_SECONDS = 5.0  # detoxd.service.targets.appwatchGRACE_SECONDS
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts processes as another user")
 

@@ -238,8 +238,8 @@ def test_system_resolver_sees_the_block(detoxd_env: DetoxdEnv) -> None:
 
 
 def test_kill_9_mid_write_never_loses_user_lines(detoxd_env: DetoxdEnv) -> None:
-    from detoxd import hosts
-    from detoxd.loader import load_config
+    from detoxd.core import hosts
+    from detoxd.service.loader import load_config
 
     names = "".join(f"site{i}.example.com\n" for i in range(100_000))
     (detoxd_env.config_dir / "big.txt").write_text(names)

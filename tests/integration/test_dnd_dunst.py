@@ -120,8 +120,8 @@ def test_kde_inhibit_is_held_reasserted_after_a_server_restart_and_released(
     plays plasmashell's notification server on a private bus; the back-end code is the real one."""
     from desktop import FakePlasmaNotifications, start_session_bus
 
-    from detoxd.dnd import DndKeeper, available, probe_session
-    from detoxd.dnd.kde import KdeBackend
+    from detoxd.agent.dnd import DndKeeper, available, probe_session
+    from detoxd.agent.dnd.kde import KdeBackend
 
     desktop = Desktop(tmp_path / "session", {})
     desktop.root.mkdir()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import DetoxdEnv
 
-from detoxd.policyfiles import BrowserPolicies
+from detoxd.service.targets.policyfiles import BrowserPolicies
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "systemctl")),

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
-from detoxd import resolvers
-from detoxd.resolvers import Environment, Outcome
+from detoxd.service import resolvers
+from detoxd.service.resolvers import Environment, Outcome
 
 ROOT_AND_UNSHARE = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                       reason="needs root and unshare")

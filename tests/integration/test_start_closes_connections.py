@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from detoxd import connections
+from detoxd.service import connections
 
 SITE_ADDRESS = "10.200.0.1"
 OTHER_ADDRESS = "10.200.0.2"

@@ -14,8 +14,8 @@ from conftest import DetoxdEnv, have, wait_for
 from desktop import Desktop, desktop_session, start_tray, stop
 from PIL import Image, ImageChops, ImageStat
 
-from detoxd.icon import PALETTES, Face, Kind, render
-from detoxd.tray import ICON_SIZE
+from detoxd.agent.tray import ICON_SIZE
+from detoxd.core.icon import PALETTES, Face, Kind, render
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PANEL_HEIGHT = 32

@@ -1,0 +1,430 @@
+"""``detoxd tray``: the per-user agent. Shows the detox in the system tray, silences notifications.
+
+Three threads, each with one job:
+- the main thread runs pystray's loop (appindicator where ``gi`` has it, else xorg);
+- the connection thread subscribes to the daemon's control socket and turns pushed events
+  into the agent's model; while the daemon is down it retries with backoff and the icon
+  says so;
+- the desktop thread does everything that talks to the user's session bus: it keeps
+  do-not-disturb in line with the detox (re-asserting it if the user switches it back on),
+  sends desktop notifications, and refreshes the icon so countdowns stay current.
+
+What to show is decided by the pure modules ``menu`` and ``icon``; this module only wires.
+The agent reads and subscribes; nothing here can change or end a detox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from detoxd.agent.dnd import Backend, DndKeeper, available, probe_session, state_dir
+from detoxd.core import icon as icons
+from detoxd.core import menu
+from detoxd.paths import Paths
+from detoxd.service.control import ControlClient, ControlError
+
+log = logging.getLogger(__name__)
+
+ICON_SIZE = 64
+BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+RECHECK_SECONDS = float(os.environ.get("DETOXD_TRAY_RECHECK_SECONDS", "10"))
+TAMPER_MEMORY = timedelta(hours=1)
+NOTICE_MEMORY = timedelta(hours=1)
+BACKENDS_IN_ORDER = ("appindicator", "xorg")
+
+
+def now() -> datetime:
+    """Local, timezone-aware: what the user's clock shows."""
+    return datetime.now().astimezone()
+
+
+@dataclass
+class Model:
+    """What the agent knows, guarded by ``TrayAgent.lock``."""
+
+    status: dict[str, Any] | None = None
+    unreachable_reason: str = "not connected yet"
+    tampered_at: datetime | None = None
+    notices: list[menu.Notice] = field(default_factory=list)
+    dnd_label: str | None = None
+    dnd_reasserted: int = 0
+
+    def view(self, moment: datetime) -> menu.TrayView:
+        tampered = self.tampered_at is not None and moment - self.tampered_at < TAMPER_MEMORY
+        return menu.TrayView(self.status, moment, self.dnd_label if self.dnd_active else None,
+                             self.dnd_reasserted, tampered, tuple(self.notices))
+
+    @property
+    def dnd_active(self) -> bool:
+        return self.dnd_label is not None
+
+    def wants_silence(self) -> bool | None:
+        """True/False once the daemon said; None while it is unreachable (change nothing)."""
+        if self.status is None:
+            return None
+        suppress = self.status.get("notifications_suppress", True) is True
+        return self.status.get("state") == "active" and suppress
+
+
+def load_pystray() -> tuple[ModuleType, str]:
+    """Import pystray with an explicit back-end: ``PYSTRAY_BACKEND`` if set, else appindicator, xorg."""
+    requested = os.environ.get("PYSTRAY_BACKEND")
+    errors: list[str] = []
+    for name in (requested,) if requested else BACKENDS_IN_ORDER:
+        os.environ["PYSTRAY_BACKEND"] = name
+        try:
+            import pystray
+
+            return pystray, name
+        except Exception as error:  # pystray's xorg raises Xlib errors, not ImportError
+            errors.append(f"{name}: {error!r}")
+            sys.modules.pop("pystray", None)
+    raise RuntimeError("no usable tray back-end: " + "; ".join(errors))
+
+
+class TrayAgent:
+    def __init__(self, paths: Paths, pystray: ModuleType, backend_name: str) -> None:
+        self.paths = paths
+        self.pystray = pystray
+        self.backend_name = backend_name
+        self.lock = threading.Lock()
+        self.model = Model()
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._outbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._keeper: DndKeeper | None = None
+        self._shown: tuple[Any, ...] | None = None
+        self._window: subprocess.Popen[bytes] | None = None
+        view = self.model.view(now())
+        self.icon: Any = pystray.Icon("detoxd", icons.render(icons.face_for(None), ICON_SIZE),
+                                      menu.title(view), self._pystray_menu(view))
+        if backend_name == "xorg":
+            _enable_clicks_on_xorg(self.icon)
+
+    # ---- lifecycle ----
+
+    def run(self) -> int:
+        """Blocks in pystray's loop until Quit."""
+        try:
+            self.icon.run(setup=self._setup)
+        except Exception:
+            if not self.stopping.is_set():
+                raise
+            # pystray's GTK back-ends clear their notification on the way out, and fail
+            # when the session has no notification server; we are done anyway.
+            log.debug("pystray failed while shutting down", exc_info=True)
+        self.stopping.set()
+        return 0
+
+    def _setup(self, icon: Any) -> None:
+        icon.visible = True
+        for target, name in ((self._connection_loop, "detoxd-tray-connection"),
+                             (self._desktop_loop, "detoxd-tray-desktop")):
+            threading.Thread(target=target, name=name, daemon=True).start()
+
+    def quit(self) -> None:
+        log.info("quitting the tray (the detox goes on)")
+        self.stopping.set()
+        self._wake.set()
+        self.icon.stop()
+
+    # ---- the daemon ----
+
+    def _connection_loop(self) -> None:
+        client = ControlClient(self.paths.socket)
+        failures = 0
+        while not self.stopping.is_set():
+            try:
+                with client.subscribe() as subscription:
+                    log.info("connected to the daemon at %s", self.paths.socket)
+                    failures = 0
+                    for event in subscription:
+                        self.on_event(event)
+                reason = "the daemon closed the connection"
+            except ControlError as error:
+                reason = str(error)
+            delay = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+            (log.warning if failures == 0 else log.debug)(
+                "daemon unreachable (%s); retrying in %gs", reason, delay)
+            failures += 1
+            self._set_unreachable(reason)
+            self.stopping.wait(delay)
+
+    def _set_unreachable(self, reason: str) -> None:
+        with self.lock:
+            self.model.status = None
+            self.model.unreachable_reason = reason
+        self._wake.set()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = str(event.get("event", "status"))
+        moment = now()
+        with self.lock:
+            if isinstance(event.get("status"), dict):
+                self.model.status = event["status"]
+            if kind == "tamper":
+                self.model.tampered_at = moment
+            notice = _notice_for(kind, event, moment)
+            if notice is not None:
+                self.model.notices = [n for n in self.model.notices if n.until > moment] + [notice[1]]
+        if notice is not None:
+            self._outbox.put((notice[0], notice[1].text))
+        log.debug("event %s", kind)
+        self._wake.set()
+
+    # ---- the desktop: do-not-disturb, notifications, the icon ----
+
+    def _desktop_loop(self) -> None:
+        while not self.stopping.is_set():
+            self._keep_notifications_in_line()
+            self._send_notifications()
+            self.refresh()
+            if self.backend_name == "xorg":
+                _push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
+            self._wake.wait(RECHECK_SECONDS)
+            self._wake.clear()
+
+    def _keep_notifications_in_line(self) -> None:
+        with self.lock:
+            wanted = self.model.wants_silence()
+        if wanted is None:
+            return
+        keeper = self._dnd_keeper()
+        if keeper is None:
+            return
+        try:
+            keeper.update(wanted)
+            reasserted = keeper.reasserted
+        except Exception as error:  # the notification daemon went away, a bus error, ...
+            log.warning("cannot %s notifications: %s", "silence" if wanted else "restore", error)
+            return
+        with self.lock:
+            self.model.dnd_label = keeper.backend.label if keeper.silencing and keeper.backend else None
+            self.model.dnd_reasserted = reasserted
+        self._report(keeper)
+
+    def _report(self, keeper: DndKeeper) -> None:
+        """Tell the daemon whether this session is silenced, for `detoxd status` and `doctor`."""
+        try:
+            ControlClient(self.paths.socket).request(
+                "agent_report", timeout=2.0, notifications_silenced=bool(keeper.silencing),
+                backend=keeper.backend.label if keeper.backend else None)
+        except ControlError as error:
+            log.debug("could not report to the daemon: %s", error)
+
+    def _dnd_keeper(self) -> DndKeeper | None:
+        """Found once a back-end is available; until then, asked again on every round."""
+        if self._keeper is None or self._keeper.backend is None:
+            backend: Backend | None = available(probe_session())
+            if backend is not None:
+                log.info("do-not-disturb back-end: %s", backend.label)
+            elif self._keeper is None:
+                log.warning("no do-not-disturb back-end for this session (XDG_CURRENT_DESKTOP=%r); "
+                            "will look again", os.environ.get("XDG_CURRENT_DESKTOP", ""))
+            self._keeper = DndKeeper(backend, state_dir())
+        return self._keeper
+
+    def _send_notifications(self) -> None:
+        from detoxd.agent.dnd.bus import BusError, notify
+
+        while True:
+            try:
+                summary, body = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                notify(summary, body)
+            except BusError as error:
+                log.warning("cannot show a desktop notification (%s): %s", summary, error)
+
+    def refresh(self) -> None:
+        """Push the current view to the icon, if anything visible changed."""
+        with self.lock:
+            view = self.model.view(now())
+        face = icons.face_for(view.status, tampered=view.tampered, notice=bool(view.current_notices()))
+        title = menu.title(view)
+        entries = menu.entries(view, has_menu=self.icon.HAS_MENU)
+        shown = (face, title, tuple(entries))
+        if shown == self._shown:
+            return
+        if self._shown is None or face != self._shown[0]:
+            self.icon.icon = icons.render(face, ICON_SIZE)
+        self.icon.title = title
+        self.icon.menu = self._pystray_menu(view)
+        self._shown = shown
+        log.info("tray: %s", title)
+
+    def _pystray_menu(self, view: menu.TrayView) -> Any:
+        pystray = self.pystray
+        items = []
+        for entry in menu.entries(view, has_menu=pystray.Icon.HAS_MENU):
+            if entry == menu.SEPARATOR:
+                items.append(pystray.Menu.SEPARATOR)
+            elif entry.action is None:
+                items.append(pystray.MenuItem(entry.label, None, enabled=False))
+            else:
+                handler = self._handler(entry.action)
+                items.append(pystray.MenuItem(entry.label, handler, default=entry.default))
+        return pystray.Menu(*items)
+
+    # ---- actions ----
+
+    def _handler(self, action: menu.Action) -> Callable[[Any, Any], None]:
+        actions: dict[menu.Action, Callable[[], None]] = {
+            menu.Action.SHOW_STATUS: self.show_status,
+            menu.Action.OPEN_BLOCKLIST: self.open_blocklist,
+            menu.Action.EXPORT_CALENDAR: self.export_calendar,
+            menu.Action.ABOUT: self.about,
+            menu.Action.QUIT: self.quit,
+        }
+        chosen = actions[action]
+
+        def handle(_icon: Any, _item: Any) -> None:
+            log.info("menu: %s", action.value)
+            try:
+                chosen()
+            except Exception:
+                log.exception("menu action %s failed", action.value)
+
+        return handle
+
+    def show_status(self) -> None:
+        with self.lock:
+            view = self.model.view(now())
+        self.show_text("detoxd status", "\n".join([menu.title(view), "", *menu.status_lines(view)]))
+
+    def open_blocklist(self) -> None:
+        blocklist = self.paths.config_dir / "blocklist.yaml"
+        opener = shutil.which("xdg-open")
+        if opener:
+            subprocess.Popen([opener, str(blocklist)], start_new_session=True)
+            return
+        try:
+            text = blocklist.read_text()
+        except OSError as error:
+            text = f"cannot read {blocklist}: {error}"
+        self.show_text(f"{blocklist} (read-only)", f"Edit with: sudoedit {blocklist}\n\n{text}")
+
+    def export_calendar(self) -> None:
+        target = Path.home() / "detoxd-sessions.ics"
+        try:
+            response = ControlClient(self.paths.socket).request("calendar")
+        except ControlError as error:
+            self.show_text("detoxd", f"Cannot export the calendar: {error}")
+            return
+        if not response.get("ok") or not isinstance(response.get("ics"), str):
+            self.show_text("detoxd", f"Cannot export the calendar: {response.get('error', 'no calendar')}")
+            return
+        target.write_text(response["ics"])
+        self.show_text("detoxd", f"Sessions calendar saved to {target}")
+
+    def about(self) -> None:
+        from detoxd import __version__
+
+        self.show_text("About detoxd", f"detoxd {__version__}: a 14-day digital detox.\n"
+                       "The tray shows the detox; nothing here can end it.")
+
+    def show_text(self, heading: str, text: str) -> None:
+        """A small window (xmessage) where there is one, else a desktop notification."""
+        xmessage = shutil.which("xmessage")
+        if xmessage and os.environ.get("DISPLAY"):
+            if self._window is not None and self._window.poll() is None:
+                self._window.terminate()
+            command = [xmessage, "-title", heading, "-center", "-buttons", "OK:0", text]
+            self._window = subprocess.Popen(command)
+            return
+        self._outbox.put((heading, text))
+        self._wake.set()
+
+
+def _enable_clicks_on_xorg(icon: Any) -> None:
+    """pystray 0.19.5's xorg window never selects ButtonPress, so clicks are lost (pystray#151)."""
+    import importlib
+
+    x = importlib.import_module("Xlib.X")  # python-xlib, a dependency of pystray; untyped
+    window, display = getattr(icon, "_window", None), getattr(icon, "_display", None)
+    if window is None or display is None:
+        log.warning("cannot enable clicks on this pystray version: no _window")
+        return
+    window.change_attributes(event_mask=x.ExposureMask | x.StructureNotifyMask | x.ButtonPressMask)
+    display.flush()
+
+
+def _push_to_x_server(icon: Any) -> None:
+    """Send what pystray's X thread queued. python-xlib shared between threads can leave the last
+    request of a burst (the new title or image) unsent until the next one; a round trip sends it."""
+    display = getattr(icon, "_display", None)
+    if display is not None:
+        display.sync()
+
+
+def _notice_for(kind: str, event: dict[str, Any], moment: datetime) -> tuple[str, menu.Notice] | None:
+    """(notification summary, menu notice) for a reminder or hot-seat handover, else None."""
+    status = event.get("status") if isinstance(event.get("status"), dict) else {}
+    if kind in ("reminder", "session_reminder"):
+        text = str(event.get("message") or _reminder_text(event))
+        return "detoxd reminder", menu.Notice(f"Reminder: {text}", moment + NOTICE_MEMORY)
+    if kind == "hot_seat":
+        seat = status.get("current_hot_seat") if isinstance(status, dict) else None
+        seat = seat if isinstance(seat, dict) else event
+        name = str(seat.get("name") or "next person")
+        until = _parse_time(seat.get("ends_at")) or moment + NOTICE_MEMORY
+        return "detoxd hot seat", menu.Notice(f"Hot seat handed over to {name}", until)
+    return None
+
+
+def _reminder_text(event: dict[str, Any]) -> str:
+    """"Peer session 1 on Thu 3 Dec 09:00 at Ada's office" from a scheduler reminder event."""
+    start = _parse_time(event.get("start"))
+    when = f" on {start.astimezone():%a %-d %b %H:%M}" if start else ""
+    where = f" at {event['location']}" if event.get("location") else ""
+    return f"Peer session {event.get('session', '')}{when}{where}".replace("  ", " ")
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
+def run_agent(paths: Paths) -> int:
+    """What ``detoxd tray`` runs (after setting up logging)."""
+    try:
+        pystray, backend_name = load_pystray()
+    except RuntimeError as error:
+        log.error("%s", error)
+        return 1
+    log.info("tray back-end: %s (menu: %s)", backend_name, "yes" if pystray.Icon.HAS_MENU else "no, click")
+    return TrayAgent(paths, pystray, backend_name).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m detoxd.agent.tray``: the agent without the rest of the CLI."""
+    from detoxd.service.logsetup import setup_logging
+
+    parser = argparse.ArgumentParser(prog="detoxd-tray")
+    parser.add_argument("--socket", help="control socket [$DETOXD_SOCKET, /run/detoxd/control.sock]")
+    parser.add_argument("--config-dir", help="config directory [$DETOXD_CONFIG_DIR, /etc/detoxd]")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    return run_agent(Paths.resolve({"socket": args.socket, "config_dir": args.config_dir}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""The config model: YAML text → typed, validated settings (pure: no files, no clocks).
+
+Two files live in the config directory: ``detoxd.yaml`` (how detoxd behaves) and
+``blocklist.yaml`` (what it blocks). Every problem in either is reported at once as
+``FILE:LINE: key.path: message``. The loader in ``detoxd.service.loader`` reads the files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from detoxd.core import domains
+from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
+from detoxd.core.sessions import (
+    Person,
+    SessionSettings,
+    check_people,
+    parse_me,
+    parse_peers,
+    parse_sessions,
+)
+from detoxd.core.yamlsource import (
+    Node,
+    Source,
+    as_bool,
+    as_mapping,
+    as_number,
+    as_str_list,
+    join,
+    parse_document,
+)
+
+MAIN_FILE = "detoxd.yaml"
+BLOCKLIST_FILE = "blocklist.yaml"
+MAX_DETOX_DAYS = 365.0
+
+
+@dataclass(frozen=True)
+class DetoxSettings:
+    days: float = 14.0
+    lock: bool = True
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    suppress: bool = True
+
+
+@dataclass(frozen=True)
+class BypassSettings:
+    """Closing the ways around the hosts file: browsers' own DNS-over-HTTPS."""
+
+    browser_policies: bool = True
+
+
+@dataclass(frozen=True)
+class MainConfig:
+    detox: DetoxSettings = field(default_factory=DetoxSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    bypass: BypassSettings = field(default_factory=BypassSettings)
+    me: Person | None = None
+    peers: tuple[Person, ...] = ()
+    sessions: SessionSettings | None = None  # None: no peer sessions planned
+
+
+@dataclass(frozen=True)
+class ListRef:
+    """A `lists:` include, resolved and read by the loader."""
+
+    path: str
+    line: int
+    key_path: str
+
+
+@dataclass(frozen=True)
+class BlocklistConfig:
+    presets: tuple[str, ...] = ()
+    # Normalised, each once, in the order written (the block lists names in config order);
+    # the loader adds their www. variants.
+    domains: tuple[str, ...] = ()
+    allow: frozenset[str] = frozenset()
+    lists: tuple[ListRef, ...] = ()
+    apps: tuple[AppRule, ...] = ()  # apps closed while a detox runs
+
+
+# ---- detoxd.yaml ----
+
+def _parse_detox(source: Source, node: Node, path: str) -> DetoxSettings:
+    fields = as_mapping(source, node, path, {"days", "lock"}) or {}
+    defaults = DetoxSettings()
+    days = defaults.days
+    if "days" in fields:
+        # Fractions are allowed so a newcomer can try a detox of a few minutes (0.01 days).
+        days = as_number(source, fields["days"], join(path, "days"),
+                         minimum=0.0001, maximum=MAX_DETOX_DAYS) or days
+    lock = defaults.lock
+    if "lock" in fields:
+        value = as_bool(source, fields["lock"], join(path, "lock"))
+        lock = lock if value is None else value
+    return DetoxSettings(days=days, lock=lock)
+
+
+def _parse_notifications(source: Source, node: Node, path: str) -> NotificationSettings:
+    fields = as_mapping(source, node, path, {"suppress"}) or {}
+    if "suppress" not in fields:
+        return NotificationSettings()
+    value = as_bool(source, fields["suppress"], join(path, "suppress"))
+    return NotificationSettings(suppress=True if value is None else value)
+
+
+
+def _parse_bypass(source: Source, node: Node, path: str) -> BypassSettings:
+    fields = as_mapping(source, node, path, {"browser_policies"}) or {}
+    if "browser_policies" not in fields:
+        return BypassSettings()
+    value = as_bool(source, fields["browser_policies"], join(path, "browser_policies"))
+    return BypassSettings(browser_policies=True if value is None else value)
+
+
+# Each top-level section of detoxd.yaml and its parser; later features add theirs here.
+MAIN_SECTIONS: dict[str, Callable[[Source, Node, str], Any]] = {
+    "detox": _parse_detox,
+    "notifications": _parse_notifications,
+    "bypass": _parse_bypass,
+    "me": parse_me,
+    "peers": parse_peers,
+    "sessions": parse_sessions,
+}
+
+
+def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Source]:
+    """Parse detoxd.yaml into (what parsed, the issues). The config is usable only when
+    ``source.errors`` is empty; it is None only when the document itself is unreadable."""
+    source = Source(file)
+    root = parse_document(text, source)
+    sections = as_mapping(source, root, "", MAIN_SECTIONS) if root else None
+    if sections is None:
+        return None, source
+    values = {name: MAIN_SECTIONS[name](source, node, name) for name, node in sections.items()}
+    config = MainConfig(**values)
+    check_people(source, config.me, config.peers, config.sessions)  # rules spanning sections
+    return config, source
+
+
+# ---- blocklist.yaml ----
+
+BLOCKLIST_KEYS = {"presets", "domains", "allow", "lists", "apps"}
+
+
+def parse_blocklist(
+    text: str, known_presets: Collection[str], file: str = BLOCKLIST_FILE,
+    app_presets: AppPresets | None = None,
+) -> tuple[BlocklistConfig | None, Source]:
+    """Parse blocklist.yaml into (what parsed, the issues); see :func:`parse_main`.
+
+    The valid parts are returned even when others have errors, so that the loader can still
+    read the `lists:` files and report their errors in the same run."""
+    source = Source(file)
+    root = parse_document(text, source)
+    fields = as_mapping(source, root, "", BLOCKLIST_KEYS) if root else None
+    if fields is None:
+        return None, source
+
+    def items(key: str) -> list[tuple[str, int, str]]:
+        return as_str_list(source, fields[key], key) if key in fields else []
+
+    config = BlocklistConfig(
+        presets=_presets(source, items("presets"), known_presets),
+        domains=tuple(dict.fromkeys(_domain_names(source, items("domains")))),
+        allow=frozenset(_domain_names(source, items("allow"))),
+        lists=tuple(ListRef(path, line, key_path) for path, line, key_path in items("lists")
+                    if _list_path_ok(source, path, line, key_path)),
+        apps=parse_rules(source, fields["apps"], "apps", _app_presets(app_presets))
+        if "apps" in fields else (),
+    )
+    return config, source
+
+
+def _presets(
+    source: Source, entries: list[tuple[str, int, str]], known: Collection[str]
+) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for name, line, path in entries:
+        if name not in known:
+            source.error(line, path, f"unknown preset {name!r} (available: {', '.join(sorted(known))})")
+        elif name not in chosen:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def _domain_names(source: Source, entries: list[tuple[str, int, str]]) -> list[str]:
+    names: list[str] = []
+    for raw, line, path in entries:
+        result = domains.normalize_domain(raw)
+        if result.warning:
+            source.warn(line, path, result.warning)
+        if result.name is None:
+            source.error(line, path, result.error or f"{raw!r} is not a valid domain name")
+        else:
+            names.append(result.name)
+    return names
+
+
+def _list_path_ok(source: Source, path: str, line: int, key_path: str) -> bool:
+    if not path.strip() or "\x00" in path:
+        source.error(line, key_path, "expected a file path")
+        return False
+    return True
+
+
+def _app_presets(given: AppPresets | None) -> AppPresets:
+    # The built-in presets are package data, read once; tests pass their own.
+    return builtin_presets() if given is None else given

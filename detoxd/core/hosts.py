@@ -1,0 +1,389 @@
+"""detoxd's block in the hosts file: render it, find it, put it in, take it out.
+
+Pure: bytes in, bytes out. The hosts file is handled as bytes so that every byte outside the
+block (comments, tabs, CRLF, a missing final newline, bytes that are not UTF-8) comes back exactly.
+
+The block, at the end of the file unless it already sits elsewhere intact::
+
+    # BEGIN detoxd block: managed by detoxd, edits are reverted during a detox
+    0.0.0.0 a.example
+    0.0.0.0 b.example
+    :: a.example
+    :: b.example
+    # END detoxd block
+
+:func:`render_block` lower-cases, de-duplicates and sorts the names (so the same names always give
+the same bytes); :func:`render_block_in_order` keeps a caller's reproducible order instead (the
+daemon's: the config's), which saves the sort. All IPv4 entries come first, then all IPv6 ones,
+which lets a million names render in two joins.
+The block uses the file's newline style (:func:`newline_of`).
+
+**The user's last line without a newline.** The block must start on a line of its own, so when
+the user's text does not end with a newline, :func:`merge` adds one and says so in a variant of
+the begin marker (:data:`BEGIN_MARKER_AFTER_UNTERMINATED_LINE`); :func:`strip` removes that
+newline again when the block is still the last thing in the file. If the user has since added
+text after the block, the newline stays: it now separates two of their lines.
+
+**Markers** are recognised on a line of their own, ignoring surrounding spaces, tabs and a CR.
+A line that only resembles a marker is the user's.
+
+**Damage** (a tamperer deleted a marker, edited inside the block, truncated the file):
+
+- Everything between a begin marker and the next end marker is detoxd's, edited or not: the
+  block is replaced whole. Every intact pair is removed (a duplicated block included).
+- A marker without its partner is removed. Near it, detoxd removes only lines that are exactly
+  one of its own entry lines (``0.0.0.0 name`` or ``:: name``, single space, a name from
+  ``managed``, the names detoxd last wrote): from an orphan begin marker to the next marker or
+  the end of the file, and from the previous marker or the start of the file to an orphan end
+  marker. Every other line there is kept, comments and edited entries included.
+- When there is no marker at all but detoxd manages names (both markers were deleted), its exact
+  entry lines are removed wherever they are. A line of the user's own that is byte-for-byte one
+  of detoxd's entries (say ``0.0.0.0 facebook.com`` written before the detox) is removed with them.
+- A truncated file: after an orphan begin marker, an unterminated last line that is the start of
+  one of detoxd's entry lines or of the end marker is removed; anywhere detoxd removes entries,
+  an unterminated last line that starts like the begin marker, as far as ``# BEGIN detoxd``, is
+  removed. A shorter piece of the begin marker (``# BEG``) stays, since it could be the user's.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import compress, islice
+from operator import ne
+
+BEGIN_MARKER = b"# BEGIN detoxd block: managed by detoxd, edits are reverted during a detox"
+BEGIN_MARKER_AFTER_UNTERMINATED_LINE = (
+    b"# BEGIN detoxd block (detoxd ended the line above, which had no newline):"
+    b" managed by detoxd, edits are reverted during a detox"
+)
+END_MARKER = b"# END detoxd block"
+
+IPV4_ADDRESS = "0.0.0.0"  # noqa: S104 (an address to block with, not to bind)
+IPV6_ADDRESS = "::"
+
+# Every marker contains this; finding it is one C-level scan of the file.
+_MARKER_NEEDLE = b" detoxd block"
+_BEGIN, _BEGIN_AFTER_UNTERMINATED, _END = "begin", "begin-after-unterminated", "end"
+_MARKER_KINDS = {
+    BEGIN_MARKER: _BEGIN,
+    BEGIN_MARKER_AFTER_UNTERMINATED_LINE: _BEGIN_AFTER_UNTERMINATED,
+    END_MARKER: _END,
+}
+_MARKER_PADDING = b" \t\r"
+# A truncated begin marker is detoxd's only once it names detoxd.
+_SHORTEST_BEGIN_FRAGMENT = len(b"# BEGIN detoxd")
+_ENTRY_PREFIXES = (IPV4_ADDRESS.encode() + b" ", IPV6_ADDRESS.encode() + b" ")
+_NAME_CHARACTERS_AND_NEWLINE = b"abcdefghijklmnopqrstuvwxyz0123456789._-\n"
+_NAME = re.compile(r"[a-z0-9._-]+")
+_ENTRY_LINE = re.compile(rb"^(?:0\.0\.0\.0|::) ([^\s#]+)\r?$", re.MULTILINE)
+
+
+# ---- rendering ----
+
+
+def render_block(names: Iterable[str], newline: bytes = b"\n") -> bytes:
+    """The block for these names: lower-cased, de-duplicated, sorted; ``newline`` ends each line.
+
+    Raises ValueError for a name that could break out of its line (whitespace, ``#``, ``:``,
+    non-ASCII, empty): :mod:`detoxd.core.domains` validates names properly; this is the last guard
+    before root writes them into the hosts file.
+
+    Built for a million names: the names are handled as one joined string wherever possible
+    (lower-casing, checking, rendering are single C-level passes), and sorting runs on strings
+    split from that joined string, which lie in memory in list order and sort about twice as
+    fast as scattered ones.
+    """
+    if newline not in (b"\n", b"\r\n"):
+        raise ValueError(f"newline must be LF or CRLF, not {newline!r}")
+    names = names if isinstance(names, Collection) else list(names)
+    if not names:
+        return b"".join((BEGIN_MARKER, newline, END_MARKER, newline))
+    joined = "\n".join(names)
+    if isinstance(names, AbstractSet) and joined.islower():
+        # The daemon's case: a set of validated names, already unique and lower-case.
+        _check_joined_names(joined, names)
+        del joined
+        unique = sorted(names)
+    else:
+        unique = _sorted_unique_lower(joined, names)
+    return _render("\n".join(unique).encode("ascii"), newline)
+
+
+def render_block_in_order(names: Sequence[str], newline: bytes = b"\n") -> bytes:
+    """The block with ``names`` in the given order: for a caller whose names are already
+    unique, lower-case and in a reproducible order (the daemon's, from the config's order).
+
+    Checked like :func:`render_block` (nothing that could break out of its line is written),
+    but neither sorted nor de-duplicated: at a million names that saves most of the render.
+    """
+    if newline not in (b"\n", b"\r\n"):
+        raise ValueError(f"newline must be LF or CRLF, not {newline!r}")
+    if not names:
+        return b"".join((BEGIN_MARKER, newline, END_MARKER, newline))
+    joined = "\n".join(names)
+    if joined.lower() != joined:
+        raise ValueError("names must be lower-case")
+    _check_joined_names(joined, names)
+    return _render(joined.encode("ascii"), newline)
+
+
+def _render(joined_names: bytes, newline: bytes) -> bytes:
+    """The block around names joined by LF (IPv4 lines first, then IPv6)."""
+    ipv4, ipv6 = (address.encode() + b" " for address in (IPV4_ADDRESS, IPV6_ADDRESS))
+    return b"".join((
+        BEGIN_MARKER, newline,
+        ipv4, joined_names.replace(b"\n", newline + ipv4), newline,
+        ipv6, joined_names.replace(b"\n", newline + ipv6), newline,
+        END_MARKER, newline,
+    ))
+
+
+def _sorted_unique_lower(joined: str, names: Collection[str]) -> list[str]:
+    joined = joined.lower()
+    _check_joined_names(joined, names)
+    lines = joined.split("\n")
+    del joined
+    lines.sort()
+    # Sorted, so duplicates are neighbours: keep each name that differs from the next one.
+    unique = list(compress(lines, map(ne, lines, islice(lines, 1, None))))
+    unique.append(lines[-1])
+    return unique
+
+
+def _check_joined_names(joined: str, names: Collection[str]) -> None:
+    """Every name: non-empty, no newline of its own, only characters a host name may have."""
+    separated = joined.encode("ascii") if joined.isascii() else b"\n"
+    well_formed = (
+        joined.count("\n") == len(names) - 1
+        and not separated.translate(None, _NAME_CHARACTERS_AND_NEWLINE)
+        and separated != b""
+        and not separated.startswith(b"\n")
+        and not separated.endswith(b"\n")
+        and b"\n\n" not in separated
+    )
+    if not well_formed:
+        bad = next(name for name in names if not _NAME.fullmatch(name.lower()))
+        raise ValueError(f"not a host name detoxd can write into the hosts file: {bad!r}")
+
+
+def newline_of(text: bytes) -> bytes:
+    """The newline style of the file: CRLF when its first line ends with CRLF, else LF."""
+    first_newline = text.find(b"\n")
+    return b"\r\n" if first_newline > 0 and text[first_newline - 1] == ord("\r") else b"\n"
+
+
+# ---- placing ----
+
+
+def merge(user_text: bytes, block: bytes) -> bytes:
+    """The user's text with the block appended (on a line of its own, see the module notes)."""
+    _require_rendered(block)
+    if not user_text or user_text.endswith(b"\n"):
+        return user_text + block
+    return b"".join((user_text, _newline_of_block(block), _after_unterminated_line(block)))
+
+
+def apply(text: bytes, block: bytes, managed: Collection[str] = ()) -> bytes:
+    """The file as it should be: ``text`` with exactly this block and none of detoxd's debris.
+
+    An intact block is replaced where it stands (so lines a user appended after it stay after
+    it, where the block's entries win the lookup); otherwise the block is appended. Returns
+    ``text`` itself when nothing needs to change.
+    """
+    parsed = split(text, managed)
+    user_text, at = parsed.user_text, parsed.block_at
+    starts_a_line = at is not None and (at == 0 or user_text[at - 1:at] == b"\n")
+    if at is None or at >= len(user_text) or not starts_a_line:
+        desired = merge(user_text, block)
+    else:
+        _require_rendered(block)
+        old = parsed.block or b""
+        # Keep the variant: should the user's text after the block go, the newline before it
+        # is still detoxd's to remove. Only while its style matches the new block's, though.
+        if (old.startswith(BEGIN_MARKER_AFTER_UNTERMINATED_LINE)
+                and _newline_of_block(old) == _newline_of_block(block)):
+            block = _after_unterminated_line(block)
+        desired = b"".join((user_text[:at], block, user_text[at:]))
+    return text if desired == text else desired
+
+
+def strip(text: bytes, managed: Collection[str] = ()) -> bytes:
+    """The user's text: ``text`` without detoxd's block or its debris (module notes)."""
+    return split(text, managed).user_text
+
+
+def _newline_of_block(block: bytes) -> bytes:
+    first_line_end = block.find(b"\n")
+    return b"\r\n" if block[first_line_end - 1:first_line_end] == b"\r" else b"\n"
+
+
+def _after_unterminated_line(block: bytes) -> bytes:
+    return BEGIN_MARKER_AFTER_UNTERMINATED_LINE + block[len(BEGIN_MARKER):]
+
+
+def _require_rendered(block: bytes) -> None:
+    if not block.startswith(BEGIN_MARKER) or not block.rstrip(b"\r\n").endswith(END_MARKER):
+        raise ValueError("block must come from render_block()")
+
+
+# ---- finding ----
+
+
+@dataclass(frozen=True)
+class Parsed:
+    user_text: bytes
+    block: bytes | None  # the first intact block as found, marker lines included
+    block_at: int | None  # where in user_text that block stood
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names in the intact block's entry lines (empty without an intact block)."""
+        if self.block is None:
+            return frozenset()
+        found = set(_ENTRY_LINE.findall(self.block))
+        return frozenset(name.decode("ascii", "surrogateescape") for name in found)
+
+
+@dataclass(frozen=True)
+class _Marker:
+    kind: str
+    start: int  # offset of the line
+    end: int  # offset after its newline
+    newline: bytes  # its own line ending
+
+    @property
+    def begins(self) -> bool:
+        return self.kind != _END
+
+
+def split(text: bytes, managed: Collection[str] = ()) -> Parsed:
+    """Separate the user's text from detoxd's block, repairing damage by the module's rules."""
+    markers = list(_find_markers(text))
+    if not markers and not managed:
+        return Parsed(text, None, None)
+    return _Splitter(text, managed).run(markers)
+
+
+def _find_markers(text: bytes) -> Iterator[_Marker]:
+    position = text.find(_MARKER_NEEDLE)
+    while position != -1:
+        start = text.rfind(b"\n", 0, position) + 1
+        newline_at = text.find(b"\n", position)
+        end = len(text) if newline_at == -1 else newline_at + 1
+        kind = _MARKER_KINDS.get(text[start:end].strip(_MARKER_PADDING + b"\n"))
+        if kind is not None:
+            line_end = b"\r\n" if text[start:end].endswith(b"\r\n") else b"\n"
+            yield _Marker(kind, start, end, line_end)
+        position = text.find(_MARKER_NEEDLE, end)
+
+
+class _Splitter:
+    """One pass over the markers, collecting the user's pieces in order."""
+
+    def __init__(self, text: bytes, managed: Collection[str]) -> None:
+        self.text = text
+        self._managed_names = managed
+        self.pieces: list[bytes] = []
+        self.kept = 0
+        self.block: bytes | None = None
+        self.block_at: int | None = None
+        # (piece index, newline) of the last begin marker that ended the user's last line
+        self.added_newline: tuple[int, bytes] | None = None
+
+    @cached_property
+    def managed(self) -> frozenset[bytes]:
+        """Encoded once, and only for damaged files: an intact block never needs the names."""
+        return frozenset(name.encode("ascii", "surrogateescape") for name in self._managed_names)
+
+    def run(self, markers: list[_Marker]) -> Parsed:
+        text = self.text
+        position = 0
+        orphan_begin_before = False  # the previous marker was a begin without its end
+        index = 0
+        while index < len(markers):
+            marker = markers[index]
+            partner = markers[index + 1] if index + 1 < len(markers) else None
+            paired = marker.begins and partner is not None and not partner.begins
+            orphan_end = not marker.begins
+            self._keep(text[position:marker.start], suspect=orphan_begin_before or orphan_end)
+            if marker.kind == _BEGIN_AFTER_UNTERMINATED:
+                self.added_newline = (len(self.pieces), marker.newline)
+            if paired:
+                assert partner is not None
+                if self.block is None:
+                    self.block, self.block_at = text[marker.start:partner.end], self.kept
+                position = partner.end
+                orphan_begin_before = False
+                index += 2
+            else:
+                position = marker.end
+                orphan_begin_before = marker.begins
+                index += 1
+        no_markers_at_all = not markers and bool(self._managed_names)
+        self._keep(text[position:], suspect=orphan_begin_before or no_markers_at_all,
+                   truncated_block=orphan_begin_before)
+        return self._result()
+
+    def _keep(self, segment: bytes, *, suspect: bool, truncated_block: bool = False) -> None:
+        if suspect:
+            segment = self._without_debris(segment, truncated_block)
+        if segment:
+            self.pieces.append(segment)
+            self.kept += len(segment)
+
+    def _without_debris(self, segment: bytes, truncated_block: bool) -> bytes:
+        lines = segment.split(b"\n")
+        # After the final newline: b"", or the file's unterminated last line (only the last
+        # segment has one: the others end where a marker line starts).
+        last = lines.pop()
+        kept = b"".join(line + b"\n" for line in lines if not self._is_entry(line))
+        if last and (self._is_entry(last) or self._is_fragment(last, truncated_block)):
+            last = b""
+        return kept + last
+
+    def _is_entry(self, line: bytes) -> bool:
+        content = line.removesuffix(b"\r")
+        for prefix in _ENTRY_PREFIXES:
+            if content.startswith(prefix):
+                return content[len(prefix):] in self.managed
+        return False
+
+    def _is_fragment(self, line: bytes, truncated_block: bool) -> bool:
+        """An unterminated last line that is the start of one of detoxd's lines (truncation)."""
+        content = line.strip(_MARKER_PADDING)
+        if len(content) >= _SHORTEST_BEGIN_FRAGMENT and (
+            BEGIN_MARKER.startswith(content)
+            or BEGIN_MARKER_AFTER_UNTERMINATED_LINE.startswith(content)
+        ):
+            return True
+        if not truncated_block:
+            return False
+        return END_MARKER.startswith(content) or self._is_entry_fragment(content)
+
+    def _is_entry_fragment(self, content: bytes) -> bool:
+        if not self.managed:
+            return False
+        for prefix in _ENTRY_PREFIXES:
+            if prefix.startswith(content):
+                return True
+            if content.startswith(prefix):
+                partial_name = content[len(prefix):]
+                names = sorted(self.managed)
+                found = bisect_left(names, partial_name)
+                return found < len(names) and names[found].startswith(partial_name)
+        return False
+
+    def _result(self) -> Parsed:
+        pieces = self.pieces
+        if self.added_newline is not None:
+            index, newline = self.added_newline
+            if index == len(pieces):  # nothing of the user's after the block: its newline goes
+                user_text = b"".join(pieces).removesuffix(newline)
+                at = None if self.block_at is None else min(self.block_at, len(user_text))
+                return Parsed(user_text, self.block, at)
+        return Parsed(b"".join(pieces), self.block, self.block_at)

@@ -1,0 +1,154 @@
+"""Exports of the plan: an RFC 5545 calendar (invitations) and a Markdown worksheet (pure).
+
+Calendar identity: each session's UID is derived from the organizer and the session number
+only, so exporting again after moving the time, the place or the people produces the *same*
+events, and calendars update them instead of showing duplicates. SEQUENCE grows with the export
+time (minutes since :data:`SEQUENCE_EPOCH`): clients accept a re-sent invitation as an update
+only when its SEQUENCE is not lower than the one they have.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import icalendar
+
+from detoxd.core.plan import Plan, Session, format_duration, session_heading, timetable_lines
+from detoxd.core.sessions import Person
+
+PRODID = "-//detoxd//peer sessions//EN"
+UID_NAMESPACE = uuid.UUID("4f0d7a64-3b35-4f59-9f0e-2f7b1c7c5d10")  # fixed forever: UIDs depend on it
+UID_DOMAIN = "detoxd"
+SEQUENCE_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+QUESTIONS = (
+    ("Promote", "How can the group promote {name}'s business?"),
+    ("Help", "How can the group help {name}?"),
+    ("Connect", "Who can the group connect {name} with?"),
+)
+
+
+def event_uid(plan: Plan, session: Session) -> str:
+    """Stable across exports and edits of time, place and people (see the module docstring)."""
+    organizer = (plan.me.email or plan.me.name).casefold()
+    return f"{uuid.uuid5(UID_NAMESPACE, f'{organizer}/session-{session.number}')}@{UID_DOMAIN}"
+
+
+def sequence(stamp: datetime) -> int:
+    return max(0, int((stamp - SEQUENCE_EPOCH).total_seconds() // 60))
+
+
+def calendar(plan: Plan, stamp: datetime) -> bytes:
+    """The two sessions as an iCalendar file; ``stamp`` (aware) is the export time (DTSTAMP)."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    if plan.me.email and any(peer.email for peer in plan.peers):
+        cal.add("method", "REQUEST")  # an invitation: attendees are asked to reply
+    for session in plan.sessions:
+        cal.add_component(_event(plan, session, stamp))
+    first_day = plan.sessions[0].start.date()
+    last_day = plan.sessions[-1].end.date()
+    # VTIMEZONE rules from the tz database, covering the sessions with a year to spare.
+    cal.add_missing_timezones(first_date=date(first_day.year - 1, 1, 1),
+                              last_date=date(last_day.year + 2, 1, 1))
+    data: bytes = cal.to_ical()
+    return data
+
+
+def _event(plan: Plan, session: Session, stamp: datetime) -> icalendar.Event:
+    event = icalendar.Event()
+    event.add("uid", event_uid(plan, session))
+    event.add("dtstamp", stamp.astimezone(UTC))
+    event.add("sequence", sequence(stamp))
+    event.add("dtstart", session.start)
+    event.add("dtend", session.end)
+    event.add("summary", f"Peer session {session.number} of {len(plan.sessions)}: "
+              "promote, help, connect")
+    event.add("description", description(plan, session))
+    if plan.location:
+        event.add("location", plan.location)
+    event.add("status", "CONFIRMED")
+    event.add("transp", "OPAQUE")
+    if plan.me.email:
+        event.add("organizer", _address(plan.me, organizer=True))
+    for peer in plan.peers:
+        if peer.email:
+            event.add("attendee", _address(peer, organizer=False))
+    for before in plan.reminders:
+        event.add_component(_alarm(session, before))
+    return event
+
+
+def _address(person: Person, *, organizer: bool) -> icalendar.vCalAddress:
+    address = icalendar.vCalAddress(f"mailto:{person.email}")
+    address.params["CN"] = person.name
+    if not organizer:
+        address.params["CUTYPE"] = "INDIVIDUAL"
+        address.params["ROLE"] = "REQ-PARTICIPANT"
+        address.params["PARTSTAT"] = "NEEDS-ACTION"
+        address.params["RSVP"] = "TRUE"
+    return address
+
+
+def _alarm(session: Session, before: timedelta) -> icalendar.Alarm:
+    alarm = icalendar.Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("trigger", -before)  # relative to DTSTART
+    alarm.add("description", f"Peer session {session.number} starts in {format_duration(before)}")
+    return alarm
+
+
+def description(plan: Plan, session: Session) -> str:
+    """The hot-seat timetable, as plain text for the event's DESCRIPTION."""
+    minutes = int((session.hot_seats[0].end - session.hot_seats[0].start).total_seconds() // 60)
+    lines = [
+        f"{len(session.hot_seats)} hot seats of {minutes} minutes: how can the group promote, "
+        "help and connect the person in the hot seat?",
+        "",
+        f"Hot seats ({plan.timezone}):",
+        *timetable_lines(session),
+    ]
+    others = [other for other in plan.sessions if other is not session]
+    lines += ["", *(f"Also: {session_heading(other)}" for other in others)]
+    return "\n".join(lines)
+
+
+# ---- the worksheet ----
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+
+def _md(text: str) -> str:
+    """Plain text shown literally in Markdown (names may contain *, _, # ...)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def worksheet(plan: Plan, number: int | None = None) -> str:
+    """A Markdown worksheet: per session, a section per person with the three questions.
+
+    ``number`` picks one session; None gives both, one after the other."""
+    chosen = [s for s in plan.sessions if number is None or s.number == number]
+    if not chosen:
+        raise ValueError(f"no session {number}")
+    parts = ["# Peer sessions: promote, help, connect", ""]
+    names = ", ".join(_md(person.name) for person in (plan.me, *plan.peers))
+    parts += [f"With {names}.", ""]
+    for session in chosen:
+        parts += _session_worksheet(plan, session)
+    return "\n".join(parts).rstrip("\n") + "\n"
+
+
+def _session_worksheet(plan: Plan, session: Session) -> list[str]:
+    lines = [f"## {_md(session_heading(session))}", ""]
+    if plan.location:
+        lines += [f"Where: {_md(plan.location)}", ""]
+    for seat in session.hot_seats:
+        name = _md(seat.person.name)
+        lines += [f"### {seat.number}. {name} ({seat.start:%H:%M}–{seat.end:%H:%M})", ""]
+        for title, question in QUESTIONS:
+            lines += [f"**{title}.** {question.format(name=name)}", "", "-", ""]
+        lines += ["Agreed actions (who, what, by when):", "", "-", ""]
+    return lines

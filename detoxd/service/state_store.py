@@ -1,0 +1,275 @@
+"""Atomic, versioned JSON persistence of :class:`~detoxd.core.detoxDetoxState`.
+
+A save either leaves the old file or puts the complete new one in place: the JSON
+goes to a temporary file in the same directory (mode 0600), is fsynced, renamed
+over the state file with ``os.replace`` and the directory is fsynced so the rename
+survives a power cut. Loading never modifies or removes a file: a corrupt file or
+one written by a newer detoxd raises :class:`StateFileError` and the daemon decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from detoxd.core.detox import BootReading, Checkpoint, DetoxState, Phase
+from detoxd.durable import fsync_directory
+
+FORMAT_VERSION = 1
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+_T = TypeVar("_T")
+
+
+class StateFileError(Exception):
+    """The state file exists but cannot be used; it is left untouched."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class CorruptStateError(StateFileError):
+    """Not valid JSON, or not the shape detoxd writes."""
+
+
+class NewerStateVersionError(StateFileError):
+    """Written by a newer detoxd: refusing to guess at its meaning."""
+
+
+def load(path: Path) -> DetoxState:
+    """Read the state; a missing file is a fresh idle state."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return DetoxState()
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise CorruptStateError(path, f"not valid JSON: {error}") from error
+    if not isinstance(document, dict):
+        raise CorruptStateError(path, "expected a JSON object")
+    _check_version(path, document.get("version"))
+    try:
+        document["ratchet"] = _load_ratchet(path, document.get("ratchet"))
+        return decode(document)
+    except KeyError as error:
+        raise CorruptStateError(path, f"missing key {error}") from error
+    except (TypeError, ValueError, OSError) as error:
+        raise CorruptStateError(path, f"invalid state: {error}") from error
+
+
+def save(path: Path, state: DetoxState) -> None:
+    """Replace the state file atomically; on any error the previous file is intact.
+
+    The daemon checkpoints every few seconds, but the ratchet (up to a million names) rarely
+    changes: it goes to a side file named after its content, written only when it changed and
+    before the state that names it, so a crash between the two leaves a consistent pair.
+    """
+    large = len(state.ratchet) > INLINE_RATCHET_MAX
+    document = encode(state, with_ratchet=not large)
+    side_file = _save_ratchet(path, state.ratchet) if large else None
+    if side_file:
+        document["ratchet"] = {"file": side_file}
+    write_atomic(path, json.dumps(document, allow_nan=False, separators=(",", ":")).encode())
+    _remove_stale_ratchets(path, keep=side_file)
+
+
+INLINE_RATCHET_MAX = 10_000  # presets and a few lists; beyond that, a side file
+_RATCHET_FILE = re.compile(r"[A-Za-z0-9_-]+\.ratchet-[0-9a-f]{32}\.json")
+# path -> (the ratchet last written for it, its side file): saving the same frozenset is free.
+_written_ratchets: dict[Path, tuple[frozenset[str], str]] = {}
+
+
+def _save_ratchet(path: Path, names: frozenset[str]) -> str:
+    cached = _written_ratchets.get(path)
+    if cached is not None and cached[0] is names and (path.parent / cached[1]).exists():
+        return cached[1]
+    data = json.dumps(_sorted_names(names), separators=(",", ":")).encode()
+    name = f"{path.stem}.ratchet-{hashlib.sha256(data).hexdigest()[:32]}.json"
+    if not (path.parent / name).exists():
+        write_atomic(path.parent / name, data)
+    _written_ratchets[path] = (names, name)
+    return name
+
+
+def _remove_stale_ratchets(path: Path, keep: str | None) -> None:
+    for side_file in path.parent.glob(f"{path.stem}.ratchet-*.json"):
+        if side_file.name != keep:
+            with contextlib.suppress(OSError):
+                side_file.unlink()
+
+
+def _load_ratchet(path: Path, reference: object) -> list[str]:
+    if isinstance(reference, list):  # small or older states keep the names inline
+        return reference
+    if not isinstance(reference, dict) or not isinstance(reference.get("file"), str):
+        raise TypeError("ratchet must be a list or {'file': name}")
+    name = reference["file"]
+    if not _RATCHET_FILE.fullmatch(name):
+        raise ValueError(f"invalid ratchet file name {name!r}")
+    names = json.loads((path.parent / name).read_bytes())
+    if not isinstance(names, list):
+        raise TypeError("ratchet file must hold a list")
+    return names
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (mode 0600): readers see the old or the new file, whole."""
+    directory = path.parent
+    _ensure_private_dir(directory)
+    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as temp_file:
+            os.fchmod(temp_file.fileno(), FILE_MODE)
+            temp_file.write(data)
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    fsync_directory(directory)
+
+
+def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
+    """The JSON document for ``state``; the ratchet is sorted for stable diffs."""
+    return {
+        "version": FORMAT_VERSION,
+        "phase": state.phase.value,
+        "locked": state.locked,
+        "started_at": _encode_time(state.started_at),
+        "duration_seconds": state.duration_seconds,
+        "credited_seconds": state.credited_seconds,
+        "checkpoint": _encode_checkpoint(state.checkpoint),
+        "tamper_events": state.tamper_events,
+        "clock_jumps": state.clock_jumps,
+        "ratchet": _sorted_names(state.ratchet) if with_ratchet else [],
+    }
+
+
+def decode(document: dict[str, Any]) -> DetoxState:
+    """Inverse of :func:`encode`; raises KeyError, TypeError or ValueError on bad input."""
+    state = DetoxState(
+        phase=Phase(_typed(document, "phase", str)),
+        locked=_typed(document, "locked", bool),
+        started_at=_decode_time(document["started_at"]),
+        duration_seconds=_number(document, "duration_seconds"),
+        credited_seconds=_number(document, "credited_seconds"),
+        checkpoint=_decode_checkpoint(document["checkpoint"]),
+        ratchet=_decode_names(document["ratchet"]),
+        tamper_events=_count(document, "tamper_events"),
+        clock_jumps=_count(document, "clock_jumps"),
+    )
+    if state.active and (state.started_at is None or state.checkpoint is None):
+        raise ValueError("an active detox needs started_at and checkpoint")
+    return state
+
+
+def _check_version(path: Path, version: object) -> None:
+    if type(version) is not int:
+        raise CorruptStateError(path, f"missing or invalid version: {version!r}")
+    if version > FORMAT_VERSION:
+        raise NewerStateVersionError(
+            path, f"format version {version} is newer than this detoxd ({FORMAT_VERSION})"
+        )
+    if version < 1:
+        raise CorruptStateError(path, f"invalid version: {version}")
+
+
+def _typed(document: dict[str, Any], key: str, kind: type[_T]) -> _T:
+    value = document[key]
+    if type(value) is not kind:  # not isinstance: bool is an int, and must not pass as one
+        raise TypeError(f"{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _number(document: dict[str, Any], key: str) -> float:
+    value = document[key]
+    if type(value) not in (int, float) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{key} must be a finite non-negative number, got {value!r}")
+    return float(value)
+
+
+def _count(document: dict[str, Any], key: str) -> int:
+    value = _typed(document, key, int)
+    if value < 0:
+        raise ValueError(f"{key} must not be negative, got {value}")
+    return value
+
+
+def _encode_time(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _decode_time(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO 8601 time, got {value!r}")
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"time without UTC offset: {value!r}")
+    return moment
+
+
+def _encode_checkpoint(checkpoint: Checkpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {
+        "wall": _encode_time(checkpoint.wall),
+        "boot_id": checkpoint.boot.boot_id,
+        "boot_seconds": checkpoint.boot.seconds,
+    }
+
+
+def _decode_checkpoint(value: object) -> Checkpoint | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"checkpoint must be an object, got {value!r}")
+    wall = _decode_time(value["wall"])
+    if wall is None:
+        raise ValueError("checkpoint needs a wall time")
+    boot = BootReading(_typed(value, "boot_id", str), _number(value, "boot_seconds"))
+    return Checkpoint(wall=wall, boot=boot)
+
+
+@functools.lru_cache(maxsize=1)
+def _sorted_names(names: frozenset[str]) -> tuple[str, ...]:
+    """Sorting a million names takes most of a save; the ratchet rarely changes between saves.
+
+    A tuple, so no caller can change the cached value; json writes it as an array. The
+    cache hit is by identity first, so it is free while the same frozenset is saved again.
+    """
+    return tuple(sorted(names))
+
+
+def _decode_names(value: object) -> frozenset[str]:
+    if not isinstance(value, list | tuple):
+        raise TypeError("ratchet must be a list")
+    names = frozenset(value)
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError("ratchet must hold only strings")
+    return names
+
+
+def _ensure_private_dir(directory: Path) -> None:
+    """Create the state directory 0700; an existing directory is the admin's to set."""
+    if directory.is_dir():
+        return
+    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
+

@@ -1,0 +1,218 @@
+"""DndKeeper's bookkeeping: save, silence, re-assert, restore, survive a restart of the agent.
+
+The back-end here is an in-memory stand-in (``SwitchBackend``) so the rules can be checked
+exhaustively; the real back-ends run against real services in tests/integration
+(dunst, GSettings keyfile, and a fake Plasma ``Inhibit`` service).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from detoxd.agent.dnd import Backend, DndKeeper, Session, available, state_dir
+
+
+class SwitchBackend(Backend):
+    name: ClassVar[str] = "switch"
+    label: ClassVar[str] = "Switch"
+
+    def __init__(self, silenced: bool = False, here: bool = True) -> None:
+        self.silenced = silenced
+        self.here = here
+        self.calls: list[str] = []
+
+    def available(self, session: Session) -> bool:
+        return self.here
+
+    def is_silenced(self) -> bool:
+        return self.silenced
+
+    def silence(self) -> None:
+        self.calls.append("silence")
+        self.silenced = True
+
+    def unsilence(self) -> None:
+        self.calls.append("unsilence")
+        self.silenced = False
+
+
+class BrokenBackend(SwitchBackend):
+    name: ClassVar[str] = "broken"
+
+    def available(self, session: Session) -> bool:
+        raise RuntimeError("probe exploded")
+
+
+def saved(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / "dnd.json").read_text())  # type: ignore[no-any-return]
+
+
+def test_silences_saves_the_prior_setting_and_restores_it(tmp_path: Path) -> None:
+    backend = SwitchBackend(silenced=False)
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    keeper.update(True)
+    assert backend.silenced
+    assert saved(tmp_path)["prior"] == {"silenced": False}
+    assert keeper.silencing
+    keeper.update(False)
+    assert not backend.silenced
+    assert not (tmp_path / "dnd.json").exists()
+    assert not keeper.silencing
+
+
+def test_users_own_do_not_disturb_stays_on_after_the_detox(tmp_path: Path) -> None:
+    backend = SwitchBackend(silenced=True)
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    keeper.update(True)
+    assert "silence" not in backend.calls, "already silenced: nothing to change"
+    keeper.update(False)
+    assert backend.silenced, "restored to the user's own 'on', not forced off"
+
+
+def test_switching_notifications_back_on_is_undone_and_counted(tmp_path: Path) -> None:
+    backend = SwitchBackend()
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    keeper.update(True)
+    for expected in (1, 2):
+        backend.silenced = False  # the user flips the switch
+        keeper.update(True)
+        assert backend.silenced
+        assert keeper.reasserted == expected
+    keeper.update(True)
+    assert keeper.reasserted == 2, "no change, no count"
+    assert saved(tmp_path)["prior"] == {"silenced": False}, "the prior setting is never overwritten"
+
+
+def test_a_user_who_already_had_dnd_on_is_not_counted_as_reasserting(tmp_path: Path) -> None:
+    backend = SwitchBackend(silenced=True)
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    keeper.update(True)
+    keeper.update(True)
+    assert keeper.reasserted == 0
+
+
+def test_an_agent_started_after_the_detox_ended_restores(tmp_path: Path) -> None:
+    backend = SwitchBackend()
+    DndKeeper(backend, tmp_path, [backend]).update(True)
+    # The agent stops; the detox ends; a new agent starts and sees the daemon idle.
+    later = DndKeeper(backend, tmp_path, [backend])
+    assert later.silencing
+    later.update(False)
+    assert not backend.silenced
+    assert not (tmp_path / "dnd.json").exists()
+
+
+def test_nothing_saved_nothing_restored(tmp_path: Path) -> None:
+    backend = SwitchBackend(silenced=True)
+    DndKeeper(backend, tmp_path, [backend]).update(False)
+    assert backend.calls == []
+
+
+def test_a_failed_restore_keeps_the_saved_setting_for_the_next_try(tmp_path: Path) -> None:
+    backend = SwitchBackend()
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    keeper.update(True)
+
+    def fail() -> None:
+        raise OSError("notification daemon gone")
+
+    backend.unsilence = fail  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        keeper.update(False)
+    assert (tmp_path / "dnd.json").exists()
+
+
+def test_restores_with_the_backend_named_in_the_file(tmp_path: Path) -> None:
+    old = SwitchBackend()
+    DndKeeper(old, tmp_path, [old]).update(True)
+    # Next login has no back-end at all (say, the notification daemon is not up yet).
+    DndKeeper(None, tmp_path, [old]).update(False)
+    assert not old.silenced
+
+
+def test_unreadable_state_file_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "dnd.json").write_text("{not json")
+    backend = SwitchBackend()
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    keeper.update(True)
+    assert saved(tmp_path)["backend"] == "switch"
+
+
+def test_available_picks_the_first_and_survives_a_broken_probe() -> None:
+    session = Session(("GNOME",), "gnome-shell")
+    first, second = SwitchBackend(here=False), SwitchBackend(here=True)
+    assert available(session, [BrokenBackend(), first, second]) is second
+    assert available(session, [first]) is None
+
+
+def test_real_backends_are_chosen_by_the_notification_daemon() -> None:
+    assert type(available(Session((), "dunst"))).__name__ == "DunstBackend"
+    assert type(available(Session(("sway",), "mako"))).__name__ == "MakoBackend"
+    assert type(available(Session(("KDE",), "Plasma"))).__name__ == "KdeBackend"
+    assert type(available(Session(("XFCE",), "Xfce Notify Daemon"))).__name__ == "XfceBackend"
+
+
+def test_session_desktop_match_is_case_insensitive() -> None:
+    assert Session(("ubuntu", "GNOME"), None).on_desktop("gnome")
+    assert not Session(("KDE",), None).on_desktop("GNOME")
+
+
+def test_state_dir_follows_xdg(tmp_path: Path) -> None:
+    assert state_dir({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "detoxd"
+    assert state_dir({"HOME": str(tmp_path)}) == tmp_path / ".local/state/detoxd"
+
+
+GNOME_SCRIPT = """
+import json, sys
+from detoxd.agent.dnd import DndKeeper, Session
+from detoxd.agent.dnd.gnome import GnomeBackend
+from pathlib import Path
+backend = GnomeBackend()
+seen = {"available": backend.available(Session(("GNOME",), None)),
+        "not_on_kde": backend.available(Session(("KDE",), "Plasma"))}
+keeper = DndKeeper(backend, Path(sys.argv[1]), [backend])
+keeper.update(True)
+seen["silenced"] = backend.is_silenced()
+keyfile = Path(sys.argv[2]) / "glib-2.0/settings/keyfile"
+seen["keyfile_during"] = keyfile.read_text()
+keeper.update(False)
+seen["silenced_after"] = backend.is_silenced()
+seen["keyfile_after"] = keyfile.read_text()
+print(json.dumps(seen))
+"""
+
+
+def gnome_schema_installed() -> bool:
+    return Path("/usr/share/glib-2.0/schemas/org.gnome.desktop.notifications.gschema.xml").exists()
+
+
+@pytest.mark.skipif(not gnome_schema_installed(),
+                    reason="needs the org.gnome.desktop.notifications schema (apt-get install "
+                           "gsettings-desktop-schemas)")
+def test_gnome_show_banners_through_the_gsettings_keyfile_backend(tmp_path: Path) -> None:
+    """GSettings' keyfile back-end instead of dconf: the same API GNOME Shell reads, in a temp dir.
+    Run in a child process because GLib picks its settings back-end once per process."""
+    pytest.importorskip("gi", reason="python3-gi is needed for the GSettings back-ends")
+    import os
+    import subprocess
+    import sys
+
+    config = tmp_path / "config"
+    env = {**os.environ, "GSETTINGS_BACKEND": "keyfile", "XDG_CONFIG_HOME": str(config),
+           "HOME": str(tmp_path)}
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    result = subprocess.run([sys.executable, "-c", GNOME_SCRIPT, str(tmp_path / "state"), str(config)],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout)
+    assert seen["available"] is True
+    assert seen["not_on_kde"] is False
+    assert seen["silenced"] is True
+    assert "[org/gnome/desktop/notifications]" in seen["keyfile_during"]
+    assert "show-banners=false" in seen["keyfile_during"]
+    assert seen["silenced_after"] is False
+    assert "show-banners=true" in seen["keyfile_after"]

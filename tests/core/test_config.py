@@ -1,0 +1,95 @@
+from detoxd.core.config import parse_blocklist, parse_main
+
+PRESETS = ("social", "professional-networking", "messaging")
+
+
+def errors(source: object) -> list[str]:
+    return [str(issue) for issue in source.errors]  # type: ignore[attr-defined]
+
+
+def test_empty_files_give_defaults() -> None:
+    main, _ = parse_main("")
+    assert main is not None and main.detox.days == 14 and main.detox.lock is True
+    assert main.notifications.suppress is True
+    blocklist, _ = parse_blocklist("", PRESETS)
+    assert blocklist is not None and not blocklist.domains
+
+
+def test_example_blocklist_from_the_issue() -> None:
+    text = (
+        "presets: [social, professional-networking]\n"
+        "domains:\n  - news.ycombinator.com\n"
+        "allow: []\nlists: []\napps: []\n"
+    )
+    blocklist, source = parse_blocklist(text, PRESETS)
+    assert errors(source) == []
+    assert blocklist is not None
+    assert blocklist.presets == ("social", "professional-networking")
+    assert blocklist.domains == ("news.ycombinator.com",)  # the loader adds www. variants
+
+
+def test_all_errors_reported_together_with_file_line_and_path() -> None:
+    text = (
+        "presets: [social, socail]\n"        # line 1
+        "domains:\n"
+        "  - twitter.com\n"
+        "  - 'twiter..com'\n"                  # line 4
+        "  - 42\n"                             # line 5
+        "alow: []\n"                           # line 6
+    )
+    _, source = parse_blocklist(text, PRESETS)
+    found = errors(source)
+    assert len(found) == 4
+    assert found[0].startswith("blocklist.yaml:1: presets[1]: unknown preset 'socail'")
+    assert found[1].startswith("blocklist.yaml:4: domains[1]: 'twiter..com'")
+    assert found[2] == "blocklist.yaml:5: domains[2]: expected text, got int"
+    assert found[3].startswith("blocklist.yaml:6: alow: unknown key")
+
+
+def test_url_is_reduced_to_its_host_with_a_warning() -> None:
+    blocklist, source = parse_blocklist("domains: ['https://twitter.com/home']\n", PRESETS)
+    assert blocklist is not None and "twitter.com" in blocklist.domains
+    assert source.issues[0].severity == "warning"
+    assert source.issues[0].line == 1
+
+
+def test_injection_attempts_never_become_domains() -> None:
+    text = 'domains: ["evil.com\\n0.0.0.0 bank.com", "a.com b.com", "x.com#y", "10.0.0.1"]\n'
+    blocklist, source = parse_blocklist(text, PRESETS)
+    assert len(source.errors) == 4
+    assert blocklist is not None and blocklist.domains == ()
+
+
+def test_main_config_types_and_unknown_sections() -> None:
+    _, source = parse_main("detox:\n  days: fourteen\n  lock: 'yes'\npeer: []\n")
+    assert errors(source) == [
+        "detoxd.yaml:2: detox.days: expected a number, got str",
+        "detoxd.yaml:3: detox.lock: expected true or false, got str",
+        "detoxd.yaml:4: peer: unknown key "
+        "(expected one of: bypass, detox, me, notifications, peers, sessions)",
+    ]
+
+
+def test_days_range_checked() -> None:
+    _, source = parse_main("detox: {days: 0}\n")
+    assert "between" in errors(source)[0]
+    main, _ = parse_main("detox: {days: 0.01, lock: false}\n")
+    assert main is not None and main.detox.days == 0.01 and main.detox.lock is False
+
+
+def test_app_names_validated() -> None:
+    blocklist, source = parse_blocklist("apps: [slack, 'rm -rf /']\n", PRESETS)
+    assert blocklist is not None and [rule.name for rule in blocklist.apps] == ["slack"]
+    assert errors(source)[0].startswith("blocklist.yaml:1: apps[1]: unknown app preset 'rm -rf /'")
+
+
+def test_bypass_browser_policies_defaults_on_and_can_be_switched_off() -> None:
+    main, _ = parse_main("detox: {days: 14}\n")
+    assert main is not None and main.bypass.browser_policies is True
+    main, source = parse_main("bypass:\n  browser_policies: false\n")
+    assert main is not None and main.bypass.browser_policies is False and not source.errors
+    _, source = parse_main("bypass:\n  browser_policies: maybe\n  dns: off\n")
+    assert errors(source) == [
+        "detoxd.yaml:2: bypass.browser_policies: expected true or false, got str",
+        "detoxd.yaml:3: bypass.dns: unknown key (expected one of: browser_policies)",
+    ]

@@ -1,0 +1,350 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detoxd.clock import FakeClock
+from detoxd.core import detox
+from detoxd.core.detox import BootReading, DetoxState, Phase, Refusal
+
+DAY = 86_400.0
+HOUR = 3_600.0
+START = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def reading(clock: FakeClock) -> BootReading:
+    return BootReading(clock.boot_id(), clock.boottime())
+
+
+def started(clock: FakeClock, *, days: float = 14, locked: bool = True) -> DetoxState:
+    state = detox.start(
+        DetoxState(), now=clock.now(), boot=reading(clock), days=days, locked=locked
+    )
+    assert isinstance(state, DetoxState)
+    return state
+
+
+def ticked(state: DetoxState, clock: FakeClock) -> DetoxState:
+    return detox.tick(state, now=clock.now(), boot=reading(clock))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(wall=START)
+
+
+# --- start -------------------------------------------------------------------------
+
+
+def test_start_makes_an_active_detox_of_the_requested_length(clock: FakeClock) -> None:
+    state = started(clock, days=7)
+    assert state.phase is Phase.ACTIVE
+    assert state.started_at == START
+    assert detox.remaining(state) == timedelta(days=7)
+    assert detox.ends_at(state, clock.now()) == START + timedelta(days=7)
+    assert detox.days_left(state) == 7
+
+
+def test_start_while_active_is_refused_and_cannot_unlock(clock: FakeClock) -> None:
+    state = started(clock, days=14, locked=True)
+    again = detox.start(state, now=clock.now(), boot=reading(clock), days=1, locked=False)
+    assert isinstance(again, Refusal)
+    assert "already" in again.reason
+
+
+@pytest.mark.parametrize("days", [0, -1, float("nan"), float("inf"), detox.MAX_DAYS + 1])
+def test_start_refuses_unreasonable_lengths(clock: FakeClock, days: float) -> None:
+    result = detox.start(DetoxState(), now=clock.now(), boot=reading(clock), days=days, locked=True)
+    assert isinstance(result, Refusal)
+
+
+def test_start_rejects_a_naive_time(clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="timezone"):
+        detox.start(
+            DetoxState(), now=datetime(2024, 1, 1), boot=reading(clock), days=1, locked=True
+        )
+
+
+def test_start_resets_the_counters_of_the_previous_detox(clock: FakeClock) -> None:
+    state = detox.record_tamper(started(clock, days=1))
+    clock.advance(DAY)
+    finished = ticked(state, clock)
+    assert finished.tamper_events == 1
+    again = detox.start(finished, now=clock.now(), boot=reading(clock), days=1, locked=True)
+    assert isinstance(again, DetoxState)
+    assert again.tamper_events == 0
+
+
+# --- the passing of time -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("days", [14, 7])
+def test_a_detox_ends_after_its_days_of_hourly_ticks(clock: FakeClock, days: int) -> None:
+    state = detox.update_ratchet(started(clock, days=days), {"facebook.com"})
+    for _ in range(days * 24 - 1):
+        clock.advance(HOUR)
+        state = ticked(state, clock)
+    assert state.active
+    assert detox.remaining(state) == timedelta(hours=1)
+    assert detox.days_left(state) == 1
+    clock.advance(HOUR)
+    state = ticked(state, clock)
+    assert state.phase is Phase.IDLE
+    assert state.ratchet == frozenset()
+    assert detox.enforced_names(state, {"facebook.com"}) == frozenset()
+    assert detox.ends_at(state, clock.now()) is None
+
+
+def test_days_left_rounds_up(clock: FakeClock) -> None:
+    state = started(clock, days=14)
+    clock.advance(1)
+    assert detox.days_left(ticked(state, clock)) == 14
+    clock.advance(DAY)
+    assert detox.days_left(ticked(state, clock)) == 13
+
+
+def test_a_clock_jump_forward_is_counted_and_not_credited(clock: FakeClock) -> None:
+    state = started(clock, days=14)
+    clock.advance(HOUR)
+    clock.jump(13 * DAY)
+    state = ticked(state, clock)
+    assert state.active
+    assert state.clock_jumps == 1
+    assert detox.elapsed(state) == timedelta(hours=1)
+    # ends_at is wall-clock based for display: it moves with the jumped clock.
+    assert detox.ends_at(state, clock.now()) == clock.now() + timedelta(days=14, hours=-1)
+
+
+def test_after_a_jump_the_next_ticks_measure_from_the_jumped_clock(clock: FakeClock) -> None:
+    state = started(clock, days=14)
+    clock.jump(13 * DAY)
+    state = ticked(state, clock)
+    clock.advance(HOUR)
+    state = ticked(state, clock)
+    assert state.clock_jumps == 1
+    assert detox.elapsed(state) == timedelta(hours=1)
+
+
+def test_small_wall_drift_is_not_a_jump(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    clock.jump(detox.JUMP_TOLERANCE_SECONDS)
+    assert ticked(state, clock).clock_jumps == 0
+
+
+def test_a_clock_set_back_within_a_boot_changes_nothing(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    clock.jump(-5 * DAY)
+    state = ticked(state, clock)
+    assert detox.elapsed(state) == timedelta(hours=1)
+    assert state.clock_jumps == 0
+
+
+def test_suspend_is_credited_because_boottime_counts_it(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(3 * DAY)  # lid closed: both clocks moved
+    assert detox.elapsed(ticked(state, clock)) == timedelta(days=3)
+
+
+def test_a_daemon_restart_within_a_boot_credits_boottime(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(2 * DAY)  # daemon down, no ticks
+    clock.jump(10 * DAY)  # and someone set the clock forward meanwhile
+    state = ticked(state, clock)
+    assert detox.elapsed(state) == timedelta(days=2)
+    assert state.clock_jumps == 1
+
+
+def test_reboot_downtime_is_credited_from_the_wall_clock(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    state = ticked(state, clock)
+    clock.reboot(downtime_seconds=2 * DAY, boot_id="boot-2")
+    state = ticked(state, clock)
+    assert detox.elapsed(state) == timedelta(days=2, hours=1)
+    clock.advance(HOUR)  # the new boot's readings are now the reference
+    assert detox.elapsed(ticked(state, clock)) == timedelta(days=2, hours=2)
+
+
+def test_a_clock_set_back_across_a_reboot_credits_only_the_new_uptime(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    state = ticked(state, clock)
+    clock.reboot(downtime_seconds=0, boot_id="boot-2")
+    clock.jump(-3 * DAY)
+    state = ticked(state, clock)
+    # At least the new boot's uptime really passed; nothing more can be trusted.
+    assert detox.elapsed(state) == timedelta(hours=1, seconds=clock.boottime())
+    assert state.clock_jumps == 0
+
+
+def test_a_clock_set_back_with_an_unknown_boot_credits_nothing(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.reboot(downtime_seconds=0, boot_id=detox.UNKNOWN_BOOT_ID)
+    clock.jump(-3 * DAY)
+    assert detox.elapsed(ticked(state, clock)) == timedelta(0)
+
+
+def test_boottime_going_backwards_is_a_reboot_even_with_the_same_id(clock: FakeClock) -> None:
+    clock.boot_identity = detox.UNKNOWN_BOOT_ID
+    state = started(clock)
+    clock.reboot(downtime_seconds=DAY, boot_id=detox.UNKNOWN_BOOT_ID)
+    assert detox.elapsed(ticked(state, clock)) == timedelta(days=1)
+
+
+def test_a_detox_due_while_the_machine_was_off_ends_on_the_next_start(
+    clock: FakeClock,
+) -> None:
+    state = started(clock, days=7)
+    clock.advance(DAY)
+    state = ticked(state, clock)
+    clock.reboot(downtime_seconds=10 * DAY, boot_id="boot-2")
+    assert ticked(state, clock).phase is Phase.IDLE
+
+
+def test_tick_is_a_no_op_when_idle(clock: FakeClock) -> None:
+    state = DetoxState()
+    clock.advance(DAY)
+    assert ticked(state, clock) is state
+
+
+def test_an_active_state_without_checkpoint_gets_one_and_no_credit(clock: FakeClock) -> None:
+    state = replace(started(clock), checkpoint=None)
+    clock.advance(DAY)
+    state = ticked(state, clock)
+    assert detox.elapsed(state) == timedelta(0)
+    assert state.checkpoint == detox.Checkpoint(wall=clock.now(), boot=reading(clock))
+
+
+# --- ending and extending ----------------------------------------------------------
+
+
+def test_ending_a_locked_detox_is_refused(clock: FakeClock) -> None:
+    result = detox.request_end(started(clock, locked=True))
+    assert isinstance(result, Refusal)
+    assert "locked" in result.reason
+
+
+def test_ending_an_unlocked_detox_returns_to_idle(clock: FakeClock) -> None:
+    state = detox.update_ratchet(started(clock, locked=False), {"x.com"})
+    result = detox.request_end(state)
+    assert isinstance(result, DetoxState)
+    assert result.phase is Phase.IDLE
+    assert result.ratchet == frozenset()
+
+
+def test_ending_when_idle_is_refused() -> None:
+    assert isinstance(detox.request_end(DetoxState()), Refusal)
+
+
+def test_extend_lengthens_even_a_locked_detox(clock: FakeClock) -> None:
+    state = detox.extend(started(clock, days=7, locked=True), days=7)
+    assert isinstance(state, DetoxState)
+    assert detox.remaining(state) == timedelta(days=14)
+
+
+@pytest.mark.parametrize("days", [0, -3, float("nan"), detox.MAX_DAYS])
+def test_extend_never_shortens_nor_exceeds_the_maximum(clock: FakeClock, days: float) -> None:
+    assert isinstance(detox.extend(started(clock, days=7), days=days), Refusal)
+
+
+def test_extend_when_idle_is_refused() -> None:
+    assert isinstance(detox.extend(DetoxState(), days=1), Refusal)
+
+
+# --- counters ----------------------------------------------------------------------
+
+
+def test_tamper_events_are_counted_while_active(clock: FakeClock) -> None:
+    state = detox.record_tamper(detox.record_tamper(started(clock)))
+    assert state.tamper_events == 2
+
+
+def test_tamper_is_not_counted_when_idle() -> None:
+    assert detox.record_tamper(DetoxState()).tamper_events == 0
+
+
+# --- the ratchet -------------------------------------------------------------------
+
+
+def test_a_locked_detox_keeps_blocking_names_removed_from_the_config(clock: FakeClock) -> None:
+    state = detox.update_ratchet(started(clock), {"a.com", "b.com"})
+    state = detox.update_ratchet(state, {"a.com"})  # b.com removed from the YAML
+    assert detox.enforced_names(state, {"a.com"}) == {"a.com", "b.com"}
+
+
+def test_added_names_are_blocked_at_once_and_ratcheted(clock: FakeClock) -> None:
+    state = detox.update_ratchet(started(clock), {"a.com"})
+    assert detox.enforced_names(state, {"a.com", "c.com"}) == {"a.com", "c.com"}
+    state = detox.update_ratchet(state, {"a.com", "c.com"})
+    assert detox.enforced_names(state, set()) == {"a.com", "c.com"}
+
+
+def test_an_unlocked_detox_enforces_only_the_configured_names(clock: FakeClock) -> None:
+    state = detox.update_ratchet(started(clock, locked=False), {"a.com", "b.com"})
+    assert detox.enforced_names(state, {"a.com"}) == {"a.com"}
+
+
+def test_update_ratchet_returns_the_same_state_when_nothing_is_new(clock: FakeClock) -> None:
+    state = detox.update_ratchet(started(clock), {"a.com", "b.com"})
+    assert detox.update_ratchet(state, {"b.com"}) is state
+
+
+def test_update_ratchet_is_ignored_when_idle() -> None:
+    assert detox.update_ratchet(DetoxState(), {"a.com"}).ratchet == frozenset()
+
+
+# --- properties --------------------------------------------------------------------
+
+clock_moves = st.lists(
+    st.tuples(
+        st.sampled_from(["advance", "jump"]),
+        # Whole seconds keep float sums exact, so the end boundary is tested exactly.
+        st.integers(min_value=-20 * int(DAY), max_value=20 * int(DAY)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200)
+@given(moves=clock_moves, days=st.sampled_from([7, 14]))
+def test_within_one_boot_only_boottime_is_credited(moves: list[tuple[str, int]], days: int) -> None:
+    clock = FakeClock(wall=START)
+    state = started(clock, days=days)
+    real_seconds = 0
+    for kind, seconds in moves:
+        if kind == "advance":
+            seconds = abs(seconds)  # real time only moves forward
+            clock.advance(seconds)
+            real_seconds += seconds
+        else:
+            clock.jump(seconds)
+        state = ticked(state, clock)
+        if real_seconds < days * DAY:
+            assert state.active
+            assert state.credited_seconds == real_seconds
+        else:
+            assert not state.active
+
+
+@given(
+    configs=st.lists(
+        st.frozensets(st.sampled_from(["a.com", "b.com", "c.com", "d.com"])), min_size=1
+    )
+)
+def test_a_locked_detox_never_unblocks_a_name_it_enforced(
+    configs: list[frozenset[str]],
+) -> None:
+    state = started(FakeClock(wall=START), locked=True)
+    enforced_so_far: set[str] = set()
+    for configured in configs:
+        enforced = detox.enforced_names(state, configured)
+        assert enforced >= configured
+        assert enforced >= enforced_so_far
+        enforced_so_far |= enforced
+        state = detox.update_ratchet(state, configured)

@@ -1,0 +1,154 @@
+"""Status → title and menu lines: pure, so every wording and rule is checked here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from detoxd.core.menu import (
+    SEPARATOR,
+    Action,
+    MenuEntry,
+    Notice,
+    TrayView,
+    day_of,
+    entries,
+    format_duration,
+    format_moment,
+    status_lines,
+    title,
+)
+
+NOW = datetime(2025, 11, 27, 10, 0, tzinfo=UTC)
+ACTIVE: dict[str, Any] = {
+    "state": "active", "locked": True,
+    "started_at": "2025-11-25T08:00:00+00:00", "ends_at": "2025-12-09T08:00:00+00:00",
+    "days_left": 12, "seconds_left": 12 * 86400, "domains_blocked": 57,
+    "hosts_file": "/etc/hosts", "hosts_in_sync": True, "tamper_events": 0, "clock_jumps": 0,
+    "config_error": None, "warnings": [],
+}
+IDLE: dict[str, Any] = {**ACTIVE, "state": "idle", "locked": False, "started_at": None,
+                        "days_left": None, "seconds_left": None, "domains_blocked": 0}
+
+
+def view(status: dict[str, Any] | None, **kwargs: Any) -> TrayView:
+    return TrayView(status, NOW, **kwargs)
+
+
+def test_active_detox_lines_match_the_issue_wording() -> None:
+    lines = status_lines(view(ACTIVE, dnd_label="GNOME"))
+    assert lines[0] == "Day 3 of 14 — ends Tue 9 Dec 08:00"
+    assert lines[1] == "57 sites blocked"
+    assert "Locked: it cannot be ended early" in lines
+    assert "Notifications silenced (GNOME)" in lines
+
+
+def test_plan_lines_for_hot_seat_and_next_session() -> None:
+    status = {**ACTIVE,
+              "current_hot_seat": {"name": "Grace", "ends_at": "2025-11-27T10:12:00+00:00"},
+              "next_session": {"start": "2025-12-04T09:00:00+00:00", "end": "2025-12-04T10:00:00+00:00",
+                               "number": 2}}
+    lines = status_lines(view(status))
+    assert "Hot seat: Grace — 12 min left" in lines
+    assert "Next peer session: Thu 4 Dec 09:00" in lines
+
+
+def test_times_are_shown_in_the_viewers_time_zone() -> None:
+    paris = timezone(timedelta(hours=1))
+    lines = status_lines(TrayView(ACTIVE, NOW.astimezone(paris)))
+    assert lines[0] == "Day 3 of 14 — ends Tue 9 Dec 09:00"
+
+
+def test_idle_says_how_to_start_and_never_mentions_silencing() -> None:
+    lines = status_lines(view(IDLE, dnd_label="dunst"))
+    assert lines[:2] == ["No detox running", "Start one with: sudo detoxd start"]
+    assert not any("silenced" in line for line in lines)
+    assert title(view(IDLE)) == "detoxd: no detox running"
+
+
+def test_unreachable_daemon() -> None:
+    assert title(view(None)) == "detoxd: daemon not reachable, retrying"
+    assert status_lines(view(None))[0] == "The detoxd daemon is not reachable"
+
+
+def test_titles_for_trouble_take_priority_over_the_countdown() -> None:
+    assert title(view(ACTIVE)) == "detoxd: Day 3 of 14, 12 days left"
+    assert "config error" in title(view({**ACTIVE, "config_error": "blocklist.yaml:2: bad"}))
+    assert "out of sync" in title(view({**ACTIVE, "hosts_in_sync": False}))
+    assert "tampered" in title(view(ACTIVE, tampered=True))
+
+
+def test_health_lines() -> None:
+    status = {**ACTIVE, "hosts_in_sync": False, "tamper_events": 2,
+              "config_error": "blocklist.yaml:3: domains[0]: not a host name\nsecond\nthird\nfourth"}
+    lines = status_lines(view(status))
+    assert "Config error: the last good blocklist stays in force" in lines
+    assert "  blocklist.yaml:3: domains[0]: not a host name" in lines
+    assert "  fourth" not in lines, "long errors are cut to three lines"
+    assert "/etc/hosts is out of sync: restoring" in lines
+    assert "Tampering undone 2 times" in lines
+
+
+def test_reasserted_notifications_are_counted() -> None:
+    lines = status_lines(view(ACTIVE, dnd_label="dunst", dnd_reasserted=1))
+    assert "Notifications switched back on once, silenced again" in lines
+
+
+def test_notices_show_until_they_expire() -> None:
+    current = Notice("Reminder: peer session tomorrow", NOW + timedelta(minutes=5))
+    expired = Notice("Reminder: old", NOW - timedelta(seconds=1))
+    lines = status_lines(view(ACTIVE, notices=(current, expired)))
+    assert "Reminder: peer session tomorrow" in lines
+    assert "Reminder: old" not in lines
+
+
+def test_menu_has_status_lines_then_actions_and_no_way_to_end_the_detox() -> None:
+    items = entries(view(ACTIVE), has_menu=True)
+    separator = items.index(SEPARATOR)
+    assert all(item.action is None for item in items[:separator])
+    actions = [item.action for item in items[separator + 1:]]
+    assert actions == [Action.OPEN_BLOCKLIST, Action.ABOUT, Action.QUIT]
+    assert not any(word in item.label.lower() for item in items for word in ("end detox", "stop detox"))
+    assert not any(item.default for item in items)
+
+
+def test_calendar_export_appears_with_planned_sessions() -> None:
+    status = {**ACTIVE, "next_session": {"start": "2025-12-04T09:00:00+00:00"}}
+    actions = [item.action for item in entries(view(status), has_menu=True)]
+    assert Action.EXPORT_CALENDAR in actions
+
+
+def test_without_a_menu_a_click_shows_the_status() -> None:
+    items = entries(view(ACTIVE), has_menu=False)
+    defaults = [item for item in items if item.default]
+    assert defaults == [MenuEntry("Show status", Action.SHOW_STATUS, default=True)]
+
+
+@pytest.mark.parametrize(("now", "expected"), [
+    (datetime(2025, 11, 25, 8, 0, tzinfo=UTC), "Day 1 of 14"),
+    (datetime(2025, 11, 26, 7, 59, tzinfo=UTC), "Day 1 of 14"),
+    (datetime(2025, 11, 26, 8, 0, tzinfo=UTC), "Day 2 of 14"),
+    (datetime(2025, 12, 9, 7, 0, tzinfo=UTC), "Day 14 of 14"),
+    (datetime(2025, 12, 20, 7, 0, tzinfo=UTC), "Day 14 of 14"),
+    (datetime(2025, 11, 20, 7, 0, tzinfo=UTC), "Day 1 of 14"),  # clock set back
+])
+def test_day_of(now: datetime, expected: str) -> None:
+    assert day_of(ACTIVE, now) == expected
+
+
+def test_day_of_counts_the_length_in_whole_days_after_a_restart_moved_the_end() -> None:
+    status = {**ACTIVE, "ends_at": "2025-12-09T08:00:01.500000+00:00"}
+    assert day_of(status, NOW) == "Day 3 of 14"
+
+
+def test_day_of_without_dates() -> None:
+    assert day_of({"state": "active"}, NOW) == "Detox active"
+
+
+def test_formatting_helpers() -> None:
+    assert format_moment(datetime(2025, 12, 9, 8, 0, tzinfo=UTC), NOW) == "Tue 9 Dec 08:00"
+    assert format_duration(timedelta(minutes=11, seconds=1)) == "12 min"
+    assert format_duration(timedelta(minutes=90)) == "1 h 30 min"
+    assert format_duration(timedelta(seconds=-5)) == "0 min"

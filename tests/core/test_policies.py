@@ -1,0 +1,101 @@
+"""Merging and unmerging browser policy documents (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from detoxd.core import policies
+from detoxd.core.policies import PolicyError, Record
+
+FIREFOX, CHROME, CHROMIUM = policies.SPECS
+
+
+def test_firefox_policy_merges_into_a_users_file_and_unmerges_to_it() -> None:
+    users = {"policies": {"DisableTelemetry": True, "Homepage": {"URL": "https://example.org"}}}
+    merged, record = policies.merge(users, FIREFOX)
+    assert merged["policies"]["DNSOverHTTPS"] == {"Enabled": False, "Locked": True}
+    assert merged["policies"]["DisableTelemetry"] is True
+    assert users == {"policies": {"DisableTelemetry": True, "Homepage": {"URL": "https://example.org"}}}
+    assert not record.created_file and record.created_containers == 0 and not record.had_previous
+    assert policies.unmerge(merged, record, FIREFOX) == users
+
+
+def test_a_users_own_secure_dns_setting_comes_back_afterwards() -> None:
+    users = {"policies": {"DNSOverHTTPS": {"Enabled": True, "ProviderURL": "https://dns.example"}}}
+    merged, record = policies.merge(users, FIREFOX)
+    assert policies.is_applied(merged, FIREFOX)
+    assert record.had_previous and record.previous == users["policies"]["DNSOverHTTPS"]
+    assert policies.unmerge(merged, record, FIREFOX) == users
+
+
+def test_a_file_detoxd_created_goes_away_when_nothing_else_was_added() -> None:
+    merged, record = policies.merge(None, FIREFOX)
+    assert merged == {"policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}}}
+    assert record.created_file and record.created_containers == 1
+    assert policies.unmerge(merged, record, FIREFOX) is None
+
+
+def test_a_file_detoxd_created_stays_when_the_user_added_policies_to_it() -> None:
+    merged, record = policies.merge(None, FIREFOX)
+    merged["policies"]["DisableTelemetry"] = True
+    assert policies.unmerge(merged, record, FIREFOX) == {"policies": {"DisableTelemetry": True}}
+
+
+def test_chrome_policy_is_one_key_of_its_own_file() -> None:
+    merged, record = policies.merge(None, CHROME)
+    assert merged == {"DnsOverHttpsMode": "off"}
+    assert policies.unmerge(merged, record, CHROME) is None
+    assert CHROMIUM.file.startswith("etc/chromium/policies/managed/")
+
+
+def test_a_value_changed_by_someone_else_is_left_alone() -> None:
+    merged, record = policies.merge({"policies": {}}, FIREFOX)
+    merged["policies"]["DNSOverHTTPS"] = {"Enabled": True}
+    assert policies.unmerge(merged, record, FIREFOX) == merged
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '"policies"'])
+def test_a_file_that_is_not_a_json_object_is_never_taken_over(text: str) -> None:
+    with pytest.raises(PolicyError, match="left alone"):
+        policies.parse(text, "policies.json")
+
+
+def test_a_policies_key_that_is_not_an_object_is_never_overwritten() -> None:
+    with pytest.raises(PolicyError, match="policies is not an object"):
+        policies.merge({"policies": ["DisableTelemetry"]}, FIREFOX)
+
+
+def test_an_empty_file_holds_no_policy() -> None:
+    assert policies.parse("  \n", "policies.json") == {}
+    assert policies.parse(None, "policies.json") is None
+
+
+def test_records_survive_their_json_form() -> None:
+    _, record = policies.merge({"policies": {"DNSOverHTTPS": {"Enabled": True}}}, FIREFOX)
+    assert Record.from_json(json.loads(json.dumps(record.to_json()))) == record
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=12), json_values, max_size=4),
+       st.one_of(st.none(), st.dictionaries(st.text(max_size=12), json_values, max_size=4)))
+def test_merge_then_unmerge_gives_back_the_users_document(top: dict[str, Any],
+                                                          inner: dict[str, Any] | None) -> None:
+    document: dict[str, Any] = dict(top)
+    if inner is not None:
+        document["policies"] = inner
+    elif "policies" in document and not isinstance(document["policies"], dict):
+        del document["policies"]
+    merged, record = policies.merge(document, FIREFOX)
+    assert policies.is_applied(merged, FIREFOX)
+    assert policies.unmerge(merged, record, FIREFOX) == document

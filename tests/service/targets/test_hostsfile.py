@@ -1,0 +1,218 @@
+"""detoxd.service.targets.hostsfile on real files: both write paths, and recovery from every crash point.
+
+A crash point is set up on disk exactly as a killed writer leaves it (a journal cut at some byte,
+a target overwritten up to some byte); tests/integration/test_hostsfile_crash.py kills real
+writers.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from detoxd.service.targets.hostsfile import (
+    JOURNAL_NAME,
+    HostsFile,
+    Recovery,
+    _encode_journal,
+    _Journal,
+    is_torn_between,
+)
+
+OLD = b"127.0.0.1 localhost\n# mine\n" * 400  # 10.8 kB: several pages
+NEW = b"127.0.0.1 localhost\n0.0.0.0 facebook.com\n:: facebook.com\n" * 150  # 8.7 kB
+
+
+@pytest.fixture
+def hosts(tmp_path: Path) -> Path:
+    path = tmp_path / "etc" / "hosts"
+    path.parent.mkdir()
+    path.write_bytes(OLD)
+    return path
+
+
+def journal_bytes(path: Path, old: bytes, new: bytes) -> bytes:
+    return b"".join(_encode_journal(_Journal(os.fsencode(path), old, new)))
+
+
+def torn(old: bytes, new: bytes, written: int) -> bytes:
+    """The target after an in-place writer stopped ``written`` bytes into the new content."""
+    return new[:written] + old[written:]
+
+
+# ---- reading and writing ----
+
+
+def test_read_gives_bytes_and_a_missing_file_reads_empty(hosts: Path, tmp_path: Path) -> None:
+    assert HostsFile(hosts, tmp_path / "state").read() == OLD
+    assert HostsFile(tmp_path / "absent", tmp_path / "state").read() == b""
+
+
+@pytest.mark.parametrize("mode", ["auto", "rename", "inplace"])
+def test_identical_content_is_never_rewritten(hosts: Path, tmp_path: Path, mode: str) -> None:
+    before = os.stat(hosts)
+    assert HostsFile(hosts, tmp_path / "state", mode).write(OLD) is False  # type: ignore[arg-type]
+    after = os.stat(hosts)
+    assert (after.st_ino, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_ino, before.st_mtime_ns, before.st_ctime_ns)
+
+
+def test_no_write_creates_an_empty_file(tmp_path: Path) -> None:
+    assert HostsFile(tmp_path / "hosts", tmp_path / "state").write(b"") is False
+    assert not (tmp_path / "hosts").exists()
+
+
+def test_rename_write_replaces_the_file_keeping_mode_and_owner(hosts: Path, tmp_path: Path) -> None:
+    hosts.chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(hosts, 1234, 5678)
+    before = os.stat(hosts)
+    assert HostsFile(hosts, tmp_path / "state", "rename").write(NEW) is True
+    after = os.stat(hosts)
+    assert hosts.read_bytes() == NEW
+    assert after.st_ino != before.st_ino  # really renamed over
+    assert stat.S_IMODE(after.st_mode) == 0o640
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert sorted(p.name for p in hosts.parent.iterdir()) == ["hosts"]  # no temporary left
+
+
+def test_rename_write_creates_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "hosts"
+    assert HostsFile(path, tmp_path / "state").write(NEW) is True
+    assert path.read_bytes() == NEW
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+
+
+def test_in_place_write_keeps_the_inode_and_leaves_no_journal(hosts: Path, tmp_path: Path) -> None:
+    hosts.chmod(0o604)
+    inode = os.stat(hosts).st_ino
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    assert hosts_file.write(NEW) is True  # shorter: truncated
+    assert hosts.read_bytes() == NEW
+    assert hosts_file.write(OLD) is True  # longer: extended
+    assert hosts.read_bytes() == OLD
+    assert os.stat(hosts).st_ino == inode
+    assert stat.S_IMODE(os.stat(hosts).st_mode) == 0o604
+    assert not hosts_file.journal_path.exists()
+    assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
+
+
+def test_a_symlinked_hosts_file_stays_a_symlink(hosts: Path, tmp_path: Path) -> None:
+    link = tmp_path / "hosts-link"
+    link.symlink_to(hosts)
+    assert HostsFile(link, tmp_path / "state").write(NEW) is True
+    assert link.is_symlink()
+    assert hosts.read_bytes() == NEW
+
+
+# ---- recovery ----
+
+
+def test_recover_without_journal_does_nothing(hosts: Path, tmp_path: Path) -> None:
+    assert HostsFile(hosts, tmp_path / "state").recover() is Recovery.NOTHING
+    assert hosts.read_bytes() == OLD
+
+
+def test_a_torn_journal_is_discarded_at_every_cut(hosts: Path, tmp_path: Path) -> None:
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    complete = journal_bytes(hosts, OLD, NEW)
+    hosts_file.state_dir.mkdir()
+    for cut in [*range(0, 200), *range(200, len(complete), 997), len(complete) - 1]:
+        hosts_file.journal_path.write_bytes(complete[:cut])
+        assert hosts_file.recover() is Recovery.TORN_JOURNAL, cut
+        assert hosts.read_bytes() == OLD
+        assert not hosts_file.journal_path.exists()
+
+
+def test_a_corrupted_journal_is_discarded(hosts: Path, tmp_path: Path) -> None:
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    damaged = bytearray(journal_bytes(hosts, OLD, NEW))
+    damaged[len(damaged) // 2] ^= 0x01
+    hosts_file.state_dir.mkdir()
+    hosts_file.journal_path.write_bytes(bytes(damaged))
+    assert hosts_file.recover() is Recovery.TORN_JOURNAL
+    assert hosts.read_bytes() == OLD
+
+
+@pytest.mark.parametrize(("old", "new"), [(OLD, NEW), (NEW, OLD)], ids=["shrinks", "grows"])
+def test_a_torn_file_is_finished_at_every_page_boundary_and_between(
+    hosts: Path, tmp_path: Path, old: bytes, new: bytes
+) -> None:
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    hosts_file.state_dir.mkdir()
+    cuts = {0, 1, 4095, 4096, 4097, 8191, 8192, len(new) - 1, len(new), *range(0, len(new), 613)}
+    for written in sorted(cuts):
+        hosts.write_bytes(torn(old, new, written))
+        hosts_file.journal_path.write_bytes(journal_bytes(hosts, old, new))
+        expected = Recovery.ALREADY_WRITTEN if torn(old, new, written) == new else Recovery.FINISHED
+        assert hosts_file.recover() is expected, written
+        assert hosts.read_bytes() == new, written
+        assert not hosts_file.journal_path.exists()
+
+
+def test_a_file_torn_in_several_pages_is_finished(hosts: Path, tmp_path: Path) -> None:
+    # A power cut may write back some pages and not others.
+    mixed = NEW[:4096] + OLD[4096:8192] + NEW[8192:8300] + OLD[8300:]
+    assert is_torn_between(mixed, OLD, NEW)
+    hosts.write_bytes(mixed)
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    hosts_file.state_dir.mkdir()
+    hosts_file.journal_path.write_bytes(journal_bytes(hosts, OLD, NEW))
+    assert hosts_file.recover() is Recovery.FINISHED
+    assert hosts.read_bytes() == NEW
+
+
+def test_a_complete_journal_with_an_untouched_file_is_redone(hosts: Path, tmp_path: Path) -> None:
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    hosts_file.state_dir.mkdir()
+    hosts_file.journal_path.write_bytes(journal_bytes(hosts, OLD, NEW))
+    assert hosts_file.recover() is Recovery.FINISHED
+    assert hosts.read_bytes() == NEW
+
+
+def test_a_file_edited_after_the_crash_is_left_alone(hosts: Path, tmp_path: Path) -> None:
+    edited = b"10.0.0.1 added.after.crash\n" + torn(OLD, NEW, 5000)
+    assert not is_torn_between(edited, OLD, NEW)
+    hosts.write_bytes(edited)
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    hosts_file.state_dir.mkdir()
+    hosts_file.journal_path.write_bytes(journal_bytes(hosts, OLD, NEW))
+    assert hosts_file.recover() is Recovery.FILE_CHANGED
+    assert hosts.read_bytes() == edited
+    assert not hosts_file.journal_path.exists()
+
+
+def test_a_journal_for_another_file_is_not_applied(hosts: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-hosts"
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    hosts_file.state_dir.mkdir()
+    hosts_file.journal_path.write_bytes(journal_bytes(other, OLD, NEW))
+    assert hosts_file.recover() is Recovery.OTHER_FILE
+    assert hosts.read_bytes() == OLD
+    assert not other.exists()
+
+
+def test_write_settles_a_pending_journal_first(hosts: Path, tmp_path: Path) -> None:
+    hosts.write_bytes(torn(OLD, NEW, 6000))
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    hosts_file.state_dir.mkdir()
+    (hosts_file.state_dir / JOURNAL_NAME).write_bytes(journal_bytes(hosts, OLD, NEW))
+    assert hosts_file.write(NEW) is False  # recovery already wrote it
+    assert hosts.read_bytes() == NEW
+    assert not hosts_file.journal_path.exists()
+
+
+@pytest.mark.parametrize(("current", "expected"), [
+    (OLD, True),
+    (NEW, True),
+    (torn(OLD, NEW, 1234), True),
+    (torn(OLD, NEW, 4096), True),
+    (OLD + b"x", False),  # longer than both
+    (b"x" + OLD[1:], False),  # a byte from neither
+    (OLD[:100] + NEW[100:200] + OLD[200:], False),  # new bytes after old ones in one page
+])
+def test_is_torn_between(current: bytes, expected: bool) -> None:
+    assert is_torn_between(current, OLD, NEW) is expected
