@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from detoxd import inotify  # noqa: E402  (needs the repository on the path)
-from detoxd.service.control import ControlClient, DaemonUnreachable  # noqa: E402
+from detoxd.client import ControlClient, DaemonUnreachable  # noqa: E402
 
 PYTHON = sys.executable
 USER_HOSTS = (

@@ -177,7 +177,7 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _quiet_status(paths: Paths) -> dict[str, Any] | None:
-    from detoxd.service.control import ControlClient, ControlError
+    from detoxd.client import ControlClient, ControlError
 
     try:
         response = ControlClient(paths.socket).request("status", timeout=2.0)
@@ -292,7 +292,7 @@ def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any] | None:
-    from detoxd.service.control import ControlClient, DaemonUnreachable
+    from detoxd.client import ControlClient, DaemonUnreachable
 
     try:
         return ControlClient(paths.socket).request(command, timeout=timeout, **args)
@@ -378,9 +378,9 @@ def cmd_uninstall(args: argparse.Namespace, paths: Paths) -> int:
 
 def _end_detox_for_uninstall(paths: Paths) -> str | None:
     """None when no detox is running any more; the reason when one is and cannot end."""
+    from detoxd.client import ControlClient, DaemonUnreachable
     from detoxd.core import detox
     from detoxd.service import state_store
-    from detoxd.service.control import ControlClient, DaemonUnreachable
 
     try:
         status = ControlClient(paths.socket).request("status")["status"]

@@ -326,7 +326,7 @@ def _addresses(name: str) -> tuple[str, ...] | None:
 
 
 def _daemon_status(paths: Paths) -> tuple[dict[str, Any] | None, str]:
-    from detoxd.service.control import ControlClient, DaemonUnreachable
+    from detoxd.client import ControlClient, DaemonUnreachable
 
     try:
         response = ControlClient(paths.socket).request("status")

@@ -31,10 +31,10 @@ from types import ModuleType
 from typing import Any
 
 from detoxd.agent.dnd import Backend, DndKeeper, available, probe_session, state_dir
+from detoxd.client import ControlClient, ControlError
 from detoxd.core import icon as icons
 from detoxd.core import menu
 from detoxd.paths import Paths
-from detoxd.service.control import ControlClient, ControlError
 
 log = logging.getLogger(__name__)
 

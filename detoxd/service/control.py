@@ -1,28 +1,13 @@
-"""The control socket: JSON lines between the root daemon and its clients.
+"""The control socket's server: framing, size limits, timeouts and the SO_PEERCRED check.
 
-Protocol, one JSON object per line in each direction over a Unix stream socket:
-
-- request ``{"cmd": "status", ...args}`` → response ``{"ok": true, ...}`` or
-  ``{"ok": false, "error": "<message>", "code": "<code>"}``; a connection may carry
-  several requests, one after another.
-- request ``{"cmd": "subscribe"}`` → ``{"ok": true, "subscribed": true}``, then the
-  current state (if the daemon gave a ``snapshot``) and every event passed to
-  :meth:`ControlServer.publish`, one ``{"event": "...", ...}`` per line, until either side
-  closes.
-
-Anyone who can reach the socket may read (it is 0666); mutating commands need the peer's
-uid, from ``SO_PEERCRED``, to be root (or the server's own euid). The server owns framing,
-size limits, timeouts and that check; the daemon supplies the handler that does the work.
-
-Server and client live here together, and both use only the standard library, so that
-``detoxd status`` imports this module quickly.
+The daemon supplies the handler that does the work; the protocol is in :mod:`detoxd.protocol`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
+import logging
 import os
 import queue
 import socket
@@ -32,74 +17,42 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
-if TYPE_CHECKING:
-    import logging
+from detoxd.protocol import (
+    BAD_REQUEST,
+    BUSY,
+    INTERNAL_ERROR,
+    MAX_REQUEST_BYTES,
+    MUTATING_COMMANDS,
+    NOT_AUTHORIZED,
+    SOCKET_DIR_MODE,
+    SOCKET_MODE,
+    SUBSCRIBE_COMMAND,
+    TIMEOUT,
+    TOO_LARGE,
+    AlreadyRunning,
+    IncompleteLine,
+    LineReader,
+    LineTooLong,
+    Peer,
+    decode_object,
+    encode,
+)
+
+_LOG = logging.getLogger(__name__)
 
 
 def _log() -> logging.Logger:
-    """Only the server logs; importing logging lazily keeps ``detoxd status`` fast."""
-    import logging
-
-    return logging.getLogger(__name__)
-
-
-DEFAULT_SOCKET_PATH = Path("/run/detoxd/control.sock")
-MUTATING_COMMANDS: frozenset[str] = frozenset({"start", "end", "reload"})
-SUBSCRIBE_COMMAND = "subscribe"
-
-MAX_REQUEST_BYTES = 64 * 1024
-# Responses and events come from the (trusted) daemon and may carry a whole status.
-MAX_RESPONSE_BYTES = 4 * 1024 * 1024
-
-SOCKET_DIR_MODE = 0o755
-# World-writable on purpose: authorisation is per request, by SO_PEERCRED.
-SOCKET_MODE = 0o666
-
-# Error codes sent in ``{"ok": false, "code": ...}``.
-BAD_REQUEST = "bad_request"
-TOO_LARGE = "too_large"
-TIMEOUT = "timeout"
-NOT_AUTHORIZED = "not_authorized"
-BUSY = "busy"
-INTERNAL_ERROR = "internal_error"
-
-_SO_PEERCRED_FORMAT = "3i"  # struct ucred: pid_t pid; uid_t uid; gid_t gid
-
-
-class ControlError(Exception):
-    """Base of the errors this module raises."""
-
-
-class DaemonUnreachable(ControlError):
-    """No daemon answers: no socket, connection refused, timeout, or connection lost."""
-
-
-class ProtocolError(ControlError):
-    """The daemon answered something that is not a JSON-lines reply."""
-
-
-class RequestRefused(ControlError):
-    """The daemon answered ``{"ok": false, ...}`` where the client needs success."""
-
-    def __init__(self, response: dict[str, Any]) -> None:
-        super().__init__(f"{response.get('code', 'error')}: {response.get('error', '')}")
-        self.response = response
-
-
-class AlreadyRunning(ControlError):
-    """Another live server answers on the socket path."""
-
-
-class Peer(NamedTuple):
-    pid: int
-    uid: int
-    gid: int
+    return _LOG
 
 
 Handler = Callable[[dict[str, Any], Peer], dict[str, Any]]
 Snapshot = Callable[[], dict[str, Any]]
+
+
+
+_SO_PEERCRED_FORMAT = "3i"  # struct ucred: pid_t pid; uid_t uid; gid_t gid
 
 
 def peer_credentials(sock: socket.socket) -> Peer:
@@ -112,204 +65,6 @@ def peer_credentials(sock: socket.socket) -> Peer:
 
 def error_response(code: str, message: str) -> dict[str, Any]:
     return {"ok": False, "error": message, "code": code}
-
-
-# --- framing, shared by server and client ------------------------------------------------
-
-
-class _LineTooLong(Exception):
-    pass
-
-
-class _IncompleteLine(Exception):
-    """The peer closed its sending side in the middle of a line."""
-
-
-class _LineReader:
-    """Reads newline-terminated lines from a socket with a size cap and a deadline."""
-
-    def __init__(self, sock: socket.socket, max_line: int) -> None:
-        self._sock = sock
-        self._max_line = max_line
-        self._buffer = bytearray()
-        self._scanned = 0  # bytes already known to hold no newline
-
-    @property
-    def has_partial_line(self) -> bool:
-        return bool(self._buffer)
-
-    def read_line(self, deadline: float | None) -> bytes | None:
-        """One line without its newline, or None at a clean end of stream.
-
-        The deadline is for the whole line (``time.monotonic()``), so a peer trickling a
-        byte at a time cannot hold the connection longer than one byte would.
-        Raises TimeoutError, _LineTooLong, _IncompleteLine or OSError.
-        """
-        while True:
-            newline = self._buffer.find(b"\n", self._scanned, self._max_line + 1)
-            if newline >= 0:
-                line = bytes(self._buffer[:newline])
-                del self._buffer[: newline + 1]
-                self._scanned = 0
-                return line
-            if len(self._buffer) > self._max_line:
-                raise _LineTooLong
-            self._scanned = len(self._buffer)
-            self._sock.settimeout(_remaining(deadline))
-            chunk = self._sock.recv(65536)
-            if not chunk:
-                if self._buffer:
-                    raise _IncompleteLine
-                return None
-            self._buffer += chunk
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("deadline passed")
-    return remaining
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _decode_object(line: bytes) -> dict[str, Any]:
-    """Strict JSON (no NaN/Infinity) that must be an object. Raises ValueError."""
-    try:
-        value = json.loads(line, parse_constant=_reject_constant)
-    except RecursionError as nested_too_deep:
-        raise ValueError("JSON nested too deeply") from nested_too_deep
-    if not isinstance(value, dict):
-        raise ValueError("expected a JSON object")
-    return value
-
-
-def _encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n").encode()
-
-
-# --- client ------------------------------------------------------------------------------
-
-
-class ControlClient:
-    """Talks to a running daemon. Used by the CLI (requests) and the tray (subscribe)."""
-
-    def __init__(self, path: Path = DEFAULT_SOCKET_PATH) -> None:
-        self.path = path
-
-    def request(self, cmd: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
-        """Send one request and return the response, including ``{"ok": false}`` ones.
-
-        ``timeout`` bounds the whole exchange. Raises DaemonUnreachable or ProtocolError.
-        """
-        deadline = time.monotonic() + timeout
-        with self._connect(timeout) as sock:
-            reader = _LineReader(sock, MAX_RESPONSE_BYTES)
-            self._send(sock, {**args, "cmd": cmd}, deadline)
-            return _receive(reader, deadline, self.path)
-
-    def subscribe(self, timeout: float | None = None) -> Subscription:
-        """Subscribe to the daemon's events; iterate the result to receive them.
-
-        Returns once the daemon has acknowledged, so nothing published afterwards is
-        missed. ``timeout`` bounds the wait for each event (DaemonUnreachable when it
-        passes); None waits forever, but connecting and the acknowledgement are still
-        bounded. Raises DaemonUnreachable, ProtocolError, or RequestRefused if it says no.
-        """
-        setup_timeout = 5.0 if timeout is None else timeout
-        deadline = time.monotonic() + setup_timeout
-        sock = self._connect(setup_timeout)
-        try:
-            reader = _LineReader(sock, MAX_RESPONSE_BYTES)
-            self._send(sock, {"cmd": SUBSCRIBE_COMMAND}, deadline)
-            acknowledgement = _receive(reader, deadline, self.path)
-            if acknowledgement.get("ok") is not True:
-                raise RequestRefused(acknowledgement)
-        except BaseException:
-            sock.close()
-            raise
-        return Subscription(sock, reader, timeout, self.path)
-
-    def _connect(self, timeout: float) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(str(self.path))
-        except OSError as error:
-            sock.close()
-            raise DaemonUnreachable(f"cannot connect to {self.path}: {error}") from error
-        return sock
-
-    def _send(self, sock: socket.socket, message: dict[str, Any], deadline: float) -> None:
-        try:
-            sock.settimeout(_remaining(deadline))
-            sock.sendall(_encode(message))
-        except OSError as error:
-            raise DaemonUnreachable(f"sending to {self.path} failed: {error}") from error
-
-
-class _EndOfStream(DaemonUnreachable):
-    """The daemon closed the connection between lines."""
-
-    def __init__(self) -> None:
-        super().__init__("the daemon closed the connection")
-
-
-class Subscription:
-    """The stream of pushed events; iterating ends when the daemon closes it."""
-
-    def __init__(
-        self, sock: socket.socket, reader: _LineReader, timeout: float | None, path: Path
-    ) -> None:
-        self._sock = sock
-        self._reader = reader
-        self._timeout = timeout
-        self._path = path
-
-    def __iter__(self) -> Subscription:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        if self._sock.fileno() < 0:
-            raise StopIteration
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        try:
-            return _receive(self._reader, deadline, self._path)
-        except _EndOfStream:
-            self.close()
-            raise StopIteration from None
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _receive(reader: _LineReader, deadline: float | None, path: Path) -> dict[str, Any]:
-    """The next message from the daemon. Raises _EndOfStream at a clean end."""
-    try:
-        line = reader.read_line(deadline)
-    except (_LineTooLong, _IncompleteLine) as error:
-        raise ProtocolError(f"bad reply from {path}: {type(error).__name__}") from error
-    except OSError as error:  # includes TimeoutError
-        raise DaemonUnreachable(f"no reply from {path}: {error!r}") from error
-    if line is None:
-        raise _EndOfStream
-    try:
-        return _decode_object(line)
-    except ValueError as error:
-        raise ProtocolError(f"bad reply from {path}: {error}") from error
-
-
-# --- server ------------------------------------------------------------------------------
 
 
 class _Connection:
@@ -454,7 +209,7 @@ class ControlServer:
         """
         if not isinstance(event.get("event"), str):
             raise ValueError("an event needs a string 'event' field")
-        line = _encode(event)
+        line = encode(event)
         with self._lock:
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
@@ -572,15 +327,15 @@ class ControlServer:
             self._unregister(connection)
 
     def _serve_requests(self, connection: _Connection) -> None:
-        reader = _LineReader(connection.sock, self._max_request_bytes)
+        reader = LineReader(connection.sock, self._max_request_bytes)
         while not self._closing.is_set():
             try:
                 line = reader.read_line(time.monotonic() + self._request_timeout)
-            except _LineTooLong:
+            except LineTooLong:
                 limit = self._max_request_bytes
                 self._send(connection, error_response(TOO_LARGE, f"request over {limit} bytes"))
                 return
-            except _IncompleteLine:
+            except IncompleteLine:
                 message = "connection closed in the middle of a request"
                 self._send(connection, error_response(BAD_REQUEST, message))
                 return
@@ -593,7 +348,7 @@ class ControlServer:
             if not line.strip():
                 continue
             try:
-                request = _decode_object(line)
+                request = decode_object(line)
             except ValueError as error:
                 self._send(connection, error_response(BAD_REQUEST, f"invalid request: {error}"))
                 continue
@@ -620,10 +375,10 @@ class ControlServer:
 
     def _send(self, connection: _Connection, message: dict[str, Any]) -> None:
         try:
-            line = _encode(message)
+            line = encode(message)
         except (TypeError, ValueError):
             _log().exception("control response is not JSON: %r", message)
-            line = _encode(error_response(INTERNAL_ERROR, "response could not be encoded"))
+            line = encode(error_response(INTERNAL_ERROR, "response could not be encoded"))
         self._send_line(connection, line)
 
     def _send_line(self, connection: _Connection, line: bytes) -> None:
@@ -695,7 +450,7 @@ def _peer_has_hung_up(sock: socket.socket) -> bool:
 def _reply_without_blocking(sock: socket.socket, message: dict[str, Any]) -> None:
     try:
         sock.setblocking(False)
-        sock.send(_encode(message))
+        sock.send(encode(message))
     except OSError:
         pass  # best effort: the refusal must never stall the accept loop
 

@@ -29,8 +29,9 @@ from detoxd.clock import Clock
 from detoxd.core import apps, detox, ics, plan
 from detoxd.core.yamlsource import ConfigError
 from detoxd.paths import Paths
+from detoxd.protocol import Peer
 from detoxd.service import state_store
-from detoxd.service.control import ControlServer, Peer
+from detoxd.service.control import ControlServer
 from detoxd.service.loader import LoadedConfig, load_config
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from conftest import DetoxdEnv, wait_for
 
-from detoxd.service.control import ControlClient
+from detoxd.client import ControlClient
 
 
 def sessions_config(first: datetime, location: str = "Ada's office") -> str:

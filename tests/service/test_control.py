@@ -17,16 +17,9 @@ from typing import Any
 
 import pytest
 
-from detoxd.service.control import (
-    MAX_REQUEST_BYTES,
-    MUTATING_COMMANDS,
-    AlreadyRunning,
-    ControlClient,
-    ControlServer,
-    DaemonUnreachable,
-    Peer,
-    peer_credentials,
-)
+from detoxd.client import ControlClient, DaemonUnreachable
+from detoxd.protocol import MAX_REQUEST_BYTES, MUTATING_COMMANDS, AlreadyRunning, Peer
+from detoxd.service.control import ControlServer, peer_credentials
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
@@ -249,7 +242,7 @@ def test_half_closed_after_a_full_line_still_gets_its_answer(server: ControlServ
 UNPRIVILEGED_CLIENT = """
 import json, sys
 from pathlib import Path
-from detoxd.service.control import ControlClient
+from detoxd.client import ControlClient
 
 client = ControlClient(Path(sys.argv[1]))
 results = {cmd: client.request(cmd) for cmd in sys.argv[2:]}

@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from detoxd.client import ControlClient
 from detoxd.clock import FakeClock
 from detoxd.core import plan
 from detoxd.core.sessions import Person, SessionSettings
-from detoxd.service.control import ControlClient, ControlServer
+from detoxd.service.control import ControlServer
 from detoxd.service.scheduler import (
     EVENT_BREAK,
     EVENT_HOT_SEAT,
