@@ -26,7 +26,7 @@ def apply_detoxd(config_dir: Path, hosts: Path, state_dir: Path) -> dict[str, fl
     imported = time.perf_counter()
     loaded = load_config(config_dir)
     configured = time.perf_counter()
-    guard = HostsGuard(HostsFile(hosts, state_dir))
+    guard = HostsGuard(HostsFile(hosts, state_dir), time.monotonic)
     outcome = guard.set_names(loaded.names, loaded.order)  # as the daemon does
     guard.close()
     written = time.perf_counter()

@@ -1,7 +1,16 @@
-"""The one place that reads time.
+"""The one place that reads time for detoxd's decisions.
 
-Everything else receives a :class:`Clock`, so that 14-day and 7-day logic is
-tested in milliseconds with :class:`FakeClock` instead of sleeping.
+Everything that decides (the engine, the guard's settle deadlines, the tray's view) receives a
+:class:`Clock`, so that 14-day and 7-day logic is tested in milliseconds with :class:`FakeClock`
+instead of sleeping. Deliberately outside it, and only there:
+
+- socket deadlines in :mod:`detoxd.protocol`, :mod:`detoxd.client` and the control server
+  (``time.monotonic``): they bound I/O with a peer, not the detox, and a fake clock would make
+  a test's socket wait forever;
+- APScheduler 3 has no pluggable clock: it fires the session jobs at their wall-clock run dates
+  by its own reading of the system time. Which jobs are still due, and what a job announces, is
+  decided from :meth:`Clock.now` (``scheduler.jobs_to_schedule``, tested with a FakeClock); only
+  the moment of firing is APScheduler's.
 """
 
 from __future__ import annotations
@@ -25,10 +34,16 @@ class Clock(Protocol):
     def boot_id(self) -> str:
         """Identifies this boot: boottime values are only comparable within one boot."""
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps, for timeouts and periods within one run."""
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def boottime(self) -> float:
         return time.clock_gettime(time.CLOCK_BOOTTIME)
@@ -56,6 +71,9 @@ class FakeClock:
 
     def boot_id(self) -> str:
         return self.boot_identity
+
+    def monotonic(self) -> float:
+        return self.boot
 
     def advance(self, seconds: float) -> None:
         self.wall += timedelta(seconds=seconds)

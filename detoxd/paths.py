@@ -51,3 +51,8 @@ class Paths:
     def applied_file(self) -> Path:
         """The last blocklist that loaded cleanly: enforced while the YAML is broken."""
         return self.state_dir / "applied.json"
+
+    @property
+    def sessions_announced_file(self) -> Path:
+        """Reminders and hot-seat handovers already announced: a restart does not repeat them."""
+        return self.state_dir / "sessions-announced.json"

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +41,9 @@ class Outcome:
 
 
 class HostsGuard:
-    def __init__(self, hosts_file: HostsFile) -> None:
+    def __init__(self, hosts_file: HostsFile, monotonic: Callable[[], float]) -> None:
         self.file = hosts_file
+        self._monotonic = monotonic  # the daemon's clock: settle deadlines are compared with it
         self.path = Path(hosts_file.path)
         self.names: frozenset[str] = frozenset()
         self._order: Sequence[str] | None = None
@@ -165,7 +165,7 @@ class HostsGuard:
         return cached[2]
 
     def _mark_pending(self, *, writer_open: bool) -> None:
-        self._pending_since = time.monotonic()
+        self._pending_since = self._monotonic()
         self._writer_open = writer_open
 
     def _watch_file(self) -> None:

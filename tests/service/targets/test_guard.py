@@ -23,7 +23,7 @@ def guard(tmp_path: Path) -> Iterator[HostsGuard]:
     path = tmp_path / "etc" / "hosts"
     path.parent.mkdir()
     path.write_bytes(USER)
-    guard = HostsGuard(HostsFile(path, tmp_path / "state"))
+    guard = HostsGuard(HostsFile(path, tmp_path / "state"), time.monotonic)
     yield guard
     guard.close()
 

@@ -1,0 +1,445 @@
+"""The daemon's decisions: what is blocked now, and what each command and tick changes.
+
+The engine holds the detox state, the config in force and the enforcement targets. It reads
+time only from its :class:`~detoxd.clock.Clock` and never waits, so every decision is tested
+in-process with a FakeClock in milliseconds. The daemon (:mod:`detoxd.service.daemon`) only
+wires it to select(), signals, the control socket's threads and the config watcher; every call
+into the engine is made with :attr:`Engine.lock` held.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from detoxd import __version__
+from detoxd.clock import Clock
+from detoxd.core import apps, detox, ics, plan
+from detoxd.core.yamlsource import ConfigError
+from detoxd.paths import Paths
+from detoxd.protocol import Peer
+from detoxd.service import state_store
+from detoxd.service.loader import LoadedConfig, load_config
+from detoxd.service.scheduler import SessionScheduler, system_timezone
+from detoxd.service.sdnotify import Notifier
+from detoxd.service.targets import Drift, Target
+from detoxd.service.targets.appwatch import AppWatcher
+from detoxd.service.targets.browser import BrowserTarget
+from detoxd.service.targets.hosts import HostsTarget
+
+log = logging.getLogger("detoxd")
+
+TICK_SECONDS = 1.0  # how often the daemon ticks: the detox clock is read and targets checked
+AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
+MAX_AGENTS = 256
+EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
+
+Publish = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Applied:
+    """The last blocklist that loaded cleanly, kept so a broken edit never unblocks anything."""
+
+    names: frozenset[str]
+    order: tuple[str, ...]  # the names in the config's order: the block lists them so
+    days: float
+    lock: bool
+    browser_policies: bool = True
+    suppress_notifications: bool = True
+
+
+class Engine:
+    def __init__(self, paths: Paths, clock: Clock, *, notifier: Notifier | None = None,
+                 policy_root: Path | None = None, app_watcher: AppWatcher | None = None) -> None:
+        self.paths = paths
+        self.clock = clock
+        self.notifier = notifier or Notifier()
+        self.lock = threading.RLock()
+        self.publish_to: Publish | None = None  # the control server's publish, once it listens
+        self.exit_code: int | None = None  # set when the daemon must exit (and be restarted)
+        self.config_error: ConfigError | None = None
+        self.warnings: list[str] = []
+        self.applied = Applied(frozenset(), (), 14.0, True)
+        self._agents: dict[int, tuple[float, dict[str, Any]]] = {}  # uid -> (when, tray report)
+        paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
+        self.state = self._load_state()
+        self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
+        self.targets: tuple[Target, ...] = (self.hosts, self.browser)
+        self.app_watcher = app_watcher or AppWatcher()
+        self._configured_apps: tuple[apps.AppRule, ...] = ()
+        self._kept_apps = self._load_kept_apps()
+        self.sessions = SessionScheduler(clock, self._publish_session_event,
+                                         fired_file=paths.sessions_announced_file)
+
+    # ---- life cycle ----
+
+    def boot(self) -> None:
+        """At start-up: the last good config, the detox clock, then the config on disk."""
+        self._load_applied()
+        self.tick()
+        self.reload()
+        # Finishes a policy removal that a crash interrupted (the names did not change).
+        self.browser.apply(self.hosts.names)
+
+    def shutdown(self) -> None:
+        self.checkpoint()
+        self.hosts.close()
+
+    def checkpoint(self) -> None:
+        state_store.save(self.paths.state_file, self.state)
+
+    # ---- config ----
+
+    def reload(self) -> ConfigError | None:
+        try:
+            loaded = load_config(self.paths.config_dir)
+        except ConfigError as error:
+            self._config_failed(error)
+            return error
+        self._config_loaded(loaded)
+        return None
+
+    def _config_failed(self, error: ConfigError) -> None:
+        first = str(error).splitlines()[0] if str(error) else "invalid config"
+        if self.config_error is None or str(self.config_error) != str(error):
+            log.error("config invalid, keeping the last good blocklist (%d names): %s",
+                      len(self.applied.names), str(error).replace("\n", "; "))
+        self.config_error = error
+        self.notifier.status(f"config error: {first}")
+        self.enforce()
+        self.publish("config_error", message=str(error))
+
+    def _config_loaded(self, loaded: LoadedConfig) -> None:
+        changed = loaded.order != self.applied.order  # the order decides the block's bytes
+        self.config_error = None
+        self.warnings = [str(warning) for warning in loaded.warnings]
+        self._configured_apps = loaded.blocklist.apps
+        for warning in self.warnings:
+            log.warning("%s", warning)
+        self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
+                               loaded.main.bypass.browser_policies, loaded.main.notifications.suppress)
+        self.browser.browser_policies = self.applied.browser_policies
+        self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
+        if changed:
+            self._save_applied()
+        self.enforce()
+        if changed:
+            log.info("config loaded: %d names in the blocklist", len(loaded.names))
+
+    # ---- enforcement ----
+
+    def enforce(self) -> None:
+        """Put the names the detox calls for into every target."""
+        if self.state.active:
+            self.state = detox.update_ratchet(self.state, self.applied.names)
+        self._enforce_app_rules()
+        names = detox.enforced_names(self.state, self.applied.names)
+        before = self.hosts.names
+        order = self._block_order(names)
+        if not self._apply(self.hosts, names, order):
+            return  # the other targets follow the hosts file: they change once it did
+        if names != before:
+            log.info("hosts block applied: %d names (%+d) in %s", len(names),
+                     len(names) - len(before), self.paths.hosts_file)
+            self._apply(self.browser, names, order)
+            self.publish("status")
+
+    def _apply(self, target: Target, names: frozenset[str], order: tuple[str, ...]) -> bool:
+        try:
+            target.apply(names, order)
+        except OSError as exc:
+            self._target_failed(target, exc)
+            return False
+        return True
+
+    def check(self, now: float, *, full: bool) -> None:
+        """The tick's look at every target: settle pending changes, find and undo drift."""
+        for target in self.targets:
+            try:
+                drift = target.check(now, full=full)
+            except OSError as exc:
+                self._target_failed(target, exc)
+                continue
+            self._record_drift(drift)
+
+    def settle(self, now: float) -> None:
+        """A hosts-file change inotify reported has settled: restore the block at once."""
+        try:
+            self._record_drift(self.hosts.settle(now))
+        except OSError as exc:
+            self._target_failed(self.hosts, exc)
+
+    def _target_failed(self, target: Target, exc: OSError) -> None:
+        if target is self.hosts and exc.errno == errno.EROFS:
+            # Under systemd's ProtectSystem=strict only the original /etc/hosts inode is
+            # writable; after a rename-replace the new file is read-only here. A restart
+            # (Restart=always) mounts the new file writable.
+            log.error("hosts file %s is read-only here (%s): exiting so that the service "
+                      "restarts with write access", self.paths.hosts_file, exc.strerror)
+            self.exit_code = EXIT_RESTART
+            return
+        log.error("cannot enforce the block in the %s: %s (retrying every %gs)",
+                  target.name, exc, TICK_SECONDS)
+
+    def _record_drift(self, drift: list[Drift]) -> None:
+        for found in drift:
+            self.state = detox.record_tamper(self.state)
+            log.warning("%s tampered with: %s (%d restores so far)", found.target, found.detail,
+                        self.state.tamper_events)
+            self.publish("tamper", target=found.target)
+
+    def _enforce_app_rules(self) -> None:
+        """Like the names: while a locked detox runs, app rules only accumulate (kept in the
+        state directory, so a restart with the app removed from the YAML still closes it)."""
+        locked = self.state.active and self.state.locked
+        configured = self._configured_apps
+        rules = apps.ratchet_rules(self._kept_apps, configured) if locked else configured
+        kept = rules if locked else ()
+        if kept != self._kept_apps:
+            self._kept_apps = kept
+            state_store.write_atomic(self.paths.apps_ratchet_file,
+                                     json.dumps(apps.rules_to_json(kept)).encode())
+        self.app_watcher.set_rules(rules)
+
+    def watch_apps(self, now: float) -> None:
+        """Close blocked apps started since the last tick; only while a detox runs."""
+        if not self.state.active:
+            self.app_watcher.pause()
+            return
+        try:
+            if self.app_watcher.scan(now):
+                self.publish("status")
+        except OSError as exc:  # /proc unreadable: everything else keeps working
+            log.error("cannot watch for blocked apps: %s", exc)
+
+    def _block_order(self, names: frozenset[str]) -> tuple[str, ...]:
+        """The config's order, then names the ratchet keeps after they left the config, sorted."""
+        if not names:
+            return ()
+        configured = self.applied.order if names >= self.applied.names else tuple(
+            name for name in self.applied.order if name in names)
+        kept = names - self.applied.names
+        return configured + tuple(sorted(kept)) if kept else configured
+
+    # ---- the detox clock ----
+
+    def tick(self) -> None:
+        was_active = self.state.active
+        self.state = detox.tick(self.state, now=self.clock.now(), boot=self._boot())
+        if was_active and not self.state.active:
+            log.info("detox finished: removing the block from %s", self.paths.hosts_file)
+            self.checkpoint()
+            self.enforce()
+            self.publish("detox_ended")
+
+    def _boot(self) -> detox.BootReading:
+        return detox.BootReading(self.clock.boot_id(), self.clock.boottime())
+
+    # ---- state files ----
+
+    def _load_state(self) -> detox.DetoxState:
+        try:
+            return state_store.load(self.paths.state_file)
+        except state_store.CorruptStateError as exc:
+            # Keep the evidence; an unreadable state cannot prove a detox is running, and a
+            # detox that can never end ("permablock") is worse than one that ends early.
+            aside = self.paths.state_file.with_suffix(".corrupt")
+            self.paths.state_file.replace(aside)
+            log.error("state file unreadable (%s): moved to %s, starting idle", exc.reason, aside)
+            return detox.DetoxState()
+
+    def _load_kept_apps(self) -> tuple[apps.AppRule, ...]:
+        try:
+            return apps.rules_from_json(json.loads(self.paths.apps_ratchet_file.read_bytes()))
+        except FileNotFoundError:
+            return ()
+        except (OSError, ValueError) as exc:
+            log.error("ignoring unreadable %s: %s", self.paths.apps_ratchet_file, exc)
+            return ()
+
+    def _load_applied(self) -> None:
+        try:
+            data = json.loads(self.paths.applied_file.read_text())
+            order = tuple(dict.fromkeys(data["names"]))
+            self.applied = Applied(frozenset(order), order, float(data["days"]), bool(data["lock"]),
+                                   bool(data.get("browser_policies", True)),
+                                   bool(data.get("suppress_notifications", True)))
+            self.browser.browser_policies = self.applied.browser_policies
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring unreadable %s: %s", self.paths.applied_file, exc)
+
+    def _save_applied(self) -> None:
+        data = {"version": 1, "names": self.applied.order, "days": self.applied.days,
+                "lock": self.applied.lock, "browser_policies": self.applied.browser_policies,
+                "suppress_notifications": self.applied.suppress_notifications}
+        state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())
+
+    # ---- commands (from the control socket; SO_PEERCRED already checked for mutations) ----
+
+    def handle(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        command = request.get("cmd")
+        with self.lock:
+            if command == "status":
+                return {"ok": True, "status": self.status(private=peer.uid == 0)}
+            if command == "start":
+                return self.start(request.get("days"), peer)
+            if command == "end":
+                return self.end(peer)
+            if command == "reload":
+                return self.reload_command(peer)
+            if command == "calendar":
+                return self.calendar()
+            if command == "agent_report":
+                return self.agent_report(request, peer)
+        return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
+
+    def start(self, days: Any, peer: Peer) -> dict[str, Any]:
+        if days is None:
+            days = self.applied.days
+        if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
+            return {"ok": False, "code": "bad_request", "error": "days must be a number from 0 to 365"}
+        result = detox.start(self.state, now=self.clock.now(), boot=self._boot(),
+                             days=float(days), locked=self.applied.lock)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused start from uid %d: %s", peer.uid, result.reason)
+            return {"ok": False, "code": "refused", "error": result.reason}
+        self.state = result
+        self.app_watcher.reset_counts()  # apps_closed counts this detox, like tamper_events
+        self.checkpoint()
+        self.enforce()
+        log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days,
+                 "locked" if self.state.locked else "unlocked", len(self.hosts.names))
+        self.publish("detox_started")
+        return {"ok": True, "status": self.status(private=True)}
+
+    def end(self, peer: Peer) -> dict[str, Any]:
+        result = detox.request_end(self.state)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused end from uid %d: %s", peer.uid, result.reason)
+            return {"ok": False, "code": "refused", "error": result.reason}
+        self.state = result
+        self.checkpoint()
+        self.enforce()
+        log.info("detox ended early by uid %d (it was not locked)", peer.uid)
+        self.publish("detox_ended")
+        return {"ok": True, "status": self.status(private=True)}
+
+    def reload_command(self, peer: Peer) -> dict[str, Any]:
+        # `ExecReload=detoxd reload` is synchronous; tell systemd too, so that the unit shows
+        # "reloading" and the following READY=1 ends it (matched by MONOTONIC_USEC on systemd 253+).
+        self.notifier.reloading(status="reloading the config")
+        error = self.reload()
+        self.notifier.ready(status=self.one_line())
+        log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
+        if error:
+            return {"ok": False, "code": "invalid_config", "error": str(error),
+                    "errors": [str(issue) for issue in error.issues]}
+        return {"ok": True, "status": self.status(private=True)}
+
+    def agent_report(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        """A tray agent says whether it silenced its user's notifications (for status/doctor).
+
+        Any user may report, but only for their own uid (from SO_PEERCRED), and a report only
+        informs: nothing a tray says changes enforcement."""
+        silenced = request.get("notifications_silenced")
+        backend = request.get("backend")
+        if not isinstance(silenced, bool) or not isinstance(backend, str | None):
+            return {"ok": False, "code": "bad_request", "error": "notifications_silenced must be a bool"}
+        if peer.uid not in self._agents and len(self._agents) >= MAX_AGENTS:
+            return {"ok": False, "code": "busy", "error": "too many agents"}
+        report = {"uid": peer.uid, "notifications_silenced": silenced, "backend": (backend or "")[:64]}
+        self._agents[peer.uid] = (self.clock.monotonic(), report)
+        return {"ok": True}
+
+    def _agent_reports(self) -> list[dict[str, Any]]:
+        fresh_since = self.clock.monotonic() - AGENT_REPORT_SECONDS
+        for uid in [uid for uid, (at, _) in self._agents.items() if at < fresh_since]:
+            del self._agents[uid]  # that agent stopped, or its session ended
+        return [report for _, report in self._agents.values()]
+
+    def calendar(self) -> dict[str, Any]:
+        """The sessions as iCalendar text, for the tray's "export" (the agent cannot read /etc
+        files that need root, and must not need a second copy of the config logic)."""
+        planned = self.sessions.plan
+        if planned is None:
+            return {"ok": False, "code": "no_sessions", "error": "no sessions planned in detoxd.yaml"}
+        return {"ok": True, "ics": ics.calendar(planned, self.clock.now()).decode()}
+
+    # ---- status ----
+
+    def status(self, *, private: bool = False) -> dict[str, Any]:
+        now = self.clock.now()
+        state = self.state
+        ends_at = detox.ends_at(state, now)
+        return {
+            "state": "active" if state.active else "idle",
+            "locked": state.active and state.locked,
+            "started_at": _iso(state.started_at) if state.active else None,
+            "ends_at": _iso(ends_at),
+            "days_left": detox.days_left(state) if state.active else None,
+            "seconds_left": round(detox.remaining(state).total_seconds()) if state.active else None,
+            "days_total": state.duration_seconds / detox.SECONDS_PER_DAY if state.active else None,
+            "domains_blocked": len(self.hosts.names),
+            "domains_configured": len(self.applied.names),
+            **self.hosts.state(),
+            # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
+            "notifications_suppress": self.applied.suppress_notifications,
+            "agents": self._agent_reports(),
+            "tamper_events": state.tamper_events,
+            "apps_closed": self.app_watcher.closed_counts(),
+            "clock_jumps": state.clock_jumps,
+            "config_error": self._config_error_text(private),
+            "warnings": self.warnings + self._session_warnings(now),
+            **self.sessions.status_fields(now),
+            "version": __version__,
+        }
+
+    def _config_error_text(self, private: bool) -> str | None:
+        if self.config_error is None:
+            return None
+        issues = self.config_error.issues
+        return "\n".join(str(issue if private else issue.redacted()) for issue in issues)
+
+    def _session_warnings(self, now: datetime) -> list[str]:
+        """Sessions outside the running detox, or after the end of one started now."""
+        planned = self.sessions.plan
+        if planned is None:
+            return []
+        if self.state.active:
+            return plan.warnings(planned, self.state.started_at, detox.ends_at(self.state, now))
+        return plan.warnings(planned, None, now + timedelta(days=self.applied.days))
+
+    def one_line(self) -> str:
+        if not self.state.active:
+            return "idle"
+        return f"detox active, {detox.days_left(self.state)} days left, {len(self.hosts.names)} names"
+
+    # ---- events ----
+
+    def status_event(self) -> dict[str, Any]:
+        with self.lock:
+            return {"event": "status", "status": self.status()}
+
+    def publish(self, event: str, **details: Any) -> None:
+        if self.publish_to is not None:
+            self.publish_to({"event": event, **details, "status": self.status()})
+
+    def _publish_session_event(self, event: str, details: dict[str, Any]) -> None:
+        """Called from the scheduler's thread at reminders and hot-seat handovers."""
+        with self.lock:
+            self.publish(event, **details)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
