@@ -13,6 +13,7 @@ from typing import Any
 
 from detoxd.core import domains
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
+from detoxd.core.network import EngineConfig, parse_network
 from detoxd.core.sessions import (
     Person,
     SessionSettings,
@@ -63,6 +64,7 @@ class MainConfig:
     me: Person | None = None
     peers: tuple[Person, ...] = ()
     sessions: SessionSettings | None = None  # None: no peer sessions planned
+    network: tuple[EngineConfig, ...] = ()  # the household's DNS engines (detoxd.core.network)
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ MAIN_SECTIONS: dict[str, Callable[[Source, Node, str], Any]] = {
     "me": parse_me,
     "peers": parse_peers,
     "sessions": parse_sessions,
+    "network": parse_network,
 }
 
 

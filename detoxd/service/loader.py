@@ -46,6 +46,8 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
     blocklist, block_source = parse_blocklist(
         _read_config_file(config_dir / BLOCKLIST_FILE), known_presets=presets.PRESET_NAMES)
     issues += main_source.issues + block_source.issues
+    if main is not None:
+        issues += _check_secret_files(config_dir, main, trusted)
     order: tuple[str, ...] = ()
     if blocklist is not None:
         list_names = _read_lists(config_dir, blocklist.lists, trusted, issues)
@@ -132,3 +134,30 @@ def _untrusted_reason(info: os.stat_result, trusted: set[int]) -> str | None:
     if info.st_mode & stat.S_IWGRP and info.st_gid != 0:
         return "writable by a group other than root"
     return None
+
+
+def _check_secret_files(config_dir: Path, main: MainConfig, trusted: set[int]) -> list[ConfigIssue]:
+    """Each engine's password_file must be a regular file of root's that nobody else can read.
+
+    The file's content is never read here and never quoted: the network agent gets it through
+    systemd's LoadCredential=, not from the daemon."""
+    issues: list[ConfigIssue] = []
+    for engine in main.network:
+        if engine.password_file is None:
+            continue
+        where = f"{engine.location}.password_file"
+        path = config_dir / engine.password_file
+        try:
+            info = os.lstat(path)
+        except OSError as exc:
+            issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where,
+                                      f"cannot read {engine.password_file!r}: {exc.strerror}"))
+            continue
+        problem = _untrusted_reason(info, trusted)
+        if problem is None and info.st_mode & 0o077:
+            mode = stat.S_IMODE(info.st_mode)
+            problem = f"mode {mode:04o}, must be 0600 (chmod 600 {engine.password_file})"
+        if problem:
+            issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where,
+                                      f"refusing {engine.password_file!r}: {problem}"))
+    return issues

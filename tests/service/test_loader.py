@@ -108,3 +108,30 @@ def test_warnings_travel_with_the_errors(tmp_path: Path) -> None:
     assert [issue.line for issue in caught.value.issues] == [2]
     assert [str(w) for w in caught.value.warnings] == [
         "blocklist.yaml:3: domains[1]: warning: 'https://x.com/home' is a URL; using its host 'x.com'"]
+
+
+NETWORK = ("network:\n"
+           "  - engine: pihole\n"
+           "    url: https://pi.hole\n"
+           "    password_file: pihole.secret\n")
+
+
+def test_engine_password_file_must_be_private(tmp_path: Path) -> None:
+    write(tmp_path, "detoxd.yaml", NETWORK)
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value).startswith(
+        "detoxd.yaml:4: network[0].password_file: cannot read 'pihole.secret'")
+    secret = write(tmp_path, "pihole.secret", "s3cret-pass\n", mode=0o644)
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    message = str(caught.value)
+    assert message == ("detoxd.yaml:4: network[0].password_file: refusing 'pihole.secret': "
+                       "mode 0644, must be 0600 (chmod 600 pihole.secret)")
+    assert "s3cret" not in message
+    secret.chmod(0o600)
+    loaded = load_config(tmp_path)
+    assert loaded.main.network[0].password_file == "pihole.secret"
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, trusted_uids={os.geteuid() + 1})
+    assert "network[0].password_file: refusing 'pihole.secret': owned by uid" in str(caught.value)
