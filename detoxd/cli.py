@@ -21,6 +21,7 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_UNREACHABLE = 4
 EXIT_NOT_EFFECTIVE = 1  # doctor: at least one check failed
+DAEMON_FAILURES = frozenset({"internal_error", "timeout", "busy", "too_large"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +202,8 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     response = _ask(paths, "status")
     if response is None:
         return EXIT_UNREACHABLE
+    if not response.get("ok"):
+        return _refused(response)
     status = response["status"]
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
@@ -292,14 +295,17 @@ def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any] | None:
-    from detoxd.client import ControlClient, DaemonUnreachable
+    from detoxd.client import ControlClient, DaemonUnreachable, ProtocolError
 
     try:
         return ControlClient(paths.socket).request(command, timeout=timeout, **args)
     except DaemonUnreachable as exc:
         print(f"detoxd: the daemon is not reachable at {paths.socket}: {exc}", file=sys.stderr)
         print("Is it running? `systemctl status detoxd` or `sudo detoxd run`", file=sys.stderr)
-        return None
+    except ProtocolError as exc:
+        print(f"detoxd: {exc}", file=sys.stderr)
+        print("Is the program listening there really detoxd, of this version?", file=sys.stderr)
+    return None
 
 
 def _refused(response: dict[str, Any]) -> int:
@@ -308,6 +314,8 @@ def _refused(response: dict[str, Any]) -> int:
         print("(changing the detox needs root: try sudo)", file=sys.stderr)
     if response.get("code") in ("refused", "not_authorized"):
         return EXIT_REFUSED
+    if response.get("code") in DAEMON_FAILURES:
+        return EXIT_UNREACHABLE  # the daemon is there but could not answer this request
     return EXIT_USAGE
 
 

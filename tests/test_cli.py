@@ -1,4 +1,11 @@
-from detoxd.cli import format_status
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from detoxd.cli import EXIT_UNREACHABLE, format_status, main
 
 BASE = {"state": "active", "locked": True, "ends_at": "2026-12-09T08:00:00+00:00", "domains_blocked": 4,
         "hosts_file": "/etc/hosts", "hosts_in_sync": True, "tamper_events": 0, "config_error": None}
@@ -22,3 +29,58 @@ def test_warnings_are_shown() -> None:
     text = format_status({**BASE, "days_left": 3, "seconds_left": 3 * 86_400,
                           "warnings": ["blocklist.yaml: 150000 names blocked: past 100000 ..."]})
     assert "Warning: blocklist.yaml: 150000 names blocked" in text
+
+
+# ---- replies a real daemon should never send, from a test-owned socket ----
+
+
+
+@pytest.fixture
+def answering(tmp_path: Path) -> Iterator[tuple[Path, list[bytes]]]:
+    """A Unix socket that answers each connection with the next canned reply."""
+    path = tmp_path / "control.sock"
+    replies: list[bytes] = []
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(replies.pop(0))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path, replies
+    server.close()
+
+
+def test_a_garbled_reply_is_an_error_message_not_a_traceback(
+        answering: tuple[Path, list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    path, replies = answering
+    replies.append(b"this is not json\n")
+    assert main(["--socket", str(path), "status"]) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "bad reply" in err and "Traceback" not in err
+
+
+def test_a_reply_cut_mid_line_names_the_problem_in_words(
+        answering: tuple[Path, list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    path, replies = answering
+    replies.append(b'{"ok": tr')
+    assert main(["--socket", str(path), "status"]) == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "closed mid-reply" in err and "IncompleteLine" not in err
+
+
+def test_status_shows_a_daemon_side_error_instead_of_a_key_error(
+        answering: tuple[Path, list[bytes]], capsys: pytest.CaptureFixture[str]) -> None:
+    path, replies = answering
+    replies.append(b'{"ok": false, "code": "internal_error", "error": "the handler failed"}\n')
+    assert main(["--socket", str(path), "status"]) == EXIT_UNREACHABLE
+    assert "the handler failed" in capsys.readouterr().err
