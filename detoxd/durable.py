@@ -1,9 +1,47 @@
-"""The one helper every crash-safe writer needs: make a rename or an unlink itself durable."""
+"""Crash-safe file writes: every writer of detoxd goes through here.
+
+A file is replaced by "write a temporary file beside it, fsync, rename over it, fsync the
+directory": after a crash or a power cut a reader finds the old file or the new one, whole, never
+a mix. A temporary file a crash left behind carries :data:`TEMP_SUFFIX`, so start-up can find it.
+(The hosts file has a second, in-place way for a bind-mounted /etc/hosts: see hostsfile.)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
+
+TEMP_SUFFIX = ".detoxd-new"
+
+
+def replace_file(path: Path, data: bytes, *, mode: int, keep_existing_mode: bool = False) -> None:
+    """Atomically and durably make ``path`` hold ``data``.
+
+    The new file gets ``mode``, or with ``keep_existing_mode`` the owner and mode of the file it
+    replaces (when there is one): /etc/hosts and browser policies keep what the admin gave them.
+    """
+    existing: os.stat_result | None = None
+    if keep_existing_mode:
+        with contextlib.suppress(FileNotFoundError):
+            existing = os.stat(path)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            if existing is None:
+                os.fchmod(stream.fileno(), mode)  # explicit: the service's umask is 0077
+            else:  # owner first: chown clears set-id bits that chmod then restores
+                os.fchown(stream.fileno(), existing.st_uid, existing.st_gid)
+                os.fchmod(stream.fileno(), existing.st_mode & 0o7777)
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULTS = {
     "config_dir": "/etc/detoxd",
@@ -13,6 +13,14 @@ DEFAULTS = {
     "hosts_file": "/etc/hosts",
     "socket": "/run/detoxd/control.sock",
 }
+# Every file the daemon keeps in its state directory (the ratchet's side files are named after
+# the state file: ``state.ratchet-<sha256>.json``).
+STATE_FILE = "state.json"
+APPLIED_FILE = "applied.json"
+APPS_RATCHET_FILE = "apps-kept.json"
+SESSIONS_ANNOUNCED_FILE = "sessions-announced.json"
+HOSTS_JOURNAL_FILE = "hosts-write.journal"
+BROWSER_POLICIES_FILE = "browser-policies.json"
 ENVIRONMENT = {
     "config_dir": "DETOXD_CONFIG_DIR",
     "state_dir": "DETOXD_STATE_DIR",
@@ -21,8 +29,9 @@ ENVIRONMENT = {
 }
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(NamedTuple):
+    """A NamedTuple, not a dataclass: ``detoxd status`` must not pay for ``dataclasses``' imports."""
+
     config_dir: Path
     state_dir: Path
     hosts_file: Path
@@ -40,19 +49,29 @@ class Paths:
 
     @property
     def state_file(self) -> Path:
-        return self.state_dir / "state.json"
+        return self.state_dir / STATE_FILE
 
     @property
     def apps_ratchet_file(self) -> Path:
         """App rules a locked detox keeps after they left the blocklist."""
-        return self.state_dir / "apps-kept.json"
+        return self.state_dir / APPS_RATCHET_FILE
 
     @property
     def applied_file(self) -> Path:
         """The last blocklist that loaded cleanly: enforced while the YAML is broken."""
-        return self.state_dir / "applied.json"
+        return self.state_dir / APPLIED_FILE
 
     @property
     def sessions_announced_file(self) -> Path:
         """Reminders and hot-seat handovers already announced: a restart does not repeat them."""
-        return self.state_dir / "sessions-announced.json"
+        return self.state_dir / SESSIONS_ANNOUNCED_FILE
+
+    @property
+    def hosts_journal_file(self) -> Path:
+        """The write-ahead copy of an in-place hosts-file write (old and new content)."""
+        return self.state_dir / HOSTS_JOURNAL_FILE
+
+    @property
+    def browser_policies_file(self) -> Path:
+        """What detoxd changed in each browser's policy file, to take out exactly that."""
+        return self.state_dir / BROWSER_POLICIES_FILE

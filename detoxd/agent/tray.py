@@ -15,7 +15,6 @@ The agent reads and subscribes; nothing here can change or end a detox.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import queue
@@ -23,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -411,20 +410,3 @@ def run_agent(paths: Paths) -> int:
         return 1
     log.info("tray back-end: %s (menu: %s)", backend_name, "yes" if pystray.Icon.HAS_MENU else "no, click")
     return TrayAgent(paths, pystray, backend_name).run()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m detoxd.agent.tray``: the agent without the rest of the CLI."""
-    from detoxd.service.logsetup import setup_logging
-
-    parser = argparse.ArgumentParser(prog="detoxd-tray")
-    parser.add_argument("--socket", help="control socket [$DETOXD_SOCKET, /run/detoxd/control.sock]")
-    parser.add_argument("--config-dir", help="config directory [$DETOXD_CONFIG_DIR, /etc/detoxd]")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    setup_logging(verbose=args.verbose)
-    return run_agent(Paths.resolve({"socket": args.socket, "config_dir": args.config_dir}))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -137,17 +137,6 @@ def start(
     )
 
 
-def extend(state: DetoxState, *, days: float) -> DetoxState | Refusal:
-    """Lengthen the running detox by ``days``: always allowed, even when locked."""
-    if not state.active:
-        return Refusal("no detox is running")
-    total_days = state.duration_seconds / SECONDS_PER_DAY + days
-    refusal = _refuse_days(days) or _refuse_days(total_days)
-    if refusal is not None:
-        return refusal
-    return replace(state, duration_seconds=state.duration_seconds + days * SECONDS_PER_DAY)
-
-
 def tick(state: DetoxState, *, now: datetime, boot: BootReading) -> DetoxState:
     """Credit the time since the last checkpoint, count clock jumps, finish when due."""
     if not state.active:

@@ -144,14 +144,6 @@ def normalize_domain(raw: str) -> Normalized:
     return _normalize_carefully(raw)
 
 
-def is_normalized(name: str) -> bool:
-    """True when ``name`` is exactly what :func:`normalize_domain` returns for it, unwarned."""
-    if _is_clean(name):
-        return True
-    result = normalize_domain(name)
-    return result.name == name and result.warning is None
-
-
 def with_www(name: str) -> tuple[str, ...]:
     """``name`` (normalised) and its ``www.`` variant, which people reach just as often."""
     www = "www." + name

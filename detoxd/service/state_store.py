@@ -16,13 +16,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from detoxd.core.detox import BootReading, Checkpoint, DetoxState, Phase
-from detoxd.durable import fsync_directory
+from detoxd.durable import replace_file
 
 FORMAT_VERSION = 1
 FILE_MODE = 0o600
@@ -127,21 +126,8 @@ def _load_ratchet(path: Path, reference: object) -> list[str]:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` (mode 0600): readers see the old or the new file, whole."""
-    directory = path.parent
-    _ensure_private_dir(directory)
-    fd, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as temp_file:
-            os.fchmod(temp_file.fileno(), FILE_MODE)
-            temp_file.write(data)
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    fsync_directory(directory)
+    _ensure_private_dir(path.parent)
+    replace_file(path, data, mode=FILE_MODE)
 
 
 def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:

@@ -242,21 +242,6 @@ def test_ending_when_idle_is_refused() -> None:
     assert isinstance(detox.request_end(DetoxState()), Refusal)
 
 
-def test_extend_lengthens_even_a_locked_detox(clock: FakeClock) -> None:
-    state = detox.extend(started(clock, days=7, locked=True), days=7)
-    assert isinstance(state, DetoxState)
-    assert detox.remaining(state) == timedelta(days=14)
-
-
-@pytest.mark.parametrize("days", [0, -3, float("nan"), detox.MAX_DAYS])
-def test_extend_never_shortens_nor_exceeds_the_maximum(clock: FakeClock, days: float) -> None:
-    assert isinstance(detox.extend(started(clock, days=7), days=days), Refusal)
-
-
-def test_extend_when_idle_is_refused() -> None:
-    assert isinstance(detox.extend(DetoxState(), days=1), Refusal)
-
-
 # --- counters ----------------------------------------------------------------------
 
 

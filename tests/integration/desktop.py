@@ -138,12 +138,7 @@ def start_dunst(desktop: Desktop) -> subprocess.Popen[bytes]:
 
 
 def tray_command() -> list[str]:
-    """``detoxd tray`` once the CLI has it; until then the agent module itself."""
-    from detoxd import cli
-
-    if "tray" in cli.COMMANDS:
-        return [sys.executable, "-m", "detoxd", "tray", "-v"]
-    return [sys.executable, "-m", "detoxd.agent.tray", "-v"]
+    return [sys.executable, "-m", "detoxd", "tray", "-v"]
 
 
 def start_tray(desktop: Desktop, detoxd: DetoxdEnv, backend: str,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from detoxd.durable import replace_file
+
 log = logging.getLogger(__name__)
 
 STATE_FILE_NAME = "dnd.json"
@@ -215,6 +217,4 @@ class DndKeeper:
 
     def _save(self, saved: Saved) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = self.path.with_suffix(".tmp")
-        temp.write_text(saved.to_json())
-        temp.replace(self.path)
+        replace_file(self.path, saved.to_json().encode(), mode=0o600)

@@ -30,19 +30,19 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from detoxd.durable import fsync_directory
+from detoxd.durable import fsync_directory, replace_file
+from detoxd.paths import HOSTS_JOURNAL_FILE
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "rename", "inplace"]
 
-JOURNAL_NAME = "hosts-write.journal"
+JOURNAL_NAME = HOSTS_JOURNAL_FILE
 NEW_FILE_MODE = 0o644
 STATE_DIR_MODE = 0o700
 # Errors with which the kernel refuses a rename (or the temporary file) but may allow a write.
@@ -134,27 +134,7 @@ class HostsFile:
     # ---- rename ----
 
     def _replace(self, content: bytes) -> None:
-        try:
-            info: os.stat_result | None = os.stat(self.path)
-        except FileNotFoundError:
-            info = None
-        descriptor, temporary = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".detoxd-new")
-        try:
-            with os.fdopen(descriptor, "wb") as stream:
-                stream.write(content)
-                stream.flush()
-                if info is None:
-                    os.fchmod(stream.fileno(), NEW_FILE_MODE)
-                else:  # owner first: chown clears set-id bits that chmod then restores
-                    os.fchown(stream.fileno(), info.st_uid, info.st_gid)
-                    os.fchmod(stream.fileno(), info.st_mode & 0o7777)
-                os.fsync(stream.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        fsync_directory(self.path.parent)
+        replace_file(self.path, content, mode=NEW_FILE_MODE, keep_existing_mode=True)
 
     # ---- in place ----
 

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,12 +25,13 @@ from pathlib import Path
 
 from detoxd.core import policies
 from detoxd.core.policies import PolicyError, PolicySpec, Record
-from detoxd.durable import fsync_directory
+from detoxd.durable import fsync_directory, replace_file
+from detoxd.paths import BROWSER_POLICIES_FILE
 from detoxd.service import state_store
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = "browser-policies.json"
+STATE_NAME = BROWSER_POLICIES_FILE
 STATE_VERSION = 1
 FILE_MODE = 0o644
 DIR_MODE = 0o755
@@ -227,27 +227,7 @@ def _read(path: Path) -> str | None:
 def _write(path: Path, text: str) -> None:
     """Replace ``path`` by rename, keeping an existing file's owner and mode."""
     _make_directory(path.parent)
-    try:
-        info: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        info = None
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".detoxd-new")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            if info is None:
-                os.fchmod(stream.fileno(), FILE_MODE)  # explicit: the service's umask is 0077
-            else:
-                os.fchown(stream.fileno(), info.st_uid, info.st_gid)
-                os.fchmod(stream.fileno(), info.st_mode & 0o7777)
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
+    replace_file(path, text.encode(), mode=FILE_MODE, keep_existing_mode=True)
 
 
 def _make_directory(directory: Path) -> None:
