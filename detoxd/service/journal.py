@@ -8,10 +8,11 @@ function, never waits on it and never sees it fail::
 
 Properties, and why:
 
-- **Append-only, one ``write()`` per event** on an ``O_APPEND`` descriptor: a ``kill -9``
-  cannot leave half an event (the kernel finishes the system call); a power cut can, so on
-  opening, a torn last line is cut off, and a reader skips any line that is not a complete
-  JSON object (counted, never fatal).
+- **Append-only, one ``write()`` per event** on an ``O_APPEND`` descriptor, so events never
+  interleave and only the last line can be torn: by a power cut, or by ``kill -9`` (Linux stops
+  a write that crosses a page boundary when a fatal signal is pending). On opening, a torn last
+  line is cut off; a reader skips it, and any line that is not a complete JSON object (counted,
+  never fatal).
 - **Versioned**: every line carries ``"v": 1``; a reader skips (and counts) lines of a newer
   version instead of guessing their meaning.
 - **Size-bounded**: segments ``journal-00000001.jsonl``, … of at most ``segment_bytes``; a new
@@ -239,6 +240,8 @@ class Journal:
         if not numbers:
             self._create_segment(1)
             return
+        if len(numbers) > self._segments_kept:
+            self._remove_old_segments()  # a crash between starting a segment and this
         newest = numbers[-1]
         path = self._segment_path(newest)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
