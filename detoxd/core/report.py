@@ -1,0 +1,403 @@
+"""The detox report: journal events → day-by-day figures, totals and a closing summary. Pure.
+
+Input is the journal's events (dicts, oldest first, see :mod:`detoxd.service.journal`), the
+detox window and the viewer; output is the JSON document of ``detoxd report --json`` (a
+contract: fields are documented in the README, version in ``"version"``) and its text form.
+
+Days are local calendar days (the caller passes the time zone). The "before" days are the 14
+whole days before the detox's first day; the "during" days run from the start to its end, or to
+now while it runs. Figures that nothing measured are ``null``, never a made-up 0: time on
+blocked sites needs ActivityWatch, blocked lookups need a DNS engine that can tell.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+REPORT_VERSION = 1
+BEFORE_DAYS = 14
+MAX_TAMPERS_LISTED = 200  # the latest; every one is counted in the days
+ACTIVITYWATCH_HELP = (
+    "Time on blocked sites comes from ActivityWatch, which runs in your own session: install it "
+    "(aw-server with aw-watcher-window and aw-watcher-afk, plus the aw-watcher-web extension in "
+    "your browser), keep it running, and keep `detoxd tray` running: the tray asks it for the time "
+    "on the blocked sites and apps only, 14 days back and during the detox."
+)
+# Events whose "uid" is a person's: only they and root see them.
+PERSONAL_KINDS = frozenset({"app_closed", "allowance_opened", "allowance_closed", "activity_day",
+                            "activity_unavailable", "agent_connected", "agent_disconnected"})
+
+
+@dataclass(frozen=True)
+class DetoxWindow:
+    started_at: datetime
+    ends_at: datetime
+    ended_at: datetime | None = None  # None while the detox runs
+
+    @property
+    def over(self) -> bool:
+        return self.ended_at is not None
+
+
+def parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+def find_window(events: Sequence[Mapping[str, Any]]) -> DetoxWindow | None:
+    """The latest detox in the journal: its ``detox_started`` and the ``detox_ended`` after it."""
+    window: DetoxWindow | None = None
+    for event in events:
+        at = parse_time(event.get("at"))
+        if at is None:
+            continue
+        if event.get("kind") == "detox_started":
+            ends_at = parse_time(event.get("ends_at")) or at + timedelta(days=_number(event.get("days"), 14))
+            window = DetoxWindow(at, ends_at)
+        elif event.get("kind") == "detox_ended" and window is not None and window.ended_at is None:
+            window = DetoxWindow(window.started_at, window.ends_at, at)
+    return window
+
+
+def visible_events(events: Iterable[Mapping[str, Any]], viewer_uid: int | None) -> list[dict[str, Any]]:
+    """What one local user may see: their own personal events and the system's, with no device
+    names and no config text. ``None`` is root: everything."""
+    if viewer_uid is None:
+        return [dict(event) for event in events]
+    visible: list[dict[str, Any]] = []
+    for event in events:
+        kind = event.get("kind")
+        if kind in PERSONAL_KINDS and event.get("uid") != viewer_uid:
+            continue
+        shown = dict(event)
+        if kind == "blocked_lookups":
+            shown["device"] = "(hidden)"  # which household device: root only
+        elif kind == "config_error":
+            shown.pop("first", None)
+        visible.append(shown)
+    return visible
+
+
+def build(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo,
+          window: DetoxWindow | None = None, scope: str = "all",
+          journal_stats: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The report document. ``window`` defaults to the latest detox in ``events``."""
+    window = window or find_window(events)
+    document: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "generated_at": now.isoformat(timespec="seconds"),
+        "scope": scope,
+        "detox": None,
+        "days": [],
+        "totals": None,
+        "sessions": [],
+        "tampers": [],
+        "activitywatch": _activitywatch_status(events, window),
+        "summary": None,
+        "journal": dict(journal_stats or {}),
+    }
+    if window is None:
+        document["summary"] = "No detox in the journal yet: start one with `sudo detoxd start`."
+        return document
+    in_window = [event for event in events if _in_window(event, window, now)]
+    days = _days(window, now, tz)
+    rows = {day: _empty_row(day, phase, number) for day, phase, number in days}
+    _add_activity(rows, events)
+    _add_lookups(rows, in_window, tz)
+    _add_counts(rows, in_window, tz)
+    document["detox"] = _detox_fields(window, now, days)
+    document["days"] = list(rows.values())
+    document["totals"] = _totals(document["days"])
+    document["sessions"] = _sessions(in_window)
+    document["tampers"] = [
+        {"at": event.get("at"), "target": event.get("target"), "restored": event.get("restored")}
+        for event in in_window if event.get("kind") == "tamper"][-MAX_TAMPERS_LISTED:]
+    document["summary"] = summary(document)
+    return document
+
+
+# ---- days ----
+
+def _days(window: DetoxWindow, now: datetime, tz: tzinfo) -> list[tuple[date, str, int]]:
+    first = window.started_at.astimezone(tz).date()
+    last_moment = min(window.ended_at or now, window.ends_at, max(now, window.started_at))
+    last = last_moment.astimezone(tz).date()
+    if last_moment.astimezone(tz).time() == datetime.min.time() and last > first:
+        last -= timedelta(days=1)  # an end at midnight does not open another day
+    before = [(first - timedelta(days=n), "before", -n) for n in range(BEFORE_DAYS, 0, -1)]
+    during = [(first + timedelta(days=n), "during", n + 1) for n in range((last - first).days + 1)]
+    return before + during
+
+
+def _empty_row(day: date, phase: str, number: int) -> dict[str, Any]:
+    return {
+        "date": day.isoformat(), "phase": phase, "day": number,
+        "blocked_site_seconds": None, "sites": {},
+        "blocked_app_seconds": None, "apps": {},
+        "blocked_lookups": None, "lookups_by_site": {},
+        "tamper_attempts": 0, "tamper_targets": {},
+        "apps_closed": {},
+        "allowance_minutes": 0.0, "allowances_opened": 0,
+        "clock_jumps": 0, "config_errors": 0,
+        "hot_seats": 0, "agent_disconnects": 0,
+    }
+
+
+def _in_window(event: Mapping[str, Any], window: DetoxWindow, now: datetime) -> bool:
+    at = parse_time(event.get("at"))
+    end = window.ended_at or now
+    return at is not None and window.started_at <= at <= end
+
+
+def _local_day(event: Mapping[str, Any], tz: tzinfo) -> str | None:
+    at = parse_time(event.get("at"))
+    return at.astimezone(tz).date().isoformat() if at else None
+
+
+# ---- figures ----
+
+def _add_activity(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]]) -> None:
+    """ActivityWatch totals: the agent re-sends whole days, so the latest per (uid, day) counts."""
+    latest: dict[tuple[Any, str], Mapping[str, Any]] = {}
+    for event in events:
+        if event.get("kind") == "activity_day" and isinstance(event.get("date"), str):
+            latest[(event.get("uid"), event["date"])] = event
+    by_date = {day.isoformat(): row for day, row in rows.items()}
+    for (_, day), event in latest.items():
+        row = by_date.get(day)
+        if row is None:
+            continue
+        for key, total in (("sites", "blocked_site_seconds"), ("apps", "blocked_app_seconds")):
+            values = _seconds_map(event.get(key))
+            row[total] = (row[total] or 0) + round(sum(values.values()))
+            merged = Counter(row[key])
+            merged.update({name: round(seconds) for name, seconds in values.items()})
+            row[key] = dict(merged.most_common())
+
+
+def _add_lookups(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]], tz: tzinfo) -> None:
+    """Engines report a device's totals of the day so far: the latest per (day, device) counts."""
+    latest: dict[tuple[str, Any], Mapping[str, Any]] = {}
+    for event in events:
+        if event.get("kind") == "blocked_lookups":
+            day = event.get("date") if isinstance(event.get("date"), str) else _local_day(event, tz)
+            latest[(str(day), event.get("device"))] = event
+    if not latest:
+        return  # no engine that can tell: the figure stays null
+    by_date = {day.isoformat(): row for day, row in rows.items()}
+    for row in rows.values():
+        if row["phase"] == "during":
+            row["blocked_lookups"] = 0
+    for (day, _), event in latest.items():
+        found = by_date.get(day)
+        if found is None:
+            continue
+        row = found
+        counts = {name: int(count) for name, count in _seconds_map(event.get("counts")).items()}
+        row["blocked_lookups"] = (row["blocked_lookups"] or 0) + sum(counts.values())
+        merged = Counter(row["lookups_by_site"])
+        merged.update(counts)
+        row["lookups_by_site"] = dict(merged.most_common())
+
+
+def _add_counts(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]], tz: tzinfo) -> None:
+    by_date = {day.isoformat(): row for day, row in rows.items()}
+    for event in events:
+        row = by_date.get(_local_day(event, tz) or "")
+        if row is None:
+            continue
+        kind = event.get("kind")
+        if kind == "tamper":
+            row["tamper_attempts"] += 1
+            target = str(event.get("target") or "unknown")
+            row["tamper_targets"][target] = row["tamper_targets"].get(target, 0) + 1
+        elif kind == "app_closed":
+            app = str(event.get("app") or "unknown")
+            row["apps_closed"][app] = row["apps_closed"].get(app, 0) + 1
+        elif kind == "allowance_opened":
+            row["allowances_opened"] += 1
+        elif kind == "allowance_closed":
+            used = _number(event.get("minutes_used"), 0)
+            row["allowance_minutes"] = round(row["allowance_minutes"] + used, 1)
+        elif kind == "clock_jump":
+            row["clock_jumps"] += 1
+        elif kind == "config_error":
+            row["config_errors"] += 1
+        elif kind == "hot_seat":
+            row["hot_seats"] += 1
+        elif kind == "agent_disconnected" and event.get("during_detox", True):
+            row["agent_disconnects"] += 1
+
+
+def _totals(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    totals: dict[str, Any] = {}
+    for phase in ("before", "during"):
+        rows = [row for row in days if row["phase"] == phase]
+        measured = [row for row in rows if row["blocked_site_seconds"] is not None]
+        apps_measured = [row for row in rows if row["blocked_app_seconds"] is not None]
+        lookups = [row["blocked_lookups"] for row in rows if row["blocked_lookups"] is not None]
+        closed: Counter[str] = Counter()
+        for row in rows:
+            closed.update(row["apps_closed"])
+        totals[phase] = {
+            "days": len(rows),
+            "days_with_activitywatch": len(measured),
+            "blocked_site_seconds": _sum_or_none(row["blocked_site_seconds"] for row in measured),
+            "blocked_app_seconds": _sum_or_none(row["blocked_app_seconds"] for row in apps_measured),
+            "blocked_lookups": sum(lookups) if lookups else None,
+            "tamper_attempts": sum(row["tamper_attempts"] for row in rows),
+            "apps_closed": dict(closed.most_common()),
+            "allowance_minutes": round(sum(row["allowance_minutes"] for row in rows), 1),
+            "clock_jumps": sum(row["clock_jumps"] for row in rows),
+            "config_errors": sum(row["config_errors"] for row in rows),
+        }
+    return totals
+
+
+def _sessions(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    sessions: dict[int, dict[str, Any]] = {}
+    for event in events:
+        kind = event.get("kind")
+        if kind not in ("session_started", "hot_seat"):
+            continue
+        number = int(_number(event.get("session"), 0))
+        session = sessions.setdefault(number, {"session": number, "started_at": None, "hot_seats": []})
+        if kind == "session_started":
+            session["started_at"] = event.get("starts_at") or event.get("at")
+        elif isinstance(event.get("person"), str):
+            session["started_at"] = session["started_at"] or event.get("at")
+            session["hot_seats"].append({"person": event["person"], "at": event.get("at")})
+    return [sessions[number] for number in sorted(sessions)]
+
+
+def _activitywatch_status(events: Sequence[Mapping[str, Any]], window: DetoxWindow | None) -> dict[str, Any]:
+    reported = [event for event in events if event.get("kind") == "activity_day"]
+    reasons = [str(event.get("reason")) for event in events if event.get("kind") == "activity_unavailable"]
+    last = max((str(event.get("at")) for event in reported), default=None)
+    if reported:
+        return {"available": True, "last_report_at": last, "message": None}
+    why = f"No ActivityWatch data ({reasons[-1]}). " if reasons else "No ActivityWatch data. "
+    return {"available": False, "last_report_at": None, "message": why + ACTIVITYWATCH_HELP}
+
+
+def _detox_fields(window: DetoxWindow, now: datetime,
+                  days: Sequence[tuple[date, str, int]]) -> dict[str, Any]:
+    elapsed = max(timedelta(0), min(window.ended_at or now, window.ends_at) - window.started_at)
+    return {
+        "state": "over" if window.over or now >= window.ends_at else "active",
+        "started_at": window.started_at.isoformat(timespec="seconds"),
+        "ends_at": window.ends_at.isoformat(timespec="seconds"),
+        "ended_at": window.ended_at.isoformat(timespec="seconds") if window.ended_at else None,
+        "days_total": round((window.ends_at - window.started_at).total_seconds() / 86400, 2),
+        "days_so_far": sum(1 for _, phase, _ in days if phase == "during"),
+        "days_elapsed": round(elapsed.total_seconds() / 86400, 2),
+    }
+
+
+# ---- words ----
+
+def duration_text(seconds: float | None) -> str:
+    """``0 h 12 min``: the challenge's own way of putting it."""
+    if seconds is None:
+        return "unknown"
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _app_label(name: str) -> str:
+    return name[:1].upper() + name[1:]
+
+
+def summary(document: Mapping[str, Any]) -> str:
+    """One sentence: "14 days: 3 tamper attempts, Slack closed 11 times, 0 h 12 min on blocked
+    sites vs 9 h 40 min in the 14 days before"; "so far" while the detox runs."""
+    detox, totals = document["detox"], document["totals"]
+    before, during = totals["before"], totals["during"]
+    over = detox["state"] == "over"
+    days = detox["days_so_far"]
+    if over:
+        elapsed = detox["days_elapsed"]
+        count = round(elapsed) if abs(elapsed - round(elapsed)) < 0.05 else round(elapsed, 1)
+        head = f"{count} day{'s' if count != 1 else ''}"
+    else:
+        head = f"Day {days} of {round(detox['days_total'])} so far"
+    attempts = during["tamper_attempts"]
+    parts = [f"{attempts} tamper attempt{'s' if attempts != 1 else ''}"]
+    parts += [f"{_app_label(app)} closed {_times(count)}" for app, count in during["apps_closed"].items()]
+    if during["blocked_lookups"] is not None:
+        parts.append(f"{during['blocked_lookups']} blocked lookups")
+    if during["allowance_minutes"]:
+        parts.append(f"{round(during['allowance_minutes'])} min of allowances")
+    if during["blocked_site_seconds"] is None and before["blocked_site_seconds"] is None:
+        parts.append("time on blocked sites not measured (no ActivityWatch)")
+    elif over or days <= 1:
+        parts.append(f"{duration_text(during['blocked_site_seconds'] or 0)} on blocked sites vs "
+                     f"{duration_text(before['blocked_site_seconds'] or 0)} "
+                     f"in the {before['days']} days before")
+    else:
+        per_day_during = (during["blocked_site_seconds"] or 0) / max(1, during["days"])
+        per_day_before = (before["blocked_site_seconds"] or 0) / max(1, before["days"])
+        parts.append(f"{duration_text(per_day_during)} a day on blocked sites vs "
+                     f"{duration_text(per_day_before)} a day before")
+    sessions = [session for session in document["sessions"] if session["hot_seats"]]
+    if sessions:
+        parts.append(f"{len(sessions)} peer session{'s' if len(sessions) != 1 else ''} held")
+    return f"{head}: " + ", ".join(parts)
+
+
+def format_text(document: Mapping[str, Any]) -> str:
+    """The report for a terminal: the summary, then one line per day."""
+    lines = [str(document["summary"])]
+    if document["detox"] is None:
+        return lines[0]
+    activitywatch = document["activitywatch"]
+    if not activitywatch["available"]:
+        lines += ["", str(activitywatch["message"])]
+    lines += ["", f"{'date':<10}  {'':<6}  {'blocked sites':>13}  {'blocked apps':>12}  "
+                  f"{'lookups':>7}  {'tamper':>6}  apps closed"]
+    for row in document["days"]:
+        closed = ", ".join(f"{app} {count}" for app, count in row["apps_closed"].items())
+        lookups = "-" if row["blocked_lookups"] is None else str(row["blocked_lookups"])
+        lines.append(
+            f"{row['date']:<10}  {row['phase']:<6}  {_short(row['blocked_site_seconds']):>13}  "
+            f"{_short(row['blocked_app_seconds']):>12}  {lookups:>7}  {row['tamper_attempts']:>6}  {closed}")
+    for session in document["sessions"]:
+        people = ", ".join(seat["person"] for seat in session["hot_seats"]) or "no hot seats yet"
+        lines.append(f"Session {session['session']} ({session['started_at']}): {people}")
+    return "\n".join(lines)
+
+
+def _short(seconds: float | None) -> str:
+    return "-" if seconds is None else duration_text(seconds)
+
+
+def _sum_or_none(values: Iterable[int]) -> int | None:
+    listed = list(values)
+    return sum(listed) if listed else None
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
+
+
+def _seconds_map(value: Any) -> dict[str, float]:
+    """A {name: non-negative number} map from an event; anything else is ignored."""
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(name): float(amount) for name, amount in value.items()
+            if isinstance(amount, int | float) and not isinstance(amount, bool) and amount >= 0}

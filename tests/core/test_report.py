@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from detoxd.core import report
+
+START = datetime(2026, 11, 17, 9, 0, tzinfo=UTC)
+END = START + timedelta(days=14)
+
+
+class Journal:
+    """Events as the daemon journals them: v, seq, at, kind, fields."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, at: datetime, kind: str, **fields: Any) -> None:
+        self.events.append({"v": 1, "seq": len(self.events) + 1, "at": at.isoformat(), "kind": kind,
+                            **fields})
+
+
+def finished_detox() -> Journal:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, locked=True, names=145, ends_at=END.isoformat(), by_uid=0)
+    # ActivityWatch, sent by uid 1000's tray during the detox: 9 h 40 min over the 14 days before
+    # (12 days of 40 min, 2 days of 50 min) and 12 min during it.
+    reported_at = START + timedelta(days=2)
+    for n in range(14):
+        day = (START - timedelta(days=14 - n)).date().isoformat()
+        seconds = 3000 if n in (0, 13) else 2400
+        journal.add(reported_at, "activity_day", uid=1000, date=day, phase="before",
+                    sites={"facebook.com": seconds - 600, "x.com": 600}, apps={"slack": 1800})
+    journal.add(reported_at, "activity_day", uid=1000, date="2026-11-19", phase="during",
+                sites={"x.com": 720}, apps={})
+    for n in range(3):
+        journal.add(START + timedelta(days=1, hours=n), "tamper", target="hosts_file",
+                    restored="block of 145 names")
+    for n in range(11):
+        journal.add(START + timedelta(days=n % 5, hours=2), "app_closed", app="slack", uid=1000, pid=100 + n)
+    journal.add(END + timedelta(seconds=5), "detox_ended", early=False, reason="finished")
+    return journal
+
+
+def test_the_closing_summary_reads_like_the_challenge() -> None:
+    journal = finished_detox()
+    document = report.build(journal.events, now=END + timedelta(days=1), tz=UTC)
+    assert document["summary"] == ("14 days: 3 tamper attempts, Slack closed 11 times, 0 h 12 min on "
+                                   "blocked sites vs 9 h 40 min in the 14 days before")
+    assert document["detox"]["state"] == "over"
+    assert document["totals"]["before"]["blocked_site_seconds"] == 9 * 3600 + 40 * 60
+    assert document["totals"]["during"]["blocked_site_seconds"] == 12 * 60
+    assert document["totals"]["before"]["blocked_app_seconds"] == 14 * 1800
+    assert document["totals"]["during"]["apps_closed"] == {"slack": 11}
+    assert document["totals"]["before"]["tamper_attempts"] == 0
+
+
+def test_days_are_the_14_before_and_each_day_of_the_detox() -> None:
+    document = report.build(finished_detox().events, now=END + timedelta(days=1), tz=UTC)
+    days = document["days"]
+    before = [row for row in days if row["phase"] == "before"]
+    during = [row for row in days if row["phase"] == "during"]
+    assert [row["date"] for row in before] == [f"2026-11-{d:02d}" for d in range(3, 17)]
+    assert [row["day"] for row in before] == list(range(-14, 0))
+    # 09:00 on the 17th to 09:00 on 1 December: 15 calendar days, the first and last partial.
+    assert during[0]["date"] == "2026-11-17" and during[-1]["date"] == "2026-12-01"
+    assert len(during) == 15 and during[0]["day"] == 1
+    by_date = {row["date"]: row for row in days}
+    assert by_date["2026-11-18"]["tamper_attempts"] == 3
+    assert by_date["2026-11-18"]["tamper_targets"] == {"hosts_file": 3}
+    assert by_date["2026-11-19"]["sites"] == {"x.com": 720}
+    assert by_date["2026-11-03"]["sites"] == {"facebook.com": 2400, "x.com": 600}
+    assert by_date["2026-11-20"]["blocked_site_seconds"] is None  # not measured is not 0
+    assert sum(sum(row["apps_closed"].values()) for row in during) == 11
+    assert [tamper["target"] for tamper in document["tampers"]] == ["hosts_file"] * 3
+
+
+def test_figures_nothing_measured_stay_null() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    document = report.build(journal.events, now=START + timedelta(hours=5), tz=UTC)
+    row = document["days"][-1]
+    assert row["blocked_site_seconds"] is None and row["blocked_lookups"] is None
+    assert document["totals"]["during"]["blocked_site_seconds"] is None
+    assert document["activitywatch"]["available"] is False
+    assert "install it" in document["activitywatch"]["message"]
+    assert "not measured (no ActivityWatch)" in document["summary"]
+
+
+def test_activitywatch_unavailable_says_why() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    journal.add(START, "activity_unavailable", uid=1000, reason="aw-server is not running on localhost:5600")
+    document = report.build(journal.events, now=START + timedelta(hours=5), tz=UTC)
+    assert document["activitywatch"]["message"].startswith(
+        "No ActivityWatch data (aw-server is not running on localhost:5600). ")
+
+
+def test_a_resent_day_replaces_the_earlier_report_and_users_add_up() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    day = "2026-11-17"
+    for hours, seconds in ((1, 60), (2, 90)):
+        journal.add(START + timedelta(hours=hours), "activity_day", uid=1000, date=day, phase="during",
+                    sites={"x.com": seconds})
+    journal.add(START + timedelta(hours=2), "activity_day", uid=1001, date=day, phase="during",
+                sites={"x.com": 10, "reddit.com": 30})
+    document = report.build(journal.events, now=START + timedelta(hours=3), tz=UTC)
+    row = document["days"][-1]
+    assert row["blocked_site_seconds"] == 130
+    assert row["sites"] == {"x.com": 100, "reddit.com": 30}
+
+
+def test_blocked_lookups_are_the_latest_count_per_device_and_day() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    at = START + timedelta(hours=1)
+    journal.add(at, "blocked_lookups", date="2026-11-17", device="10.0.0.7", counts={"facebook.com": 4})
+    journal.add(at, "blocked_lookups", date="2026-11-17", device="10.0.0.7", counts={"facebook.com": 9})
+    journal.add(at, "blocked_lookups", date="2026-11-17", device="10.0.0.8",
+                counts={"facebook.com": 1, "x.com": 2})
+    document = report.build(journal.events, now=START + timedelta(days=1, hours=1), tz=UTC)
+    first, second = document["days"][-2:]
+    assert first["blocked_lookups"] == 12
+    assert first["lookups_by_site"] == {"facebook.com": 10, "x.com": 2}
+    assert second["blocked_lookups"] == 0  # an engine reports, and saw nothing that day
+    assert document["days"][0]["blocked_lookups"] is None  # before the detox: nothing enforced
+    assert document["totals"]["during"]["blocked_lookups"] == 12
+
+
+def test_while_running_the_summary_compares_per_day() -> None:
+    journal = finished_detox()
+    journal.events = [event for event in journal.events if event["kind"] != "detox_ended"]
+    now = START + timedelta(days=4, hours=3)  # 5 calendar days, after the last app closed
+    document = report.build(journal.events, now=now, tz=UTC)
+    assert document["detox"]["state"] == "active" and document["detox"]["days_so_far"] == 5
+    assert document["summary"].startswith("Day 5 of 14 so far: 3 tamper attempts, Slack closed 11 times")
+    # 720 s over 5 days = 2.4 min a day; 34800 s over 14 days = 41.4 min a day
+    assert document["summary"].endswith("0 h 2 min a day on blocked sites vs 0 h 41 min a day before")
+
+
+def test_local_days_follow_the_time_zone() -> None:
+    journal = Journal()
+    start = datetime(2026, 11, 17, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
+    journal.add(start, "detox_started", days=14, ends_at=(start + timedelta(days=14)).isoformat())
+    journal.add(start + timedelta(minutes=45), "tamper", target="hosts_file", restored="block")
+    document = report.build(journal.events, now=start + timedelta(hours=2), tz=ZoneInfo("Europe/Berlin"))
+    during = [row for row in document["days"] if row["phase"] == "during"]
+    assert [(row["date"], row["tamper_attempts"]) for row in during] == [("2026-11-17", 0), ("2026-11-18", 1)]
+
+
+def test_other_users_see_only_their_own_and_no_devices() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    journal.add(START, "app_closed", app="slack", uid=1000, pid=1)
+    journal.add(START, "app_closed", app="discord", uid=1001, pid=2)
+    journal.add(START, "activity_day", uid=1000, date="2026-11-17", sites={"x.com": 5})
+    journal.add(START, "blocked_lookups", date="2026-11-17", device="laptop-of-ada", counts={"x.com": 3})
+    journal.add(START, "config_error", errors=1, first="blocklist.yaml:3: domains[0]: bad")
+    visible = report.visible_events(journal.events, viewer_uid=1001)
+    kinds = [(event["kind"], event.get("uid")) for event in visible]
+    assert ("app_closed", 1001) in kinds and ("app_closed", 1000) not in kinds
+    assert ("activity_day", 1000) not in kinds
+    lookups = next(event for event in visible if event["kind"] == "blocked_lookups")
+    assert lookups["device"] == "(hidden)" and lookups["counts"] == {"x.com": 3}
+    assert "first" not in next(event for event in visible if event["kind"] == "config_error")
+    assert report.visible_events(journal.events, viewer_uid=None) == journal.events
+
+
+def test_no_detox_yet() -> None:
+    document = report.build([], now=START, tz=UTC)
+    assert document["detox"] is None and document["days"] == []
+    assert "No detox in the journal yet" in document["summary"]
+    assert report.format_text(document) == document["summary"]
+
+
+def test_sessions_and_allowances() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    session_start = START + timedelta(days=2)
+    journal.add(session_start, "session_started", session=1, starts_at=session_start.isoformat())
+    for n, person in enumerate(["Robert Craven", "Ada Lovelace"]):
+        journal.add(session_start + timedelta(minutes=30 * n), "hot_seat", session=1, person=person)
+    journal.add(START + timedelta(hours=3), "allowance_opened", uid=1000, names=["x.com"], minutes=15)
+    journal.add(START + timedelta(hours=3, minutes=10), "allowance_closed", uid=1000, minutes_used=10.5)
+    document = report.build(journal.events, now=START + timedelta(days=3), tz=UTC)
+    assert document["sessions"] == [{
+        "session": 1, "started_at": session_start.isoformat(),
+        "hot_seats": [{"person": "Robert Craven", "at": session_start.isoformat()},
+                      {"person": "Ada Lovelace", "at": (session_start + timedelta(minutes=30)).isoformat()}]}]
+    assert document["totals"]["during"]["allowance_minutes"] == 10.5
+    assert "11 min of allowances" not in document["summary"]  # rounds to 10
+    assert "10 min of allowances" in document["summary"]
+    assert document["summary"].endswith("1 peer session held")
+    text = report.format_text(document)
+    assert "Session 1" in text and "Robert Craven, Ada Lovelace" in text
+
+
+def test_corrupt_fields_do_not_break_the_report() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days="fourteen")
+    journal.events.append({"v": 1, "seq": 9, "at": "not a time", "kind": "tamper"})
+    journal.add(START, "activity_day", uid=1000, date="2026-11-17", sites={"x.com": "a lot", "y.com": -5})
+    journal.add(START, "blocked_lookups", counts=["x.com"])
+    document = report.build(journal.events, now=START + timedelta(hours=1), tz=UTC)
+    assert document["detox"]["days_total"] == 14
+    assert document["days"][-1]["blocked_site_seconds"] == 0
+    assert document["days"][-1]["tamper_attempts"] == 0
+
+
+def test_duration_text() -> None:
+    assert report.duration_text(12 * 60) == "0 h 12 min"
+    assert report.duration_text(9 * 3600 + 40 * 60 + 20) == "9 h 40 min"
+    assert report.duration_text(None) == "unknown"
