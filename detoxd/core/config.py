@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detoxd.core import domains
+from detoxd.core.allowances import Allowance, SiteCatalog, builtin_catalog, parse_allowances
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
 from detoxd.core.network import EngineConfig, parse_network
 from detoxd.core.sessions import (
@@ -85,6 +86,7 @@ class BlocklistConfig:
     allow: frozenset[str] = frozenset()
     lists: tuple[ListRef, ...] = ()
     apps: tuple[AppRule, ...] = ()  # apps closed while a detox runs
+    allowances: tuple[Allowance, ...] = ()  # sites that may leave the block for a while
 
 
 # ---- detoxd.yaml ----
@@ -149,12 +151,12 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
 
 # ---- blocklist.yaml ----
 
-BLOCKLIST_KEYS = {"presets", "domains", "allow", "lists", "apps"}
+BLOCKLIST_KEYS = {"presets", "domains", "allow", "lists", "apps", "allowances"}
 
 
 def parse_blocklist(
     text: str, known_presets: Collection[str], file: str = BLOCKLIST_FILE,
-    app_presets: AppPresets | None = None,
+    app_presets: AppPresets | None = None, site_catalog: SiteCatalog | None = None,
 ) -> tuple[BlocklistConfig | None, Source]:
     """Parse blocklist.yaml into (what parsed, the issues); see :func:`parse_main`.
 
@@ -177,6 +179,10 @@ def parse_blocklist(
                     if _list_path_ok(source, path, line, key_path)),
         apps=parse_rules(source, fields["apps"], "apps", _app_presets(app_presets))
         if "apps" in fields else (),
+        allowances=parse_allowances(
+            source, fields["allowances"], "allowances",
+            builtin_catalog() if site_catalog is None else site_catalog)
+        if "allowances" in fields else (),
     )
     return config, source
 

@@ -251,6 +251,12 @@ def _credit_since(
     return max(wall_delta, lower_bound, 0.0), False
 
 
+def credit_since(checkpoint: Checkpoint, *, now: datetime, boot: BootReading) -> tuple[float, bool]:
+    """Seconds to credit since ``checkpoint`` and whether the wall clock jumped (see the module
+    docstring); the allowances' trusted clock advances by the same rules."""
+    return _credit_since(checkpoint, now=now, boot=boot)
+
+
 def _certainly_rebooted(before: BootReading, after: BootReading) -> bool:
     """Boottime never goes backwards within a boot; distinct known ids are distinct boots."""
     if before.boot_id == after.boot_id:

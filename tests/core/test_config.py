@@ -93,3 +93,32 @@ def test_bypass_browser_policies_defaults_on_and_can_be_switched_off() -> None:
         "detoxd.yaml:2: bypass.browser_policies: expected true or false, got str",
         "detoxd.yaml:3: bypass.dns: unknown key (expected one of: browser_policies)",
     ]
+
+
+def test_allowances_from_the_issue_parse_with_the_blocklist() -> None:
+    text = (
+        "presets: [social, professional-networking]\n"
+        "allowances:\n"
+        "  - name: twitter\n"
+        "    sites: [twitter.com, x.com]\n"
+        "    minutes_per_day: 20\n"
+        "    max_opens_per_day: 2\n"
+        "    min_gap_minutes: 60\n"
+        '    windows: ["Mon-Fri 12:30-12:50"]\n'
+        "  - name: linkedin\n"
+        "    sites: [professional-networking]\n"
+        '    windows: ["Sat 10:00-10:30"]\n'
+    )
+    blocklist, source = parse_blocklist(text, PRESETS)
+    assert errors(source) == []
+    assert blocklist is not None
+    assert [allowance.name for allowance in blocklist.allowances] == ["twitter", "linkedin"]
+    assert blocklist.allowances[0].opens("pbs.twimg.com")
+
+
+def test_allowance_errors_come_with_the_others() -> None:
+    text = ("domains: ['twiter..com']\n"
+            "allowances:\n  - name: t\n    sites: [x.com]\n    minutes_per_day: 2000\n")
+    _, source = parse_blocklist(text, PRESETS)
+    assert [message.split(":")[:3] for message in errors(source)] == [
+        ["blocklist.yaml", "1", " domains[0]"], ["blocklist.yaml", "5", " allowances[0].minutes_per_day"]]

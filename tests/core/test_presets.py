@@ -9,7 +9,9 @@ from detoxd.core.presets import (
     BrokenPresetError,
     UnknownPresetError,
     _parse,
+    covered,
     describe,
+    load_groups,
     load_preset,
 )
 
@@ -104,7 +106,7 @@ def test_preset_names_come_from_the_files() -> None:
 @pytest.mark.parametrize("name", PRESET_NAMES)
 def test_every_preset_file_has_a_description_and_hosts(name: str) -> None:
     document = raw_preset(name)
-    assert set(document) == {"description", "hosts"}
+    assert set(document) == {"description", "hosts", "groups"}
     assert isinstance(document["description"], str) and describe(name)
     assert isinstance(document["hosts"], list) and len(document["hosts"]) >= 5
 
@@ -161,8 +163,28 @@ def test_unknown_presets_raise_a_clear_key_error(name: str) -> None:
         ("description: x\nhosts: [Twitter.com]\n", "should be written 'twitter.com'"),
         ("description: x\nhosts: [https://x.com/]\n", "should be written 'x.com'"),
         ("description: x\nhosts: [1]\n", "1 is not a host name"),
+        ("description: x\nhosts: [a.com]\n", "needs a mapping of groups"),
+        ("description: x\nhosts: [a.com]\ngroups: {A: [a.com]}\n", "not a lower-case word"),
+        ("description: x\nhosts: [a.com]\ngroups: {a: []}\n", "needs a list of domains"),
+        ("description: x\nhosts: [a.com]\ngroups: {a: [a.com, b.com]}\n", "'b.com' covers no host"),
+        ("description: x\nhosts: [a.com, cdn.c.com]\ngroups: {a: [a.com]}\n", "in no group: cdn.c.com"),
     ],
 )
 def test_a_broken_preset_file_fails_loudly(text: str, problem: str) -> None:
     with pytest.raises(BrokenPresetError, match=problem):
         _parse("broken", text)
+
+
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_every_host_belongs_to_a_site_group(name: str) -> None:
+    # An allowance opens whole groups: a host in none would stay blocked while its site is open.
+    domains = {domain for group in load_groups(name).values() for domain in group}
+    assert all(covered(host, domains) for host in load_preset(name))
+
+
+def test_the_twitter_group_brings_its_api_and_cdn_hosts() -> None:
+    twitter = set(load_groups("social")["twitter"])
+    for host in ("twitter.com", "api.x.com", "t.co", "pbs.twimg.com", "video.twimg.com"):
+        assert covered(host, twitter)
+    assert not covered("facebook.com", twitter)
+    assert not covered("nottwitter.com", twitter)  # a suffix match is by whole labels

@@ -1,12 +1,15 @@
 """Built-in blocklists: one curated YAML file per category, shipped as package data.
 
-Each file holds a ``description`` and a list of ``hosts``, commented with what each host is for.
-Hosts are checked with :func:`detoxd.core.domains.normalize_domain` when a preset is loaded, so a
-damaged file fails loudly instead of reaching ``/etc/hosts``.
+Each file holds a ``description``, a list of ``hosts``, commented with what each host is for, and
+``groups``: which domains belong to one site (its pages, APIs and CDN), so that an allowance for
+"twitter" opens everything the site needs; every host belongs to at least one group. Hosts are
+checked with :func:`detoxd.core.domains.normalize_domain` when a preset is loaded, so a damaged file
+fails loudly instead of reaching ``/etc/hosts``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -34,6 +37,8 @@ class Preset:
     name: str
     description: str
     hosts: tuple[str, ...]
+    # site name -> the domains that make it work; each covers itself and its sub-domains
+    groups: dict[str, tuple[str, ...]]
 
 
 def _preset_names() -> tuple[str, ...]:
@@ -53,6 +58,17 @@ PRESET_NAMES: tuple[str, ...] = _preset_names()
 def load_preset(name: str) -> tuple[str, ...]:
     """The hosts preset ``name`` blocks, normalised, in file order."""
     return _load(name).hosts
+
+
+def load_groups(name: str) -> dict[str, tuple[str, ...]]:
+    """The sites of preset ``name``: site name -> the domains it needs (with their sub-domains)."""
+    return dict(_load(name).groups)
+
+
+def covered(name: str, domains: frozenset[str] | set[str]) -> bool:
+    """Whether ``name`` is one of ``domains`` or a sub-domain of one."""
+    labels = name.split(".")
+    return any(".".join(labels[index:]) in domains for index in range(len(labels)))
 
 
 def describe(name: str) -> str:
@@ -82,7 +98,28 @@ def _parse(name: str, text: str) -> Preset:
         raise BrokenPresetError(f"preset {name!r} needs a description")
     if not isinstance(hosts, list) or not hosts:
         raise BrokenPresetError(f"preset {name!r} needs a list of hosts")
-    return Preset(name, description.strip(), tuple(_checked_host(name, host) for host in hosts))
+    checked = tuple(_checked_host(name, host) for host in hosts)
+    return Preset(name, description.strip(), checked, _parse_groups(name, document.get("groups"), checked))
+
+
+def _parse_groups(preset: str, groups: object, hosts: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    if not isinstance(groups, dict) or not groups:
+        raise BrokenPresetError(f"preset {preset!r} needs a mapping of groups")
+    result: dict[str, tuple[str, ...]] = {}
+    for site, domains in groups.items():
+        if not isinstance(site, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", site):
+            raise BrokenPresetError(f"preset {preset!r}: group name {site!r} is not a lower-case word")
+        if not isinstance(domains, list) or not domains:
+            raise BrokenPresetError(f"preset {preset!r}: group {site!r} needs a list of domains")
+        result[site] = tuple(_checked_host(preset, domain) for domain in domains)
+        for domain in result[site]:
+            if not any(covered(host, {domain}) for host in hosts):
+                raise BrokenPresetError(f"preset {preset!r}: group {site!r}: {domain!r} covers no host")
+    every_domain = {domain for domains in result.values() for domain in domains}
+    uncovered = [host for host in hosts if not covered(host, every_domain)]
+    if uncovered:
+        raise BrokenPresetError(f"preset {preset!r}: hosts in no group: {', '.join(uncovered)}")
+    return result
 
 
 def _checked_host(preset: str, host: object) -> str:
