@@ -1,0 +1,136 @@
+"""Real dnsmasq and Unbound from Debian, in a network namespace, asked by a "phone" namespace.
+
+The household's engines run inside a namespace this test creates (unique names with the pid),
+the phone in a second one joined by a veth pair; ``dig`` from the phone shows the names blocked
+during the detox, a tamper undone, and everything answered normally again after the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dnsnet import ENGINE_IP, UNBOUND_IP, HouseholdNet, household, missing_tools
+
+from detoxd.core.network import CANARY, EngineConfig, engine_names, exceptions
+from detoxd.service.targets.dnsmasq import DnsmasqTarget
+from detoxd.service.targets.unbound import UnboundTarget, zones_in_include
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or bool(missing_tools()),
+    reason=f"needs root (network namespaces) and {', '.join(missing_tools()) or 'nothing else'}")
+
+BLOCK = ("twitter.com", "www.twitter.com", "facebook.com")
+ALLOW = ("business.facebook.com",)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HouseholdNet]:
+    with household(tmp_path_factory.mktemp("household")) as network:
+        network.start_dnsmasq()
+        network.start_unbound()
+        yield network
+
+
+def names() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return engine_names(BLOCK), exceptions(BLOCK, ALLOW)
+
+
+def test_dnsmasq_blocks_for_the_phone_undoes_tampering_and_ends_cleanly(net: HouseholdNet) -> None:
+    config = EngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir), service="dnsmasq.service")
+    target = DnsmasqTarget(config, restart=net.restart_dnsmasq)
+    assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]  # before the detox
+
+    target.apply(*names())
+    assert net.dig(ENGINE_IP, "twitter.com") == ["0.0.0.0"]
+    assert net.dig(ENGINE_IP, "twitter.com", rtype="AAAA") == ["::"]
+    assert net.dig(ENGINE_IP, "m.facebook.com") == ["0.0.0.0"]  # subdomains too
+    assert net.dig(ENGINE_IP, "business.facebook.com") == ["203.0.113.7"]  # allow: wins
+    assert net.dig(ENGINE_IP, CANARY) == ["NXDOMAIN"]  # Firefox keeps DoH off
+    assert net.dig(ENGINE_IP, "example.com") == ["203.0.113.7"]  # the rest untouched
+    assert target.check() == []  # nothing changed: nothing restored
+
+    own_file = net.dnsmasq_conf_dir / "detoxd.conf"
+    own_file.write_text(own_file.read_text().replace("address=/twitter.com/#\n", ""))
+    net.restart_dnsmasq()  # the tamperer restarts dnsmasq too
+    assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]
+    drift = target.check()
+    assert len(drift) == 1 and "edited" in drift[0]
+    assert net.dig(ENGINE_IP, "twitter.com") == ["0.0.0.0"]
+
+    # A user's own file in the same directory is never touched.
+    (net.dnsmasq_conf_dir / "mine.conf").write_text("address=/mine.net/192.0.2.1\n")
+    net.restart_dnsmasq()
+    target.remove()
+    assert not own_file.exists()
+    assert (net.dnsmasq_conf_dir / "mine.conf").exists()
+    assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]
+    assert net.dig(ENGINE_IP, CANARY) == ["203.0.113.8"]
+    assert net.dig(ENGINE_IP, "mine.net") == ["192.0.2.1"]
+
+
+def unbound_config(net: HouseholdNet) -> EngineConfig:
+    return EngineConfig("unbound", 1, 1, conf_dir=str(net.unbound_conf_dir),
+                        control_config=str(net.unbound_conf))
+
+
+def test_unbound_blocks_survives_a_restart_undoes_tampering_and_ends_cleanly(net: HouseholdNet) -> None:
+    target = UnboundTarget(unbound_config(net))
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["203.0.113.7"]
+
+    target.apply(*names())
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["0.0.0.0"]
+    assert net.dig(UNBOUND_IP, "www.twitter.com", rtype="AAAA") == ["::"]
+    assert net.dig(UNBOUND_IP, "m.facebook.com") == ["0.0.0.0"]
+    assert net.dig(UNBOUND_IP, "business.facebook.com") == ["203.0.113.7"]
+    assert net.dig(UNBOUND_IP, CANARY) == ["NXDOMAIN"]
+    assert target.check() == []
+
+    net.restart_unbound()  # the include file keeps the block across a restart
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["0.0.0.0"]
+    assert target.check() == []
+
+    net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "local_zone_remove", "twitter.com"])
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["203.0.113.7"]
+    drift = target.check()
+    assert len(drift) == 1 and "twitter.com" in drift[0]
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["0.0.0.0"]
+
+    # A local zone of the user's is left alone at the end.
+    net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "local_zone", "mine.net", "always_refuse"])
+    target.remove()
+    assert not (net.unbound_conf_dir / "detoxd.conf").exists()
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["203.0.113.7"]
+    assert net.dig(UNBOUND_IP, CANARY) == ["203.0.113.8"]
+    assert net.dig(UNBOUND_IP, "mine.net") == ["REFUSED"]
+    net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "local_zone_remove", "mine.net"])
+
+
+def test_unbound_after_a_crash_a_new_agent_removes_everything_without_duplicates(net: HouseholdNet) -> None:
+    """kill -9 between engine calls: the include file was written first, so a fresh agent (no
+    memory) knows every zone that may have been added; applying twice adds nothing twice."""
+    first = UnboundTarget(unbound_config(net))
+    first.apply(*names())
+    del first  # the agent died here
+    again = UnboundTarget(unbound_config(net))
+    again.apply(*names())
+    listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
+    assert listed.splitlines().count("twitter.com. always_null") == 1
+    include = zones_in_include((net.unbound_conf_dir / "detoxd.conf").read_text())
+    assert set(include) == {*BLOCK, CANARY, *ALLOW}
+
+    fresh = UnboundTarget(unbound_config(net))  # restarted after the end: nothing in memory
+    fresh.remove()
+    listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
+    assert not any(name in listed for name in (*BLOCK, CANARY))
+    assert net.dig(UNBOUND_IP, "twitter.com") == ["203.0.113.7"]
+
+
+def test_dnsmasq_after_a_crash_a_fresh_target_removes_the_file(net: HouseholdNet, tmp_path: Path) -> None:
+    config = EngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir), service="dnsmasq.service")
+    DnsmasqTarget(config, restart=net.restart_dnsmasq).apply(*names())
+    assert net.dig(ENGINE_IP, "twitter.com") == ["0.0.0.0"]
+    DnsmasqTarget(config, restart=net.restart_dnsmasq).remove()  # no memory of the apply
+    assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]
