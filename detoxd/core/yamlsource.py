@@ -3,12 +3,26 @@
 PyYAML's ``safe_load`` forgets line numbers and silently keeps the last of two duplicate keys.
 Config errors must name file, line and key path, and *all* of them are reported together
 (``blocklist.yaml:12: domains[3]: 'twiter..com' is not a valid domain name``), so this module
-composes the document with PyYAML's safe loader and converts it node by node.
+builds its own tree from the YAML parser's event stream.
+
+Any text ends as a tree or as errors with a line, never as an exception: the config is read by a
+root daemon that must keep enforcing the last good one. Building the tree from events (not with
+PyYAML's recursive composer) bounds the work a hostile document can cause before it is refused:
+
+- nesting deeper than :data:`MAX_DEPTH` (no recursion anywhere, so no ``RecursionError``);
+- more than :data:`MAX_NODES` nodes or :data:`MAX_SCALAR_CHARS` characters of text *after*
+  aliases are expanded, counted while the tree is built ("billion laughs", a large anchored
+  string referenced many times);
+- an alias to a collection that contains it (``&a [*a]``);
+- characters YAML forbids (control characters, NUL, DEL, U+FFFE) and text that is no Unicode.
+
+Past :data:`MAX_ERRORS_PER_FILE` errors a file's further errors are only counted
+("… and 40 more errors").
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -16,6 +30,11 @@ import yaml
 
 # Aliases can make a tiny document expand exponentially ("billion laughs"); real configs are small.
 MAX_NODES = 200_000
+# Text after alias expansion: a 1 MiB file has at most 1 Mi characters without aliases.
+MAX_SCALAR_CHARS = 4 << 20
+MAX_DEPTH = 64
+MAX_ERRORS_PER_FILE = 100
+MAX_REPORTED_ISSUES = 200  # all files together, in a ConfigError
 
 Severity = Literal["error", "warning"]
 
@@ -29,6 +48,8 @@ class ConfigIssue:
     severity: Severity = "error"
     # True when the message quotes a root-only file (a `lists:` include): shown to root only.
     private: bool = False
+    # "… and N more errors": sorted after the file's other issues.
+    summary: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -42,18 +63,42 @@ class ConfigIssue:
             return self
         return ConfigIssue(
             self.file, self.line, self.path, "invalid entry (details visible to root only)",
-            self.severity, private=False,
+            self.severity, private=False, summary=self.summary,
         )
+
+    def as_private(self) -> ConfigIssue:
+        return ConfigIssue(self.file, self.line, self.path, self.message, self.severity,
+                           private=True, summary=self.summary)
+
+
+def _reading_order(issue: ConfigIssue) -> tuple[str, bool, int]:
+    return (issue.file, issue.summary, issue.line)
 
 
 class ConfigError(Exception):
-    """Raised with every error found; the daemon keeps enforcing its last good config."""
+    """Raised with every error found; the daemon keeps enforcing its last good config.
 
-    def __init__(self, issues: Collection[ConfigIssue], warnings: Collection[ConfigIssue] = ()) -> None:
+    At most :data:`MAX_REPORTED_ISSUES` are kept; ``total`` counts them all."""
+
+    def __init__(self, issues: Iterable[ConfigIssue], warnings: Collection[ConfigIssue] = ()) -> None:
         # In reading order, so the list can be fixed top to bottom.
-        self.issues = tuple(sorted(issues, key=lambda issue: (issue.file, issue.line)))
-        self.warnings = tuple(warnings)  # found in the same run; shown with the errors
+        ordered = sorted(issues, key=_reading_order)
+        self.total = sum(_count(issue) for issue in ordered)
+        kept = ordered[:MAX_REPORTED_ISSUES]
+        if len(ordered) > len(kept):
+            dropped = sum(_count(issue) for issue in ordered[len(kept):])
+            kept.append(ConfigIssue(kept[-1].file, 0, "", f"and {dropped} more errors", summary=True))
+        self.issues = tuple(kept)
+        self.warnings = tuple(warnings)[:MAX_REPORTED_ISSUES]  # found in the same run
         super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+def _count(issue: ConfigIssue) -> int:
+    """How many errors an issue stands for (a summary stands for the ones it counts)."""
+    if issue.summary and issue.message.startswith("and "):
+        word = issue.message.split()[1]
+        return int(word) if word.isdigit() else 1
+    return 1
 
 
 @dataclass
@@ -66,92 +111,258 @@ class Node:
 
 @dataclass
 class Source:
-    """Collects issues for one file while its nodes are read."""
+    """Collects issues for one file while its nodes are read; past
+    :data:`MAX_ERRORS_PER_FILE` of a severity, further ones are only counted."""
 
     file: str
     issues: list[ConfigIssue] = field(default_factory=list)
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
 
     def error(self, line: int, path: str, message: str, *, private: bool = False) -> None:
-        self.issues.append(ConfigIssue(self.file, line, path, message, "error", private))
+        self._add(ConfigIssue(self.file, line, path, message, "error", private))
 
     def warn(self, line: int, path: str, message: str) -> None:
-        self.issues.append(ConfigIssue(self.file, line, path, message, "warning"))
+        self._add(ConfigIssue(self.file, line, path, message, "warning"))
+
+    def _add(self, issue: ConfigIssue) -> None:
+        count = self._counts.get(issue.severity, 0) + 1
+        self._counts[issue.severity] = count
+        if count <= MAX_ERRORS_PER_FILE:
+            self.issues.append(issue)
+            return
+        more = count - MAX_ERRORS_PER_FILE
+        noun = "error" if issue.severity == "error" else "warning"
+        summary = ConfigIssue(self.file, 0, "", f"and {more} more {noun}{'s' if more > 1 else ''}",
+                              issue.severity, summary=True)
+        if more > 1:  # replace the previous summary of this severity
+            for index in range(len(self.issues) - 1, -1, -1):
+                old = self.issues[index]
+                if old.summary and old.severity == issue.severity:
+                    self.issues[index] = summary
+                    return
+        self.issues.append(summary)
 
     @property
     def errors(self) -> list[ConfigIssue]:
-        return sorted((i for i in self.issues if i.severity == "error"), key=lambda i: i.line)
+        return sorted((i for i in self.issues if i.severity == "error"),
+                      key=lambda i: (i.summary, i.line))
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+# The C parser when PyYAML has it (ten times faster); both produce the same events.
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
+class _Refused(Exception):
+    """The document cannot be turned into a tree: one error at ``line``."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
 
 
 def parse_document(text: str, source: Source) -> Node | None:
-    """Parse YAML text; an empty document is an empty mapping. None (with an error) on bad YAML."""
-    loader = _Loader(text)
+    """Parse YAML text; an empty document is an empty mapping. None (with an error) on bad YAML.
+
+    Never raises for any ``text``: every problem is an error in ``source``."""
     try:
-        root = loader.get_single_node()
-        if root is None:
-            return Node("map", {}, 1)
-        return _Converter(loader, source).convert(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        source.error(line, "", f"YAML syntax error: {exc.problem or exc.context}")
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: no file decodes to them
+        source.error(text[: exc.start].count("\n") + 1, "", "not valid Unicode text")
+        return None
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the pure-Python reader checks characters here
+        source.error(_error_line(exc, encoded, text), "", _yaml_message(exc))
+        return None
+    try:
+        return _Composer(loader, source).document()
+    except _Refused as refused:
+        source.error(refused.line, "", refused.message)
     except yaml.YAMLError as exc:
-        source.error(0, "", f"YAML error: {exc}")
-    except _TooLarge:
-        source.error(0, "", f"document has more than {MAX_NODES} nodes (too many aliases?)")
+        source.error(_error_line(exc, encoded, text), "", _yaml_message(exc))
+    except (RecursionError, MemoryError):
+        source.error(0, "", "the document is too complex to read")
+    except Exception as exc:  # a parser bug must not stop the daemon
+        source.error(0, "", f"the document cannot be read ({type(exc).__name__})")
     finally:
         loader.dispose()
     return None
 
 
-_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+def _error_line(exc: yaml.YAMLError, encoded: bytes, text: str) -> int:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        return mark.line + 1 if mark else 0
+    if isinstance(exc, yaml.reader.ReaderError):
+        # The C reader counts UTF-8 bytes, the Python one characters.
+        if _Loader is yaml.SafeLoader:
+            return text[: exc.position].count("\n") + 1
+        return encoded[: exc.position].count(b"\n") + 1
+    return 0
 
 
-class _TooLarge(Exception):
-    pass
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):
+        character = exc.character
+        code = ord(character) if isinstance(character, str) and len(character) == 1 else character
+        shown = f"U+{code:04X}" if isinstance(code, int) else "a character"
+        return f"{shown} is not allowed in YAML (control characters, NUL, DEL, U+FFFE, U+FFFF)"
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return f"YAML syntax error: {exc.problem or exc.context}"
+    return "YAML error: the text cannot be read"
 
 
-class _Converter:
-    def __init__(self, loader: _Loader, source: Source) -> None:
+@dataclass
+class _Open:
+    """A collection whose end event has not come yet."""
+
+    node: Node
+    anchor: str | None
+    nodes: int = 1  # in this subtree so far, aliases expanded
+    chars: int = 0
+    key: str | None = None
+    key_line: int = 0
+    have_key: bool = False  # the next child is a value (of ``key``, None: a skipped key)
+
+
+class _Composer:
+    """Events → :class:`Node` tree, iteratively, counting what aliases expand to."""
+
+    def __init__(self, loader: Any, source: Source) -> None:
         self.loader = loader
         self.source = source
-        self.visited = 0
+        self.stack: list[_Open] = []
+        # anchor -> (node, nodes, chars); None while the anchored collection is still open
+        self.anchors: dict[str, tuple[Node, int, int] | None] = {}
+        self.nodes = 0
+        self.chars = 0
+        self.root: Node | None = None
 
-    def convert(self, node: yaml.Node) -> Node:
-        self.visited += 1
-        if self.visited > MAX_NODES:
-            raise _TooLarge
-        line = node.start_mark.line + 1
-        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
-            # Scalars with unknown tags are refused by the safe constructor; collections are
-            # built here, so refuse theirs too rather than silently ignore them.
-            raise yaml.constructor.ConstructorError(
-                None, None, f"unsupported YAML tag {node.tag!r}", node.start_mark)
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, line)
-        if isinstance(node, yaml.SequenceNode):
-            return Node("seq", [self.convert(item) for item in node.value], line)
-        return Node("scalar", self.loader.construct_object(node), line)
+    def document(self) -> Node | None:
+        loader = self.loader
+        loader.get_event()  # StreamStart
+        if loader.check_event(yaml.StreamEndEvent):
+            return Node("map", {}, 1)
+        loader.get_event()  # DocumentStart
+        while not loader.check_event(yaml.DocumentEndEvent):
+            self._step(loader.get_event())
+        loader.get_event()  # DocumentEnd
+        if not loader.check_event(yaml.StreamEndEvent):
+            event = loader.get_event()
+            raise _Refused(event.start_mark.line + 1, "expected a single document, found another")
+        if self.root is None or (self.root.kind == "scalar" and self.root.value is None):
+            return Node("map", {}, 1)  # only comments, or an explicit null
+        return self.root
 
-    def _mapping(self, node: yaml.MappingNode, line: int) -> Node:
-        result = Node("map", {}, line)
-        for key_node, value_node in node.value:
-            key_line = key_node.start_mark.line + 1
-            key = self.loader.construct_object(key_node) if isinstance(
-                key_node, yaml.ScalarNode) else None
-            if not isinstance(key, str):
-                self.source.error(key_line, "", f"keys must be text, not {key_node.tag}")
-                continue
-            if key in result.value:
-                first = result.key_lines[key]
-                self.source.error(key_line, key, f"duplicate key (first defined on line {first})")
-                continue
-            result.value[key] = self.convert(value_node)
-            result.key_lines[key] = key_line
-        return result
+    def _step(self, event: Any) -> None:
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            self._alias(event.anchor or "", line)
+        elif isinstance(event, yaml.ScalarEvent):
+            self._count(1, len(event.value), line)
+            node = Node("scalar", self._scalar(event, line), line)
+            self._register(event.anchor, node, 1, len(event.value))
+            self._finish(node, 1, len(event.value), line)
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            self._open(event, line)
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            closed = self.stack.pop()
+            self._register(closed.anchor, closed.node, closed.nodes, closed.chars)
+            if closed.node.kind == "map" and closed.have_key:
+                raise _Refused(line, "YAML syntax error: a key without a value")
+            self._finish(closed.node, closed.nodes, closed.chars, closed.node.line)
+        else:
+            raise _Refused(line, f"YAML syntax error: unexpected {type(event).__name__}")
+
+    def _open(self, event: Any, line: int) -> None:
+        kind: Literal["map", "seq"] = "map" if isinstance(event, yaml.MappingStartEvent) else "seq"
+        tag = event.tag
+        if tag not in (None, "!") and tag not in _PLAIN_TAGS:
+            raise _Refused(line, f"unsupported YAML tag {tag!r}")
+        if len(self.stack) >= MAX_DEPTH:
+            raise _Refused(line, f"nested more than {MAX_DEPTH} levels deep")
+        self._count(1, 0, line)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = None  # open: an alias to it now would be recursive
+        self.stack.append(_Open(Node(kind, {} if kind == "map" else [], line), event.anchor))
+
+    def _alias(self, anchor: str, line: int) -> None:
+        if anchor not in self.anchors:
+            raise _Refused(line, f"YAML syntax error: undefined alias *{anchor}")
+        target = self.anchors[anchor]
+        if target is None:
+            raise _Refused(line, f"the alias *{anchor} refers to a collection that contains it")
+        node, nodes, chars = target
+        self._count(nodes, chars, line)
+        self._finish(node, nodes, chars, line)
+
+    def _count(self, nodes: int, chars: int, line: int) -> None:
+        self.nodes += nodes
+        self.chars += chars
+        if self.nodes > MAX_NODES:
+            raise _Refused(line, f"document has more than {MAX_NODES} nodes (too many aliases?)")
+        if self.chars > MAX_SCALAR_CHARS:
+            raise _Refused(line, f"document expands to more than {MAX_SCALAR_CHARS >> 20} Mi "
+                           "characters of text (too many aliases?)")
+
+    def _register(self, anchor: str | None, node: Node, nodes: int, chars: int) -> None:
+        if anchor is not None:
+            self.anchors[anchor] = (node, nodes, chars)
+
+    def _scalar(self, event: Any, line: int) -> Any:
+        tag = event.tag
+        if tag in (None, "!"):
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            return self.loader.construct_object(node)
+        except yaml.YAMLError as exc:
+            raise _Refused(line, f"YAML error: {getattr(exc, 'problem', None) or exc}") from exc
+        except Exception as exc:  # any value ends as an error, never a crash
+            # e.g. a timestamp with month 13, an integer of a million digits
+            reason = f": {_short(str(exc))}" if isinstance(exc, ValueError) else ""
+            raise _Refused(line, f"cannot read the value {_short(event.value)} as "
+                           f"{tag.rsplit(':', 1)[-1]}{reason}") from exc
+
+    def _finish(self, node: Node, nodes: int, chars: int, line: int) -> None:
+        """Attach a complete node to the open collection (or make it the root)."""
+        if not self.stack:
+            self.root = node
+            return
+        parent = self.stack[-1]
+        parent.nodes += nodes
+        parent.chars += chars
+        if parent.node.kind == "seq":
+            parent.node.value.append(node)
+        elif not parent.have_key:
+            parent.have_key = True
+            parent.key_line = line
+            parent.key = self._key(node, line)
+        else:
+            parent.have_key = False
+            key = parent.key
+            if key is None:
+                return
+            mapping = parent.node
+            if key in mapping.value:
+                first = mapping.key_lines[key]
+                self.source.error(parent.key_line, key, f"duplicate key (first defined on line {first})")
+                return
+            mapping.value[key] = node
+            mapping.key_lines[key] = parent.key_line
+
+    def _key(self, node: Node, line: int) -> str | None:
+        if node.kind == "scalar" and isinstance(node.value, str):
+            return node.value
+        shown = _type_name(node) if node.kind != "scalar" else type(node.value).__name__
+        self.source.error(line, "", f"keys must be text, not {shown}")
+        return None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 # ---- typed accessors: each reports a problem to the source and returns None ----
