@@ -126,6 +126,12 @@ class ListIssue:
 
     line: int
     message: str
+    summary: bool = False  # "and N more invalid names": the ones past the limit, only counted
+
+
+# parse_list_text describes this many invalid words of a list and counts the rest: a list of
+# millions of invalid names would otherwise cost a message (and memory) each.
+MAX_LIST_ISSUES = 100
 
 
 def normalize_domain(raw: str) -> Normalized:
@@ -175,14 +181,17 @@ def expand_in_order(
     return tuple(ordered)
 
 
-def parse_list_text(text: str) -> tuple[list[str], list[ListIssue]]:
+def parse_list_text(
+    text: str, max_issues: int = MAX_LIST_ISSUES
+) -> tuple[list[str], list[ListIssue]]:
     """Names from a list file: one name per line, or hosts format (``0.0.0.0 a.com b.com``).
 
     Each line, up to a ``#`` comment, is split into words. Addresses (the first column of hosts
     format; detoxd always blocks with its own) and hosts-file boilerplate (``localhost``,
     ``broadcasthost``, ``ip6-*``…) are skipped; every other word is a name to block, so a line
     may hold several. Each invalid word is an error with its 1-based line number; the valid names
-    are still returned, in file order, possibly repeated.
+    are still returned, in file order, possibly repeated. Past ``max_issues`` distinct invalid
+    words, the rest are counted in one summary issue.
     """
     text = text.removeprefix("\ufeff")
     lowered = text.lower()
@@ -191,13 +200,14 @@ def parse_list_text(text: str) -> tuple[list[str], list[ListIssue]]:
     words = list(filterfalse(_SKIPPED_LIST_WORDS.__contains__, lowered.split()))
     names: list[str] = []
     invalid: set[str] = set()
+    unchecked = 0
     # Most lists are entirely clean: vouch for a batch at once, look closer only where that fails.
     for start in range(0, len(words), _BATCH_SIZE):
         batch = words[start : start + _BATCH_SIZE]
         if _all_clean(batch):
             names += batch
             continue
-        for word in batch:
+        for position, word in enumerate(batch):
             if _is_clean(word):
                 names.append(word)
             elif not _is_skipped_carefully(word):
@@ -206,7 +216,17 @@ def parse_list_text(text: str) -> tuple[list[str], list[ListIssue]]:
                     names.append(result.name)
                 else:
                     invalid.add(word)
-    return names, _locate_invalid_words(text, invalid) if invalid else []
+            if len(invalid) >= max_issues:
+                # The list is invalid either way; checking millions more words only costs time.
+                unchecked = len(words) - start - position - 1
+                break
+        if unchecked:
+            break
+    issues = _locate_invalid_words(text, invalid, max_issues) if invalid else []
+    if unchecked:
+        issues.append(ListIssue(0, f"and {unchecked} more words not checked (stopped after "
+                                   f"{max_issues} invalid names)", summary=True))
+    return names, issues
 
 
 def _is_clean(name: str) -> bool:
@@ -414,18 +434,31 @@ def _is_skipped_carefully(word: str) -> bool:
     return (word.startswith("ip6-") and "." not in word) or _is_address(word)
 
 
-def _locate_invalid_words(text: str, invalid: set[str]) -> list[ListIssue]:
-    """One issue for each line holding invalid words, naming the first: only run on errors."""
+def _locate_invalid_words(text: str, invalid: set[str], max_issues: int) -> list[ListIssue]:
+    """One issue for each line holding invalid words, naming the first: only run on errors.
+    Stops after ``max_issues`` lines (with a summary issue)."""
     issues: list[ListIssue] = []
     located: set[str] = set()
+    start = 0
+    number = 0
     # Split on "\n" only: str.splitlines also breaks at U+2028 and friends, which editors don't,
-    # and line numbers must match what the user sees.
-    for number, line in enumerate(text.split("\n"), start=1):
+    # and line numbers must match what the user sees. Line by line: a list may be large.
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end]
+        start = end + 1
+        number += 1
         bad = [word for word in line.split("#", 1)[0].split() if word.lower() in invalid]
-        if bad:
-            more = f" (and {len(bad) - 1} more invalid on this line)" if len(bad) > 1 else ""
-            issues.append(ListIssue(number, _list_word_problem(bad[0]) + more))
-            located.update(word.lower() for word in bad)
+        if not bad:
+            continue
+        if len(issues) >= max_issues:
+            issues.append(ListIssue(0, f"and more lines with invalid names from line {number} on",
+                                    summary=True))
+            return issues
+        more = f" (and {len(bad) - 1} more invalid on this line)" if len(bad) > 1 else ""
+        issues.append(ListIssue(number, _list_word_problem(bad[0]) + more))
+        located.update(word.lower() for word in bad)
     # Never drop an invalid word silently, even if lower-casing made it impossible to find.
     issues += [ListIssue(0, _list_word_problem(word)) for word in sorted(invalid - located)]
     return issues

@@ -50,6 +50,8 @@ class ConfigIssue:
     private: bool = False
     # "… and N more errors": sorted after the file's other issues.
     summary: bool = False
+    # The key path comes from a file other users may not read: redacted too.
+    path_private: bool = False
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -62,13 +64,14 @@ class ConfigIssue:
         if not self.private:
             return self
         return ConfigIssue(
-            self.file, self.line, self.path, "invalid entry (details visible to root only)",
-            self.severity, private=False, summary=self.summary,
+            self.file, self.line, "" if self.path_private else self.path,
+            "invalid entry (details visible to root only)", self.severity, summary=self.summary,
         )
 
     def as_private(self) -> ConfigIssue:
+        """The issue of a file other users may not read: its key path and message are root's."""
         return ConfigIssue(self.file, self.line, self.path, self.message, self.severity,
-                           private=True, summary=self.summary)
+                           private=True, summary=self.summary, path_private=True)
 
 
 def _reading_order(issue: ConfigIssue) -> tuple[str, bool, int]:

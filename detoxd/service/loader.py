@@ -19,11 +19,14 @@ from detoxd.core.config import (
     parse_main,
 )
 from detoxd.core.yamlsource import ConfigError, ConfigIssue, Source
+from detoxd.service import safeopen
 
 # glibc reads the whole hosts file on every lookup: past this, every name the machine resolves slows.
 LARGE_BLOCK_WARNING = 100_000
-MAX_CONFIG_BYTES = 1 << 20
-MAX_LIST_BYTES = 256 << 20
+MAX_CONFIG_BYTES = 1 << 20  # each of the two YAML files
+MAX_LIST_BYTES = 64 << 20  # each `lists:` file
+MAX_LIST_NAMES = 2_000_000  # names in one `lists:` file
+MAX_BLOCKED_NAMES = 4_000_000  # names in the whole block
 
 
 @dataclass(frozen=True)
@@ -38,26 +41,40 @@ class LoadedConfig:
 def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -> LoadedConfig:
     """Load and validate everything, or raise ConfigError with every error found.
 
-    ``trusted_uids`` may own `lists:` files (root and the daemon's own user by default).
+    ``trusted_uids`` may own the directory and the files (root and the daemon's own user by
+    default); every path is checked as :mod:`detoxd.service.safeopen` describes.
     """
-    trusted = set(trusted_uids) if trusted_uids is not None else {0, os.geteuid()}
+    trusted = frozenset(trusted_uids) if trusted_uids is not None else safeopen.default_trusted()
     issues: list[ConfigIssue] = []
-    main, main_source = parse_main(_read_config_file(config_dir / MAIN_FILE))
-    blocklist, block_source = parse_blocklist(
-        _read_config_file(config_dir / BLOCKLIST_FILE), known_presets=presets.PRESET_NAMES)
-    issues += main_source.issues + block_source.issues
-    if main is not None:
-        issues += _check_secret_files(config_dir, main, trusted)
+    try:
+        with safeopen.open_directory(os.path.abspath(config_dir), trusted) as directory:
+            main_text = _read_config_file(directory, MAIN_FILE, trusted, issues)
+            block_text = _read_config_file(directory, BLOCKLIST_FILE, trusted, issues)
+            main, main_source = parse_main(main_text.text) if main_text else (None, Source(MAIN_FILE))
+            blocklist, block_source = (parse_blocklist(block_text.text, known_presets=presets.PRESET_NAMES)
+                                       if block_text else (None, Source(BLOCKLIST_FILE)))
+            issues += _privacy(main_source.issues, main_text) + _privacy(block_source.issues, block_text)
+            if main is not None:
+                issues += _check_secret_files(directory, main, trusted)
+            list_names = (_read_lists(directory, blocklist.lists, trusted, issues)
+                          if blocklist is not None else [])
+    except safeopen.Untrusted as problem:
+        if not problem.missing:
+            raise ConfigError([ConfigIssue(str(config_dir), 0, "", problem.reason)]) from None
+        # No config directory: every default, an empty blocklist.
+        main, blocklist, list_names = parse_main("")[0], parse_blocklist("", presets.PRESET_NAMES)[0], []
     order: tuple[str, ...] = ()
     if blocklist is not None:
-        list_names = _read_lists(config_dir, blocklist.lists, trusted, issues)
         order = domains.expand_in_order(
             domains=blocklist.domains,
             presets=[host for name in blocklist.presets for host in presets.load_preset(name)],
             lists=list_names,
             allow=blocklist.allow,
         )
-        if len(order) > LARGE_BLOCK_WARNING:
+        if len(order) > MAX_BLOCKED_NAMES:
+            issues.append(ConfigIssue(BLOCKLIST_FILE, 0, "", f"{len(order)} names to block: at most "
+                                      f"{MAX_BLOCKED_NAMES} are supported"))
+        elif len(order) > LARGE_BLOCK_WARNING:
             issues.append(ConfigIssue(
                 BLOCKLIST_FILE, 0, "", f"{len(order)} names blocked: past {LARGE_BLOCK_WARNING} every "
                 "lookup on this machine slows down (glibc re-reads the hosts file each time)", "warning"))
@@ -68,75 +85,78 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
     return LoadedConfig(main, blocklist, frozenset(order), order, warnings)
 
 
-def _read_config_file(path: Path) -> str:
-    """The file's text; a missing file means all defaults (an empty blocklist blocks nothing)."""
+@dataclass(frozen=True)
+class _Text:
+    text: str
+    world_readable: bool
+
+
+def _read_config_file(directory: int, name: str, trusted: frozenset[int],
+                      issues: list[ConfigIssue]) -> _Text | None:
+    """The file's text; a missing file means all defaults (an empty blocklist blocks nothing).
+    None, with the reason in ``issues``, when it may not or cannot be read."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(path.name, 0, "", f"cannot read: {exc.strerror}")]) from exc
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError([ConfigIssue(path.name, 0, "", "larger than 1 MiB; use `lists:` for long lists")])
+        result = safeopen.read_file(directory, name, trusted, MAX_CONFIG_BYTES)
+    except safeopen.TooLarge:
+        issues.append(ConfigIssue(name, 0, "", "larger than 1 MiB; use `lists:` for long lists"))
+        return None
+    except safeopen.Untrusted as problem:
+        if problem.missing:
+            return _Text("", True)
+        issues.append(ConfigIssue(name, 0, "", problem.reason))
+        return None
     try:
-        return data.decode("utf-8")
+        return _Text(result.data.decode("utf-8"), result.world_readable)
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError([ConfigIssue(path.name, line, "", "not valid UTF-8")]) from exc
+        line = result.data[: exc.start].count(b"\n") + 1
+        issues.append(ConfigIssue(name, line, "", "not valid UTF-8"))
+        return None
+
+
+def _privacy(issues: list[ConfigIssue], text: _Text | None) -> list[ConfigIssue]:
+    """Issues of a file other users may not read quote it: shown to root only."""
+    if text is None or text.world_readable:
+        return issues
+    return [issue.as_private() for issue in issues]
 
 
 def _read_lists(
-    config_dir: Path, refs: tuple[ListRef, ...], trusted: set[int], issues: list[ConfigIssue]
+    directory: int, refs: tuple[ListRef, ...], trusted: frozenset[int], issues: list[ConfigIssue]
 ) -> list[str]:
     names: list[str] = []
     for ref in refs:
-        source = Source(BLOCKLIST_FILE)
-        text = _read_trusted_list(config_dir / ref.path, ref, trusted, source)
-        if text is not None:
-            list_names, list_issues = domains.parse_list_text(text)
-            names += list_names
-            for problem in list_issues:
-                # The list's own file and line; the message may quote a root-only file.
-                issues.append(ConfigIssue(ref.path, problem.line, ref.key_path, problem.message,
-                                          private=True))
-        issues += source.issues
+        text = _read_trusted_list(directory, ref, trusted, issues)
+        if text is None:
+            continue
+        list_names, list_issues = domains.parse_list_text(text)
+        if len(list_names) > MAX_LIST_NAMES:
+            issues.append(ConfigIssue(BLOCKLIST_FILE, ref.line, ref.key_path,
+                                      f"{len(list_names)} names in one list: at most {MAX_LIST_NAMES}"))
+            continue
+        names += list_names
+        for problem in list_issues:
+            # The list's own file and line; the message may quote a root-only file.
+            issues.append(ConfigIssue(ref.path, problem.line, ref.key_path, problem.message,
+                                      private=True, summary=problem.summary))
     return names
 
 
-def _read_trusted_list(path: Path, ref: ListRef, trusted: set[int], source: Source) -> str | None:
+def _read_trusted_list(
+    directory: int, ref: ListRef, trusted: frozenset[int], issues: list[ConfigIssue]
+) -> str | None:
     """Read an include the way sudo reads sudoers: refuse files others could have written."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        source.error(ref.line, ref.key_path, f"cannot open {str(path)!r}: {exc.strerror}")
+        if ref.path.startswith("/"):
+            result = safeopen.read_absolute(ref.path, trusted, MAX_LIST_BYTES)
+        else:
+            result = safeopen.read_file(directory, ref.path, trusted, MAX_LIST_BYTES)
+    except safeopen.Untrusted as problem:
+        issues.append(ConfigIssue(BLOCKLIST_FILE, ref.line, ref.key_path, problem.reason))
         return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)  # checked on the open file, so a swapped path cannot slip through
-        problem = _untrusted_reason(info, trusted)
-        if problem:
-            source.error(ref.line, ref.key_path, f"refusing {str(path)!r}: {problem}")
-            return None
-        data = handle.read(MAX_LIST_BYTES + 1)
-    if len(data) > MAX_LIST_BYTES:
-        source.error(ref.line, ref.key_path, f"{str(path)!r} is larger than 256 MiB")
-        return None
-    return data.decode("utf-8", errors="replace")
+    return result.data.decode("utf-8", errors="replace")
 
 
-def _untrusted_reason(info: os.stat_result, trusted: set[int]) -> str | None:
-    if not stat.S_ISREG(info.st_mode):
-        return "not a regular file"
-    if info.st_uid not in trusted:
-        return f"owned by uid {info.st_uid}, not by root"
-    if info.st_mode & stat.S_IWOTH:
-        return "writable by other users"
-    if info.st_mode & stat.S_IWGRP and info.st_gid != 0:
-        return "writable by a group other than root"
-    return None
-
-
-def _check_secret_files(config_dir: Path, main: MainConfig, trusted: set[int]) -> list[ConfigIssue]:
+def _check_secret_files(directory: int, main: MainConfig, trusted: frozenset[int]) -> list[ConfigIssue]:
     """Each engine's password_file must be a regular file of root's that nobody else can read.
 
     The file's content is never read here and never quoted: the network agent gets it through
@@ -146,18 +166,14 @@ def _check_secret_files(config_dir: Path, main: MainConfig, trusted: set[int]) -
         if engine.password_file is None:
             continue
         where = f"{engine.location}.password_file"
-        path = config_dir / engine.password_file
         try:
-            info = os.lstat(path)
-        except OSError as exc:
-            issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where,
-                                      f"cannot read {engine.password_file!r}: {exc.strerror}"))
+            info = safeopen.stat_file(directory, engine.password_file, trusted)
+        except safeopen.Untrusted as problem:
+            issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where, problem.reason))
             continue
-        problem = _untrusted_reason(info, trusted)
-        if problem is None and info.st_mode & 0o077:
+        if info.st_mode & 0o077:
             mode = stat.S_IMODE(info.st_mode)
-            problem = f"mode {mode:04o}, must be 0600 (chmod 600 {engine.password_file})"
-        if problem:
             issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where,
-                                      f"refusing {engine.password_file!r}: {problem}"))
+                                      f"refusing {engine.password_file!r}: mode {mode:04o}, must be "
+                                      f"0600 (chmod 600 {engine.password_file})"))
     return issues

@@ -1,10 +1,11 @@
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from detoxd.core.yamlsource import ConfigError
-from detoxd.service.loader import LARGE_BLOCK_WARNING, load_config
+from detoxd.service.loader import LARGE_BLOCK_WARNING, MAX_LIST_BYTES, load_config
 
 
 def write(directory: Path, name: str, text: str, mode: int = 0o644) -> Path:
@@ -64,7 +65,7 @@ def test_symlinked_list_is_refused(tmp_path: Path) -> None:
     write(tmp_path, "real.txt", "example.org\n")
     (tmp_path / "link.txt").symlink_to(tmp_path / "real.txt")
     write(tmp_path, "blocklist.yaml", "lists: [link.txt]\n")
-    with pytest.raises(ConfigError, match="cannot open"):
+    with pytest.raises(ConfigError, match="a symbolic link"):
         load_config(tmp_path)
 
 
@@ -132,6 +133,169 @@ def test_engine_password_file_must_be_private(tmp_path: Path) -> None:
     secret.chmod(0o600)
     loaded = load_config(tmp_path)
     assert loaded.main.network[0].password_file == "pihole.secret"
+    if os.geteuid() == 0:  # chown to another user needs root
+        os.chown(secret, 65534, 65534)
+        with pytest.raises(ConfigError) as caught:
+            load_config(tmp_path)
+        assert "network[0].password_file: refusing 'pihole.secret': owned by uid" in str(caught.value)
+
+
+# ---- the config directory, the two files and every path component are checked (issue 12) ----
+
+def _config(tmp_path: Path) -> Path:
+    directory = tmp_path / "etc-detoxd"
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    write(directory, "blocklist.yaml", "domains: [twitter.com]\n")
+    return directory
+
+
+def _error_text(directory: Path) -> str:
     with pytest.raises(ConfigError) as caught:
-        load_config(tmp_path, trusted_uids={os.geteuid() + 1})
-    assert "network[0].password_file: refusing 'pihole.secret': owned by uid" in str(caught.value)
+        load_config(directory)
+    return str(caught.value)
+
+
+def test_world_writable_config_directory_is_refused(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    directory.chmod(0o777)
+    assert "writable by other users" in _error_text(directory)
+    directory.chmod(0o1777)  # the sticky bit does not make the config directory itself safe
+    assert "writable by other users" in _error_text(directory)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
+def test_config_directory_and_files_owned_by_another_user_are_refused(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    os.chown(directory / "blocklist.yaml", 65534, 65534)
+    assert "blocklist.yaml: refusing 'blocklist.yaml': owned by uid 65534" in _error_text(directory)
+    os.chown(directory / "blocklist.yaml", 0, 0)
+    os.chown(directory, 65534, 65534)
+    assert "owned by uid 65534" in _error_text(directory)
+
+
+def test_group_writable_main_file_is_refused_unless_the_group_is_root(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    path = write(directory, "detoxd.yaml", "detox: {days: 3}\n", mode=0o664)
+    os.chown(path, 0, 0)
+    assert load_config(directory).main.detox.days == 3
+    os.chown(path, 0, 100)
+    assert "writable by a group other than root" in _error_text(directory)
+
+
+@pytest.mark.parametrize("name", ["blocklist.yaml", "detoxd.yaml"])
+def test_main_files_may_not_be_symlinks_even_to_root_files(tmp_path: Path, name: str) -> None:
+    directory = _config(tmp_path)
+    secret = write(tmp_path, "secret.yaml", "password: hunter2\napi_key: abc\n", mode=0o600)
+    (directory / name).unlink(missing_ok=True)
+    (directory / name).symlink_to(secret)
+    text = _error_text(directory)
+    assert "a symbolic link" in text
+    assert "password" not in text and "hunter2" not in text and "api_key" not in text
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_fifo_device_or_directory_as_config_file_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    directory = _config(tmp_path)
+    path = directory / "detoxd.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody writes: opening it for reading would block forever
+    elif kind == "device":
+        os.mknod(path, 0o644 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero: never ends
+    else:
+        path.mkdir()
+    assert "detoxd.yaml: refusing 'detoxd.yaml': not a regular file" in _error_text(directory)
+
+
+def test_list_through_a_symlinked_directory_is_refused_and_never_quoted(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    write(private, "shadow", "root:$6$secrethash:19000:0:99999:7:::\n", mode=0o600)
+    (directory / "etcdir").symlink_to(private)
+    write(directory, "blocklist.yaml", "lists: [etcdir/shadow]\n")
+    text = _error_text(directory)
+    assert "refusing 'etcdir/shadow': a symbolic link" in text
+    assert "secrethash" not in text
+
+
+def test_list_path_with_dotdot_is_refused(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    write(tmp_path, "outside.txt", "example.org\n")
+    write(directory, "blocklist.yaml", "lists: [../outside.txt]\n")
+    assert "'..' is not allowed" in _error_text(directory)
+
+
+def test_absolute_list_outside_the_config_directory_is_read_when_trusted(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    outside = write(tmp_path, "outside.txt", "example.org\n")
+    write(directory, "blocklist.yaml", f"lists: [{outside}]\n")
+    assert "example.org" in load_config(directory).names
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o777)
+    exposed = write(tmp_path / "open", "list.txt", "example.org\n")
+    write(directory, "blocklist.yaml", f"lists: [{exposed}]\n")
+    assert "writable by other users" in _error_text(directory)
+
+
+def test_config_directory_reached_through_a_root_owned_symlink_is_followed(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    link = tmp_path / "link-to-config"
+    link.symlink_to(directory)
+    assert "twitter.com" in load_config(link).names
+    relative = tmp_path / "relative-link"
+    relative.symlink_to("etc-detoxd")
+    assert "twitter.com" in load_config(relative).names
+
+
+def test_issues_of_a_file_others_cannot_read_are_private(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    write(directory, "blocklist.yaml", "secret_key: value\n", mode=0o600)
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory)
+    (issue,) = caught.value.issues
+    assert issue.private and "secret_key" not in str(issue.redacted())
+    write(directory, "blocklist.yaml", "secret_key: value\n", mode=0o644)
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory)
+    assert not caught.value.issues[0].private
+
+
+def test_huge_list_of_invalid_names_stops_early_and_says_how_many_more(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    write(directory, "junk.txt", "".join(f"bad..{number}.example\n" for number in range(200_000)))
+    write(directory, "blocklist.yaml", "lists: [junk.txt]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory)
+    error = caught.value
+    assert len(error.issues) <= 102
+    assert error.issues[-1].message.startswith("and ")
+    assert "more" in error.issues[-1].message
+
+
+def test_list_larger_than_the_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    directory = _config(tmp_path)
+    with (directory / "big.txt").open("wb") as handle:
+        handle.truncate(MAX_LIST_BYTES + 1)  # sparse: costs no disk
+    write(directory, "blocklist.yaml", "lists: [big.txt]\n")
+    assert "larger than 64 MiB" in _error_text(directory)
+
+
+@pytest.mark.parametrize("text", [
+    "domains: [a.example.com]\n\x01\n", "domains: [a.example.com]\x00\n", "domains: [\x1b]\n",
+    "domains: [\x7f]\n", "domains: ['\ufffe']\n", "domains: &a [*a]\n", "[" * 5000,
+    "domains: [2026-13-45]\n", "detox: {days: " + "9" * 5000 + "}\n",
+])
+def test_hostile_yaml_is_a_config_error_with_file_and_line(tmp_path: Path, text: str) -> None:
+    directory = _config(tmp_path)
+    (directory / "blocklist.yaml").write_bytes(text.encode("utf-8", "surrogatepass"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(directory)
+    issue = caught.value.issues[0]
+    assert issue.file == "blocklist.yaml" and issue.line >= 1
+
+
+def test_missing_config_directory_means_defaults(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "nowhere").names == frozenset()
