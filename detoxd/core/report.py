@@ -103,7 +103,8 @@ def build(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo,
         "tampers": [],
         "activitywatch": _activitywatch_status(events, window),
         "summary": None,
-        "journal": dict(journal_stats or {}),
+        "journal": {**(journal_stats or {}), "lost_events": sum(
+            int(_number(event.get("dropped"), 0)) for event in events if event.get("kind") == "journal_gap")},
     }
     if window is None:
         document["summary"] = "No detox in the journal yet: start one with `sudo detoxd start`."

@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from detoxd import __version__
 from detoxd.clock import Clock
 from detoxd.core import apps, detox, ics, plan
+from detoxd.core.report import DetoxWindow
 from detoxd.core.yamlsource import ConfigError
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
-from detoxd.service import state_store
+from detoxd.service import journal, state_store
+from detoxd.service.audit import Audit
 from detoxd.service.loader import LoadedConfig, load_config
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
@@ -79,11 +82,17 @@ class Engine:
         self._kept_apps = self._load_kept_apps()
         self.sessions = SessionScheduler(clock, self._publish_session_event,
                                          fired_file=paths.sessions_announced_file)
+        # The audit trail: every decision worth a line in `detoxd report` (journal.record).
+        self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock)
+        journal.install(self.journal)
+        self.audit = Audit(self.journal.directory)
+        self._last_window: DetoxWindow | None = None
 
     # ---- life cycle ----
 
     def boot(self) -> None:
         """At start-up: the last good config, the detox clock, then the config on disk."""
+        journal.record("daemon_started", version=__version__)
         self._load_applied()
         self.tick()
         self.reload()
@@ -93,6 +102,9 @@ class Engine:
     def shutdown(self) -> None:
         self.checkpoint()
         self.hosts.close()
+        self.journal.close()
+        if journal.installed() is self.journal:
+            journal.install(None)
 
     def checkpoint(self) -> None:
         state_store.save(self.paths.state_file, self.state)
@@ -113,6 +125,9 @@ class Engine:
         if self.config_error is None or str(self.config_error) != str(error):
             log.error("config invalid, keeping the last good blocklist (%d names): %s",
                       len(self.applied.names), str(error).replace("\n", "; "))
+            issues = error.issues
+            journal.record("config_error", errors=len(issues),
+                           first=str(issues[0].redacted()) if issues else first)
         self.config_error = error
         self.notifier.status(f"config error: {first}")
         self.enforce()
@@ -195,6 +210,7 @@ class Engine:
             self.state = detox.record_tamper(self.state)
             log.warning("%s tampered with: %s (%d restores so far)", found.target, found.detail,
                         self.state.tamper_events)
+            journal.record("tamper", target=found.target, restored=found.detail)
             self.publish("tamper", target=found.target)
 
     def _enforce_app_rules(self) -> None:
@@ -216,7 +232,10 @@ class Engine:
             self.app_watcher.pause()
             return
         try:
-            if self.app_watcher.scan(now):
+            closures = self.app_watcher.scan(now)
+            for closure in closures:
+                journal.record("app_closed", app=closure.app, uid=closure.root.real_uid, pid=closure.root.pid)
+            if closures:
                 self.publish("status")
         except OSError as exc:  # /proc unreadable: everything else keeps working
             log.error("cannot watch for blocked apps: %s", exc)
@@ -233,13 +252,22 @@ class Engine:
     # ---- the detox clock ----
 
     def tick(self) -> None:
-        was_active = self.state.active
-        self.state = detox.tick(self.state, now=self.clock.now(), boot=self._boot())
-        if was_active and not self.state.active:
+        before = self.state
+        now, boot = self.clock.now(), self._boot()
+        self.state = detox.tick(before, now=now, boot=boot)
+        if self.state.clock_jumps > before.clock_jumps and before.checkpoint is not None:
+            wall = (now - before.checkpoint.wall).total_seconds()
+            credited = boot.seconds - before.checkpoint.boot.seconds
+            journal.record("clock_jump", seconds=round(wall - credited))
+        if before.active and not self.state.active:
             log.info("detox finished: removing the block from %s", self.paths.hosts_file)
+            journal.record("detox_ended", early=False, reason="finished")
+            self._last_window = self._window_of(before, ended_at=now)
             self.checkpoint()
             self.enforce()
             self.publish("detox_ended")
+        self._agent_reports()  # notices agents that went away
+        self.journal.sync()
 
     def _boot(self) -> detox.BootReading:
         return detox.BootReading(self.clock.boot_id(), self.clock.boottime())
@@ -289,7 +317,14 @@ class Engine:
 
     def handle(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         command = request.get("cmd")
+        if command == "report":
+            return self.report(peer)
         with self.lock:
+            if command == "activity_report":
+                return self.audit.activity_report(
+                    request, peer, window=self._report_window(),
+                    blocked_names=self.hosts.names | self.applied.names,
+                    blocked_apps=self._blocked_app_names(), tz=_local_zone())
             if command == "status":
                 return {"ok": True, "status": self.status(private=peer.uid == 0)}
             if command == "start":
@@ -320,6 +355,9 @@ class Engine:
         self.enforce()
         log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days,
                  "locked" if self.state.locked else "unlocked", len(self.hosts.names))
+        journal.record("detox_started", days=float(days), locked=self.state.locked,
+                       names=len(self.hosts.names), ends_at=_iso(detox.ends_at(self.state, self.clock.now())),
+                       by_uid=peer.uid)
         self.publish("detox_started")
         return {"ok": True, "status": self.status(private=True)}
 
@@ -328,10 +366,12 @@ class Engine:
         if isinstance(result, detox.Refusal):
             log.warning("refused end from uid %d: %s", peer.uid, result.reason)
             return {"ok": False, "code": "refused", "error": result.reason}
+        self._last_window = self._window_of(self.state, ended_at=self.clock.now())
         self.state = result
         self.checkpoint()
         self.enforce()
         log.info("detox ended early by uid %d (it was not locked)", peer.uid)
+        journal.record("detox_ended", early=True, reason=f"ended early by uid {peer.uid}")
         self.publish("detox_ended")
         return {"ok": True, "status": self.status(private=True)}
 
@@ -359,6 +399,8 @@ class Engine:
         if peer.uid not in self._agents and len(self._agents) >= MAX_AGENTS:
             return {"ok": False, "code": "busy", "error": "too many agents"}
         report = {"uid": peer.uid, "notifications_silenced": silenced, "backend": (backend or "")[:64]}
+        if peer.uid not in self._agents:
+            journal.record("agent_connected", uid=peer.uid, during_detox=self.state.active)
         self._agents[peer.uid] = (self.clock.monotonic(), report)
         return {"ok": True}
 
@@ -366,7 +408,29 @@ class Engine:
         fresh_since = self.clock.monotonic() - AGENT_REPORT_SECONDS
         for uid in [uid for uid, (at, _) in self._agents.items() if at < fresh_since]:
             del self._agents[uid]  # that agent stopped, or its session ended
+            journal.record("agent_disconnected", uid=uid, during_detox=self.state.active)
         return [report for _, report in self._agents.values()]
+
+    def report(self, peer: Peer) -> dict[str, Any]:
+        """`detoxd report`: built outside the lock (reading the journal takes a while)."""
+        with self.lock:
+            window, now = self._report_window(), self.clock.now()
+        return self.audit.report(peer, now=now, tz=_local_zone(), window=window)
+
+    def _report_window(self) -> DetoxWindow | None:
+        """The running detox; else the one that ended while this daemon ran; else None (the
+        report then takes the latest one in the journal)."""
+        running = self._window_of(self.state)
+        return running if running is not None else self._last_window
+
+    def _window_of(self, state: detox.DetoxState, ended_at: datetime | None = None) -> DetoxWindow | None:
+        started, ends = state.started_at, detox.ends_at(state, self.clock.now())
+        if not state.active or started is None or ends is None:
+            return None
+        return DetoxWindow(started, ends, ended_at)
+
+    def _blocked_app_names(self) -> frozenset[str]:
+        return frozenset(rule.name for rule in (*self._configured_apps, *self._kept_apps))
 
     def calendar(self) -> dict[str, Any]:
         """The sessions as iCalendar text, for the tray's "export" (the agent cannot read /etc
@@ -438,7 +502,18 @@ class Engine:
     def _publish_session_event(self, event: str, details: dict[str, Any]) -> None:
         """Called from the scheduler's thread at reminders and hot-seat handovers."""
         with self.lock:
+            if event == "hot_seat":
+                if details.get("seat") == 1:
+                    journal.record("session_started", session=details.get("session"),
+                                   starts_at=details.get("starts_at"))
+                journal.record("hot_seat", session=details.get("session"), seat=details.get("seat"),
+                               person=details.get("name"), starts_at=details.get("starts_at"))
             self.publish(event, **details)
+
+
+def _local_zone() -> ZoneInfo:
+    """The machine's zone: report days are its calendar days."""
+    return ZoneInfo(system_timezone())
 
 
 def _iso(moment: datetime | None) -> str | None:

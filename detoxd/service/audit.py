@@ -1,0 +1,164 @@
+"""The daemon's side of the audit: tray agents' ActivityWatch totals in, reports out.
+
+``activity_report`` (any local user, for their own uid only — SO_PEERCRED): daily seconds on
+*blocked* names and *blocked* apps, as the user's tray agent read them from ActivityWatch. The
+daemon keeps only names it blocks and apps it closes, so nothing else a person browsed can reach
+the journal even by mistake; a day is journalled only when its figures changed.
+
+``report`` (anyone): the report built from the journal, as the asking user may see it
+(:func:`detoxd.core.report.visible_events`): root sees everything; a user sees the system's
+events (detox, tampering, sessions, blocked-lookup counts without devices) and their own
+(apps closed, allowances, ActivityWatch time). The journal itself stays root-only (0600).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from detoxd.core import report
+from detoxd.protocol import Peer
+from detoxd.service import journal
+
+log = logging.getLogger(__name__)
+
+MAX_DAYS_PER_REPORT = 31
+MAX_NAMES_PER_DAY = 64
+MAX_SECONDS_PER_DAY = 25 * 3600  # a day with a DST change back has 25 hours
+MAX_REASON_CHARS = 200
+MAX_REMEMBERED_DAYS = 256 * 400  # (uid, day) pairs: agents × a year of days
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _bad(message: str) -> dict[str, Any]:
+    return {"ok": False, "code": "bad_request", "error": message}
+
+
+class Audit:
+    """Thread-compatible: the engine calls it with its lock held (except :meth:`report`)."""
+
+    def __init__(self, journal_dir: Path) -> None:
+        self.journal_dir = journal_dir
+        self._last_days: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
+        self._last_unavailable: dict[int, str] = {}
+
+    def activity_report(self, request: dict[str, Any], peer: Peer, *, window: report.DetoxWindow | None,
+                        blocked_names: Collection[str], blocked_apps: Collection[str],
+                        tz: tzinfo) -> dict[str, Any]:
+        available = request.get("available")
+        if not isinstance(available, bool):
+            return _bad("available must be true or false")
+        if not available:
+            return self._unavailable(request.get("reason"), peer)
+        if window is None:
+            return {"ok": False, "code": "no_detox", "error": "no detox to report activity for"}
+        days = request.get("days")
+        if not isinstance(days, list) or len(days) > MAX_DAYS_PER_REPORT:
+            return _bad(f"days must be a list of at most {MAX_DAYS_PER_REPORT} days")
+        first, last = _reportable_dates(window, tz)
+        parsed: list[tuple[str, dict[str, float], dict[str, float]]] = []
+        ignored = 0
+        for day in days:
+            problem, entry, dropped = _parse_day(day, first, last, blocked_names, blocked_apps)
+            if problem:
+                return _bad(problem)
+            assert entry is not None
+            parsed.append(entry)
+            ignored += dropped
+        journalled = sum(self._journal_day(peer.uid, window, tz, *entry) for entry in parsed)
+        self._last_unavailable.pop(peer.uid, None)
+        return {"ok": True, "journalled": journalled, "ignored_names": ignored}
+
+    def _unavailable(self, reason: Any, peer: Peer) -> dict[str, Any]:
+        if not isinstance(reason, str):
+            return _bad("reason must be a string")
+        reason = " ".join(reason.split())[:MAX_REASON_CHARS]
+        if self._last_unavailable.get(peer.uid) != reason:
+            self._last_unavailable[peer.uid] = reason
+            journal.record("activity_unavailable", uid=peer.uid, reason=reason)
+        return {"ok": True, "journalled": 0, "ignored_names": 0}
+
+    def _journal_day(self, uid: int, window: report.DetoxWindow, tz: tzinfo, day: str,
+                     sites: dict[str, float], apps: dict[str, float]) -> int:
+        key = (uid, day)
+        if self._last_days.get(key) == (sites, apps):
+            return 0
+        if key not in self._last_days and len(self._last_days) >= MAX_REMEMBERED_DAYS:
+            self._last_days.clear()  # at worst some unchanged days are journalled again
+        self._last_days[key] = (sites, apps)
+        first_day = window.started_at.astimezone(tz).date()
+        phase = "before" if date.fromisoformat(day) < first_day else "during"
+        journal.record("activity_day", uid=uid, date=day, phase=phase, sites=sites, apps=apps)
+        return 1
+
+    def report(self, peer: Peer, *, now: datetime, tz: tzinfo,
+               window: report.DetoxWindow | None) -> dict[str, Any]:
+        """Read the journal and build the report for ``peer``. Called without the engine's lock:
+        the journal is append-only and its reader skips a line being written."""
+        events, stats = journal.read_events(self.journal_dir)
+        viewer = None if peer.uid == 0 else peer.uid
+        visible = report.visible_events(events, viewer)
+        window = window or report.find_window(visible)
+        document = report.build(visible, now=now, tz=tz, window=window,
+                                scope="all" if viewer is None else f"uid {viewer}",
+                                journal_stats=_stats_fields(stats))
+        return {"ok": True, "report": document}
+
+
+def _stats_fields(stats: journal.JournalStats) -> dict[str, Any]:
+    return {"events": stats.events, "segments": stats.segments, "corrupt_lines": stats.corrupt_lines,
+            "newer_version_lines": stats.newer_version_lines}
+
+
+def _reportable_dates(window: report.DetoxWindow, tz: tzinfo) -> tuple[date, date]:
+    first = window.started_at.astimezone(tz).date() - timedelta(days=report.BEFORE_DAYS)
+    last = (window.ended_at or window.ends_at).astimezone(tz).date()
+    return first, last
+
+
+def _parse_day(day: Any, first: date, last: date, blocked_names: Collection[str],
+               blocked_apps: Collection[str]
+               ) -> tuple[str | None, tuple[str, dict[str, float], dict[str, float]] | None, int]:
+    """(problem, (date, sites, apps), names dropped as not blocked)."""
+    if not isinstance(day, dict):
+        return "each day must be an object", None, 0
+    when = day.get("date")
+    if not isinstance(when, str) or not _DATE.match(when):
+        return "date must be YYYY-MM-DD", None, 0
+    try:
+        moment = date.fromisoformat(when)
+    except ValueError:
+        return f"date {when!r} does not exist", None, 0
+    if not first <= moment <= last:
+        return f"date {when} is outside the detox and the {report.BEFORE_DAYS} days before it", None, 0
+    dropped = 0
+    maps: list[dict[str, float]] = []
+    for key, allowed in (("sites", blocked_names), ("apps", blocked_apps)):
+        problem, values, not_blocked = _parse_seconds(day.get(key, {}), key, allowed)
+        if problem:
+            return problem, None, 0
+        maps.append(values)
+        dropped += not_blocked
+    return None, (when, maps[0], maps[1]), dropped
+
+
+def _parse_seconds(value: Any, key: str,
+                   allowed: Collection[str]) -> tuple[str | None, dict[str, float], int]:
+    if not isinstance(value, dict) or len(value) > MAX_NAMES_PER_DAY:
+        return f"{key} must be an object of at most {MAX_NAMES_PER_DAY} names", {}, 0
+    kept: dict[str, float] = {}
+    dropped = 0
+    for name, seconds in value.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+                or not 0 <= seconds <= MAX_SECONDS_PER_DAY:
+            return f"{key}: seconds must be a number from 0 to {MAX_SECONDS_PER_DAY}", {}, 0
+        if name not in allowed:
+            dropped += 1  # only what detoxd blocks is ever journalled
+            continue
+        if seconds:
+            kept[name] = round(float(seconds), 1)
+    return None, dict(sorted(kept.items())), dropped
