@@ -1,0 +1,114 @@
+"""AdGuard Home through its API under ``/control`` (openapi/openapi.yaml, API version 0.107).
+
+- Authentication: the spec's global ``security: basicAuth`` — every request carries HTTP Basic
+  credentials, so there is no session to hold. ``password_file`` holds ``name:password`` (AdGuard
+  Home users have names). 401/403 mean the credentials were refused.
+- Rules: ``GET /control/filtering/status`` → ``user_rules``; ``POST /control/filtering/set_rules
+  {"rules": [...]}`` *replaces the whole list*, so every change is read-modify-write: the user's
+  rules are kept as they are and detoxd's sit between its marker comments (``! detoxd begin``,
+  ``! detoxd end``). Rules use AdGuard's DNS filtering syntax: ``||name^`` (the name and its
+  subdomains), ``$client=ip|cidr`` for the named clients, ``@@`` for exceptions,
+  ``$dnsrewrite=NXDOMAIN`` for the canary.
+- Pausing: ``GET /control/status`` → ``protection_enabled``; undone with ``POST
+  /control/protection {"enabled": true}``; filtering switched off (``FilterStatus.enabled``) is
+  undone with ``POST /control/filtering/config {"enabled": true, "interval": ...}``.
+After a crash the markers are found again in the rules, so nothing is ever added twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from detoxd.core.network import (
+    EngineConfig,
+    adguard_block,
+    adguard_merged,
+    adguard_rules,
+    adguard_without_block,
+)
+from detoxd.service.targets.engines import EngineError
+from detoxd.service.targets.webapi import Response, WebApi
+
+log = logging.getLogger("detoxd.network")
+
+
+def basic_credentials(secret: str) -> str:
+    name, colon, password = secret.strip("\r\n").partition(":")
+    if not colon or not name:
+        raise EngineError("auth_failed", "the password_file of an adguardhome engine holds name:password")
+    return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
+
+
+class AdGuardHomeTarget:
+    def __init__(self, config: EngineConfig, secret: str, *, cafile: str | None = None) -> None:
+        assert config.url is not None
+        self.config = config
+        self._authorization = basic_credentials(secret)
+        self.api = WebApi(config.url, config.tls_fingerprint, cafile=cafile)
+        self._wanted: list[str] | None = None
+
+    def apply(self, names: Sequence[str], allowed: Sequence[str]) -> None:
+        self._wanted = adguard_rules(names, allowed, self.config.clients)
+        self._sync()
+
+    def check(self) -> list[str]:
+        if self._wanted is None:
+            return []
+        return self._sync()
+
+    def remove(self) -> None:
+        self._wanted = None
+        rules = self._user_rules()[0]
+        if adguard_block(rules) is not None:
+            self._set_rules(adguard_without_block(rules))
+            log.info("adguardhome %s: removed detoxd's rules", self.api.origin)
+
+    def describe(self) -> str:
+        status = self._call("GET", "/control/status")
+        version = status.body.get("version", "?") if isinstance(status.body, dict) else "?"
+        return f"AdGuard Home at {self.api.origin}: version {version}, credentials accepted"
+
+    def _sync(self) -> list[str]:
+        assert self._wanted is not None
+        drift = []
+        rules, filtering = self._user_rules()
+        if adguard_block(rules) != self._wanted:
+            had_block = adguard_block(rules) is not None
+            self._set_rules(adguard_merged(rules, self._wanted))
+            if had_block:
+                drift.append("detoxd's user rules were edited: restored")
+        if filtering.get("enabled") is False:
+            settings = {"enabled": True, "interval": filtering.get("interval", 24)}
+            self._ok(self._call("POST", "/control/filtering/config", settings), "enable filtering")
+            drift.append("filtering was switched off: switched on again")
+        status = self._call("GET", "/control/status")
+        if isinstance(status.body, dict) and status.body.get("protection_enabled") is False:
+            self._ok(self._call("POST", "/control/protection", {"enabled": True}), "enable protection")
+            drift.append("protection was paused: enabled again")
+        return drift
+
+    def _user_rules(self) -> tuple[list[str], dict[str, Any]]:
+        reply = self._call("GET", "/control/filtering/status")
+        if not isinstance(reply.body, dict):
+            raise EngineError("error", f"{self.api.origin}: filtering status is not JSON")
+        rules = [rule for rule in reply.body.get("user_rules") or [] if isinstance(rule, str)]
+        return rules, reply.body
+
+    def _set_rules(self, rules: list[str]) -> None:
+        self._ok(self._call("POST", "/control/filtering/set_rules", {"rules": rules}), "set rules")
+
+    def _call(self, method: str, path: str, body: Any = None) -> Response:
+        reply = self.api.request(method, path, body, {"Authorization": self._authorization})
+        if reply.status in (401, 403):
+            raise EngineError("auth_failed", f"{self.api.origin}: the credentials were not accepted")
+        if reply.status == 429:
+            raise EngineError("refused", f"{self.api.origin}: out of login attempts; retrying later")
+        self._ok(reply, f"{method} {path}")
+        return reply
+
+    def _ok(self, reply: Response, what: str) -> None:
+        if not 200 <= reply.status < 300:
+            raise EngineError("error", f"{self.api.origin}: {what}: HTTP {reply.status}")
