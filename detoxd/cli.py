@@ -39,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="begin a detox now")
     start.add_argument("--days", type=_positive_days, help="length in days (default: detox.days)")
     commands.add_parser("end", help="end a detox early (refused while it is locked)")
+    open_ = commands.add_parser(
+        "open", help="open an allowance: its sites leave the block for MINUTES (default: what is left today)")
+    open_.add_argument("name", help="the allowance's name in blocklist.yaml")
+    open_.add_argument("minutes", nargs="?", type=_positive_minutes, help="minutes (default: all left today)")
+    close = commands.add_parser("close", help="close an open allowance now (unused minutes are kept)")
+    close.add_argument("name", help="the allowance's name in blocklist.yaml")
+    commands.add_parser(
+        "cut", help="close open connections to newly blocked sites (what detoxd-cutter.service runs)")
     commands.add_parser("reload", help="reload the config now; exit 1 with the errors if invalid")
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -77,6 +85,16 @@ def _positive_days(text: str) -> float:
     if not 0 < days <= 365:
         raise argparse.ArgumentTypeError("days must be more than 0 and at most 365")
     return days
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < minutes <= 1440:
+        raise argparse.ArgumentTypeError("minutes must be more than 0 and at most 1440")
+    return minutes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -308,9 +326,39 @@ def _ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict
     return None
 
 
-def _refused(response: dict[str, Any]) -> int:
+def cmd_open(args: argparse.Namespace, paths: Paths) -> int:
+    minutes = {"minutes": args.minutes} if args.minutes is not None else {}
+    response = _ask(paths, "open", name=args.name, **minutes)
+    if response is None:
+        return EXIT_UNREACHABLE
+    if not response.get("ok"):
+        return _refused(response, root_helps=False)
+    print(response.get("message", f"{args.name} is open"))
+    return EXIT_OK
+
+
+def cmd_close(args: argparse.Namespace, paths: Paths) -> int:
+    response = _ask(paths, "close", name=args.name)
+    if response is None:
+        return EXIT_UNREACHABLE
+    if not response.get("ok"):
+        return _refused(response, root_helps=False)
+    print(response.get("message", f"{args.name} is blocked again"))
+    return EXIT_OK
+
+
+def cmd_cut(_args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd.service import cutter
+    from detoxd.service.logsetup import setup_logging
+
+    setup_logging(verbose=False)
+    print(cutter.run(paths.cutter_dir).summary())
+    return EXIT_OK
+
+
+def _refused(response: dict[str, Any], *, root_helps: bool = True) -> int:
     print(f"detoxd: {response.get('error', 'refused')}", file=sys.stderr)
-    if response.get("code") == "not_authorized" and os.geteuid() != 0:
+    if response.get("code") == "not_authorized" and os.geteuid() != 0 and root_helps:
         print("(changing the detox needs root: try sudo)", file=sys.stderr)
     if response.get("code") in ("refused", "not_authorized"):
         return EXIT_REFUSED
@@ -342,11 +390,28 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"Apps closed: {closed}")
     if status["tamper_events"]:
         lines.append(f"Tampering undone: {status['tamper_events']} times")
+    lines += [_allowance_line(allowance) for allowance in status.get("allowances") or ()]
     lines += [f"Warning: {warning}" for warning in status.get("warnings") or ()]
     if status.get("config_error"):
         lines.append("Config error (the last good blocklist stays in force):")
         lines += ["  " + line for line in status["config_error"].splitlines()]
     return "\n".join(lines)
+
+
+def _allowance_line(allowance: dict[str, Any]) -> str:
+    """"Allowance twitter: open until 12:50; 14 min left today, 1 open left"."""
+    from datetime import datetime
+
+    def clock(text: str) -> str:
+        return datetime.fromisoformat(text).astimezone().strftime("%a %H:%M")
+
+    parts = [f"open until {clock(allowance['open_until'])}"] if allowance.get("open") else []
+    parts.append(f"{allowance['minutes_left_today']} min left today")
+    if allowance.get("opens_left_today") is not None:
+        parts.append(f"{allowance['opens_left_today']} open(s) left")
+    if allowance.get("next_window"):
+        parts.append(f"next window {clock(allowance['next_window'])}")
+    return f"Allowance {allowance['name']}: " + ", ".join(parts)
 
 
 def cmd_install(args: argparse.Namespace, _paths: Paths) -> int:
@@ -439,6 +504,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "sessions": cmd_sessions,
     "install": cmd_install,
     "uninstall": cmd_uninstall,
+    "open": cmd_open,
+    "close": cmd_close,
+    "cut": cmd_cut,
 }
 
 

@@ -25,12 +25,16 @@ from detoxd.durable import replace_file
 SYSTEM_UNIT = "detoxd.service"
 TRAY_UNIT = "detoxd-tray.service"
 TRAY_AUTOSTART = "detoxd-tray.desktop"
+CUTTER_UNIT = "detoxd-cutter.service"  # closes connections to newly blocked sites, on demand
+CUTTER_PATH_UNIT = "detoxd-cutter.path"  # starts it when the daemon queues a request
 CONFIG_FILES = ("detoxd.yaml", "blocklist.yaml")
 
 # Where each file goes, relative to the root.
 SYSTEM_UNIT_PATH = Path("etc/systemd/system") / SYSTEM_UNIT
 TRAY_UNIT_PATH = Path("etc/systemd/user") / TRAY_UNIT
 TRAY_AUTOSTART_PATH = Path("etc/xdg/autostart") / TRAY_AUTOSTART
+CUTTER_UNIT_PATH = Path("etc/systemd/system") / CUTTER_UNIT
+CUTTER_PATH_UNIT_PATH = Path("etc/systemd/system") / CUTTER_PATH_UNIT
 CONFIG_DIR = Path("etc/detoxd")
 STATE_DIR = Path("var/lib/detoxd")
 
@@ -55,6 +59,8 @@ class Bundle:
     tray_unit: str
     tray_autostart: str
     config: Mapping[str, str]  # file name in /etc/detoxd -> default text
+    cutter_unit: str = field(default_factory=lambda: _unit_template(CUTTER_UNIT))
+    cutter_path_unit: str = field(default_factory=lambda: _unit_template(CUTTER_PATH_UNIT))
 
     @classmethod
     def load(cls) -> Bundle:
@@ -170,6 +176,10 @@ def install(
     if not manager.is_enabled(TRAY_UNIT, "--global"):
         manager.run("--global", "enable", TRAY_UNIT)
         report.did(f"enabled {TRAY_UNIT} for every user's graphical session")
+    if not manager.is_enabled(CUTTER_PATH_UNIT):
+        manager.run("enable", *(["--now"] if now and manager.live and manager.booted else []),
+                    CUTTER_PATH_UNIT)
+        report.did(f"enabled {CUTTER_PATH_UNIT}: open connections are closed when sites are blocked")
     if now:
         _start(manager, restart=units_changed, report=report)
     if not report.changed:
@@ -189,6 +199,9 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
         if manager.is_enabled(SYSTEM_UNIT):
             manager.run("disable", SYSTEM_UNIT)
             report.did(f"disabled {SYSTEM_UNIT}")
+    if (root / CUTTER_PATH_UNIT_PATH).exists() and manager.is_enabled(CUTTER_PATH_UNIT):
+        manager.run("disable", *(["--now"] if manager.live and manager.booted else []), CUTTER_PATH_UNIT)
+        report.did(f"disabled {CUTTER_PATH_UNIT}")
     if (root / TRAY_UNIT_PATH).exists() and manager.is_enabled(TRAY_UNIT, "--global"):
         manager.run("--global", "disable", TRAY_UNIT)
         report.did(f"disabled {TRAY_UNIT} (running tray agents exit at logout)")
@@ -208,7 +221,8 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
     """Delete the installed unit and autostart files; with ``purge`` also /etc/detoxd and
     /var/lib/detoxd. Touches nothing else (not /etc/hosts). Returns what it removed."""
     removed = []
-    for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH):
+    for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH, CUTTER_UNIT_PATH,
+                     CUTTER_PATH_UNIT_PATH):
         path = root / relative
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -228,6 +242,8 @@ def _install_units(root: Path, executable: Path, bundle: Bundle, report: _Report
         SYSTEM_UNIT_PATH: system_unit,
         TRAY_UNIT_PATH: render(bundle.tray_unit, executable),
         TRAY_AUTOSTART_PATH: render(bundle.tray_autostart, executable),
+        CUTTER_UNIT_PATH: render(bundle.cutter_unit, executable),
+        CUTTER_PATH_UNIT_PATH: bundle.cutter_path_unit,
     }
     changed = False
     for relative, text in wanted.items():

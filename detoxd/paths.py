@@ -21,6 +21,7 @@ APPS_RATCHET_FILE = "apps-kept.json"
 SESSIONS_ANNOUNCED_FILE = "sessions-announced.json"
 HOSTS_JOURNAL_FILE = "hosts-write.journal"
 BROWSER_POLICIES_FILE = "browser-policies.json"
+ALLOWANCES_FILE = "allowances.json"
 ENVIRONMENT = {
     "config_dir": "DETOXD_CONFIG_DIR",
     "state_dir": "DETOXD_STATE_DIR",
@@ -75,3 +76,13 @@ class Paths(NamedTuple):
     def browser_policies_file(self) -> Path:
         """What detoxd changed in each browser's policy file, to take out exactly that."""
         return self.state_dir / BROWSER_POLICIES_FILE
+
+    @property
+    def allowances_file(self) -> Path:
+        """Allowance time spent today, open allowances, the lock's ceiling and the trusted clock."""
+        return self.state_dir / ALLOWANCES_FILE
+
+    @property
+    def cutter_dir(self) -> Path:
+        """Requests to the connection cutter (detoxd-cutter.path watches its requests/)."""
+        return self.socket.parent / "cutter"

@@ -90,6 +90,9 @@ def test_install_places_files_and_enables_units(
     assert tray_state.stdout.strip() == "enabled"
     assert "wrote /etc/systemd/system/detoxd.service" in lines
     assert "enabled detoxd.service: it starts at boot" in lines
+    cutter = (tmp_path / "etc/systemd/system/detoxd-cutter.service").read_text()
+    assert f"ExecStart={executable} cut\n" in cutter
+    assert systemctl(tmp_path, "is-enabled", "detoxd-cutter.path").stdout.strip() == "enabled"
 
 
 def test_second_install_changes_nothing_and_says_so(

@@ -1,0 +1,221 @@
+"""The daemon's allowances: the pure planning of :mod:`detoxd.core.allowances` on the real clock,
+the system time zone, a state file, and logind for who may open.
+
+The engine asks which blocked names the open allowances let through (:meth:`unblocked`), calls
+:meth:`tick` every second (a change in what is open means: apply the block again, everywhere), and
+passes ``open``/``close`` requests with the peer from SO_PEERCRED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from detoxd.clock import Clock
+from detoxd.core import allowances as al
+from detoxd.core.detox import BootReading, Refusal
+from detoxd.protocol import Peer
+from detoxd.service import seat, state_store
+
+log = logging.getLogger("detoxd")
+
+
+def system_zone() -> tzinfo:
+    from detoxd.service.scheduler import system_timezone
+
+    return ZoneInfo(system_timezone())
+
+
+class AllowanceKeeper:
+    def __init__(self, state_file: Path, clock: Clock, *,
+                 timezone: Callable[[], tzinfo] = system_zone,
+                 logind: seat.Logind | None = None) -> None:
+        self.state_file = state_file
+        self.clock = clock
+        self._timezone = timezone
+        self.logind: seat.Logind | None = logind if logind is not None else _default_logind()
+        self.rules: tuple[al.Allowance, ...] = ()  # in force: as written, within the lock's ratchet
+        self.warnings: list[str] = []
+        self.state = self._load()
+        self.tz = timezone()
+        self._open: frozenset[str] = frozenset()
+        self._noticed: set[tuple[str, str]] = set()  # (name, closing time) already announced
+        self._saved = json.dumps(al.to_json(self.state))
+
+    # ---- config and detox ----
+
+    def configure(self, written: Sequence[al.Allowance], file: str = "blocklist.yaml") -> None:
+        """The allowances of a config that loaded; a locked detox holds them within its ceiling."""
+        held, issues = al.ratchet(self.state.ceiling, written, file)
+        warnings = [str(issue) for issue in issues]
+        for warning in warnings:
+            if warning not in self.warnings:
+                log.warning("%s", warning)
+        self.warnings = warnings
+        self.rules = held
+        if self.state.ceiling is not None:  # what was given up cannot come back until the end
+            self.state = al.AllowancesState(self.state.clock, self.state.usage, held)
+        self.tick()
+
+    def detox_started(self, *, locked: bool) -> None:
+        self.state = al.started(self.state, self.rules, locked=locked)
+        self.tick()
+        self.save()
+
+    def detox_ended(self) -> None:
+        self.state = al.ended(self.state)
+        self.warnings = []
+        self.tick()
+        self.save()
+
+    def sync_lock(self, *, active: bool, locked: bool) -> None:
+        """At start-up: a state file from before a detox ended (or began) is brought in line."""
+        if not active and (self.state.ceiling is not None or self.state.usage):
+            self.detox_ended()
+        elif active and locked and self.state.ceiling is None:
+            self.state = al.AllowancesState(self.state.clock, self.state.usage, self.rules)
+            self.save()
+
+    # ---- time ----
+
+    def tick(self) -> bool:
+        """Count time, start new days, close what is due. True when what is open changed."""
+        self.tz = self._timezone()
+        boot = BootReading(self.clock.boot_id(), self.clock.boottime())
+        self.state = al.settle(al.tick(self.state, self.clock.now(), boot), self.rules, self.tz)
+        return self._refresh()
+
+    def _refresh(self) -> bool:
+        now_open = frozenset(rule.name for rule in al.open_rules(self.state, self.rules, self.tz))
+        changed = now_open != self._open
+        for name in sorted(now_open - self._open):
+            log.info("allowance %s open until %s", name, self._until_text(name))
+        for name in sorted(self._open - now_open):
+            log.info("allowance %s closed: blocked again", name)
+        self._open = now_open
+        if changed or self._usage_changed():
+            self.save()
+        return changed
+
+    def unblocked(self, blocked: frozenset[str], *, detox_active: bool) -> frozenset[str]:
+        """The blocked names the open allowances let through (nothing outside a detox)."""
+        if not detox_active:
+            return frozenset()
+        return al.unblocked(blocked, al.open_rules(self.state, self.rules, self.tz))
+
+    def notices(self, *, detox_active: bool) -> list[dict[str, Any]]:
+        """Allowances closing within two minutes that were not announced yet (for the desktop)."""
+        if not detox_active:
+            return []
+        found = []
+        for rule, until in al.closing_soon(self.state, self.rules, self.tz):
+            key = (rule.name, until.isoformat())
+            if key not in self._noticed:
+                self._noticed.add(key)
+                assert self.state.clock is not None
+                wall = self.state.clock.to_wall(until, self.clock.now())
+                seconds = round((until - self.state.clock.at).total_seconds())
+                found.append({"name": rule.name, "closes_at": wall.isoformat(timespec="seconds"),
+                              "seconds_left": seconds})
+        return found
+
+    # ---- requests ----
+
+    def open(self, request: dict[str, Any], peer: Peer, *, detox_active: bool) -> dict[str, Any]:
+        name, minutes = request.get("name"), request.get("minutes")
+        if not isinstance(name, str) or (minutes is not None and (
+                isinstance(minutes, bool) or not isinstance(minutes, int | float))):
+            return _bad("open needs a name and optional minutes (a number)")
+        refusal = self._who(peer, "open", name)
+        if refusal is not None:
+            return refusal
+        self.tick()
+        rule = al.find(self.rules, name)
+        result = rule if isinstance(rule, Refusal) else al.open_allowance(
+            self.state, rule, self.tz, minutes=None if minutes is None else float(minutes),
+            detox_active=detox_active)
+        if isinstance(result, Refusal):
+            log.warning("refused open %s from uid %d: %s", name[:64], peer.uid, result.reason)
+            return {"ok": False, "code": "refused", "error": result.reason}
+        self.state = result.state
+        log.info("allowance %s opened by uid %d for %.1f min", name, peer.uid, result.granted_seconds / 60)
+        self._refresh()
+        self.save()
+        return {"ok": True, "message": result.message}
+
+    def close(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        name = request.get("name")
+        if not isinstance(name, str):
+            return _bad("close needs a name")
+        refusal = self._who(peer, "close", name)
+        if refusal is not None:
+            return refusal
+        self.tick()
+        rule = al.find(self.rules, name)
+        result = rule if isinstance(rule, Refusal) else al.close_allowance(self.state, rule, self.tz)
+        if isinstance(result, Refusal):
+            return {"ok": False, "code": "refused", "error": result.reason}
+        self.state, message = result
+        log.info("allowance %s closed by uid %d", name, peer.uid)
+        self._refresh()
+        self.save()
+        return {"ok": True, "message": message}
+
+    def _who(self, peer: Peer, action: str, name: str) -> dict[str, Any] | None:
+        reason = seat.check_peer(peer.uid, peer.pid, self.logind)
+        if reason is None:
+            return None
+        log.warning("refused %s %s from uid %d: %s", action, name[:64], peer.uid, reason)
+        return {"ok": False, "code": "not_authorized", "error": reason}
+
+    # ---- status and state ----
+
+    def status(self, *, detox_active: bool) -> list[dict[str, Any]]:
+        return al.status(self.state, self.rules, self.tz, self.clock.now(), detox_active=detox_active)
+
+    def save(self) -> None:
+        text = json.dumps(al.to_json(self.state))
+        state_store.write_atomic(self.state_file, text.encode())
+        self._saved = text
+
+    def _usage_changed(self) -> bool:
+        # The clock's checkpoint moves every tick; only usage changes are worth a write (the
+        # clock is re-credited from the saved checkpoint after a restart).
+        saved = json.loads(self._saved)
+        current = al.to_json(self.state)
+        return bool(saved.get("usage") != current["usage"] or saved.get("ceiling") != current["ceiling"])
+
+    def _load(self) -> al.AllowancesState:
+        try:
+            return al.from_json(json.loads(self.state_file.read_bytes()))
+        except FileNotFoundError:
+            return al.AllowancesState()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Budgets start over rather than the daemon failing; the file is kept as evidence.
+            aside = self.state_file.with_suffix(".corrupt")
+            log.error("allowance state %s unreadable (%s): moved to %s", self.state_file, exc, aside)
+            self.state_file.replace(aside)
+            return al.AllowancesState()
+
+    def _until_text(self, name: str) -> str:
+        rule = al.find(self.rules, name)
+        if isinstance(rule, Refusal) or self.state.clock is None:
+            return "?"
+        until = al.open_until(self.state, rule, self.tz)
+        if until is None:
+            return "?"
+        return self.state.clock.to_wall(until, self.clock.now()).isoformat(timespec="seconds")
+
+
+def _bad(message: str) -> dict[str, Any]:
+    return {"ok": False, "code": "bad_request", "error": message}
+
+
+def _default_logind() -> seat.Logind | None:
+    login = seat.SdLogin()
+    return login if login.available() else None
