@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from detoxd.core import domains
+from detoxd.core import domains, peerkey
 from detoxd.core.allowances import Allowance, SiteCatalog, builtin_catalog, parse_allowances
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
 from detoxd.core.network import EngineConfig, parse_network
 from detoxd.core.sessions import (
+    CHALLENGE_PEERS,
     Person,
     SessionSettings,
     check_people,
@@ -39,10 +41,26 @@ BLOCKLIST_FILE = "blocklist.yaml"
 MAX_DETOX_DAYS = 365.0
 
 
+class LockMode(StrEnum):
+    """`detox.lock`: how a running detox may end early."""
+
+    ON = "true"  # it cannot
+    OFF = "false"  # `sudo detoxd end`
+    PEERS = "peers"  # `sudo detoxd end --with-peers` and `peers_needed` of the peers' shares
+
+
 @dataclass(frozen=True)
 class DetoxSettings:
     days: float = 14.0
-    lock: bool = True
+    lock: bool = True  # `detoxd end` (without peers) is refused; True for lock: peers too
+    lock_mode: LockMode = LockMode.ON
+    peers_needed: int = 3  # used with lock: peers
+    line: int = field(default=0, compare=False)  # of `detox.lock` (or `detox`), for cross-checks
+    peers_needed_line: int = field(default=0, compare=False)
+
+    @property
+    def peer_lock(self) -> bool:
+        return self.lock_mode is LockMode.PEERS
 
 
 @dataclass(frozen=True)
@@ -92,18 +110,59 @@ class BlocklistConfig:
 # ---- detoxd.yaml ----
 
 def _parse_detox(source: Source, node: Node, path: str) -> DetoxSettings:
-    fields = as_mapping(source, node, path, {"days", "lock"}) or {}
+    fields = as_mapping(source, node, path, {"days", "lock", "peers_needed"}) or {}
     defaults = DetoxSettings()
     days = defaults.days
     if "days" in fields:
         # Fractions are allowed so a newcomer can try a detox of a few minutes (0.01 days).
         days = as_number(source, fields["days"], join(path, "days"),
                          minimum=0.0001, maximum=MAX_DETOX_DAYS) or days
-    lock = defaults.lock
-    if "lock" in fields:
-        value = as_bool(source, fields["lock"], join(path, "lock"))
-        lock = lock if value is None else value
-    return DetoxSettings(days=days, lock=lock)
+    written = _lock_mode(source, fields["lock"], join(path, "lock")) if "lock" in fields else None
+    mode = written or defaults.lock_mode
+    needed = defaults.peers_needed
+    if "peers_needed" in fields:
+        value = as_number(source, fields["peers_needed"], join(path, "peers_needed"),
+                          minimum=peerkey.MIN_NEEDED, maximum=peerkey.MAX_NEEDED, integer=True)
+        needed = needed if value is None else int(value)
+        if mode is not LockMode.PEERS and ("lock" not in fields or written is not None):
+            source.warn(fields["peers_needed"].line, join(path, "peers_needed"),
+                        "only used with `lock: peers`")
+    return DetoxSettings(
+        days=days, lock=mode is not LockMode.OFF, lock_mode=mode, peers_needed=needed,
+        line=fields["lock"].line if "lock" in fields else node.line,
+        peers_needed_line=fields["peers_needed"].line if "peers_needed" in fields else 0,
+    )
+
+
+def _lock_mode(source: Source, node: Node, path: str) -> LockMode | None:
+    value = node.value if node.kind == "scalar" else None
+    if isinstance(value, bool):
+        return LockMode.ON if value else LockMode.OFF
+    if isinstance(value, str) and value.strip().lower() == LockMode.PEERS.value:
+        return LockMode.PEERS
+    shown = repr(value) if isinstance(value, str) else "a mapping" if node.kind == "map" else \
+        "a list" if node.kind == "seq" else "empty" if value is None else repr(value)
+    source.error(node.line, path, f"expected true, false or peers, got {shown}")
+    return None
+
+
+def _check_peer_lock(source: Source, config: MainConfig) -> None:
+    """`lock: peers` needs the people who hold the shares: `peers:` (five in the challenge),
+    at least `peers_needed` of them, and no more than SLIP-39 can split into."""
+    settings = config.detox
+    if not settings.peer_lock:
+        return
+    listed = len(config.peers)
+    needed_line = settings.peers_needed_line or settings.line
+    if listed == 0:
+        source.error(settings.line, "detox.lock", "`lock: peers` needs `peers:`, the people who "
+                     f"hold the shares of the early-end key (the challenge names {CHALLENGE_PEERS})")
+    elif listed < settings.peers_needed:
+        source.error(needed_line, "detox.peers_needed", f"{settings.peers_needed} peers needed, "
+                     f"but `peers:` lists only {listed}")
+    elif listed > peerkey.MAX_HOLDERS:
+        source.error(settings.line, "detox.lock", f"`lock: peers` splits the key among at most "
+                     f"{peerkey.MAX_HOLDERS} peers; `peers:` lists {listed}")
 
 
 def _parse_notifications(source: Source, node: Node, path: str) -> NotificationSettings:
@@ -146,6 +205,7 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
     values = {name: MAIN_SECTIONS[name](source, node, name) for name, node in sections.items()}
     config = MainConfig(**values)
     check_people(source, config.me, config.peers, config.sessions)  # rules spanning sections
+    _check_peer_lock(source, config)
     return config, source
 
 

@@ -45,6 +45,13 @@ removing a domain from the configuration does not unblock it early.
 
 Counters (``tamper_events``, ``clock_jumps``) belong to the latest detox: they are
 reset by :func:`start` and kept after it ends, so the status can report them.
+
+The peer lock
+-------------
+A detox started with a :class:`~detoxd.core.peerkey.Verifier` (``detox.lock: peers``) is
+locked, except that :func:`end_with_peers` ends it for a proof derived from the secret its
+peers' shares recover (see :mod:`detoxd.core.peerkey`). Failed proofs are counted in the state
+and, past :data:`FREE_PEER_ATTEMPTS`, make the next one wait (in credited time).
 """
 
 from __future__ import annotations
@@ -54,6 +61,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from detoxd.core.peerkey import KnownSet, Verifier, accepts
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -65,6 +74,13 @@ DRIFT_ALLOWANCE = 0.001
 
 MAX_DAYS = 365
 """Longest detox accepted: a locked detox cannot be undone, so a typo must not lock for years."""
+
+FREE_PEER_ATTEMPTS = 3
+"""Failed `end --with-peers` attempts checked without a wait (the CLI checks every word and the
+shares' own digest first, so a failure that reaches the daemon is rarely a typo)."""
+
+MAX_PEER_WAIT_SECONDS = 3600.0
+PAST_SHARE_SETS_KEPT = 20
 
 UNKNOWN_BOOT_ID = "unknown"
 """What :class:`detoxd.clock.SystemClock` reports when it cannot read the boot id."""
@@ -99,6 +115,19 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class PeerLock:
+    """A detox started with `lock: peers`: only a proof of the peers' secret ends it early.
+
+    Failed attempts are counted here, in the detox state, so a restart or a reboot does not
+    reset the wait; the wait is measured in credited time, which setting the clock cannot speed.
+    """
+
+    verifier: Verifier
+    failed_attempts: int = 0
+    retry_at: float = 0.0  # credited seconds before which no proof is checked
+
+
+@dataclass(frozen=True)
 class DetoxState:
     """Everything that survives a restart. The default value is a fresh idle state."""
 
@@ -111,6 +140,9 @@ class DetoxState:
     ratchet: frozenset[str] = field(default_factory=frozenset)
     tamper_events: int = 0
     clock_jumps: int = 0
+    peer_lock: PeerLock | None = None
+    # Identifiers of earlier detoxes' share sets (public), to name a share of one of them.
+    past_share_sets: tuple[KnownSet, ...] = ()
 
     @property
     def active(self) -> bool:
@@ -118,9 +150,12 @@ class DetoxState:
 
 
 def start(
-    state: DetoxState, *, now: datetime, boot: BootReading, days: float, locked: bool
+    state: DetoxState, *, now: datetime, boot: BootReading, days: float, locked: bool,
+    peer_lock: Verifier | None = None,
 ) -> DetoxState | Refusal:
-    """Begin a detox of ``days`` days now. Refused while one is already running."""
+    """Begin a detox of ``days`` days now. Refused while one is already running.
+
+    With ``peer_lock`` the detox is locked, except to a proof of the peers' secret."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if state.active:
@@ -130,10 +165,12 @@ def start(
         return refusal
     return DetoxState(
         phase=Phase.ACTIVE,
-        locked=locked,
+        locked=locked or peer_lock is not None,
         started_at=now,
         duration_seconds=days * SECONDS_PER_DAY,
         checkpoint=Checkpoint(wall=now, boot=boot),
+        peer_lock=PeerLock(peer_lock) if peer_lock is not None else None,
+        past_share_sets=state.past_share_sets,
     )
 
 
@@ -160,9 +197,65 @@ def request_end(state: DetoxState) -> DetoxState | Refusal:
     """End the detox early: refused while locked. Tick first, so a due detox ends."""
     if not state.active:
         return Refusal("no detox is running")
+    if state.peer_lock is not None:
+        verifier = state.peer_lock.verifier
+        return Refusal(f"this detox ends early only with {verifier.needed} of your "
+                       f"{len(verifier.holders)} peers' shares: sudo detoxd end --with-peers")
     if state.locked:
         return Refusal("this detox is locked: it cannot be ended early")
     return _finished(state)
+
+
+@dataclass(frozen=True)
+class PeerAttempt:
+    """The outcome of `end --with-peers`; ``state`` is to be saved whatever the outcome."""
+
+    state: DetoxState
+    ended: bool
+    reason: str | None = None  # why not, for the user
+    retry_in: float = 0.0  # seconds of detox before the next proof is checked
+
+
+def end_with_peers(state: DetoxState, proof: bytes) -> PeerAttempt:
+    """End a `lock: peers` detox with a proof derived from the peers' secret. Tick first."""
+    if not state.active:
+        return PeerAttempt(state, False, "no detox is running")
+    lock = state.peer_lock
+    if lock is None:
+        return PeerAttempt(state, False, "this detox was not started with `lock: peers`")
+    wait = lock.retry_at - state.credited_seconds
+    if wait > 0:  # not checked, and not counted: a refused wait must not lengthen itself
+        return PeerAttempt(state, False, f"{lock.failed_attempts} failed attempts: the next one "
+                           f"is checked in {_minutes(wait)}", wait)
+    if accepts(lock.verifier, proof):
+        return PeerAttempt(_finished(state), True)
+    failures = lock.failed_attempts + 1
+    delay = peer_retry_delay(failures)
+    locked_again = replace(lock, failed_attempts=failures, retry_at=state.credited_seconds + delay)
+    reason = "the shares do not open this detox"
+    if delay:
+        reason += f"; the next attempt is checked in {_minutes(delay)}"
+    return PeerAttempt(replace(state, peer_lock=locked_again), False, reason, delay)
+
+
+def peer_retry_delay(failures: int) -> float:
+    """No wait for the first few failures, then 1, 2, 4 … minutes, at most an hour."""
+    if failures < FREE_PEER_ATTEMPTS:
+        return 0.0
+    doublings = min(failures - FREE_PEER_ATTEMPTS, 16)
+    return min(60.0 * (1 << doublings), MAX_PEER_WAIT_SECONDS)
+
+
+def peer_retry_in(state: DetoxState) -> float:
+    """Seconds of detox before the next `end --with-peers` is checked (0: now)."""
+    if not state.active or state.peer_lock is None:
+        return 0.0
+    return max(0.0, state.peer_lock.retry_at - state.credited_seconds)
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
 def record_tamper(state: DetoxState) -> DetoxState:
@@ -228,12 +321,18 @@ def _refuse_days(days: float) -> Refusal | None:
 
 
 def _finished(state: DetoxState) -> DetoxState:
-    """Back to idle; the counters stay so the status can report the last detox."""
+    """Back to idle; the counters stay so the status can report the last detox, and a peer
+    lock's share set is remembered (its identifier only) to recognise its cards later."""
+    past = state.past_share_sets
+    if state.peer_lock is not None:
+        finished_set = KnownSet(state.peer_lock.verifier.share_set, state.started_at)
+        past = (*past, finished_set)[-PAST_SHARE_SETS_KEPT:]
     return DetoxState(
         phase=Phase.IDLE,
         locked=state.locked,
         tamper_events=state.tamper_events,
         clock_jumps=state.clock_jumps,
+        past_share_sets=past,
     )
 
 

@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from detoxd.core.detox import BootReading, Checkpoint, DetoxState, Phase
+from detoxd.core import peerkey
+from detoxd.core.detox import BootReading, Checkpoint, DetoxState, PeerLock, Phase
 from detoxd.durable import replace_file
 
 FORMAT_VERSION = 1
@@ -143,6 +144,10 @@ def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
         "tamper_events": state.tamper_events,
         "clock_jumps": state.clock_jumps,
         "ratchet": _sorted_names(state.ratchet) if with_ratchet else [],
+        # Optional keys (absent in older files): a verifier and public identifiers, never a secret.
+        "peer_lock": _encode_peer_lock(state.peer_lock),
+        "past_share_sets": [{"share_set": known.identifier, "started_at": _encode_time(known.started_at)}
+                            for known in state.past_share_sets],
     }
 
 
@@ -158,10 +163,37 @@ def decode(document: dict[str, Any]) -> DetoxState:
         ratchet=_decode_names(document["ratchet"]),
         tamper_events=_count(document, "tamper_events"),
         clock_jumps=_count(document, "clock_jumps"),
+        peer_lock=_decode_peer_lock(document.get("peer_lock")),
+        past_share_sets=_decode_past_sets(document.get("past_share_sets", [])),
     )
     if state.active and (state.started_at is None or state.checkpoint is None):
         raise ValueError("an active detox needs started_at and checkpoint")
+    if state.peer_lock is not None and not state.locked:
+        raise ValueError("a detox with a peer lock must be locked")
     return state
+
+
+def _encode_peer_lock(lock: PeerLock | None) -> dict[str, Any] | None:
+    if lock is None:
+        return None
+    return {"verifier": peerkey.verifier_to_json(lock.verifier),
+            "failed_attempts": lock.failed_attempts, "retry_at": lock.retry_at}
+
+
+def _decode_peer_lock(value: object) -> PeerLock | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"peer_lock must be an object, got {type(value).__name__}")
+    return PeerLock(peerkey.verifier_from_json(value["verifier"]),
+                    _count(value, "failed_attempts"), _number(value, "retry_at"))
+
+
+def _decode_past_sets(value: object) -> tuple[peerkey.KnownSet, ...]:
+    if not isinstance(value, list):
+        raise TypeError("past_share_sets must be a list")
+    return tuple(peerkey.KnownSet(_typed(item, "share_set", int), _decode_time(item["started_at"]))
+                 for item in value)
 
 
 def _check_version(path: Path, version: object) -> None:
