@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 
 from detoxd import __version__
 from detoxd.clock import Clock
-from detoxd.core import apps, detox, ics, plan
+from detoxd.core import apps, detox, ics, peerkey, plan
+from detoxd.core.config import LockMode
 from detoxd.core.report import DetoxWindow
 from detoxd.core.yamlsource import ConfigError
 from detoxd.paths import Paths
@@ -57,6 +58,8 @@ class Applied:
     lock: bool
     browser_policies: bool = True
     suppress_notifications: bool = True
+    lock_mode: LockMode = LockMode.ON
+    peers_needed: int = 3
 
 
 class Engine:
@@ -135,16 +138,18 @@ class Engine:
 
     def _config_loaded(self, loaded: LoadedConfig) -> None:
         changed = loaded.order != self.applied.order  # the order decides the block's bytes
+        lock_before = (self.applied.lock_mode, self.applied.peers_needed)
         self.config_error = None
         self.warnings = [str(warning) for warning in loaded.warnings]
         self._configured_apps = loaded.blocklist.apps
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
-                               loaded.main.bypass.browser_policies, loaded.main.notifications.suppress)
+                               loaded.main.bypass.browser_policies, loaded.main.notifications.suppress,
+                               loaded.main.detox.lock_mode, loaded.main.detox.peers_needed)
         self.browser.browser_policies = self.applied.browser_policies
         self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
-        if changed:
+        if changed or (self.applied.lock_mode, self.applied.peers_needed) != lock_before:
             self._save_applied()
         self.enforce()
         if changed:
@@ -298,9 +303,12 @@ class Engine:
         try:
             data = json.loads(self.paths.applied_file.read_text())
             order = tuple(dict.fromkeys(data["names"]))
-            self.applied = Applied(frozenset(order), order, float(data["days"]), bool(data["lock"]),
+            lock = bool(data["lock"])
+            self.applied = Applied(frozenset(order), order, float(data["days"]), lock,
                                    bool(data.get("browser_policies", True)),
-                                   bool(data.get("suppress_notifications", True)))
+                                   bool(data.get("suppress_notifications", True)),
+                                   LockMode(data.get("lock_mode", "true" if lock else "false")),
+                                   int(data.get("peers_needed", 3)))
             self.browser.browser_policies = self.applied.browser_policies
         except FileNotFoundError:
             pass
@@ -310,7 +318,8 @@ class Engine:
     def _save_applied(self) -> None:
         data = {"version": 1, "names": self.applied.order, "days": self.applied.days,
                 "lock": self.applied.lock, "browser_policies": self.applied.browser_policies,
-                "suppress_notifications": self.applied.suppress_notifications}
+                "suppress_notifications": self.applied.suppress_notifications,
+                "lock_mode": self.applied.lock_mode.value, "peers_needed": self.applied.peers_needed}
         state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())
 
     # ---- commands (from the control socket; SO_PEERCRED already checked for mutations) ----
@@ -328,9 +337,13 @@ class Engine:
             if command == "status":
                 return {"ok": True, "status": self.status(private=peer.uid == 0)}
             if command == "start":
-                return self.start(request.get("days"), peer)
+                return self.start(request.get("days"), peer, request.get("peer_lock"))
             if command == "end":
+                if "peers_proof" in request:
+                    return self.end_with_peers(request["peers_proof"], peer)
                 return self.end(peer)
+            if command == "peer_lock":
+                return self.peer_lock()
             if command == "reload":
                 return self.reload_command(peer)
             if command == "calendar":
@@ -339,13 +352,17 @@ class Engine:
                 return self.agent_report(request, peer)
         return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
 
-    def start(self, days: Any, peer: Peer) -> dict[str, Any]:
+    def start(self, days: Any, peer: Peer, peer_lock: Any = None) -> dict[str, Any]:
         if days is None:
             days = self.applied.days
         if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
             return {"ok": False, "code": "bad_request", "error": "days must be a number from 0 to 365"}
+        verifier = self._start_verifier(peer_lock)
+        if isinstance(verifier, dict):
+            log.warning("refused start from uid %d: %s", peer.uid, verifier["error"])
+            return verifier
         result = detox.start(self.state, now=self.clock.now(), boot=self._boot(),
-                             days=float(days), locked=self.applied.lock)
+                             days=float(days), locked=self.applied.lock, peer_lock=verifier)
         if isinstance(result, detox.Refusal):
             log.warning("refused start from uid %d: %s", peer.uid, result.reason)
             return {"ok": False, "code": "refused", "error": result.reason}
@@ -353,8 +370,12 @@ class Engine:
         self.app_watcher.reset_counts()  # apps_closed counts this detox, like tamper_events
         self.checkpoint()
         self.enforce()
-        log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days,
-                 "locked" if self.state.locked else "unlocked", len(self.hosts.names))
+        how = "locked" if self.state.locked else "unlocked"
+        if verifier is not None:
+            how = (f"peer lock: {verifier.needed} of {len(verifier.holders)} peers' shares end it "
+                   f"early (share set {peerkey.set_words(verifier.share_set)!r})")
+        log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days, how,
+                 len(self.hosts.names))
         journal.record("detox_started", days=float(days), locked=self.state.locked,
                        names=len(self.hosts.names), ends_at=_iso(detox.ends_at(self.state, self.clock.now())),
                        by_uid=peer.uid)
@@ -374,6 +395,71 @@ class Engine:
         journal.record("detox_ended", early=True, reason=f"ended early by uid {peer.uid}")
         self.publish("detox_ended")
         return {"ok": True, "status": self.status(private=True)}
+
+    def _start_verifier(self, data: Any) -> peerkey.Verifier | dict[str, Any] | None:
+        """The verifier a `lock: peers` start must carry (None for other locks), or a refusal."""
+        peers = self.applied.lock_mode is LockMode.PEERS
+        if data is None:
+            if not peers:
+                return None
+            return {"ok": False, "code": "refused", "error": "detoxd.yaml has `lock: peers`: start "
+                    "with `sudo detoxd start --shares-out DIR`, which writes each peer's card to DIR"}
+        if not peers:
+            return {"ok": False, "code": "refused", "error": "a peer lock was sent but detoxd.yaml "
+                    f"has `lock: {self.applied.lock_mode.value}`, not `lock: peers`"}
+        try:
+            verifier = peerkey.verifier_from_json(data)
+        except ValueError as error:
+            return {"ok": False, "code": "bad_request", "error": f"peer_lock: {error}"}
+        if verifier.needed != self.applied.peers_needed:
+            return {"ok": False, "code": "refused", "error": f"the shares need {verifier.needed} "
+                    f"peers but detoxd.yaml says peers_needed: {self.applied.peers_needed}"}
+        return verifier
+
+    def end_with_peers(self, proof_hex: Any, peer: Peer) -> dict[str, Any]:
+        """`end --with-peers`: the CLI recovered the secret from the shares and sends a proof
+        derived from it (never the secret or a share); attempts are rate-limited and logged."""
+        try:
+            proof = bytes.fromhex(proof_hex) if isinstance(proof_hex, str) else b""
+        except ValueError:
+            proof = b""
+        if len(proof) != peerkey.PROOF_BYTES:
+            return {"ok": False, "code": "bad_request",
+                    "error": f"peers_proof must be {peerkey.PROOF_BYTES} bytes in hex"}
+        self.tick()  # credited time decides the wait, and a due detox has ended
+        attempt = detox.end_with_peers(self.state, proof)
+        if attempt.state is not self.state:
+            self.state = attempt.state
+            self.checkpoint()  # a failure is counted before anyone can retry, across restarts
+        if not attempt.ended:
+            lock = self.state.peer_lock
+            failures = lock.failed_attempts if lock else 0
+            log.warning("refused end with peers from uid %d (%d failed attempts): %s",
+                        peer.uid, failures, attempt.reason)
+            self.publish("peer_attempt_failed", failed_attempts=failures)
+            return {"ok": False, "code": "refused", "error": attempt.reason,
+                    "failed_attempts": failures, "retry_in_seconds": round(attempt.retry_in)}
+        self.enforce()
+        log.warning("detox ended early by uid %d with the peers' shares", peer.uid)
+        self.publish("detox_ended")
+        return {"ok": True, "status": self.status(private=True)}
+
+    def peer_lock(self) -> dict[str, Any]:
+        """What `end --with-peers` needs to check shares and derive the proof: public values
+        only (the salt, scrypt's parameters, the share set's identifier, who holds which share)."""
+        self.tick()
+        lock = self.state.peer_lock
+        if not self.state.active or lock is None:
+            return {"ok": False, "code": "no_peer_lock",
+                    "error": "no detox started with `lock: peers` is running"}
+        verifier = lock.verifier
+        return {"ok": True, "needed": verifier.needed, "holders": list(verifier.holders),
+                "share_set": verifier.share_set, "salt": verifier.salt.hex(),
+                "kdf": {"name": "scrypt", "n": verifier.kdf.n, "r": verifier.kdf.r, "p": verifier.kdf.p},
+                "failed_attempts": lock.failed_attempts,
+                "retry_in_seconds": round(detox.peer_retry_in(self.state)),
+                "earlier_share_sets": [{"share_set": known.identifier, "started_at": _iso(known.started_at)}
+                                       for known in self.state.past_share_sets]}
 
     def reload_command(self, peer: Peer) -> dict[str, Any]:
         # `ExecReload=detoxd reload` is synchronous; tell systemd too, so that the unit shows
@@ -449,6 +535,7 @@ class Engine:
         return {
             "state": "active" if state.active else "idle",
             "locked": state.active and state.locked,
+            **self._lock_fields(),
             "started_at": _iso(state.started_at) if state.active else None,
             "ends_at": _iso(ends_at),
             "days_left": detox.days_left(state) if state.active else None,
@@ -468,6 +555,20 @@ class Engine:
             **self.sessions.status_fields(now),
             "version": __version__,
         }
+
+    def _lock_fields(self) -> dict[str, Any]:
+        """``lock`` mirrors `detox.lock` (true, false, "peers") for the running detox."""
+        state = self.state
+        if not state.active:
+            return {"lock": None, "peers_needed": None}
+        if state.peer_lock is None:
+            return {"lock": state.locked, "peers_needed": None}
+        verifier = state.peer_lock.verifier
+        return {"lock": LockMode.PEERS.value, "peers_needed": verifier.needed,
+                "peer_lock": {"holders": list(verifier.holders),
+                              "share_set": peerkey.set_words(verifier.share_set),
+                              "failed_attempts": state.peer_lock.failed_attempts,
+                              "retry_in_seconds": round(detox.peer_retry_in(state))}}
 
     def _config_error_text(self, private: bool) -> str | None:
         if self.config_error is None:

@@ -64,7 +64,7 @@ def test_main_config_types_and_unknown_sections() -> None:
     _, source = parse_main("detox:\n  days: fourteen\n  lock: 'yes'\npeer: []\n")
     assert errors(source) == [
         "detoxd.yaml:2: detox.days: expected a number, got str",
-        "detoxd.yaml:3: detox.lock: expected true or false, got str",
+        "detoxd.yaml:3: detox.lock: expected true, false or peers, got 'yes'",
         "detoxd.yaml:4: peer: unknown key "
         "(expected one of: bypass, detox, me, network, notifications, peers, sessions)",
     ]
@@ -122,3 +122,55 @@ def test_allowance_errors_come_with_the_others() -> None:
     _, source = parse_blocklist(text, PRESETS)
     assert [message.split(":")[:3] for message in errors(source)] == [
         ["blocklist.yaml", "1", " domains[0]"], ["blocklist.yaml", "5", " allowances[0].minutes_per_day"]]
+
+
+# ---- detox.lock: peers ----
+
+FIVE_PEERS = "peers: [Ada, Grace, Alan, Katherine, Tim]\n"
+
+
+def test_lock_peers_with_five_peers() -> None:
+    main, source = parse_main("detox:\n  lock: peers\n  peers_needed: 3\n" + FIVE_PEERS)
+    assert errors(source) == [] and main is not None
+    assert main.detox.lock_mode == "peers" and main.detox.peer_lock and main.detox.lock is True
+    assert main.detox.peers_needed == 3
+
+
+def test_lock_true_and_false_keep_their_meaning() -> None:
+    for text, mode, locked in (("true", "true", True), ("false", "false", False)):
+        main, _ = parse_main(f"detox:\n  lock: {text}\n")
+        assert main is not None and main.detox.lock_mode == mode and main.detox.lock is locked
+        assert not main.detox.peer_lock
+
+
+def test_lock_peers_needs_peers_listed() -> None:
+    _, source = parse_main("detox:\n  days: 14\n  lock: peers\n")
+    assert errors(source) == ["detoxd.yaml:3: detox.lock: `lock: peers` needs `peers:`, the people "
+                              "who hold the shares of the early-end key (the challenge names 5)"]
+
+
+def test_fewer_peers_listed_than_needed_names_the_line() -> None:
+    _, source = parse_main("detox:\n  lock: peers\n  peers_needed: 4\npeers: [Ada, Grace, Alan]\n")
+    assert errors(source) == ["detoxd.yaml:3: detox.peers_needed: 4 peers needed, but `peers:` lists only 3"]
+
+
+def test_as_many_peers_as_listed_is_enough() -> None:
+    _, source = parse_main("detox:\n  lock: peers\n  peers_needed: 3\npeers: [Ada, Grace, Alan]\n")
+    assert errors(source) == []  # the challenge's five is only a warning on `peers:`
+
+
+def test_peers_needed_range_and_bad_lock_value_reported_together() -> None:
+    _, source = parse_main("detox:\n  lock: peer\n  peers_needed: 6\n")
+    assert errors(source) == [
+        "detoxd.yaml:2: detox.lock: expected true, false or peers, got 'peer'",
+        "detoxd.yaml:3: detox.peers_needed: must be between 2 and 5, got 6",
+    ]
+    _, source = parse_main("detox:\n  lock: peers\n  peers_needed: 1\n" + FIVE_PEERS)
+    assert errors(source) == ["detoxd.yaml:3: detox.peers_needed: must be between 2 and 5, got 1"]
+
+
+def test_peers_needed_without_peer_lock_is_a_warning() -> None:
+    _, source = parse_main("detox:\n  lock: true\n  peers_needed: 3\n")
+    assert errors(source) == []
+    assert [str(issue) for issue in source.issues] == [
+        "detoxd.yaml:3: detox.peers_needed: warning: only used with `lock: peers`"]

@@ -333,3 +333,75 @@ def test_a_locked_detox_never_unblocks_a_name_it_enforced(
         assert enforced >= enforced_so_far
         enforced_so_far |= enforced
         state = detox.update_ratchet(state, configured)
+
+
+# --- the peer lock ---------------------------------------------------------------
+
+def _peer_verifier(secret: bytes = bytes(16), identifier: int = 77) -> tuple[detox.Verifier, bytes]:
+    from detoxd.core import peerkey
+
+    kdf = peerkey.KdfParams(n=2**14)
+    shares = peerkey.split(secret, ["A", "B", "C", "D", "E"], 3, identifier=identifier,
+                           salt=b"s" * 16, kdf=kdf)
+    return shares.verifier, peerkey.proof(secret, b"s" * 16, kdf)
+
+
+def peer_locked(clock: FakeClock, identifier: int = 77) -> tuple[DetoxState, bytes]:
+    verifier, proof = _peer_verifier(identifier=identifier)
+    state = detox.start(DetoxState(), now=clock.now(), boot=reading(clock), days=14, locked=False,
+                        peer_lock=verifier)
+    assert isinstance(state, DetoxState)
+    return state, proof
+
+
+def test_a_peer_locked_detox_is_locked_and_plain_end_names_the_way(clock: FakeClock) -> None:
+    state, _ = peer_locked(clock)
+    assert state.locked and state.peer_lock is not None
+    refusal = detox.request_end(state)
+    assert isinstance(refusal, Refusal)
+    assert "only with 3 of your 5 peers' shares: sudo detoxd end --with-peers" in refusal.reason
+
+
+def test_the_right_proof_ends_it_and_remembers_the_share_set(clock: FakeClock) -> None:
+    state, proof = peer_locked(clock)
+    attempt = detox.end_with_peers(state, proof)
+    assert attempt.ended and not attempt.state.active
+    assert attempt.state.peer_lock is None
+    assert attempt.state.past_share_sets == (detox.KnownSet(77, START),)
+    again, _ = peer_locked(clock, identifier=78)
+    restarted = detox.start(attempt.state, now=clock.now(), boot=reading(clock), days=14, locked=True,
+                            peer_lock=again.peer_lock.verifier if again.peer_lock else None)
+    assert isinstance(restarted, DetoxState) and restarted.past_share_sets == (detox.KnownSet(77, START),)
+
+
+def test_wrong_proofs_are_counted_and_then_must_wait_in_credited_time(clock: FakeClock) -> None:
+    state, proof = peer_locked(clock)
+    for failure in range(1, detox.FREE_PEER_ATTEMPTS + 1):
+        attempt = detox.end_with_peers(state, b"\x01" * 32)
+        assert not attempt.ended and attempt.state.active
+        state = attempt.state
+        assert state.peer_lock is not None and state.peer_lock.failed_attempts == failure
+    assert attempt.retry_in == 60.0 and "checked in 1 minute" in (attempt.reason or "")
+    # While waiting even the right proof is not checked, and the refusal is not counted.
+    waiting = detox.end_with_peers(state, proof)
+    assert not waiting.ended and waiting.state == state and "3 failed attempts" in (waiting.reason or "")
+    clock.jump(3600)  # setting the clock forward does not shorten the wait
+    state = ticked(state, clock)
+    assert detox.peer_retry_in(state) == 60.0
+    clock.advance(61)
+    state = ticked(state, clock)
+    assert detox.peer_retry_in(state) == 0.0
+    assert detox.end_with_peers(state, proof).ended
+
+
+def test_retry_delay_doubles_up_to_an_hour() -> None:
+    delays = [detox.peer_retry_delay(n) for n in range(1, 12)]
+    assert delays[:2] == [0.0, 0.0]
+    assert delays[2:7] == [60.0, 120.0, 240.0, 480.0, 960.0]
+    assert delays[-1] == detox.MAX_PEER_WAIT_SECONDS and max(delays) == 3600.0
+
+
+def test_end_with_peers_without_a_peer_lock_is_refused(clock: FakeClock) -> None:
+    attempt = detox.end_with_peers(started(clock), b"\x00" * 32)
+    assert not attempt.ended and "not started with `lock: peers`" in (attempt.reason or "")
+    assert not detox.end_with_peers(DetoxState(), b"").ended

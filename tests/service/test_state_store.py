@@ -307,3 +307,29 @@ def test_a_missing_side_file_is_a_corrupt_state(tmp_path: Path) -> None:
     path.write_text(json.dumps({"version": 1, "ratchet": {"file": "state.ratchet-" + "0" * 32 + ".json"}}))
     with pytest.raises(CorruptStateError):
         state_store.load(path)
+
+
+def test_a_peer_lock_round_trips_and_holds_no_secret(path: Path) -> None:
+    from detoxd.core import peerkey
+
+    secret = b"S" * 16
+    kdf = peerkey.KdfParams(n=2**14)
+    shares = peerkey.split(secret, ["Ada", "Grace", "Alan"], 2, identifier=4321, salt=b"x" * 16, kdf=kdf)
+    state = detox.start(DetoxState(), now=START, boot=BootReading("boot-1", 1.0), days=14, locked=True,
+                        peer_lock=shares.verifier)
+    assert isinstance(state, DetoxState) and state.peer_lock is not None
+    state = replace(state, peer_lock=replace(state.peer_lock, failed_attempts=4, retry_at=120.0),
+                    past_share_sets=(peerkey.KnownSet(99, START - timedelta(days=30)),))
+    state_store.save(path, state)
+    assert state_store.load(path) == state
+    text = path.read_text()
+    for value in (secret.hex(), peerkey.proof(secret, b"x" * 16, kdf).hex(), *shares.shares):
+        assert value not in text
+
+
+def test_a_state_without_peer_keys_still_loads(path: Path) -> None:
+    document = state_store.encode(active_state())
+    del document["peer_lock"], document["past_share_sets"]
+    write_document(path, document)
+    state = state_store.load(path)
+    assert state.peer_lock is None and state.past_share_sets == ()
