@@ -38,7 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     start = commands.add_parser("start", help="begin a detox now")
     start.add_argument("--days", type=_positive_days, help="length in days (default: detox.days)")
-    commands.add_parser("end", help="end a detox early (refused while it is locked)")
+    start.add_argument("--shares-out", metavar="DIR", type=Path,
+                       help="with `lock: peers`: write each peer's card (their share of the "
+                       "early-end key) and invitation to DIR")
+    end = commands.add_parser("end", help="end a detox early (refused while it is locked)")
+    end.add_argument("--with-peers", action="store_true",
+                     help="with `lock: peers`: type peers_needed of the peers' shares (or pipe "
+                     "them, one per line)")
     open_ = commands.add_parser(
         "open", help="open an allowance: its sites leave the block for MINUTES (default: what is left today)")
     open_.add_argument("name", help="the allowance's name in blocklist.yaml")
@@ -272,20 +278,69 @@ def _close_connections(before: Resolution | None) -> None:
 
 def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
     before = _addresses_before_block(paths)
-    response = _ask(paths, "start", **({"days": args.days} if args.days else {}))
+    request: dict[str, Any] = {"days": args.days} if args.days else {}
+    cards: list[Path] = []
+    if args.shares_out is not None:
+        prepared = _prepare_peer_lock(args, paths)
+        if isinstance(prepared, int):
+            return prepared
+        request["peer_lock"], cards = prepared
+    response = _ask(paths, "start", **request)
+    if response is None or not response.get("ok"):
+        from detoxd.peerlock import remove_files
+
+        remove_files(cards)  # useless without the detox they belong to
     if response is None:
         return EXIT_UNREACHABLE
     if not response.get("ok"):
         return _refused(response)
     status = response["status"]
     print(f"Detox started: {status['domains_blocked']} names blocked until {status['ends_at']}.")
-    if status.get("locked"):
+    if status.get("lock") == "peers":
+        from detoxd.peerlock import started_message
+
+        print(started_message(cards, status["peers_needed"]))
+    elif status.get("locked"):
         print("It is locked: it cannot be ended early. Good luck!")
     _close_connections(before)
     return EXIT_OK
 
 
-def cmd_end(_args: argparse.Namespace, paths: Paths) -> int:
+def _prepare_peer_lock(args: argparse.Namespace, paths: Paths) -> tuple[dict[str, Any], list[Path]] | int:
+    """The peers' cards written to --shares-out and the verifier for the daemon, or an exit code."""
+    from detoxd.clock import SystemClock
+    from detoxd.core.yamlsource import ConfigError
+    from detoxd.peerlock import PeerLockError, prepare_start
+    from detoxd.service.loader import load_config
+
+    try:
+        loaded = load_config(paths.config_dir)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    status = _quiet_status(paths)
+    if status is None:
+        print(f"detoxd: the daemon is not reachable at {paths.socket}: no cards were written",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if status.get("state") == "active":
+        print("detoxd: a detox is already running: no cards were written", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        return prepare_start(loaded.main, args.shares_out, paths, args.days or loaded.main.detox.days,
+                             SystemClock().now())
+    except PeerLockError as error:
+        print(f"detoxd: {error}", file=sys.stderr)
+        return error.code
+
+
+def cmd_end(args: argparse.Namespace, paths: Paths) -> int:
+    if args.with_peers:
+        from functools import partial
+
+        from detoxd.peerlock import end_with_peers
+
+        return end_with_peers(partial(_ask, paths))
     response = _ask(paths, "end")
     if response is None:
         return EXIT_UNREACHABLE

@@ -80,7 +80,8 @@ def card(info: CardInfo, share: str) -> str:
         "",
         *grid,
         "",
-        "SLIP-39 share: read the words aloud, in order, only to the person doing the detox.",
+        "Read the words aloud, in order, only to the person doing the detox.",
+        "(A SLIP-39 share: any SLIP-39 tool can check its words.)",
     ]
     border = "+" + "-" * (_WIDTH + 2) + "+"
     return "\n".join([border, *(f"| {line:<{_WIDTH}} |" for line in lines), border])

@@ -431,9 +431,11 @@ class Engine:
         if attempt.state is not self.state:
             self.state = attempt.state
             self.checkpoint()  # a failure is counted before anyone can retry, across restarts
+        lock = self.state.peer_lock
+        failures = lock.failed_attempts if lock else 0
+        journal.record("peer_end_attempt", ended=attempt.ended, by_uid=peer.uid,
+                       failed_attempts=failures, reason=attempt.reason)
         if not attempt.ended:
-            lock = self.state.peer_lock
-            failures = lock.failed_attempts if lock else 0
             log.warning("refused end with peers from uid %d (%d failed attempts): %s",
                         peer.uid, failures, attempt.reason)
             self.publish("peer_attempt_failed", failed_attempts=failures)
