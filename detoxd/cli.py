@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--json", action="store_true", help="machine-readable output")
     sessions.add_argument("--ics", metavar="FILE", help="write an iCalendar file to send (- for stdout)")
     sessions.add_argument("--notes", metavar="FILE", help="write a Markdown worksheet (- for stdout)")
+    sessions.add_argument("--cards", metavar="DIR", type=Path,
+                          help="with --ics: also write each peer's own copy of the invitation, "
+                          "with their card from DIR (of `start --shares-out DIR`) attached, into DIR")
     install = commands.add_parser("install", help="install and enable the systemd service")
     install.add_argument("--root", default="/", help="install into this root (default: /)")
     install.add_argument("--now", action="store_true", help="also start the service")
@@ -170,6 +173,10 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     if [args.json, args.ics == "-", args.notes == "-"].count(True) > 1:
         print("detoxd: only one of --json, --ics - and --notes - can use standard output", file=sys.stderr)
         return EXIT_USAGE
+    if args.cards is not None and not args.ics:
+        print("detoxd: --cards DIR goes with --ics FILE (each peer's copy of the invitation)",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
         loaded = load_config(paths.config_dir)
     except ConfigError as error:
@@ -192,8 +199,19 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         print(f"warning: {text}", file=sys.stderr)
     if args.ics:
         _write_output(args.ics, ics.calendar(planned, now))
+    if args.cards is not None:
+        from detoxd.peerlock import PeerLockError, write_invitations
+
+        try:
+            for line in write_invitations(args.cards, planned, now):
+                print(line, file=sys.stderr)
+        except PeerLockError as error:
+            print(f"detoxd: {error}", file=sys.stderr)
+            return error.code
     if args.notes:
-        _write_output(args.notes, ics.worksheet(planned).encode())
+        detox_settings = loaded.main.detox
+        needed = detox_settings.peers_needed if detox_settings.peer_lock else None
+        _write_output(args.notes, ics.worksheet(planned, peers_needed=needed).encode())
     if args.json:
         print(json.dumps(plan.to_json(planned), indent=2))
     elif "-" not in (args.ics, args.notes):
@@ -435,6 +453,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines: list[str] = []
     if status["state"] == "active":
         lock = " (locked)" if status.get("locked") else ""
+        if status.get("lock") == "peers":
+            lock = f" (lock: peers, {status.get('peers_needed')} peers' cards end it early)"
         lines.append(f"Detox active{lock}: {_time_left(status)} left, ends {status['ends_at']}")
     else:
         lines.append("No detox running. Start one with `sudo detoxd start`.")

@@ -12,6 +12,7 @@ SUDO_GID): that user prints or sends them, and no other local user can read them
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import getpass
 import os
 import secrets
@@ -22,8 +23,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from detoxd.core import peercards, peerkey
+from detoxd.core import ics, peercards, peerkey
 from detoxd.core.config import MainConfig
+from detoxd.core.plan import Plan
 from detoxd.paths import Paths
 
 EXIT_OK = 0
@@ -147,6 +149,41 @@ def started_message(written: Sequence[Path], needed: int) -> str:
     return (f"The early-end key is split among {len(written)} peers; {needed} of them end the detox "
             f"early with `sudo detoxd end --with-peers`. One file per peer (mode 0600):\n{names}\n"
             "Print or send each file only to the person it names: detoxd keeps no copy.")
+
+
+# ---- each peer's copy of the invitation ----
+
+def write_invitations(directory: Path, plan: Plan, now: datetime) -> list[str]:
+    """For each peer file in ``directory``, that peer's calendar invitation with the card
+    attached, next to it (same owner, mode 0600). Returns what was written, for the user."""
+    by_name = {peer.name.casefold(): peer for peer in plan.peers}
+    lines: list[str] = []
+    try:
+        candidates = sorted(path for path in directory.iterdir() if path.suffix == ".txt")
+    except OSError as error:
+        raise PeerLockError(f"cannot read {directory}: {error.strerror}", EXIT_USAGE) from error
+    for path in candidates:
+        parsed = peercards.parse_card_file(path.read_text(encoding="utf-8", errors="replace"))
+        if parsed is None:
+            continue
+        peer = by_name.get(parsed.holder.casefold())
+        if peer is None:
+            lines.append(f"{path}: {parsed.holder} is not among the peers in detoxd.yaml: skipped")
+            continue
+        target = path.with_suffix(".ics")
+        info = os.stat(path)
+        owner = (info.st_uid, info.st_gid) if os.geteuid() == 0 else None
+        target.unlink(missing_ok=True)  # an earlier export; the card may have changed since
+        # Only this peer as attendee: a calendar that sends the invitation on import must not
+        # mail one peer's card to the others.
+        own_copy = dataclasses.replace(plan, peers=(peer,))
+        calendar = ics.calendar(own_copy, now, attachment=(path.name, parsed.text)).decode()
+        write_private_files(directory, [(target.name, calendar)], owner)
+        lines.append(f"wrote {target}: {peer.name}'s invitation with their card (send it only to them)")
+    if not lines:
+        raise PeerLockError(f"no peer cards in {directory} (written by `sudo detoxd start "
+                            "--shares-out DIR`)", EXIT_USAGE)
+    return lines
 
 
 # ---- end ----

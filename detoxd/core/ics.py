@@ -15,7 +15,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import icalendar
 
-from detoxd.core.plan import Plan, Session, format_duration, session_heading, timetable_lines
+from detoxd.core.plan import (
+    DEFAULT_MY_NAME,
+    Plan,
+    Session,
+    format_duration,
+    session_heading,
+    timetable_lines,
+)
 from detoxd.core.sessions import Person
 
 PRODID = "-//detoxd//peer sessions//EN"
@@ -39,8 +46,11 @@ def sequence(stamp: datetime) -> int:
     return max(0, int((stamp - SEQUENCE_EPOCH).total_seconds() // 60))
 
 
-def calendar(plan: Plan, stamp: datetime) -> bytes:
-    """The two sessions as an iCalendar file; ``stamp`` (aware) is the export time (DTSTAMP)."""
+def calendar(plan: Plan, stamp: datetime, attachment: tuple[str, str] | None = None) -> bytes:
+    """The two sessions as an iCalendar file; ``stamp`` (aware) is the export time (DTSTAMP).
+
+    ``attachment`` (file name, text) is added inline to every event: one peer's card for that
+    peer's own copy of the invitation (`detoxd sessions --ics FILE --cards DIR`)."""
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -48,7 +58,10 @@ def calendar(plan: Plan, stamp: datetime) -> bytes:
     if plan.me.email and any(peer.email for peer in plan.peers):
         cal.add("method", "REQUEST")  # an invitation: attendees are asked to reply
     for session in plan.sessions:
-        cal.add_component(_event(plan, session, stamp))
+        event = _event(plan, session, stamp)
+        if attachment is not None:
+            event.add("attach", _inline(*attachment))
+        cal.add_component(event)
     first_day = plan.sessions[0].start.date()
     last_day = plan.sessions[-1].end.date()
     # VTIMEZONE rules from the tz database, covering the sessions with a year to spare.
@@ -80,6 +93,14 @@ def _event(plan: Plan, session: Session, stamp: datetime) -> icalendar.Event:
     for before in plan.reminders:
         event.add_component(_alarm(session, before))
     return event
+
+
+def _inline(name: str, text: str) -> icalendar.vBinary:
+    """RFC 5545 3.2.7/3.2.8: an inline attachment, base64 with its media type."""
+    data = icalendar.vBinary(text)
+    data.params["FMTTYPE"] = "text/plain"
+    data.params["X-FILENAME"] = name
+    return data
 
 
 def _address(person: Person, *, organizer: bool) -> icalendar.vCalAddress:
@@ -126,19 +147,33 @@ def _md(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 
-def worksheet(plan: Plan, number: int | None = None) -> str:
+def worksheet(plan: Plan, number: int | None = None, peers_needed: int | None = None) -> str:
     """A Markdown worksheet: per session, a section per person with the three questions.
 
-    ``number`` picks one session; None gives both, one after the other."""
+    ``number`` picks one session; None gives both, one after the other. ``peers_needed``
+    (with `lock: peers`) adds the ritual of the early-end key."""
     chosen = [s for s in plan.sessions if number is None or s.number == number]
     if not chosen:
         raise ValueError(f"no session {number}")
     parts = ["# Peer sessions: promote, help, connect", ""]
     names = ", ".join(_md(person.name) for person in (plan.me, *plan.peers))
     parts += [f"With {names}.", ""]
+    if peers_needed is not None:
+        me = _md(plan.me.name) if plan.me.name != DEFAULT_MY_NAME else None
+        parts += [ritual(me, len(plan.peers), peers_needed), ""]
     for session in chosen:
         parts += _session_worksheet(plan, session)
     return "\n".join(parts).rstrip("\n") + "\n"
+
+
+def ritual(name: str | None, peers: int, needed: int) -> str:
+    """The early-end key in two sentences (also in the README); ``name``: whose detox."""
+    whose, who = (f"{name}'s detox", name) if name else ("the detox", "the one on the detox")
+    return (f"**The early-end key.** Each of the {peers} peers holds a card with 20 words, one share "
+            f"of the key that ends {whose} early: any {needed} cards together open it, fewer "
+            f"reveal nothing. To stop early, {who} has to call {needed} of you and explain why, and "
+            "each of you decides whether to read out your card's words for "
+            "`sudo detoxd end --with-peers`.")
 
 
 def _session_worksheet(plan: Plan, session: Session) -> list[str]:

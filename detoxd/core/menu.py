@@ -134,9 +134,20 @@ def _detox_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
     ends = _parse(status.get("ends_at"))
     first = day_of(status, now) + (f" — ends {format_moment(ends, now)}" if ends else "")
     lines = [first, f"{_count(status.get('domains_blocked'))} sites blocked"]
-    if status.get("locked"):
+    if status.get("lock") == "peers":
+        lines.append(_peer_lock_line(status))
+    elif status.get("locked"):
         lines.append("Locked: it cannot be ended early")
     return lines
+
+
+def _peer_lock_line(status: Mapping[str, Any]) -> str:
+    """`lock: peers`: how many of the peers' cards it takes to end the detox early."""
+    needed = _count(status.get("peers_needed"))
+    details = status.get("peer_lock")
+    holders = details.get("holders") if isinstance(details, Mapping) else None
+    of = f" of {len(holders)}" if isinstance(holders, list) else ""
+    return f"Lock: peers — ending early needs {needed}{of} peers' cards"
 
 
 def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -169,3 +170,25 @@ def test_worksheet_for_both_sessions_and_escaped_names() -> None:
     assert text.endswith("\n") and not text.endswith("\n\n")
     with pytest.raises(ValueError, match="no session 3"):
         ics.worksheet(make_plan(), 3)
+
+
+# ---- the peer lock: a card attached to one peer's copy; the ritual in the worksheet ----
+
+def test_a_card_is_attached_inline_to_every_event() -> None:
+    card = "detoxd early-end card 1 of 5\nFor: Ada Lovelace\n 1 taxi   2 describe\n"
+    data = ics.calendar(make_plan(), STAMP, attachment=("1-ada-lovelace.txt", card))
+    for event in events(parse(data)):
+        attach = event.attach
+        assert attach.params["FMTTYPE"] == ["text/plain"]
+        assert attach.params["X-FILENAME"] == ["1-ada-lovelace.txt"]
+        assert attach.params["ENCODING"] == ["BASE64"] and attach.params["VALUE"] == ["BINARY"]
+        assert base64.b64decode(attach.value).decode() == card
+    assert b"ATTACH" not in ics.calendar(make_plan(), STAMP)
+
+
+def test_the_worksheet_explains_the_ritual_only_with_a_peer_lock() -> None:
+    sheet = ics.worksheet(make_plan(), peers_needed=3)
+    assert "**The early-end key.**" in sheet
+    assert "any 3 cards together open it" in sheet and "Robert Craven's detox" in sheet
+    assert "sudo detoxd end --with-peers" in sheet
+    assert "early-end key" not in ics.worksheet(make_plan())

@@ -152,3 +152,11 @@ def test_formatting_helpers() -> None:
     assert format_duration(timedelta(minutes=11, seconds=1)) == "12 min"
     assert format_duration(timedelta(minutes=90)) == "1 h 30 min"
     assert format_duration(timedelta(seconds=-5)) == "0 min"
+
+
+def test_a_peer_lock_shows_how_many_peers_are_needed() -> None:
+    status = {**ACTIVE, "lock": "peers", "peers_needed": 3,
+              "peer_lock": {"holders": ["A", "B", "C", "D", "E"], "share_set": "taxi describe"}}
+    lines = status_lines(view(status))
+    assert "Lock: peers — ending early needs 3 of 5 peers' cards" in lines
+    assert "Locked: it cannot be ended early" not in lines
