@@ -68,7 +68,7 @@ def end(engine: Engine, proof: str) -> dict[str, Any]:
 
 
 def test_status_shows_lock_peers_and_how_many_are_needed(engine: Engine) -> None:
-    share_set, _ = start(engine)
+    start(engine)
     status = engine.status()
     assert status["lock"] == "peers" and status["peers_needed"] == 3 and status["locked"] is True
     assert status["peer_lock"]["holders"] == HOLDERS
@@ -85,7 +85,8 @@ def test_any_three_of_five_end_it_all_ten_combinations(engine: Engine) -> None:
         assert reply["status"]["state"] == "idle" and reply["status"]["domains_blocked"] == 0
 
 
-def test_a_wrong_proof_is_refused_counted_and_persisted(engine: Engine, paths: Paths, clock: FakeClock) -> None:
+def test_a_wrong_proof_is_refused_counted_and_persisted(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
     share_set, _ = start(engine)
     for _ in range(3):
         reply = end(engine, "00" * 32)
