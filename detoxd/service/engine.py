@@ -427,12 +427,15 @@ class Engine:
             return {"ok": False, "code": "bad_request",
                     "error": f"peers_proof must be {peerkey.PROOF_BYTES} bytes in hex"}
         self.tick()  # credited time decides the wait, and a due detox has ended
-        attempt = detox.end_with_peers(self.state, proof)
-        if attempt.state is not self.state:
+        before = self.state
+        attempt = detox.end_with_peers(before, proof)
+        lock = before.peer_lock if attempt.ended else attempt.state.peer_lock
+        failures = lock.failed_attempts if lock else 0
+        if attempt.ended:
+            self._last_window = self._window_of(before, ended_at=self.clock.now())
+        if attempt.state is not before:
             self.state = attempt.state
             self.checkpoint()  # a failure is counted before anyone can retry, across restarts
-        lock = self.state.peer_lock
-        failures = lock.failed_attempts if lock else 0
         journal.record("peer_end_attempt", ended=attempt.ended, by_uid=peer.uid,
                        failed_attempts=failures, reason=attempt.reason)
         if not attempt.ended:
@@ -443,6 +446,8 @@ class Engine:
                     "failed_attempts": failures, "retry_in_seconds": round(attempt.retry_in)}
         self.enforce()
         log.warning("detox ended early by uid %d with the peers' shares", peer.uid)
+        journal.record("detox_ended", early=True,
+                       reason=f"ended early with the peers' shares by uid {peer.uid}")
         self.publish("detox_ended")
         return {"ok": True, "status": self.status(private=True)}
 
