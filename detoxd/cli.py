@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check", help="validate the config files (no daemon needed)")
+    netagent = commands.add_parser(
+        "netagent", help="put the detox into the household's DNS engines (what detoxd-network starts)")
+    netagent.add_argument("--engines", choices=("remote", "local", "all"), default="all",
+                          help="remote: Pi-hole, AdGuard Home; local: dnsmasq, Unbound (default: all)")
+    netagent.add_argument("--check-seconds", type=_check_period, default=15.0,
+                          metavar="SECONDS", help="how often each engine is checked for tampering "
+                          "(default 15, at most 30)")
+    netagent.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     tray = commands.add_parser("tray", help="run the tray agent in this desktop session")
     tray.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     doctor = commands.add_parser("doctor", help="check that the detox is effective (exit 0 only then)")
@@ -78,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--root", default="/", help="uninstall from this root (default: /)")
     uninstall.add_argument("--purge", action="store_true", help="also remove config and state")
     return parser
+
+
+def _check_period(text: str) -> float:
+    """1 to 30 seconds: tampering on an engine must be found within 30 s."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= seconds <= 30:
+        raise argparse.ArgumentTypeError("must be from 1 to 30 seconds")
+    return seconds
 
 
 def _version() -> str:
@@ -154,6 +173,11 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
+    if loaded.main.network:
+        from detoxd.service.netagent import describe_engines
+
+        for reached, line in describe_engines(loaded.main.network, paths.config_dir):
+            print(f"[{'  ok' if reached else 'FAIL'}] {line}")
     if loaded.blocklist.apps:
         from detoxd.service.targets.appwatch import check_report
 
@@ -252,6 +276,20 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     else:
         print(format_status(status))
     return EXIT_OK
+
+
+def cmd_netagent(args: argparse.Namespace, paths: Paths) -> int:
+    import signal
+
+    from detoxd.client import ControlClient
+    from detoxd.service.logsetup import setup_logging
+    from detoxd.service.netagent import NetAgent
+
+    setup_logging(verbose=args.verbose)
+    agent = NetAgent(ControlClient(paths.socket), paths.config_dir, kind=args.engines,
+                     check_seconds=args.check_seconds)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    return agent.run()
 
 
 def cmd_tray(args: argparse.Namespace, paths: Paths) -> int:
@@ -576,6 +614,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "check": cmd_check,
     "doctor": cmd_doctor,
     "tray": cmd_tray,
+    "netagent": cmd_netagent,
     "sessions": cmd_sessions,
     "install": cmd_install,
     "uninstall": cmd_uninstall,

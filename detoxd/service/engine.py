@@ -24,6 +24,7 @@ from detoxd import __version__
 from detoxd.clock import Clock
 from detoxd.core import apps, detox, ics, peerkey, plan
 from detoxd.core.config import LockMode
+from detoxd.core.network import CANARY
 from detoxd.core.report import DetoxWindow
 from detoxd.core.yamlsource import ConfigError
 from detoxd.paths import Paths
@@ -37,6 +38,7 @@ from detoxd.service.targets import Drift, Target
 from detoxd.service.targets.appwatch import AppWatcher
 from detoxd.service.targets.browser import BrowserTarget
 from detoxd.service.targets.hosts import HostsTarget
+from detoxd.service.targets.network import NetworkTarget, agent_uids
 
 log = logging.getLogger("detoxd")
 
@@ -79,7 +81,9 @@ class Engine:
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
         self.state = self._load_state()
         self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
-        self.targets: tuple[Target, ...] = (self.hosts, self.browser)
+        # The household's DNS engines, through the network agents (detoxd netagent).
+        self.network = NetworkTarget(paths.state_dir, clock.monotonic)
+        self.targets: tuple[Target, ...] = (self.hosts, self.browser, self.network)
         self.app_watcher = app_watcher or AppWatcher()
         self._configured_apps: tuple[apps.AppRule, ...] = ()
         self._kept_apps = self._load_kept_apps()
@@ -148,6 +152,8 @@ class Engine:
                                loaded.main.bypass.browser_policies, loaded.main.notifications.suppress,
                                loaded.main.detox.lock_mode, loaded.main.detox.peers_needed)
         self.browser.browser_policies = self.applied.browser_policies
+        self.network.configure(loaded.main.network, loaded.blocklist.allow,
+                               active=self.state.active, locked=self.state.locked)
         self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
         if changed or (self.applied.lock_mode, self.applied.peers_needed) != lock_before:
             self._save_applied()
@@ -163,6 +169,11 @@ class Engine:
             self.state = detox.update_ratchet(self.state, self.applied.names)
         self._enforce_app_rules()
         names = detox.enforced_names(self.state, self.applied.names)
+        if self.state.active:
+            # Firefox's canary: NXDOMAIN (or a null answer) turns its default DNS-over-HTTPS off.
+            names = names | {CANARY}
+        self.network.configure(self.network.configured, self.network.allowed,
+                               active=self.state.active, locked=self.state.locked)
         before = self.hosts.names
         order = self._block_order(names)
         if not self._apply(self.hosts, names, order):
@@ -171,6 +182,7 @@ class Engine:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(before), self.paths.hosts_file)
             self._apply(self.browser, names, order)
+            self._apply(self.network, names, order)
             self.publish("status")
 
     def _apply(self, target: Target, names: frozenset[str], order: tuple[str, ...]) -> bool:
@@ -350,6 +362,8 @@ class Engine:
                 return self.calendar()
             if command == "agent_report":
                 return self.agent_report(request, peer)
+            if command == "network_sync":
+                return self.network_sync(request, peer)
         return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
 
     def start(self, days: Any, peer: Peer, peer_lock: Any = None) -> dict[str, Any]:
@@ -497,6 +511,15 @@ class Engine:
         self._agents[peer.uid] = (self.clock.monotonic(), report)
         return {"ok": True}
 
+    def network_sync(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        """A network agent fetches the engines and names and reports each engine's state.
+        Only root and the agent's own user may: the names may come from root-only list files."""
+        if peer.uid not in agent_uids():
+            return {"ok": False, "code": "not_authorized", "error": "'network_sync' is for the network agent"}
+        response = self.network.sync(request)
+        self.check(self.clock.monotonic(), full=False)  # count the tampering it reported at once
+        return response
+
     def _agent_reports(self) -> list[dict[str, Any]]:
         fresh_since = self.clock.monotonic() - AGENT_REPORT_SECONDS
         for uid in [uid for uid, (at, _) in self._agents.items() if at < fresh_since]:
@@ -551,6 +574,7 @@ class Engine:
             "domains_blocked": len(self.hosts.names),
             "domains_configured": len(self.applied.names),
             **self.hosts.state(),
+            **self.network.state(),
             # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
             "notifications_suppress": self.applied.suppress_notifications,
             "agents": self._agent_reports(),

@@ -45,7 +45,7 @@ def test_start_blocks_and_status_reports_it(detoxd_env: DetoxdEnv) -> None:
     status = detoxd_env.status()
     assert status["state"] == "active"
     assert status["days_left"] == 14
-    assert status["domains_blocked"] == 4  # two domains and their www. variants
+    assert status["domains_blocked"] == 5  # two domains, their www. variants, Firefox's DoH canary
     assert status["ends_at"].endswith("+00:00")
     assert status["config_error"] is None
     assert "Detox active (locked): 14 days left" in detoxd_env.cli("status").stdout
@@ -131,7 +131,7 @@ def test_removing_a_domain_does_not_unblock_during_a_locked_detox(detoxd_env: De
     detoxd_env.write_blocklist("domains:\n  - twitter.com\n")
     assert detoxd_env.cli("reload").returncode == 0
     assert blocked(detoxd_env.hosts, "facebook.com")
-    assert detoxd_env.status()["domains_blocked"] == 4
+    assert detoxd_env.status()["domains_blocked"] == 5  # with use-application-dns.net
 
 
 def test_stop_and_kill_keep_the_block_and_restart_resumes(detoxd_env: DetoxdEnv) -> None:
@@ -244,7 +244,8 @@ def test_kill_9_mid_write_never_loses_user_lines(detoxd_env: DetoxdEnv) -> None:
     names = "".join(f"site{i}.example.com\n" for i in range(100_000))
     (detoxd_env.config_dir / "big.txt").write_text(names)
     detoxd_env.write_blocklist("domains: [twitter.com]\nlists: [big.txt]\n")
-    order = load_config(detoxd_env.config_dir).order  # the block lists names in the config's order
+    # The block lists names in the config's order, then Firefox's canary (detoxd.core.network).
+    order = (*load_config(detoxd_env.config_dir).order, "use-application-dns.net")
     expected = hosts.merge(USER_HOSTS, hosts.render_block_in_order(order))
     detoxd_env.start_daemon()
     assert detoxd_env.cli("start").returncode == 0

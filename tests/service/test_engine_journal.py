@@ -87,7 +87,7 @@ def test_a_detox_is_journalled_from_start_to_end(engine: Engine, paths: Paths, c
     assert [event["kind"] for event in journalled] == [
         "daemon_started", "detox_started", "tamper", "clock_jump", "config_error", "detox_ended"]
     started, tampered, jumped, config, ended = journalled[1:]
-    assert started["locked"] is True and started["names"] == 4 and started["by_uid"] == 0
+    assert started["locked"] is True and started["names"] == 5 and started["by_uid"] == 0
     assert started["ends_at"] == "2026-03-16T09:00:00+00:00"
     assert tampered["target"] == "hosts file" and "restored" in tampered and tampered["restored"]
     assert 3 * 3600 - 5 <= jumped["seconds"] <= 3 * 3600 + 5

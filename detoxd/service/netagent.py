@@ -1,0 +1,232 @@
+"""`detoxd netagent`: puts the detox into the household's DNS engines, and keeps it there.
+
+An unprivileged helper, in its own systemd unit: the root daemon has no network, so this process
+talks to the engines. Every ``SYNC_SECONDS`` it sends the daemon a ``network_sync`` (its reports
+in, the engines and names out); it applies changes at once, looks at each engine every
+``CHECK_SECONDS`` (15 s: tampering is undone within 15 s plus the time of one round), and
+retries an engine that failed with a backoff of 2, 4, 8 … at most 60 s. An engine that is down
+never weakens anything: the local block is the daemon's and stays; this agent keeps retrying.
+When the daemon is unreachable the agent keeps holding (and checking) what it last got.
+
+Secrets: each engine's ``password_file`` is read from ``$CREDENTIALS_DIRECTORY`` (systemd's
+``LoadCredential=``), where the unit puts copies readable by this process only; outside systemd
+(by hand, as root) from the config directory, with the same ownership and 0600 checks as
+``detoxd check``. A secret is only ever passed to the engine's target, never logged or reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from detoxd.client import ControlClient, ControlError
+from detoxd.core.network import EngineConfig, engine_from_json, engine_names, exceptions
+from detoxd.service.targets.adguardhome import AdGuardHomeTarget
+from detoxd.service.targets.dnsmasq import DnsmasqTarget
+from detoxd.service.targets.engines import EngineError, EngineTarget
+from detoxd.service.targets.pihole import PiholeTarget
+from detoxd.service.targets.unbound import UnboundTarget
+
+log = logging.getLogger("detoxd.network")
+
+SYNC_SECONDS = 2.0
+CHECK_SECONDS = 15.0
+MAX_BACKOFF_SECONDS = 60.0
+CREDENTIAL_PREFIX = "detoxd_"  # LoadCredential=detoxd:/etc/detoxd names each file detoxd_<name>
+
+MakeTarget = Callable[[EngineConfig, str | None], EngineTarget]
+
+
+class SecretError(Exception):
+    pass
+
+
+def read_secret(config: EngineConfig, config_dir: Path, environ: dict[str, str] | None = None) -> str | None:
+    if config.password_file is None:
+        return None
+    environ = dict(os.environ) if environ is None else environ
+    credentials = environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        flat = config.password_file.replace("/", "_")
+        for name in (CREDENTIAL_PREFIX + flat, flat):
+            path = Path(credentials) / name
+            if path.is_file():
+                return path.read_text(encoding="utf-8").strip("\r\n")
+        raise SecretError(f"{config.location}.password_file: no credential {CREDENTIAL_PREFIX}{flat} "
+                          "(LoadCredential= in the unit)")
+    path = config_dir / config.password_file
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SecretError(f"{config.location}.password_file: cannot read {config.password_file!r}: "
+                          f"{exc.strerror}") from exc
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        info = os.fstat(handle.fileno())
+        if info.st_uid not in (0, os.geteuid()) or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
+            raise SecretError(f"{config.location}.password_file: refusing {config.password_file!r}: "
+                              "must be a regular file of root's with mode 0600")
+        return handle.read().strip("\r\n")
+
+
+def make_target(config: EngineConfig, secret: str | None) -> EngineTarget:
+    if config.engine == "pihole":
+        return PiholeTarget(config, secret or "")
+    if config.engine == "adguardhome":
+        return AdGuardHomeTarget(config, secret or "")
+    if config.engine == "dnsmasq":
+        return DnsmasqTarget(config)
+    return UnboundTarget(config)
+
+
+@dataclass
+class EngineRun:
+    """One engine as the agent drives it."""
+
+    config: EngineConfig
+    target: EngineTarget | None = None
+    held: tuple[str, ...] | None = None  # what the engine holds now (None: unknown, since start)
+    state: str = "pending"
+    error: str | None = None
+    last_ok: str | None = None
+    failures: int = 0
+    next_try: float = 0.0
+    next_check: float = 0.0
+    tamper_events: int = 0
+    drift: list[str] = field(default_factory=list)
+
+    def report(self) -> dict[str, Any]:
+        return {"key": self.config.key, "state": self.state, "last_ok": self.last_ok,
+                "names": len(self.held or ()), "error": self.error, "tamper_events": self.tamper_events}
+
+
+class NetAgent:
+    def __init__(self, client: ControlClient, config_dir: Path, *, kind: str = "all",
+                 make: MakeTarget = make_target, monotonic: Callable[[], float] = time.monotonic,
+                 check_seconds: float = CHECK_SECONDS) -> None:
+        self.client = client
+        self.config_dir = config_dir
+        self.kind = kind
+        self.make = make
+        self.monotonic = monotonic
+        self.check_seconds = check_seconds
+        self.engines: dict[str, EngineRun] = {}
+        self.names: tuple[str, ...] = ()
+        self.allowed: tuple[str, ...] = ()
+        self.active: bool | None = None  # None: the daemon never answered since the agent started
+        self.daemon_reachable = False
+        self._stop = threading.Event()
+
+    def run(self) -> int:
+        log.info("network agent running (%s engines), checking every %gs", self.kind, self.check_seconds)
+        while not self._stop.is_set():
+            self.round()
+            self._stop.wait(SYNC_SECONDS)
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def round(self) -> None:
+        """One sync with the daemon, then one step for every engine that is due."""
+        self.sync()
+        now = self.monotonic()
+        for run in list(self.engines.values()):
+            if now >= run.next_try:
+                self.step(run, now)
+
+    def sync(self) -> None:
+        reports = [run.report() for run in self.engines.values()]
+        drift = [{"key": run.config.key, "detail": detail} for run in self.engines.values()
+                 for detail in run.drift]
+        try:
+            reply = self.client.request("network_sync", agent=self.kind, report=reports, drift=drift)
+        except ControlError as exc:
+            if self.daemon_reachable:
+                log.warning("daemon unreachable (%s): holding what the engines have", exc)
+            self.daemon_reachable = False
+            return
+        if not reply.get("ok"):
+            log.error("daemon refused network_sync: %s", reply.get("error"))
+            return
+        self.daemon_reachable = True
+        for run in self.engines.values():
+            run.drift.clear()  # delivered
+        self._take(reply)
+
+    def _take(self, reply: dict[str, Any]) -> None:
+        self.active = bool(reply.get("active"))
+        self.names = engine_names(reply.get("names") or []) if self.active else ()
+        self.allowed = exceptions(self.names, reply.get("allowed") or []) if self.active else ()
+        wanted: dict[str, EngineConfig] = {}
+        for item in reply.get("engines") or []:
+            try:
+                engine = engine_from_json(item)
+            except (ValueError, TypeError, KeyError) as exc:
+                log.error("ignoring an engine the daemon sent: %s", exc)
+                continue
+            wanted[engine.key] = engine
+        for key in set(self.engines) - set(wanted):
+            del self.engines[key]  # the daemon keeps an engine listed until its end was carried out
+        for key, engine in wanted.items():
+            run = self.engines.get(key)
+            if run is None or run.config != engine:
+                self.engines[key] = EngineRun(engine)
+
+    def step(self, run: EngineRun, now: float) -> None:
+        try:
+            if run.target is None:
+                run.target = self.make(run.config, read_secret(run.config, self.config_dir))
+            if self.active is None:
+                return  # nothing known yet: never remove or add on a guess
+            if self.active and run.held != self.names:
+                run.target.apply(self.names, self.allowed)
+                log.info("%s: %d names applied", run.config.key, len(self.names))
+                run.held, run.next_check = self.names, now + self.check_seconds
+            elif self.active and now >= run.next_check:
+                found = run.target.check()
+                for detail in found:
+                    log.warning("%s tampered with: %s", run.config.key, detail)
+                run.drift += found
+                run.tamper_events += len(found)
+                run.next_check = now + self.check_seconds
+            elif not self.active and run.state != "idle":
+                run.target.remove()
+                log.info("%s: detoxd's entries removed", run.config.key)
+                run.held = ()
+        except (EngineError, SecretError) as exc:
+            self._failed(run, now, getattr(exc, "state", "error"), str(exc))
+            return
+        except OSError as exc:
+            self._failed(run, now, "error", exc.strerror or str(exc))
+            return
+        run.state = "in_sync" if self.active else "idle"
+        run.error, run.failures, run.next_try = None, 0, 0.0
+        run.last_ok = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def _failed(self, run: EngineRun, now: float, state: str, message: str) -> None:
+        if run.state != state or run.error != message:
+            log.error("%s: %s (retrying with backoff)", run.config.key, message)
+        run.failures += 1
+        run.state, run.error = state, message
+        run.next_try = now + min(MAX_BACKOFF_SECONDS, 2.0 ** run.failures)
+        run.target = None if state in ("auth_failed",) else run.target  # re-read a fixed secret
+
+
+def describe_engines(engines: tuple[EngineConfig, ...], config_dir: Path,
+                     make: MakeTarget = make_target) -> list[tuple[bool, str]]:
+    """For `detoxd check`: reach each engine, say what was found (version, credentials)."""
+    results = []
+    for engine in engines:
+        try:
+            results.append((True, make(engine, read_secret(engine, config_dir)).describe()))
+        except (EngineError, SecretError, OSError) as exc:
+            results.append((False, f"{engine.key}: {exc}"))
+    return results
