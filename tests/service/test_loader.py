@@ -299,3 +299,17 @@ def test_hostile_yaml_is_a_config_error_with_file_and_line(tmp_path: Path, text:
 
 def test_missing_config_directory_means_defaults(tmp_path: Path) -> None:
     assert load_config(tmp_path / "nowhere").names == frozenset()
+
+
+def test_a_list_may_be_given_by_absolute_path(tmp_path: Path) -> None:
+    """Relative paths are read from the config directory; absolute ones (a shared list in
+    /usr/share, say) are read where they are, under the same ownership and mode checks."""
+    config, shared = tmp_path / "config", tmp_path / "shared"
+    config.mkdir()
+    shared.mkdir()
+    absolute = write(shared, "big.txt", "far.example\n")
+    write(config, "blocklist.yaml", f"lists: [{absolute}]\n")
+    assert "far.example" in load_config(config).names
+    absolute.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable"):
+        load_config(config)
