@@ -24,8 +24,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from detoxd import inotify  # noqa: E402  (needs the repository on the path)
 from detoxd.client import ControlClient, DaemonUnreachable  # noqa: E402
+from detoxd.service import inotify  # noqa: E402  (needs the repository on the path)
 
 PYTHON = sys.executable
 USER_HOSTS = (

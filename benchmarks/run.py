@@ -31,7 +31,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 TAMPER_MEDIAN_MS, TAMPER_P95_MS = 20.0, 50.0
 CONFIG_MEDIAN_MS = 100.0
 APPLY_TIME_RATIO, APPLY_RSS_MIB = 1.5, 150.0
-STATUS_RATIO = 4.0
+STATUS_RATIO = 3.0  # under a plain (not editable) install
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,9 @@ def run_live_daemon(plan: Plan, seed: int) -> dict[str, Any]:
         counted = (env.request("status") or {}).get("status", {}).get("tamper_events")
         result["daemon_counted_tampers"] = counted
         result["config_edit"] = tamper.config_trials(env, plan.config_trials, EXAMPLE_BLOCKLIST, seed + 2)
-        result["status_cli"] = daemon_costs.status_latency(env, plan.status_runs)
+        with tempfile.TemporaryDirectory(prefix="detoxd-bench-venv-") as venv:
+            python = daemon_costs.plain_install(Path(venv))
+            result["status_cli"] = daemon_costs.status_latency(env, plan.status_runs, python)
         result["status_cli"]["slowest_imports"] = daemon_costs.import_profile(env)
         result["daemon_log_tail"] = env.log()[-1500:]
         return result
@@ -169,7 +171,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         cli = live["status_cli"]
         rows.append(
             f"| `detoxd status --json` ({cli['runs']} runs, median) | {cli['status_median_ms']} ms "
-            f"vs `python -c pass` {cli['pass_median_ms']} ms = **{cli['ratio']}×** | ≤ 4× | "
+            f"vs `python -c pass` {cli['pass_median_ms']} ms = **{cli['ratio']}×** (plain pip install) "
+            f"| ≤ 3× | "
             f"{_verdict(cli['ratio'] <= STATUS_RATIO)} |")
     idle = results.get("idle_cpu")
     if idle:

@@ -8,11 +8,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from detoxd.paths import Paths
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
+    from typing import Any
+
     from detoxd.service.connections import Resolution
 
 EXIT_OK = 0
@@ -32,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hosts-file", help="hosts file [$DETOXD_HOSTS_FILE, /etc/hosts]")
     parser.add_argument("--socket", help="control socket [$DETOXD_SOCKET, /run/detoxd/control.sock]")
     parser.add_argument("--version", action="version", version=_version())
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # prog given: otherwise argparse builds a help formatter (and imports shutil) at every start.
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="detoxd")
 
     run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
 
 DEFAULTS = {
     "config_dir": "/etc/detoxd",
@@ -30,13 +29,29 @@ ENVIRONMENT = {
 }
 
 
-class Paths(NamedTuple):
-    """A NamedTuple, not a dataclass: ``detoxd status`` must not pay for ``dataclasses``' imports."""
+class Paths:
+    """Where one daemon's files are. A plain class, not a dataclass or NamedTuple: ``detoxd
+    status`` must not pay for importing ``dataclasses`` or ``typing``."""
 
-    config_dir: Path
-    state_dir: Path
-    hosts_file: Path
-    socket: Path
+    __slots__ = ("config_dir", "hosts_file", "socket", "state_dir")
+
+    def __init__(self, config_dir: Path, state_dir: Path, hosts_file: Path, socket: Path) -> None:
+        self.config_dir = config_dir
+        self.state_dir = state_dir
+        self.hosts_file = hosts_file
+        self.socket = socket
+
+    def _fields(self) -> tuple[Path, Path, Path, Path]:
+        return (self.config_dir, self.state_dir, self.hosts_file, self.socket)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Paths) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "Paths(config_dir={!r}, state_dir={!r}, hosts_file={!r}, socket={!r})".format(*self._fields())
 
     @classmethod
     def resolve(
