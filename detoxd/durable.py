@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 TEMP_SUFFIX = ".detoxd-new"
+# Temporary files older detoxd versions left in the state directory.
+_OLD_TEMP_SUFFIX = ".tmp"
 
 
 def replace_file(path: Path, data: bytes, *, mode: int, keep_existing_mode: bool = False) -> None:
@@ -51,3 +53,26 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def remove_stale_temporaries(directory: Path, only_for: str | None = None) -> int:
+    """Remove the temporary files a crash left between write and rename; returns how many.
+
+    Only detoxd's own names are touched: ``.<name>.<random>.detoxd-new`` (and ``.tmp`` in the
+    state directory); with ``only_for`` only those of that one file (``/etc`` holds others').
+    Call at start-up, before any writer runs.
+    """
+    prefix = f".{only_for}." if only_for else "."
+    suffixes = (TEMP_SUFFIX,) if only_for else (TEMP_SUFFIX, _OLD_TEMP_SUFFIX)
+    removed = 0
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.name.startswith(prefix) and entry.name.endswith(suffixes):
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed

@@ -15,10 +15,13 @@ DEFAULTS = {
 # Every file the daemon keeps in its state directory (the ratchet's side files are named after
 # the state file: ``state.ratchet-<sha256>.json``).
 STATE_FILE = "state.json"
+STATE_BACKUP_FILE = "state.backup.json"  # a second copy of what fixes the end time
+RUNTIME_STATE_FILE = "detox-state.json"  # a third, in the runtime directory (survives the state dir)
 APPLIED_FILE = "applied.json"
 APPS_RATCHET_FILE = "apps-kept.json"
 SESSIONS_ANNOUNCED_FILE = "sessions-announced.json"
 HOSTS_JOURNAL_FILE = "hosts-write.journal"
+HOSTS_RESERVE_FILE = "hosts-write.reserve"  # room kept free for that journal on a full disk
 BROWSER_POLICIES_FILE = "browser-policies.json"
 ALLOWANCES_FILE = "allowances.json"
 ENVIRONMENT = {
@@ -66,6 +69,16 @@ class Paths:
     @property
     def state_file(self) -> Path:
         return self.state_dir / STATE_FILE
+
+    @property
+    def state_backup_file(self) -> Path:
+        return self.state_dir / STATE_BACKUP_FILE
+
+    @property
+    def runtime_state_file(self) -> Path:
+        """Beside the socket (/run/detoxd, kept across restarts by RuntimeDirectoryPreserve=):
+        the end time survives a removed state directory until the next reboot."""
+        return self.socket.parent / RUNTIME_STATE_FILE
 
     @property
     def apps_ratchet_file(self) -> Path:

@@ -2,8 +2,12 @@
 
 The daemon owns the threads and descriptors: the main loop waits on inotify (the hosts file), a
 wake-up pipe (config edits, signals) and a timer (ticks, periodic checks, checkpoints); the
-control socket's threads and the config watcher call into the engine with its lock held. Every
-decision is the engine's.
+control socket's threads call into the engine with its lock held. Every decision is the engine's.
+
+Config edits are read by a worker thread, never by the main loop and never with the engine's
+lock held: a large or hostile config costs that thread time, while tampers are still restored
+and status still answers; only the finished result is swapped in under the lock. The config
+watcher starts before the first read, so an edit saved during start-up is not lost.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class Daemon:
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._reload_due: float | None = None
+        self._reload_wanted = threading.Event()
+        self._config_worker = threading.Thread(target=self._read_configs, name="config-reader",
+                                               daemon=True)
+        self._watched: dict[Path, Any] = {}  # directory of `lists:` files -> its watch
+        self._config_handler: Any = None
         self.server: ControlServer | None = None
         self.observer: Any = None
 
@@ -53,12 +62,14 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
         engine = self.engine
         engine.sessions.start()
-        with engine.lock:
-            engine.boot()
+        # Watching first: an edit saved while the config is read at start-up wakes a reload.
+        self.observer = self._watch_config()
+        engine.boot()
+        self._watch_list_directories()
+        self._config_worker.start()
         self.server = ControlServer(self.paths.socket, engine.handle, snapshot=engine.status_event)
         self.server.start()
         engine.publish_to = self.server.publish
-        self.observer = self._watch_config()
         log.info("detoxd %s running: hosts file %s, config %s, socket %s", __version__,
                  self.paths.hosts_file, self.paths.config_dir, self.paths.socket)
         self.notifier.ready(status=engine.one_line())
@@ -71,6 +82,7 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        self._reload_wanted.set()
         self._wake()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -106,11 +118,11 @@ class Daemon:
             if hosts.fileno() in readable:
                 hosts.handle_events()
             now = self.clock.monotonic()
+            if self._reload_due is not None and now >= self._reload_due:
+                self._reload_due = None
+                self._reload_wanted.set()  # the worker reads it; enforcement goes on here
             with engine.lock:
                 engine.settle(now)
-                if self._reload_due is not None and now >= self._reload_due:
-                    self._reload_due = None
-                    engine.reload()
                 if now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     engine.tick()
@@ -131,7 +143,20 @@ class Daemon:
     def _threads_healthy(self) -> bool:
         server_ok = self.server is not None and self.server.is_alive()
         observer_ok = self.observer is None or self.observer.is_alive()
-        return server_ok and observer_ok
+        return server_ok and observer_ok and self._config_worker.is_alive()
+
+    def _read_configs(self) -> None:
+        """The config worker: one read per wake-up (edits during a read cause one more)."""
+        while not self._stop.is_set():
+            self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.engine.reload()
+                self._watch_list_directories()
+            except Exception:  # never lose the worker: the next edit is read again
+                log.exception("reading the config failed")
 
     # ---- waking the loop from other threads ----
 
@@ -164,7 +189,24 @@ class Daemon:
 
         self.paths.config_dir.mkdir(parents=True, exist_ok=True)
         observer = Observer()
-        observer.schedule(ConfigHandler(), str(self.paths.config_dir), recursive=False)
+        self._config_handler = ConfigHandler()
+        observer.schedule(self._config_handler, str(self.paths.config_dir), recursive=False)
         observer.daemon = True
         observer.start()
         return observer
+
+    def _watch_list_directories(self) -> None:
+        """`lists:` files outside the config directory (or in a subdirectory) are watched too."""
+        if self.observer is None:
+            return
+        wanted = {directory for directory in self.engine.list_directories
+                  if directory != self.paths.config_dir and directory.is_dir()}
+        for directory in set(self._watched) - wanted:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.observer.unschedule(self._watched.pop(directory))
+        for directory in wanted - set(self._watched):
+            try:
+                self._watched[directory] = self.observer.schedule(
+                    self._config_handler, str(directory), recursive=False)
+            except OSError as exc:
+                log.error("cannot watch %s for list edits: %s", directory, exc.strerror)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,12 @@ from zoneinfo import ZoneInfo
 
 from detoxd import __version__
 from detoxd.clock import Clock
-from detoxd.core import apps, detox, ics, peerkey, plan
+from detoxd.core import apps, detox, hosts, ics, peerkey, plan
 from detoxd.core.config import LockMode
 from detoxd.core.network import CANARY
 from detoxd.core.report import DetoxWindow
 from detoxd.core.yamlsource import ConfigError
+from detoxd.durable import remove_stale_temporaries
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service import journal, state_store
@@ -77,8 +79,19 @@ class Engine:
         self.warnings: list[str] = []
         self.applied = Applied(frozenset(), (), 14.0, True)
         self._agents: dict[int, tuple[float, dict[str, Any]]] = {}  # uid -> (when, tray report)
+        # What cannot be done right now, shown loudly in status until it works again:
+        # "state" (saving to the state directory), "hosts file"/"browser policies" (enforcing).
+        self.problems: dict[str, str] = {}
+        self.state_error: str | None = None  # the detox state had to be recovered or guessed
+        self._applied_unsaved = False
+        self._read_lock = threading.Lock()  # one config read at a time, outside self.lock
+        self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
         paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Temporary files a kill left between write and rename (a full-size hosts copy each).
+        remove_stale_temporaries(paths.state_dir)
+        remove_stale_temporaries(paths.hosts_file.parent, only_for=paths.hosts_file.name)
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
+        self._state_lost: str | None = None  # no copy of the state could be used: why
         self.state = self._load_state()
         self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
         # The household's DNS engines, through the network agents (detoxd netagent).
@@ -98,13 +111,20 @@ class Engine:
     # ---- life cycle ----
 
     def boot(self) -> None:
-        """At start-up: the last good config, the detox clock, then the config on disk."""
-        journal.record("daemon_started", version=__version__)
-        self._load_applied()
-        self.tick()
+        """At start-up: the last good config, the detox clock, then the config on disk.
+
+        The config is read without holding :attr:`lock` (like every reload)."""
+        with self.lock:
+            journal.record("daemon_started", version=__version__)
+            self._load_applied()
+            if self._state_lost is not None:
+                self._fail_closed(self._state_lost)
+            self.tick()
+            self.checkpoint()
         self.reload()
-        # Finishes a policy removal that a crash interrupted (the names did not change).
-        self.browser.apply(self.hosts.names)
+        with self.lock:
+            # Finishes a policy removal that a crash interrupted (the names did not change).
+            self.browser.apply(self.hosts.names)
 
     def shutdown(self) -> None:
         self.checkpoint()
@@ -114,24 +134,57 @@ class Engine:
             journal.install(None)
 
     def checkpoint(self) -> None:
-        state_store.save(self.paths.state_file, self.state)
+        """Save the state (and its copies); a full or broken disk is reported, never raised."""
+        paths = self.paths
+        saved = self._persist("state", lambda: state_store.save(
+            paths.state_file, self.state, copies=(paths.state_backup_file, paths.runtime_state_file)))
+        if saved and self._applied_unsaved:
+            self._save_applied()
+
+    def _persist(self, what: str, write: Callable[[], None]) -> bool:
+        """Run a write to the state directory; on OSError keep running and say so loudly."""
+        try:
+            write()
+        except OSError as exc:
+            message = f"cannot save the {what} in {self.paths.state_dir}: {exc.strerror or exc}"
+            if self.problems.get("state") != message:
+                log.error("%s (enforcement goes on; retrying every %gs)", message, TICK_SECONDS)
+                self.problems["state"] = message
+                self.notifier.status(message)
+                self.publish("status")
+            return False
+        if self.problems.pop("state", None) is not None:
+            log.info("the state directory %s is writable again", self.paths.state_dir)
+            self.publish("status")
+        return True
 
     # ---- config ----
 
     def reload(self) -> ConfigError | None:
-        try:
-            loaded = load_config(self.paths.config_dir)
-        except ConfigError as error:
-            self._config_failed(error)
-            return error
-        self._config_loaded(loaded)
+        """Read the config *without* :attr:`lock` (a large or hostile config must not stall
+        enforcement or status), then apply the result under it."""
+        with self._read_lock:
+            try:
+                result: LoadedConfig | ConfigError = load_config(self.paths.config_dir)
+            except ConfigError as error:
+                result = error
+            with self.lock:
+                return self.apply_config(result)
+
+    def apply_config(self, result: LoadedConfig | ConfigError) -> ConfigError | None:
+        if isinstance(result, ConfigError):
+            self._config_failed(result)
+            return result
+        self._config_loaded(result)
         return None
 
     def _config_failed(self, error: ConfigError) -> None:
-        first = str(error).splitlines()[0] if str(error) else "invalid config"
+        # Only what any user may read goes to the log: a `lists:` file's content is root's.
+        public = "; ".join(str(issue.redacted()) for issue in error.issues)
+        first = public.split("; ", 1)[0] if public else "invalid config"
         if self.config_error is None or str(self.config_error) != str(error):
-            log.error("config invalid, keeping the last good blocklist (%d names): %s",
-                      len(self.applied.names), str(error).replace("\n", "; "))
+            log.error("config invalid, keeping the block in force (%d names): %s",
+                      len(self.hosts.names), public)
             issues = error.issues
             journal.record("config_error", errors=len(issues),
                            first=str(issues[0].redacted()) if issues else first)
@@ -151,6 +204,8 @@ class Engine:
         self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
                                loaded.main.bypass.browser_policies, loaded.main.notifications.suppress,
                                loaded.main.detox.lock_mode, loaded.main.detox.peers_needed)
+        self.list_directories = frozenset(
+            (self.paths.config_dir / ref.path).parent for ref in loaded.blocklist.lists)
         self.browser.browser_policies = self.applied.browser_policies
         self.network.configure(loaded.main.network, loaded.blocklist.allow,
                                active=self.state.active, locked=self.state.locked)
@@ -191,7 +246,13 @@ class Engine:
         except OSError as exc:
             self._target_failed(target, exc)
             return False
+        self._target_ok(target)
         return True
+
+    def _target_ok(self, target: Target) -> None:
+        if self.problems.pop(target.name, None) is not None:
+            log.info("the %s is enforced again", target.name)
+            self.publish("status")
 
     def check(self, now: float, *, full: bool) -> None:
         """The tick's look at every target: settle pending changes, find and undo drift."""
@@ -201,6 +262,8 @@ class Engine:
             except OSError as exc:
                 self._target_failed(target, exc)
                 continue
+            if target is not self.hosts or self.hosts.in_sync:
+                self._target_ok(target)
             self._record_drift(drift)
 
     def settle(self, now: float) -> None:
@@ -209,6 +272,9 @@ class Engine:
             self._record_drift(self.hosts.settle(now))
         except OSError as exc:
             self._target_failed(self.hosts, exc)
+            return
+        if self.hosts.in_sync:
+            self._target_ok(self.hosts)
 
     def _target_failed(self, target: Target, exc: OSError) -> None:
         if target is self.hosts and exc.errno == errno.EROFS:
@@ -219,8 +285,14 @@ class Engine:
                       "restarts with write access", self.paths.hosts_file, exc.strerror)
             self.exit_code = EXIT_RESTART
             return
-        log.error("cannot enforce the block in the %s: %s (retrying every %gs)",
-                  target.name, exc, TICK_SECONDS)
+        message = f"cannot enforce the block in the {target.name}: {exc.strerror or exc}"
+        if self.problems.get(target.name) != message:  # once, not every second
+            log.error("%s (retrying every %gs)", message, TICK_SECONDS)
+            self.problems[target.name] = message
+            self.notifier.status(message)
+            self.publish("status")
+        if target is self.hosts:
+            self.hosts.retry_after(TICK_SECONDS)  # true to the message: the next tick tries again
 
     def _record_drift(self, drift: list[Drift]) -> None:
         for found in drift:
@@ -238,9 +310,10 @@ class Engine:
         rules = apps.ratchet_rules(self._kept_apps, configured) if locked else configured
         kept = rules if locked else ()
         if kept != self._kept_apps:
-            self._kept_apps = kept
-            state_store.write_atomic(self.paths.apps_ratchet_file,
-                                     json.dumps(apps.rules_to_json(kept)).encode())
+            data = json.dumps(apps.rules_to_json(kept)).encode()
+            if self._persist("kept app rules", lambda: state_store.write_atomic(
+                    self.paths.apps_ratchet_file, data)):
+                self._kept_apps = kept  # else retried at the next enforce
         self.app_watcher.set_rules(rules)
 
     def watch_apps(self, now: float) -> None:
@@ -276,6 +349,11 @@ class Engine:
             wall = (now - before.checkpoint.wall).total_seconds()
             credited = boot.seconds - before.checkpoint.boot.seconds
             journal.record("clock_jump", seconds=round(wall - credited))
+        if (self.state.active or "state" in self.problems) and not os.path.lexists(self.paths.state_file):
+            # Removed (or never written: the disk was full): a kill now would lose the detox.
+            if "state" not in self.problems:
+                log.warning("the state file %s is gone: writing it again", self.paths.state_file)
+            self.checkpoint()
         if before.active and not self.state.active:
             log.info("detox finished: removing the block from %s", self.paths.hosts_file)
             journal.record("detox_ended", early=False, reason="finished")
@@ -292,15 +370,72 @@ class Engine:
     # ---- state files ----
 
     def _load_state(self) -> detox.DetoxState:
+        """The state from the first usable copy. When none is usable but the hosts file still
+        holds detoxd's block (a detox was running), :meth:`boot` fails closed."""
+        paths = self.paths
+        state, problems = state_store.load_first(
+            (paths.state_file, paths.state_backup_file, paths.runtime_state_file))
+        for problem in problems:
+            log.error("state file unusable: %s", problem)
+            self._set_aside(problem)
+        if state is not None:
+            if problems:
+                used = "a copy" if not isinstance(problems[-1], state_store.MissingRatchetError) else "it"
+                self.state_error = (f"{problems[0].path.name}: {problems[0].reason}; resumed from {used}")
+                if isinstance(problems[-1], state_store.MissingRatchetError):
+                    state = self._rebuild_ratchet(state)
+            return state
+        if problems or self._block_in_hosts_file():
+            reason = problems[0].reason if problems else "no state file"
+            if self._block_in_hosts_file():
+                self._state_lost = reason
+            else:
+                log.error("state unusable (%s), and no block in %s: no detox was running",
+                          reason, paths.hosts_file)
+        return detox.DetoxState()
+
+    def _set_aside(self, problem: state_store.StateFileError) -> None:
+        """Keep the evidence out of the way of the next save (a directory, garbage, a newer version)."""
+        if isinstance(problem, state_store.MissingRatchetError) or not os.path.lexists(problem.path):
+            return
+        aside = problem.path.with_suffix(".corrupt")
         try:
-            return state_store.load(self.paths.state_file)
-        except state_store.CorruptStateError as exc:
-            # Keep the evidence; an unreadable state cannot prove a detox is running, and a
-            # detox that can never end ("permablock") is worse than one that ends early.
-            aside = self.paths.state_file.with_suffix(".corrupt")
-            self.paths.state_file.replace(aside)
-            log.error("state file unreadable (%s): moved to %s, starting idle", exc.reason, aside)
-            return detox.DetoxState()
+            if os.path.isdir(aside) and not os.path.islink(aside):
+                return
+            os.replace(problem.path, aside)
+        except OSError as exc:
+            log.error("cannot move %s aside: %s", problem.path, exc.strerror)
+
+    def _block_names_in_hosts_file(self) -> frozenset[str]:
+        try:
+            text = self.hosts.file.read()
+        except OSError:
+            return frozenset()
+        names = hosts.split(text).names
+        try:
+            return frozenset(state_store.checked_names(sorted(names), "the hosts block"))
+        except (TypeError, ValueError):
+            return frozenset(name for name in names if state_store.is_valid_name(name))
+
+    def _block_in_hosts_file(self) -> bool:
+        return bool(self._block_names_in_hosts_file())
+
+    def _rebuild_ratchet(self, state: detox.DetoxState) -> detox.DetoxState:
+        """The ratchet's side file is gone: keep every name the hosts file still blocks."""
+        return detox.update_ratchet(state, self._block_names_in_hosts_file()) if state.active else state
+
+    def _fail_closed(self, reason: str) -> None:
+        """No copy of the state survived, but the block in the hosts file shows a detox was
+        running. Its end cannot be known: a new locked detox of the configured length starts
+        now (never ends early), keeping every name the file blocks, and status says so."""
+        result = detox.start(detox.DetoxState(), now=self.clock.now(), boot=self._boot(),
+                             days=self.applied.days, locked=True)
+        assert isinstance(result, detox.DetoxState)  # an idle state can always start
+        self.state = detox.update_ratchet(result, self._block_names_in_hosts_file())
+        self.state_error = (f"the detox state was lost ({reason}); the hosts file still held the "
+                            f"block, so a locked detox of {self.applied.days:g} days was started again")
+        log.error("%s", self.state_error)
+        self._state_lost = None
 
     def _load_kept_apps(self) -> tuple[apps.AppRule, ...]:
         try:
@@ -312,27 +447,39 @@ class Engine:
             return ()
 
     def _load_applied(self) -> None:
+        """The last good blocklist, validated as strictly as the config: ignored when damaged."""
+        path = self.paths.applied_file
         try:
-            data = json.loads(self.paths.applied_file.read_text())
-            order = tuple(dict.fromkeys(data["names"]))
-            lock = bool(data["lock"])
-            self.applied = Applied(frozenset(order), order, float(data["days"]), lock,
-                                   bool(data.get("browser_policies", True)),
-                                   bool(data.get("suppress_notifications", True)),
+            data = state_store.read_json(path)
+            if not isinstance(data, dict):
+                raise TypeError("expected a JSON object")
+            order = tuple(dict.fromkeys(state_store.checked_names(data["names"], "names")))
+            days, lock = data["days"], data["lock"]
+            if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
+                raise ValueError(f"days must be a number from 0 to 365, got {days!r}")
+            flags = [data.get(key, True) for key in ("browser_policies", "suppress_notifications")]
+            if not all(isinstance(flag, bool) for flag in [lock, *flags]):
+                raise TypeError("lock and the switches must be true or false")
+            peers_needed = data.get("peers_needed", 3)
+            if type(peers_needed) is not int or not 1 <= peers_needed <= 64:
+                raise ValueError(f"peers_needed must be a small whole number, got {peers_needed!r}")
+            self.applied = Applied(frozenset(order), order, float(days), lock, *flags,
                                    LockMode(data.get("lock_mode", "true" if lock else "false")),
-                                   int(data.get("peers_needed", 3)))
+                                   peers_needed)
             self.browser.browser_policies = self.applied.browser_policies
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.error("ignoring unreadable %s: %s", self.paths.applied_file, exc)
+        except (state_store.StateFileError, KeyError, TypeError, ValueError) as exc:
+            log.error("ignoring unusable %s: %s", path, exc)
 
     def _save_applied(self) -> None:
         data = {"version": 1, "names": self.applied.order, "days": self.applied.days,
                 "lock": self.applied.lock, "browser_policies": self.applied.browser_policies,
                 "suppress_notifications": self.applied.suppress_notifications,
                 "lock_mode": self.applied.lock_mode.value, "peers_needed": self.applied.peers_needed}
-        state_store.write_atomic(self.paths.applied_file, json.dumps(data).encode())
+        encoded = json.dumps(data).encode()
+        self._applied_unsaved = not self._persist(
+            "last good blocklist", lambda: state_store.write_atomic(self.paths.applied_file, encoded))
 
     # ---- commands (from the control socket; SO_PEERCRED already checked for mutations) ----
 
@@ -340,6 +487,8 @@ class Engine:
         command = request.get("cmd")
         if command == "report":
             return self.report(peer)
+        if command == "reload":  # reads the config outside the lock
+            return self.reload_command(peer)
         with self.lock:
             if command == "activity_report":
                 return self.audit.activity_report(
@@ -356,8 +505,6 @@ class Engine:
                 return self.end(peer)
             if command == "peer_lock":
                 return self.peer_lock()
-            if command == "reload":
-                return self.reload_command(peer)
             if command == "calendar":
                 return self.calendar()
             if command == "agent_report":
@@ -381,6 +528,7 @@ class Engine:
             log.warning("refused start from uid %d: %s", peer.uid, result.reason)
             return {"ok": False, "code": "refused", "error": result.reason}
         self.state = result
+        self.state_error = None  # a new detox: whatever was recovered before is settled
         self.app_watcher.reset_counts()  # apps_closed counts this detox, like tamper_events
         self.checkpoint()
         self.enforce()
@@ -487,12 +635,13 @@ class Engine:
         # "reloading" and the following READY=1 ends it (matched by MONOTONIC_USEC on systemd 253+).
         self.notifier.reloading(status="reloading the config")
         error = self.reload()
-        self.notifier.ready(status=self.one_line())
-        log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
-        if error:
-            return {"ok": False, "code": "invalid_config", "error": str(error),
-                    "errors": [str(issue) for issue in error.issues]}
-        return {"ok": True, "status": self.status(private=True)}
+        with self.lock:
+            self.notifier.ready(status=self.one_line())
+            log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
+            if error:
+                return {"ok": False, "code": "invalid_config", "error": str(error),
+                        "errors": [str(issue) for issue in error.issues]}
+            return {"ok": True, "status": self.status(private=True)}
 
     def agent_report(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         """A tray agent says whether it silenced its user's notifications (for status/doctor).
@@ -582,7 +731,10 @@ class Engine:
             "apps_closed": self.app_watcher.closed_counts(),
             "clock_jumps": state.clock_jumps,
             "config_error": self._config_error_text(private),
-            "warnings": self.warnings + self._session_warnings(now),
+            # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
+            "state_error": self.state_error,
+            "problems": sorted(self.problems.values()),
+            "warnings": self._loud_warnings() + self.warnings + self._session_warnings(now),
             **self.sessions.status_fields(now),
             "version": __version__,
         }
@@ -601,6 +753,10 @@ class Engine:
                               "failed_attempts": state.peer_lock.failed_attempts,
                               "retry_in_seconds": round(detox.peer_retry_in(state))}}
 
+    def _loud_warnings(self) -> list[str]:
+        loud = sorted(self.problems.values())
+        return [*loud, self.state_error] if self.state_error else loud
+
     def _config_error_text(self, private: bool) -> str | None:
         if self.config_error is None:
             return None
@@ -617,6 +773,8 @@ class Engine:
         return plan.warnings(planned, None, now + timedelta(days=self.applied.days))
 
     def one_line(self) -> str:
+        if self.problems:
+            return "; ".join(sorted(self.problems.values()))
         if not self.state.active:
             return "idle"
         return f"detox active, {detox.days_left(self.state)} days left, {len(self.hosts.names)} names"

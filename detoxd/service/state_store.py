@@ -1,32 +1,45 @@
-"""Atomic, versioned JSON persistence of :class:`~detoxd.core.detoxDetoxState`.
+"""Atomic, versioned JSON persistence of :class:`~detoxd.core.detox.DetoxState`.
 
 A save either leaves the old file or puts the complete new one in place: the JSON
 goes to a temporary file in the same directory (mode 0600), is fsynced, renamed
 over the state file with ``os.replace`` and the directory is fsynced so the rename
 survives a power cut. Loading never modifies or removes a file: a corrupt file or
 one written by a newer detoxd raises :class:`StateFileError` and the daemon decides.
+
+What fixes a detox's end time is kept in more than one place (``save(..., copies=)``: a
+backup beside the state file and a copy in the runtime directory, which survives the state
+directory's removal until a reboot); :func:`load_first` reads the first usable one. Every read
+is bounded (:data:`MAX_STATE_BYTES`, :data:`MAX_RATCHET_BYTES`), refuses anything but a regular
+file (a directory, a FIFO, a symlink to ``/dev/zero``) and validates every value as strictly as
+the config: each ratchet name must be one detoxd could have written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
 import math
 import os
 import re
+import stat
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from detoxd.core import peerkey
+from detoxd.core import domains, peerkey
 from detoxd.core.detox import BootReading, Checkpoint, DetoxState, PeerLock, Phase
 from detoxd.durable import replace_file
 
 FORMAT_VERSION = 1
 FILE_MODE = 0o600
 DIR_MODE = 0o700
+MAX_STATE_BYTES = 4 << 20  # an inline ratchet holds at most INLINE_RATCHET_MAX names
+MAX_RATCHET_BYTES = 256 << 20  # a side file of a few million names
+MAX_RATCHET_NAMES = 4_000_000
 
 _T = TypeVar("_T")
 
@@ -48,30 +61,116 @@ class NewerStateVersionError(StateFileError):
     """Written by a newer detoxd: refusing to guess at its meaning."""
 
 
+class MissingRatchetError(StateFileError):
+    """The state is readable but the ratchet side file it names is missing or damaged."""
+
+    def __init__(self, path: Path, reason: str, state: DetoxState) -> None:
+        super().__init__(path, reason)
+        self.state = state  # with an empty ratchet: the end time is still known
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit``; FileNotFoundError when missing, else
+    CorruptStateError for a directory, a device, a FIFO, a symlink or a file over ``limit``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        reason = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
+        raise CorruptStateError(path, f"cannot open: {reason}") from error
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise CorruptStateError(path, "not a regular file")
+        if info.st_size > limit:
+            raise CorruptStateError(path, f"larger than {limit >> 20} MiB")
+        chunks: list[bytes] = []
+        total = 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise CorruptStateError(path, f"larger than {limit >> 20} MiB")
+        return b"".join(chunks)
+    except OSError as error:
+        raise CorruptStateError(path, f"cannot read: {error.strerror}") from error
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path, limit: int = MAX_STATE_BYTES) -> Any:
+    """A small JSON file of the state directory, bounded; CorruptStateError when unusable."""
+    data = read_bounded(path, limit)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise CorruptStateError(path, f"not valid JSON: {_short(str(error))}") from error
+
+
+def load_first(paths: Sequence[Path]) -> tuple[DetoxState | None, list[StateFileError]]:
+    """The state from the first of ``paths`` that holds a usable one, and the problems met on
+    the way. ``None`` when none exists (all missing) or none is usable (then the problems say why).
+
+    A copy whose ratchet side file is gone counts as usable (its end time is known): it comes
+    back as a MissingRatchetError in the problems, with the state in it.
+    """
+    problems: list[StateFileError] = []
+    for path in paths:
+        try:
+            if not os.path.lexists(path):
+                continue
+            return load(path), problems
+        except MissingRatchetError as error:
+            problems.append(error)
+            return error.state, problems
+        except StateFileError as error:
+            problems.append(error)
+    return None, problems
+
+
 def load(path: Path) -> DetoxState:
     """Read the state; a missing file is a fresh idle state."""
     try:
-        text = path.read_bytes()
+        text = read_bounded(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return DetoxState()
     try:
         document = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise CorruptStateError(path, f"not valid JSON: {error}") from error
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:  # JSONDecodeError: ValueError
+        raise CorruptStateError(path, f"not valid JSON: {_short(str(error))}") from error
     if not isinstance(document, dict):
         raise CorruptStateError(path, "expected a JSON object")
     _check_version(path, document.get("version"))
+    reference = document.get("ratchet")
     try:
-        document["ratchet"] = _load_ratchet(path, document.get("ratchet"))
+        document["ratchet"] = _load_ratchet(path, reference)
+    except (KeyError, TypeError, ValueError, OSError, StateFileError) as error:
+        if not isinstance(reference, dict):
+            raise CorruptStateError(path, f"invalid state: {_short(str(error))}") from error
+        document["ratchet"] = []
+        state = _decode_checked(path, document)
+        raise MissingRatchetError(path, f"ratchet file unusable: {_short(str(error))}", state) from error
+    return _decode_checked(path, document)
+
+
+def _decode_checked(path: Path, document: dict[str, Any]) -> DetoxState:
+    try:
         return decode(document)
     except KeyError as error:
         raise CorruptStateError(path, f"missing key {error}") from error
-    except (TypeError, ValueError, OSError) as error:
-        raise CorruptStateError(path, f"invalid state: {error}") from error
+    except (TypeError, ValueError, OverflowError) as error:
+        raise CorruptStateError(path, f"invalid state: {_short(str(error))}") from error
 
 
-def save(path: Path, state: DetoxState) -> None:
+def save(path: Path, state: DetoxState, *, copies: Sequence[Path] = ()) -> None:
     """Replace the state file atomically; on any error the previous file is intact.
+
+    The same document then goes to each of ``copies`` (another place that knows the end time);
+    a copy that cannot be written is skipped (OSError only when the state file itself failed).
 
     The daemon checkpoints every few seconds, but the ratchet (up to a million names) rarely
     changes: it goes to a side file named after its content, written only when it changed and
@@ -82,8 +181,13 @@ def save(path: Path, state: DetoxState) -> None:
     side_file = _save_ratchet(path, state.ratchet) if large else None
     if side_file:
         document["ratchet"] = {"file": side_file}
-    write_atomic(path, json.dumps(document, allow_nan=False, separators=(",", ":")).encode())
+    data = json.dumps(document, allow_nan=False, separators=(",", ":")).encode()
+    write_atomic(path, data)
     _remove_stale_ratchets(path, keep=side_file)
+    for copy in copies:
+        if copy.parent.is_dir():  # never create a directory for a copy (the runtime one is 0755)
+            with contextlib.suppress(OSError):
+                replace_file(copy, data, mode=FILE_MODE)
 
 
 INLINE_RATCHET_MAX = 10_000  # presets and a few lists; beyond that, a side file
@@ -119,7 +223,10 @@ def _load_ratchet(path: Path, reference: object) -> list[str]:
     name = reference["file"]
     if not _RATCHET_FILE.fullmatch(name):
         raise ValueError(f"invalid ratchet file name {name!r}")
-    names = json.loads((path.parent / name).read_bytes())
+    try:
+        names = read_json(path.parent / name, MAX_RATCHET_BYTES)
+    except FileNotFoundError as error:
+        raise ValueError(f"{name} is missing") from error
     if not isinstance(names, list):
         raise TypeError("ratchet file must hold a list")
     return names
@@ -276,12 +383,34 @@ def _sorted_names(names: frozenset[str]) -> tuple[str, ...]:
 
 
 def _decode_names(value: object) -> frozenset[str]:
+    return frozenset(checked_names(value, "ratchet"))
+
+
+def checked_names(value: object, what: str) -> list[str]:
+    """``value`` as a list of host names detoxd could have written, or ValueError/TypeError.
+
+    A string is no list (``names: "abc"`` must not block ``a``, ``b`` and ``c``), and every name
+    must come back unchanged from the same validation the config's names pass."""
     if not isinstance(value, list | tuple):
-        raise TypeError("ratchet must be a list")
-    names = frozenset(value)
-    if not all(isinstance(name, str) for name in names):
-        raise TypeError("ratchet must hold only strings")
+        raise TypeError(f"{what} must be a list, got {type(value).__name__}")
+    if len(value) > MAX_RATCHET_NAMES:
+        raise ValueError(f"{what} holds more than {MAX_RATCHET_NAMES} names")
+    if not all(isinstance(name, str) for name in value):
+        raise TypeError(f"{what} must hold only strings")
+    names = list(value)
+    valid, issues = domains.parse_list_text("\n".join(names), max_issues=1)
+    if issues or valid != names:
+        raise ValueError(f"{what} holds a name detoxd never writes")
     return names
+
+
+def is_valid_name(name: str) -> bool:
+    result = domains.normalize_domain(name)
+    return result.name == name and result.warning is None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _ensure_private_dir(directory: Path) -> None:

@@ -150,7 +150,10 @@ mount("--bind", str(writable), str(strict / "hosts"))
 result["temporary_file"] = error_name(lambda: (strict / "probe").write_bytes(b"probe\n"))
 result["strict_written"] = HostsFile(strict / "hosts", root / "state").write(b"new\n")
 result["strict_source"] = writable.read_text()
-result["journals_left"] = sorted(path.name for path in (root / "state").iterdir())
+# The reserve stays on purpose: room for the next restore's journal on a full disk.
+result["journals_left"] = sorted(path.name for path in (root / "state").iterdir()
+                                 if path.name != "hosts-write.reserve")
+result["reserve_kept"] = (root / "state" / "hosts-write.reserve").stat().st_size > 0
 print(json.dumps(result))
 """
 
@@ -177,4 +180,5 @@ def test_bind_mounted_hosts_file_is_written_in_place(tmp_path: Path) -> None:
         "strict_written": True,
         "strict_source": "new\n",
         "journals_left": [],
+        "reserve_kept": True,
     }

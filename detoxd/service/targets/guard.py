@@ -145,6 +145,13 @@ class HostsGuard:
         self.in_sync = True
         return Outcome(written, tampered)
 
+    def retry_after(self, seconds: float) -> None:
+        """After a failed write (a full disk): enforce again once ``seconds`` have passed, so
+        that "retrying every second" is true even when the file does not change meanwhile."""
+        self.in_sync = False
+        self._pending_since = self._monotonic() + seconds - QUIET_AFTER_CLOSE
+        self._writer_open = False
+
     def close(self) -> None:
         self._notify.close()
 

@@ -25,6 +25,7 @@ class HostsTarget:
         self.path = path
         self.file = HostsFile(path, state_dir)
         self.file.recover()  # finish or roll back a write a crash interrupted, before reading
+        self.file.keep_reserve(len(self.file.read()))  # in-place mode: room for a restore
         self.guard = HostsGuard(self.file, monotonic)
 
     @property
@@ -46,6 +47,10 @@ class HostsTarget:
 
     def settle(self, now: float) -> list[Drift]:
         return _drift(self.guard.settle(now))
+
+    def retry_after(self, seconds: float) -> None:
+        """A write failed: look at the file again after ``seconds`` (not only at the next change)."""
+        self.guard.retry_after(seconds)
 
     def remove(self) -> None:
         self.guard.set_names(frozenset())

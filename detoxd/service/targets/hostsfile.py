@@ -21,10 +21,24 @@ their file alone (the daemon then re-applies its block to it as to any edit).
 
 Keeping the old content in the journal costs one more copy per in-place write, and buys that last
 rule: without it a stale journal would silently overwrite a file edited while detoxd was down.
+
+**A full disk.** A restore must not depend on free space appearing when it is needed:
+
+- in the in-place mode a *reserve* file (``hosts-write.reserve``, fallocated to twice the size a
+  journal of the current file needs) sits in the state directory; when the journal cannot be
+  written for want of space, the reserve is deleted and the journal written into the room it
+  frees, and the reserve is made again once there is room. So a full state directory (someone
+  filled it, or the disk) does not stop a tamper from being undone.
+- before overwriting in place, the file's blocks are reserved with ``fallocate(KEEP_SIZE)``:
+  when the hosts file's file system is full, the write fails before its first byte (nothing torn,
+  no BEGIN without END) and is retried every tick; it never stops half-way for want of space.
+- a rename write on a full file system fails at the temporary file: the old file stays whole.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import hashlib
 import logging
@@ -33,10 +47,10 @@ import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from detoxd.durable import fsync_directory, replace_file
-from detoxd.paths import HOSTS_JOURNAL_FILE
+from detoxd.paths import HOSTS_JOURNAL_FILE, HOSTS_RESERVE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +67,9 @@ _LENGTHS = struct.Struct(">IQQ")  # path, old content, new content
 _DIGEST_SIZE = hashlib.sha256().digest_size
 # A crash tears a write at page granularity at worst; each page of a torn file is checked alone.
 _PAGE = 4096
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+_RESERVE_SLACK = 64 << 10
+_FALLOC_FL_KEEP_SIZE = 1
 
 
 class Recovery(StrEnum):
@@ -82,8 +99,10 @@ class HostsFile:
         self.path = Path(path)
         self.state_dir = Path(state_dir)
         self.journal_path = self.state_dir / JOURNAL_NAME
+        self.reserve_path = self.state_dir / HOSTS_RESERVE_FILE
         self.mode = mode
         self._in_place = mode == "inplace"
+        self._reserved = 0  # bytes the reserve file holds (0: none yet, or given up for a journal)
 
     def read(self) -> bytes:
         """The file's bytes; a missing file reads as empty."""
@@ -139,13 +158,56 @@ class HostsFile:
     # ---- in place ----
 
     def _write_in_place(self, old: bytes, new: bytes) -> None:
-        self._write_journal(_Journal(os.fsencode(self.path), old, new))
+        journal = _Journal(os.fsencode(self.path), old, new)
+        try:
+            self._write_journal(journal)
+        except OSError as error:
+            if error.errno not in _NO_SPACE or not self._release_reserve():
+                raise
+            log.warning("the state directory %s is full: writing the journal into the reserve",
+                        self.state_dir)
+            self._write_journal(journal)
         self._overwrite(new)
+        self.keep_reserve(len(new))
         self._remove_journal()
+
+    def keep_reserve(self, content_size: int) -> None:
+        """Make sure the reserve can hold the journal of a restore of ``content_size`` bytes
+        (old and new content of about that size, twice over). Never raises; in-place mode only."""
+        if not self._in_place:
+            return
+        wanted = 4 * content_size + _RESERVE_SLACK
+        if self._reserved >= wanted and self.reserve_path.exists():
+            return
+        try:
+            descriptor = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+                                 | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(descriptor, 0, wanted)
+            os.fsync(descriptor)
+            self._reserved = wanted
+        except OSError as error:
+            log.warning("cannot reserve %d bytes in %s for restores: %s", wanted, self.state_dir,
+                        os.strerror(error.errno or 0))
+        finally:
+            os.close(descriptor)
+
+    def _release_reserve(self) -> bool:
+        try:
+            self.reserve_path.unlink()
+        except FileNotFoundError:
+            return False
+        self._reserved = 0
+        return True
 
     def _overwrite(self, content: bytes) -> None:
         descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, NEW_FILE_MODE)
         try:
+            # Every block the new content needs, before its first byte: a full file system
+            # fails here, with the file untouched, instead of half-way through the write.
+            _reserve_blocks(descriptor, len(content))
             view = memoryview(content)
             written = 0
             while written < len(content):
@@ -183,6 +245,32 @@ class HostsFile:
         # Durably gone: a journal resurrected by a power cut would redo an old write.
         self.journal_path.unlink(missing_ok=True)
         fsync_directory(self.state_dir)
+
+
+def _reserve_blocks(descriptor: int, size: int) -> None:
+    """fallocate(FALLOC_FL_KEEP_SIZE): allocate without changing the file's size (so a crash
+    right after leaves the old content as it was); ENOSPC when there is no room."""
+    if size == 0 or _fallocate is None:
+        return
+    if _fallocate(descriptor, _FALLOC_FL_KEEP_SIZE, ctypes.c_int64(0), ctypes.c_int64(size)) != 0:
+        code = ctypes.get_errno()
+        if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            return  # a file system without fallocate: write as before
+        raise OSError(code, os.strerror(code))
+
+
+def _load_fallocate() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    function.restype = ctypes.c_int
+    return function
+
+
+_fallocate = _load_fallocate()
 
 
 def is_torn_between(current: bytes, old: bytes, new: bytes) -> bool:
