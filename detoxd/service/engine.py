@@ -457,13 +457,14 @@ class Engine:
             days, lock = data["days"], data["lock"]
             if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
                 raise ValueError(f"days must be a number from 0 to 365, got {days!r}")
-            flags = [data.get(key, True) for key in ("browser_policies", "suppress_notifications")]
-            if not all(isinstance(flag, bool) for flag in [lock, *flags]):
+            policies = data.get("browser_policies", True)
+            suppress = data.get("suppress_notifications", True)
+            if not all(isinstance(flag, bool) for flag in (lock, policies, suppress)):
                 raise TypeError("lock and the switches must be true or false")
             peers_needed = data.get("peers_needed", 3)
             if type(peers_needed) is not int or not 1 <= peers_needed <= 64:
                 raise ValueError(f"peers_needed must be a small whole number, got {peers_needed!r}")
-            self.applied = Applied(frozenset(order), order, float(days), lock, *flags,
+            self.applied = Applied(frozenset(order), order, float(days), lock, policies, suppress,
                                    LockMode(data.get("lock_mode", "true" if lock else "false")),
                                    peers_needed)
             self.browser.browser_policies = self.applied.browser_policies
