@@ -26,16 +26,44 @@ EXIT_NOT_EFFECTIVE = 1  # doctor: at least one check failed
 DAEMON_FAILURES = frozenset({"internal_error", "timeout", "busy", "too_large"})
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, measuring the terminal with os instead of importing shutil (and
+    with it bz2, lzma and zlib) at every start: argparse builds one for each add_argument."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = _terminal_columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _terminal_columns() -> int:
+    """What shutil.get_terminal_size() would say: $COLUMNS, the terminal, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="detoxd", description="A 14-day digital detox, enforced through /etc/hosts.")
+    parser = _Parser(prog="detoxd", description="A 14-day digital detox, enforced through /etc/hosts.")
     parser.add_argument("--config-dir", help="config directory [$DETOXD_CONFIG_DIR, /etc/detoxd]")
     parser.add_argument("--state-dir", help="state directory [$DETOXD_STATE_DIR, /var/lib/detoxd]")
     parser.add_argument("--hosts-file", help="hosts file [$DETOXD_HOSTS_FILE, /etc/hosts]")
     parser.add_argument("--socket", help="control socket [$DETOXD_SOCKET, /run/detoxd/control.sock]")
     parser.add_argument("--version", action="version", version=_version())
-    # prog given: otherwise argparse builds a help formatter (and imports shutil) at every start.
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="detoxd")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", prog="detoxd",
+                                     parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

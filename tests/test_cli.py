@@ -84,3 +84,21 @@ def test_status_shows_a_daemon_side_error_instead_of_a_key_error(
     replies.append(b'{"ok": false, "code": "internal_error", "error": "the handler failed"}\n')
     assert main(["--socket", str(path), "status"]) == EXIT_UNREACHABLE
     assert "the handler failed" in capsys.readouterr().err
+
+
+def test_the_status_command_imports_no_server_code_nor_typing() -> None:
+    """`detoxd status` must start fast and must not need the daemon's modules: a fresh
+    interpreter runs it and lists what it imported."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom detoxd.cli import main\n"
+             "try:\n    main(['--socket', '/nonexistent/detoxd.sock', 'status'])\n"
+             "except SystemExit:\n    pass\n"
+             "print(' '.join(sorted(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
+                          check=True)
+    modules = set(done.stdout.split())
+    assert "detoxd.client" in modules
+    assert not {m for m in modules if m.startswith(("detoxd.service", "detoxd.core", "detoxd.agent"))}
+    assert not modules & {"typing", "dataclasses", "shutil", "yaml", "watchdog", "apscheduler"}
