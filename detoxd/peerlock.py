@@ -56,6 +56,8 @@ def prepare_start(main: MainConfig, directory: Path, paths: Paths, days: float,
     holders = [peer.name for peer in main.peers]
     owner = invoking_user()
     target = _cards_directory(directory, paths, owner)
+    names = [peercards.file_name(number, holder) for number, holder in enumerate(holders, start=1)]
+    write_private_files(target, [(name, "") for name in names], owner, dry_run=True)  # fail early
     secret = secrets.token_bytes(peerkey.SECRET_BYTES)
     share_set = peerkey.split(secret, holders, settings.peers_needed,
                               identifier=secrets.randbelow(peerkey.IDENTIFIER_LIMIT),
@@ -67,7 +69,7 @@ def prepare_start(main: MainConfig, directory: Path, paths: Paths, days: float,
         info = peercards.CardInfo(holder, number, len(holders), settings.peers_needed,
                                   main.me.name if main.me else None, days, ends_at,
                                   peerkey.set_words(share_set.verifier.share_set))
-        files.append((peercards.file_name(number, holder), peercards.peer_file(info, share)))
+        files.append((names[number - 1], peercards.peer_file(info, share)))
     written = write_private_files(target, files, owner)
     return peerkey.verifier_to_json(share_set.verifier), written
 
@@ -89,36 +91,38 @@ def _cards_directory(directory: Path, paths: Paths, owner: tuple[int, int] | Non
     if target == state or state in target.parents:
         raise PeerLockError(f"{directory}: the shares must not go into the state directory {state}",
                             EXIT_USAGE)
-    if not target.exists() and not target.is_symlink():
+    if not os.path.lexists(target):
         try:
             target.mkdir(mode=0o700)
         except OSError as error:
             raise PeerLockError(f"cannot create {directory}: {error.strerror}", EXIT_USAGE) from error
         if owner is not None:
             os.chown(target, *owner)
-        return target
-    info = os.lstat(target)
-    if not stat.S_ISDIR(info.st_mode):
-        raise PeerLockError(f"{directory} is not a directory", EXIT_USAGE)
-    allowed_owners = {0, os.geteuid()} | ({owner[0]} if owner else set())
-    if info.st_uid not in allowed_owners or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        # Someone else could remove or replace a card there before it is printed.
-        raise PeerLockError(f"{directory} is writable by other users or owned by someone else: "
-                            "choose a directory of your own", EXIT_USAGE)
     return target
 
 
 def write_private_files(directory: Path, files: Sequence[tuple[str, str]],
-                        owner: tuple[int, int] | None) -> list[Path]:
-    """Create each file (never overwriting, never through a symlink) mode 0600; all or none."""
+                        owner: tuple[int, int] | None, *, dry_run: bool = False) -> list[Path]:
+    """Create each file in ``directory`` mode 0600, owned by ``owner``; all or none
+    (``dry_run``: only check that they could be).
+
+    The directory is opened without following a symlink and checked on the open descriptor,
+    and each file is created relative to it, exclusively and without following a symlink:
+    nothing another user placed there can redirect a share (the CLI runs as root)."""
     written: list[Path] = []
-    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise PeerLockError(f"cannot use {directory}: {error.strerror} (a directory of your own, "
+                            "not a symlink)", EXIT_USAGE) from error
+    try:
+        _check_private_directory(directory, os.fstat(dir_fd), owner)
         for name, _ in files:
-            if os.path.lexists(directory / name):
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 raise PeerLockError(f"{directory / name} exists already (cards of an earlier detox?): "
                                     "use an empty directory", EXIT_USAGE)
-        for name, text in files:
+        for name, text in [] if dry_run else files:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
             written.append(directory / name)
@@ -136,6 +140,14 @@ def write_private_files(directory: Path, files: Sequence[tuple[str, str]],
     finally:
         os.close(dir_fd)
     return written
+
+
+def _check_private_directory(directory: Path, info: os.stat_result, owner: tuple[int, int] | None) -> None:
+    allowed_owners = {0, os.geteuid()} | ({owner[0]} if owner else set())
+    if info.st_uid not in allowed_owners or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        # Someone else could remove or replace a card there before it is printed.
+        raise PeerLockError(f"{directory} is writable by other users or owned by someone else: "
+                            "choose a directory of your own", EXIT_USAGE)
 
 
 def remove_files(files: Iterable[Path]) -> None:
@@ -163,6 +175,8 @@ def write_invitations(directory: Path, plan: Plan, now: datetime) -> list[str]:
     except OSError as error:
         raise PeerLockError(f"cannot read {directory}: {error.strerror}", EXIT_USAGE) from error
     for path in candidates:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            continue  # a symlink would let a user have root read a file that is not a card
         parsed = peercards.parse_card_file(path.read_text(encoding="utf-8", errors="replace"))
         if parsed is None:
             continue
@@ -171,7 +185,7 @@ def write_invitations(directory: Path, plan: Plan, now: datetime) -> list[str]:
             lines.append(f"{path}: {parsed.holder} is not among the peers in detoxd.yaml: skipped")
             continue
         target = path.with_suffix(".ics")
-        info = os.stat(path)
+        info = os.lstat(path)
         owner = (info.st_uid, info.st_gid) if os.geteuid() == 0 else None
         target.unlink(missing_ok=True)  # an earlier export; the card may have changed since
         # Only this peer as attendee: a calendar that sends the invitation on import must not
