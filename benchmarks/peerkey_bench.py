@@ -12,12 +12,22 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import EXAMPLE_BLOCKLIST, BenchmarkError, daemon_env, machine_description, machine_line, median
+from harness import (
+    EXAMPLE_BLOCKLIST,
+    PYTHON,
+    BenchmarkError,
+    DaemonEnv,
+    daemon_env,
+    machine_description,
+    machine_line,
+    median,
+)
 
 from detoxd.core import peerkey
 
@@ -38,7 +48,8 @@ def timed(action: Callable[[], object], trials: int) -> list[float]:
 
 def card_words(path: Path) -> str:
     rows = [line.strip("| ") for line in path.read_text().splitlines() if line.startswith("|")]
-    words = {int(n): w for row in rows if GRID_ROW.fullmatch(row) for n, w in re.findall(r"(\d+) ([a-z]+)", row)}
+    grid = [row for row in rows if GRID_ROW.fullmatch(row)]
+    words = {int(n): w for row in grid for n, w in re.findall(r"(\d+) ([a-z]+)", row)}
     return " ".join(words[n] for n in sorted(words))
 
 
@@ -89,12 +100,8 @@ def end_to_end(trials: int) -> list[tuple[str, list[float]]]:
             ("`detoxd end --with-peers`, 3 shares piped (CLI process)", ends)]
 
 
-def subprocess_run(env: object, shares: list[str]) -> object:
-    import subprocess
-
-    from harness import PYTHON
-
-    return subprocess.run([PYTHON, "-m", "detoxd", "end", "--with-peers"], env=env.env,  # type: ignore[attr-defined]
+def subprocess_run(env: DaemonEnv, shares: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "detoxd", "end", "--with-peers"], env=env.env,
                           input="".join(f"{share}\n" for share in shares), capture_output=True, text=True,
                           timeout=120, check=False)
 
