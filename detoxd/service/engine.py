@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from detoxd import __version__
 from detoxd.clock import Clock
-from detoxd.core import apps, detox, hosts, ics, peerkey, plan
+from detoxd.core import activity, apps, detox, hosts, ics, peerkey, plan
 from detoxd.core.config import LockMode
 from detoxd.core.network import CANARY
 from detoxd.core.report import DetoxWindow
@@ -491,6 +491,8 @@ class Engine:
         if command == "reload":  # reads the config outside the lock
             return self.reload_command(peer)
         with self.lock:
+            if command == "activity_targets":
+                return self.activity_targets()
             if command == "activity_report":
                 return self.audit.activity_report(
                     request, peer, window=self._report_window(),
@@ -694,6 +696,20 @@ class Engine:
         if not state.active or started is None or ends is None:
             return None
         return DetoxWindow(started, ends, ended_at)
+
+    def activity_targets(self) -> dict[str, Any]:
+        """What a tray agent measures in ActivityWatch: the blocked names (the hosts file shows
+        them to everyone anyway) and the window names of the blocked apps."""
+        window = self._report_window()
+        if window is None:
+            return {"ok": True, "detox": None, "names": [], "apps": {}}
+        names = self._block_order(self.hosts.names) if self.hosts.names else self.applied.order
+        rules = {rule.name: rule for rule in (*self._configured_apps, *self._kept_apps)}
+        return {"ok": True,
+                "detox": {"started_at": _iso(window.started_at), "ends_at": _iso(window.ends_at),
+                          "ended_at": _iso(window.ended_at)},
+                "names": list(names[:activity.MAX_NAMES_IN_QUERY]),
+                "apps": activity.window_app_names(rules.values())}
 
     def _blocked_app_names(self) -> frozenset[str]:
         return frozenset(rule.name for rule in (*self._configured_apps, *self._kept_apps))
