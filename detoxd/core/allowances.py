@@ -102,6 +102,10 @@ class Allowance:
     day_starts_at: int = 0  # minutes after local midnight
     line: int = 0  # where it is written, for the ratchet's warnings
     index: int = 0
+    key_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)
+
+    def line_of(self, key: str) -> int:
+        return dict(self.key_lines).get(key, self.line)
 
     def opens(self, name: str) -> bool:
         labels = name.split(".")
@@ -220,7 +224,7 @@ def _parse_one(
     if len(source.errors) > errors_before or name is None:
         return None
     return Allowance(name, sites, minutes or 0.0, None if opens is None else int(opens), gap or 0.0,
-                     windows, day_start, node.line, index)
+                     windows, day_start, node.line, index, tuple(node.key_lines.items()))
 
 
 def _name(source: Source, fields: dict[str, Node], node: Node, path: str) -> str | None:
@@ -671,8 +675,8 @@ def ratchet(
                                       "allowances cannot be added during a locked detox", "warning"))
             continue
         held, problems = _hold(old, rule)
-        issues += [ConfigIssue(file, rule.line, join(path, key), problem + " during a locked detox: "
-                               "refused until it ends", "warning") for key, problem in problems]
+        issues += [ConfigIssue(file, rule.line_of(key), join(path, key), problem + " during a locked "
+                               "detox: refused until it ends", "warning") for key, problem in problems]
         kept.append(held)
     return tuple(kept), issues
 

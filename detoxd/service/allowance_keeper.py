@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,6 +45,10 @@ class AllowanceKeeper:
         self.tz = timezone()
         self._open: frozenset[str] = frozenset()
         self._noticed: set[tuple[str, str]] = set()  # (name, closing time) already announced
+        self._opened_at: dict[str, datetime] = {}  # trusted clock, for minutes_used
+        self.events: list[tuple[str, dict[str, Any]]] = []  # for the journal, drained by the engine
+        # Until the first config is in, what is open was already journalled by the last process.
+        self._quiet = True
         self._saved = json.dumps(al.to_json(self.state))
 
     # ---- config and detox ----
@@ -61,6 +65,7 @@ class AllowanceKeeper:
         if self.state.ceiling is not None:  # what was given up cannot come back until the end
             self.state = al.AllowancesState(self.state.clock, self.state.usage, held)
         self.tick()
+        self._quiet = False
 
     def detox_started(self, *, locked: bool) -> None:
         self.state = al.started(self.state, self.rules, locked=locked)
@@ -90,13 +95,24 @@ class AllowanceKeeper:
         self.state = al.settle(al.tick(self.state, self.clock.now(), boot), self.rules, self.tz)
         return self._refresh()
 
-    def _refresh(self) -> bool:
+    def _refresh(self, uid: int | None = None) -> bool:
+        """Notice what opened and closed; ``uid`` made the change (None: a window or the clock)."""
         now_open = frozenset(rule.name for rule in al.open_rules(self.state, self.rules, self.tz))
         changed = now_open != self._open
+        now = self.state.clock.at if self.state.clock is not None else self.clock.now()
         for name in sorted(now_open - self._open):
+            until = self._until(name)
             log.info("allowance %s open until %s", name, self._until_text(name))
+            self._opened_at[name] = now
+            if self._quiet:
+                continue
+            minutes = round((until - now).total_seconds() / 60, 1) if until else None
+            self.events.append(("allowance_opened", {"uid": uid, "allowance": name, "minutes": minutes}))
         for name in sorted(self._open - now_open):
             log.info("allowance %s closed: blocked again", name)
+            opened = self._opened_at.pop(name, now)
+            used = round((now - opened).total_seconds() / 60, 1)
+            self.events.append(("allowance_closed", {"uid": uid, "allowance": name, "minutes_used": used}))
         self._open = now_open
         if changed or self._usage_changed():
             self.save()
@@ -144,7 +160,7 @@ class AllowanceKeeper:
             return {"ok": False, "code": "refused", "error": result.reason}
         self.state = result.state
         log.info("allowance %s opened by uid %d for %.1f min", name, peer.uid, result.granted_seconds / 60)
-        self._refresh()
+        self._refresh(peer.uid)
         self.save()
         return {"ok": True, "message": result.message}
 
@@ -162,7 +178,7 @@ class AllowanceKeeper:
             return {"ok": False, "code": "refused", "error": result.reason}
         self.state, message = result
         log.info("allowance %s closed by uid %d", name, peer.uid)
-        self._refresh()
+        self._refresh(peer.uid)
         self.save()
         return {"ok": True, "message": message}
 
@@ -202,12 +218,24 @@ class AllowanceKeeper:
             self.state_file.replace(aside)
             return al.AllowancesState()
 
-    def _until_text(self, name: str) -> str:
+    def names_of(self, name: str, blocked: frozenset[str]) -> frozenset[str]:
+        """The blocked names allowance ``name`` lets through when open."""
+        rule = al.find(self.rules, name)
+        return frozenset() if isinstance(rule, Refusal) else al.unblocked(blocked, (rule,))
+
+    def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
+        events, self.events = self.events, []
+        return events
+
+    def _until(self, name: str) -> datetime | None:
         rule = al.find(self.rules, name)
         if isinstance(rule, Refusal) or self.state.clock is None:
-            return "?"
-        until = al.open_until(self.state, rule, self.tz)
-        if until is None:
+            return None
+        return al.open_until(self.state, rule, self.tz)
+
+    def _until_text(self, name: str) -> str:
+        until = self._until(name)
+        if until is None or self.state.clock is None:
             return "?"
         return self.state.clock.to_wall(until, self.clock.now()).isoformat(timespec="seconds")
 

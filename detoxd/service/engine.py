@@ -31,7 +31,8 @@ from detoxd.core.yamlsource import ConfigError
 from detoxd.durable import remove_stale_temporaries
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
-from detoxd.service import journal, state_store
+from detoxd.service import cutter, journal, state_store
+from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.audit import Audit
 from detoxd.service.loader import LoadedConfig, load_config
 from detoxd.service.scheduler import SessionScheduler, system_timezone
@@ -68,7 +69,8 @@ class Applied:
 
 class Engine:
     def __init__(self, paths: Paths, clock: Clock, *, notifier: Notifier | None = None,
-                 policy_root: Path | None = None, app_watcher: AppWatcher | None = None) -> None:
+                 policy_root: Path | None = None, app_watcher: AppWatcher | None = None,
+                 allowances: AllowanceKeeper | None = None) -> None:
         self.paths = paths
         self.clock = clock
         self.notifier = notifier or Notifier()
@@ -102,6 +104,8 @@ class Engine:
         self._kept_apps = self._load_kept_apps()
         self.sessions = SessionScheduler(clock, self._publish_session_event,
                                          fired_file=paths.sessions_announced_file)
+        # Sites that may leave the block for a while (allowances: in blocklist.yaml).
+        self.allowances = allowances or AllowanceKeeper(paths.allowances_file, clock)
         # The audit trail: every decision worth a line in `detoxd report` (journal.record).
         self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock)
         journal.install(self.journal)
@@ -123,6 +127,8 @@ class Engine:
             self.checkpoint()
         self.reload()
         with self.lock:
+            self.allowances.sync_lock(active=self.state.active, locked=self.state.locked)
+            self.enforce()
             # Finishes a policy removal that a crash interrupted (the names did not change).
             self.browser.apply(self.hosts.names)
 
@@ -199,6 +205,7 @@ class Engine:
         self.config_error = None
         self.warnings = [str(warning) for warning in loaded.warnings]
         self._configured_apps = loaded.blocklist.apps
+        self.allowances.configure(loaded.blocklist.allowances)
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
@@ -223,12 +230,14 @@ class Engine:
         if self.state.active:
             self.state = detox.update_ratchet(self.state, self.applied.names)
         self._enforce_app_rules()
-        names = detox.enforced_names(self.state, self.applied.names)
+        enforced = detox.enforced_names(self.state, self.applied.names)
         if self.state.active:
             # Firefox's canary: NXDOMAIN (or a null answer) turns its default DNS-over-HTTPS off.
-            names = names | {CANARY}
+            enforced = enforced | {CANARY}
         self.network.configure(self.network.configured, self.network.allowed,
                                active=self.state.active, locked=self.state.locked)
+        # Open allowances take their names out of every target for a while.
+        names = enforced - self.allowances.unblocked(enforced, detox_active=self.state.active)
         before = self.hosts.names
         order = self._block_order(names)
         if not self._apply(self.hosts, names, order):
@@ -238,7 +247,27 @@ class Engine:
                      len(names) - len(before), self.paths.hosts_file)
             self._apply(self.browser, names, order)
             self._apply(self.network, names, order)
+            self._request_cut(blocked=names - before, opened=before - names)
             self.publish("status")
+        self._journal_allowances(enforced)
+
+    def _request_cut(self, *, blocked: frozenset[str], opened: frozenset[str]) -> None:
+        """Ask the connection cutter (detoxd-cutter.service) to close open connections to the
+        names just blocked, and to learn where names just let through point."""
+        if not self.state.active:
+            return  # at the end of a detox everything is let through: nothing to cut
+        try:
+            cutter.request_cut(self.paths.cutter_dir, block=blocked, opened=opened)
+        except OSError as exc:
+            log.error("cannot queue a request for the connection cutter in %s: %s",
+                      self.paths.cutter_dir, exc)
+
+    def _journal_allowances(self, enforced: frozenset[str]) -> None:
+        for kind, fields in self.allowances.drain_events():
+            if kind == "allowance_opened":
+                opened = self.allowances.names_of(fields["allowance"], enforced)
+                fields = {**fields, "names": sorted(opened)[:100]}
+            journal.record(kind, **fields)
 
     def _apply(self, target: Target, names: frozenset[str], order: tuple[str, ...]) -> bool:
         try:
@@ -342,6 +371,17 @@ class Engine:
     # ---- the detox clock ----
 
     def tick(self) -> None:
+        self._tick_detox()
+        if self.allowances.tick():
+            self.enforce()  # an allowance opened or closed by itself: every target follows
+            self.publish("allowance")
+        for notice in self.allowances.notices(detox_active=self.state.active):
+            # The tray shows it even under do-not-disturb: it is the user's own allowance.
+            self.publish("allowance_closing", **notice)
+        self._agent_reports()  # notices agents that went away
+        self.journal.sync()
+
+    def _tick_detox(self) -> None:
         before = self.state
         now, boot = self.clock.now(), self._boot()
         self.state = detox.tick(before, now=now, boot=boot)
@@ -359,10 +399,9 @@ class Engine:
             journal.record("detox_ended", early=False, reason="finished")
             self._last_window = self._window_of(before, ended_at=now)
             self.checkpoint()
+            self.allowances.detox_ended()
             self.enforce()
             self.publish("detox_ended")
-        self._agent_reports()  # notices agents that went away
-        self.journal.sync()
 
     def _boot(self) -> detox.BootReading:
         return detox.BootReading(self.clock.boot_id(), self.clock.boottime())
@@ -514,6 +553,8 @@ class Engine:
                 return self.agent_report(request, peer)
             if command == "network_sync":
                 return self.network_sync(request, peer)
+            if command in ("open", "close"):
+                return self.allowance_command(command, request, peer)
         return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
 
     def start(self, days: Any, peer: Peer, peer_lock: Any = None) -> dict[str, Any]:
@@ -534,6 +575,7 @@ class Engine:
         self.state_error = None  # a new detox: whatever was recovered before is settled
         self.app_watcher.reset_counts()  # apps_closed counts this detox, like tamper_events
         self.checkpoint()
+        self.allowances.detox_started(locked=self.state.locked)
         self.enforce()
         how = "locked" if self.state.locked else "unlocked"
         if verifier is not None:
@@ -555,6 +597,7 @@ class Engine:
         self._last_window = self._window_of(self.state, ended_at=self.clock.now())
         self.state = result
         self.checkpoint()
+        self.allowances.detox_ended()
         self.enforce()
         log.info("detox ended early by uid %d (it was not locked)", peer.uid)
         journal.record("detox_ended", early=True, reason=f"ended early by uid {peer.uid}")
@@ -609,6 +652,7 @@ class Engine:
             self.publish("peer_attempt_failed", failed_attempts=failures)
             return {"ok": False, "code": "refused", "error": attempt.reason,
                     "failed_attempts": failures, "retry_in_seconds": round(attempt.retry_in)}
+        self.allowances.detox_ended()
         self.enforce()
         log.warning("detox ended early by uid %d with the peers' shares", peer.uid)
         journal.record("detox_ended", early=True,
@@ -645,6 +689,18 @@ class Engine:
                 return {"ok": False, "code": "invalid_config", "error": str(error),
                         "errors": [str(issue) for issue in error.issues]}
             return {"ok": True, "status": self.status(private=True)}
+
+    def allowance_command(self, command: str, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        """`detoxd open NAME [MINUTES]` and `detoxd close NAME`: any person at the seat (the
+        keeper checks the SO_PEERCRED peer); applied to every target before the answer."""
+        if command == "open":
+            response = self.allowances.open(request, peer, detox_active=self.state.active)
+        else:
+            response = self.allowances.close(request, peer)
+        if response.get("ok"):
+            self.enforce()
+            self.publish("allowance")
+        return response
 
     def agent_report(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         """A tray agent says whether it silenced its user's notifications (for status/doctor).
@@ -751,7 +807,9 @@ class Engine:
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             "state_error": self.state_error,
             "problems": sorted(self.problems.values()),
-            "warnings": self._loud_warnings() + self.warnings + self._session_warnings(now),
+            "warnings": self._loud_warnings() + self.warnings + self.allowances.warnings
+            + self._session_warnings(now),
+            "allowances": self.allowances.status(detox_active=state.active),
             **self.sessions.status_fields(now),
             "version": __version__,
         }

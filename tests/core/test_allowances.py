@@ -499,15 +499,15 @@ def test_a_lock_refuses_raising_and_adding() -> None:
     assert twitter.windows == original.windows  # only the part within 12:30-12:50 stays
     assert twitter.domains == original.domains
     assert issues == [
-        "blocklist.yaml:3: allowances[0].minutes_per_day: warning: raised from 20 to 30 during a "
+        "blocklist.yaml:5: allowances[0].minutes_per_day: warning: raised from 20 to 30 during a "
         "locked detox: refused until it ends",
         "blocklist.yaml:3: allowances[0].max_opens_per_day: warning: raised from 2 to no limit during a "
         "locked detox: refused until it ends",
-        "blocklist.yaml:3: allowances[0].min_gap_minutes: warning: lowered from 60 to 10 during a "
+        "blocklist.yaml:6: allowances[0].min_gap_minutes: warning: lowered from 60 to 10 during a "
         "locked detox: refused until it ends",
-        "blocklist.yaml:3: allowances[0].sites: warning: sites added (facebook.com, facebook.net, fb.com, "
+        "blocklist.yaml:4: allowances[0].sites: warning: sites added (facebook.com, facebook.net, fb.com, "
         "fb.me, fb.watch) during a locked detox: refused until it ends",
-        "blocklist.yaml:3: allowances[0].windows: warning: windows widened or added during a "
+        "blocklist.yaml:7: allowances[0].windows: warning: windows widened or added during a "
         "locked detox: refused until it ends",
         "blocklist.yaml:8: allowances[1]: warning: new allowance 'reddit' refused: allowances cannot be "
         "added during a locked detox",

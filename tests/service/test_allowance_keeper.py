@@ -177,7 +177,7 @@ def test_an_edit_raising_the_budget_during_a_lock_is_refused(tmp_path: Path, clo
     kept = keeper(tmp_path, clock)
     kept.detox_started(locked=True)
     kept.configure(rules(TWITTER.replace("minutes_per_day: 20", "minutes_per_day: 60")))
-    assert kept.warnings == ["blocklist.yaml:2: allowances[0].minutes_per_day: warning: raised from 20 to "
+    assert kept.warnings == ["blocklist.yaml:4: allowances[0].minutes_per_day: warning: raised from 20 to "
                              "60 during a locked detox: refused until it ends"]
     assert kept.status(detox_active=True)[0]["minutes_left_today"] == 20
     # Lowered, then raised back to the original: the lower value is the new ceiling.

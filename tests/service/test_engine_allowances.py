@@ -1,0 +1,215 @@
+"""Allowances in the engine, in-process: what the hosts file holds while one is open, the cut
+requests, the journal, the published events, the lock. Time comes from a FakeClock.
+
+logind is :class:`FixedLogind` (alice at the seat); the real sd-login is tested in test_seat.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from detoxd.clock import FakeClock
+from detoxd.paths import Paths
+from detoxd.protocol import Peer
+from detoxd.service import journal
+from detoxd.service.allowance_keeper import AllowanceKeeper
+from detoxd.service.engine import Engine
+from detoxd.service.seat import SessionFacts
+
+ROOT = Peer(pid=1, uid=0, gid=0)
+ALICE = Peer(pid=2, uid=1000, gid=1000)
+NOBODY = Peer(pid=3, uid=65534, gid=65534)
+BERLIN = ZoneInfo("Europe/Berlin")
+BLOCKLIST = """domains: [twitter.com, x.com, pbs.twimg.com, facebook.com]
+allowances:
+  - name: twitter
+    sites: [twitter.com]
+    minutes_per_day: 20
+    min_gap_minutes: 30
+    windows: ["Mon-Fri 12:30-12:50"]
+"""
+TWITTER_NAMES = {"twitter.com", "www.twitter.com", "x.com", "www.x.com", "pbs.twimg.com", "www.pbs.twimg.com"}
+
+
+class FixedLogind:
+    def facts(self, uid: int, pid: int) -> SessionFacts:
+        return SessionFacts(None, active_seats=("seat0",) if uid == 1000 else ())
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "blocklist.yaml").write_text(BLOCKLIST)
+    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n  lock: true\n")
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"127.0.0.1 localhost\n")
+    return Paths(config, tmp_path / "state", hosts, tmp_path / "run" / "control.sock")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 6, 1, 7, 0, tzinfo=UTC))  # Monday 09:00 in Berlin
+
+
+def make_engine(paths: Paths, clock: FakeClock) -> Engine:
+    keeper = AllowanceKeeper(paths.allowances_file, clock, timezone=lambda: BERLIN, logind=FixedLogind())
+    engine = Engine(paths, clock, allowances=keeper)
+    engine.boot()
+    return engine
+
+
+@pytest.fixture
+def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
+    engine = make_engine(paths, clock)
+    yield engine
+    engine.shutdown()
+
+
+def blocked(paths: Paths) -> set[str]:
+    text = paths.hosts_file.read_text()
+    return {line.split()[1] for line in text.splitlines() if line.startswith("0.0.0.0")}
+
+
+def cut_requests(paths: Paths) -> list[dict[str, Any]]:
+    directory = paths.cutter_dir / "requests"
+    found = [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))]
+    for path in directory.glob("*.json"):
+        path.unlink()
+    return found
+
+
+def journalled(paths: Paths, kind: str) -> list[dict[str, Any]]:
+    events = []
+    for segment in sorted(journal.directory_for(paths.state_dir).glob("*.jsonl")):
+        events += [json.loads(line) for line in segment.read_text().splitlines() if line.strip()]
+    return [event for event in events if event["kind"] == kind]
+
+
+def advance(engine: Engine, clock: FakeClock, minutes: float) -> None:
+    for _ in range(int(minutes * 2)):  # the daemon ticks every second; every 30 s is enough here
+        clock.advance(30)
+        engine.tick()
+
+
+def test_open_takes_the_site_out_of_the_block_and_puts_it_back(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+    assert TWITTER_NAMES | {"facebook.com"} <= blocked(paths)
+    cut_requests(paths)  # the start's own request
+    reply = engine.handle({"cmd": "open", "name": "twitter", "minutes": 5}, ALICE)
+    assert reply == {"ok": True, "message": "twitter is open for 5 min, until 09:05"}
+    assert blocked(paths) & TWITTER_NAMES == set()
+    assert "facebook.com" in blocked(paths)
+    assert cut_requests(paths) == [{"version": 1, "block": [], "open": sorted(
+        TWITTER_NAMES, key=lambda name: (len(name), name))}]
+    status = engine.status()["allowances"]
+    assert status == [{"name": "twitter", "open": True, "open_until": "2026-06-01T07:05:00+00:00",
+                       "minutes_left_today": 15, "opens_left_today": None,
+                       "next_window": "2026-06-01T10:30:00+00:00"}]
+    advance(engine, clock, 5)
+    assert blocked(paths) >= TWITTER_NAMES
+    [request] = cut_requests(paths)
+    assert set(request["block"]) == TWITTER_NAMES and request["open"] == []
+    [opened] = journalled(paths, "allowance_opened")
+    assert opened["uid"] == 1000 and opened["allowance"] == "twitter" and opened["minutes"] == 5
+    assert set(opened["names"]) == TWITTER_NAMES
+    [closed] = journalled(paths, "allowance_closed")
+    assert closed["uid"] is None and closed["minutes_used"] == 5
+
+
+def test_close_blocks_at_once(engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.handle({"cmd": "open", "name": "twitter"}, ALICE)
+    advance(engine, clock, 2)
+    reply = engine.handle({"cmd": "close", "name": "twitter"}, ALICE)
+    assert reply == {"ok": True, "message": "twitter is blocked again; 18 min left today"}
+    assert blocked(paths) >= TWITTER_NAMES
+
+
+def test_refusals(engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    idle = engine.handle({"cmd": "open", "name": "twitter"}, ALICE)
+    assert idle["code"] == "refused" and "no detox is running" in idle["error"]
+    engine.handle({"cmd": "start"}, ROOT)
+    nobody = engine.handle({"cmd": "open", "name": "twitter"}, NOBODY)
+    assert nobody["code"] == "not_authorized" and "system user" in nobody["error"]
+    engine.handle({"cmd": "open", "name": "twitter", "minutes": 20}, ALICE)
+    advance(engine, clock, 20)
+    spent = engine.handle({"cmd": "open", "name": "twitter"}, ALICE)
+    assert spent["code"] == "refused" and "used up" in spent["error"]
+    assert blocked(paths) >= TWITTER_NAMES
+
+
+def test_a_gap_not_yet_passed_is_refused(engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.handle({"cmd": "open", "name": "twitter", "minutes": 1}, ALICE)
+    advance(engine, clock, 10)
+    gap = engine.handle({"cmd": "open", "name": "twitter"}, ALICE)
+    assert gap["code"] == "refused" and "can open again in 21 min" in gap["error"]
+
+
+def test_a_window_opens_and_closes_by_itself_with_a_notice(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    events: list[dict[str, Any]] = []
+    engine.publish_to = events.append
+    engine.handle({"cmd": "start"}, ROOT)
+    advance(engine, clock, 3.5 * 60)  # 12:30
+    assert blocked(paths) & TWITTER_NAMES == set()
+    advance(engine, clock, 18)
+    notices = [event for event in events if event["event"] == "allowance_closing"]
+    assert [(n["name"], n["closes_at"], n["seconds_left"]) for n in notices] == [
+        ("twitter", "2026-06-01T10:50:00+00:00", 120)]
+    advance(engine, clock, 2)
+    assert blocked(paths) >= TWITTER_NAMES
+
+
+def test_an_edit_raising_the_budget_during_the_lock_is_refused(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    (paths.config_dir / "blocklist.yaml").write_text(BLOCKLIST.replace("minutes_per_day: 20",
+                                                                       "minutes_per_day: 90"))
+    assert engine.handle({"cmd": "reload"}, ROOT)["ok"]
+    status = engine.status()
+    assert status["allowances"][0]["minutes_left_today"] == 20
+    assert any("minutes_per_day: warning: raised from 20 to 90 during a locked detox" in warning
+               for warning in status["warnings"])
+    reply = engine.handle({"cmd": "open", "name": "twitter", "minutes": 60}, ALICE)
+    assert reply["ok"] and "open for 20 min (all that is left today)" in reply["message"]
+
+
+def test_a_restart_keeps_an_open_allowance_and_its_time(paths: Paths, clock: FakeClock) -> None:
+    engine = make_engine(paths, clock)
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.handle({"cmd": "open", "name": "twitter", "minutes": 10}, ALICE)
+    advance(engine, clock, 4)
+    engine.shutdown()
+    restarted = make_engine(paths, clock)
+    try:
+        assert blocked(paths) & TWITTER_NAMES == set()
+        advance(restarted, clock, 6)
+        assert blocked(paths) >= TWITTER_NAMES
+        assert restarted.status()["allowances"][0]["minutes_left_today"] == 10
+        assert len(journalled(paths, "allowance_opened")) == 1  # not again after the restart
+    finally:
+        restarted.shutdown()
+
+
+def test_when_the_detox_ends_the_budgets_and_the_ceiling_go(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    (paths.config_dir / "detoxd.yaml").write_text("detox:\n  days: 0.01\n  lock: true\n")
+    engine.handle({"cmd": "reload"}, ROOT)
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.handle({"cmd": "open", "name": "twitter", "minutes": 5}, ALICE)
+    advance(engine, clock, 20)
+    assert engine.status()["state"] == "idle"
+    assert blocked(paths) == set()
+    assert engine.allowances.state.ceiling is None
+    assert all(usage.spent_seconds == 0 and usage.session is None
+               for usage in engine.allowances.state.usage.values())
