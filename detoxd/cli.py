@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         "uninstall", help="remove the service and the hosts block (refused during a locked detox)")
     uninstall.add_argument("--root", default="/", help="uninstall from this root (default: /)")
     uninstall.add_argument("--purge", action="store_true", help="also remove config and state")
+    uninstall.add_argument(
+        "--block-only", action="store_true",
+        help="only end the detox (refused while locked) and remove the hosts block; "
+             "the Debian package runs this before its files are removed")
     return parser
 
 
@@ -566,6 +570,9 @@ def cmd_install(args: argparse.Namespace, _paths: Paths) -> int:
         return EXIT_REFUSED
     try:
         lines = install.install(Path(args.root), now=args.now, executable=install.find_executable())
+    except install.UnsafeCode as exc:
+        print(f"detoxd: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
     except install.InstallError as exc:
         print(f"detoxd: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -583,6 +590,9 @@ def cmd_uninstall(args: argparse.Namespace, paths: Paths) -> int:
     if refusal is not None:
         print(f"detoxd: uninstall refused: {refusal}", file=sys.stderr)
         return EXIT_REFUSED
+    if args.block_only:
+        print(_remove_hosts_block(paths))
+        return EXIT_OK
     try:
         lines = install.uninstall(Path(args.root), purge=args.purge)
     except install.InstallError as exc:

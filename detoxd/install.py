@@ -5,6 +5,10 @@ offline tree (an image being built, or a test's temporary directory). Only on th
 system does systemd itself get involved (daemon-reload, start, stop). Both operations are
 idempotent, and the returned lines say what changed, or that nothing did.
 
+Before writing a unit, ``install`` checks (see :mod:`detoxd.codetrust`) that no one but root can
+change the code the unit would run, and refuses otherwise. Where the Debian package already
+provides the units (``/lib/systemd/system``), it only enables and starts them.
+
 The caller (the CLI) decides whether uninstalling is allowed and removes the hosts block first.
 """
 
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from detoxd import codetrust
 from detoxd.durable import replace_file
 
 SYSTEM_UNIT = "detoxd.service"
@@ -37,9 +42,25 @@ CUTTER_UNIT_PATH = Path("etc/systemd/system") / CUTTER_UNIT
 CUTTER_PATH_UNIT_PATH = Path("etc/systemd/system") / CUTTER_PATH_UNIT
 CONFIG_DIR = Path("etc/detoxd")
 STATE_DIR = Path("var/lib/detoxd")
+# Units shipped by the Debian package (dh_installsystemd; Debian 12 still uses /lib).
+PACKAGED_UNIT_DIRS = (Path("lib/systemd/system"), Path("usr/lib/systemd/system"))
+PACKAGED_EXECUTABLE = Path("/usr/bin/detoxd")
+# ConfigurationDirectory= in detoxd.service creates these for the browser policies; each is
+# removed on uninstall when empty, with its parents up to (not including) these stops.
+BROWSER_POLICY_DIRS = (
+    Path("etc/firefox/policies"),
+    Path("etc/opt/chrome/policies/managed"),
+    Path("etc/chromium/policies/managed"),
+)
+_POLICY_DIR_STOPS = (Path("etc"), Path("etc/opt"))
+SOURCE_INSTALL_HINT = (
+    "install detoxd where only root can change it instead: the Debian package "
+    "(`sudo apt install ./detoxd_*.deb`, see the README) or, from this checkout, "
+    "`sudo scripts/install-system` (a venv in /opt/detoxd), then `sudo detoxd install --now`"
+)
 
 # The executable named in the shipped files; replaced by the real one on install.
-TEMPLATE_EXECUTABLE = "/usr/local/bin/detoxd"
+TEMPLATE_EXECUTABLE = str(PACKAGED_EXECUTABLE)
 # Characters that need no quoting in a unit's Exec line nor in a desktop entry's Exec key.
 _PLAIN_PATH = re.compile(r"/[A-Za-z0-9._+@/-]*")
 # ProtectHome=yes hides these; an executable installed below one needs an exception.
@@ -49,6 +70,21 @@ _SOURCE_UNIT_DIR = Path(__file__).resolve().parent.parent / "systemd"
 
 class InstallError(Exception):
     """Installing or uninstalling cannot proceed; the message says why."""
+
+
+class UnsafeCode(InstallError):
+    """The unit would run code that someone other than root can change."""
+
+    def __init__(self, executable: Path, unsafe: Sequence[codetrust.Unsafe]) -> None:
+        shown = [f"  {problem}" for problem in unsafe[:10]]
+        if len(unsafe) > 10:
+            shown.append(f"  ... and {len(unsafe) - 10} more")
+        super().__init__(
+            f"refusing to install a root service that runs {executable}: its code can be "
+            "changed by someone other than root, who would become root at the next restart:\n"
+            + "\n".join(shown) + "\n" + SOURCE_INSTALL_HINT
+        )
+        self.unsafe = list(unsafe)
 
 
 @dataclass(frozen=True)
@@ -134,12 +170,15 @@ def render_system_unit(template: str, executable: Path, home_paths: Sequence[Pat
     return text.replace("\nProtectHome=yes\n", "\n" + exception, 1)
 
 
-def home_paths_needed(executable: Path, home_roots: Sequence[Path] = HOME_ROOTS) -> list[Path]:
+def home_paths_needed(
+    executable: Path, home_roots: Sequence[Path] = HOME_ROOTS, extra: Sequence[Path] = ()
+) -> list[Path]:
     """Directories below ``home_roots`` that running ``executable`` needs: its installation
-    prefix (a pipx/venv root, or ~/.local for ``pip install --user``) and the prefix of the
-    interpreter named by its ``#!`` line (a pyenv Python, say)."""
+    prefix (a pipx/venv root, or ~/.local for ``pip install --user``), the prefix of the
+    interpreter named by its ``#!`` line (a pyenv Python, say) and ``extra`` code directories
+    (an editable install's checkout). Only root-owned code gets here (see :func:`check_code`)."""
     script = executable.resolve()
-    needed = [_install_prefix(script)]
+    needed = [_install_prefix(script), *(path.resolve() for path in extra)]
     interpreter = _shebang_interpreter(script)
     if interpreter is not None:
         needed.append(interpreter.resolve().parent.parent)
@@ -155,16 +194,26 @@ def install(
     executable: Path,
     bundle: Bundle | None = None,
     systemctl: str = "systemctl",
+    trusted_uids: frozenset[int] = frozenset({0}),
 ) -> list[str]:
     """Put detoxd's files under ``root``, enable the service and the tray agent and, with
-    ``now`` on the running system, start the service. Never overwrites existing config."""
+    ``now`` on the running system, start the service. Never overwrites existing config.
+    Raises :class:`UnsafeCode` when anyone outside ``trusted_uids`` can change the code."""
     bundle = Bundle.load() if bundle is None else bundle
     if not executable.is_absolute():
         raise InstallError(f"the executable path must be absolute: {executable}")
+    code_dirs = check_code(executable, trusted_uids)
     # The real file: a pipx symlink in ~/.local/bin would be hidden by the sandbox.
     executable = executable.resolve()
     report = _Report()
-    units_changed = _install_units(root, executable, bundle, report)
+    packaged = packaged_unit(root)
+    if packaged is not None and executable == PACKAGED_EXECUTABLE:
+        report.note(f"{SYSTEM_UNIT} and {TRAY_UNIT} come with the Debian package (/{packaged})")
+        units_changed = False
+    else:
+        units_changed = _install_units(root, executable, bundle, report, code_dirs)
+        if packaged is not None:
+            report.note(f"/{SYSTEM_UNIT_PATH} overrides the packaged /{packaged}")
     _install_config(root, bundle.config, report)
 
     manager = _Systemctl(root, systemctl)
@@ -187,12 +236,34 @@ def install(
     return report.lines
 
 
+def check_code(executable: Path, trusted_uids: frozenset[int] = frozenset({0})) -> list[Path]:
+    """The directories ``executable`` loads code from, after making sure that nobody outside
+    ``trusted_uids`` can change any of them (:class:`UnsafeCode` otherwise)."""
+    try:
+        layout, unsafe = codetrust.check_executable(executable, trusted_uids=trusted_uids)
+    except codetrust.CodeTrustError as error:
+        raise InstallError(str(error)) from error
+    if unsafe or layout is None:
+        raise UnsafeCode(executable, unsafe)
+    return list(layout.code_dirs)
+
+
+def packaged_unit(root: Path) -> Path | None:
+    """Where the Debian package put detoxd.service, relative to ``root``; None if it did not."""
+    for directory in PACKAGED_UNIT_DIRS:
+        if (root / directory / SYSTEM_UNIT).is_file():
+            return directory / SYSTEM_UNIT
+    return None
+
+
 def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[str]:
     """Stop (on the running system) and disable the service and the tray agent, then remove
-    their files; with ``purge`` also the config and the state."""
+    their files and the empty browser policy directories; with ``purge`` also the config and
+    the state. The Debian package's own files are left to apt (the lines say so)."""
     report = _Report()
     manager = _Systemctl(root, systemctl)
-    if (root / SYSTEM_UNIT_PATH).exists():
+    packaged = packaged_unit(root)
+    if (root / SYSTEM_UNIT_PATH).exists() or packaged is not None:
         if manager.live and manager.is_active(SYSTEM_UNIT):
             manager.run("stop", SYSTEM_UNIT)
             report.did(f"stopped {SYSTEM_UNIT}")
@@ -202,7 +273,8 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
     if (root / CUTTER_PATH_UNIT_PATH).exists() and manager.is_enabled(CUTTER_PATH_UNIT):
         manager.run("disable", *(["--now"] if manager.live and manager.booted else []), CUTTER_PATH_UNIT)
         report.did(f"disabled {CUTTER_PATH_UNIT}")
-    if (root / TRAY_UNIT_PATH).exists() and manager.is_enabled(TRAY_UNIT, "--global"):
+    tray_installed = (root / TRAY_UNIT_PATH).exists() or packaged is not None
+    if tray_installed and manager.is_enabled(TRAY_UNIT, "--global"):
         manager.run("--global", "disable", TRAY_UNIT)
         report.did(f"disabled {TRAY_UNIT} (running tray agents exit at logout)")
     removed = remove_files(root, purge=purge)
@@ -212,6 +284,11 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
         manager.run("daemon-reload")
     if not purge and (root / CONFIG_DIR).exists():
         report.note(f"kept /{CONFIG_DIR}: your configuration (--purge removes it)")
+    if not purge and (root / STATE_DIR).exists():
+        report.note(f"kept /{STATE_DIR}: the ended detox's state (--purge removes it)")
+    if packaged is not None:
+        report.note(f"the Debian package's files stay (/{packaged}, /usr/bin/detoxd): "
+                    "`sudo apt purge detoxd` removes them with the config and the state")
     if not report.changed:
         report.note(f"nothing changed: detoxd is not installed in {root}")
     return report.lines
@@ -227,6 +304,7 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
         if path.is_file() or path.is_symlink():
             path.unlink()
             removed.append(f"removed /{relative}")
+    removed += remove_empty_policy_dirs(root)
     if purge:
         for relative in (CONFIG_DIR, STATE_DIR):
             path = root / relative
@@ -236,8 +314,41 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
     return removed
 
 
-def _install_units(root: Path, executable: Path, bundle: Bundle, report: _Report) -> bool:
-    system_unit = render_system_unit(bundle.system_unit, executable, home_paths_needed(executable))
+def remove_empty_policy_dirs(root: Path) -> list[str]:
+    """Remove the browser policy directories systemd created for the service, and their
+    parents, where they are empty and no Debian package owns them (an installed browser's
+    directory stays). A policy file detoxd put there is removed when the detox ends."""
+    removed = []
+    stops = {root / stop for stop in _POLICY_DIR_STOPS}
+    for relative in BROWSER_POLICY_DIRS:
+        path = root / relative
+        while path not in stops and path.is_relative_to(root / "etc"):
+            if path.is_symlink() or not path.is_dir() or any(path.iterdir()):
+                break
+            if _owned_by_a_package(root, path):
+                break
+            path.rmdir()
+            removed.append(f"removed empty /{path.relative_to(root)}")
+            path = path.parent
+    return removed
+
+
+def _owned_by_a_package(root: Path, path: Path) -> bool:
+    admin_dir = root / "var/lib/dpkg"
+    if shutil.which("dpkg-query") is None or not admin_dir.is_dir():
+        return False
+    result = subprocess.run(
+        ["dpkg-query", f"--admindir={admin_dir}", "--search", f"/{path.relative_to(root)}"],
+        capture_output=True, text=True, check=False,
+    )
+    return result.returncode == 0
+
+
+def _install_units(
+    root: Path, executable: Path, bundle: Bundle, report: _Report, code_dirs: Sequence[Path]
+) -> bool:
+    home_paths = home_paths_needed(executable, extra=code_dirs)
+    system_unit = render_system_unit(bundle.system_unit, executable, home_paths)
     wanted = {
         SYSTEM_UNIT_PATH: system_unit,
         TRAY_UNIT_PATH: render(bundle.tray_unit, executable),

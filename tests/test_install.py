@@ -14,6 +14,7 @@ from detoxd import install as installer
 from detoxd.install import (
     Bundle,
     InstallError,
+    UnsafeCode,
     find_executable,
     home_paths_needed,
     install,
@@ -27,6 +28,9 @@ DEFAULT_CONFIG = {
     "detoxd.yaml": "# detoxd settings (stand-in)\ndays: 14\n",
     "blocklist.yaml": "# blocked domains (stand-in)\npresets: [social]\n",
 }
+
+# The test's own files belong to whoever runs it; root's are trusted as always.
+ME = frozenset({0, os.getuid()})
 
 pytestmark = pytest.mark.skipif(shutil.which("systemctl") is None, reason="needs systemctl")
 
@@ -72,7 +76,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
 def test_install_places_files_and_enables_units(
     tmp_path: Path, bundle: Bundle, executable: Path
 ) -> None:
-    lines = install(tmp_path, now=False, executable=executable, bundle=bundle)
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
 
     unit = (tmp_path / "etc/systemd/system/detoxd.service").read_text()
     assert f"ExecStart={executable} run\n" in unit
@@ -98,9 +102,9 @@ def test_install_places_files_and_enables_units(
 def test_second_install_changes_nothing_and_says_so(
     tmp_path: Path, bundle: Bundle, executable: Path
 ) -> None:
-    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     before = snapshot(tmp_path)
-    lines = install(tmp_path, now=False, executable=executable, bundle=bundle)
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     assert snapshot(tmp_path) == before
     assert lines == [f"nothing changed: detoxd is already installed in {tmp_path}"]
 
@@ -111,7 +115,7 @@ def test_existing_config_is_never_overwritten(
     edited = tmp_path / "etc/detoxd/detoxd.yaml"
     edited.parent.mkdir(parents=True)
     edited.write_text("days: 14\n# my own notes\n")
-    lines = install(tmp_path, now=False, executable=executable, bundle=bundle)
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     assert edited.read_text() == "days: 14\n# my own notes\n"
     assert (tmp_path / "etc/detoxd/blocklist.yaml").read_text() == DEFAULT_CONFIG["blocklist.yaml"]
     assert "wrote default /etc/detoxd/blocklist.yaml" in lines
@@ -122,11 +126,11 @@ def test_reinstall_from_another_location_rewrites_the_units(
     tmp_path: Path, bundle: Bundle, executable: Path
 ) -> None:
     root = tmp_path / "root"
-    install(root, now=False, executable=executable, bundle=bundle)
+    install(root, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     moved = tmp_path / "opt/detoxd/bin/detoxd"
     moved.parent.mkdir(parents=True)
     shutil.copy2(executable, moved)
-    lines = install(root, now=False, executable=moved, bundle=bundle)
+    lines = install(root, now=False, executable=moved, bundle=bundle, trusted_uids=ME)
     assert f"ExecStart={moved} run\n" in (root / "etc/systemd/system/detoxd.service").read_text()
     assert "wrote /etc/systemd/system/detoxd.service" in lines
     assert not any(line.startswith("enabled") for line in lines)  # already enabled
@@ -135,13 +139,13 @@ def test_reinstall_from_another_location_rewrites_the_units(
 def test_now_does_not_start_anything_in_an_offline_root(
     tmp_path: Path, bundle: Bundle, executable: Path
 ) -> None:
-    lines = install(tmp_path, now=True, executable=executable, bundle=bundle)
+    lines = install(tmp_path, now=True, executable=executable, bundle=bundle, trusted_uids=ME)
     assert any(line.startswith("not started: --now applies only") for line in lines)
 
 
 def test_failing_systemctl_is_reported(tmp_path: Path, bundle: Bundle, executable: Path) -> None:
     with pytest.raises(InstallError, match=r"enable detoxd\.service failed"):
-        install(tmp_path, now=False, executable=executable, bundle=bundle, systemctl="false")
+        install(tmp_path, now=False, executable=executable, bundle=bundle, systemctl="false", trusted_uids=ME)
 
 
 def test_uninstall_removes_units_and_keeps_config(
@@ -150,7 +154,7 @@ def test_uninstall_removes_units_and_keeps_config(
     hosts = tmp_path / "etc/hosts"
     hosts.parent.mkdir(parents=True)
     hosts.write_text("127.0.0.1 localhost\n")
-    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
 
     lines = uninstall(tmp_path, purge=False)
 
@@ -172,7 +176,7 @@ def test_uninstall_removes_units_and_keeps_config(
 def test_uninstall_twice_says_nothing_changed(
     tmp_path: Path, bundle: Bundle, executable: Path
 ) -> None:
-    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     uninstall(tmp_path, purge=True)
     assert uninstall(tmp_path, purge=True) == [
         f"nothing changed: detoxd is not installed in {tmp_path}"
@@ -182,7 +186,7 @@ def test_uninstall_twice_says_nothing_changed(
 def test_purge_removes_config_and_state_but_not_hosts(
     tmp_path: Path, bundle: Bundle, executable: Path
 ) -> None:
-    install(tmp_path, now=False, executable=executable, bundle=bundle)
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     state = tmp_path / "var/lib/detoxd/state.json"
     state.parent.mkdir(parents=True)
     state.write_text("{}")
@@ -212,12 +216,12 @@ def test_remove_files_only_touches_detoxd_files(tmp_path: Path) -> None:
 )
 def test_paths_that_would_need_quoting_are_refused(path: str) -> None:
     with pytest.raises(InstallError, match="unsupported path"):
-        render("ExecStart=/usr/local/bin/detoxd run\n", Path(path))
+        render("ExecStart=/usr/bin/detoxd run\n", Path(path))
 
 
 def test_relative_executable_is_refused(tmp_path: Path, bundle: Bundle) -> None:
     with pytest.raises(InstallError, match="absolute"):
-        install(tmp_path, now=False, executable=Path("detoxd"), bundle=bundle)
+        install(tmp_path, now=False, executable=Path("detoxd"), bundle=bundle, trusted_uids=ME)
 
 
 def make_script(path: Path, interpreter: Path) -> Path:
@@ -273,3 +277,59 @@ def test_bundle_load_reads_package_data_or_names_what_is_missing() -> None:
     else:
         with pytest.raises(InstallError, match=r"package data detoxd/data/\S+\.yaml is missing"):
             Bundle.load()
+
+
+def test_install_refuses_code_that_others_can_change_and_writes_nothing(
+    tmp_path: Path, bundle: Bundle
+) -> None:
+    """The README's old path: a venv in a clone someone else can write to."""
+    venv = tmp_path / "clone/.venv"
+    subprocess.run(["/usr/bin/python3",
+                    "-m", "venv", "--without-pip", str(venv)], check=True)
+    script = venv / "bin/detoxd"
+    script.write_text(f"#!{venv}/bin/python\n")
+    script.chmod(0o755)
+    (tmp_path / "clone").chmod(0o777)
+    root = tmp_path / "root"
+    with pytest.raises(UnsafeCode) as refused:
+        install(root, now=False, executable=script, bundle=bundle, trusted_uids=ME)
+    message = str(refused.value)
+    assert f"{tmp_path / 'clone'} (writable by everyone)" in message
+    assert "become root" in message and "sudo scripts/install-system" in message
+    assert not root.exists()
+
+
+def test_packaged_units_are_enabled_not_copied(tmp_path: Path, bundle: Bundle) -> None:
+    """As on a system with the .deb: its units are in /lib/systemd, its script is /usr/bin/detoxd."""
+    packaged = tmp_path / "lib/systemd/system/detoxd.service"
+    packaged.parent.mkdir(parents=True)
+    packaged.write_text(bundle.system_unit)
+    tray = tmp_path / "usr/lib/systemd/user/detoxd-tray.service"
+    tray.parent.mkdir(parents=True)
+    tray.write_text(bundle.tray_unit)
+    if not Path("/usr/bin/detoxd").is_file():
+        pytest.skip("needs /usr/bin/detoxd (the Debian package) to be installed")
+    lines = install(tmp_path, now=False, executable=Path("/usr/bin/detoxd"), bundle=bundle)
+    assert not (tmp_path / "etc/systemd/system/detoxd.service").exists()
+    assert "detoxd.service and detoxd-tray.service come with the Debian package " \
+        "(/lib/systemd/system/detoxd.service)" in lines
+    assert systemctl(tmp_path, "is-enabled", "detoxd.service").stdout.strip() == "enabled"
+
+
+def test_uninstall_removes_the_empty_policy_dirs_and_says_what_it_keeps(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
+    for relative in ("etc/firefox/policies", "etc/opt/chrome/policies/managed",
+                     "etc/chromium/policies/managed"):
+        (tmp_path / relative).mkdir(parents=True)  # as systemd's ConfigurationDirectory= does
+    (tmp_path / "etc/chromium/master_preferences").write_text("{}")  # an installed browser's
+    (tmp_path / "var/lib/detoxd").mkdir(parents=True)
+    lines = uninstall(tmp_path, purge=False)
+    assert not (tmp_path / "etc/firefox").exists()
+    assert not (tmp_path / "etc/opt/chrome").exists() and (tmp_path / "etc/opt").is_dir()
+    assert not (tmp_path / "etc/chromium/policies").exists()
+    assert (tmp_path / "etc/chromium/master_preferences").exists()
+    assert "removed empty /etc/firefox/policies" in lines
+    assert "removed empty /etc/opt/chrome" in lines
+    assert "kept /var/lib/detoxd: the ended detox's state (--purge removes it)" in lines
