@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import icalendar
 
@@ -29,6 +30,9 @@ PRODID = "-//detoxd//peer sessions//EN"
 UID_NAMESPACE = uuid.UUID("4f0d7a64-3b35-4f59-9f0e-2f7b1c7c5d10")  # fixed forever: UIDs depend on it
 UID_DOMAIN = "detoxd"
 SEQUENCE_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+# Debian 12 ships icalendar 4.0.3: no add_missing_timezones(), and a zoneinfo datetime gets its
+# abbreviation (BST) as TZID. With it, detoxd writes the VTIMEZONE and the TZID itself.
+LEGACY_ICALENDAR = not hasattr(icalendar.Calendar, "add_missing_timezones")
 QUESTIONS = (
     ("Promote", "How can the group promote {name}'s business?"),
     ("Help", "How can the group help {name}?"),
@@ -65,10 +69,59 @@ def calendar(plan: Plan, stamp: datetime, attachment: tuple[str, str] | None = N
     first_day = plan.sessions[0].start.date()
     last_day = plan.sessions[-1].end.date()
     # VTIMEZONE rules from the tz database, covering the sessions with a year to spare.
-    cal.add_missing_timezones(first_date=date(first_day.year - 1, 1, 1),
-                              last_date=date(last_day.year + 2, 1, 1))
+    first_date, last_date = date(first_day.year - 1, 1, 1), date(last_day.year + 2, 1, 1)
+    if not LEGACY_ICALENDAR:
+        cal.add_missing_timezones(first_date=first_date, last_date=last_date)
+    else:
+        zone = plan.sessions[0].start.tzinfo
+        if isinstance(zone, ZoneInfo) and zone.key != "UTC":
+            cal.add_component(vtimezone(zone, first_date, last_date))
     data: bytes = cal.to_ical()
     return data
+
+
+def vtimezone(zone: ZoneInfo, first: date, last: date) -> icalendar.Timezone:
+    """A VTIMEZONE for ``zone`` with one STANDARD/DAYLIGHT part per offset change between
+    ``first`` and ``last`` (RFC 5545 3.6.5: DTSTART is the local time of the onset in the
+    offset before it), or a single STANDARD part for a zone without changes."""
+    component = icalendar.Timezone()
+    component.add("tzid", zone.key)
+    moment = datetime.combine(first, time(), UTC)
+    end = datetime.combine(last, time(), UTC)
+    changes = []
+    while moment < end:
+        following = moment + timedelta(days=1)
+        if moment.astimezone(zone).utcoffset() != following.astimezone(zone).utcoffset():
+            changes.append(_transition(zone, moment, following))
+        moment = following
+    if not changes:
+        changes.append(datetime.combine(first, time(), UTC))
+    for onset in changes:
+        before = (onset - timedelta(minutes=1)).astimezone(zone)
+        after = onset.astimezone(zone)
+        kind = icalendar.TimezoneDaylight() if after.dst() else icalendar.TimezoneStandard()
+        kind.add("tzname", after.tzname())
+        kind.add("dtstart", (onset + (before.utcoffset() or timedelta())).replace(tzinfo=None))
+        kind.add("tzoffsetfrom", before.utcoffset() or timedelta())
+        kind.add("tzoffsetto", after.utcoffset() or timedelta())
+        component.add_component(kind)
+    return component
+
+
+def _transition(zone: ZoneInfo, earlier: datetime, later: datetime) -> datetime:
+    """The first UTC minute in (earlier, later] with ``later``'s offset (offsets change on
+    whole minutes in the tz database)."""
+    offset = later.astimezone(zone).utcoffset()
+    while later - earlier > timedelta(minutes=1):
+        middle = earlier + (later - earlier) / 2
+        middle = middle.replace(second=0, microsecond=0)
+        if middle <= earlier:
+            middle = earlier + timedelta(minutes=1)
+        if middle.astimezone(zone).utcoffset() == offset:
+            later = middle
+        else:
+            earlier = middle
+    return later
 
 
 def _event(plan: Plan, session: Session, stamp: datetime) -> icalendar.Event:
@@ -76,8 +129,8 @@ def _event(plan: Plan, session: Session, stamp: datetime) -> icalendar.Event:
     event.add("uid", event_uid(plan, session))
     event.add("dtstamp", stamp.astimezone(UTC))
     event.add("sequence", sequence(stamp))
-    event.add("dtstart", session.start)
-    event.add("dtend", session.end)
+    event.add("dtstart", session.start, parameters=_tzid(session.start))
+    event.add("dtend", session.end, parameters=_tzid(session.end))
     event.add("summary", f"Peer session {session.number} of {len(plan.sessions)}: "
               "promote, help, connect")
     event.add("description", description(plan, session))
@@ -101,6 +154,12 @@ def _inline(name: str, text: str) -> icalendar.vBinary:
     data.params["FMTTYPE"] = "text/plain"
     data.params["X-FILENAME"] = name
     return data
+
+
+def _tzid(moment: datetime) -> dict[str, str] | None:
+    if LEGACY_ICALENDAR and isinstance(moment.tzinfo, ZoneInfo) and moment.tzinfo.key != "UTC":
+        return {"TZID": moment.tzinfo.key}
+    return None
 
 
 def _address(person: Person, *, organizer: bool) -> icalendar.vCalAddress:

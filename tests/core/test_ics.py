@@ -139,8 +139,10 @@ def test_awkward_names_survive_the_round_trip() -> None:
     first = events(parse(ics.calendar(make_plan(peers=peers), STAMP)))[0]
     [jo] = [a for a in first.attendee_list if a.value == "mailto:jo@example.com"]
     # A parameter value cannot hold a double quote; RFC 6868 writes it ^' (vobject does not decode it).
+    # Debian 12's icalendar 4.0.3 predates RFC 6868 and writes the double quote as a single one.
     [name] = jo.params["CN"]
-    assert name.replace("^'", '"') == 'Jo "JJ" O\'Neil, Jr; CEO'
+    quote = "'" if ics.LEGACY_ICALENDAR else '"'
+    assert name.replace("^'", '"') == f"Jo {quote}JJ{quote} O'Neil, Jr; CEO"
     assert "Jo \"JJ\" O'Neil, Jr; CEO" in first.description.value
 
 
