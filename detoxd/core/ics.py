@@ -156,10 +156,10 @@ def _inline(name: str, text: str) -> icalendar.vBinary:
     return data
 
 
-def _tzid(moment: datetime) -> dict[str, str] | None:
+def _tzid(moment: datetime) -> dict[str, str]:
     if LEGACY_ICALENDAR and isinstance(moment.tzinfo, ZoneInfo) and moment.tzinfo.key != "UTC":
         return {"TZID": moment.tzinfo.key}
-    return None
+    return {}
 
 
 def _address(person: Person, *, organizer: bool) -> icalendar.vCalAddress:
