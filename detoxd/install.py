@@ -208,7 +208,8 @@ def install(
     report = _Report()
     packaged = packaged_unit(root)
     if packaged is not None and executable == PACKAGED_EXECUTABLE:
-        report.note(f"{SYSTEM_UNIT} and {TRAY_UNIT} come with the Debian package (/{packaged})")
+        report.note(f"{SYSTEM_UNIT}, {TRAY_UNIT} and {CUTTER_PATH_UNIT} come with the Debian package "
+                    f"(/{packaged})")
         units_changed = False
     else:
         units_changed = _install_units(root, executable, bundle, report, code_dirs)
@@ -270,7 +271,8 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
         if manager.is_enabled(SYSTEM_UNIT):
             manager.run("disable", SYSTEM_UNIT)
             report.did(f"disabled {SYSTEM_UNIT}")
-    if (root / CUTTER_PATH_UNIT_PATH).exists() and manager.is_enabled(CUTTER_PATH_UNIT):
+    cutter_installed = (root / CUTTER_PATH_UNIT_PATH).exists() or packaged is not None
+    if cutter_installed and manager.is_enabled(CUTTER_PATH_UNIT):
         manager.run("disable", *(["--now"] if manager.live and manager.booted else []), CUTTER_PATH_UNIT)
         report.did(f"disabled {CUTTER_PATH_UNIT}")
     tray_installed = (root / TRAY_UNIT_PATH).exists() or packaged is not None

@@ -311,7 +311,7 @@ def test_packaged_units_are_enabled_not_copied(tmp_path: Path, bundle: Bundle) -
         pytest.skip("needs /usr/bin/detoxd (the Debian package) to be installed")
     lines = install(tmp_path, now=False, executable=Path("/usr/bin/detoxd"), bundle=bundle)
     assert not (tmp_path / "etc/systemd/system/detoxd.service").exists()
-    assert "detoxd.service and detoxd-tray.service come with the Debian package " \
+    assert "detoxd.service, detoxd-tray.service and detoxd-cutter.path come with the Debian package " \
         "(/lib/systemd/system/detoxd.service)" in lines
     assert systemctl(tmp_path, "is-enabled", "detoxd.service").stdout.strip() == "enabled"
 
