@@ -10,7 +10,9 @@ Three threads, each with one job:
   sends desktop notifications, and refreshes the icon so countdowns stay current.
 
 What to show is decided by the pure modules ``menu`` and ``icon``; this module only wires.
-The agent reads and subscribes; nothing here can change or end a detox.
+The agent reads and subscribes; nothing here can end a detox. The one request that changes
+enforcement opens an allowance within its budget ("Open twitter for 10 minutes"), which the
+daemon checks again.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class TrayAgent:
         self.model = Model()
         self.stopping = threading.Event()
         self._wake = threading.Event()
-        self._outbox: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._outbox: queue.Queue[tuple[str, str, int]] = queue.Queue()  # summary, body, urgency
         self._keeper: DndKeeper | None = None
         self._shown: tuple[Any, ...] | None = None
         self._window: subprocess.Popen[bytes] | None = None
@@ -180,7 +182,8 @@ class TrayAgent:
             if notice is not None:
                 self.model.notices = [n for n in self.model.notices if n.until > moment] + [notice[1]]
         if notice is not None:
-            self._outbox.put((notice[0], notice[1].text))
+            # The user's own allowance closing gets through do-not-disturb (critical urgency).
+            self._outbox.put((notice[0], notice[1].text, 2 if kind == "allowance_closing" else 1))
         log.debug("event %s", kind)
         self._wake.set()
 
@@ -241,11 +244,11 @@ class TrayAgent:
 
         while True:
             try:
-                summary, body = self._outbox.get_nowait()
+                summary, body, urgency = self._outbox.get_nowait()
             except queue.Empty:
                 return
             try:
-                notify(summary, body)
+                notify(summary, body, urgency=urgency)
             except BusError as error:
                 log.warning("cannot show a desktop notification (%s): %s", summary, error)
 
@@ -274,6 +277,8 @@ class TrayAgent:
                 items.append(pystray.Menu.SEPARATOR)
             elif entry.action is None:
                 items.append(pystray.MenuItem(entry.label, None, enabled=False))
+            elif entry.action is menu.Action.OPEN_ALLOWANCE:
+                items.append(pystray.MenuItem(entry.label, self._opener(entry)))
             else:
                 handler = self._handler(entry.action)
                 items.append(pystray.MenuItem(entry.label, handler, default=entry.default))
@@ -299,6 +304,22 @@ class TrayAgent:
                 log.exception("menu action %s failed", action.value)
 
         return handle
+
+    def _opener(self, entry: menu.MenuEntry) -> Callable[[Any, Any], None]:
+        def handle(_icon: Any, _item: Any) -> None:
+            log.info("menu: open %s for %d min", entry.allowance, entry.minutes)
+            self.open_allowance(str(entry.allowance), entry.minutes)
+        return handle
+
+    def open_allowance(self, name: str, minutes: int) -> None:
+        """`detoxd open NAME MINUTES` as this user: the daemon decides (budget, seat, lock)."""
+        try:
+            response = ControlClient(self.paths.socket).request("open", name=name, minutes=minutes)
+        except ControlError as error:
+            response = {"ok": False, "error": str(error)}
+        text = str(response.get("message") if response.get("ok") else response.get("error", "refused"))
+        self._outbox.put(("detoxd allowance", text, 1))
+        self._wake.set()
 
     def show_status(self) -> None:
         with self.lock:
@@ -345,7 +366,7 @@ class TrayAgent:
             command = [xmessage, "-title", heading, "-center", "-buttons", "OK:0", text]
             self._window = subprocess.Popen(command)
             return
-        self._outbox.put((heading, text))
+        self._outbox.put((heading, text, 1))
         self._wake.set()
 
 
@@ -376,6 +397,11 @@ def _notice_for(kind: str, event: dict[str, Any], moment: datetime) -> tuple[str
     if kind in ("reminder", "session_reminder"):
         text = str(event.get("message") or _reminder_text(event))
         return "detoxd reminder", menu.Notice(f"Reminder: {text}", moment + NOTICE_MEMORY)
+    if kind == "allowance_closing":
+        closes = _parse_time(event.get("closes_at")) or moment + timedelta(minutes=2)
+        name = str(event.get("name") or "an allowance")
+        return "detoxd allowance", menu.Notice(
+            f"{name} closes at {closes.astimezone():%H:%M}: blocked again in 2 minutes", closes)
     if kind == "hot_seat":
         seat = status.get("current_hot_seat") if isinstance(status, dict) else None
         seat = seat if isinstance(seat, dict) else event

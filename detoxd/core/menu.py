@@ -1,7 +1,9 @@
 """What the tray says: the daemon's status (and the agent's own notes) → title and menu. Pure.
 
 The tray shell turns ``MenuEntry`` values into pystray items and ``Action`` values into
-callables. There is deliberately no action that ends or shortens a detox.
+callables. There is deliberately no action that ends or shortens a detox. The one action that
+changes enforcement opens an allowance (``detoxd open NAME 10``), offered only within its budget;
+the daemon checks the budget again.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class Action(enum.Enum):
     EXPORT_CALENDAR = "export_calendar"
     ABOUT = "about"
     QUIT = "quit"
+    OPEN_ALLOWANCE = "open_allowance"  # the entry's ``allowance`` and ``minutes``
+
+
+TRAY_OPEN_MINUTES = 10  # what the tray offers per open: a short look, not the whole budget
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class MenuEntry:
     label: str
     action: Action | None = None  # None: an informational line, shown disabled
     default: bool = False  # what a click on the icon does where there is no menu
+    allowance: str | None = None  # for OPEN_ALLOWANCE
+    minutes: int = 0
 
 
 SEPARATOR = MenuEntry("")
@@ -69,7 +77,8 @@ def title(view: TrayView) -> str:
     if view.tampered:
         return "detoxd: hosts file was tampered with, block restored"
     if status.get("state") == "active":
-        return f"detoxd: {day_of(status, view.now)}, {_days_left_text(status)}"
+        opened = [_open_text(item, view.now) for item in _allowances(status) if item.get("open")]
+        return f"detoxd: {day_of(status, view.now)}, " + (", ".join(opened) or _days_left_text(status))
     return "detoxd: no detox running"
 
 
@@ -85,6 +94,7 @@ def status_lines(view: TrayView) -> list[str]:
         if view.dnd_reasserted:
             lines.append(f"Notifications switched back on {_times(view.dnd_reasserted)}, silenced again")
     lines += _plan_lines(status, view.now)
+    lines += _allowance_lines(status, view.now)
     lines += [notice.text for notice in view.current_notices()]
     return lines
 
@@ -95,12 +105,57 @@ def entries(view: TrayView, *, has_menu: bool) -> list[MenuEntry]:
     items.append(SEPARATOR)
     if not has_menu:
         items.append(MenuEntry("Show status", Action.SHOW_STATUS, default=True))
+    if view.status is not None:
+        items += allowance_entries(view.status)
     items.append(MenuEntry("Open blocklist (read-only; edit with sudoedit)", Action.OPEN_BLOCKLIST))
     if view.status is not None and view.status.get("next_session"):
         items.append(MenuEntry("Export sessions calendar", Action.EXPORT_CALENDAR))
     items.append(MenuEntry("About detoxd", Action.ABOUT))
     items.append(MenuEntry("Quit tray", Action.QUIT))
     return items
+
+
+def allowance_entries(status: Mapping[str, Any]) -> list[MenuEntry]:
+    """"Open twitter for 10 minutes (14 left today)" for each allowance that can open now."""
+    if status.get("state") != "active":
+        return []
+    entries = []
+    for item in _allowances(status):
+        left = item.get("minutes_left_today")
+        if item.get("open") or not isinstance(left, int) or left < 1 or item.get("opens_left_today") == 0:
+            continue
+        minutes = min(TRAY_OPEN_MINUTES, left)
+        name = str(item.get("name"))
+        entries.append(MenuEntry(f"Open {name} for {minutes} minute{'s' if minutes != 1 else ''} "
+                                 f"({left} left today)", Action.OPEN_ALLOWANCE,
+                                 allowance=name, minutes=minutes))
+    return entries
+
+
+def _allowances(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    items = status.get("allowances")
+    return [item for item in items if isinstance(item, Mapping)] if isinstance(items, list) else []
+
+
+def _open_text(item: Mapping[str, Any], now: datetime) -> str:
+    until = _parse(item.get("open_until"))
+    left = f", {format_duration(until - now)} left" if until else ""
+    return f"{item.get('name', '?')} open{left}"
+
+
+def _allowance_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
+    """An open allowance counts down; a closed one says what is left."""
+    if status.get("state") != "active":
+        return []
+    lines = []
+    for item in _allowances(status):
+        if item.get("open"):
+            lines.append(_open_text(item, now).replace(" open, ", " open — ", 1))
+        elif item.get("next_window") and not item.get("minutes_left_today"):
+            start = _parse(item.get("next_window"))
+            if start is not None:
+                lines.append(f"{item.get('name', '?')}: next window {format_moment(start, now)}")
+    return lines
 
 
 def day_of(status: Mapping[str, Any], now: datetime) -> str:

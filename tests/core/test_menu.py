@@ -160,3 +160,50 @@ def test_a_peer_lock_shows_how_many_peers_are_needed() -> None:
     lines = status_lines(view(status))
     assert "Lock: peers — ending early needs 3 of 5 peers' cards" in lines
     assert "Locked: it cannot be ended early" not in lines
+
+
+def allowance(**fields: Any) -> dict[str, Any]:
+    return {"name": "twitter", "open": False, "open_until": None, "minutes_left_today": 14,
+            "opens_left_today": 1, "next_window": None, **fields}
+
+
+def test_the_tray_offers_ten_minutes_of_an_allowance_within_its_budget() -> None:
+    status = {**ACTIVE, "allowances": [allowance(), allowance(name="reddit", minutes_left_today=4,
+                                                               opens_left_today=None)]}
+    offered = [entry for entry in entries(view(status), has_menu=True)
+               if entry.action is Action.OPEN_ALLOWANCE]
+    assert offered == [
+        MenuEntry("Open twitter for 10 minutes (14 left today)", Action.OPEN_ALLOWANCE,
+                  allowance="twitter", minutes=10),
+        MenuEntry("Open reddit for 4 minutes (4 left today)", Action.OPEN_ALLOWANCE,
+                  allowance="reddit", minutes=4),
+    ]
+
+
+@pytest.mark.parametrize("fields", [
+    {"minutes_left_today": 0},
+    {"opens_left_today": 0},
+    {"open": True, "open_until": "2025-11-27T10:09:00+00:00"},
+])
+def test_no_offer_when_it_cannot_open(fields: dict[str, Any]) -> None:
+    status = {**ACTIVE, "allowances": [allowance(**fields)]}
+    assert not any(entry.action is Action.OPEN_ALLOWANCE for entry in entries(view(status), has_menu=True))
+
+
+def test_no_offer_outside_a_detox() -> None:
+    status = {**IDLE, "allowances": [allowance()]}
+    assert not any(entry.action is Action.OPEN_ALLOWANCE for entry in entries(view(status), has_menu=True))
+
+
+def test_an_open_allowance_counts_down_in_the_title_and_the_menu() -> None:
+    status = {**ACTIVE, "allowances": [allowance(open=True, open_until="2025-11-27T10:09:00+00:00")]}
+    assert title(view(status)) == "detoxd: Day 3 of 14, twitter open, 9 min left"
+    assert "twitter open — 9 min left" in status_lines(view(status))
+    later = TrayView(status, NOW + timedelta(minutes=8, seconds=30))
+    assert title(later) == "detoxd: Day 3 of 14, twitter open, 1 min left"
+
+
+def test_a_spent_window_only_allowance_says_when_it_opens_next() -> None:
+    spent = allowance(minutes_left_today=0, next_window="2025-11-29T10:00:00+00:00")
+    status = {**ACTIVE, "allowances": [spent]}
+    assert "twitter: next window Sat 29 Nov 10:00" in status_lines(view(status))
