@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("check", help="validate the config files (no daemon needed)")
+    report = commands.add_parser(
+        "report", help="the detox day by day: blocked sites before vs during, attempts, apps closed")
+    report.add_argument("--json", action="store_true", help="machine-readable output (fields in the README)")
+    report.add_argument("--html", metavar="FILE", help="write one self-contained page with charts")
     netagent = commands.add_parser(
         "netagent", help="put the detox into the household's DNS engines (what detoxd-network starts)")
     netagent.add_argument("--engines", choices=("remote", "local", "all"), default="all",
@@ -325,6 +329,62 @@ def cmd_netagent(args: argparse.Namespace, paths: Paths) -> int:
                      check_seconds=args.check_seconds)
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     return agent.run()
+
+
+def cmd_report(args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd.client import ControlClient, ControlError
+
+    try:
+        response = ControlClient(paths.socket).request("report", timeout=60.0)
+    except ControlError as exc:
+        document = _report_from_journal(paths)
+        if document is None:
+            print(f"detoxd: the daemon is not reachable at {paths.socket}: {exc}", file=sys.stderr)
+            print("Is it running? `systemctl status detoxd`; as root, `detoxd report` reads the journal "
+                  "itself", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        print(f"detoxd: the daemon is not reachable; built from the journal in {paths.state_dir}",
+              file=sys.stderr)
+    else:
+        if not response.get("ok") or not isinstance(response.get("report"), dict):
+            return _refused(response)
+        document = response["report"]
+    if args.html:
+        from detoxd import report_html
+
+        try:
+            page = report_html.render(document)
+        except report_html.ChartsUnavailable as exc:
+            print(f"detoxd: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        _write_output(args.html, page.encode())
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+    elif args.html != "-":
+        from detoxd.core.report import format_text
+
+        print(format_text(document))
+    return EXIT_OK
+
+
+def _report_from_journal(paths: Paths) -> dict[str, Any] | None:
+    """With the daemon down, root can still read the journal (it is root's alone)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from detoxd.core import report
+    from detoxd.service import journal
+    from detoxd.service.scheduler import system_timezone
+
+    directory = journal.directory_for(paths.state_dir)
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return None
+    events, stats = journal.read_events(directory)
+    zone = ZoneInfo(system_timezone())
+    return report.build(events, now=datetime.now(zone), tz=zone, scope="all",
+                        journal_stats={"events": stats.events, "segments": stats.segments,
+                                       "corrupt_lines": stats.corrupt_lines,
+                                       "newer_version_lines": stats.newer_version_lines})
 
 
 def cmd_tray(args: argparse.Namespace, paths: Paths) -> int:
@@ -652,6 +712,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Paths], int]] = {
     "end": cmd_end,
     "reload": cmd_reload,
     "status": cmd_status,
+    "report": cmd_report,
     "check": cmd_check,
     "doctor": cmd_doctor,
     "tray": cmd_tray,
