@@ -156,7 +156,8 @@ def _empty_row(day: date, phase: str, number: int) -> dict[str, Any]:
 def _in_window(event: Mapping[str, Any], window: DetoxWindow, now: datetime) -> bool:
     at = parse_time(event.get("at"))
     end = window.ended_at or now
-    return at is not None and window.started_at <= at <= end
+    # Journal times are whole seconds: an event in the start's own second is in the window.
+    return at is not None and window.started_at.replace(microsecond=0) <= at <= end
 
 
 def _local_day(event: Mapping[str, Any], tz: tzinfo) -> str | None:

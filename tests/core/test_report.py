@@ -213,3 +213,12 @@ def test_duration_text() -> None:
     assert report.duration_text(12 * 60) == "0 h 12 min"
     assert report.duration_text(9 * 3600 + 40 * 60 + 20) == "9 h 40 min"
     assert report.duration_text(None) == "unknown"
+
+
+def test_events_in_the_same_second_as_the_start_count() -> None:
+    start = START.replace(microsecond=654321)
+    journal = Journal()
+    journal.add(START, "tamper", target="hosts file", restored="block")  # journalled as whole seconds
+    window = report.DetoxWindow(start, start + timedelta(days=14))
+    document = report.build(journal.events, now=start + timedelta(minutes=1), tz=UTC, window=window)
+    assert document["totals"]["during"]["tamper_attempts"] == 1
