@@ -122,6 +122,7 @@ class NetAgent:
         self.allowed: tuple[str, ...] = ()
         self.active: bool | None = None  # None: the daemon never answered since the agent started
         self.daemon_reachable = False
+        self.digest: str | None = None  # of the names last received: the daemon resends on change
         self._stop = threading.Event()
 
     def run(self) -> int:
@@ -147,7 +148,8 @@ class NetAgent:
         drift = [{"key": run.config.key, "detail": detail} for run in self.engines.values()
                  for detail in run.drift]
         try:
-            reply = self.client.request("network_sync", agent=self.kind, report=reports, drift=drift)
+            reply = self.client.request("network_sync", agent=self.kind, report=reports, drift=drift,
+                                        have=self.digest)
         except ControlError as exc:
             if self.daemon_reachable:
                 log.warning("daemon unreachable (%s): holding what the engines have", exc)
@@ -163,8 +165,12 @@ class NetAgent:
 
     def _take(self, reply: dict[str, Any]) -> None:
         self.active = bool(reply.get("active"))
-        self.names = engine_names(reply.get("names") or []) if self.active else ()
-        self.allowed = exceptions(self.names, reply.get("allowed") or []) if self.active else ()
+        if "names" in reply:
+            self.names = engine_names(reply.get("names") or []) if self.active else ()
+            self.allowed = exceptions(self.names, reply.get("allowed") or []) if self.active else ()
+            self.digest = reply.get("digest")
+        elif not self.active:
+            self.names, self.allowed = (), ()
         wanted: dict[str, EngineConfig] = {}
         for item in reply.get("engines") or []:
             try:

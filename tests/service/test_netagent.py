@@ -246,3 +246,15 @@ def test_secrets_from_systemd_credentials_or_a_private_file(paths: Paths, tmp_pa
     assert "mode 0600" in str(caught.value) and "hunter2" not in str(caught.value)
     with pytest.raises(SecretError, match=r"no credential detoxd_pihole\.secret"):
         read_secret(config, paths.config_dir, {"CREDENTIALS_DIRECTORY": str(tmp_path)})
+
+
+def test_names_are_sent_again_only_when_they_change(engine: Engine) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    first = engine.handle({"cmd": "network_sync", "agent": "all"}, ROOT)
+    assert "twitter.com" in first["names"]
+    again = engine.handle({"cmd": "network_sync", "agent": "all", "have": first["digest"]}, ROOT)
+    assert "names" not in again and again["digest"] == first["digest"] and again["active"] is True
+    (engine.paths.config_dir / "blocklist.yaml").write_text("domains: [twitter.com, x.com]\n")
+    engine.reload()
+    changed = engine.handle({"cmd": "network_sync", "agent": "all", "have": first["digest"]}, ROOT)
+    assert "x.com" in changed["names"] and changed["digest"] != first["digest"]

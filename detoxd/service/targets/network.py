@@ -15,6 +15,7 @@ that was taken out of the config meanwhile. Both are kept in the state directory
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pwd
@@ -57,6 +58,8 @@ class NetworkTarget:
         self._kept: dict[str, EngineConfig] = {}  # engines that may still hold detoxd's entries
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (when, report)
         self._drift: list[Drift] = []
+        self._sorted_of: tuple[frozenset[str], frozenset[str]] | None = None
+        self._sorted_cache: tuple[list[str], list[str], str] = ([], [], "")
         self._load()
 
     # ---- the Target interface ----
@@ -121,9 +124,24 @@ class NetworkTarget:
         self._take_reports(request.get("report"), request.get("drift"))
         engines = [e for e in self.engines()
                    if kind == "all" or (e.engine in REMOTE_ENGINES) == (kind == "remote")]
-        blocking = bool(self.names)
-        return {"ok": True, "active": blocking, "names": sorted(self.names) if blocking else [],
-                "allowed": sorted(self.allowed), "engines": [engine_to_json(e) for e in engines]}
+        names, allowed, digest = self._sorted()
+        reply: dict[str, Any] = {"ok": True, "active": bool(names), "digest": digest,
+                                 "engines": [engine_to_json(e) for e in engines]}
+        if request.get("have") != digest:  # the names only when they changed: 100k names are 2.5 MB
+            reply.update(names=names, allowed=allowed)
+        return reply
+
+    def _sorted(self) -> tuple[list[str], list[str], str]:
+        """The names and allowed names, sorted, and their digest; computed once per change
+        (agents sync every 2 s: sorting 100k names each time would cost 30 ms)."""
+        if self._sorted_of is None or self._sorted_of[0] is not self.names \
+                or self._sorted_of[1] is not self.allowed:
+            names, allowed = sorted(self.names), sorted(self.allowed)
+            hashed = hashlib.sha256("\n".join(names).encode())
+            hashed.update(b"\0" + "\n".join(allowed).encode())
+            self._sorted_of = (self.names, self.allowed)
+            self._sorted_cache = (names, allowed, hashed.hexdigest())
+        return self._sorted_cache
 
     def _take_reports(self, reports: Any, drifts: Any) -> None:
         known = {engine.key for engine in self.engines()}
