@@ -265,6 +265,9 @@ def _domain_names(source: Source, entries: list[tuple[str, int, str]]) -> list[s
         result = domains.normalize_domain(raw)
         if result.warning:
             source.warn(line, path, result.warning)
+        homoglyph = domains.mixed_scripts(raw) if result.name is not None else None
+        if homoglyph:
+            source.warn(line, path, f"{homoglyph} (blocking '{result.name}')")
         if result.name is None:
             source.error(line, path, result.error or f"{raw!r} is not a valid domain name")
         else:

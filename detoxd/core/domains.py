@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from encodings import idna
@@ -132,6 +133,28 @@ class ListIssue:
 # parse_list_text describes this many invalid words of a list and counts the rest: a list of
 # millions of invalid names would otherwise cost a message (and memory) each.
 MAX_LIST_ISSUES = 100
+
+
+def mixed_scripts(raw: str) -> str | None:
+    """A warning when a label of ``raw`` mixes letters of several scripts (``facebооk.com`` with
+    Cyrillic o's): such a name is converted to punycode and blocks a *different* site than the
+    one it looks like. None for ASCII and for labels written in one script."""
+    if raw.isascii():
+        return None
+    for label in raw.replace("。", ".").split("."):
+        scripts = sorted({_script(character) for character in label if character.isalpha()})
+        if len(scripts) > 1:
+            return (f"{_quote(raw)} mixes {' and '.join(script.title() for script in scripts)} "
+                    f"letters in '{label}': it is not the site it looks like (a homoglyph); "
+                    "write the name with the letters you mean")
+    return None
+
+
+def _script(character: str) -> str:
+    try:
+        return unicodedata.name(character).split(" ", 1)[0]
+    except ValueError:
+        return "UNKNOWN"
 
 
 def normalize_domain(raw: str) -> Normalized:

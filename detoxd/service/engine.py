@@ -188,15 +188,16 @@ class Engine:
         # Only what any user may read goes to the log: a `lists:` file's content is root's.
         public = "; ".join(str(issue.redacted()) for issue in error.issues)
         first = public.split("; ", 1)[0] if public else "invalid config"
-        if self.config_error is None or str(self.config_error) != str(error):
+        new_error = self.config_error is None or str(self.config_error) != str(error)
+        self.config_error = error
+        self.notifier.status(f"config error: {first}")
+        self.enforce()  # first: the count logged is what is in force (the ratchet's names too)
+        if new_error:
             log.error("config invalid, keeping the block in force (%d names): %s",
                       len(self.hosts.names), public)
             issues = error.issues
             journal.record("config_error", errors=len(issues),
                            first=str(issues[0].redacted()) if issues else first)
-        self.config_error = error
-        self.notifier.status(f"config error: {first}")
-        self.enforce()
         self.publish("config_error", message=str(error))
 
     def _config_loaded(self, loaded: LoadedConfig) -> None:

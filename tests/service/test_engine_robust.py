@@ -1,0 +1,389 @@
+"""Issue 12, in-process: nothing a user or a disk can do stops the guard.
+
+A real Engine on scratch files with a FakeClock (see test_engine.py). Each class of the issue
+has its tests here: hostile config bytes, work done outside the lock, damaged state, a full
+disk (ENOSPC raised by the real write path: the tmpfs versions are in
+tests/integration/test_full_disk.py), stale temporaries, and the log's count of names in force.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from detoxd import durable
+from detoxd.clock import FakeClock
+from detoxd.core.hosts import BEGIN_MARKER, END_MARKER
+from detoxd.paths import Paths
+from detoxd.protocol import Peer
+from detoxd.service import engine as engine_module
+from detoxd.service import state_store
+from detoxd.service.engine import Engine
+
+ROOT = Peer(pid=1, uid=0, gid=0)
+USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n"
+DAY = 86400.0
+NAMES = {"twitter.com", "www.twitter.com", "linkedin.com", "www.linkedin.com"}
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com]\n")
+    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n  lock: true\n")
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(USER_LINES)
+    run = tmp_path / "run"
+    run.mkdir()
+    return Paths(config, tmp_path / "state", hosts, run / "control.sock")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
+    engine = Engine(paths, clock)
+    engine.boot()
+    yield engine
+    engine.shutdown()
+
+
+def blocked(paths: Paths) -> set[str]:
+    text = paths.hosts_file.read_text()
+    return {line.split()[1] for line in text.splitlines() if line.startswith("0.0.0.0")}
+
+
+def started(engine: Engine, clock: FakeClock) -> str:
+    """Start a detox, let a day pass, checkpoint; return its end time."""
+    assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+    clock.advance(DAY)
+    engine.tick()
+    engine.checkpoint()
+    ends_at = engine.status()["ends_at"]
+    assert isinstance(ends_at, str)
+    return ends_at
+
+
+def restarted(engine: Engine, paths: Paths, clock: FakeClock) -> Engine:
+    """kill -9: nothing saved on the way out; a new engine boots from what is on disk."""
+    engine.hosts.close()
+    again = Engine(paths, clock)
+    again.boot()
+    return again
+
+
+# ---- 1. bad bytes in the YAML ----
+
+@pytest.mark.parametrize("text", [
+    b"domains: [a.example.com]\n\x01\n", b"domains: [a.example.com]\x00\n", b"domains: [\x1b]\n",
+    b"domains: [x\x7f]\n", "domains: ['\ufffe']\n".encode(), b"domains: &a [*a]\n", b"[" * 5000,
+    b"domains:\n" + b"  - [" * 3000, b"domains: [2026-13-45]\n", b"\xff\xfe\x00",
+    b"a: &a [" + b"*a, " * 10 + b"]\n", b"detox: {days: " + b"9" * 10000 + b"}\n",
+])
+def test_any_bytes_are_a_config_error_and_the_block_stays(
+        engine: Engine, paths: Paths, clock: FakeClock, text: bytes) -> None:
+    started(engine, clock)
+    (paths.config_dir / "blocklist.yaml").write_bytes(text)
+    error = engine.reload()
+    assert error is not None
+    assert all(issue.file and issue.line >= 0 for issue in error.issues)
+    assert error.issues[0].line >= 1 or "not valid" in error.issues[0].message
+    assert blocked(paths) >= NAMES
+    assert engine.status()["config_error"]
+
+
+# ---- 2. bounded work, and none of it under the lock ----
+
+def test_a_fifo_as_config_file_is_refused_without_blocking(engine: Engine, paths: Paths) -> None:
+    (paths.config_dir / "detoxd.yaml").unlink()
+    os.mkfifo(paths.config_dir / "detoxd.yaml")
+    before = time.monotonic()
+    error = engine.reload()
+    assert time.monotonic() - before < 2
+    assert error is not None and "not a regular file" in str(error)
+
+
+def test_status_answers_and_tampers_are_restored_while_a_config_is_read(
+        engine: Engine, paths: Paths, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config read that takes long (a huge list, a slow disk) holds no lock enforcement needs."""
+    started(engine, clock)
+    reading, release = threading.Event(), threading.Event()
+    real_load = engine_module.load_config
+
+    def slow_load(config_dir: Path) -> object:
+        reading.set()
+        assert release.wait(10)
+        return real_load(config_dir)
+
+    monkeypatch.setattr(engine_module, "load_config", slow_load)
+    reader = threading.Thread(target=engine.reload)
+    reader.start()
+    try:
+        assert reading.wait(5)
+        before = time.monotonic()
+        reply = engine.handle({"cmd": "status"}, ROOT)  # takes the lock, as the socket's threads do
+        assert reply["ok"] and time.monotonic() - before < 0.5
+        paths.hosts_file.write_bytes(USER_LINES)  # the block is gone
+        with engine.lock:  # what the daemon's loop does after inotify woke it
+            engine.hosts.handle_events()
+            clock.advance(1.0)
+            engine.check(clock.monotonic(), full=True)
+            clock.advance(1.0)
+            engine.settle(clock.monotonic())
+        assert blocked(paths) >= NAMES
+        assert reader.is_alive()  # the read was still under way all along
+    finally:
+        release.set()
+        reader.join(10)
+
+
+def test_error_counts_are_bounded_with_how_many_more(engine: Engine, paths: Paths) -> None:
+    entries = "".join(f"  - 'bad..{number}.example'\n" for number in range(5000))
+    (paths.config_dir / "blocklist.yaml").write_text("domains:\n" + entries)
+    error = engine.reload()
+    assert error is not None and error.total == 5000
+    assert len(error.issues) == 101
+    assert str(error.issues[-1]) == "blocklist.yaml: and 4900 more errors"
+
+
+# ---- 5. damaged state ----
+
+def test_truncated_state_file_resumes_from_the_backup(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    ends_at = started(engine, clock)
+    data = paths.state_file.read_bytes()
+    paths.state_file.write_bytes(data[: len(data) // 2])
+    again = restarted(engine, paths, clock)
+    status = again.status()
+    assert (status["state"], status["locked"], status["ends_at"]) == ("active", True, ends_at)
+    assert status["state_error"] and "state.json" in status["state_error"]
+    assert blocked(paths) >= NAMES
+
+
+@pytest.mark.parametrize("damage", ["garbage", "directory", "newer", "dev-zero", "fifo", "empty"])
+def test_every_damaged_state_file_keeps_the_detox(
+        engine: Engine, paths: Paths, clock: FakeClock, damage: str) -> None:
+    ends_at = started(engine, clock)
+    for path in (paths.state_file, paths.state_backup_file):
+        path.unlink()
+        if damage == "garbage":
+            path.write_bytes(os.urandom(4096))
+        elif damage == "directory":
+            path.mkdir()
+        elif damage == "newer":
+            path.write_text(json.dumps({"version": 99}))
+        elif damage == "dev-zero":
+            path.symlink_to("/dev/zero")
+        elif damage == "fifo":
+            os.mkfifo(path)
+        else:
+            path.write_bytes(b"")
+    again = restarted(engine, paths, clock)  # from the runtime copy
+    status = again.status()
+    assert (status["state"], status["ends_at"]) == ("active", ends_at)
+    assert blocked(paths) >= NAMES
+    again.checkpoint()  # and the next save works again
+    assert state_store.load(paths.state_file).active
+
+
+def test_every_copy_lost_with_the_block_still_in_the_hosts_file_fails_closed(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    """The state directory deleted and kill -9 before the next checkpoint, runtime copy gone
+    too (a reboot): the end cannot be known, so a locked detox starts again, never ends early."""
+    started(engine, clock)
+    engine.hosts.close()
+    for path in (paths.state_file, paths.state_backup_file, paths.runtime_state_file):
+        path.unlink()
+    again = Engine(paths, clock)
+    again.boot()
+    status = again.status()
+    assert status["state"] == "active" and status["locked"] is True
+    assert status["days_left"] == 14
+    assert "state was lost" in status["state_error"]
+    assert any("state was lost" in warning for warning in status["warnings"])
+    assert blocked(paths) >= NAMES
+    assert again.handle({"cmd": "end"}, ROOT)["code"] == "refused"
+
+
+def test_lost_state_without_a_block_means_no_detox_was_running(paths: Paths, clock: FakeClock) -> None:
+    paths.state_dir.mkdir(mode=0o700)
+    paths.state_file.write_bytes(b"\x00garbage")
+    engine = Engine(paths, clock)
+    engine.boot()
+    assert engine.status()["state"] == "idle"
+    assert paths.hosts_file.read_bytes() == USER_LINES
+
+
+def test_a_missing_ratchet_side_file_keeps_the_detox_and_the_names_in_the_block(
+        paths: Paths, clock: FakeClock) -> None:
+    many = "".join(f"host{number}.example.com\n" for number in range(state_store.INLINE_RATCHET_MAX + 5))
+    (paths.config_dir / "many.txt").write_text(many)
+    (paths.config_dir / "blocklist.yaml").write_text("lists: [many.txt]\n")
+    engine = Engine(paths, clock)
+    engine.boot()
+    ends_at = started(engine, clock)
+    for side_file in paths.state_dir.glob("state.ratchet-*.json"):
+        side_file.unlink()
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [other.example]\n")  # removed
+    again = restarted(engine, paths, clock)
+    status = again.status()
+    assert (status["state"], status["ends_at"]) == ("active", ends_at)
+    assert "ratchet" in status["state_error"]
+    assert {"host0.example.com", "other.example"} <= blocked(paths)  # the ratchet held
+
+
+def test_removed_state_file_is_written_again_within_a_tick(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    started(engine, clock)
+    for path in paths.state_dir.iterdir():
+        if path.is_file():
+            path.unlink()
+    clock.advance(1)
+    engine.tick()
+    assert state_store.load(paths.state_file).active
+    assert state_store.load(paths.state_backup_file).active
+
+
+@pytest.mark.parametrize("applied", [
+    {"version": 1, "names": "abc", "days": 14, "lock": True},
+    {"version": 1, "names": ["bad name.com"], "days": 14, "lock": True},
+    {"version": 1, "names": ["ok.example", "a\n0.0.0.0 evil"], "days": 14, "lock": True},
+    {"version": 1, "names": ["ok.example"], "days": "14", "lock": True},
+    {"version": 1, "names": ["ok.example"], "days": 14, "lock": "yes"},
+    [1, 2, 3],
+])
+def test_a_damaged_applied_file_is_ignored_never_half_used(
+        paths: Paths, clock: FakeClock, applied: object) -> None:
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [\n")  # the YAML is broken too
+    paths.state_dir.mkdir(mode=0o700)
+    paths.applied_file.write_text(json.dumps(applied))
+    engine = Engine(paths, clock)
+    engine.boot()
+    assert engine.applied.names == frozenset()
+    assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+    text = paths.hosts_file.read_bytes()
+    assert b"0.0.0.0 a\n" not in text and b"evil" not in text
+
+
+# ---- 4. a full disk: the main loop goes on, status is loud, and it recovers ----
+
+def test_a_full_state_directory_is_reported_and_enforcement_goes_on(
+        engine: Engine, paths: Paths, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    started(engine, clock)
+    real_replace = durable.replace_file
+
+    def full(path: Path, data: bytes, **options: object) -> None:
+        if path.parent == paths.state_dir:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(path, data, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state_store, "replace_file", full)
+    engine.checkpoint()  # the 30 s checkpoint: reported, not raised
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com, x.com]\n")
+    assert engine.reload() is None  # _save_applied fails: reported, the new name still applies
+    assert "x.com" in blocked(paths)
+    status = engine.status()
+    assert any("No space left on device" in problem for problem in status["problems"])
+    assert any("No space left on device" in warning for warning in status["warnings"])
+    paths.hosts_file.write_bytes(USER_LINES)  # a tamper while the disk is full
+    engine.hosts.handle_events()
+    clock.advance(1.0)
+    engine.check(clock.monotonic(), full=True)
+    clock.advance(1.0)
+    engine.settle(clock.monotonic())
+    assert blocked(paths) >= NAMES
+    monkeypatch.setattr(state_store, "replace_file", real_replace)
+    engine.checkpoint()  # room again: the applied file left unsaved is written too
+    assert engine.status()["problems"] == []
+    assert "x.com" in json.loads(paths.applied_file.read_text())["names"]
+
+
+def test_a_failed_hosts_write_is_retried_at_the_next_tick(
+        engine: Engine, paths: Paths, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    started(engine, clock)
+    writes: list[int] = []
+    real_write = engine.hosts.file.write
+
+    def failing(content: bytes) -> bool:
+        writes.append(len(content))
+        if len(writes) <= 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(content)
+
+    monkeypatch.setattr(engine.hosts.file, "write", failing)
+    paths.hosts_file.write_bytes(USER_LINES)
+    with caplog.at_level(logging.ERROR, logger="detoxd"):
+        engine.hosts.handle_events()
+        clock.advance(1.0)
+        engine.settle(clock.monotonic())  # fails: ENOSPC
+    assert "retrying every 1s" in caplog.text
+    assert engine.status()["hosts_in_sync"] is False and engine.status()["problems"]
+    for _ in range(2):  # the file does not change meanwhile: the retry must come anyway
+        clock.advance(1.0)
+        engine.settle(clock.monotonic())
+    assert len(writes) == 3
+    assert blocked(paths) >= NAMES
+    assert engine.status()["problems"] == [] and engine.status()["hosts_in_sync"] is True
+
+
+# ---- 6. smaller ones ----
+
+def test_stale_temporaries_are_removed_at_start_up(paths: Paths, clock: FakeClock) -> None:
+    paths.state_dir.mkdir(mode=0o700)
+    stale = [paths.hosts_file.parent / f".{paths.hosts_file.name}.abc123{durable.TEMP_SUFFIX}",
+             paths.state_dir / f".state.json.xyz{durable.TEMP_SUFFIX}",
+             paths.state_dir / ".state.json.old.tmp"]
+    for path in stale:
+        path.write_bytes(b"x" * 100)
+    others = paths.hosts_file.parent / ".someone-elses.detoxd-new"
+    others.write_bytes(b"theirs")
+    Engine(paths, clock).hosts.close()
+    assert not any(path.exists() for path in stale)
+    assert others.exists()
+
+
+def test_the_log_counts_the_names_the_ratchet_keeps(
+        engine: Engine, paths: Paths, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    started(engine, clock)
+    paths.applied_file.unlink()
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [\n")
+    with caplog.at_level(logging.ERROR, logger="detoxd"):
+        again = restarted(engine, paths, clock)
+    assert again.applied.names == frozenset()
+    assert again.hosts.names >= NAMES
+    assert f"keeping the block in force ({len(again.hosts.names)} names)" in caplog.text
+    assert "(0 names)" not in caplog.text
+
+
+def test_the_log_never_quotes_a_lists_file(
+        engine: Engine, paths: Paths, caplog: pytest.LogCaptureFixture) -> None:
+    (paths.config_dir / "secret.txt").write_text("root:$6$secrethash:19000\n")
+    (paths.config_dir / "secret.txt").chmod(0o600)
+    (paths.config_dir / "blocklist.yaml").write_text("lists: [secret.txt]\n")
+    with caplog.at_level(logging.ERROR, logger="detoxd"):
+        assert engine.reload() is not None
+    assert "secret.txt:1: lists[0]: invalid entry (details visible to root only)" in caplog.text
+    assert "secrethash" not in caplog.text
+    assert "secrethash" not in str(engine.status()["config_error"])
+    assert "secrethash" in str(engine.status(private=True)["config_error"])
+
+
+def test_the_block_is_never_left_torn_by_a_failed_write(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    started(engine, clock)
+    text = paths.hosts_file.read_bytes()
+    assert text.count(BEGIN_MARKER) == 1 and text.count(END_MARKER) == 1
