@@ -212,6 +212,8 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
+    for allowance in loaded.blocklist.allowances:
+        print(_allowance_rule_line(allowance, loaded.names))
     if loaded.main.network:
         from detoxd.service.netagent import describe_engines
 
@@ -557,6 +559,9 @@ def cmd_cut(_args: argparse.Namespace, paths: Paths) -> int:
     from detoxd.service import cutter
     from detoxd.service.logsetup import setup_logging
 
+    if os.geteuid() != 0:
+        print("detoxd: closing other processes' connections needs root", file=sys.stderr)
+        return EXIT_REFUSED
     setup_logging(verbose=False)
     print(cutter.run(paths.cutter_dir).summary())
     return EXIT_OK
@@ -604,6 +609,21 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("Config error (the last good blocklist stays in force):")
         lines += ["  " + line for line in status["config_error"].splitlines()]
     return "\n".join(lines)
+
+
+def _allowance_rule_line(allowance: Any, blocked: frozenset[str]) -> str:
+    """`check`: "allowance twitter: 20 min a day, at most 2 opens, opens 18 blocked names"."""
+    from detoxd.core.allowances import unblocked
+
+    parts = [f"{allowance.minutes_per_day:g} min a day" if allowance.minutes_per_day else "windows only"]
+    if allowance.max_opens_per_day is not None:
+        parts.append(f"at most {allowance.max_opens_per_day} opens")
+    if allowance.min_gap_minutes:
+        parts.append(f"{allowance.min_gap_minutes:g} min between opens")
+    if allowance.windows:
+        parts.append("windows " + ", ".join(str(window) for window in allowance.windows[:7]))
+    parts.append(f"opens {len(unblocked(blocked, (allowance,)))} blocked names")
+    return f"allowance {allowance.name}: " + ", ".join(parts)
 
 
 def _allowance_line(allowance: dict[str, Any]) -> str:

@@ -31,6 +31,30 @@ def test_warnings_are_shown() -> None:
     assert "Warning: blocklist.yaml: 150000 names blocked" in text
 
 
+def test_allowances_are_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    text = format_status({**BASE, "days_left": 3, "seconds_left": 3 * 86_400, "allowances": [
+        {"name": "twitter", "open": True, "open_until": "2026-12-01T12:50:00+00:00",
+         "minutes_left_today": 14, "opens_left_today": 1, "next_window": None},
+        {"name": "linkedin", "open": False, "open_until": None, "minutes_left_today": 0,
+         "opens_left_today": None, "next_window": "2026-12-05T10:00:00+00:00"}]})
+    assert "Allowance twitter: open until Tue 12:50, 14 min left today, 1 open(s) left" in text
+    assert "Allowance linkedin: 0 min left today, next window Sat 10:00" in text
+
+
+def test_check_lists_the_allowances(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "blocklist.yaml").write_text(
+        "domains: [twitter.com, x.com, facebook.com]\n"
+        "allowances:\n"
+        "  - name: twitter\n"
+        "    sites: [twitter.com]\n"
+        "    minutes_per_day: 20\n"
+        "    max_opens_per_day: 2\n")
+    assert main(["--config-dir", str(tmp_path), "check"]) == 0
+    out = capsys.readouterr().out
+    assert "allowance twitter: 20 min a day, at most 2 opens, opens 4 blocked names" in out
+
+
 # ---- replies a real daemon should never send, from a test-owned socket ----
 
 

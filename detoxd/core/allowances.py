@@ -452,7 +452,7 @@ def find(rules: Sequence[Allowance], name: str) -> Allowance | Refusal:
         if rule.name == name:
             return rule
     known = ", ".join(rule.name for rule in rules) or "none in blocklist.yaml"
-    return Refusal(f"no allowance named {name!r} (allowances: {known})")
+    return Refusal(f"no allowance named {name[:64]!r} (allowances: {known})")
 
 
 def open_allowance(
