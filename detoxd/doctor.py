@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import configparser
 import json
+import os
 import socket
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from detoxd.core import hosts, policies
+from detoxd.core import dnswire, hosts, network, policies
 from detoxd.paths import Paths
 from detoxd.service.targets.policyfiles import InstalledBrowsers, installed_browsers
 
@@ -66,6 +67,9 @@ class Facts:
     policy_conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # browser -> files
     browser_policies_enabled: bool = True
     service_enabled: str | None = None  # `systemctl is-enabled` output; None: cannot tell
+    # The household's engines asked over DNS, as a client of the detox would: engine label ->
+    # name -> answer (None: no answer in time).
+    engine_answers: dict[str, dict[str, dnswire.Answer | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def evaluate(facts: Facts) -> Report:
         check_resolved(facts.resolved_running, facts.resolved_configs),
         *check_browser_policies(facts, active),
         check_notifications(facts.status),
+        *check_network(facts.status, facts.engine_answers, active),
     ))
 
 
@@ -246,6 +251,82 @@ def check_notifications(status: dict[str, Any] | None) -> Check:
     return Check("notifications", Level.OK, f"silenced, as reported by {len(agents)} tray agent(s)")
 
 
+def check_network(status: dict[str, Any] | None, answers: dict[str, dict[str, dnswire.Answer | None]],
+                  active: bool) -> list[Check]:
+    """Each household engine: its agent's report, then what it answers for blocked names."""
+    checks = []
+    for row in (status or {}).get("network") or []:
+        label = network.engine_label(row)
+        state = row.get("state")
+        if not active:
+            checks.append(Check(f"engine {label}", Level.SKIP, "no detox running"))
+            continue
+        if state != "in_sync":
+            unit = "detoxd-network" if row.get("engine") in network.REMOTE_ENGINES else "detoxd-network-local"
+            fix = f"journalctl -u {unit}"
+            if state == "no_agent":
+                fix += f"; sudo systemctl enable --now {unit}"
+            checks.append(Check(f"engine {label}", Level.FAIL, network.engine_line(row) +
+                                (f": {row['error']}" if row.get("error") else ""), fix))
+            continue
+        checks.append(_answers_check(label, row, answers.get(label, {})))
+    return checks
+
+
+def _answers_check(label: str, row: dict[str, Any], answers: dict[str, dnswire.Answer | None]) -> Check:
+    name = f"engine {label}"
+    if row.get("clients"):
+        return Check(name, Level.OK, "holds the detox for its named clients only: ask from one of them, "
+                     f"e.g. dig @{_dns_server(row)} {next(iter(answers), 'twitter.com')}")
+    if not answers:
+        return Check(name, Level.OK, "holds the detox (no names to ask it about)")
+    silent = [n for n, a in answers.items() if a is None]
+    leaking = [n for n, a in answers.items() if a is not None and not dnswire.is_blocked(a)]
+    if leaking:
+        return Check(name, Level.FAIL, f"answers {len(leaking)} of {len(answers)} sampled blocked names "
+                     f"normally over DNS: {', '.join(leaking[:3])}", f"journalctl -u detoxd-network; "
+                     f"dig @{_dns_server(row)} {leaking[0]}")
+    if len(silent) == len(answers):
+        return Check(name, Level.WARN, f"holds the detox, but did not answer DNS at {_dns_server(row)}")
+    blocked = len(answers) - len(silent)
+    return Check(name, Level.OK, f"holds the detox: {blocked} sampled names blocked over DNS")
+
+
+def _dns_server(row: dict[str, Any]) -> str:
+    """Where a client asks: a Pi-hole's / AdGuard Home's host, a local engine on this machine."""
+    if row.get("url"):
+        from urllib.parse import urlsplit
+
+        return urlsplit(str(row["url"])).hostname or "127.0.0.1"
+    return "127.0.0.1"
+
+
+def ask_engines(status: dict[str, Any] | None, block_names: Collection[str],
+                size: int = 5, timeout: float = 1.0) -> dict[str, dict[str, dnswire.Answer | None]]:
+    names = sample(block_names, size)
+    results: dict[str, dict[str, dnswire.Answer | None]] = {}
+    for row in (status or {}).get("network") or []:
+        if row.get("state") == "in_sync" and not row.get("clients"):
+            server = _dns_server(row)
+            results[network.engine_label(row)] = {name: ask(server, name, timeout) for name in names}
+    return results
+
+
+def ask(server: str, name: str, timeout: float = 1.0, port: int = 53) -> dnswire.Answer | None:
+    """One UDP question to ``server``; None when nothing (valid) came back in time."""
+    ident = int.from_bytes(os.urandom(2), "big")
+    try:
+        infos = socket.getaddrinfo(server, port, type=socket.SOCK_DGRAM)
+        family, _, _, _, address = infos[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.sendto(dnswire.query(name, ident), address)
+            data, _ = sock.recvfrom(4096)
+        return dnswire.parse(data, ident)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def sample(names: Collection[str], size: int = SAMPLE_SIZE) -> list[str]:
     """All names up to ``size``, else ``size`` evenly spaced ones of the sorted names."""
     ordered = sorted(names)
@@ -298,6 +379,7 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         policy_conflicts=_policy_conflicts(root),
         browser_policies_enabled=_browser_policies_enabled(status, paths),
         service_enabled=_service_enabled(root),
+        engine_answers=ask_engines(status, block_names) if active else {},
     )
 
 

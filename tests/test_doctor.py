@@ -148,3 +148,38 @@ def test_lookups_past_the_budget_count_as_unanswered() -> None:
     answers = doctor.look_up([f"name{i}.invalid" for i in range(64)], budget=0.0)
     assert set(answers) == {f"name{i}.invalid" for i in range(64)}
     assert any(answer is None for answer in answers.values())
+
+
+PIHOLE_ROW = {"engine": "pihole", "url": "https://pi.hole", "state": "in_sync", "clients": 0,
+              "names": 3, "last_ok": "2030-01-01T00:00:00+00:00", "error": None}
+NULL = doctor.dnswire.Answer("NOERROR", ("0.0.0.0",))
+
+
+def test_household_engines_holding_the_detox_pass() -> None:
+    facts = healthy(status={**STATUS, "network": [PIHOLE_ROW]},
+                    engine_answers={"Pi-hole (pi.hole)": {"twitter.com": NULL, "www.twitter.com": NULL}})
+    report = doctor.evaluate(facts)
+    assert report.effective, doctor.format_human(report)
+    check = next(c for c in report.checks if c.name == "engine Pi-hole (pi.hole)")
+    assert check.message == "holds the detox: 2 sampled names blocked over DNS"
+
+
+@pytest.mark.parametrize(("row", "answers", "expected"), [
+    ({**PIHOLE_ROW, "state": "unreachable", "error": "https://pi.hole: connection refused"}, {},
+     "Pi-hole (pi.hole): unreachable, retrying: https://pi.hole: connection refused"),
+    ({**PIHOLE_ROW, "state": "no_agent"}, {}, "no network agent reports"),
+    (PIHOLE_ROW, {"twitter.com": doctor.dnswire.Answer("NOERROR", ("104.244.42.1",))},
+     "answers 1 of 1 sampled blocked names normally over DNS: twitter.com"),
+])
+def test_household_engine_failures(row: dict[str, Any], answers: dict[str, Any], expected: str) -> None:
+    facts = healthy(status={**STATUS, "network": [row]}, engine_answers={"Pi-hole (pi.hole)": answers})
+    check = failed(facts)["engine Pi-hole (pi.hole)"]
+    assert expected in check.message
+
+
+def test_an_engine_scoped_to_clients_is_not_asked_from_here() -> None:
+    row = {**PIHOLE_ROW, "clients": 2}
+    assert doctor.ask_engines({"network": [row]}, BLOCKED) == {}
+    check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "network": [row]})).checks
+                 if c.name.startswith("engine"))
+    assert check.level is Level.OK and "dig @pi.hole" in check.message

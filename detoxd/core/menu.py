@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from detoxd.core import network
+
 SECONDS_PER_DAY = 86400
 
 
@@ -212,6 +214,9 @@ def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
         lines += [f"  {line}" for line in str(status["config_error"]).splitlines()[:3]]
     if status.get("hosts_in_sync") is False:
         lines.append(f"{status.get('hosts_file', 'The hosts file')} is out of sync: restoring")
+    for row in status.get("network") or []:
+        if isinstance(row, Mapping):
+            lines.append(network.engine_line(dict(row)))
     tampers = status.get("tamper_events")
     if isinstance(tampers, int) and tampers > 0:
         lines.append(f"Tampering undone {_times(tampers)}")

@@ -207,3 +207,12 @@ def test_a_spent_window_only_allowance_says_when_it_opens_next() -> None:
     spent = allowance(minutes_left_today=0, next_window="2025-11-29T10:00:00+00:00")
     status = {**ACTIVE, "allowances": [spent]}
     assert "twitter: next window Sat 29 Nov 10:00" in status_lines(view(status))
+
+
+def test_one_line_per_household_engine() -> None:
+    network = [{"engine": "pihole", "url": "https://pi.hole", "state": "in_sync"},
+               {"engine": "unbound", "url": None, "conf_dir": "/etc/unbound/unbound.conf.d",
+                "state": "unreachable"}]
+    lines = status_lines(view({**ACTIVE, "network": network}))
+    assert "Pi-hole (pi.hole): holds the detox" in lines
+    assert "Unbound (/etc/unbound/unbound.conf.d): unreachable, retrying" in lines

@@ -134,3 +134,20 @@ def test_dnsmasq_after_a_crash_a_fresh_target_removes_the_file(net: HouseholdNet
     assert net.dig(ENGINE_IP, "twitter.com") == ["0.0.0.0"]
     DnsmasqTarget(config, restart=net.restart_dnsmasq).remove()  # no memory of the apply
     assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]
+
+
+def test_doctors_dns_question_gets_the_engines_real_answer(net: HouseholdNet) -> None:
+    """doctor asks an engine over DNS as a phone would: run its `ask` inside the phone namespace."""
+    import json
+    import sys
+    target = UnboundTarget(unbound_config(net))
+    target.apply(*names())
+    script = ("import json, sys; from detoxd.doctor import ask; "
+              "print(json.dumps([ask(sys.argv[1], n).__dict__ for n in sys.argv[2:]]))")
+    asked = ["twitter.com", CANARY, "example.com"]
+    out = net.in_phone([sys.executable, "-c", script, UNBOUND_IP, *asked]).stdout
+    twitter, canary, other = json.loads(out)
+    assert twitter == {"rcode": "NOERROR", "addresses": ["0.0.0.0"]}
+    assert canary["rcode"] == "NXDOMAIN"
+    assert other == {"rcode": "NOERROR", "addresses": ["203.0.113.7"]}
+    target.remove()

@@ -94,6 +94,7 @@ class NetworkTarget:
                 "names": report.get("names", 0),
                 "error": None if stale else report.get("error"),
                 "tamper_events": report.get("tamper_events", 0),
+                "clients": len(engine.clients),
             })
         return {"network": rows}
 
