@@ -1,3 +1,4 @@
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -120,8 +121,10 @@ def test_the_status_command_imports_no_server_code_nor_typing() -> None:
              "try:\n    main(['--socket', '/nonexistent/detoxd.sock', 'status'])\n"
              "except SystemExit:\n    pass\n"
              "print(' '.join(sorted(sys.modules)))")
+    # Without the coverage hook scripts/test installs in subprocesses: coverage imports typing.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COVERAGE")}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
-                          check=True)
+                          check=True, env=env)
     modules = set(done.stdout.split())
     assert "detoxd.client" in modules
     assert not {m for m in modules if m.startswith(("detoxd.service", "detoxd.core", "detoxd.agent"))}
