@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from detoxd.paths import Paths
+from detoxd.paths import DEFAULTS, Paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
@@ -315,7 +315,9 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:
-        print(format_status(status))
+        # A daemon on another socket is a demo or a test (scripts/try): no sudo needed there.
+        start = "sudo detoxd start" if paths.socket == Path(DEFAULTS["socket"]) else "detoxd start"
+        print(format_status(status, start_command=start))
     return EXIT_OK
 
 
@@ -528,6 +530,8 @@ def _ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict
     except DaemonUnreachable as exc:
         print(f"detoxd: the daemon is not reachable at {paths.socket}: {exc}", file=sys.stderr)
         print("Is it running? `systemctl status detoxd` or `sudo detoxd run`", file=sys.stderr)
+        print("While it is not running, a detox's block stays in the hosts file but nothing "
+              "restores it: `sudo systemctl start detoxd`", file=sys.stderr)
     except ProtocolError as exc:
         print(f"detoxd: {exc}", file=sys.stderr)
         print("Is the program listening there really detoxd, of this version?", file=sys.stderr)
@@ -587,7 +591,7 @@ def _time_left(status: dict[str, Any]) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 
-def format_status(status: dict[str, Any]) -> str:
+def format_status(status: dict[str, Any], start_command: str = "sudo detoxd start") -> str:
     lines: list[str] = []
     if status["state"] == "active":
         lock = " (locked)" if status.get("locked") else ""
@@ -595,7 +599,7 @@ def format_status(status: dict[str, Any]) -> str:
             lock = f" (lock: peers, {status.get('peers_needed')} peers' cards end it early)"
         lines.append(f"Detox active{lock}: {_time_left(status)} left, ends {status['ends_at']}")
     else:
-        lines.append("No detox running. Start one with `sudo detoxd start`.")
+        lines.append(f"No detox running. Start one with `{start_command}`.")
     sync = "in sync" if status["hosts_in_sync"] else "OUT OF SYNC"
     lines.append(f"{status['domains_blocked']} names blocked in {status['hosts_file']} ({sync})")
     if status.get("apps_closed"):

@@ -86,7 +86,14 @@ class Daemon:
         self._wake()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.engine.state.active:
+        state = self.engine.state
+        if state.active and state.locked:
+            # `systemctl stop` is not refused (see README: the unit must stay stoppable for
+            # upgrades and shutdown), so it is made loud: journalctl -p warning shows it.
+            log.warning("signal %d: stopping during a locked detox: the block stays in %s, but "
+                        "nothing restores it until detoxd runs again (at the next boot, or "
+                        "`sudo systemctl start detoxd`)", signum, self.paths.hosts_file)
+        elif state.active:
             log.info("signal %d: stopping (the block stays while the detox is active)", signum)
         else:
             log.info("signal %d: stopping", signum)

@@ -33,6 +33,13 @@ rule: without it a stale journal would silently overwrite a file edited while de
   when the hosts file's file system is full, the write fails before its first byte (nothing torn,
   no BEGIN without END) and is retried every tick; it never stops half-way for want of space.
 - a rename write on a full file system fails at the temporary file: the old file stays whole.
+
+**Replaced by rename under the sandbox.** systemd's ``ReadWritePaths=/etc/hosts`` bind-mounts the
+file's inode; when someone replaces ``/etc/hosts`` by rename (``sed -i``, most editors) the
+service sees the new file, but through the read-only ``/etc`` (EROFS). The in-place write then
+opens the same file as PID 1 sees it, ``/proc/1/root/etc/hosts`` (the daemon's CAP_SYS_PTRACE
+allows that), and writes it only if it is the very inode the sandbox shows at ``/etc/hosts``: a
+restore at in-place speed instead of a service restart (1.5 s), and never another file.
 """
 
 from __future__ import annotations
@@ -95,8 +102,9 @@ class HostsFile:
     ``"rename"`` (never in place) or ``"inplace"`` (always; for tests and known bind mounts).
     """
 
-    def __init__(self, path: Path, state_dir: Path, mode: Mode = "auto") -> None:
+    def __init__(self, path: Path, state_dir: Path, mode: Mode = "auto", outside_pid: int = 1) -> None:
         self.path = Path(path)
+        self.outside_pid = outside_pid  # whose view of the file system is "outside the sandbox"
         self.state_dir = Path(state_dir)
         self.journal_path = self.state_dir / JOURNAL_NAME
         self.reserve_path = self.state_dir / HOSTS_RESERVE_FILE
@@ -125,8 +133,9 @@ class HostsFile:
             except OSError as error:
                 if self.mode == "rename" or error.errno not in RENAME_REFUSED:
                     raise
-                log.warning("cannot replace %s by rename (%s): writing it in place from now on",
-                            self.path, os.strerror(error.errno or 0))
+                # The normal case under the unit (a bind-mounted file): not a warning.
+                log.info("cannot replace %s by rename (%s): writing it in place from now on",
+                         self.path, os.strerror(error.errno or 0))
                 self._in_place = True
         # A symlink is written through, so that it stays a link.
         self._write_in_place(current, content)
@@ -203,7 +212,7 @@ class HostsFile:
         return True
 
     def _overwrite(self, content: bytes) -> None:
-        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, NEW_FILE_MODE)
+        descriptor = self._open_for_overwrite()
         try:
             # Every block the new content needs, before its first byte: a full file system
             # fails here, with the file untouched, instead of half-way through the write.
@@ -216,6 +225,19 @@ class HostsFile:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+    def _open_for_overwrite(self) -> int:
+        try:
+            return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, NEW_FILE_MODE)
+        except OSError as error:
+            if error.errno != errno.EROFS:
+                raise
+            descriptor = _open_outside_sandbox(self.path, self.outside_pid)
+            if descriptor is None:
+                raise
+            log.info("%s was replaced by rename and is read-only in this sandbox: writing the "
+                     "same file through PID 1's view of it", self.path)
+            return descriptor
 
     def _redo(self, journal: _Journal) -> Recovery:
         current = self.read()
@@ -245,6 +267,28 @@ class HostsFile:
         # Durably gone: a journal resurrected by a power cut would redo an old write.
         self.journal_path.unlink(missing_ok=True)
         fsync_directory(self.state_dir)
+
+
+def _open_outside_sandbox(path: Path, pid: int) -> int | None:
+    """``path`` opened for writing as process ``pid`` (PID 1) sees it, when this process runs in
+    another mount namespace (systemd's sandbox) — only if it is the same inode as ``path`` here
+    (the write goes to the file the sandbox shows read-only, never to another); else None."""
+    try:
+        if os.stat("/proc/self/ns/mnt").st_ino == os.stat(f"/proc/{pid}/ns/mnt").st_ino:
+            return None
+        outside = Path(f"/proc/{pid}/root") / Path(os.path.abspath(path)).relative_to("/")
+        descriptor = os.open(outside, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except (OSError, ValueError):
+        return None
+    try:
+        here, there = os.stat(path), os.fstat(descriptor)
+    except OSError:
+        os.close(descriptor)
+        return None
+    if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
+        os.close(descriptor)
+        return None
+    return descriptor
 
 
 def _reserve_blocks(descriptor: int, size: int) -> None:

@@ -1,0 +1,489 @@
+#!/usr/bin/python3
+"""The booted-systemd checks, run inside a Debian 12 guest booted with systemd-nspawn --boot.
+
+tests/booted/run starts the guest; the unit detoxd-ci.service runs this file after every boot.
+It installs detoxd as the README says and checks the real service under the real systemd,
+one line per check on /ci-out/results. Phases (the phase file survives reboots):
+
+1. the Debian package: install, READY, exposure, start, tamper (in place and by rename),
+   kill -9, watchdog, reload and a YAML edit, `systemctl stop` and removal during a locked
+   detox; then the guest reboots;
+2. after the reboot: the detox resumed, ends by itself, /etc/hosts is byte-identical, purge;
+   then the source install (scripts/install-system) and a user's editable clone, refused;
+   then the guest powers off.
+
+Figures are printed; a check fails on a wrong result, never on a slow one (targets are shown).
+Only the Python standard library: the guest has Debian's python3 and detoxd's dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+OUT = Path("/ci-out")
+RESULTS = OUT / "results"
+WORK = Path("/var/lib/detoxd-ci")
+PHASE = WORK / "phase"
+HOSTS = Path("/etc/hosts")
+ORIGINAL_HOSTS = WORK / "hosts.orig"
+DEB = Path("/root/detoxd.deb")
+SOURCE = Path("/usr/src/detoxd")
+BLOCKLIST = Path("/etc/detoxd/blocklist.yaml")
+BEGIN_MARKER = b"# BEGIN detoxd block"
+END_MARKER = b"# END detoxd block"
+DETOX_DAYS = "0.002"  # 173 s: long enough for phase 1 and the reboot, short enough to wait for
+EXPOSURE_TARGET = 1.5
+RESTORE_P95_TARGET_MS = 100.0
+POLICY_DIRS = ("/etc/firefox", "/etc/opt/chrome", "/etc/chromium")
+
+
+def run(*command: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout,
+                          check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def report(ok: bool, name: str, detail: str) -> bool:
+    line = f"[{'  ok' if ok else 'FAIL'}] {name}: {detail}"
+    with RESULTS.open("a") as file:
+        file.write(line + "\n")
+    print(line, flush=True)
+    return ok
+
+
+def check(name: str, function: Callable[[], tuple[bool, str]]) -> bool:
+    """One line per check; an exception is a failed check, not a crashed run."""
+    try:
+        ok, detail = function()
+    except Exception as error:  # reported, and the next check still runs
+        ok, detail = False, f"{type(error).__name__}: {error}"
+    return report(ok, name, detail)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.001) -> float | None:
+    """Seconds until ``predicate`` is true, or None after ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(interval)
+    return None
+
+
+def unit(name: str = "detoxd.service") -> dict[str, str]:
+    fields = "ActiveState,SubState,MainPID,NRestarts,Result,StatusText"
+    output = run("systemctl", "show", name, "-p", fields).stdout
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def status() -> dict[str, object]:
+    result = run("detoxd", "status", "--json", timeout=20)
+    if result.returncode != 0:
+        raise RuntimeError(f"detoxd status exit {result.returncode}: {result.stderr.strip()}")
+    answer: dict[str, object] = json.loads(result.stdout)
+    return answer
+
+
+def blocked() -> bool:
+    """The whole block is in the file: both markers and a blocked name between them."""
+    try:
+        text = HOSTS.read_bytes()
+    except OSError:
+        return False
+    begin, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
+    return 0 <= begin < end and b"\n0.0.0.0 facebook.com\n" in text[begin:end]
+
+
+def hosts_has(name: str) -> bool:
+    try:
+        return any(line.split()[1:2] == [name] for line in HOSTS.read_text().splitlines()
+                   if line.startswith(("0.0.0.0", "::")))
+    except OSError:
+        return False
+
+
+def active() -> bool:
+    return unit()["ActiveState"] == "active"
+
+
+def exposure(name: str) -> float:
+    output = run("systemd-analyze", "security", "--no-pager", name).stdout
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", output)
+    if not match:
+        raise RuntimeError(f"no exposure in: {output[-300:]}")
+    return float(match.group(1))
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms, max {ordered[-1]:.1f} ms"
+
+
+def warnings_since(cursor: str) -> list[str]:
+    output = run("journalctl", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat",
+                 f"--after-cursor={cursor}").stdout
+    return [line for line in output.splitlines() if line.strip()]
+
+
+def journal_cursor() -> str:
+    output = run("journalctl", "-n", "0", "--show-cursor", "--no-pager").stdout
+    match = re.search(r"-- cursor: (\S+)", output)
+    return match.group(1) if match else ""
+
+
+# ---- phase 1: the Debian package ------------------------------------------------------------
+
+def phase_package() -> None:
+    ORIGINAL_HOSTS.write_bytes(HOSTS.read_bytes())
+    cursor = journal_cursor()
+    started = time.monotonic()
+    check("deb: apt install ./detoxd.deb", lambda: _apt_install())
+    check("deb: units enabled by the package", _units_enabled)
+
+    def ready() -> tuple[bool, str]:
+        waited = wait_for(active, 30, 0.05)
+        state = unit()
+        detail = (f"ActiveState={state['ActiveState']} SubState={state['SubState']} "
+                  f"NRestarts={state['NRestarts']}, active (READY=1, Type=notify) "
+                  f"{time.monotonic() - started:.1f} s after apt started")
+        return waited is not None and state["NRestarts"] == "0" and "state" in status(), detail
+    check("deb: active and READY", ready)
+
+    def sandbox() -> tuple[bool, str]:
+        level = exposure("detoxd.service")
+        return level <= EXPOSURE_TARGET, f"systemd-analyze security: {level} (target <= {EXPOSURE_TARGET})"
+    check("deb: exposure", sandbox)
+
+    def quiet_start() -> tuple[bool, str]:
+        lines = warnings_since(cursor)
+        return not lines, f"{len(lines)} lines at priority warning or above" + (
+            f": {lines[0][:150]}" if lines else "")
+    check("deb: no warning at start", quiet_start)
+
+    def start() -> tuple[bool, str]:
+        begun = time.monotonic()
+        result = run("detoxd", "start", "--days", DETOX_DAYS)
+        waited = wait_for(blocked, 10)
+        resolved = run("getent", "hosts", "facebook.com").stdout.split()
+        detail = (f"exit {result.returncode}, block in /etc/hosts after "
+                  f"{(time.monotonic() - begun) * 1000:.0f} ms, getent facebook.com -> {resolved[:1]}")
+        return result.returncode == 0 and waited is not None and resolved[:1] in (["0.0.0.0"], ["::"]), detail
+    check("start -> block in /etc/hosts", start)
+    check("tamper in place (truncate + write), 20 trials", lambda: _tamper(20, rename=False))
+    check("tamper by rename (as sed -i), 10 trials", lambda: _tamper(10, rename=True))
+    check("systemctl kill -s KILL", _kill)
+    check("watchdog (kill -STOP)", _watchdog)
+    check("YAML edit -> new name blocked", _yaml_edit)
+    check("reload: broken YAML refused, block kept", _broken_reload)
+    check("systemctl stop during a locked detox", _stop_during_lock)
+    check("uninstall refused while locked", _uninstall_refused)
+    check("apt remove refused while locked, nothing half-removed", _apt_remove_refused)
+    state = status()
+    (WORK / "ends_at").write_text(str(state["ends_at"]))
+    PHASE.write_text("2")
+    report(True, "reboot", f"rebooting the guest during the detox, which ends {state['ends_at']}")
+    run("systemctl", "reboot", "--no-block")
+
+
+def _apt_install() -> tuple[bool, str]:
+    result = run("apt-get", "install", "-y", "-q", str(DEB), timeout=300,
+                 env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return result.returncode == 0, f"exit {result.returncode}" + (
+        f": {result.stderr.strip()[-300:]}" if result.returncode else "")
+
+
+def _units_enabled() -> tuple[bool, str]:
+    service = run("systemctl", "is-enabled", "detoxd.service").stdout.strip()
+    tray = run("systemctl", "--global", "is-enabled", "detoxd-tray.service").stdout.strip()
+    cutter = run("systemctl", "is-enabled", "detoxd-cutter.path").stdout.strip()
+    conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "detoxd").stdout.split()
+    ok = service == tray == cutter == "enabled" and "/etc/detoxd/blocklist.yaml" in conffiles
+    return ok, (f"detoxd.service {service}, detoxd-tray.service (global) {tray}, detoxd-cutter.path "
+                f"{cutter}; conffiles: {', '.join(c for c in conffiles if c.startswith('/'))}")
+
+
+def _tamper(trials: int, *, rename: bool) -> tuple[bool, str]:
+    if not blocked():
+        raise RuntimeError("no block in /etc/hosts to tamper with")
+    before = status()
+    restarts_before = int(unit()["NRestarts"])
+    cursor = journal_cursor()
+    original = ORIGINAL_HOSTS.read_bytes()
+    latencies: list[float] = []
+    missed = 0
+    for trial in range(trials):
+        if rename:
+            temporary = HOSTS.with_name(f".hosts.ci{trial}")
+            temporary.write_bytes(original)
+            temporary.chmod(0o644)
+            begun = time.monotonic()
+            os.rename(temporary, HOSTS)
+        else:
+            begun = time.monotonic()
+            with HOSTS.open("r+b") as file:
+                file.truncate(0)
+                file.write(original)
+        waited = wait_for(blocked, 15)
+        if waited is None:
+            missed += 1
+        else:
+            latencies.append((time.monotonic() - begun) * 1000)
+        time.sleep(0.05 if not rename else 0.2)
+    wait_for(lambda: active() and _answers(), 15, 0.05)
+    after = status()
+    counted = int(after["tamper_events"]) - int(before["tamper_events"])  # type: ignore[call-overload]
+    restarts = int(unit()["NRestarts"]) - restarts_before
+    logged = [line for line in warnings_since(cursor) if "tamper" in line.lower()]
+    figures = percentiles(latencies) if latencies else "none restored"
+    meets = bool(latencies) and sorted(latencies)[round(0.95 * (len(latencies) - 1))] <= RESTORE_P95_TARGET_MS
+    detail = (f"restored {len(latencies)}/{trials}: {figures} (p95 target <= {RESTORE_P95_TARGET_MS:.0f} ms: "
+              f"{'met' if meets else 'NOT met'}); tamper_events +{counted}, warning lines +{len(logged)}, "
+              f"service restarts +{restarts}")
+    return missed == 0 and counted >= trials and len(logged) >= 1, detail
+
+
+def _answers() -> bool:
+    return run("detoxd", "status", "--json", timeout=20).returncode == 0
+
+
+def _kill() -> tuple[bool, str]:
+    old = unit()["MainPID"]
+    begun = time.monotonic()
+    run("systemctl", "kill", "-s", "KILL", "detoxd.service")
+    waited = wait_for(lambda: unit()["MainPID"] not in ("0", old) and active(), 30, 0.01)
+    back = time.monotonic() - begun
+    still = blocked()
+    return waited is not None and still, (f"active again with a new PID after {back:.2f} s; "
+                                          f"block {'kept' if still else 'LOST'}")
+
+
+def _watchdog() -> tuple[bool, str]:
+    old = unit()["MainPID"]
+    cursor = journal_cursor()
+    begun = time.monotonic()
+    os.kill(int(old), signal.SIGSTOP)
+    waited = wait_for(lambda: unit()["MainPID"] not in ("0", old) and active(), 60, 0.1)
+    back = time.monotonic() - begun
+    journal = run("journalctl", "-u", "detoxd", "--no-pager", "-o", "cat", f"--after-cursor={cursor}").stdout
+    timed_out = "Watchdog timeout" in journal or "watchdog" in journal.lower()
+    gone = not Path(f"/proc/{old}").exists()
+    return waited is not None and timed_out and gone, (
+        f"restarted after {back:.1f} s (WatchdogSec=30); journal names the watchdog: {timed_out}; "
+        f"stopped process gone: {gone}")
+
+
+def _yaml_edit() -> tuple[bool, str]:
+    original = BLOCKLIST.read_text()
+    (WORK / "blocklist.orig").write_text(original)
+    name = "ci-added.example"
+    edited = original.replace("\ndomains:\n", f"\ndomains:\n  - {name}\n", 1)
+    if name not in edited:
+        raise RuntimeError("cannot find the domains: list in the default blocklist")
+    temporary = BLOCKLIST.with_name(".blocklist.yaml.ci")
+    temporary.write_text(edited)
+    begun = time.monotonic()
+    os.rename(temporary, BLOCKLIST)  # as editors save
+    waited = wait_for(lambda: hosts_has(name), 10)
+    return waited is not None, (f"{name} in /etc/hosts after {(time.monotonic() - begun) * 1000:.0f} ms "
+                                "(editor-style rename of blocklist.yaml)" if waited is not None
+                                else f"{name} not in /etc/hosts after 10 s")
+
+
+def _broken_reload() -> tuple[bool, str]:
+    good = BLOCKLIST.read_text()
+    BLOCKLIST.write_text(good + "\nalow: []\n")
+    result = run("detoxd", "reload")
+    kept = hosts_has("ci-added.example") and blocked()
+    error = status().get("config_error") or ""
+    BLOCKLIST.write_text((WORK / "blocklist.orig").read_text())  # the ratchet keeps ci-added.example
+    fixed = run("detoxd", "reload")
+    return result.returncode == 1 and kept and "alow" in str(error) and fixed.returncode == 0, (
+        f"broken: exit {result.returncode} ({result.stderr.strip().splitlines()[:1]}), block kept: {kept}; "
+        f"fixed: exit {fixed.returncode}")
+
+
+def _stop_during_lock() -> tuple[bool, str]:
+    cursor = journal_cursor()
+    begun = time.monotonic()
+    result = run("systemctl", "stop", "detoxd.service")
+    took = time.monotonic() - begun
+    state = unit()
+    still = blocked()
+    shown = run("detoxd", "status")
+    warned = warnings_since(cursor)
+    run("systemctl", "start", "detoxd.service")
+    wait_for(active, 20, 0.05)
+    refused = result.returncode != 0 and state["ActiveState"] == "active"
+    loud = bool(warned) and shown.returncode != 0
+    return (refused or loud) and still, (
+        f"systemctl stop exit {result.returncode} in {took:.2f} s, then {state['ActiveState']}; block "
+        f"{'kept' if still else 'LOST'}; journal warnings: {warned[:1] or 'none'}; detoxd status exit "
+        f"{shown.returncode}: {(shown.stderr or shown.stdout).strip().splitlines()[:1]}")
+
+
+def _uninstall_refused() -> tuple[bool, str]:
+    result = run("detoxd", "uninstall")
+    intact = Path("/lib/systemd/system/detoxd.service").exists() and active() and blocked()
+    return result.returncode == 3 and intact, (f"exit {result.returncode}: {result.stderr.strip()}; "
+                                               f"units, service and block intact: {intact}")
+
+
+def _apt_remove_refused() -> tuple[bool, str]:
+    result = run("apt-get", "remove", "-y", "-q", "detoxd", timeout=300,
+                 env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    package = run("dpkg-query", "-W", "-f=${Status}", "detoxd").stdout
+    intact = package == "install ok installed" and active() and blocked() and Path("/usr/bin/detoxd").exists()
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "locked detox" in line]
+    return result.returncode != 0 and intact and bool(said), (
+        f"apt-get remove exit {result.returncode}; package: {package!r}; service active, block and files "
+        f"intact: {intact}; message: {said[:1]}")
+
+
+# ---- phase 2: after the reboot --------------------------------------------------------------
+
+def phase_after_reboot() -> None:
+    PHASE.write_text("3")
+
+    def resumed() -> tuple[bool, str]:
+        wait_for(active, 60, 0.1)
+        state = status()
+        # ends_at is recomputed from the time credited so far: it may move by a second or two.
+        moved = _timestamp(str(state["ends_at"])) - _timestamp((WORK / "ends_at").read_text())
+        return active() and state["state"] != "idle" and blocked() and abs(moved) <= 5, (
+            f"after the reboot: {unit()['ActiveState']}, state {state['state']}, block kept: {blocked()}, "
+            f"ends_at moved by {moved:+.0f} s")
+    check("guest reboot: detox resumed", resumed)
+
+    def ends() -> tuple[bool, str]:
+        ends_at = (WORK / "ends_at").read_text()
+        waited = wait_for(lambda: status()["state"] == "idle", 400, 0.5)
+        lag = time.time() - _timestamp(ends_at)
+        return waited is not None, (f"idle {lag:+.1f} s after ends_at" if waited is not None
+                                    else "still active 400 s later")
+    check("detox ends by itself", ends)
+
+    def identical() -> tuple[bool, str]:
+        wait_for(lambda: HOSTS.read_bytes() == ORIGINAL_HOSTS.read_bytes(), 10, 0.05)
+        same = HOSTS.read_bytes() == ORIGINAL_HOSTS.read_bytes()
+        verdict = "byte-identical to" if same else "DIFFERS from"
+        return same, f"/etc/hosts {verdict} the file before the detox ({len(HOSTS.read_bytes())} bytes)"
+    check("hosts file byte-identical after the end", identical)
+    check("apt purge removes what uninstall --purge removes", _purge)
+    phase_source()
+
+
+def _timestamp(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _purge() -> tuple[bool, str]:
+    result = run("apt-get", "purge", "-y", "-q", "detoxd", timeout=300,
+                 env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    left = [path for path in ("/etc/detoxd", "/var/lib/detoxd", "/lib/systemd/system/detoxd.service",
+                              "/usr/bin/detoxd", "/run/detoxd", *POLICY_DIRS) if os.path.lexists(path)]
+    same = HOSTS.read_bytes() == ORIGINAL_HOSTS.read_bytes()
+    return result.returncode == 0 and not left and same, (
+        f"exit {result.returncode}; left behind: {left or 'nothing'}; /etc/hosts unchanged: {same}")
+
+
+# ---- phase 3: from source -------------------------------------------------------------------
+
+def phase_source() -> None:
+    def install() -> tuple[bool, str]:
+        begun = time.monotonic()
+        result = run(str(SOURCE / "scripts/install-system"), "--offline", "--now", timeout=600)
+        waited = wait_for(active, 30, 0.05)
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        return result.returncode == 0 and waited is not None, (
+            f"exit {result.returncode} in {time.monotonic() - begun:.1f} s, then {unit()['ActiveState']}; "
+            f"said: {'; '.join(lines[-4:]) or result.stderr.strip()[-300:]}")
+    check("source: scripts/install-system --offline --now", install)
+
+    def root_owned() -> tuple[bool, str]:
+        unit_text = Path("/etc/systemd/system/detoxd.service").read_text()
+        execs = re.findall(r"^ExecStart=(\S+)", unit_text, re.M)
+        writable = run("find", "/opt/detoxd", "(", "-perm", "/022", "-o", "!", "-user", "root", ")",
+                       "!", "-type", "l").stdout.split()
+        return execs == ["/opt/detoxd/bin/detoxd"] and not writable and \
+            os.readlink("/usr/local/bin/detoxd") == "/opt/detoxd/bin/detoxd", (
+                f"ExecStart={execs}; /usr/local/bin/detoxd -> {os.readlink('/usr/local/bin/detoxd')}; "
+                f"files in /opt/detoxd writable by non-root: {len(writable)}")
+    check("source: root-owned venv, not editable", root_owned)
+
+    def source_exposure() -> tuple[bool, str]:
+        level = exposure("detoxd.service")
+        started = status()
+        return level <= EXPOSURE_TARGET and "state" in started, f"exposure {level}, status answers"
+    check("source: exposure and status", source_exposure)
+    check("source: a user's editable clone is refused", _user_clone_refused)
+
+    def uninstall() -> tuple[bool, str]:
+        result = run("detoxd", "uninstall", "--purge")
+        left = [path for path in ("/etc/systemd/system/detoxd.service", "/etc/detoxd", "/var/lib/detoxd",
+                                  *POLICY_DIRS) if os.path.lexists(path)]
+        return result.returncode == 0 and not left and not active(), (
+            f"exit {result.returncode}; left behind: {left or 'nothing'}; said: "
+            f"{'; '.join(result.stdout.splitlines()[:8])}")
+    check("source: uninstall --purge", uninstall)
+    finish()
+
+
+def _user_clone_refused() -> tuple[bool, str]:
+    if run("id", "alice").returncode != 0:
+        run("useradd", "--create-home", "alice")
+    clone = Path("/home/alice/detoxd")
+    if clone.exists():
+        shutil.rmtree(clone)
+    shutil.copytree(SOURCE, clone, symlinks=True)
+    run("chown", "-R", "alice:alice", str(clone))
+    as_alice = ["runuser", "-u", "alice", "--"]
+    made = run(*as_alice, "/usr/bin/python3", "-m", "venv", "--system-site-packages", f"{clone}/.venv")
+    pip = run(*as_alice, f"{clone}/.venv/bin/pip", "install", "-q", "--no-index", "--no-build-isolation",
+              "-e", str(clone), cwd=str(clone), timeout=300)
+    if made.returncode or pip.returncode:
+        raise RuntimeError(f"editable install as alice failed: {made.stderr[-200:]} {pip.stderr[-300:]}")
+    before = Path("/etc/systemd/system/detoxd.service").read_text()
+    result = run(f"{clone}/.venv/bin/detoxd", "install", "--now")
+    unchanged = Path("/etc/systemd/system/detoxd.service").read_text() == before
+    message = result.stderr.strip().splitlines()
+    return result.returncode == 3 and unchanged and any("/home/alice/detoxd" in line for line in message), (
+        f"exit {result.returncode}; unit unchanged: {unchanged}; message: {' / '.join(message[:3])}")
+
+
+def finish() -> None:
+    PHASE.write_text("done")
+    (OUT / "done").write_text("done\n")
+    run("systemctl", "poweroff", "--no-block")
+
+
+def main() -> int:
+    WORK.mkdir(parents=True, exist_ok=True)
+    phase = PHASE.read_text().strip() if PHASE.exists() else "1"
+    try:
+        if phase == "1":
+            phase_package()
+        elif phase == "2":
+            phase_after_reboot()
+        else:  # a reboot we did not ask for (or a crash): stop rather than loop
+            report(False, "unexpected boot", f"phase {phase!r}: the guest booted again unasked")
+            finish()
+    except Exception as error:  # the host must learn about it, and the guest stop
+        report(False, f"phase {phase}", f"crashed: {type(error).__name__}: {error}")
+        finish()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
