@@ -320,15 +320,17 @@ def _stop_during_lock() -> tuple[bool, str]:
     state = unit()
     still = blocked()
     shown = run("detoxd", "status")
-    warned = warnings_since(cursor)
+    # journald reads the service's stream asynchronously: give the last line a moment.
+    wait_for(lambda: warnings_since(cursor), 3, 0.1)
+    warned = [line for line in warnings_since(cursor) if "locked detox" in line]
     run("systemctl", "start", "detoxd.service")
     wait_for(active, 20, 0.05)
     refused = result.returncode != 0 and state["ActiveState"] == "active"
-    loud = bool(warned) and shown.returncode != 0
+    loud = bool(warned) and shown.returncode == 4 and "nothing restores it" in shown.stderr
     return (refused or loud) and still, (
         f"systemctl stop exit {result.returncode} in {took:.2f} s, then {state['ActiveState']}; block "
         f"{'kept' if still else 'LOST'}; journal warnings: {warned[:1] or 'none'}; detoxd status exit "
-        f"{shown.returncode}: {(shown.stderr or shown.stdout).strip().splitlines()[:1]}")
+        f"{shown.returncode}: {(shown.stderr or shown.stdout).strip().splitlines()[-1:]}")
 
 
 def _uninstall_refused() -> tuple[bool, str]:
@@ -450,8 +452,9 @@ def _user_clone_refused() -> tuple[bool, str]:
     run("chown", "-R", "alice:alice", str(clone))
     as_alice = ["runuser", "-u", "alice", "--"]
     made = run(*as_alice, "/usr/bin/python3", "-m", "venv", "--system-site-packages", f"{clone}/.venv")
+    # As a user would (scripts/setup does the same online): Debian's packages are in the venv.
     pip = run(*as_alice, f"{clone}/.venv/bin/pip", "install", "-q", "--no-index", "--no-build-isolation",
-              "-e", str(clone), cwd=str(clone), timeout=300)
+              "--no-deps", "-e", str(clone), cwd=str(clone), timeout=300)
     if made.returncode or pip.returncode:
         raise RuntimeError(f"editable install as alice failed: {made.stderr[-200:]} {pip.stderr[-300:]}")
     before = Path("/etc/systemd/system/detoxd.service").read_text()

@@ -70,3 +70,16 @@ def test_uninstall_ends_an_unlocked_detox_and_restores_hosts(detoxd_env: DetoxdE
     detoxd_env.start_daemon()  # a later reinstall does not resume the ended detox
     assert detoxd_env.status()["state"] == "idle"
     assert detoxd_env.hosts.read_bytes() == USER_HOSTS
+
+
+def test_a_stop_during_a_locked_detox_is_a_warning_and_status_says_the_block_is_unguarded(
+        detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.start_daemon()
+    assert detoxd_env.cli("start").returncode == 0
+    assert detoxd_env.stop_daemon() == 0  # as `systemctl stop` does: SIGTERM
+    log = detoxd_env.log()
+    assert "WARNING" in log and "stopping during a locked detox" in log, log[-2000:]
+    assert detoxd_env.hosts.read_bytes() != USER_HOSTS  # the block stays
+    status = detoxd_env.cli("status")
+    assert status.returncode == 4
+    assert "nothing restores it" in status.stderr

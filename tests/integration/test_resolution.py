@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_for
+from conftest import find_program, wait_for
 
 from detoxd.service import resolvers
 from detoxd.service.resolvers import Environment, Outcome
@@ -69,13 +69,14 @@ def free_udp_port() -> int:
 
 @pytest.fixture
 def dnsmasq(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    if shutil.which("dnsmasq") is None:
+    dnsmasq_program = find_program("dnsmasq")
+    if dnsmasq_program is None:
         pytest.skip("dnsmasq (dnsmasq-base) is not installed")
     hosts = tmp_path / "dnsmasq-hosts"
     hosts.write_text("203.0.113.7 social.example\n")
     port = free_udp_port()
     process = subprocess.Popen(
-        ["dnsmasq", "--no-daemon", f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces",
+        [dnsmasq_program, "--no-daemon", f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces",
          "--no-resolv", "--no-hosts", f"--addn-hosts={hosts}", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
          "--cache-size=1000", "--user=root"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

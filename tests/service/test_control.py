@@ -271,6 +271,15 @@ def shared_dir() -> Iterator[Path]:
     """A directory another user can reach: pytest's own base temp is private (0700)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a client as a real unprivileged user (uid 65534)")
+    try:
+        runnable = subprocess.run([sys.executable, "-c", "import detoxd"], user=NOBODY, group=NOBODY,
+                                  extra_groups=[], env={"PYTHONPATH": str(REPO_ROOT)}, cwd="/",
+                                  capture_output=True, timeout=60, check=False).returncode == 0
+    except OSError:  # the interpreter itself cannot be executed
+        runnable = False
+    if not runnable:
+        pytest.skip(f"uid {NOBODY} cannot run {sys.executable}: the checkout is in a private "
+                    "directory such as /root; clone it where other users can read it")
     with tempfile.TemporaryDirectory(prefix="detoxd-control-") as name:
         directory = Path(name)
         directory.chmod(0o755)

@@ -1,5 +1,9 @@
 """AppWatcher against real processes (no daemon): each test starts processes as an ordinary user
-(uid 4242: closing is only ever done to user accounts' processes) and scans with real time."""
+(uid 4242: closing is only ever done to user accounts' processes) and scans with real time.
+
+The watcher scans all of /proc and closes whatever a rule matches, so these tests run only in
+their own PID namespace with its own /proc (test_appwatch_namespace.py starts them there): a
+rule such as the slack preset never sees, let alone signals, a process of the machine's."""
 
 from __future__ import annotations
 
@@ -26,7 +30,12 @@ from detoxd.service.targets.appwatch import AppWatcher
 USER_UID = 4242
 PYTHON = "/usr/bin/python3"
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts processes as another user")
+# Set by test_appwatch_namespace.py for the pytest it runs as PID 1 of a new PID namespace.
+IN_OWN_PID_NAMESPACE = os.environ.get("DETOXD_TEST_PID_NAMESPACE") == "1" and os.getpid() == 1
+pytestmark = pytest.mark.skipif(
+    not IN_OWN_PID_NAMESPACE,
+    reason="scans and signals every process it can see: runs in its own PID namespace "
+           "(tests/service/targets/test_appwatch_namespace.py)")
 
 
 def rule(name: str, *texts: str) -> AppRule:
@@ -284,11 +293,11 @@ def test_check_report_lists_what_would_be_closed(spawn: Spawner) -> None:
 
 
 def test_describe_reads_a_real_process(spawn: Spawner) -> None:
-    slack = spawn.start([spawn.binary("slack"), "60", "--flag"])
+    slack = spawn.start([spawn.binary("slack"), "60", "30"])  # arguments sleep accepts: it stays
     info = appwatch.describe(slack.pid)
     assert info is not None
     assert (info.name, info.exe, info.argv) == ("slack", f"{spawn.directory}/slack",
-                                                (f"{spawn.directory}/slack", "60", "--flag"))
+                                                (f"{spawn.directory}/slack", "60", "30"))
     assert (info.ppid, info.real_uid, info.effective_uid) == (os.getpid(), USER_UID, USER_UID)
     assert info.flatpak_app is None and not info.zombie
     assert appwatch.describe(2 ** 22 + 1) is None
