@@ -18,6 +18,7 @@ import os
 import secrets
 import stat
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -253,9 +254,15 @@ def _ask_shares(read: Callable[[str, int], peerkey.Share], needed: int, holders:
     while len(shares) < needed:
         number = len(shares) + 1
         try:
-            text = getpass.getpass(f"Share {number} of {needed}: ", stream=out)
+            with warnings.catch_warnings():
+                # getpass falls back to an echoing read when it cannot switch echo off: refuse that.
+                warnings.simplefilter("error", getpass.GetPassWarning)
+                text = getpass.getpass(f"Share {number} of {needed}: ", stream=out)
         except EOFError:
             raise peerkey.ShareProblem(f"stopped at share {number}: the detox goes on") from None
+        except getpass.GetPassWarning:
+            raise peerkey.ShareProblem("cannot switch the terminal's echo off: pipe the shares in "
+                                       "instead, one per line") from None
         try:
             share = read(text, number)
             _check_new(share, shares, number, holders)

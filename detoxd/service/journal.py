@@ -83,6 +83,7 @@ KINDS: dict[str, str] = {
     "activity_day": "uid, date, phase ('before' | 'during'), sites ({blocked name: s}), apps ({app: s})",
     "activity_unavailable": "uid, reason",
     "journal_gap": "dropped (events lost while the journal could not be written)",
+    "peer_end_attempt": "ended (bool), by_uid, failed_attempts, reason (why not; never a share)",
 }
 
 

@@ -188,6 +188,13 @@ def test_three_of_five_end_it_two_do_not_and_nothing_secret_is_kept(
     for where, data in (("state dir", stored), ("daemon log", logs)):
         assert proof.hex().encode() not in data, f"the proof is kept in the {where}"
     assert "detox ended early by uid 0 with the peers' shares" in env.log()
+    from detoxd.service import journal
+
+    events, _ = journal.read_events(journal.directory_for(env.state_dir))
+    attempts = [event for event in events if event["kind"] == "peer_end_attempt"]
+    assert [event["ended"] for event in attempts] == [True]  # typos never reached the daemon
+    assert [event["reason"] for event in events if event["kind"] == "detox_ended"] == [
+        "ended early with the peers' shares by uid 0"]
 
 
 def test_a_share_of_an_earlier_detox_is_named_and_refused(
@@ -223,7 +230,15 @@ def test_failed_proofs_are_rate_limited_across_restarts(
     waiting = run(env, relay, "end", "--with-peers", stdin=lines(*shares[:3]))
     assert waiting.returncode == 3 and "3 failed attempts: the next one is checked in 1 min" in waiting.stderr
     assert env.status()["peer_lock"]["failed_attempts"] == 3
-    assert env.log().count("refused end with peers from uid 0") == 3
+    # The CLI said so without sending anything; a client that sends anyway is refused unchecked.
+    forced = ControlClient(env.socket).request("end", peers_proof="ab" * 32)
+    assert forced["code"] == "refused" and "checked in 1 minute" in forced["error"]
+    assert env.log().count("refused end with peers from uid 0") == 4
+    from detoxd.service import journal
+
+    events, _ = journal.read_events(journal.directory_for(env.state_dir))
+    failed = [event for event in events if event["kind"] == "peer_end_attempt" and not event["ended"]]
+    assert [event["failed_attempts"] for event in failed] == [1, 2, 3, 3]  # the last one was not checked
 
 
 def test_the_cards_become_each_peers_own_invitation(
