@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -262,6 +263,18 @@ def test_the_cards_become_each_peers_own_invitation(
     assert "**The early-end key.**" in (tmp_path / "notes.md").read_text()
 
 
+def reap(pid: int, timeout: float = 60.0) -> int:
+    """Wait for our child; kill it (only it) if it is still waiting for input after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return code
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    return os.waitpid(pid, 0)[1]
+
+
 def test_shares_typed_at_a_terminal_are_not_echoed_and_a_typo_is_asked_again(
         peer_env: tuple[DetoxdEnv, RecordingRelay], tmp_path: Path) -> None:
     """A real pseudo-terminal as the CLI's controlling terminal: getpass turns echo off."""
@@ -296,7 +309,7 @@ def test_shares_typed_at_a_terminal_are_not_echoed_and_a_typo_is_asked_again(
                 expect(f"Share {number + 1} of 3: ".encode())
         expect(b"Detox ended early")
     finally:
-        _, code = os.waitpid(pid, 0)
+        code = reap(pid)
         os.close(master)
     assert os.waitstatus_to_exitcode(code) == 0, bytes(output)
     shown = bytes(output).replace(b"\r\n", b" ")
