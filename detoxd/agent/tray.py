@@ -31,6 +31,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from detoxd.agent import activitywatch, reportpage
 from detoxd.agent.dnd import Backend, DndKeeper, available, probe_session, state_dir
 from detoxd.client import ControlClient, ControlError
 from detoxd.core import icon as icons
@@ -135,6 +136,7 @@ class TrayAgent:
         for target, name in ((self._connection_loop, "detoxd-tray-connection"),
                              (self._desktop_loop, "detoxd-tray-desktop")):
             threading.Thread(target=target, name=name, daemon=True).start()
+        activitywatch.start_reporter(self.paths.socket, self.stopping)  # time on blocked sites
 
     def quit(self) -> None:
         log.info("quitting the tray (the detox goes on)")
@@ -291,6 +293,7 @@ class TrayAgent:
             menu.Action.SHOW_STATUS: self.show_status,
             menu.Action.OPEN_BLOCKLIST: self.open_blocklist,
             menu.Action.EXPORT_CALENDAR: self.export_calendar,
+            menu.Action.OPEN_REPORT: self.open_report,
             menu.Action.ABOUT: self.about,
             menu.Action.QUIT: self.quit,
         }
@@ -350,6 +353,18 @@ class TrayAgent:
             return
         target.write_text(response["ics"])
         self.show_text("detoxd", f"Sessions calendar saved to {target}")
+
+    def open_report(self) -> None:
+        try:
+            page = reportpage.write_page(self.paths.socket)
+        except reportpage.ReportUnavailable as error:
+            self.show_text("detoxd report", str(error))
+            return
+        opener = shutil.which("xdg-open")
+        if opener:
+            subprocess.Popen([opener, page.as_uri()], start_new_session=True)
+        else:
+            self.show_text("detoxd report", f"The report is in {page}")
 
     def about(self) -> None:
         from detoxd import __version__

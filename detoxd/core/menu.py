@@ -27,6 +27,7 @@ class Action(enum.Enum):
     ABOUT = "about"
     QUIT = "quit"
     OPEN_ALLOWANCE = "open_allowance"  # the entry's ``allowance`` and ``minutes``
+    OPEN_REPORT = "open_report"  # the detox report with its charts, in the browser
 
 
 TRAY_OPEN_MINUTES = 10  # what the tray offers per open: a short look, not the whole budget
@@ -110,6 +111,8 @@ def entries(view: TrayView, *, has_menu: bool) -> list[MenuEntry]:
     if view.status is not None:
         items += allowance_entries(view.status)
     items.append(MenuEntry("Open blocklist (read-only; edit with sudoedit)", Action.OPEN_BLOCKLIST))
+    if view.status is not None:
+        items.append(MenuEntry("Open the detox report", Action.OPEN_REPORT))
     if view.status is not None and view.status.get("next_session"):
         items.append(MenuEntry("Export sessions calendar", Action.EXPORT_CALENDAR))
     items.append(MenuEntry("About detoxd", Action.ABOUT))

@@ -109,7 +109,7 @@ def test_menu_has_status_lines_then_actions_and_no_way_to_end_the_detox() -> Non
     separator = items.index(SEPARATOR)
     assert all(item.action is None for item in items[:separator])
     actions = [item.action for item in items[separator + 1:]]
-    assert actions == [Action.OPEN_BLOCKLIST, Action.ABOUT, Action.QUIT]
+    assert actions == [Action.OPEN_BLOCKLIST, Action.OPEN_REPORT, Action.ABOUT, Action.QUIT]
     assert not any(word in item.label.lower() for item in items for word in ("end detox", "stop detox"))
     assert not any(item.default for item in items)
 
@@ -216,3 +216,8 @@ def test_one_line_per_household_engine() -> None:
     lines = status_lines(view({**ACTIVE, "network": network}))
     assert "Pi-hole (pi.hole): holds the detox" in lines
     assert "Unbound (/etc/unbound/unbound.conf.d): unreachable, retrying" in lines
+
+
+def test_the_report_is_offered_only_while_the_daemon_answers() -> None:
+    assert Action.OPEN_REPORT in [item.action for item in entries(view(ACTIVE), has_menu=True)]
+    assert Action.OPEN_REPORT not in [item.action for item in entries(view(None), has_menu=True)]

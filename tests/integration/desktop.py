@@ -84,6 +84,8 @@ def session_env(root: Path) -> dict[str, str]:
         env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_AT_BRIDGE"] = "1"  # GTK would otherwise look for the accessibility bus
+    # Never the developer's own ActivityWatch (localhost:5600): nothing listens on port 9.
+    env["DETOXD_ACTIVITYWATCH_URL"] = "http://127.0.0.1:9"
     return env
 
 
