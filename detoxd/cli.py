@@ -481,9 +481,11 @@ def _prepare_peer_lock(args: argparse.Namespace, paths: Paths) -> tuple[dict[str
     if status.get("state") == "active":
         print("detoxd: a detox is already running: no cards were written", file=sys.stderr)
         return EXIT_REFUSED
+    earlier = _ask(paths, "peer_lock") or {}
+    taken = [item["share_set"] for item in earlier.get("earlier_share_sets", [])]
     try:
         return prepare_start(loaded.main, args.shares_out, paths, args.days or loaded.main.detox.days,
-                             SystemClock().now())
+                             SystemClock().now(), taken)
     except PeerLockError as error:
         print(f"detoxd: {error}", file=sys.stderr)
         return error.code
@@ -495,6 +497,9 @@ def cmd_end(args: argparse.Namespace, paths: Paths) -> int:
 
         from detoxd.peerlock import end_with_peers
 
+        if not _may_change(paths):  # before anyone types 60 words for nothing
+            print("detoxd: ending a detox needs root: try sudo", file=sys.stderr)
+            return EXIT_REFUSED
         return end_with_peers(partial(_ask, paths))
     response = _ask(paths, "end")
     if response is None:
@@ -569,6 +574,15 @@ def cmd_cut(_args: argparse.Namespace, paths: Paths) -> int:
     setup_logging(verbose=False)
     print(cutter.run(paths.cutter_dir).summary())
     return EXIT_OK
+
+
+def _may_change(paths: Paths) -> bool:
+    """The daemon lets root and its own user change the detox; it created the socket."""
+    try:
+        daemon_uid = paths.socket.stat().st_uid
+    except OSError:
+        return True  # let the request say what is wrong
+    return os.geteuid() in (0, daemon_uid)
 
 
 def _refused(response: dict[str, Any], *, root_helps: bool = True) -> int:

@@ -47,9 +47,12 @@ class PeerLockError(Exception):
 # ---- start ----
 
 def prepare_start(main: MainConfig, directory: Path, paths: Paths, days: float,
-                  now: datetime) -> tuple[dict[str, Any], list[Path]]:
+                  now: datetime, taken: Iterable[int] = ()) -> tuple[dict[str, Any], list[Path]]:
     """Make the secret, write one file per peer into ``directory``; return the verifier to send
-    with the start request and the files written (to remove if the daemon refuses)."""
+    with the start request and the files written (to remove if the daemon refuses).
+
+    ``taken``: identifiers of earlier detoxes' share sets, not to be reused, so that a card of
+    an earlier detox is always recognised as one."""
     settings = main.detox
     if not settings.peer_lock:
         raise PeerLockError(f"--shares-out is for `lock: peers`; {paths.config_dir}/detoxd.yaml "
@@ -61,7 +64,7 @@ def prepare_start(main: MainConfig, directory: Path, paths: Paths, days: float,
     write_private_files(target, [(name, "") for name in names], owner, dry_run=True)  # fail early
     secret = secrets.token_bytes(peerkey.SECRET_BYTES)
     share_set = peerkey.split(secret, holders, settings.peers_needed,
-                              identifier=secrets.randbelow(peerkey.IDENTIFIER_LIMIT),
+                              identifier=_new_identifier(set(taken)),
                               salt=secrets.token_bytes(peerkey.SALT_BYTES))
     del secret  # only the shares can bring it back
     ends_at = (now + timedelta(days=days)).astimezone()
@@ -73,6 +76,13 @@ def prepare_start(main: MainConfig, directory: Path, paths: Paths, days: float,
         files.append((names[number - 1], peercards.peer_file(info, share)))
     written = write_private_files(target, files, owner)
     return peerkey.verifier_to_json(share_set.verifier), written
+
+
+def _new_identifier(taken: set[int]) -> int:
+    while True:
+        identifier = secrets.randbelow(peerkey.IDENTIFIER_LIMIT)
+        if identifier not in taken:  # at most 20 of 32768 are
+            return identifier
 
 
 def invoking_user() -> tuple[int, int] | None:

@@ -117,3 +117,9 @@ def test_piped_shares_end_it_and_all_problems_are_named_together() -> None:
     command, args = daemon.sent[-1]
     assert command == "end" and set(args) == {"peers_proof"}
     assert all(word not in args["peers_proof"] for word in share_set.shares[2].split())
+
+
+def test_a_new_share_set_never_reuses_an_earlier_identifier() -> None:
+    free = 12345
+    taken = set(range(peerkey.IDENTIFIER_LIMIT)) - {free}
+    assert peerlock._new_identifier(taken) == free

@@ -666,8 +666,11 @@ class Engine:
         only (the salt, scrypt's parameters, the share set's identifier, who holds which share)."""
         self.tick()
         lock = self.state.peer_lock
+        earlier = [{"share_set": known.identifier, "started_at": _iso(known.started_at)}
+                   for known in self.state.past_share_sets]
         if not self.state.active or lock is None:
-            return {"ok": False, "code": "no_peer_lock",
+            # The earlier sets still: a new detox's shares must not begin like an old one's.
+            return {"ok": False, "code": "no_peer_lock", "earlier_share_sets": earlier,
                     "error": "no detox started with `lock: peers` is running"}
         verifier = lock.verifier
         return {"ok": True, "needed": verifier.needed, "holders": list(verifier.holders),
@@ -675,8 +678,7 @@ class Engine:
                 "kdf": {"name": "scrypt", "n": verifier.kdf.n, "r": verifier.kdf.r, "p": verifier.kdf.p},
                 "failed_attempts": lock.failed_attempts,
                 "retry_in_seconds": round(detox.peer_retry_in(self.state)),
-                "earlier_share_sets": [{"share_set": known.identifier, "started_at": _iso(known.started_at)}
-                                       for known in self.state.past_share_sets]}
+                "earlier_share_sets": earlier}
 
     def reload_command(self, peer: Peer) -> dict[str, Any]:
         # `ExecReload=detoxd reload` is synchronous; tell systemd too, so that the unit shows

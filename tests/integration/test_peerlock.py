@@ -145,6 +145,8 @@ def test_three_of_five_end_it_two_do_not_and_nothing_secret_is_kept(
 
     plain = run(env, relay, "end")
     assert plain.returncode == 3 and "end --with-peers" in plain.stderr
+    not_root = env.cli("end", "--with-peers", user=NOBODY)
+    assert not_root.returncode == 3 and "needs root" in not_root.stderr  # before asking for shares
     two = run(env, relay, "end", "--with-peers", stdin=lines(shares[0], shares[3]))
     assert two.returncode == 3 and "3 shares are needed, one per line; got 2" in two.stderr
     words = shares[1].split()
