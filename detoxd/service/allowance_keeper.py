@@ -200,11 +200,10 @@ class AllowanceKeeper:
         self._saved = text
 
     def _usage_changed(self) -> bool:
-        # The clock's checkpoint moves every tick; only usage changes are worth a write (the
-        # clock is re-credited from the saved checkpoint after a restart).
-        saved = json.loads(self._saved)
-        current = al.to_json(self.state)
-        return bool(saved.get("usage") != current["usage"] or saved.get("ceiling") != current["ceiling"])
+        """Worth a write: a new day, an open or close, a ceiling. Not the time an open session
+        spends or the clock's checkpoint, which move every tick: after a restart both are
+        credited again from the saved checkpoint and the session's ``counted_to``."""
+        return bool(_shape(json.loads(self._saved)) != _shape(al.to_json(self.state)))
 
     def _load(self) -> al.AllowancesState:
         try:
@@ -238,6 +237,13 @@ class AllowanceKeeper:
         if until is None or self.state.clock is None:
             return "?"
         return self.state.clock.to_wall(until, self.clock.now()).isoformat(timespec="seconds")
+
+
+def _shape(document: dict[str, Any]) -> Any:
+    usage = {name: {key: value for key, value in fields.items() if key != "spent_seconds"}
+             | {"session": (fields.get("session") or {}).get("until")}
+             for name, fields in (document.get("usage") or {}).items()}
+    return usage, document.get("ceiling")
 
 
 def _bad(message: str) -> dict[str, Any]:

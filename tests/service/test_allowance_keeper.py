@@ -221,3 +221,19 @@ def test_a_damaged_state_file_is_moved_aside(tmp_path: Path, clock: FakeClock) -
     assert (tmp_path / "allowances.corrupt").exists()
     assert kept.status(detox_active=False)[0]["minutes_left_today"] == 20
     assert json.loads((tmp_path / "allowances.json").read_text())["version"] == 1
+
+
+def test_an_open_session_does_not_write_the_state_file_every_second(
+        tmp_path: Path, clock: FakeClock) -> None:
+    kept = keeper(tmp_path, clock)
+    kept.detox_started(locked=True)
+    assert kept.open({"name": "twitter", "minutes": 10}, ALICE, detox_active=True)["ok"]
+    state_file = tmp_path / "allowances.json"
+    written = state_file.stat().st_mtime_ns, state_file.read_bytes()
+    for _ in range(30):
+        clock.advance(1)
+        kept.tick()
+    assert (state_file.stat().st_mtime_ns, state_file.read_bytes()) == written
+    clock.advance(10 * 60)
+    kept.tick()  # the session ended: that is written
+    assert state_file.read_bytes() != written[1]
