@@ -204,8 +204,7 @@ class NetAgent:
                 run.tamper_events += len(found)
                 run.next_check = now + self.check_seconds
             elif not self.active and run.state != "idle":
-                run.target.remove()
-                log.info("%s: detoxd's entries removed", run.config.key)
+                run.target.remove()  # logs what it removed, if anything
                 run.held = ()
         except (EngineError, SecretError) as exc:
             self._failed(run, now, getattr(exc, "state", "error"), str(exc))

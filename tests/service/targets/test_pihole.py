@@ -175,3 +175,21 @@ def test_kill_9_between_calls_then_restart_no_duplicates_nothing_left(pihole: St
     PiholeTarget(cfg, PASSWORD).remove()
     assert pihole.state.domains == {} and "detoxd" not in pihole.state.groups
     assert pihole.state.clients == {}
+
+
+def test_detoxd_check_reaches_the_engine_and_says_what_it_found(
+        pihole: StandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from detoxd.cli import main
+    (tmp_path / "detoxd.yaml").write_text(
+        f"network:\n  - engine: pihole\n    url: {pihole.url}\n    password_file: pihole.secret\n"
+        "  - engine: adguardhome\n    url: http://127.0.0.1:9\n    password_file: pihole.secret\n")
+    secret = tmp_path / "pihole.secret"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    tmp_path.chmod(0o755)
+    assert main(["--config-dir", str(tmp_path), "check"]) == 0
+    out = capsys.readouterr().out
+    assert f"[  ok] Pi-hole at {pihole.url}: FTL v6.4.1, password accepted" in out
+    assert "[FAIL] adguardhome http://127.0.0.1:9: " in out
+    assert PASSWORD not in out
+    assert pihole.state.sessions == set()
