@@ -573,12 +573,14 @@ def open_until(state: AllowancesState, rule: Allowance, tz: tzinfo) -> datetime 
 
 # ---- windows as moments ----
 
-def window_spans(rule: Allowance, around: datetime, tz: tzinfo) -> list[tuple[datetime, datetime]]:
-    """The rule's windows from a day before ``around`` to eight days after, as (start, end)
-    moments, with touching windows joined (Sun 23:30-24:00 and Mon 00:00-00:30 are one)."""
+def window_spans(rule: Allowance, around: datetime, tz: tzinfo, *,
+                 days_ahead: int = 8) -> list[tuple[datetime, datetime]]:
+    """The rule's windows from two days before ``around`` to ``days_ahead`` days after, as
+    (start, end) moments, with touching windows joined (Sun 23:30-24:00 and Mon 00:00-00:30 are
+    one). A window lasts at most a day, so two days back find every window still open."""
     today = around.astimezone(tz).date()
     spans: list[tuple[datetime, datetime]] = []
-    for offset in range(-2, 9):
+    for offset in range(-2, days_ahead + 1):
         day = today + timedelta(days=offset)
         midnight = datetime(day.year, day.month, day.day)
         for window in rule.windows:
@@ -600,7 +602,8 @@ def window_spans(rule: Allowance, around: datetime, tz: tzinfo) -> list[tuple[da
 def current_window(rule: Allowance, now: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
     if not rule.windows:
         return None
-    return next(((s, e) for s, e in window_spans(rule, now, tz) if s <= now < e), None)
+    # Two days ahead: enough to join windows that touch across midnights (called every tick).
+    return next(((s, e) for s, e in window_spans(rule, now, tz, days_ahead=2) if s <= now < e), None)
 
 
 def next_window(rule: Allowance, now: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
