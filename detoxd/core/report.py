@@ -28,8 +28,11 @@ ACTIVITYWATCH_HELP = (
     "on the blocked sites and apps only, 14 days back and during the detox."
 )
 # Events whose "uid" is a person's: only they and root see them.
-PERSONAL_KINDS = frozenset({"app_closed", "allowance_opened", "allowance_closed", "activity_day",
-                            "activity_unavailable", "agent_connected", "agent_disconnected"})
+PERSONAL_KINDS = frozenset({"app_closed", "activity_day", "activity_unavailable", "agent_connected",
+                            "agent_disconnected"})
+# The household's events that name who did it: everyone sees them, only root sees who.
+WHO_FIELDS = {"allowance_opened": "uid", "allowance_closed": "uid", "detox_started": "by_uid",
+              "peer_end_attempt": "by_uid"}
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,8 @@ def visible_events(events: Iterable[Mapping[str, Any]], viewer_uid: int | None) 
         if kind in PERSONAL_KINDS and event.get("uid") != viewer_uid:
             continue
         shown = dict(event)
+        if kind in WHO_FIELDS:
+            shown.pop(WHO_FIELDS[kind], None)
         if kind == "blocked_lookups":
             shown["device"] = "(hidden)"  # which household device: root only
         elif kind == "config_error":
@@ -150,6 +155,7 @@ def _empty_row(day: date, phase: str, number: int) -> dict[str, Any]:
         "allowance_minutes": 0.0, "allowances_opened": 0,
         "clock_jumps": 0, "config_errors": 0,
         "hot_seats": 0, "agent_disconnects": 0,
+        "end_attempts": 0, "daemon_starts": 0,
     }
 
 
@@ -238,6 +244,10 @@ def _add_counts(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, 
             row["hot_seats"] += 1
         elif kind == "agent_disconnected" and event.get("during_detox", True):
             row["agent_disconnects"] += 1
+        elif kind == "peer_end_attempt" and not event.get("ended"):
+            row["end_attempts"] += 1
+        elif kind == "daemon_started":
+            row["daemon_starts"] += 1  # a restart during the detox: stopped, killed or rebooted
 
 
 def _totals(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -261,6 +271,8 @@ def _totals(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "allowance_minutes": round(sum(row["allowance_minutes"] for row in rows), 1),
             "clock_jumps": sum(row["clock_jumps"] for row in rows),
             "config_errors": sum(row["config_errors"] for row in rows),
+            "end_attempts": sum(row["end_attempts"] for row in rows),
+            "daemon_starts": sum(row["daemon_starts"] for row in rows),
         }
     return totals
 
@@ -341,6 +353,9 @@ def summary(document: Mapping[str, Any]) -> str:
     parts += [f"{_app_label(app)} closed {_times(count)}" for app, count in during["apps_closed"].items()]
     if during["blocked_lookups"] is not None:
         parts.append(f"{during['blocked_lookups']} blocked lookups")
+    if during["end_attempts"]:
+        parts.append(f"{during['end_attempts']} attempt{'s' if during['end_attempts'] != 1 else ''} "
+                     "to end it early")
     if during["allowance_minutes"]:
         parts.append(f"{round(during['allowance_minutes'])} min of allowances")
     if during["blocked_site_seconds"] is None and before["blocked_site_seconds"] is None:

@@ -158,7 +158,12 @@ def test_other_users_see_only_their_own_and_no_devices() -> None:
     journal.add(START, "activity_day", uid=1000, date="2026-11-17", sites={"x.com": 5})
     journal.add(START, "blocked_lookups", date="2026-11-17", device="laptop-of-ada", counts={"x.com": 3})
     journal.add(START, "config_error", errors=1, first="blocklist.yaml:3: domains[0]: bad")
+    journal.add(START, "allowance_closed", uid=1000, allowance="twitter", minutes_used=4.0)
+    journal.add(START, "allowance_closed", uid=None, allowance="twitter", minutes_used=6.0)  # by the clock
     visible = report.visible_events(journal.events, viewer_uid=1001)
+    closed = [event for event in visible if event["kind"] == "allowance_closed"]
+    assert [(event.get("uid", "hidden"), event["minutes_used"]) for event in closed] == [
+        ("hidden", 4.0), ("hidden", 6.0)]  # the household's allowance: everyone sees it, not who
     kinds = [(event["kind"], event.get("uid")) for event in visible]
     assert ("app_closed", 1001) in kinds and ("app_closed", 1000) not in kinds
     assert ("activity_day", 1000) not in kinds
@@ -222,3 +227,13 @@ def test_events_in_the_same_second_as_the_start_count() -> None:
     window = report.DetoxWindow(start, start + timedelta(days=14))
     document = report.build(journal.events, now=start + timedelta(minutes=1), tz=UTC, window=window)
     assert document["totals"]["during"]["tamper_attempts"] == 1
+
+
+def test_failed_peer_end_attempts_and_restarts_are_counted() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    journal.add(START + timedelta(hours=1), "peer_end_attempt", ended=False, by_uid=0)
+    journal.add(START + timedelta(hours=2), "daemon_started", version="0.1.0")
+    document = report.build(journal.events, now=START + timedelta(hours=3), tz=UTC)
+    assert document["totals"]["during"]["end_attempts"] == 1
+    assert document["totals"]["during"]["daemon_starts"] == 1
