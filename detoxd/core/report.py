@@ -66,6 +66,12 @@ def find_window(events: Sequence[Mapping[str, Any]]) -> DetoxWindow | None:
         if event.get("kind") == "detox_started":
             ends_at = parse_time(event.get("ends_at")) or at + timedelta(days=_number(event.get("days"), 14))
             window = DetoxWindow(at, ends_at)
+        elif event.get("kind") == "segment_started":
+            # The head of a segment: the detox that was running, in case its start rotated away.
+            started, ends = parse_time(event.get("detox_started_at")), parse_time(event.get("detox_ends_at"))
+            known = window is not None and window.started_at.replace(microsecond=0) == started
+            if started is not None and ends is not None and not known:
+                window = DetoxWindow(started.replace(microsecond=0), ends)
         elif event.get("kind") == "detox_ended" and window is not None and window.ended_at is None:
             window = DetoxWindow(window.started_at, window.ends_at, at)
     return window

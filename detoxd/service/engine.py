@@ -107,7 +107,8 @@ class Engine:
         # Sites that may leave the block for a while (allowances: in blocklist.yaml).
         self.allowances = allowances or AllowanceKeeper(paths.allowances_file, clock)
         # The audit trail: every decision worth a line in `detoxd report` (journal.record).
-        self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock)
+        self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock,
+                                       header=self._journal_header)
         journal.install(self.journal)
         self.audit = Audit(self.journal.directory)
         self._last_window: DetoxWindow | None = None
@@ -769,6 +770,11 @@ class Engine:
                           "ended_at": _iso(window.ended_at)},
                 "names": list(names[:activity.MAX_NAMES_IN_QUERY]),
                 "apps": activity.window_app_names(rules.values())}
+
+    def _journal_header(self) -> dict[str, Any]:
+        window = self._window_of(self.state)
+        return {"detox_started_at": _iso(window.started_at) if window else None,
+                "detox_ends_at": _iso(window.ends_at) if window else None}
 
     def _blocked_app_names(self) -> frozenset[str]:
         return frozenset(rule.name for rule in (*self._configured_apps, *self._kept_apps))

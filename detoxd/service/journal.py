@@ -83,6 +83,7 @@ KINDS: dict[str, str] = {
     "activity_day": "uid, date, phase ('before' | 'during'), sites ({blocked name: s}), apps ({app: s})",
     "activity_unavailable": "uid, reason",
     "journal_gap": "dropped (events lost while the journal could not be written)",
+    "segment_started": "detox_started_at, detox_ends_at (the first line of every later segment)",
     "peer_end_attempt": "ended (bool), by_uid, failed_attempts, reason (why not; never a share)",
 }
 
@@ -98,6 +99,7 @@ class Journal:
         segment_bytes: int = SEGMENT_BYTES,
         segments: int = SEGMENTS_KEPT,
         monotonic: Callable[[], float] = time.monotonic,
+        header: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         if segment_bytes < MAX_EVENT_BYTES or segments < 1:
             raise ValueError("a segment must hold at least one event of the maximum size")
@@ -106,6 +108,7 @@ class Journal:
         self._segment_bytes = segment_bytes
         self._segments_kept = segments
         self._monotonic = monotonic
+        self._header = header
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._segment_number = 0
@@ -167,6 +170,7 @@ class Journal:
             line = self._encode(kind, fields)
             if self._size > 0 and self._size + len(line) > self._segment_bytes:
                 self._rotate()
+                line = self._encode(kind, fields)  # the new segment's header took a number
             self._append(line)
         except OSError as error:
             self._failed(error)
@@ -259,7 +263,22 @@ class Journal:
         self._sync()
         self._close_segment()
         self._create_segment(self._segment_number + 1)
+        self._write_header()
         self._remove_old_segments()
+
+    def _write_header(self) -> None:
+        """A new segment starts with what its reader needs once older ones are gone (the detox's
+        start and end: a busy detox can rotate its own ``detox_started`` away)."""
+        if self._header is None:
+            return
+        try:
+            fields = self._header()
+        except Exception:
+            log.exception("journal: the segment header failed")
+            fields = {}
+        self._append(self._encode("segment_started", fields))
+        self._next_seq += 1
+        self.written += 1
 
     def _create_segment(self, number: int) -> None:
         path = self._segment_path(number)

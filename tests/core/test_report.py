@@ -237,3 +237,17 @@ def test_failed_peer_end_attempts_and_restarts_are_counted() -> None:
     document = report.build(journal.events, now=START + timedelta(hours=3), tz=UTC)
     assert document["totals"]["during"]["end_attempts"] == 1
     assert document["totals"]["during"]["daemon_starts"] == 1
+
+
+def test_a_detox_whose_start_rotated_away_is_found_from_a_segment_header() -> None:
+    journal = Journal()
+    journal.add(START + timedelta(days=3), "segment_started", detox_started_at=START.isoformat(),
+                detox_ends_at=END.isoformat())
+    journal.add(START + timedelta(days=3, hours=1), "tamper", target="hosts file", restored="block")
+    journal.add(START + timedelta(days=4), "segment_started", detox_started_at=START.isoformat(),
+                detox_ends_at=END.isoformat())
+    journal.add(END, "detox_ended", early=False, reason="finished")
+    window = report.find_window(journal.events)
+    assert window == report.DetoxWindow(START, END, END)
+    document = report.build(journal.events, now=END + timedelta(hours=1), tz=UTC)
+    assert document["summary"].startswith("14 days: 1 tamper attempt,")

@@ -179,3 +179,19 @@ def test_each_event_is_one_write_call(directory: Path, clock: FakeClock,
     with Journal(directory, clock) as writer:
         writer.record("tamper", target="hosts_file", restored="x" * 5000)
     assert len(calls) == 1 and calls[0].endswith(b"\n")
+
+
+def test_every_new_segment_starts_with_the_header(directory: Path, clock: FakeClock) -> None:
+    header = {"detox_started_at": "2026-12-01T09:00:00+00:00", "detox_ends_at": "2026-12-15T09:00:00+00:00"}
+    with Journal(directory, clock, segment_bytes=MAX_EVENT_BYTES, segments=2,
+                 header=lambda: header) as writer:
+        for number in range(1000):
+            writer.record("tamper", target="hosts file", restored=f"block {number}")
+    numbers = segment_numbers(directory)
+    assert len(numbers) == 2 and numbers[0] > 1
+    for number in numbers:
+        first = json.loads(segment(directory, number).read_text().splitlines()[0])
+        assert first["kind"] == "segment_started" and first["detox_started_at"] == header["detox_started_at"]
+    events, _ = read_events(directory)
+    sequence = [event["seq"] for event in events]
+    assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))  # headers numbered in line
