@@ -129,3 +129,11 @@ def test_the_status_command_imports_no_server_code_nor_typing() -> None:
     assert "detoxd.client" in modules
     assert not {m for m in modules if m.startswith(("detoxd.service", "detoxd.core", "detoxd.agent"))}
     assert not modules & {"typing", "dataclasses", "shutil", "yaml", "watchdog", "apscheduler"}
+
+
+def test_status_shows_each_household_engine() -> None:
+    network = [{"engine": "pihole", "url": "https://pi.hole", "state": "unreachable", "names": 146,
+                "last_ok": "2026-12-01T09:00:00+00:00", "error": "https://pi.hole: connection refused"}]
+    text = format_status({**BASE, "days_left": 3, "seconds_left": 3 * 86_400, "network": network})
+    assert ("Engine pihole https://pi.hole: unreachable, 146 names (last ok 2026-12-01T09:00:00+00:00): "
+            "https://pi.hole: connection refused") in text
