@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,11 @@ MAX_NAMES_PER_DAY = 64
 MAX_SECONDS_PER_DAY = 25 * 3600  # a day with a DST change back has 25 hours
 MAX_REASON_CHARS = 200
 MAX_REMEMBERED_DAYS = 256 * 400  # (uid, day) pairs: agents × a year of days
+# A user could send ever-changing figures to flood the journal and rotate the tamper events out of
+# it: each uid may have this many activity events journalled per window (an agent sends a full
+# 29 days once, then a day or two every 15 minutes).
+JOURNAL_BUDGET_EVENTS = 64
+JOURNAL_BUDGET_SECONDS = 600.0
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -41,8 +46,10 @@ def _bad(message: str) -> dict[str, Any]:
 class Audit:
     """Thread-compatible: the engine calls it with its lock held (except :meth:`report`)."""
 
-    def __init__(self, journal_dir: Path) -> None:
+    def __init__(self, journal_dir: Path, monotonic: Callable[[], float]) -> None:
         self.journal_dir = journal_dir
+        self._monotonic = monotonic
+        self._budget: dict[int, tuple[float, int]] = {}  # uid -> (window start, events journalled)
         self._last_days: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
         self._last_unavailable: dict[int, str] = {}
 
@@ -69,6 +76,10 @@ class Audit:
             assert entry is not None
             parsed.append(entry)
             ignored += dropped
+        if not self._within_budget(peer.uid, sum(self._changed(peer.uid, *entry) for entry in parsed)):
+            return {"ok": False, "code": "busy",
+                    "error": f"more than {JOURNAL_BUDGET_EVENTS} activity changes in "
+                             f"{JOURNAL_BUDGET_SECONDS:g} s: try again later"}
         journalled = sum(self._journal_day(peer.uid, window, tz, *entry) for entry in parsed)
         self._last_unavailable.pop(peer.uid, None)
         return {"ok": True, "journalled": journalled, "ignored_names": ignored}
@@ -78,9 +89,25 @@ class Audit:
             return _bad("reason must be a string")
         reason = " ".join(reason.split())[:MAX_REASON_CHARS]
         if self._last_unavailable.get(peer.uid) != reason:
+            if not self._within_budget(peer.uid, 1):
+                return {"ok": False, "code": "busy", "error": "too many activity reports: try again later"}
             self._last_unavailable[peer.uid] = reason
             journal.record("activity_unavailable", uid=peer.uid, reason=reason)
         return {"ok": True, "journalled": 0, "ignored_names": 0}
+
+    def _changed(self, uid: int, day: str, sites: dict[str, float], apps: dict[str, float]) -> int:
+        return int(self._last_days.get((uid, day)) != (sites, apps))
+
+    def _within_budget(self, uid: int, events: int) -> bool:
+        """Take ``events`` from the uid's budget of journal lines; False (nothing taken) if short."""
+        now = self._monotonic()
+        started, used = self._budget.get(uid, (now, 0))
+        if now - started >= JOURNAL_BUDGET_SECONDS:
+            started, used = now, 0
+        if used + events > JOURNAL_BUDGET_EVENTS:
+            return False
+        self._budget[uid] = (started, used + events)
+        return True
 
     def _journal_day(self, uid: int, window: report.DetoxWindow, tz: tzinfo, day: str,
                      sites: dict[str, float], apps: dict[str, float]) -> int:

@@ -110,7 +110,7 @@ class Engine:
         self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock,
                                        header=self._journal_header)
         journal.install(self.journal)
-        self.audit = Audit(self.journal.directory)
+        self.audit = Audit(self.journal.directory, clock.monotonic)
         self._last_window: DetoxWindow | None = None
 
     # ---- life cycle ----

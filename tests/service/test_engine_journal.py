@@ -223,3 +223,22 @@ def test_a_closed_app_is_journalled_with_its_user(engine: Engine, paths: Paths, 
         shutil.rmtree(directory)
     closed = [event for event in events(paths) if event["kind"] == "app_closed"]
     assert [(event["app"], event["uid"], event["pid"]) for event in closed] == [("chat", 4242, process.pid)]
+
+
+def test_a_user_cannot_flood_the_journal_with_activity(engine: Engine, paths: Paths,
+                                                        clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    day = START.date().isoformat()
+    replies = [engine.handle({"cmd": "activity_report", "available": True,
+                              "days": [{"date": day, "sites": {"twitter.com": seconds}}]}, ADA)
+               for seconds in range(1, 100)]
+    assert [reply["ok"] for reply in replies] == [True] * 64 + [False] * 35
+    assert replies[-1]["code"] == "busy"
+    assert engine.handle({"cmd": "activity_report", "available": True,  # unchanged: costs nothing
+                          "days": [{"date": day, "sites": {"twitter.com": 64}}]}, ADA)["ok"]
+    assert engine.handle({"cmd": "activity_report", "available": True,  # another user has their own
+                          "days": [{"date": day, "sites": {"twitter.com": 5}}]}, BOB)["ok"]
+    clock.advance(601)
+    assert engine.handle({"cmd": "activity_report", "available": True,
+                          "days": [{"date": day, "sites": {"twitter.com": 500}}]}, ADA)["ok"]
+    assert kinds(paths).count("activity_day") == 64 + 1 + 1
