@@ -122,6 +122,13 @@ def check_detox(status: dict[str, Any] | None) -> Check:
     if status.get("state") != "active":
         return Check("detox", Level.FAIL, "no detox is running", "start one: sudo detoxd start")
     left, ends = status.get("days_left"), status.get("ends_at")
+    problems = [str(problem) for problem in status.get("problems") or ()]
+    if problems:  # a full disk or a hosts file that cannot be written: enforcement is at risk
+        return Check("detox", Level.FAIL, f"active, but: {'; '.join(problems)}",
+                     "free space in the file system named (df -h), then check `journalctl -u detoxd`")
+    if status.get("state_error"):
+        return Check("detox", Level.WARN, f"active, {left} days left, ends {ends}; {status['state_error']}",
+                     "the state files in /var/lib/detoxd were damaged; see `journalctl -u detoxd`")
     return Check("detox", Level.OK, f"active, {left} days left, ends {ends}")
 
 

@@ -183,3 +183,13 @@ def test_an_engine_scoped_to_clients_is_not_asked_from_here() -> None:
     check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "network": [row]})).checks
                  if c.name.startswith("engine"))
     assert check.level is Level.OK and "dig @pi.hole" in check.message
+
+
+def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
+    check_detox = doctor.check_detox
+    active = {"state": "active", "days_left": 3, "ends_at": "2026-12-15T10:00:00+00:00"}
+    assert check_detox(active).level is Level.OK
+    full = check_detox({**active, "problems": ["cannot save the state: No space left on device"]})
+    assert full.level is Level.FAIL and "No space left" in full.message
+    lost = check_detox({**active, "state_error": "the detox state was lost (no state file)"})
+    assert lost.level is Level.WARN and "state was lost" in lost.message
