@@ -151,3 +151,40 @@ def test_doctors_dns_question_gets_the_engines_real_answer(net: HouseholdNet) ->
     assert canary["rcode"] == "NXDOMAIN"
     assert other == {"rcode": "NOERROR", "addresses": ["203.0.113.7"]}
     target.remove()
+
+
+KILLED_CHILD = """
+import sys
+from detoxd.core.network import EngineConfig, engine_names
+from detoxd.service.targets.unbound import UnboundTarget
+config = EngineConfig("unbound", 1, 1, conf_dir=sys.argv[1], control_config=sys.argv[2])
+UnboundTarget(config).apply(engine_names(f"n{i}.example.com" for i in range(60000)), ())
+"""
+
+
+def test_unbound_kill_9_in_the_middle_of_local_zones(net: HouseholdNet) -> None:
+    """A real kill -9 of an agent while unbound-control is adding 60k zones: a fresh agent's end
+    removes every zone that was added (the include file was written first), duplicates none."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    include = net.unbound_conf_dir / "detoxd.conf"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(net.unbound_conf_dir),
+                              str(net.unbound_conf)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not include.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.5)  # inside local_zones by now (it takes seconds for 60k)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the agent and its unbound-control
+        child.wait()
+    listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
+    added = sum(1 for line in listed.splitlines() if line.endswith(".example.com. always_null"))
+    assert 0 < added < 60000, f"killed too early or too late ({added} zones)"
+    print(f"killed after {added} of 60000 zones")
+    UnboundTarget(unbound_config(net)).remove()  # the end, by an agent that remembers nothing
+    listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
+    assert ".example.com. always_null" not in listed
+    assert not include.exists()
