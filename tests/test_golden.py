@@ -72,3 +72,18 @@ def test_an_engine_resumes_a_0_1_detox_without_rewriting_its_block(tmp_path: Pat
     assert text.startswith((GOLDEN / "hosts").read_bytes().split(b":: twitter.com")[0])
     assert b"0.0.0.0 gone.example\n" in text
     engine.shutdown()
+
+
+def test_a_0_1_journal_reads_and_reports() -> None:
+    """The journal's lines as 0.1 writes them (version 1): a later detoxd must still read them."""
+    from detoxd.core import report
+    from detoxd.service.journal import read_events
+
+    events, stats = read_events(GOLDEN / "journal")
+    assert stats.corrupt_lines == 0 and stats.newer_version_lines == 0
+    assert [(event["v"], event["seq"], event["kind"]) for event in events] == [
+        (1, 1, "daemon_started"), (1, 2, "detox_started"), (1, 3, "tamper"), (1, 4, "app_closed"),
+        (1, 5, "activity_day"), (1, 6, "activity_day")]
+    document = report.build(events, now=datetime(2026, 12, 1, 12, 0, tzinfo=UTC), tz=UTC)
+    assert document["summary"] == ("Day 1 of 14 so far: 1 tamper attempt, Slack closed once, 0 h 1 min "
+                                   "on blocked sites vs 0 h 30 min in the 14 days before")

@@ -251,3 +251,29 @@ def test_a_detox_whose_start_rotated_away_is_found_from_a_segment_header() -> No
     assert window == report.DetoxWindow(START, END, END)
     document = report.build(journal.events, now=END + timedelta(hours=1), tz=UTC)
     assert document["summary"].startswith("14 days: 1 tamper attempt,")
+
+
+def test_the_json_fields_are_the_documented_contract() -> None:
+    """`detoxd report --json` is for scripts: renaming or dropping a field must fail here (and in
+    the README's table) before it reaches anyone's script."""
+    document = report.build(finished_detox().events, now=END + timedelta(days=1), tz=UTC,
+                            journal_stats={"events": 1, "segments": 1, "corrupt_lines": 0,
+                                           "newer_version_lines": 0})
+    assert set(document) == {"version", "generated_at", "scope", "detox", "days", "totals", "tampers",
+                             "sessions", "activitywatch", "summary", "journal"}
+    assert set(document["detox"]) == {"state", "started_at", "ends_at", "ended_at", "days_total",
+                                      "days_so_far", "days_elapsed"}
+    assert set(document["days"][0]) == {
+        "date", "phase", "day", "blocked_site_seconds", "sites", "blocked_app_seconds", "apps",
+        "blocked_lookups", "lookups_by_site", "tamper_attempts", "tamper_targets", "apps_closed",
+        "allowance_minutes", "allowances_opened", "clock_jumps", "config_errors", "hot_seats",
+        "agent_disconnects", "end_attempts", "daemon_starts"}
+    assert set(document["totals"]) == {"before", "during"}
+    assert set(document["totals"]["during"]) == {
+        "days", "days_with_activitywatch", "blocked_site_seconds", "blocked_app_seconds",
+        "blocked_lookups", "tamper_attempts", "apps_closed", "allowance_minutes", "clock_jumps",
+        "config_errors", "end_attempts", "daemon_starts"}
+    assert set(document["tampers"][0]) == {"at", "target", "restored"}
+    assert set(document["activitywatch"]) == {"available", "last_report_at", "message"}
+    assert set(document["journal"]) == {"events", "segments", "corrupt_lines", "newer_version_lines",
+                                        "lost_events"}
