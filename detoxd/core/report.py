@@ -21,6 +21,7 @@ from typing import Any
 REPORT_VERSION = 1
 BEFORE_DAYS = 14
 MAX_TAMPERS_LISTED = 200  # the latest; every one is counted in the days
+MAX_SITES_PER_DAY = 25  # the day's top names in sites/apps/lookups_by_site; the totals count all
 ACTIVITYWATCH_HELP = (
     "Time on blocked sites comes from ActivityWatch, which runs in your own session: install it "
     "(aw-server with aw-watcher-window and aw-watcher-afk, plus the aw-watcher-web extension in "
@@ -195,7 +196,7 @@ def _add_activity(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str
             row[total] = (row[total] or 0) + round(sum(values.values()))
             merged = Counter(row[key])
             merged.update({name: round(seconds) for name, seconds in values.items()})
-            row[key] = dict(merged.most_common())
+            row[key] = dict(merged.most_common(MAX_SITES_PER_DAY))
 
 
 def _add_lookups(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]], tz: tzinfo) -> None:
@@ -220,7 +221,7 @@ def _add_lookups(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str,
         row["blocked_lookups"] = (row["blocked_lookups"] or 0) + sum(counts.values())
         merged = Counter(row["lookups_by_site"])
         merged.update(counts)
-        row["lookups_by_site"] = dict(merged.most_common())
+        row["lookups_by_site"] = dict(merged.most_common(MAX_SITES_PER_DAY))
 
 
 def _add_counts(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]], tz: tzinfo) -> None:
