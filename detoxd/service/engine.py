@@ -48,6 +48,7 @@ log = logging.getLogger("detoxd")
 TICK_SECONDS = 1.0  # how often the daemon ticks: the detox clock is read and targets checked
 AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
 MAX_AGENTS = 256
+STATUS_LOCK_WAIT = 0.25  # longer than this, status answers from the last tick's snapshot
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
 
 Publish = Callable[[dict[str, Any]], None]
@@ -85,6 +86,7 @@ class Engine:
         # "state" (saving to the state directory), "hosts file"/"browser policies" (enforcing).
         self.problems: dict[str, str] = {}
         self.state_error: str | None = None  # the detox state had to be recovered or guessed
+        self._snapshots: tuple[dict[str, Any], dict[str, Any], float] = ({}, {}, -1.0)
         self._applied_unsaved = False
         self._read_lock = threading.Lock()  # one config read at a time, outside self.lock
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
@@ -382,6 +384,7 @@ class Engine:
             self.publish("allowance_closing", **notice)
         self._agent_reports()  # notices agents that went away
         self.journal.sync()
+        self._snapshots = (self.status(private=False), self.status(private=True), self.clock.monotonic())
 
     def _tick_detox(self) -> None:
         before = self.state
@@ -531,6 +534,8 @@ class Engine:
             return self.report(peer)
         if command == "reload":  # reads the config outside the lock
             return self.reload_command(peer)
+        if command == "status":
+            return self._status_reply(private=peer.uid == 0)
         with self.lock:
             if command == "activity_targets":
                 return self.activity_targets()
@@ -539,8 +544,6 @@ class Engine:
                     request, peer, window=self._report_window(),
                     blocked_names=self.hosts.names | self.applied.names,
                     blocked_apps=self._blocked_app_names(), tz=_local_zone())
-            if command == "status":
-                return {"ok": True, "status": self.status(private=peer.uid == 0)}
             if command == "start":
                 return self.start(request.get("days"), peer, request.get("peer_lock"))
             if command == "end":
@@ -836,6 +839,22 @@ class Engine:
                               "share_set": peerkey.set_words(verifier.share_set),
                               "failed_attempts": state.peer_lock.failed_attempts,
                               "retry_in_seconds": round(detox.peer_retry_in(state))}}
+
+    def _status_reply(self, *, private: bool) -> dict[str, Any]:
+        """Status under the lock; while the lock is held longer (a large valid block being
+        written), the snapshot of the last tick, marked with its age, instead of a wait."""
+        if self.lock.acquire(timeout=STATUS_LOCK_WAIT):
+            try:
+                return {"ok": True, "status": self.status(private=private)}
+            finally:
+                self.lock.release()
+        public, full, taken = self._snapshots
+        if taken < 0:
+            with self.lock:  # no tick yet: nothing to show but the real thing
+                return {"ok": True, "status": self.status(private=private)}
+        snapshot = dict(full if private else public)
+        snapshot["snapshot_age_seconds"] = round(self.clock.monotonic() - taken, 1)
+        return {"ok": True, "status": snapshot}
 
     def _loud_warnings(self) -> list[str]:
         loud = sorted(self.problems.values())

@@ -387,3 +387,31 @@ def test_the_block_is_never_left_torn_by_a_failed_write(
     started(engine, clock)
     text = paths.hosts_file.read_bytes()
     assert text.count(BEGIN_MARKER) == 1 and text.count(END_MARKER) == 1
+
+
+def test_status_answers_from_the_last_tick_while_the_lock_is_held_long(
+        engine: Engine, clock: FakeClock) -> None:
+    """Writing a large valid block holds the lock for a while; status does not wait for it."""
+    started(engine, clock)
+    clock.advance(1)
+    engine.tick()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.lock:
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        before = time.monotonic()
+        reply = engine.handle({"cmd": "status"}, ROOT)
+        assert time.monotonic() - before < 1.0
+        assert reply["ok"] and reply["status"]["state"] == "active"
+        assert "snapshot_age_seconds" in reply["status"]
+    finally:
+        release.set()
+        holder.join(10)
+    assert "snapshot_age_seconds" not in engine.handle({"cmd": "status"}, ROOT)["status"]
