@@ -7,12 +7,15 @@ Three threads, each with one job:
   says so;
 - the desktop thread does everything that talks to the user's session bus: it keeps
   do-not-disturb in line with the detox (re-asserting it if the user switches it back on),
-  sends desktop notifications, and refreshes the icon so countdowns stay current.
+  sends desktop notifications, and refreshes the icon so countdowns stay current. It wakes
+  when the daemon pushes an event and when the desktop announces a change of its
+  do-not-disturb setting (``BusWatcher``: change signals, or watched method calls), so a
+  switched-off do-not-disturb is back on within milliseconds; a slow poll is the safety net.
 
 What to show is decided by the pure modules ``menu`` and ``icon``; this module only wires.
 The agent reads and subscribes; nothing here can end a detox. The one request that changes
 enforcement opens an allowance within its budget ("Open twitter for 10 minutes"), which the
-daemon checks again.
+daemon checks again. During a detox there is no Quit (the user unit restarts an agent that dies).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +36,7 @@ from types import ModuleType
 from typing import Any
 
 from detoxd.agent import activitywatch, reportpage
-from detoxd.agent.dnd import Backend, DndKeeper, available, probe_session, state_dir
+from detoxd.agent.dnd import DndKeeper, DndReport, choose, probe_session, state_dir
 from detoxd.client import ControlClient, ControlError
 from detoxd.core import icon as icons
 from detoxd.core import menu
@@ -42,7 +46,10 @@ log = logging.getLogger(__name__)
 
 ICON_SIZE = 64
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+# The safety-net poll; changes normally arrive as D-Bus signals within milliseconds.
 RECHECK_SECONDS = float(os.environ.get("DETOXD_TRAY_RECHECK_SECONDS", "10"))
+FAST_RECHECK_SECONDS = 0.5  # when the desktop's changes cannot be watched (no signal, no monitor)
+REPORT_SECONDS = 10.0  # heartbeat to the daemon, which forgets an agent after 60 s of silence
 TAMPER_MEMORY = timedelta(hours=1)
 NOTICE_MEMORY = timedelta(hours=1)
 BACKENDS_IN_ORDER = ("appindicator", "xorg")
@@ -61,17 +68,15 @@ class Model:
     unreachable_reason: str = "not connected yet"
     tampered_at: datetime | None = None
     notices: list[menu.Notice] = field(default_factory=list)
-    dnd_label: str | None = None
-    dnd_reasserted: int = 0
+    dnd: DndReport | None = None
 
     def view(self, moment: datetime) -> menu.TrayView:
         tampered = self.tampered_at is not None and moment - self.tampered_at < TAMPER_MEMORY
-        return menu.TrayView(self.status, moment, self.dnd_label if self.dnd_active else None,
-                             self.dnd_reasserted, tampered, tuple(self.notices))
-
-    @property
-    def dnd_active(self) -> bool:
-        return self.dnd_label is not None
+        dnd = self.dnd
+        label = dnd.backend if dnd is not None and dnd.silenced else None
+        problem = (dnd.problem.reason, dnd.problem.fix) if dnd is not None and dnd.problem else None
+        return menu.TrayView(self.status, moment, label, dnd.reasserted if dnd else 0, tampered,
+                             tuple(self.notices), dnd_problem=problem)
 
     def wants_silence(self) -> bool | None:
         """True/False once the daemon said; None while it is unreachable (change nothing)."""
@@ -108,6 +113,12 @@ class TrayAgent:
         self._wake = threading.Event()
         self._outbox: queue.Queue[tuple[str, str, int]] = queue.Queue()  # summary, body, urgency
         self._keeper: DndKeeper | None = None
+        self._reprobe = threading.Event()  # the notification server changed owner
+        self._watcher: Any = None  # BusWatcher, once there is a session bus
+        self._watching: str | None = None  # the back-end whose changes the watcher listens to
+        self._poll_seconds = RECHECK_SECONDS
+        self._reported: tuple[Any, ...] | None = None
+        self._reported_at = 0.0
         self._shown: tuple[Any, ...] | None = None
         self._window: subprocess.Popen[bytes] | None = None
         view = self.model.view(now())
@@ -139,7 +150,13 @@ class TrayAgent:
         activitywatch.start_reporter(self.paths.socket, self.stopping)  # time on blocked sites
 
     def quit(self) -> None:
-        log.info("quitting the tray (the detox goes on)")
+        with self.lock:
+            wanted = self.model.wants_silence()
+        if wanted is not False:
+            log.warning("not quitting: a detox runs (or the daemon cannot say that none does), and the "
+                        "agent keeps notifications silenced")
+            return
+        log.info("quitting the tray")
         self.stopping.set()
         self._wake.set()
         self.icon.stop()
@@ -192,14 +209,29 @@ class TrayAgent:
     # ---- the desktop: do-not-disturb, notifications, the icon ----
 
     def _desktop_loop(self) -> None:
-        while not self.stopping.is_set():
-            self._keep_notifications_in_line()
-            self._send_notifications()
-            self.refresh()
-            if self.backend_name == "xorg":
-                _push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
-            self._wake.wait(RECHECK_SECONDS)
-            self._wake.clear()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self._keep_notifications_in_line()
+                    self._send_notifications()
+                    self.refresh()
+                    if self.backend_name == "xorg":
+                        _push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
+                except Exception:  # this thread keeps the silence: it must outlive any one failure
+                    log.exception("the desktop round failed; trying again")
+                    self.stopping.wait(1.0)
+                self._wake.wait(self._poll_seconds)
+                self._wake.clear()
+        finally:
+            if self._watcher is not None:
+                self._watcher.stop()
+
+    def on_desktop_change(self, what: str) -> None:
+        """From the bus watcher's threads: the do-not-disturb setting or the server changed."""
+        log.debug("desktop change: %s", what)
+        if what in ("server", "bus"):
+            self._reprobe.set()
+        self._wake.set()
 
     def _keep_notifications_in_line(self) -> None:
         with self.lock:
@@ -207,39 +239,71 @@ class TrayAgent:
         if wanted is None:
             return
         keeper = self._dnd_keeper()
-        if keeper is None:
-            return
         try:
-            keeper.update(wanted)
-            reasserted = keeper.reasserted
-        except Exception as error:  # the notification daemon went away, a bus error, ...
-            log.warning("cannot %s notifications: %s", "silence" if wanted else "restore", error)
+            report = keeper.update(wanted)
+        except Exception as error:  # restoring failed: the saved setting stays for the next try
+            log.warning("cannot restore notifications: %s", error)
             return
         with self.lock:
-            self.model.dnd_label = keeper.backend.label if keeper.silencing and keeper.backend else None
-            self.model.dnd_reasserted = reasserted
-        self._report(keeper)
+            self.model.dnd = report
+        self._report(report)
 
-    def _report(self, keeper: DndKeeper) -> None:
-        """Tell the daemon whether this session is silenced, for `detoxd status` and `doctor`."""
+    def _report(self, report: DndReport) -> None:
+        """Tell the daemon what the desktop says, for `detoxd status` and `doctor`: on every change,
+        and every REPORT_SECONDS as a sign of life (the daemon notices an agent that stops)."""
+        payload = (report.silenced, report.backend, report.problem)
+        if payload == self._reported and time.monotonic() - self._reported_at < REPORT_SECONDS:
+            return
+        problem = report.problem
         try:
             ControlClient(self.paths.socket).request(
-                "agent_report", timeout=2.0, notifications_silenced=bool(keeper.silencing),
-                backend=keeper.backend.label if keeper.backend else None)
+                "agent_report", timeout=2.0, notifications_silenced=report.silenced,
+                backend=report.backend, reason=problem.reason if problem else None,
+                fix=problem.fix if problem else None, pid=os.getpid())
         except ControlError as error:
             log.debug("could not report to the daemon: %s", error)
+            return
+        self._reported, self._reported_at = payload, time.monotonic()
 
-    def _dnd_keeper(self) -> DndKeeper | None:
-        """Found once a back-end is available; until then, asked again on every round."""
-        if self._keeper is None or self._keeper.backend is None:
-            backend: Backend | None = available(probe_session())
-            if backend is not None:
-                log.info("do-not-disturb back-end: %s", backend.label)
-            elif self._keeper is None:
-                log.warning("no do-not-disturb back-end for this session (XDG_CURRENT_DESKTOP=%r); "
-                            "will look again", os.environ.get("XDG_CURRENT_DESKTOP", ""))
-            self._keeper = DndKeeper(backend, state_dir())
+    def _dnd_keeper(self) -> DndKeeper:
+        """The keeper for the running notification server: chosen again when the server changes
+        owner, and on every round while there is none that detoxd can silence."""
+        keeper = self._keeper
+        if keeper is not None and keeper.backend is not None and not self._reprobe.is_set():
+            return keeper
+        self._reprobe.clear()
+        session = probe_session()
+        backend, problem = choose(session)
+        if keeper is not None and backend is not None and keeper.backend is not None \
+                and keeper.backend.name == backend.name:
+            return keeper  # the same kind of server (restarted): keep the back-end and what it holds
+        if backend is not None:
+            log.info("do-not-disturb back-end: %s (server %s)", backend.label, session.describe_server())
+        elif problem is not None and (keeper is None or keeper.problem != problem):
+            log.warning("cannot silence notifications: %s (%s)", problem.reason, problem.fix)
+        self._keeper = DndKeeper(backend, state_dir(), problem=problem)
+        self._watch(backend)
         return self._keeper
+
+    def _watch(self, backend: Any) -> None:
+        """Listen for the back-end's change signals (and the server changing owner)."""
+        from detoxd.agent.dnd.bus import BusError, BusWatcher
+
+        name = backend.name if backend is not None else None
+        if self._watcher is not None and self._watching == name:
+            return
+        watch = backend.watch() if backend is not None else None
+        if self._watcher is None:
+            self._watcher = BusWatcher(self.on_desktop_change)
+        try:
+            self._watcher.start(watch.signals if watch else (), watch.calls if watch else ())
+        except BusError as error:
+            log.warning("cannot watch the session bus (%s): polling every %gs", error, FAST_RECHECK_SECONDS)
+            self._watching, self._poll_seconds = None, FAST_RECHECK_SECONDS
+            return
+        self._watching = name
+        blind = watch is not None and bool(watch.calls) and not self._watcher.monitoring
+        self._poll_seconds = FAST_RECHECK_SECONDS if blind else RECHECK_SECONDS
 
     def _send_notifications(self) -> None:
         from detoxd.agent.dnd.bus import BusError, notify

@@ -51,6 +51,7 @@ class TrayView:
     dnd_reasserted: int = 0  # times the user switched notifications back on during the detox
     tampered: bool = False  # the agent saw a ``tamper`` event recently
     notices: Sequence[Notice] = field(default_factory=tuple)
+    dnd_problem: tuple[str, str] | None = None  # (reason, fix) when silencing did not take
 
     def current_notices(self) -> list[Notice]:
         return [notice for notice in self.notices if notice.until > self.now]
@@ -92,7 +93,10 @@ def status_lines(view: TrayView) -> list[str]:
         return ["The detoxd daemon is not reachable", "Retrying; the block in /etc/hosts stays as it was"]
     lines = _detox_lines(status, view.now)
     lines += _health_lines(status, view)
-    if view.dnd_label and status.get("state") == "active":
+    if view.dnd_problem and status.get("state") == "active" and status.get("notifications_suppress", True):
+        reason, fix = view.dnd_problem
+        lines += [f"Notifications NOT silenced: {reason}", f"  Fix: {fix}"]
+    elif view.dnd_label and status.get("state") == "active":
         lines.append(f"Notifications silenced ({view.dnd_label})")
         if view.dnd_reasserted:
             lines.append(f"Notifications switched back on {_times(view.dnd_reasserted)}, silenced again")
@@ -116,7 +120,10 @@ def entries(view: TrayView, *, has_menu: bool) -> list[MenuEntry]:
     if view.status is not None and view.status.get("next_session"):
         items.append(MenuEntry("Export sessions calendar", Action.EXPORT_CALENDAR))
     items.append(MenuEntry("About detoxd", Action.ABOUT))
-    items.append(MenuEntry("Quit tray", Action.QUIT))
+    if view.status is not None and view.status.get("state") != "active":
+        # During a detox (or while the daemon cannot say there is none) the agent keeps
+        # notifications silenced: there is no quitting it.
+        items.append(MenuEntry("Quit tray", Action.QUIT))
     return items
 
 

@@ -1,8 +1,10 @@
-"""DndKeeper's bookkeeping: save, silence, re-assert, restore, survive a restart of the agent.
+"""DndKeeper's bookkeeping: save, silence, measure, re-assert, restore, survive a restart of the
+agent; and the choice of back-end by the running notification server.
 
 The back-end here is an in-memory stand-in (``SwitchBackend``) so the rules can be checked
-exhaustively; the real back-ends run against real services in tests/integration
-(dunst, GSettings keyfile, and a fake Plasma ``Inhibit`` service).
+exhaustively; the real back-ends run against the real programs in tests/integration
+(test_dnd_desktops.py: dunst, mako, SwayNC, xfce4-notifyd, mate-notification-daemon, the GNOME
+and Cinnamon schemas on dconf; test_dnd_dunst.py; and a stand-in Plasma ``Inhibit`` service).
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from typing import Any, ClassVar
 
 import pytest
 
-from detoxd.agent.dnd import Backend, DndKeeper, Session, available, state_dir
+from detoxd.agent.dnd import (
+    Backend,
+    DndKeeper,
+    Problem,
+    Session,
+    all_backends,
+    available,
+    choose,
+    state_dir,
+)
 
 
 class SwitchBackend(Backend):
@@ -21,11 +32,12 @@ class SwitchBackend(Backend):
     label: ClassVar[str] = "Switch"
 
     def __init__(self, silenced: bool = False, here: bool = True) -> None:
+        super().__init__()
         self.silenced = silenced
         self.here = here
         self.calls: list[str] = []
 
-    def available(self, session: Session) -> bool:
+    def serves(self, session: Session) -> bool:
         return self.here
 
     def is_silenced(self) -> bool:
@@ -43,8 +55,17 @@ class SwitchBackend(Backend):
 class BrokenBackend(SwitchBackend):
     name: ClassVar[str] = "broken"
 
-    def available(self, session: Session) -> bool:
+    def serves(self, session: Session) -> bool:
         raise RuntimeError("probe exploded")
+
+
+class NoEffectBackend(SwitchBackend):
+    """silence() returns but the program keeps showing notifications (mako without a config)."""
+
+    name: ClassVar[str] = "noeffect"
+
+    def silence(self) -> None:
+        self.calls.append("silence")
 
 
 def saved(directory: Path) -> dict[str, Any]:
@@ -149,11 +170,72 @@ def test_available_picks_the_first_and_survives_a_broken_probe() -> None:
     assert available(session, [first]) is None
 
 
-def test_real_backends_are_chosen_by_the_notification_daemon() -> None:
-    assert type(available(Session((), "dunst"))).__name__ == "DunstBackend"
-    assert type(available(Session(("sway",), "mako"))).__name__ == "MakoBackend"
-    assert type(available(Session(("KDE",), "Plasma"))).__name__ == "KdeBackend"
-    assert type(available(Session(("XFCE",), "Xfce Notify Daemon"))).__name__ == "XfceBackend"
+def test_real_backends_are_chosen_by_the_notification_server() -> None:
+    """Which back-end claims which server (their ``check`` of xfconfd or a schema aside)."""
+
+    def chosen(session: Session) -> str:
+        return type(next(b for b in all_backends() if b.serves(session))).__name__
+
+    assert chosen(Session((), "dunst", "dunst", 10)) == "DunstBackend"
+    assert chosen(Session(("sway",), "mako", "mako", 10)) == "MakoBackend"
+    assert chosen(Session(("sway",), "SwayNotificationCenter", "swaync", 10)) == "SwayncBackend"
+    assert chosen(Session(("KDE",), "Plasma", "plasmashell", 10)) == "KdeBackend"
+    assert chosen(Session(("XFCE",), "Xfce Notify Daemon", "xfce4-notifyd", 10)) == "XfceBackend"
+    assert chosen(Session(("GNOME",), "gnome-shell", "gnome-shell", 10)) == "GnomeBackend"
+    assert chosen(Session(("X-Cinnamon",), "cinnamon", "cinnamon", 10)) == "CinnamonBackend"
+    # mate-notification-daemon calls itself "Notification Daemon": found by its executable,
+    # under any desktop (the issue: under XFCE it was not found).
+    assert chosen(Session(("XFCE",), "Notification Daemon", "mate-notification-daemon", 10)) == "MateBackend"
+
+
+def test_the_server_on_the_bus_decides_not_the_desktop_name() -> None:
+    """dunst under XFCE is silenced as dunst; XFCE with no server at all gets no back-end."""
+    assert type(available(Session(("XFCE",), "dunst", "dunst", 10))).__name__ == "DunstBackend"
+    assert available(Session(("XFCE",), "dunst", "dunst", 10), [SwitchBackend(here=False)]) is None
+    backend, problem = choose(Session(("XFCE",), None))
+    assert backend is None and problem is not None
+    assert "no notification server" in problem.reason and problem.fix
+    backend, problem = choose(Session(("GNOME",), "Fancy Notifier", "fancyd", 42))
+    assert backend is None and problem is not None
+    assert "'Fancy Notifier' (fancyd, pid 42)" in problem.reason
+    assert "by hand" in problem.fix
+
+
+def test_a_backend_whose_silence_has_no_effect_is_reported_and_not_counted(tmp_path: Path) -> None:
+    backend = NoEffectBackend()
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    for _ in range(5):  # every round of the agent tries again
+        report = keeper.update(True)
+        assert report.silenced is False
+        assert report.problem is not None and "still shows notifications" in report.problem.reason
+        assert report.problem.fix
+    assert keeper.reasserted == 0, "a switch that never took is not the user switching it back on"
+    assert backend.calls == ["silence"] * 5
+
+
+def test_the_report_is_measured_after_the_change(tmp_path: Path) -> None:
+    backend = SwitchBackend()
+    keeper = DndKeeper(backend, tmp_path, [backend])
+    report = keeper.update(True)
+    assert (report.silenced, report.backend, report.problem) == (True, "Switch", None)
+    backend.silenced = False
+    assert keeper.update(True).reasserted == 1
+
+
+def test_a_failing_backend_reports_its_error_as_the_reason(tmp_path: Path) -> None:
+    class Gone(SwitchBackend):
+        def is_silenced(self) -> bool:
+            raise OSError("org.freedesktop.DBus.Error.ServiceUnknown")
+
+    report = DndKeeper(Gone(), tmp_path).update(True)
+    assert report.silenced is False and report.problem is not None
+    assert "ServiceUnknown" in report.problem.reason
+
+
+def test_no_backend_reports_why(tmp_path: Path) -> None:
+    why = Problem("the notification server 'x' is not one detoxd can silence", "by hand")
+    report = DndKeeper(None, tmp_path, problem=why).update(True)
+    assert (report.silenced, report.problem) == (False, why)
 
 
 def test_session_desktop_match_is_case_insensitive() -> None:
@@ -172,8 +254,8 @@ from detoxd.agent.dnd import DndKeeper, Session
 from detoxd.agent.dnd.gnome import GnomeBackend
 from pathlib import Path
 backend = GnomeBackend()
-seen = {"available": backend.available(Session(("GNOME",), None)),
-        "not_on_kde": backend.available(Session(("KDE",), "Plasma"))}
+seen = {"available": backend.serves(Session(("GNOME",), "gnome-shell")),
+        "not_on_kde": backend.serves(Session(("KDE",), "Plasma"))}
 keeper = DndKeeper(backend, Path(sys.argv[1]), [backend])
 keeper.update(True)
 seen["silenced"] = backend.is_silenced()
@@ -215,4 +297,4 @@ def test_gnome_show_banners_through_the_gsettings_keyfile_backend(tmp_path: Path
     assert "[org/gnome/desktop/notifications]" in seen["keyfile_during"]
     assert "show-banners=false" in seen["keyfile_during"]
     assert seen["silenced_after"] is False
-    assert "show-banners=true" in seen["keyfile_after"]
+    assert "show-banners" not in seen["keyfile_after"], "never set before: reset, not written"

@@ -109,9 +109,28 @@ def test_menu_has_status_lines_then_actions_and_no_way_to_end_the_detox() -> Non
     separator = items.index(SEPARATOR)
     assert all(item.action is None for item in items[:separator])
     actions = [item.action for item in items[separator + 1:]]
-    assert actions == [Action.OPEN_BLOCKLIST, Action.OPEN_REPORT, Action.ABOUT, Action.QUIT]
+    assert actions == [Action.OPEN_BLOCKLIST, Action.OPEN_REPORT, Action.ABOUT], \
+        "no Quit: quitting would lift the silence"
     assert not any(word in item.label.lower() for item in items for word in ("end detox", "stop detox"))
     assert not any(item.default for item in items)
+
+
+def test_quit_only_when_the_daemon_says_no_detox_runs() -> None:
+    def actions(status: dict[str, Any] | None) -> list[Action | None]:
+        return [item.action for item in entries(view(status), has_menu=True)]
+
+    assert Action.QUIT in actions(IDLE)
+    assert Action.QUIT not in actions(ACTIVE)
+    assert Action.QUIT not in actions(None), "unreachable daemon: it may still be a detox"
+
+
+def test_a_silence_that_did_not_take_shows_its_reason_and_fix() -> None:
+    problem = ("mako's do-not-disturb mode does not hide notifications",
+               "add '[mode=do-not-disturb]' and 'invisible=1' to ~/.config/mako/config")
+    lines = status_lines(view(ACTIVE, dnd_label=None, dnd_problem=problem))
+    assert f"Notifications NOT silenced: {problem[0]}" in lines
+    assert f"  Fix: {problem[1]}" in lines
+    assert not any(line.startswith("Notifications silenced") for line in lines)
 
 
 def test_calendar_export_appears_with_planned_sessions() -> None:

@@ -192,3 +192,105 @@ class FakePlasmaNotifications(FakeBusService):
         if member == "Get" and body[1] == "Inhibited":
             return new_method_return(message, "v", (("b", bool(self.inhibitions)),))
         return new_error(message, "org.freedesktop.DBus.Error.UnknownMethod", "s", (f"no {member}",))
+
+
+# ---- a headless sway session with the notification daemons that run under it ----------------
+
+SWAY_BUS_POLICY_ROOT = '<allow user="root"/>'
+NOBODY = 65534
+SWAY_CONFIG = "output HEADLESS-1 resolution 640x360\n"  # no bar, no wallpaper: a plain background
+XFCONFD = "/usr/lib/x86_64-linux-gnu/xfce4/xfconf/xfconfd"
+XFCE4_NOTIFYD = "/usr/lib/x86_64-linux-gnu/xfce4/notifyd/xfce4-notifyd"
+MATE_NOTIFICATION_DAEMON = "/usr/lib/mate-notification-daemon/mate-notification-daemon"
+DCONF_SERVICE = "/usr/libexec/dconf-service"
+
+
+def session_user() -> int | None:
+    """sway refuses to run as root: as root the session runs as nobody, else as ourselves."""
+    return NOBODY if os.geteuid() == 0 else None
+
+
+@dataclass
+class WaylandDesktop(Desktop):
+    """A session of its own user (see ``session_user``): processes spawned in it run as that user."""
+
+    user: int | None = None
+
+    def spawn(self, command: list[str], log_name: str, env: dict[str, str] | None = None,
+              ) -> subprocess.Popen[bytes]:
+        log = (self.root / f"{log_name}.log").open("ab")
+        process = subprocess.Popen(command, env=env or self.env, stdout=log, stderr=subprocess.STDOUT,
+                                   cwd=self.root, **self._as_user())
+        self.processes.append(process)
+        return process
+
+    def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(list(command), env=self.env, capture_output=True, text=True, timeout=60,
+                              check=check, cwd=self.root, **self._as_user())
+
+    def _as_user(self) -> dict[str, object]:
+        if self.user is None:
+            return {}
+        return {"user": self.user, "group": self.user, "extra_groups": []}
+
+    def forget(self, process: subprocess.Popen[bytes]) -> None:
+        stop(process)
+        self.processes.remove(process)
+
+
+@contextlib.contextmanager
+def wayland_session(root: Path) -> Iterator[WaylandDesktop]:
+    """A private bus, headless sway (pixman renderer), dconf-service and xfconfd, all as the
+    session user, with HOME and XDG_* in ``root`` (which that user owns)."""
+    import shutil as _shutil
+
+    user = session_user()
+    root.mkdir(parents=True)
+    root.chmod(0o755)
+    env = session_env(root)
+    desktop = WaylandDesktop(root, env, user=user)
+    if user is not None:
+        for path in [root, *root.rglob("*")]:
+            os.chown(path, user, user)
+        # The test process (root) talks to the session's bus too, e.g. for stand-in servers.
+    try:
+        socket = root / "bus.sock"
+        config = root / "session-bus.conf"
+        config.write_text(BUS_CONFIG.format(socket=socket).replace(
+            '<policy context="default">', f'<policy context="default">\n    {SWAY_BUS_POLICY_ROOT}'))
+        desktop.spawn(["dbus-daemon", f"--config-file={config}", "--nofork"], "dbus")
+        env["DBUS_SESSION_BUS_ADDRESS"] = f"unix:path={socket}"
+        wait_for(socket.exists, timeout=30, what="the session bus")
+        (root / "sway.conf").write_text(SWAY_CONFIG)
+        sway_env = {**env, "WLR_BACKENDS": "headless", "WLR_RENDERER": "pixman",
+                    "WLR_LIBINPUT_NO_DEVICES": "1"}
+        desktop.spawn(["sway", "-c", str(root / "sway.conf")], "sway", env=sway_env)
+        runtime = Path(env["XDG_RUNTIME_DIR"])
+
+        def sway_socket() -> str | None:
+            return next((p.name for p in runtime.glob("wayland-*") if not p.name.endswith(".lock")), None)
+
+        display = wait_for(sway_socket, timeout=30, what="sway's socket:\n" + desktop.log("sway"))
+        env["WAYLAND_DISPLAY"] = display
+        env["XDG_CURRENT_DESKTOP"] = "sway"
+        env["GDK_BACKEND"] = "wayland"
+        if _shutil.which(DCONF_SERVICE) or Path(DCONF_SERVICE).exists():
+            desktop.spawn([DCONF_SERVICE], "dconf")
+        if Path(XFCONFD).exists():
+            desktop.spawn([XFCONFD], "xfconfd")
+        wait_for(lambda: desktop.run("grim", str(root / "probe.png"), check=False).returncode == 0,
+                 timeout=30, what="sway to take a screenshot:\n" + desktop.log("sway"))
+        yield desktop
+    finally:
+        desktop.stop_all()
+
+
+def screen_is_empty(desktop: WaylandDesktop, name: str) -> bool:
+    """A screenshot (grim) of the headless output shows nothing but sway's plain background."""
+    from PIL import Image
+
+    path = desktop.root / name
+    desktop.run("grim", str(path))
+    with Image.open(path) as image:
+        colours = image.convert("RGB").getcolors(maxcolors=4)
+    return colours is not None and len(colours) == 1

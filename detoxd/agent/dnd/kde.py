@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from detoxd.agent.dnd import Backend, Session
+from detoxd.agent.dnd import Backend, Problem, Watch
 from detoxd.agent.dnd.bus import DBUS, NOTIFICATIONS, BusError, call, connect, get_property
 
 log = logging.getLogger(__name__)
@@ -22,16 +22,14 @@ SERVICE = "org.freedesktop.Notifications"
 class KdeBackend(Backend):
     name: ClassVar[str] = "kde"
     label: ClassVar[str] = "KDE Plasma"
+    servers: ClassVar[tuple[str, ...]] = ("Plasma",)
+    programs: ClassVar[tuple[str, ...]] = ("plasmashell",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._connection: Any = None
         self._cookie: int | None = None
         self._server: str | None = None  # unique bus name of the server that granted it
-
-    def available(self, session: Session) -> bool:
-        if session.server_name == "Plasma":
-            return True
-        return session.on_desktop("KDE") and session.server_name is not None
 
     def prior(self) -> dict[str, Any]:
         return {}
@@ -71,6 +69,16 @@ class KdeBackend(Backend):
             except BusError as error:
                 log.info("UnInhibit failed (%s); closing the connection ends it anyway", error)
         self._drop()
+
+    def watch(self) -> Watch:
+        """Plasma announces ``Inhibited`` changing; a restarted plasmashell shows as a new owner."""
+        return Watch(signals=({"type": "signal", "interface": "org.freedesktop.DBus.Properties",
+                               "member": "PropertiesChanged", "path": "/org/freedesktop/Notifications",
+                               "arg0": SERVICE},))
+
+    def not_silenced(self) -> Problem:
+        return Problem("Plasma accepted the inhibition but does not report Inhibited=true",
+                       "switch on Do Not Disturb in Plasma's notification applet")
 
     def _drop(self) -> None:
         if self._connection is not None:

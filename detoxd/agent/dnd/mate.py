@@ -1,4 +1,8 @@
-"""MATE: ``org.mate.NotificationDaemon do-not-disturb`` (mate-notification-daemon 1.24+)."""
+"""MATE: ``org.mate.NotificationDaemon do-not-disturb`` (mate-notification-daemon 1.24+).
+
+The server calls itself "Notification Daemon", like GNOME's old notification-daemon, so it is
+recognised by its executable, or by that name on a MATE desktop.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,13 @@ from detoxd.agent.dnd.gsettings import GSettingsBackend
 class MateBackend(GSettingsBackend):
     name: ClassVar[str] = "mate"
     label: ClassVar[str] = "MATE"
+    programs: ClassVar[tuple[str, ...]] = ("mate-notification-daemon",)
     schema: ClassVar[str] = "org.mate.NotificationDaemon"
     key: ClassVar[str] = "do-not-disturb"
     key_means_shown: ClassVar[bool] = False
+    package: ClassVar[str] = "mate-notification-daemon-common"
 
-    def available(self, session: Session) -> bool:
-        return session.on_desktop("MATE") and self.schema_installed()
+    def serves(self, session: Session) -> bool:
+        if session.server_program in self.programs:
+            return True
+        return session.server_name == "Notification Daemon" and session.on_desktop("MATE")
