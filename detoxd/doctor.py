@@ -252,9 +252,11 @@ def check_notifications(status: dict[str, Any] | None) -> Check:
         return Check("notifications", Level.SKIP, "no tray agent connected to report on them")
     loud = [agent for agent in agents if not agent.get("notifications_silenced")]
     if status and status.get("state") == "active" and status.get("notifications_suppress", True) and loud:
-        users = ", ".join(str(agent.get("uid", "?")) for agent in loud)
-        return Check("notifications", Level.FAIL, f"not silenced for uid {users}",
-                     "check the tray agent's log: journalctl --user -u detoxd-tray")
+        # The agents measure and say why (Safe Eyes style); an older agent only says "not silenced".
+        reasons = [f"uid {agent.get('uid', '?')}: {agent.get('reason') or 'not silenced'}" for agent in loud]
+        fixes = [str(agent["fix"]) for agent in loud if agent.get("fix")]
+        return Check("notifications", Level.FAIL, "not silenced for " + "; ".join(reasons),
+                     "; ".join(dict.fromkeys(fixes)) or "check the tray agent's log: journalctl --user -u detoxd-tray")
     return Check("notifications", Level.OK, f"silenced, as reported by {len(agents)} tray agent(s)")
 
 

@@ -94,6 +94,17 @@ def test_uncovered_browsers_and_switched_off_policies_warn_only() -> None:
     assert levels(healthy(browser_policies_enabled=False))["browser policies"] is Level.WARN
 
 
+def test_an_agent_that_could_not_silence_says_why_and_what_to_do() -> None:
+    agent = {"uid": 1000, "notifications_silenced": False, "backend": "mako",
+             "reason": "mako's do-not-disturb mode does not hide notifications (/home/a/.config/mako/config)",
+             "fix": "add '[mode=do-not-disturb]' and 'invisible=1' to /home/a/.config/mako/config"}
+    check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "agents": [agent]})).checks
+                 if c.name == "notifications")
+    assert check.level is Level.FAIL
+    assert "uid 1000: mako's do-not-disturb mode does not hide notifications" in check.message
+    assert check.fix == agent["fix"]
+
+
 def test_silenced_agents_pass() -> None:
     status = {**STATUS, "agents": [{"uid": 1000, "notifications_silenced": True}]}
     assert levels(healthy(status=status))["notifications"] is Level.OK

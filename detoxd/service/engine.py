@@ -46,6 +46,7 @@ from detoxd.service.targets.network import NetworkTarget, agent_uids
 log = logging.getLogger("detoxd")
 
 TICK_SECONDS = 1.0  # how often the daemon ticks: the detox clock is read and targets checked
+MAX_AGENT_TEXT = 400  # a tray's reason or fix, as shown by doctor
 AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
 MAX_AGENTS = 256
 STATUS_LOCK_WAIT = 0.25  # longer than this, status answers from the last tick's snapshot
@@ -721,6 +722,10 @@ class Engine:
         if peer.uid not in self._agents and len(self._agents) >= MAX_AGENTS:
             return {"ok": False, "code": "busy", "error": "too many agents"}
         report = {"uid": peer.uid, "notifications_silenced": silenced, "backend": (backend or "")[:64]}
+        for key in ("reason", "fix"):  # why silencing did not take, and what to do (shown by doctor)
+            text = request.get(key)
+            if isinstance(text, str) and text:
+                report[key] = text[:MAX_AGENT_TEXT]
         if peer.uid not in self._agents:
             journal.record("agent_connected", uid=peer.uid, during_detox=self.state.active)
         self._agents[peer.uid] = (self.clock.monotonic(), report)

@@ -132,6 +132,10 @@ def test_panel_reads_the_item_menu_and_clicks(indicator_session: tuple[Desktop, 
         assert f"{detoxd_env.status()['domains_blocked']} sites blocked" in panel.layout()
         assert panel.property("Title") == "detoxd: Day 1 of 14, 14 days left"
 
+        assert "Quit tray" not in panel.layout(), "during a detox quitting would lift the silence"
+
+        assert detoxd_env.cli("end").returncode == 0
+        wait_for(lambda: "Quit tray" in panel.layout(), timeout=60, what="Quit once the detox is over")
         panel.click("Quit tray")
         assert agent.wait(timeout=60) == 0
         assert "menu: quit" in desktop.log("tray")

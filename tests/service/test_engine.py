@@ -191,5 +191,13 @@ def test_agent_reports_expire_on_the_injected_clock(engine: Engine, clock: FakeC
     assert engine.status()["agents"] == []
 
 
+def test_agent_reports_carry_the_reason_and_fix_bounded(engine: Engine) -> None:
+    user = Peer(pid=2, uid=1000, gid=1000)
+    assert engine.handle({"cmd": "agent_report", "notifications_silenced": False, "backend": "mako",
+                          "reason": "x" * 5000, "fix": "makoctl reload", "extra": "ignored"}, user)["ok"]
+    (report,) = engine.status()["agents"]
+    assert len(report["reason"]) == 400 and report["fix"] == "makoctl reload" and "extra" not in report
+
+
 def test_unknown_commands_are_refused(engine: Engine) -> None:
     assert engine.handle({"cmd": "explode"}, ROOT)["code"] == "bad_request"
