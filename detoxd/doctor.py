@@ -256,7 +256,8 @@ def check_notifications(status: dict[str, Any] | None) -> Check:
         reasons = [f"uid {agent.get('uid', '?')}: {agent.get('reason') or 'not silenced'}" for agent in loud]
         fixes = [str(agent["fix"]) for agent in loud if agent.get("fix")]
         return Check("notifications", Level.FAIL, "not silenced for " + "; ".join(reasons),
-                     "; ".join(dict.fromkeys(fixes)) or "check the tray agent's log: journalctl --user -u detoxd-tray")
+                     "; ".join(dict.fromkeys(fixes))
+                     or "check the tray agent's log: journalctl --user -u detoxd-tray")
     return Check("notifications", Level.OK, f"silenced, as reported by {len(agents)} tray agent(s)")
 
 

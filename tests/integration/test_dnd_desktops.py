@@ -59,7 +59,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DetoxdEnv]:
     socket_dir.chmod(0o755)
     (root / "config").mkdir()
     (root / "hosts").write_text("127.0.0.1 localhost\n")
-    env = DetoxdEnv(root, root / "hosts", root / "config", root / "state", socket_dir / "run" / "control.sock")
+    env = DetoxdEnv(root, root / "hosts", root / "config", root / "state",
+                    socket_dir / "run" / "control.sock")
     env.write_main("detox:\n  days: 14\n  lock: false\n")
     env.write_blocklist("domains:\n  - twitter.com\n")
     env.start_daemon()
@@ -221,7 +222,8 @@ class Xfce(Program):
         return self.query(d) == "true"
 
     def switch_off(self, d: WaylandDesktop) -> None:
-        d.run("xfconf-query", "-c", "xfce4-notifyd", "-p", "/do-not-disturb", "-n", "-t", "bool", "-s", "false")
+        d.run("xfconf-query", "-c", "xfce4-notifyd", "-p", "/do-not-disturb", "-n", "-t", "bool",
+              "-s", "false")
 
     def set_prior(self, d: WaylandDesktop, prior: str) -> None:
         if prior == "never":
@@ -257,7 +259,8 @@ class GSettingsProgram(Program):
 
 
 class Mate(GSettingsProgram):
-    schema, key, path = "org.mate.NotificationDaemon", "do-not-disturb", "/org/mate/notification-daemon/do-not-disturb"
+    schema, key, path = ("org.mate.NotificationDaemon", "do-not-disturb",
+                         "/org/mate/notification-daemon/do-not-disturb")
 
 
 class Gnome(GSettingsProgram):
@@ -280,7 +283,8 @@ REAL_PROGRAMS = [
     pytest.param(Mako("mako", ["mako"], PRIORS), id="mako",
                  marks=pytest.mark.skipif(not have("mako"), reason="apt-get install mako-notifier")),
     pytest.param(Swaync("SwayNC", ["swaync"], PRIORS), id="swaync",
-                 marks=pytest.mark.skipif(not have("swaync"), reason="apt-get install sway-notification-center")),
+                 marks=pytest.mark.skipif(not have("swaync"),
+                                          reason="apt-get install sway-notification-center")),
     pytest.param(Xfce("XFCE", [XFCE4_NOTIFYD], PRIORS), id="xfce4-notifyd",
                  marks=pytest.mark.skipif(not (Path(XFCE4_NOTIFYD).exists() and Path(XFCONFD).exists()),
                                           reason="apt-get install xfce4-notifyd xfconf")),
