@@ -363,7 +363,8 @@ def run_detoxes(d: WaylandDesktop, daemon: DetoxdEnv, program: Program, *, can_s
                 assert held is None or held >= 1, "the server has the notification, held back"
             elapsed = reassert_seconds(d, program)
             print(f"{program.name}: switched off by the user, back on after {elapsed * 1000:.0f} ms")
-            assert "switched back on during the detox" in d.log("tray")
+            wait_state(d, lambda: "switched back on during the detox" in d.log("tray"),
+                       "the agent to log the re-assertion (it measures first)")
 
         assert daemon.cli("end").returncode == 0
         wait_state(d, lambda: not saved(d).exists(), f"the restore ({prior} before)")
