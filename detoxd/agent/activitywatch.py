@@ -39,6 +39,7 @@ REPORT_SECONDS = float(os.environ.get("DETOXD_ACTIVITY_REPORT_SECONDS", "900"))
 HTTP_TIMEOUT = 20.0  # a query over 28 days of a busy bucket takes a few seconds
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 DAYS_PER_REQUEST = 28  # the daemon takes at most 31
+RETRY_SECONDS = 60.0  # the daemon did not answer: it may be starting
 
 
 class Unavailable(Exception):
@@ -180,15 +181,17 @@ class Reporter:
     def run(self, stopping: threading.Event, interval: float = REPORT_SECONDS) -> None:
         """The agent's thread: a round now, then every ``interval`` until ``stopping`` is set."""
         while not stopping.is_set():
+            wait = interval
             try:
                 outcome = self.report_once()
                 log.debug("activity report: %s", outcome)
             except ControlError as error:
                 self._sent = {}  # the daemon may have restarted: send everything again
                 log.debug("activity report not sent: %s", error)
+                wait = min(interval, RETRY_SECONDS)
             except Exception:  # never take the tray down for the audit
                 log.exception("activity report failed")
-            stopping.wait(interval)
+            stopping.wait(wait)
 
 
 def start_reporter(socket_path: Path, stopping: threading.Event) -> threading.Thread:

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -234,3 +235,40 @@ def test_only_loopback_addresses_are_asked() -> None:
             ActivityWatch(url)
     ActivityWatch("http://[::1]:5600")
     ActivityWatch("http://localhost:5600")
+
+
+def test_the_agents_thread_tells_the_daemon_when_activitywatch_is_missing(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "blocklist.yaml").write_text("domains: [facebook.com]\n")
+    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    paths = Paths(config, tmp_path / "state", hosts, tmp_path / "control.sock")
+    engine = Engine(paths, FakeClock(START))
+    engine.boot()
+    server = ControlServer(paths.socket, engine.handle)
+    server.start()
+    stopping = threading.Event()
+    port = free_port()
+    thread = threading.Thread(target=Reporter(paths.socket, ActivityWatch(f"http://127.0.0.1:{port}")).run,
+                              args=(stopping, 0.05))
+    try:
+        engine.handle({"cmd": "start"}, Peer(1, 0, 0))
+        thread.start()
+
+        def unavailable() -> list[dict[str, Any]]:
+            return [event for event in journal.read_events(paths.state_dir / "journal")[0]
+                    if event["kind"] == "activity_unavailable"]
+
+        found = wait_for(unavailable, what="activity_unavailable in the journal")
+        assert f"aw-server is not running at http://127.0.0.1:{port}" in found[0]["reason"]
+        report = engine.handle({"cmd": "report"}, Peer(1, 0, 0))["report"]
+        assert "aw-server is not running" in report["activitywatch"]["message"]
+        assert len(unavailable()) == 1  # sent every round, journalled once
+    finally:
+        stopping.set()
+        thread.join(timeout=10)
+        server.close()
+        engine.shutdown()
+    assert not thread.is_alive()
