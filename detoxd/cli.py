@@ -206,7 +206,7 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
         print(error, file=sys.stderr)
         for warning in error.warnings:
             print(warning, file=sys.stderr)
-        count = len(error.issues)
+        count = error.total  # every error, also those past the ones shown
         print(f"{count} error{'s' if count != 1 else ''} in {paths.config_dir}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
     for warning in loaded.warnings:

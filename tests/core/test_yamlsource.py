@@ -48,3 +48,40 @@ def test_private_issue_is_redacted_for_unprivileged_readers() -> None:
                         private=True)
     assert "secret" not in str(issue.redacted())
     assert str(issue.redacted()).startswith("list.txt:4: lists[0]:")
+
+
+def test_an_anchored_string_referenced_many_times_is_refused_while_composing() -> None:
+    import time
+
+    text = "a: &x " + "x" * 400_000 + "\nb: [" + ", ".join(["*x"] * 2000) + "]\n"
+    started = time.monotonic()
+    root, source = parse(text)
+    assert time.monotonic() - started < 2
+    assert root is None
+    assert "characters of text (too many aliases?)" in source.errors[0].message
+    assert source.errors[0].line == 2
+
+
+def test_recursive_alias_deep_nesting_and_forbidden_characters_are_errors_with_lines() -> None:
+    for text, line, words in (
+        ("ok: 1\nd: &a [*a]\n", 2, "contains it"),
+        ("a: 1\nb: " + "[" * 10_000, 2, "levels deep"),
+        ("a: 1\nb: x\x01\n", 2, "U+0001 is not allowed"),
+        ("a: 1\n\nb: '\ufffe'\n", 3, "U+FFFE is not allowed"),
+        ("a: é\nb: \x00\n", 2, "U+0000 is not allowed"),  # the C reader counts bytes, not characters
+        ("a: 2026-02-30\n", 1, "cannot read the value"),
+    ):
+        root, source = parse(text)
+        assert root is None, text[:20]
+        assert source.errors[0].line == line and words in source.errors[0].message, source.errors
+
+
+def test_errors_past_the_limit_are_counted_in_one_summary() -> None:
+    from detoxd.core.yamlsource import MAX_ERRORS_PER_FILE, ConfigError
+
+    source = Source("x.yaml")
+    for number in range(MAX_ERRORS_PER_FILE + 40):
+        source.error(number + 1, "", "bad")
+    error = ConfigError(source.issues)
+    assert error.total == MAX_ERRORS_PER_FILE + 40
+    assert str(error.issues[-1]) == "x.yaml: and 40 more errors"

@@ -189,6 +189,7 @@ class HostsFile:
         if self._reserved >= wanted and self.reserve_path.exists():
             return
         try:
+            self.state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
             descriptor = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
                                  | os.O_NOFOLLOW, 0o600)
         except OSError:

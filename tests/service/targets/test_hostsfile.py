@@ -216,3 +216,30 @@ def test_write_settles_a_pending_journal_first(hosts: Path, tmp_path: Path) -> N
 ])
 def test_is_torn_between(current: bytes, expected: bool) -> None:
     assert is_torn_between(current, OLD, NEW) is expected
+
+
+def test_a_full_state_directory_uses_the_reserve_for_the_journal(tmp_path: Path) -> None:
+    """ENOSPC from the journal write (a full state directory): the reserve is given up for it,
+    the in-place write goes through, and the reserve is made again once there is room."""
+    import errno
+
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(b"old\n")
+    file = HostsFile(hosts, tmp_path / "state", mode="inplace")
+    file.keep_reserve(len(b"old\n"))
+    assert file.reserve_path.stat().st_size >= 64 << 10
+    real_write_journal = file._write_journal
+    calls: list[bool] = []
+
+    def journal_on_a_full_disk(journal: object) -> None:
+        calls.append(file.reserve_path.exists())
+        if file.reserve_path.exists():  # room only once the reserve is gone
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_journal(journal)  # type: ignore[arg-type]
+
+    file._write_journal = journal_on_a_full_disk  # type: ignore[method-assign]
+    assert file.write(b"new content\n")
+    assert hosts.read_bytes() == b"new content\n"
+    assert calls == [True, False]
+    assert not file.journal_path.exists()
+    assert file.reserve_path.stat().st_size >= 4 * len(b"new content\n")
