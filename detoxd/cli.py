@@ -621,7 +621,8 @@ def format_status(status: dict[str, Any], start_command: str = "sudo detoxd star
         lines.append(f"Apps closed: {closed}")
     if status["tamper_events"]:
         lines.append(f"Tampering undone: {status['tamper_events']} times")
-    lines += [_allowance_line(allowance) for allowance in status.get("allowances") or ()]
+    if status["state"] == "active":  # outside a detox allowances do nothing
+        lines += [_allowance_line(allowance) for allowance in status.get("allowances") or ()]
     lines += [_engine_line(row) for row in status.get("network") or ()]
     lines += [f"Warning: {warning}" for warning in status.get("warnings") or ()]
     if status.get("config_error"):

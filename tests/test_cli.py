@@ -41,6 +41,10 @@ def test_allowances_are_shown(monkeypatch: pytest.MonkeyPatch) -> None:
          "opens_left_today": None, "next_window": "2026-12-05T10:00:00+00:00"}]})
     assert "Allowance twitter: open until Tue 12:50, 14 min left today, 1 open(s) left" in text
     assert "Allowance linkedin: 0 min left today, next window Sat 10:00" in text
+    idle = format_status({**BASE, "state": "idle", "allowances": [
+        {"name": "twitter", "open": False, "open_until": None, "minutes_left_today": 20,
+         "opens_left_today": None, "next_window": None}]})
+    assert "Allowance" not in idle
 
 
 def test_check_lists_the_allowances(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
