@@ -37,6 +37,8 @@ MAX_REMEMBERED_DAYS = 256 * 400  # (uid, day) pairs: agents × a year of days
 JOURNAL_BUDGET_EVENTS = 64
 JOURNAL_BUDGET_SECONDS = 600.0
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_LOOKUP_ENTRIES = 256  # devices × days in one report
+MAX_DEVICE_CHARS = 64
 
 
 def _bad(message: str) -> dict[str, Any]:
@@ -52,6 +54,7 @@ class Audit:
         self._budget: dict[int, tuple[float, int]] = {}  # uid -> (window start, events journalled)
         self._last_days: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
         self._last_unavailable: dict[int, str] = {}
+        self._last_lookups: dict[tuple[str, str], dict[str, int]] = {}
 
     def activity_report(self, request: dict[str, Any], peer: Peer, *, window: report.DetoxWindow | None,
                         blocked_names: Collection[str], blocked_apps: Collection[str],
@@ -122,6 +125,29 @@ class Audit:
         journal.record("activity_day", uid=uid, date=day, phase=phase, sites=sites, apps=apps)
         return 1
 
+    def blocked_lookups(self, entries: Any, *, blocked_names: Collection[str]) -> int:
+        """What a DNS engine's query log says: ``[{date, device, counts: {name: lookups}}]``, the
+        device's totals of that day so far. For the network agent to pass on (it is trusted, but
+        its engines' logs are not): only blocked names are kept, a (day, device) is journalled
+        only when its counts changed. Returns how many were journalled; bad entries are skipped."""
+        if not isinstance(entries, list):
+            return 0
+        journalled = 0
+        for entry in entries[:MAX_LOOKUP_ENTRIES]:
+            parsed = _parse_lookups(entry, blocked_names)
+            if parsed is None:
+                continue
+            day, device, counts = parsed
+            key = (day, device)
+            if self._last_lookups.get(key, {}) == counts:
+                continue  # unchanged, or nothing blocked from that device yet
+            if key not in self._last_lookups and len(self._last_lookups) >= MAX_REMEMBERED_DAYS:
+                self._last_lookups.clear()
+            self._last_lookups[key] = counts
+            journal.record("blocked_lookups", date=day, device=device, counts=counts)
+            journalled += 1
+        return journalled
+
     def report(self, peer: Peer, *, now: datetime, tz: tzinfo,
                window: report.DetoxWindow | None) -> dict[str, Any]:
         """Read the journal and build the report for ``peer``. Called without the engine's lock:
@@ -189,3 +215,20 @@ def _parse_seconds(value: Any, key: str,
         if seconds:
             kept[name] = round(float(seconds), 1)
     return None, dict(sorted(kept.items())), dropped
+
+
+def _parse_lookups(entry: Any, blocked_names: Collection[str]) -> tuple[str, str, dict[str, int]] | None:
+    if not isinstance(entry, dict):
+        return None
+    day, device, counts = entry.get("date"), entry.get("device"), entry.get("counts")
+    if not isinstance(day, str) or not _DATE.match(day) or not isinstance(device, str) \
+            or not isinstance(counts, dict):
+        return None
+    try:
+        date.fromisoformat(day)
+    except ValueError:
+        return None
+    kept = {name: count for name, count in counts.items()
+            if name in blocked_names and isinstance(count, int) and not isinstance(count, bool) and count > 0}
+    top = sorted(kept.items(), key=lambda item: -item[1])[:MAX_NAMES_PER_DAY]
+    return day, " ".join(device.split())[:MAX_DEVICE_CHARS] or "unknown", dict(sorted(top))

@@ -779,6 +779,10 @@ class Engine:
                 "names": list(names[:activity.MAX_NAMES_IN_QUERY]),
                 "apps": activity.window_app_names(rules.values())}
 
+    def record_blocked_lookups(self, entries: Any) -> int:
+        """For the network agent's reports (engines that keep a query log): see Audit.blocked_lookups."""
+        return self.audit.blocked_lookups(entries, blocked_names=self.hosts.names | self.applied.names)
+
     def _journal_header(self) -> dict[str, Any]:
         window = self._window_of(self.state)
         return {"detox_started_at": _iso(window.started_at) if window else None,

@@ -242,3 +242,19 @@ def test_a_user_cannot_flood_the_journal_with_activity(engine: Engine, paths: Pa
     assert engine.handle({"cmd": "activity_report", "available": True,
                           "days": [{"date": day, "sites": {"twitter.com": 500}}]}, ADA)["ok"]
     assert kinds(paths).count("activity_day") == 64 + 1 + 1
+
+
+def test_blocked_lookups_from_an_engine_keep_only_blocked_names(engine: Engine, paths: Paths) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    entries = [
+        {"date": "2026-03-02", "device": "192.168.1.23", "counts": {"twitter.com": 4, "my-bank.example": 9}},
+        {"date": "2026-03-02", "device": "192.168.1.24", "counts": {"linkedin.com": 0}},
+        {"date": "not a date", "device": "x", "counts": {"twitter.com": 1}},
+        {"date": "2026-03-02", "device": "192.168.1.25", "counts": {"twitter.com": True}},
+    ]
+    assert engine.record_blocked_lookups(entries) == 1
+    assert engine.record_blocked_lookups(entries[:1]) == 0  # unchanged counts are not journalled again
+    lookups = [event for event in events(paths) if event["kind"] == "blocked_lookups"]
+    assert [(event["device"], event["counts"]) for event in lookups] == [("192.168.1.23", {"twitter.com": 4})]
+    document = engine.handle({"cmd": "report"}, ROOT)["report"]
+    assert document["totals"]["during"]["blocked_lookups"] == 4
