@@ -40,6 +40,8 @@ for address in 10.200.0.1 10.200.0.2 10.200.0.3; do ip addr add "$address/32" de
 mount --bind "$1/hosts" /etc/hosts
 mount --bind "$1/nsswitch.conf" /etc/nsswitch.conf
 mount --bind "$1/resolv.conf" /etc/resolv.conf
+# A machine without logind has no /run/systemd/users to mount over: a private /run then.
+[ -d /run/systemd/users ] || { mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/users; }
 mount --bind "$1/users" /run/systemd/users
 dnsmasq --port=53 --listen-address=127.0.0.1 --bind-interfaces --no-resolv --no-hosts \
   --addn-hosts="$1/dns-hosts" --pid-file="$1/dnsmasq.pid" --user=root
@@ -54,8 +56,6 @@ def needs() -> str | None:
     for program in ("unshare", "ss", "ip", "dnsmasq", "getent"):
         if shutil.which(program) is None:
             return f"needs {program}"
-    if not Path("/run/systemd/users").is_dir():
-        return "needs /run/systemd/users to mount logind's scratch record over"
     if connections.kernel_supports_destroy() is False:
         return "this kernel lacks CONFIG_INET_DIAG_DESTROY"
     return None
