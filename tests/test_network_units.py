@@ -38,7 +38,7 @@ def test_units_verify(unit: Path, tmp_path: Path) -> None:
 
 def test_remote_agent_has_network_but_no_privilege_and_gets_secrets_as_credentials() -> None:
     service = unit_settings(REMOTE_UNIT.read_text())["Service"]
-    assert service["ExecStart"] == ["/usr/local/bin/detoxd netagent --engines remote"]
+    assert service["ExecStart"] == ["/usr/bin/detoxd netagent --engines remote"]
     assert service["User"] == ["detoxd-network"]
     assert service["CapabilityBoundingSet"] == [""]
     assert service["LoadCredential"] == ["detoxd:/etc/detoxd"]
@@ -47,7 +47,7 @@ def test_remote_agent_has_network_but_no_privilege_and_gets_secrets_as_credentia
 
 def test_local_agent_has_no_network_and_writes_only_the_engines_conf_dirs() -> None:
     service = unit_settings(LOCAL_UNIT.read_text())["Service"]
-    assert service["ExecStart"] == ["/usr/local/bin/detoxd netagent --engines local"]
+    assert service["ExecStart"] == ["/usr/bin/detoxd netagent --engines local"]
     assert service["CapabilityBoundingSet"] == [""]
     assert service["PrivateNetwork"] == ["yes"]
     assert service["ReadWritePaths"] == ["-/etc/dnsmasq.d -/etc/unbound/unbound.conf.d"]

@@ -258,3 +258,14 @@ def test_names_are_sent_again_only_when_they_change(engine: Engine) -> None:
     engine.reload()
     changed = engine.handle({"cmd": "network_sync", "agent": "all", "have": first["digest"]}, ROOT)
     assert "x.com" in changed["names"] and changed["digest"] != first["digest"]
+
+
+def test_agent_reports_are_cleaned_before_status_shows_them(engine: Engine) -> None:
+    key = engine.handle({"cmd": "network_sync", "agent": "local"}, ROOT)["engines"][0]
+    report = [{"key": "unbound /etc/unbound/unbound.conf.d", "state": "<script>", "names": "many",
+               "error": "x" * 5000, "tamper_events": -3, "extra": "ignored"}]
+    engine.handle({"cmd": "network_sync", "agent": "local", "report": report}, ROOT)
+    row = rows(engine)["unbound"]
+    assert key["engine"] == "unbound"
+    assert row["state"] == "error" and row["names"] == 0 and row["tamper_events"] == 0
+    assert len(row["error"]) == 300 and "extra" not in row

@@ -149,7 +149,7 @@ class NetworkTarget:
         now = self._monotonic()
         for report in reports if isinstance(reports, list) else []:
             if isinstance(report, dict) and report.get("key") in known:
-                clean = {k: report.get(k) for k in ("state", "last_ok", "names", "error", "tamper_events")}
+                clean = _clean_report(report)
                 if clean["state"] == "idle" and report["key"] not in {e.key for e in self.configured}:
                     log.info("network: %s no longer holds detoxd's entries", report["key"])
                 self._reports[str(report["key"])] = (now, clean)
@@ -184,3 +184,23 @@ class NetworkTarget:
         except OSError:
             pass
         state_store.write_atomic(self._file, encoded)
+
+
+REPORTED_STATES = frozenset({"in_sync", "idle", "pending", "unreachable", "auth_failed", "tls_error",
+                             "refused", "error"})
+
+
+def _clean_report(report: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields and shapes status shows (anyone may read status): bounded text, numbers."""
+    state = report.get("state")
+
+    def text(key: str, limit: int) -> str | None:
+        value = report.get(key)
+        return value[:limit] if isinstance(value, str) else None
+
+    def count(key: str) -> int:
+        value = report.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+    return {"state": state if state in REPORTED_STATES else "error", "last_ok": text("last_ok", 40),
+            "names": count("names"), "error": text("error", 300), "tamper_events": count("tamper_events")}
