@@ -30,6 +30,8 @@ SAMPLE_SIZE = 50
 LOOKUP_BUDGET_SECONDS = 5.0
 BLOCKED_ADDRESSES = frozenset({"0.0.0.0", "::"})  # noqa: S104 (what the block answers, not a bind)
 SERVICE = "detoxd.service"
+CUTTER_PATH_UNIT = "detoxd-cutter.path"
+CUTTER_STUCK_SECONDS = 60.0  # a request older than this was not picked up by the cutter
 # glibc's order when nsswitch.conf has no hosts line.
 GLIBC_DEFAULT_HOSTS = "dns [!UNAVAIL=return] files"
 RESOLVED_CONFIGS = ("etc/systemd/resolved.conf",)
@@ -67,6 +69,8 @@ class Facts:
     policy_conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # browser -> files
     browser_policies_enabled: bool = True
     service_enabled: str | None = None  # `systemctl is-enabled` output; None: cannot tell
+    cutter_enabled: str | None = None  # the same for detoxd-cutter.path
+    cutter_stuck: int = 0  # requests to the connection cutter waiting for over a minute
     # The household's engines asked over DNS, as a client of the detox would: engine label ->
     # name -> answer (None: no answer in time).
     engine_answers: dict[str, dict[str, dnswire.Answer | None]] = field(default_factory=dict)
@@ -88,6 +92,7 @@ def evaluate(facts: Facts) -> Report:
     return Report((
         check_daemon(facts),
         check_service(facts.service_enabled),
+        check_cutter(facts.cutter_enabled, facts.cutter_stuck),
         check_detox(facts.status),
         check_hosts_block(facts),
         check_lookups(facts.lookups, len(facts.block_names), active),
@@ -114,6 +119,23 @@ def check_service(enabled: str | None) -> Check:
     state = enabled or "not installed"
     return Check("service", Level.FAIL, f"{SERVICE} is {state}: the block would not come back after "
                  "a reboot", "sudo detoxd install (or sudo systemctl enable detoxd)")
+
+
+def check_cutter(enabled: str | None, stuck: int) -> Check:
+    """The connection cutter closes open connections when sites are blocked again (allowances,
+    config edits): without it new connections are still blocked, open tabs keep working."""
+    if enabled is None:
+        return Check("connection cutter", Level.SKIP, "systemctl is not available: cannot tell")
+    if enabled not in ("enabled", "enabled-runtime", "static", "alias"):
+        return Check("connection cutter", Level.WARN,
+                     f"{CUTTER_PATH_UNIT} is {enabled or 'not installed'}: open connections to sites "
+                     "that are blocked again (an allowance ended) are not closed",
+                     f"sudo systemctl enable --now {CUTTER_PATH_UNIT}")
+    if stuck:
+        return Check("connection cutter", Level.WARN,
+                     f"{stuck} request(s) to the connection cutter wait for over a minute",
+                     "systemctl status detoxd-cutter.path detoxd-cutter.service")
+    return Check("connection cutter", Level.OK, f"{CUTTER_PATH_UNIT} is {enabled}")
 
 
 def check_detox(status: dict[str, Any] | None) -> Check:
@@ -389,6 +411,8 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         policy_conflicts=_policy_conflicts(root),
         browser_policies_enabled=_browser_policies_enabled(status, paths),
         service_enabled=_service_enabled(root),
+        cutter_enabled=_service_enabled(root, CUTTER_PATH_UNIT),
+        cutter_stuck=_cutter_stuck(paths),
         engine_answers=ask_engines(status, block_names) if active else {},
     )
 
@@ -496,7 +520,20 @@ def _browser_policies_enabled(status: dict[str, Any] | None, paths: Paths) -> bo
         return True  # the default; the daemon keeps its last good config anyway
 
 
-def _service_enabled(root: Path) -> str | None:
+def _cutter_stuck(paths: Paths) -> int:
+    import time
+
+    from detoxd.service.cutter import requests_dir
+
+    try:
+        requests = list(requests_dir(paths.cutter_dir).iterdir())
+        cutoff = time.time() - CUTTER_STUCK_SECONDS
+        return sum(1 for request in requests if request.stat().st_mtime < cutoff)
+    except OSError:  # none queued, or not readable without root
+        return 0
+
+
+def _service_enabled(root: Path, unit: str = SERVICE) -> str | None:
     import shutil
     import subprocess
 
@@ -506,7 +543,7 @@ def _service_enabled(root: Path) -> str | None:
     root_option = [] if root.resolve() == Path("/") else [f"--root={root}"]
     try:
         # Fixed arguments and a path, as a list: no shell.
-        result = subprocess.run([systemctl, *root_option, "is-enabled", SERVICE], capture_output=True,
+        result = subprocess.run([systemctl, *root_option, "is-enabled", unit], capture_output=True,
                                 text=True, timeout=10, check=False, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -204,3 +204,18 @@ def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
     assert full.level is Level.FAIL and "No space left" in full.message
     lost = check_detox({**active, "state_error": "the detox state was lost (no state file)"})
     assert lost.level is Level.WARN and "state was lost" in lost.message
+
+
+@pytest.mark.parametrize(("changes", "level", "words"), [
+    ({"cutter_enabled": "enabled"}, Level.OK, "detoxd-cutter.path is enabled"),
+    ({"cutter_enabled": "disabled"}, Level.WARN, "open connections to sites that are blocked again"),
+    ({"cutter_enabled": ""}, Level.WARN, "is not installed"),
+    ({"cutter_enabled": "enabled", "cutter_stuck": 2}, Level.WARN, "2 request(s) to the connection cutter"),
+    ({"cutter_enabled": None}, Level.SKIP, "cannot tell"),
+])
+def test_the_connection_cutter_is_checked_but_does_not_decide_effectiveness(
+        changes: dict[str, Any], level: Level, words: str) -> None:
+    report = doctor.evaluate(healthy(**changes))
+    [check] = [check for check in report.checks if check.name == "connection cutter"]
+    assert check.level is level and words in check.message
+    assert report.effective  # new connections are blocked either way
