@@ -233,7 +233,12 @@ class Engine:
     def enforce(self) -> None:
         """Put the names the detox calls for into every target."""
         if self.state.active:
+            before = self.state.ratchet
             self.state = detox.update_ratchet(self.state, self.applied.names)
+            if self.state.ratchet != before:
+                # Saved at once, not at the next 30 s checkpoint: a kill -9 in between, with the
+                # YAML and applied.json damaged, must not shrink the block.
+                self.checkpoint()
         self._enforce_app_rules()
         enforced = detox.enforced_names(self.state, self.applied.names)
         if self.state.active:
@@ -424,11 +429,11 @@ class Engine:
             log.error("state file unusable: %s", problem)
             self._set_aside(problem)
         if state is not None:
+            if state.active:  # every name detoxd's block holds was enforced: the ratchet keeps it
+                state = self._rebuild_ratchet(state)
             if problems:
                 used = "a copy" if not isinstance(problems[-1], state_store.MissingRatchetError) else "it"
                 self.state_error = (f"{problems[0].path.name}: {problems[0].reason}; resumed from {used}")
-                if isinstance(problems[-1], state_store.MissingRatchetError):
-                    state = self._rebuild_ratchet(state)
             return state
         if problems or self._block_in_hosts_file():
             reason = problems[0].reason if problems else "no state file"

@@ -123,10 +123,10 @@ state_bytes = st.one_of(
 )
 
 
-@given(primary=state_bytes, backup=state_bytes)
+@given(primary=state_bytes, backup=state_bytes, applied=state_bytes)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_state_bytes_never_crash_and_never_end_the_detox(
-        scratch: Path, primary: bytes, backup: bytes) -> None:
+        scratch: Path, primary: bytes, backup: bytes, applied: bytes) -> None:
     paths = _fresh(scratch, "state")
     clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
     engine = Engine(paths, clock)
@@ -134,7 +134,9 @@ def test_any_state_bytes_never_crash_and_never_end_the_detox(
     assert engine.handle({"cmd": "start"}, ROOT)["ok"]
     ends_at = engine.status()["ends_at"]
     engine.hosts.close()  # kill -9
-    for path, data in ((paths.state_file, primary), (paths.state_backup_file, backup)):
+    (paths.config_dir / "blocklist.yaml").write_bytes(b"domains: [\n")  # applied.json must serve
+    for path, data in ((paths.state_file, primary), (paths.state_backup_file, backup),
+                       (paths.applied_file, applied)):
         path.write_bytes(data)
         with contextlib.suppress(state_store.StateFileError):  # the only one a reader may raise
             state_store.load(path)
