@@ -7,6 +7,7 @@ detoxd's zones, also when neither process was running at the end time.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -131,3 +132,56 @@ def test_only_root_or_the_agent_user_gets_the_names(detoxd_env: DetoxdEnv, tmp_p
          str(detoxd_env.socket)], capture_output=True, text=True, timeout=30, user=65534,
         env={**detoxd_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert "not_authorized" in result.stdout, result.stderr
+
+
+def test_remote_agent_with_systemd_credentials_against_the_pihole_standin(
+        detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
+    """`detoxd netagent --engines remote` as its unit runs it: the password comes from
+    $CREDENTIALS_DIRECTORY (LoadCredential=), the Pi-hole is the stand-in (tests/service/targets/
+    standins.py, written from FTL's OpenAPI spec, API 6.0) since Pi-hole cannot be installed here."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service" / "targets"))
+    from standins import pihole_standin
+
+    password = "correct horse battery"
+    secret = detoxd_env.config_dir / "pihole.secret"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "detoxd_pihole.secret").write_text(password + "\n")
+    with pihole_standin(password=password) as pihole:
+        detoxd_env.write_main(f"detox:\n  days: 14\n  lock: false\nnetwork:\n  - engine: pihole\n"
+                              f"    url: {pihole.url}\n    password_file: pihole.secret\n"
+                              "    clients: [192.168.1.23]\n")
+        detoxd_env.start_daemon()
+        log = (detoxd_env.root / "netagent.log").open("ab")
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "detoxd", "netagent", "--engines", "remote", "--check-seconds", "1"],
+            env={**detoxd_env.env, "CREDENTIALS_DIRECTORY": str(credentials)}, stdout=log, stderr=log)
+        try:
+            assert detoxd_env.cli("start").returncode == 0
+            state = pihole.state
+            wait_for(lambda: "twitter.com" in state.domains, timeout=10, what="entries on the Pi-hole")
+            wait_for(lambda: engine_row_of(detoxd_env, "pihole")["state"] == "in_sync", timeout=10,
+                     what="in_sync")
+            gid = state.groups["detoxd"]["id"]
+            assert CANARY in state.domains and state.clients["192.168.1.23"]["groups"] == [0, gid]
+            with pihole.lock:
+                del state.domains["twitter.com"]  # someone deletes it in the web interface
+            wait_for(lambda: "twitter.com" in state.domains, timeout=10, what="the tamper undone")
+            wait_for(lambda: detoxd_env.status()["tamper_events"] >= 1, timeout=10, what="counted")
+            assert f"pihole {pihole.url} tampered with" in detoxd_env.log()
+            assert detoxd_env.cli("end").returncode == 0
+            wait_for(lambda: state.domains == {} and "detoxd" not in state.groups, timeout=10,
+                     what="everything removed at the end")
+            assert state.clients == {}
+        finally:
+            agent.terminate()
+            agent.wait(timeout=10)
+        logs = (detoxd_env.root / "netagent.log").read_text() + detoxd_env.log() + json.dumps(
+            detoxd_env.status())
+        assert password not in logs
+
+
+def engine_row_of(env: DetoxdEnv, kind: str) -> dict[str, object]:
+    return next(row for row in env.status()["network"] if row["engine"] == kind)  # type: ignore[no-any-return]
