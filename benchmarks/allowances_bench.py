@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -129,13 +130,17 @@ def outer(trials: int) -> dict[str, list[float]]:
            "DETOXD_STATE_DIR": str(root / "state"), "DETOXD_SOCKET": str(root / "run" / "control.sock"),
            "DETOXD_POLICY_ROOT": str(root / "policies")}
     env.pop("DETOXD_HOSTS_FILE", None)
-    result = subprocess.run(
-        ["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", SETUP, "sh",
-         str(root), sys.executable, __file__, "--inner", str(root), "--trials", str(trials)],
-        capture_output=True, text=True, env=env, timeout=600, check=False)
-    if result.returncode != 0:
-        raise SystemExit(result.stderr + (root / "daemon.log").read_text(errors="replace")[-3000:])
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    try:
+        # Its own pid namespace: dnsmasq and the daemon end with it.
+        result = subprocess.run(
+            ["unshare", "--mount", "--net", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", SETUP,
+             "sh", str(root), sys.executable, __file__, "--inner", str(root), "--trials", str(trials)],
+            capture_output=True, text=True, env=env, timeout=600, check=False)
+        if result.returncode != 0:
+            raise SystemExit(result.stderr + (root / "daemon.log").read_text(errors="replace")[-3000:])
+        return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def planning_cost(allowances: int = 10, windows_each: int = 5, ticks: int = 2000) -> float:
