@@ -196,7 +196,8 @@ def phase_package() -> None:
 
 
 def _apt_install() -> tuple[bool, str]:
-    result = run("apt-get", "install", "-y", "-q", str(DEB), timeout=300,
+    # The guest has no network: the Recommends (tray back-end, report charts) cannot be fetched.
+    result = run("apt-get", "install", "-y", "-q", "--no-install-recommends", str(DEB), timeout=300,
                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     return result.returncode == 0, f"exit {result.returncode}" + (
         f": {result.stderr.strip()[-300:]}" if result.returncode else "")
@@ -327,6 +328,10 @@ def _stop_during_lock() -> tuple[bool, str]:
     wait_for(active, 20, 0.05)
     refused = result.returncode != 0 and state["ActiveState"] == "active"
     loud = bool(warned) and shown.returncode == 4 and "nothing restores it" in shown.stderr
+    if not loud:  # what the journal did get, to see why
+        logged = run("journalctl", "-u", "detoxd", "--no-pager", "-o", "short-monotonic",
+                     f"--after-cursor={cursor}").stdout.strip().splitlines()
+        warned = warned or [f"(none; the unit's journal: {' | '.join(logged[-6:])})"]
     return (refused or loud) and still, (
         f"systemctl stop exit {result.returncode} in {took:.2f} s, then {state['ActiveState']}; block "
         f"{'kept' if still else 'LOST'}; journal warnings: {warned[:1] or 'none'}; detoxd status exit "
