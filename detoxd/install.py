@@ -55,8 +55,8 @@ BROWSER_POLICY_DIRS = (
 _POLICY_DIR_STOPS = (Path("etc"), Path("etc/opt"))
 SOURCE_INSTALL_HINT = (
     "install detoxd where only root can change it instead: the Debian package "
-    "(`sudo apt install ./detoxd_*.deb`, see the README) or, from this checkout, "
-    "`sudo scripts/install-system` (a venv in /opt/detoxd), then `sudo detoxd install --now`"
+    "(`scripts/build-deb`, then `sudo apt install ./dist/detoxd_*_all.deb`; see the README) or, "
+    "from a checkout, `sudo scripts/install-system --now` (a root-owned venv in /opt/detoxd)"
 )
 
 # The executable named in the shipped files; replaced by the real one on install.

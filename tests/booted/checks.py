@@ -130,9 +130,24 @@ def percentiles(samples: list[float]) -> str:
 
 
 def warnings_since(cursor: str) -> list[str]:
-    output = run("journalctl", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat",
+    """The unit's journal lines at priority warning or above (what `journalctl -p warning -u
+    detoxd` shows), read as JSON so that each entry's PRIORITY is the one journald stored."""
+    return [message for priority, message in journal_since(cursor) if priority <= 4]
+
+
+def journal_since(cursor: str) -> list[tuple[int, str]]:
+    output = run("journalctl", "-u", "detoxd", "--no-pager", "-o", "json",
                  f"--after-cursor={cursor}").stdout
-    return [line for line in output.splitlines() if line.strip()]
+    entries = []
+    for line in output.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        message = entry.get("MESSAGE")
+        if isinstance(message, str) and message.strip():
+            entries.append((int(entry.get("PRIORITY", 6)), message))
+    return entries
 
 
 def journal_cursor() -> str:
@@ -324,17 +339,19 @@ def _stop_during_lock() -> tuple[bool, str]:
     # journald reads the service's stream asynchronously: give the last line a moment.
     wait_for(lambda: warnings_since(cursor), 3, 0.1)
     warned = [line for line in warnings_since(cursor) if "locked detox" in line]
+    plain = run("journalctl", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat",
+                f"--after-cursor={cursor}").stdout.count("locked detox")
     run("systemctl", "start", "detoxd.service")
     wait_for(active, 20, 0.05)
     refused = result.returncode != 0 and state["ActiveState"] == "active"
     loud = bool(warned) and shown.returncode == 4 and "nothing restores it" in shown.stderr
     if not loud:  # what the journal did get, to see why
-        logged = run("journalctl", "-u", "detoxd", "--no-pager", "-o", "short-monotonic",
-                     f"--after-cursor={cursor}").stdout.strip().splitlines()
-        warned = warned or [f"(none; the unit's journal: {' | '.join(logged[-6:])})"]
+        logged = [f"<{priority}>{message[:80]}" for priority, message in journal_since(cursor)]
+        warned = warned or [f"(none; the unit's journal: {' | '.join(logged[:6])})"]
     return (refused or loud) and still, (
         f"systemctl stop exit {result.returncode} in {took:.2f} s, then {state['ActiveState']}; block "
-        f"{'kept' if still else 'LOST'}; journal warnings: {warned[:1] or 'none'}; detoxd status exit "
+        f"{'kept' if still else 'LOST'}; journal warnings: {warned[:1] or 'none'} (`journalctl -p warning "
+        f"-u detoxd` lists it {plain} times); detoxd status exit "
         f"{shown.returncode}: {(shown.stderr or shown.stdout).strip().splitlines()[-1:]}")
 
 
@@ -373,7 +390,7 @@ def phase_after_reboot() -> None:
 
     def ends() -> tuple[bool, str]:
         ends_at = (WORK / "ends_at").read_text()
-        waited = wait_for(lambda: status()["state"] == "idle", 400, 0.5)
+        waited = wait_for(lambda: _state() == "idle", 400, 0.5)
         lag = time.time() - _timestamp(ends_at)
         return waited is not None, (f"idle {lag:+.1f} s after ends_at" if waited is not None
                                     else "still active 400 s later")
@@ -387,6 +404,14 @@ def phase_after_reboot() -> None:
     check("hosts file byte-identical after the end", identical)
     check("apt purge removes what uninstall --purge removes", _purge)
     phase_source()
+
+
+def _state() -> object:
+    """The detox state, or None while the daemon does not answer (it restarts on its own)."""
+    try:
+        return status()["state"]
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired):
+        return None
 
 
 def _timestamp(iso: str) -> float:
