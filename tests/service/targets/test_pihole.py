@@ -193,3 +193,18 @@ def test_detoxd_check_reaches_the_engine_and_says_what_it_found(
     assert "[FAIL] adguardhome http://127.0.0.1:9: " in out
     assert PASSWORD not in out
     assert pihole.state.sessions == set()
+
+
+def test_a_duplicate_reply_is_not_an_error(pihole: StandIn, caplog: pytest.LogCaptureFixture) -> None:
+    """Someone adds a name between detoxd's read and its POST: FTL answers with
+    processed.errors ("UNIQUE constraint failed") for an array, HTTP 400 database_error for one."""
+    target = PiholeTarget(config(pihole.url), PASSWORD)
+    pihole.state.domains["twitter.com"] = {"domain": "twitter.com", "comment": "raced", "groups": [0],
+                                           "enabled": True, "type": "deny", "kind": "exact"}
+    with caplog.at_level("INFO", logger="detoxd.network"):
+        target._add(["twitter.com", "www.twitter.com"], 0)  # the array form
+        target._add(["twitter.com"], 0)
+    target._logout()
+    assert "UNIQUE constraint failed" in caplog.text
+    assert pihole.state.domains["twitter.com"]["comment"] == "raced"
+    assert pihole.state.domains["www.twitter.com"]["comment"] == MARKER_COMMENT
