@@ -94,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE", help="write one self-contained page with charts")
     netagent = commands.add_parser(
         "netagent", help="put the detox into the household's DNS engines (what detoxd-network starts)")
-    netagent.add_argument("--engines", choices=("remote", "local", "all"), default="all",
-                          help="remote: Pi-hole, AdGuard Home; local: dnsmasq, Unbound (default: all)")
+    netagent.add_argument("--engines", choices=("remote", "local", "dnsmasq", "unbound", "all"),
+                          default="all", help="remote: Pi-hole, AdGuard Home; local: dnsmasq and "
+                          "Unbound; or one local engine (default: all)")
     netagent.add_argument("--check-seconds", type=_check_period, default=15.0,
                           metavar="SECONDS", help="how often each engine is checked for tampering "
                           "(default 15, at most 30)")

@@ -294,7 +294,8 @@ def check_network(status: dict[str, Any] | None, answers: dict[str, dict[str, dn
             checks.append(Check(f"engine {label}", Level.SKIP, "no detox running"))
             continue
         if state != "in_sync":
-            unit = "detoxd-network" if row.get("engine") in network.REMOTE_ENGINES else "detoxd-network-local"
+            kind = str(row.get("engine"))
+            unit = "detoxd-network" if kind in network.REMOTE_ENGINES else f"detoxd-network-{kind}"
             fix = f"journalctl -u {unit}"
             if state == "no_agent":
                 fix += f"; sudo systemctl enable --now {unit}"

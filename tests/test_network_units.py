@@ -16,17 +16,18 @@ from .test_units import exposure, real_executable, unit_settings
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
 REMOTE_UNIT = SYSTEMD_DIR / "detoxd-network.service"
-LOCAL_UNIT = SYSTEMD_DIR / "detoxd-network-local.service"
+DNSMASQ_UNIT = SYSTEMD_DIR / "detoxd-network-dnsmasq.service"
+UNBOUND_UNIT = SYSTEMD_DIR / "detoxd-network-unbound.service"
 
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
 
 
-@pytest.mark.parametrize(("unit", "at_most"), [(REMOTE_UNIT, 1.1), (LOCAL_UNIT, 0.7)])
+@pytest.mark.parametrize(("unit", "at_most"), [(REMOTE_UNIT, 1.1), (DNSMASQ_UNIT, 0.7), (UNBOUND_UNIT, 0.7)])
 def test_exposure(unit: Path, at_most: float) -> None:
     assert exposure(unit) <= at_most
 
 
-@pytest.mark.parametrize("unit", [REMOTE_UNIT, LOCAL_UNIT])
+@pytest.mark.parametrize("unit", [REMOTE_UNIT, DNSMASQ_UNIT, UNBOUND_UNIT])
 def test_units_verify(unit: Path, tmp_path: Path) -> None:
     rendered = tmp_path / unit.name
     rendered.write_text(render(unit.read_text(), real_executable()))
@@ -45,9 +46,14 @@ def test_remote_agent_has_network_but_no_privilege_and_gets_secrets_as_credentia
     assert "PrivateNetwork" not in service
 
 
-def test_local_agent_has_no_network_and_writes_only_the_engines_conf_dirs() -> None:
-    service = unit_settings(LOCAL_UNIT.read_text())["Service"]
-    assert service["ExecStart"] == ["/usr/bin/detoxd netagent --engines local"]
+@pytest.mark.parametrize(("unit", "engine", "conf_dir"), [
+    (DNSMASQ_UNIT, "dnsmasq", "/etc/dnsmasq.d"), (UNBOUND_UNIT, "unbound", "/etc/unbound/unbound.conf.d")])
+def test_local_agents_have_no_network_and_write_only_their_engines_conf_dir(
+        unit: Path, engine: str, conf_dir: str) -> None:
+    service = unit_settings(unit.read_text())["Service"]
+    assert service["ExecStart"] == [f"/usr/bin/detoxd netagent --engines {engine}"]
     assert service["CapabilityBoundingSet"] == [""]
     assert service["PrivateNetwork"] == ["yes"]
-    assert service["ReadWritePaths"] == ["-/etc/dnsmasq.d -/etc/unbound/unbound.conf.d"]
+    assert service["ReadWritePaths"] == [conf_dir]
+    # Only Unbound's unit needs a group (its control socket); a dnsmasq-only machine has none.
+    assert service.get("SupplementaryGroups", []) == (["unbound"] if engine == "unbound" else [])

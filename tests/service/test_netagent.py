@@ -229,6 +229,9 @@ def test_only_root_and_the_agent_user_may_sync(engine: Engine) -> None:
     assert [e["engine"] for e in reply["engines"]] == ["pihole"]
     reply = engine.handle({"cmd": "network_sync", "agent": "local"}, ROOT)
     assert [e["engine"] for e in reply["engines"]] == ["unbound"]
+    reply = engine.handle({"cmd": "network_sync", "agent": "unbound"}, ROOT)
+    assert [e["engine"] for e in reply["engines"]] == ["unbound"]
+    assert engine.handle({"cmd": "network_sync", "agent": "dnsmasq"}, ROOT)["engines"] == []
     assert engine.handle({"cmd": "network_sync", "agent": "x"}, ROOT)["code"] == "bad_request"
 
 

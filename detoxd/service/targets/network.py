@@ -33,7 +33,7 @@ NETWORK_FILE = "network.json"
 AGENT_USER = "detoxd-network"  # the remote agent's system user (created by the package)
 REPORT_STALE_SECONDS = 60.0  # agents sync every few seconds; older reports are from a gone agent
 MAX_DRIFT_PER_SYNC = 100
-AGENT_KINDS = ("remote", "local", "all")
+AGENT_KINDS = ("remote", "local", "all", "dnsmasq", "unbound")  # an engine name: only that one
 
 
 def agent_uids() -> frozenset[int]:
@@ -123,8 +123,7 @@ class NetworkTarget:
         if kind not in AGENT_KINDS:
             return {"ok": False, "code": "bad_request", "error": f"agent must be one of {AGENT_KINDS}"}
         self._take_reports(request.get("report"), request.get("drift"))
-        engines = [e for e in self.engines()
-                   if kind == "all" or (e.engine in REMOTE_ENGINES) == (kind == "remote")]
+        engines = [e for e in self.engines() if _serves(kind, e)]
         names, allowed, digest = self._sorted()
         reply: dict[str, Any] = {"ok": True, "active": bool(names), "digest": digest,
                                  "engines": [engine_to_json(e) for e in engines]}
@@ -184,6 +183,14 @@ class NetworkTarget:
         except OSError:
             pass
         state_store.write_atomic(self._file, encoded)
+
+
+def _serves(kind: str, engine: EngineConfig) -> bool:
+    if kind == "all":
+        return True
+    if kind in ("remote", "local"):
+        return (engine.engine in REMOTE_ENGINES) == (kind == "remote")
+    return engine.engine == kind
 
 
 REPORTED_STATES = frozenset({"in_sync", "idle", "pending", "unreachable", "auth_failed", "tls_error",
