@@ -76,10 +76,15 @@ def _tiles(document: Mapping[str, Any]) -> str:
     before, during = document["totals"]["before"], document["totals"]["during"]
     tiles = []
     if during["blocked_site_seconds"] is not None or before["blocked_site_seconds"] is not None:
-        per_before = (before["blocked_site_seconds"] or 0) / max(1, before["days"])
-        per_during = (during["blocked_site_seconds"] or 0) / max(1, during["days"])
-        tiles.append(_tile(_minutes(per_during), "a day on blocked sites during the detox",
-                           f"vs {_minutes(per_before)} a day before", DURING_COLOUR))
+        # Per day ActivityWatch watched: a day before it was installed is not a day of 0 minutes.
+        per_during = (during["blocked_site_seconds"] or 0) / max(1, during["days_with_activitywatch"])
+        if before["blocked_site_seconds"] is None:
+            compared = "nothing from before to compare"
+        else:
+            per_before = before["blocked_site_seconds"] / max(1, before["days_with_activitywatch"])
+            compared = f"vs {_minutes(per_before)} a day before"
+        tiles.append(_tile(_minutes(per_during), "a day on blocked sites during the detox", compared,
+                           DURING_COLOUR))
     tiles.append(_tile(str(during["tamper_attempts"]), "tamper attempts undone", "", TAMPER_COLOUR))
     closed = sum(during["apps_closed"].values())
     tiles.append(_tile(str(closed), "apps closed",

@@ -136,7 +136,15 @@ def measure(watch: ActivityWatch, targets: dict[str, Any], now: datetime,
     buckets = watch.buckets()
     if not activity.has_watchers(buckets):
         raise Unavailable("aw-server runs, but no aw-watcher-window or aw-watcher-web has sent it data")
-    program = activity.query(buckets, names, apps, socket.gethostname())
+    hostname = socket.gethostname()
+    if not asked:
+        return []
+    whole = activity.Period(asked[0].day, "all", asked[0].start, asked[-1].end)
+    first_event = watch.query([whole], activity.first_event_query(buckets, hostname))[0]
+    asked = activity.watched_periods(asked, first_event)
+    if not asked:
+        raise Unavailable("ActivityWatch has recorded nothing in the detox's days or the 14 before it")
+    program = activity.query(buckets, names, apps, hostname)
     try:
         return activity.read_answer(watch.query(asked, program), asked, names, apps)
     except ValueError as error:

@@ -157,6 +157,32 @@ def _local(buckets: Mapping[str, Mapping[str, Any]], kind: str, hostname: str) -
     return here or of_type
 
 
+def first_event_query(buckets: Mapping[str, Mapping[str, Any]], hostname: str) -> list[str]:
+    """The earliest window or web event in a period: days before it were not watched at all
+    (ActivityWatch was not installed yet), which is not the same as an hour of 0 minutes."""
+    watched = sorted(bucket for bucket, meta in buckets.items() if meta.get("type") == WEB_BUCKET_TYPE)
+    watched += _local(buckets, WINDOW_BUCKET_TYPE, hostname)
+    if not watched:
+        return ["RETURN = [];"]
+    union = f"query_bucket({_string(watched[0])})"
+    for bucket in watched[1:]:
+        union = f"concat({union}, query_bucket({_string(bucket)}))"
+    return [f"events = sort_by_timestamp({union});", "RETURN = limit_events(events, 1);"]
+
+
+def watched_periods(asked: Sequence[Period], first_event: Any) -> list[Period]:
+    """The periods from the day of the first event on (``first_event``: that query's answer)."""
+    if not isinstance(first_event, list) or not first_event or not isinstance(first_event[0], Mapping):
+        return []
+    try:
+        first = datetime.fromisoformat(str(first_event[0].get("timestamp")))
+    except ValueError:
+        return []
+    if first.tzinfo is None:
+        return []
+    return [period for period in asked if period.end > first]
+
+
 def has_watchers(buckets: Mapping[str, Mapping[str, Any]]) -> bool:
     return any(meta.get("type") in (WEB_BUCKET_TYPE, WINDOW_BUCKET_TYPE) for meta in buckets.values())
 

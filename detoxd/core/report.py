@@ -367,13 +367,19 @@ def summary(document: Mapping[str, Any]) -> str:
         parts.append(f"{round(during['allowance_minutes'])} min of allowances")
     if during["blocked_site_seconds"] is None and before["blocked_site_seconds"] is None:
         parts.append("time on blocked sites not measured (no ActivityWatch)")
+    elif before["blocked_site_seconds"] is None:
+        parts.append(f"{duration_text(during['blocked_site_seconds'])} on blocked sites "
+                     "(ActivityWatch has nothing from before the detox to compare)")
     elif over or days <= 1:
+        watched = before["days_with_activitywatch"]
         parts.append(f"{duration_text(during['blocked_site_seconds'] or 0)} on blocked sites vs "
-                     f"{duration_text(before['blocked_site_seconds'] or 0)} "
-                     f"in the {before['days']} days before")
+                     f"{duration_text(before['blocked_site_seconds'] or 0)} in the "
+                     + (f"{before['days']} days before" if watched == before["days"]
+                        else f"{watched} day{'s' if watched != 1 else ''} ActivityWatch saw before"))
     else:
-        per_day_during = (during["blocked_site_seconds"] or 0) / max(1, during["days"])
-        per_day_before = (before["blocked_site_seconds"] or 0) / max(1, before["days"])
+        # Per day ActivityWatch watched: a day it was not installed yet is not a day of 0 minutes.
+        per_day_during = (during["blocked_site_seconds"] or 0) / max(1, during["days_with_activitywatch"])
+        per_day_before = (before["blocked_site_seconds"] or 0) / max(1, before["days_with_activitywatch"])
         parts.append(f"{duration_text(per_day_during)} a day on blocked sites vs "
                      f"{duration_text(per_day_before)} a day before")
     sessions = [session for session in document["sessions"] if session["hot_seats"]]

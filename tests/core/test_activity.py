@@ -78,3 +78,19 @@ def test_window_names_of_app_rules() -> None:
     names = activity.window_app_names([rules["slack"], rules["discord"]])
     assert {"slack", "com.slack.Slack"} <= set(names["slack"])
     assert {"discord", "com.discordapp.Discord", "vesktop"} <= set(names["discord"])
+
+
+def test_days_before_the_first_event_were_not_watched() -> None:
+    start = datetime(2026, 11, 17, 9, tzinfo=UTC)
+    asked = activity.periods(start, start + timedelta(hours=1), UTC)
+    watched = activity.watched_periods(asked, [{"timestamp": "2026-11-14T15:00:00+00:00", "duration": 5,
+                                                "data": {}}])
+    assert [period.day.isoformat() for period in watched] == ["2026-11-14", "2026-11-15", "2026-11-16",
+                                                             "2026-11-17"]
+    assert activity.watched_periods(asked, []) == []
+    assert activity.watched_periods(asked, [{"timestamp": "yesterday"}]) == []
+    program = activity.first_event_query({"aw-watcher-web-firefox": {"type": "web.tab.current"},
+                                          "aw-watcher-window_laptop": {"type": "currentwindow",
+                                                                       "hostname": "laptop"}}, "laptop")
+    assert program == ['events = sort_by_timestamp(concat(query_bucket("aw-watcher-web-firefox"), '
+                       'query_bucket("aw-watcher-window_laptop")));', "RETURN = limit_events(events, 1);"]

@@ -32,8 +32,10 @@ def finished_detox() -> Journal:
         seconds = 3000 if n in (0, 13) else 2400
         journal.add(reported_at, "activity_day", uid=1000, date=day, phase="before",
                     sites={"facebook.com": seconds - 600, "x.com": 600}, apps={"slack": 1800})
-    journal.add(reported_at, "activity_day", uid=1000, date="2026-11-19", phase="during",
-                sites={"x.com": 720}, apps={})
+    for n in range(15):  # the agent sends every day it watched, also the empty ones
+        day = (START + timedelta(days=n)).date().isoformat()
+        journal.add(reported_at, "activity_day", uid=1000, date=day, phase="during",
+                    sites={"x.com": 720} if day == "2026-11-19" else {}, apps={})
     for n in range(3):
         journal.add(START + timedelta(days=1, hours=n), "tamper", target="hosts_file",
                     restored="block of 145 names")
@@ -71,7 +73,7 @@ def test_days_are_the_14_before_and_each_day_of_the_detox() -> None:
     assert by_date["2026-11-18"]["tamper_targets"] == {"hosts_file": 3}
     assert by_date["2026-11-19"]["sites"] == {"x.com": 720}
     assert by_date["2026-11-03"]["sites"] == {"facebook.com": 2400, "x.com": 600}
-    assert by_date["2026-11-20"]["blocked_site_seconds"] is None  # not measured is not 0
+    assert by_date["2026-11-20"]["blocked_site_seconds"] == 0
     assert sum(sum(row["apps_closed"].values()) for row in during) == 11
     assert [tamper["target"] for tamper in document["tampers"]] == ["hosts_file"] * 3
 
@@ -277,3 +279,24 @@ def test_the_json_fields_are_the_documented_contract() -> None:
     assert set(document["activitywatch"]) == {"available", "last_report_at", "message"}
     assert set(document["journal"]) == {"events", "segments", "corrupt_lines", "newer_version_lines",
                                         "lost_events"}
+
+
+def test_days_activitywatch_did_not_watch_are_not_zero_minutes() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    for n in range(3):  # installed on the first day of the detox
+        day = (START + timedelta(days=n)).date().isoformat()
+        journal.add(START + timedelta(days=n), "activity_day", uid=1000, date=day, phase="during",
+                    sites={"x.com": 60 * (n + 1)}, apps={})
+    document = report.build(journal.events, now=START + timedelta(days=2, hours=1), tz=UTC)
+    assert document["totals"]["before"]["blocked_site_seconds"] is None
+    assert document["totals"]["during"]["days_with_activitywatch"] == 3
+    assert document["summary"].endswith(
+        "0 h 6 min on blocked sites (ActivityWatch has nothing from before the detox to compare)")
+    # Four of the 14 days before watched: the comparison says so.
+    for n in range(1, 5):
+        day = (START - timedelta(days=n)).date().isoformat()
+        journal.add(START, "activity_day", uid=1000, date=day, phase="before", sites={"x.com": 600}, apps={})
+    document = report.build(journal.events, now=START + timedelta(days=14), tz=UTC)
+    assert document["summary"].endswith("0 h 6 min on blocked sites vs 0 h 40 min in the 4 days "
+                                        "ActivityWatch saw before")

@@ -176,8 +176,10 @@ def targets() -> dict[str, Any]:
 
 def test_the_query_counts_only_blocked_names_in_focus_and_at_the_keyboard(aw_server: Server) -> None:
     days = measure(ActivityWatch(aw_server.url), targets(), NOW, UTC)
-    assert [day.day.isoformat() for day in days][:2] == ["2026-11-03", "2026-11-04"]
-    assert len([day for day in days if day.phase == "before"]) == 14
+    # The first event of the 14 days before is on 10 November: the days before it were not
+    # watched (ActivityWatch was not there yet), which the report must not count as 0 minutes.
+    assert [day.day.isoformat() for day in days if day.phase == "before"] == [
+        f"2026-11-{d}" for d in range(10, 17)]
     assert [day.day.isoformat() for day in days if day.phase == "during"] == [
         "2026-11-17", "2026-11-18", "2026-11-19"]
     found = {day.day.isoformat(): (day.sites, day.apps) for day in days if day.sites or day.apps}
@@ -205,11 +207,11 @@ def test_the_agent_sends_the_days_and_the_daemon_journals_them(aw_server: Server
         clock.advance((NOW - START).total_seconds())
         engine.tick()
         reporter = Reporter(paths.socket, ActivityWatch(aw_server.url))
-        assert reporter.report_once(now=NOW, tz=UTC) == {"sent": 17, "why": None}
+        assert reporter.report_once(now=NOW, tz=UTC) == {"sent": 10, "why": None}
         assert reporter.report_once(now=NOW, tz=UTC) == {"sent": 0, "why": None}  # nothing changed
         journalled = [event for event in journal.read_events(paths.state_dir / "journal")[0]
                       if event["kind"] == "activity_day"]
-        assert len(journalled) == 17
+        assert len(journalled) == 10
         found = {event["date"]: (event["sites"], event["apps"]) for event in journalled
                  if event["sites"] or event["apps"]}
         assert found == EXPECTED
@@ -218,6 +220,9 @@ def test_the_agent_sends_the_days_and_the_daemon_journals_them(aw_server: Server
         assert document["totals"]["during"]["blocked_site_seconds"] == 2100
         assert document["totals"]["before"]["blocked_app_seconds"] == 1800
         assert document["activitywatch"]["available"] is True
+        assert document["totals"]["before"]["days_with_activitywatch"] == 7
+        # Per day watched: 2100 s over 3 days = 11.7 min; 3000 s over 7 days = 7.1 min.
+        assert document["summary"].endswith("0 h 12 min a day on blocked sites vs 0 h 7 min a day before")
     finally:
         server.close()
         engine.shutdown()
