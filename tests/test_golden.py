@@ -86,4 +86,4 @@ def test_a_0_1_journal_reads_and_reports() -> None:
         (1, 5, "activity_day"), (1, 6, "activity_day")]
     document = report.build(events, now=datetime(2026, 12, 1, 12, 0, tzinfo=UTC), tz=UTC)
     assert document["summary"] == ("Day 1 of 14 so far: 1 tamper attempt, Slack closed once, 0 h 1 min "
-                                   "on blocked sites vs 0 h 30 min in the 14 days before")
+                                   "on blocked sites vs 0 h 30 min in the 1 day ActivityWatch saw before")
