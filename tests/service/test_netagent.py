@@ -272,3 +272,11 @@ def test_agent_reports_are_cleaned_before_status_shows_them(engine: Engine) -> N
     assert key["engine"] == "unbound"
     assert row["state"] == "error" and row["names"] == 0 and row["tamper_events"] == 0
     assert len(row["error"]) == 300 and "extra" not in row
+
+
+def test_an_unwritable_network_state_file_never_stops_the_local_block(engine: Engine, paths: Paths) -> None:
+    (paths.state_dir / "network.json").unlink(missing_ok=True)
+    (paths.state_dir / "network.json").mkdir()  # cannot be replaced by a file
+    assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+    assert "twitter.com" in paths.hosts_file.read_text()
+    assert {row["engine"] for row in engine.status()["network"]} == {"pihole", "unbound"}

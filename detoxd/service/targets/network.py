@@ -182,7 +182,12 @@ class NetworkTarget:
                 return
         except OSError:
             pass
-        state_store.write_atomic(self._file, encoded)
+        try:
+            state_store.write_atomic(self._file, encoded)
+        except OSError as exc:
+            # Never let this file stop the enforcement around it (configure() runs before the
+            # hosts file is written): the engines are still in memory; retried at the next change.
+            log.error("cannot write %s: %s", self._file, exc.strerror or exc)
 
 
 def _serves(kind: str, engine: EngineConfig) -> bool:
