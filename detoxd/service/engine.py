@@ -99,6 +99,8 @@ class Engine:
         self._state_lost: str | None = None  # no copy of the state could be used: why
         self.state = self._load_state()
         self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
+        if self.browser.policies is not None:  # before any writer runs, as for the hosts file
+            self.browser.policies.remove_stale_temporaries()
         # The household's DNS engines, through the network agents (detoxd netagent).
         self.network = NetworkTarget(paths.state_dir, clock.monotonic)
         self.targets: tuple[Target, ...] = (self.hosts, self.browser, self.network)

@@ -415,3 +415,19 @@ def test_status_answers_from_the_last_tick_while_the_lock_is_held_long(
         release.set()
         holder.join(10)
     assert "snapshot_age_seconds" not in engine.handle({"cmd": "status"}, ROOT)["status"]
+
+
+def test_stale_temporaries_beside_browser_policies_are_removed(
+        paths: Paths, clock: FakeClock, tmp_path: Path) -> None:
+    from detoxd.core import policies
+
+    policy_root = tmp_path / "policy-root"
+    spec = policies.SPECS[0]
+    target = policy_root / spec.file
+    target.parent.mkdir(parents=True)
+    stale = target.parent / f".{target.name}.q1w2e3{durable.TEMP_SUFFIX}"
+    stale.write_text("{}")
+    theirs = target.parent / "other.json"
+    theirs.write_text("{}")
+    Engine(paths, clock, policy_root=policy_root).hosts.close()
+    assert not stale.exists() and theirs.exists()

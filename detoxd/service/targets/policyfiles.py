@@ -25,7 +25,7 @@ from pathlib import Path
 
 from detoxd.core import policies
 from detoxd.core.policies import PolicyError, PolicySpec, Record
-from detoxd.durable import fsync_directory, replace_file
+from detoxd.durable import fsync_directory, remove_stale_temporaries, replace_file
 from detoxd.paths import BROWSER_POLICIES_FILE
 from detoxd.service import state_store
 
@@ -97,6 +97,13 @@ class BrowserPolicies:
         self.state_path = Path(state_dir) / STATE_NAME
         self.specs = {spec.file: spec for spec in specs}
         self._seen: dict[str, tuple[int, int, int] | None] = {}
+
+    def remove_stale_temporaries(self) -> None:
+        """At start-up: the temporary copies a kill between write and rename left beside each
+        policy file (only those of detoxd's own policy files)."""
+        for spec in self.specs.values():
+            path = self.path(spec)
+            remove_stale_temporaries(path.parent, only_for=path.name)
 
     def path(self, spec: PolicySpec) -> Path:
         return self.root / spec.file
