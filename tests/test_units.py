@@ -177,7 +177,8 @@ def test_tray_unit_contract() -> None:
     assert settings["Unit"]["PartOf"] == ["graphical-session.target"]
     assert settings["Install"]["WantedBy"] == ["graphical-session.target"]
     assert settings["Service"]["ExecStart"] == ["/usr/bin/detoxd tray"]
-    assert settings["Service"]["Restart"] == ["on-failure"]
+    # always: an agent killed during a detox comes back and silences notifications again.
+    assert settings["Service"]["Restart"] == ["always"]
 
 
 def test_rendering_replaces_the_executable_everywhere() -> None:
