@@ -437,13 +437,16 @@ class TrayAgent:
                        "The tray shows the detox; nothing here can end it.")
 
     def show_text(self, heading: str, text: str) -> None:
-        """A small window (xmessage) where there is one, else a desktop notification."""
-        xmessage = shutil.which("xmessage")
-        if xmessage and os.environ.get("DISPLAY"):
+        """A small window on X (UTF-8, sized to fit the screen: ``textwindow``), else a desktop
+        notification."""
+        if os.environ.get("DISPLAY"):
             if self._window is not None and self._window.poll() is None:
                 self._window.terminate()
-            command = [xmessage, "-title", heading, "-center", "-buttons", "OK:0", text]
-            self._window = subprocess.Popen(command)
+            command = [sys.executable, "-m", "detoxd.agent.textwindow", heading]
+            self._window = subprocess.Popen(command, stdin=subprocess.PIPE)
+            assert self._window.stdin is not None
+            with self._window.stdin:
+                self._window.stdin.write(text.encode())
             return
         self._outbox.put((heading, text, 1))
         self._wake.set()

@@ -186,3 +186,60 @@ def test_icon_shows_an_unreachable_daemon_and_reconnects(tray_session: Desktop,
     detoxd_env.start_daemon()
     docked_with(tray_session, "Day 1 of 14")
     assert tray_session.log("tray").count("connected to the daemon") >= 2
+
+
+STATUS_TEXT = ("Day 1 of 14 — ends Tue 15 Dec 09:00\n145 sites blocked\nNotifications silenced (dunst)\n"
+               "Open blocklist (read-only; edit with sudoedit) — and a long line that must wrap to fit")
+
+
+def window_geometry(desktop: Desktop, title: str) -> Window | None:
+    result = desktop.run("xwininfo", "-name", title, check=False)
+    if result.returncode != 0:
+        return None
+    values = dict(re.findall(r"^\s*(Absolute upper-left [XY]|Width|Height):\s+(-?\d+)", result.stdout, re.M))
+    if len(values) < 4:
+        return None
+    return Window(title, int(values["Width"]), int(values["Height"]),
+                  int(values["Absolute upper-left X"]), int(values["Absolute upper-left Y"]))
+
+
+def test_status_window_renders_utf8_and_fits_the_screen(tray_session: Desktop) -> None:
+    """The window the xorg tray opens for "Show status" (textwindow), on a 320x240 screen:
+    its screenshot is exactly the UTF-8 text drawn by textimage, wrapped to fit, not cut."""
+    import subprocess
+    import sys
+
+    from detoxd.agent.textwindow import SCREEN_MARGIN
+    from detoxd.core import textimage
+
+    window_process = subprocess.Popen([sys.executable, "-m", "detoxd.agent.textwindow", "detoxd status"],
+                                      stdin=subprocess.PIPE, env=tray_session.env)
+    try:
+        assert window_process.stdin is not None
+        with window_process.stdin:
+            window_process.stdin.write(STATUS_TEXT.encode())
+        window = wait_for(lambda: window_geometry(tray_session, "detoxd status"), timeout=30,
+                          what="the status window")
+        style = textimage.Style(max_width=320 - SCREEN_MARGIN, max_height=240 - SCREEN_MARGIN)
+        expected = textimage.render("detoxd status", STATUS_TEXT, style)
+        assert (window.width, window.height) == expected.size
+        assert window.x >= 0 and window.y >= 0, "on the screen"
+        assert window.x + window.width <= 320 and window.y + window.height <= 240, "fits the screen"
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / "status-window.png"
+
+        def painted() -> bool:
+            tray_session.run("import", "-window", "root", "-crop",
+                             f"{window.width}x{window.height}+{window.x}+{window.y}", "+repage", str(path))
+            shot = Image.open(path).convert("RGB")
+            return ImageChops.difference(shot, expected).getbbox() is None
+
+        wait_for(painted, timeout=30, what="the window to show exactly the rendered text")
+        words = [line for line, _ in textimage.layout("detoxd status", STATUS_TEXT, style)]
+        assert " ".join(words[1:]).split() == STATUS_TEXT.split(), "nothing cut"
+        tray_session.run("xdotool", "mousemove", str(window.x + 10), str(window.y + 10), "click", "1")
+        assert window_process.wait(timeout=30) == 0, "a click closes it"
+    finally:
+        if window_process.poll() is None:
+            window_process.kill()
+            window_process.wait()
