@@ -124,8 +124,10 @@ class TrayAgent:
         view = self.model.view(now())
         self.icon: Any = pystray.Icon("detoxd", icons.render(icons.face_for(None), ICON_SIZE),
                                       menu.title(view), self._pystray_menu(view))
+        self._face = icons.face_for(None)
         if backend_name == "xorg":
             _enable_clicks_on_xorg(self.icon)
+            _draw_to_fit_on_xorg(self.icon, lambda: self._face)
 
     # ---- lifecycle ----
 
@@ -329,6 +331,7 @@ class TrayAgent:
         if shown == self._shown:
             return
         if self._shown is None or face != self._shown[0]:
+            self._face = face
             self.icon.icon = icons.render(face, ICON_SIZE)
         self.icon.title = title
         self.icon.menu = self._pystray_menu(view)
@@ -463,6 +466,25 @@ def _enable_clicks_on_xorg(icon: Any) -> None:
         return
     window.change_attributes(event_mask=x.ExposureMask | x.StructureNotifyMask | x.ButtonPressMask)
     display.flush()
+
+
+def _draw_to_fit_on_xorg(icon: Any, face: Callable[[], icons.Face]) -> None:
+    """pystray's xorg back-end scales the icon to its window on black: transparent corners turn
+    black and a window trayer makes wider than high stretches it. Draw the face for the window's
+    exact size instead, opaque (``icon.render_opaque``)."""
+
+    def assert_icon_data(width: int, height: int) -> None:
+        data = getattr(icon, "_icon_data", None)
+        if data is not None and data.size == (width, height):
+            return  # pystray resets it to None when the icon changes
+        data = icons.render_opaque(face(), width, height)
+        data.tostring = data.tobytes  # type: ignore[attr-defined]  # as pystray does, for old python-xlib
+        icon._icon_data = data
+
+    if not hasattr(icon, "_assert_icon_data"):
+        log.warning("cannot draw the icon to fit on this pystray version")
+        return
+    icon._assert_icon_data = assert_icon_data
 
 
 def _push_to_x_server(icon: Any) -> None:

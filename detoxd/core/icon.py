@@ -86,15 +86,17 @@ def days_text(days_left: Any) -> str:
     return str(days_left) if days_left <= 99 else "99+"
 
 
-def render(face: Face, size: int) -> Image.Image:
-    """An RGBA image, ``size`` px square; the corners outside the badge are transparent."""
+def render(face: Face, size: int, *, rounded: bool = True) -> Image.Image:
+    """An RGBA image, ``size`` px square; the corners outside the badge are transparent
+    (``rounded=False``: a square badge, every pixel opaque)."""
     if size < 8:
         raise ValueError(f"icon size {size} is too small to read")
     big = size * SUPERSAMPLE
     palette = PALETTES[face.kind]
     image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
-    draw.rounded_rectangle((0, 0, big - 1, big - 1), radius=big // 5, fill=palette.background)
+    draw.rounded_rectangle((0, 0, big - 1, big - 1), radius=big // 5 if rounded else 0,
+                           fill=palette.background)
     if face.text is None:
         _draw_ring(draw, big, palette.glyph)
     else:
@@ -102,6 +104,20 @@ def render(face: Face, size: int) -> Image.Image:
     if face.notice:
         _draw_notice_dot(draw, big)
     return image.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def render_opaque(face: Face, width: int, height: int) -> Image.Image:
+    """An RGB image of exactly ``width`` x ``height`` for trays that cannot show transparency
+    (XEmbed, as pystray's xorg back-end docks into trayer): the badge fills the whole window, so
+    no corner turns black, and the glyph is drawn at the size of the centred square, so a
+    window that is not square never stretches it."""
+    side = min(width, height)
+    canvas = Image.new("RGB", (width, height), PALETTES[face.kind].background)
+    if side < 8:
+        return canvas  # a window not docked yet (1x1): nothing to read at that size anyway
+    square = render(face, side, rounded=False).convert("RGB")
+    canvas.paste(square, ((width - side) // 2, (height - side) // 2))
+    return canvas
 
 
 def _draw_ring(draw: ImageDraw.ImageDraw, big: int, colour: RGB) -> None:

@@ -7,7 +7,7 @@ import itertools
 import pytest
 from PIL import Image
 
-from detoxd.core.icon import NOTICE_DOT, PALETTES, Face, Kind, days_text, face_for, render
+from detoxd.core.icon import NOTICE_DOT, PALETTES, Face, Kind, days_text, face_for, render, render_opaque
 
 SIZES = (16, 22, 24, 32, 48)
 ACTIVE = {"state": "active", "days_left": 12, "hosts_in_sync": True, "config_error": None}
@@ -124,3 +124,28 @@ def test_face_for_status(status: dict[str, object] | None, tampered: bool, expec
                                             (True, "?"), (-1, "?")])
 def test_days_text(days: object, text: str) -> None:
     assert days_text(days) == text
+
+
+@pytest.mark.parametrize("size", [16, 22, 24, 30])
+def test_opaque_icon_has_no_black_corners_at_tray_sizes(size: int) -> None:
+    """For XEmbed trays (trayer), which show no transparency: every pixel is the badge."""
+    face = Face(Kind.ACTIVE, "14")
+    image = render_opaque(face, size, size)
+    assert image.mode == "RGB" and image.size == (size, size)
+    background = PALETTES[Kind.ACTIVE].background
+    for corner in ((0, 0), (size - 1, 0), (0, size - 1), (size - 1, size - 1)):
+        assert image.getpixel(corner) == background
+
+
+@pytest.mark.parametrize(("width", "height"), [(30, 24), (24, 30), (40, 22)])
+def test_a_window_that_is_not_square_does_not_stretch_the_glyph(width: int, height: int) -> None:
+    face = Face(Kind.ACTIVE, "14")
+    side = min(width, height)
+    image = render_opaque(face, width, height)
+    assert image.size == (width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    assert square.tobytes() == render_opaque(face, side, side).tobytes(), "the square, centred, unscaled"
+    outside = [image.getpixel((x, y)) for x in range(width) for y in range(height)
+               if not (left <= x < left + side and top <= y < top + side)]
+    assert set(outside) <= {PALETTES[Kind.ACTIVE].background}

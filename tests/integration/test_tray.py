@@ -14,8 +14,7 @@ from conftest import DetoxdEnv, have, wait_for
 from desktop import Desktop, desktop_session, start_tray, stop
 from PIL import Image, ImageChops, ImageStat
 
-from detoxd.agent.tray import ICON_SIZE
-from detoxd.core.icon import PALETTES, Face, Kind, render
+from detoxd.core.icon import PALETTES, Face, Kind, render_opaque
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PANEL_HEIGHT = 32
@@ -109,10 +108,8 @@ def icon_pixels(desktop: Desktop, window: Window, name: str) -> Image.Image:
 
 
 def expected_pixels(face: Face, window: Window) -> Image.Image:
-    """What pystray's xorg back-end paints: our icon scaled to the window, on black."""
-    canvas = Image.new("RGB", (window.width, window.height))
-    canvas.paste(render(face, ICON_SIZE).resize((window.width, window.height), Image.Resampling.LANCZOS))
-    return canvas
+    """What the agent draws into pystray's xorg window: the face at the window's exact size, opaque."""
+    return render_opaque(face, window.width, window.height)
 
 
 def difference(shot: Image.Image, face: Face, window: Window) -> float:
@@ -139,6 +136,11 @@ def shows(desktop: Desktop, window: Window, face: Face, name: str) -> Image.Imag
 
 def assert_looks_like(shot: Image.Image, face: Face, window: Window) -> None:
     assert difference(shot, face, window) < 12, f"the docked icon does not show {face}"
+    wanted_corner = PALETTES[face.kind].background
+    right, bottom = window.width - 1, window.height - 1
+    for corner in ((0, 0), (right, 0), (0, bottom), (right, bottom)):
+        pixel = shot.getpixel(corner)
+        assert sum(abs(a - b) for a, b in zip(pixel, wanted_corner)) < 40, f"corner {corner} is {pixel}"
     centre_band = shot.crop((0, window.height // 4, window.width, window.height * 3 // 4))
     colours = centre_band.getcolors(window.width * window.height) or []
     dominant = max(colours)[1]
@@ -243,3 +245,19 @@ def test_status_window_renders_utf8_and_fits_the_screen(tray_session: Desktop) -
         if window_process.poll() is None:
             window_process.kill()
             window_process.wait()
+
+
+@pytest.mark.parametrize("height", [16, 22, 24, 30])
+def test_docked_icon_is_clean_at_panel_height(detoxd_env: DetoxdEnv, tmp_path: Path, height: int) -> None:
+    """trayer at each panel height: the docked icon has no black corners and is exactly what
+    render_opaque draws for its window (so not stretched, whatever shape trayer gives it)."""
+    detoxd_env.start_daemon()
+    with desktop_session(tmp_path / "desktop", screen="320x240x24") as desktop:
+        command = [*TRAYER]
+        command[command.index("--height") + 1] = str(height)
+        desktop.spawn(command, "trayer")
+        wait_for(lambda: '"panel"' in tree(desktop), timeout=30, what="trayer's panel")
+        start_tray(desktop, detoxd_env, "xorg")
+        window = docked_with(desktop, "no detox running")
+        assert min(window.width, window.height) <= height
+        shows(desktop, window, Face(Kind.IDLE, None), f"tray-xorg-{height}px.png")
