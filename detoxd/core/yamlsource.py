@@ -98,10 +98,10 @@ class ConfigError(Exception):
 
 def _count(issue: ConfigIssue) -> int:
     """How many errors an issue stands for (a summary stands for the ones it counts)."""
-    if issue.summary and issue.message.startswith("and "):
-        word = issue.message.split()[1]
-        return int(word) if word.isdigit() else 1
-    return 1
+    words = issue.message.split()
+    if issue.summary and len(words) == 4 and words[0] == "and" and words[2:] == ["more", "errors"]:
+        return int(words[1]) if words[1].isdigit() else 1
+    return 1  # also "and N more words not checked": those are not known to be errors
 
 
 @dataclass
