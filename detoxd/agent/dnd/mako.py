@@ -73,8 +73,10 @@ def remove_block(text: str, newline_added: bool) -> str | None:
     """``text`` without detoxd's section (and the newline it added), or None if it is not there."""
     at = text.find(BLOCK)
     if at >= 0:
-        start = at - 1 if newline_added and at > 0 and text[at - 1] == "\n" else at
-        return text[:start] + text[at + len(BLOCK):]
+        rest = text[at + len(BLOCK):]
+        # The newline detoxd added goes too, unless the user wrote after the section since.
+        start = at - 1 if newline_added and not rest and at > 0 and text[at - 1] == "\n" else at
+        return text[:start] + rest
     begin, end = text.find(BEGIN), text.find(END)
     if begin < 0 or end < begin:
         return None
