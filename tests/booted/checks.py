@@ -179,6 +179,15 @@ def phase_package() -> None:
         return level <= EXPOSURE_TARGET, f"systemd-analyze security: {level} (target <= {EXPOSURE_TARGET})"
     check("deb: exposure", sandbox)
 
+    def install_from_package() -> tuple[bool, str]:
+        result = run("detoxd", "install", "--now")
+        lines = result.stdout.strip().splitlines()
+        packaged = any("come with the Debian package" in line for line in lines)
+        copied = Path("/etc/systemd/system/detoxd.service").exists()
+        return result.returncode == 0 and packaged and not copied and active(), (
+            f"exit {result.returncode}; said: {'; '.join(lines)}; unit copied to /etc: {copied}")
+    check("deb: detoxd install --now (code check passes, packaged units kept)", install_from_package)
+
     def quiet_start() -> tuple[bool, str]:
         lines = warnings_since(cursor)
         return not lines, f"{len(lines)} lines at priority warning or above" + (

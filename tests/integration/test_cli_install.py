@@ -83,3 +83,11 @@ def test_a_stop_during_a_locked_detox_is_a_warning_and_status_says_the_block_is_
     status = detoxd_env.cli("status")
     assert status.returncode == 4
     assert "nothing restores it" in status.stderr
+
+
+def test_status_of_a_demo_daemon_suggests_start_without_sudo(detoxd_env: DetoxdEnv) -> None:
+    """scripts/try runs the daemon on its own socket, without root: no sudo in the hint there."""
+    detoxd_env.start_daemon()
+    result = detoxd_env.cli("status")
+    assert result.returncode == 0, result.stderr
+    assert "Start one with `detoxd start`." in result.stdout
