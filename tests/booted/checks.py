@@ -348,12 +348,13 @@ def _stop_during_lock() -> tuple[bool, str]:
     # journald reads the service's stream asynchronously: give the last line a moment.
     wait_for(lambda: warnings_since(cursor), 3, 0.1)
     warned = [line for line in warnings_since(cursor) if "locked detox" in line]
-    plain = run("journalctl", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat",
-                f"--after-cursor={cursor}").stdout.count("locked detox")
+    # As the README says to look (this boot; the message is only ever logged by a stop).
+    plain = run("journalctl", "-b", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat"
+                ).stdout.count("stopping during a locked detox")
     run("systemctl", "start", "detoxd.service")
     wait_for(active, 20, 0.05)
     refused = result.returncode != 0 and state["ActiveState"] == "active"
-    loud = bool(warned) and shown.returncode == 4 and "nothing restores it" in shown.stderr
+    loud = bool(warned) and plain >= 1 and shown.returncode == 4 and "nothing restores it" in shown.stderr
     if not loud:  # what the journal did get, to see why
         logged = [f"<{priority}>{message[:80]}" for priority, message in journal_since(cursor)]
         warned = warned or [f"(none; the unit's journal: {' | '.join(logged[:6])})"]
