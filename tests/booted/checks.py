@@ -345,14 +345,16 @@ def _stop_during_lock() -> tuple[bool, str]:
     state = unit()
     still = blocked()
     shown = run("detoxd", "status")
-    # journald reads the service's stream asynchronously: give the last line a moment.
-    wait_for(lambda: warnings_since(cursor), 3, 0.1)
+    # journald reads the service's stream asynchronously (and slowly on a loaded machine):
+    # wait for the line itself, for up to 15 s (a slow line is not a wrong result).
+    waited = wait_for(lambda: any("locked detox" in line for line in warnings_since(cursor)), 15, 0.2)
     warned = [line for line in warnings_since(cursor) if "locked detox" in line]
     # As the README says to look (this boot; the message is only ever logged by a stop).
     plain = run("journalctl", "-b", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat"
                 ).stdout.count("stopping during a locked detox")
     run("systemctl", "start", "detoxd.service")
     wait_for(active, 20, 0.05)
+    delay = f"{waited:.1f} s" if waited is not None else "more than 15 s"
     refused = result.returncode != 0 and state["ActiveState"] == "active"
     loud = bool(warned) and plain >= 1 and shown.returncode == 4 and "nothing restores it" in shown.stderr
     if not loud:  # what the journal did get, to see why
@@ -360,7 +362,8 @@ def _stop_during_lock() -> tuple[bool, str]:
         warned = warned or [f"(none; the unit's journal: {' | '.join(logged[:6])})"]
     return (refused or loud) and still, (
         f"systemctl stop exit {result.returncode} in {took:.2f} s, then {state['ActiveState']}; block "
-        f"{'kept' if still else 'LOST'}; journal warnings: {warned[:1] or 'none'} (`journalctl -p warning "
+        f"{'kept' if still else 'LOST'}; journal warning after {delay}: {warned[:1] or 'none'} "
+        f"(`journalctl -p warning "
         f"-u detoxd` lists it {plain} times); detoxd status exit "
         f"{shown.returncode}: {(shown.stderr or shown.stdout).strip().splitlines()[-1:]}")
 
