@@ -452,3 +452,38 @@ def test_an_unknown_server_is_reported_with_reason_and_fix(sway: WaylandDesktop,
             sway.forget(agent)
         shell.close()
 
+
+
+@pytest.mark.skipif(not have("mako"), reason="apt-get install mako-notifier")
+def test_mako_with_a_config_it_cannot_change_is_reported_not_claimed(sway: WaylandDesktop,
+                                                                     daemon: DetoxdEnv) -> None:
+    """The user's mako config is not writable for them (a managed dotfile): the agent must not
+    claim "silenced"; doctor says why and which lines to add. The file is left untouched."""
+    config = Path(sway.env["XDG_CONFIG_HOME"]) / "mako" / "config"
+    config.parent.mkdir()
+    config.write_text(Mako.OWN)
+    config.chmod(0o444)
+    config.parent.chmod(0o555)  # owned by root when the session runs as nobody: not theirs to write
+    server = sway.spawn(["mako"], "mako-readonly")
+    agent = None
+    try:
+        wait_for(lambda: Mako("mako", [], ()).ready(sway), timeout=30, what="mako on the bus")
+        agent = start_agent(sway, daemon)
+        assert daemon.cli("start").returncode == 0
+        report = wait_for(lambda: next((a for a in daemon.status().get("agents", []) if a.get("reason")),
+                                       None), timeout=30, what="a report with a reason:\n" + sway.log("tray"))
+        assert report["notifications_silenced"] is False and report["backend"] == "mako"
+        assert "cannot add detoxd's do-not-disturb section" in report["reason"]
+        assert "invisible=1" in report["fix"] and str(config) in report["fix"]
+        doctor = daemon.cli("doctor")
+        assert doctor.returncode != 0 and "not silenced for uid" in doctor.stdout, doctor.stdout
+        assert config.read_text() == Mako.OWN, "the user's file is untouched"
+        assert "switched back on" not in sway.log("tray"), "a failed silence is not a user's re-enable"
+    finally:
+        end_cleanly(sway, daemon)
+        if agent is not None:
+            sway.forget(agent)
+        sway.forget(server)
+        config.parent.chmod(0o755)
+        config.unlink()
+        config.parent.rmdir()
