@@ -280,7 +280,9 @@ class TrayAgent:
                 and keeper.backend.name == backend.name:
             return keeper  # the same kind of server (restarted): keep the back-end and what it holds
         if backend is not None:
-            log.info("do-not-disturb back-end: %s (server %s)", backend.label, session.describe_server())
+            server = (session.describe_server() if session.has_server
+                      else f"none yet; D-Bus starts {', '.join(session.activatable)} on demand")
+            log.info("do-not-disturb back-end: %s (server %s)", backend.label, server)
         elif problem is not None and (keeper is None or keeper.problem != problem):
             log.warning("cannot silence notifications: %s (%s)", problem.reason, problem.fix)
         self._keeper = DndKeeper(backend, state_dir(), problem=problem)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from detoxd.agent.dnd import (
+    NO_SERVER,
     Backend,
     DndKeeper,
     Problem,
@@ -199,6 +200,21 @@ def test_the_server_on_the_bus_decides_not_the_desktop_name() -> None:
     assert backend is None and problem is not None
     assert "'Fancy Notifier' (fancyd, pid 42)" in problem.reason
     assert "by hand" in problem.fix
+
+
+@pytest.mark.skipif(not Path("/usr/share/glib-2.0/schemas/org.mate.NotificationDaemon.gschema.xml").exists(),
+                    reason="apt-get install mate-notification-daemon-common")
+def test_a_server_dbus_starts_on_demand_is_silenced_beforehand_through_its_settings() -> None:
+    """No owner yet, but the bus would start mate-notification-daemon for the first notification:
+    its setting lives in dconf, so it is switched on before that notification arrives."""
+    mate = Session(("MATE",), None, activatable=("mate-notification-daemon",))
+    assert type(available(mate)).__name__ == "MateBackend"
+    alone = Session(("sway",), None, activatable=("mate-notification-daemon",))
+    assert type(available(alone)).__name__ == "MateBackend", "the only one D-Bus can start"
+    several = Session(("sway",), None, activatable=("mate-notification-daemon", "xfce4-notifyd"))
+    assert choose(several)[1] is not None, "several could start and the desktop names none"
+    dunst = Session(("sway",), None, activatable=("dunst",))
+    assert choose(dunst) == (None, NO_SERVER), "dunst keeps its switch in the process: nothing to set yet"
 
 
 def test_a_backend_whose_silence_has_no_effect_is_reported_and_not_counted(tmp_path: Path) -> None:

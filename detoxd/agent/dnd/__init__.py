@@ -54,6 +54,8 @@ class Session:
     server_name: str | None  # GetServerInformation's name; None when nothing owns the name
     server_program: str | None = None  # the owner's executable name, from /proc
     server_pid: int | None = None
+    #: With no owner: the executables D-Bus would start for the name (its .service files).
+    activatable: tuple[str, ...] = ()
 
     def on_desktop(self, *names: str) -> bool:
         wanted = {name.lower() for name in names}
@@ -87,6 +89,10 @@ class Backend(ABC):
     label: ClassVar[str]  # shown to the user: "Notifications silenced (GNOME)"
     servers: ClassVar[tuple[str, ...]] = ()  # GetServerInformation names of the servers it controls
     programs: ClassVar[tuple[str, ...]] = ()  # their executables' names
+    desktops: ClassVar[tuple[str, ...]] = ()  # XDG_CURRENT_DESKTOP names whose server this is
+    #: The setting lives outside the server (xfconf, dconf): it can be switched on before a
+    #: server that D-Bus starts on demand is running, and that server reads it when it starts.
+    settings_outlive_server: ClassVar[bool] = False
 
     #: What this back-end changed beyond the one setting (mako: its config file), kept in the
     #: state file between silencing and restoring. The keeper loads and saves it.
@@ -98,6 +104,14 @@ class Backend(ABC):
     def serves(self, session: Session) -> bool:
         """Whether the running notification server is this back-end's."""
         return session.server_name in self.servers or session.server_program in self.programs
+
+    def starts_on_demand(self, session: Session) -> bool:
+        """No server runs yet, and the one D-Bus would start for the first notification is this
+        back-end's (named by the desktop when several could start)."""
+        if not self.settings_outlive_server or session.has_server:
+            return False
+        ours = [program for program in session.activatable if program in self.programs]
+        return bool(ours) and (len(session.activatable) == 1 or session.on_desktop(*self.desktops))
 
     def check(self) -> Problem | None:
         """Whatever this back-end needs besides the server (a settings schema, xfconfd), or why not."""
@@ -151,11 +165,12 @@ def all_backends() -> list[Backend]:
 
 
 def probe_session(environ: Mapping[str, str] = os.environ) -> Session:
-    from detoxd.agent.dnd.bus import notification_server
+    from detoxd.agent.dnd.bus import activatable_servers, notification_server
 
     desktops = tuple(part for part in environ.get("XDG_CURRENT_DESKTOP", "").split(":") if part)
     name, program, pid = notification_server()
-    return Session(desktops, name, program, pid)
+    activatable = activatable_servers(environ) if name is None and pid is None else ()
+    return Session(desktops, name, program, pid, activatable)
 
 
 NO_SERVER = Problem(
@@ -167,10 +182,14 @@ NO_SERVER = Problem(
 def choose(session: Session, backends: Sequence[Backend] | None = None,
            ) -> tuple[Backend | None, Problem | None]:
     """The back-end for the running notification server, or why there is none."""
+    candidates = all_backends() if backends is None else backends
     if not session.has_server:
-        return None, NO_SERVER
+        on_demand = next((b for b in candidates if b.starts_on_demand(session)), None)
+        if on_demand is None or on_demand.check() is not None:
+            return None, NO_SERVER
+        return on_demand, None
     broken: Problem | None = None
-    for backend in all_backends() if backends is None else backends:
+    for backend in candidates:
         try:
             if not backend.serves(session):
                 continue

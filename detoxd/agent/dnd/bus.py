@@ -116,6 +116,44 @@ def notification_server() -> tuple[str | None, str | None, int | None]:
         connection.close()
 
 
+def activatable_servers(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The executables the session bus would start for ``org.freedesktop.Notifications``, from
+    the D-Bus service files in the XDG data directories (only if the bus says it can start one)."""
+    try:
+        names = call(DBUS, "ListActivatableNames")[0]
+    except BusError:
+        return ()
+    if NOTIFICATIONS_NAME not in names:
+        return ()
+    home = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME", "/nonexistent"), ".local/share")
+    dirs = [home, *(environ.get("XDG_DATA_DIRS") or "/usr/local/share:/usr/share").split(":")]
+    programs: list[str] = []
+    for directory in dirs:
+        services = os.path.join(directory, "dbus-1", "services")
+        try:
+            entries = sorted(os.listdir(services))
+        except OSError:
+            continue
+        for entry in entries:
+            program = _service_program(os.path.join(services, entry))
+            if program and program not in programs:
+                programs.append(program)
+    return tuple(programs)
+
+
+def _service_program(path: str) -> str | None:
+    """The Exec's executable name of a D-Bus .service file for the notifications name."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = [line.strip() for line in handle]
+    except OSError:
+        return None
+    if f"Name={NOTIFICATIONS_NAME}" not in lines:
+        return None
+    command = next((line.removeprefix("Exec=") for line in lines if line.startswith("Exec=")), "")
+    return os.path.basename(command.split()[0]) if command.split() else None
+
+
 def program_of(pid: int | None) -> str | None:
     """The executable's name of a process (``mate-notification-daemon``), from /proc."""
     if pid is None:

@@ -12,6 +12,8 @@ class CinnamonBackend(GSettingsBackend):
     label: ClassVar[str] = "Cinnamon"
     servers: ClassVar[tuple[str, ...]] = ("cinnamon",)
     programs: ClassVar[tuple[str, ...]] = ("cinnamon",)
+    desktops: ClassVar[tuple[str, ...]] = ("X-Cinnamon", "Cinnamon")
+    settings_outlive_server: ClassVar[bool] = True
     schema: ClassVar[str] = "org.cinnamon.desktop.notifications"
     key: ClassVar[str] = "display-notifications"
     key_means_shown: ClassVar[bool] = True

@@ -12,6 +12,8 @@ class GnomeBackend(GSettingsBackend):
     label: ClassVar[str] = "GNOME"
     servers: ClassVar[tuple[str, ...]] = ("gnome-shell",)
     programs: ClassVar[tuple[str, ...]] = ("gnome-shell",)
+    desktops: ClassVar[tuple[str, ...]] = ("GNOME", "ubuntu")
+    settings_outlive_server: ClassVar[bool] = True
     schema: ClassVar[str] = "org.gnome.desktop.notifications"
     key: ClassVar[str] = "show-banners"
     key_means_shown: ClassVar[bool] = True

@@ -16,6 +16,8 @@ class MateBackend(GSettingsBackend):
     name: ClassVar[str] = "mate"
     label: ClassVar[str] = "MATE"
     programs: ClassVar[tuple[str, ...]] = ("mate-notification-daemon",)
+    desktops: ClassVar[tuple[str, ...]] = ("MATE",)
+    settings_outlive_server: ClassVar[bool] = True
     schema: ClassVar[str] = "org.mate.NotificationDaemon"
     key: ClassVar[str] = "do-not-disturb"
     key_means_shown: ClassVar[bool] = False

@@ -23,6 +23,8 @@ class XfceBackend(Backend):
     label: ClassVar[str] = "XFCE"
     servers: ClassVar[tuple[str, ...]] = ("Xfce Notify Daemon",)
     programs: ClassVar[tuple[str, ...]] = ("xfce4-notifyd",)
+    desktops: ClassVar[tuple[str, ...]] = ("XFCE",)
+    settings_outlive_server: ClassVar[bool] = True
 
     def check(self) -> Problem | None:
         try:
