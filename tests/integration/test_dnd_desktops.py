@@ -200,6 +200,9 @@ class Swaync(Program):
 
     def set_prior(self, d: WaylandDesktop, prior: str) -> None:
         d.run("swaync-client", "--dnd-on" if prior == "on" else "--dnd-off")
+        if prior == "on":  # swaync stores the switch in dconf a moment later
+            wait_for(lambda: dconf_read(d, "/org/erikreider/swaync/dnd-state") == "true", timeout=10,
+                     what="swaync to store its switch")
         if prior == "never":
             d.run("gsettings", "reset", "org.erikreider.swaync", "dnd-state")
 

@@ -8,6 +8,7 @@ gets the key reset at the end, not an explicit ``false``.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ SWAYNC_NAME = "org.erikreider.swaync.cc"
 SWAYNC_PATH = "/org/erikreider/swaync/cc"
 SWAYNC = address(SWAYNC_PATH, SWAYNC_NAME, SWAYNC_NAME)
 SCHEMA, KEY = "org.erikreider.swaync", "dnd-state"
+STORE_WAIT_SECONDS = 1.0
 
 
 class SwayncBackend(Backend):
@@ -40,11 +42,15 @@ class SwayncBackend(Backend):
 
     def restore(self, prior: Mapping[str, Any]) -> None:
         super().restore(prior)
-        if "stored" in prior and prior["stored"] is None:
+        if "stored" in prior and prior["stored"] is None and _settings() is not None:
+            # swaync writes the key itself, a moment after SetDnd: reset after its write landed.
+            wanted = bool(prior.get("silenced"))
+            deadline = time.monotonic() + STORE_WAIT_SECONDS
+            while _stored() is not wanted and time.monotonic() < deadline:
+                time.sleep(0.02)
             settings = _settings()
-            if settings is not None:
-                settings.reset(KEY)
-                type(settings).sync()  # Gio.Settings.sync: wait for dconf
+            settings.reset(KEY)
+            type(settings).sync()  # Gio.Settings.sync: wait for dconf
 
     def watch(self) -> Watch:
         return Watch(signals=({"type": "signal", "interface": SWAYNC_NAME, "path": SWAYNC_PATH},))
