@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import errno
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,39 +19,15 @@ from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service.engine import EXIT_RESTART, Engine
 from detoxd.service.targets.hostsfile import HostsFile
+from tests.service.enginekit import ROOT, blocked, scratch_paths
 
-ROOT = Peer(pid=1, uid=0, gid=0)
 USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n192.168.1.10 nas.home nas\n"
 DAY = 86400.0
 
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com]\n")
-    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n  lock: true\n")
-    hosts = tmp_path / "hosts"
-    hosts.write_bytes(USER_LINES)
-    return Paths(config, tmp_path / "state", hosts, tmp_path / "control.sock")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
-    engine = Engine(paths, clock)
-    engine.boot()
-    yield engine
-    engine.shutdown()
-
-
-def blocked(paths: Paths) -> set[str]:
-    text = paths.hosts_file.read_text()
-    return {line.split()[1] for line in text.splitlines() if line.startswith("0.0.0.0")}
+    return scratch_paths(tmp_path, blocklist="domains: [twitter.com, linkedin.com]\n", hosts=USER_LINES)
 
 
 def settle(engine: Engine, clock: FakeClock) -> None:

@@ -22,8 +22,8 @@ from detoxd.service import journal
 from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.engine import Engine
 from detoxd.service.seat import SessionFacts
+from tests.service.enginekit import ROOT, blocked, scratch_paths
 
-ROOT = Peer(pid=1, uid=0, gid=0)
 ALICE = Peer(pid=2, uid=1000, gid=1000)
 NOBODY = Peer(pid=3, uid=65534, gid=65534)
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -45,13 +45,7 @@ class FixedLogind:
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "blocklist.yaml").write_text(BLOCKLIST)
-    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n  lock: true\n")
-    hosts = tmp_path / "hosts"
-    hosts.write_bytes(b"127.0.0.1 localhost\n")
-    return Paths(config, tmp_path / "state", hosts, tmp_path / "run" / "control.sock")
+    return scratch_paths(tmp_path, blocklist=BLOCKLIST, hosts=b"127.0.0.1 localhost\n")
 
 
 @pytest.fixture
@@ -71,11 +65,6 @@ def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
     engine = make_engine(paths, clock)
     yield engine
     engine.shutdown()
-
-
-def blocked(paths: Paths) -> set[str]:
-    text = paths.hosts_file.read_text()
-    return {line.split()[1] for line in text.splitlines() if line.startswith("0.0.0.0")}
 
 
 def cut_requests(paths: Paths) -> list[dict[str, Any]]:

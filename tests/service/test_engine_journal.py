@@ -24,8 +24,8 @@ from detoxd.protocol import Peer
 from detoxd.service import journal
 from detoxd.service.engine import Engine
 from detoxd.service.targets.appwatch import AppWatcher
+from tests.service.enginekit import ROOT, scratch_paths
 
-ROOT = Peer(pid=1, uid=0, gid=0)
 ADA = Peer(pid=2, uid=1000, gid=1000)
 BOB = Peer(pid=3, uid=1001, gid=1001)
 DAY = 86400.0
@@ -34,13 +34,7 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com]\napps: [slack]\n")
-    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n  lock: true\n")
-    hosts = tmp_path / "hosts"
-    hosts.write_bytes(b"127.0.0.1\tlocalhost\n")
-    return Paths(config, tmp_path / "state", hosts, tmp_path / "control.sock")
+    return scratch_paths(tmp_path, blocklist="domains: [twitter.com, linkedin.com]\napps: [slack]\n")
 
 
 @pytest.fixture

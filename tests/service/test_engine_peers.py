@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from detoxd.core import peerkey
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service.engine import Engine
+from tests.service.enginekit import ROOT, scratch_paths
 
-ROOT = Peer(pid=1, uid=0, gid=0)
 FAST = peerkey.KdfParams(n=2**14)
 HOLDERS = ["Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Tim Berners-Lee"]
 PEERS_CONFIG = ("detox:\n  days: 14\n  lock: peers\n  peers_needed: 3\npeers:\n"
@@ -27,26 +26,13 @@ PEERS_CONFIG = ("detox:\n  days: 14\n  lock: peers\n  peers_needed: 3\npeers:\n"
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "blocklist.yaml").write_text("domains: [twitter.com]\n")
-    (config / "detoxd.yaml").write_text(PEERS_CONFIG)
-    hosts = tmp_path / "hosts"
-    hosts.write_bytes(b"127.0.0.1 localhost\n")
-    return Paths(config, tmp_path / "state", hosts, tmp_path / "control.sock")
+    return scratch_paths(tmp_path, blocklist="domains: [twitter.com]\n", main=PEERS_CONFIG,
+                         hosts=b"127.0.0.1 localhost\n")
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
-    engine = Engine(paths, clock)
-    engine.boot()
-    yield engine
-    engine.shutdown()
 
 
 def start(engine: Engine, identifier: int = 4242) -> tuple[peerkey.ShareSet, bytes]:

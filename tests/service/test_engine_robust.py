@@ -14,8 +14,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,12 +22,11 @@ from detoxd import durable
 from detoxd.clock import FakeClock
 from detoxd.core.hosts import BEGIN_MARKER, END_MARKER
 from detoxd.paths import Paths
-from detoxd.protocol import Peer
 from detoxd.service import engine as engine_module
 from detoxd.service import state_store
 from detoxd.service.engine import Engine
+from tests.service.enginekit import ROOT, blocked, scratch_paths
 
-ROOT = Peer(pid=1, uid=0, gid=0)
 USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n"
 DAY = 86400.0
 NAMES = {"twitter.com", "www.twitter.com", "linkedin.com", "www.linkedin.com"}
@@ -37,33 +34,7 @@ NAMES = {"twitter.com", "www.twitter.com", "linkedin.com", "www.linkedin.com"}
 
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
-    config = tmp_path / "config"
-    config.mkdir()
-    (config / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com]\n")
-    (config / "detoxd.yaml").write_text("detox:\n  days: 14\n  lock: true\n")
-    hosts = tmp_path / "hosts"
-    hosts.write_bytes(USER_LINES)
-    run = tmp_path / "run"
-    run.mkdir()
-    return Paths(config, tmp_path / "state", hosts, run / "control.sock")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
-
-
-@pytest.fixture
-def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
-    engine = Engine(paths, clock)
-    engine.boot()
-    yield engine
-    engine.shutdown()
-
-
-def blocked(paths: Paths) -> set[str]:
-    text = paths.hosts_file.read_text()
-    return {line.split()[1] for line in text.splitlines() if line.startswith("0.0.0.0")}
+    return scratch_paths(tmp_path, blocklist="domains: [twitter.com, linkedin.com]\n", hosts=USER_LINES)
 
 
 def started(engine: Engine, clock: FakeClock) -> str:
