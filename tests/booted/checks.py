@@ -129,15 +129,19 @@ def percentiles(samples: list[float]) -> str:
     return f"median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms, max {ordered[-1]:.1f} ms"
 
 
-def warnings_since(cursor: str) -> list[str]:
+def warnings_since(mark: int) -> list[str]:
     """The unit's journal lines at priority warning or above (what `journalctl -p warning -u
-    detoxd` shows), read as JSON so that each entry's PRIORITY is the one journald stored."""
-    return [message for priority, message in journal_since(cursor) if priority <= 4]
+    detoxd` shows) logged after ``mark``, read as JSON: each entry's PRIORITY as journald stored it."""
+    return [message for priority, message in journal_since(mark) if priority <= 4]
 
 
-def journal_since(cursor: str) -> list[tuple[int, str]]:
-    output = run("journalctl", "-u", "detoxd", "--no-pager", "-o", "json",
-                 f"--after-cursor={cursor}").stdout
+def journal_since(mark: int) -> list[tuple[int, str]]:
+    return unit_journal()[mark:]
+
+
+def unit_journal() -> list[tuple[int, str]]:
+    """This boot's entries for detoxd.service, oldest first: (priority, message)."""
+    output = run("journalctl", "-b", "-u", "detoxd", "--no-pager", "-o", "json").stdout
     entries = []
     for line in output.splitlines():
         try:
@@ -145,15 +149,16 @@ def journal_since(cursor: str) -> list[tuple[int, str]]:
         except ValueError:
             continue
         message = entry.get("MESSAGE")
-        if isinstance(message, str) and message.strip():
+        if isinstance(message, str):
             entries.append((int(entry.get("PRIORITY", 6)), message))
     return entries
 
 
-def journal_cursor() -> str:
-    output = run("journalctl", "-n", "0", "--show-cursor", "--no-pager").stdout
-    match = re.search(r"-- cursor: (\S+)", output)
-    return match.group(1) if match else ""
+def journal_cursor() -> int:
+    """A mark in the unit's journal of this boot. (Not journalctl's --after-cursor: with a cursor
+    from `journalctl -n 0 --show-cursor`, systemd 252 in the guest skipped entries the service
+    logged later, which `journalctl -b -u detoxd` shows.)"""
+    return len(unit_journal())
 
 
 # ---- phase 1: the Debian package ------------------------------------------------------------
@@ -299,7 +304,7 @@ def _watchdog() -> tuple[bool, str]:
     os.kill(int(old), signal.SIGSTOP)
     waited = wait_for(lambda: unit()["MainPID"] not in ("0", old) and active(), 60, 0.1)
     back = time.monotonic() - begun
-    journal = run("journalctl", "-u", "detoxd", "--no-pager", "-o", "cat", f"--after-cursor={cursor}").stdout
+    journal = "\n".join(message for _, message in journal_since(cursor))
     timed_out = "Watchdog timeout" in journal or "watchdog" in journal.lower()
     gone = not Path(f"/proc/{old}").exists()
     return waited is not None and timed_out and gone, (
@@ -339,9 +344,12 @@ def _broken_reload() -> tuple[bool, str]:
 
 def _stop_during_lock() -> tuple[bool, str]:
     cursor = journal_cursor()
+    before = run("systemctl", "show", "detoxd", "-p",
+                 "NRestarts,ExecMainStartTimestampMonotonic,MainPID").stdout.split()
     begun = time.monotonic()
     result = run("systemctl", "stop", "detoxd.service")
     took = time.monotonic() - begun
+    how = run("systemctl", "show", "detoxd", "-p", "ExecMainCode,ExecMainStatus").stdout.split()
     state = unit()
     still = blocked()
     shown = run("detoxd", "status")
@@ -358,6 +366,7 @@ def _stop_during_lock() -> tuple[bool, str]:
     refused = result.returncode != 0 and state["ActiveState"] == "active"
     loud = bool(warned) and plain >= 1 and shown.returncode == 4 and "nothing restores it" in shown.stderr
     if not loud:  # what the journal did get, to see why
+        warned = [f"(before: {' '.join(before)}; main process after stop: {' '.join(how)})", *warned]
         logged = [f"<{priority}>{message[:80]}" for priority, message in journal_since(cursor)]
         warned = warned or [f"(none; the unit's journal: {' | '.join(logged[:6])})"]
     return (refused or loud) and still, (
