@@ -480,7 +480,9 @@ def _draw_to_fit_on_xorg(icon: Any, face: Callable[[], icons.Face]) -> None:
         if data is not None and data.size == (width, height):
             return  # pystray resets it to None when the icon changes
         data = icons.render_opaque(face(), width, height)
-        data.tostring = data.tobytes  # type: ignore[attr-defined]  # as pystray does, for old python-xlib
+        # As pystray does, for old python-xlib; setattr: typed Pillow (PyPI) has no such attribute,
+        # Debian's untyped python3-pil says nothing, and mypy must pass with both.
+        setattr(data, "tostring", data.tobytes)  # noqa: B010
         icon._icon_data = data
 
     if not hasattr(icon, "_assert_icon_data"):
