@@ -744,6 +744,8 @@ class Engine:
         if peer.uid not in agent_uids():
             return {"ok": False, "code": "not_authorized", "error": "'network_sync' is for the network agent"}
         response = self.network.sync(request)
+        if response.get("ok") and "lookups" in request:  # counts of the engines' query logs
+            response["journalled_lookups"] = self.record_blocked_lookups(request["lookups"])
         self.check(self.clock.monotonic(), full=False)  # count the tampering it reported at once
         return response
 

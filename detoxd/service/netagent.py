@@ -8,6 +8,15 @@ retries an engine that failed with a backoff of 2, 4, 8 … at most 60 s. An eng
 never weakens anything: the local block is the daemon's and stays; this agent keeps retrying.
 When the daemon is unreachable the agent keeps holding (and checking) what it last got.
 
+Blocked lookups (the audit's "blocked lookups per device per day"): during a detox, when an
+engine is first in sync and then every ``LOOKUP_SECONDS`` (5 min), the agent reads the blocked
+part of the engine's query log for today (and yesterday, shortly after midnight), keeps only the
+names of the detox (:mod:`detoxd.core.lookups`: any other domain is dropped in this process and
+never sent), and hands each device's totals of the day to the daemon with the next
+``network_sync`` (``lookups``). Pi-hole and AdGuard Home can tell; an engine whose log cannot be
+read (no endpoint, not permitted, log off) and the local dnsmasq/Unbound show
+``query_log: not_available`` in status, and nothing else changes.
+
 Secrets: each engine's ``password_file`` is read from ``$CREDENTIALS_DIRECTORY`` (systemd's
 ``LoadCredential=``), where the unit puts copies readable by this process only; outside systemd
 (by hand, as root) from the config directory, with the same ownership and 0600 checks as
@@ -21,13 +30,16 @@ import os
 import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from detoxd.client import ControlClient, ControlError
+from detoxd.core import lookups
 from detoxd.core.network import EngineConfig, engine_from_json, engine_names, exceptions
 from detoxd.service.targets.adguardhome import AdGuardHomeTarget
 from detoxd.service.targets.dnsmasq import DnsmasqTarget
@@ -40,6 +52,7 @@ log = logging.getLogger("detoxd.network")
 SYNC_SECONDS = 2.0
 CHECK_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 60.0
+LOOKUP_SECONDS = 300.0
 CREDENTIAL_PREFIX = "detoxd_"  # LoadCredential=detoxd:/etc/detoxd names each file detoxd_<name>
 
 MakeTarget = Callable[[EngineConfig, str | None], EngineTarget]
@@ -101,17 +114,27 @@ class EngineRun:
     next_check: float = 0.0
     tamper_events: int = 0
     drift: list[str] = field(default_factory=list)
+    query_log: str | None = None  # available | not_available (None: not read yet)
+    next_lookups: float = 0.0
+    lookups: Counter[lookups.LookupKey] = field(default_factory=Counter)
 
     def report(self) -> dict[str, Any]:
         return {"key": self.config.key, "state": self.state, "last_ok": self.last_ok,
-                "names": len(self.held or ()), "error": self.error, "tamper_events": self.tamper_events}
+                "names": len(self.held or ()), "error": self.error, "tamper_events": self.tamper_events,
+                "query_log": self.query_log}
 
 
 class NetAgent:
     def __init__(self, client: ControlClient, config_dir: Path, *, kind: str = "all",
                  make: MakeTarget = make_target, monotonic: Callable[[], float] = time.monotonic,
-                 check_seconds: float = CHECK_SECONDS) -> None:
+                 check_seconds: float = CHECK_SECONDS, lookup_seconds: float = LOOKUP_SECONDS,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC), tz: tzinfo | None = None) -> None:
         self.client = client
+        self.lookup_seconds = lookup_seconds
+        self.wall = wall
+        self.tz = tz if tz is not None else _local_zone()
+        self.lookups_pending = False  # counts changed since the daemon last took them
+        self._name_set: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
         self.config_dir = config_dir
         self.kind = kind
         self.make = make
@@ -165,9 +188,12 @@ class NetAgent:
         reports = [run.report() for run in self.engines.values()]
         drift = [{"key": run.config.key, "detail": detail} for run in self.engines.values()
                  for detail in run.drift]
+        extra: dict[str, Any] = {}
+        if self.lookups_pending:
+            extra["lookups"] = lookups.entries(run.lookups for run in self.engines.values())
         try:
             reply = self.client.request("network_sync", agent=self.kind, report=reports, drift=drift,
-                                        have=self.digest)
+                                        have=self.digest, **extra)
         except ControlError as exc:
             if self.daemon_reachable:
                 log.warning("daemon unreachable (%s): holding what the engines have", exc)
@@ -177,6 +203,7 @@ class NetAgent:
             log.error("daemon refused network_sync: %s", reply.get("error"))
             return
         self.daemon_reachable = True
+        self.lookups_pending = self.lookups_pending and "lookups" not in extra
         for run in self.engines.values():
             run.drift.clear()  # delivered
         self._take(reply)
@@ -233,6 +260,39 @@ class NetAgent:
         run.state = "in_sync" if self.active else "idle"
         run.error, run.failures, run.next_try = None, 0, 0.0
         run.last_ok = datetime.now(UTC).isoformat(timespec="seconds")
+        if self.active and now >= run.next_lookups:
+            self.read_lookups(run, now)
+
+    def read_lookups(self, run: EngineRun, now: float) -> None:
+        """Count the blocked lookups of the detox's names in the engine's query log. A failure
+        here never touches the engine's state: the block is what matters; retried next time."""
+        run.next_lookups = now + self.lookup_seconds
+        read = getattr(run.target, "read_query_log", None)
+        if read is None:
+            run.query_log = "not_available"  # dnsmasq, Unbound: no per-device log to ask
+            return
+        until = self.wall().astimezone(self.tz)
+        since = _day_start(until - timedelta(seconds=2 * self.lookup_seconds))
+        try:
+            found = read(since, until)
+        except (EngineError, OSError) as exc:
+            log.warning("%s: query log not read (%s); trying again in %gs", run.config.key, exc,
+                        self.lookup_seconds)
+            return
+        if found is None:
+            if run.query_log != "not_available":
+                log.info("%s: its query log cannot be read: no blocked-lookup counts from it", run.config.key)
+            run.query_log = "not_available"
+            return
+        run.query_log = "available"
+        subdomains = run.config.engine == "adguardhome"  # ||name^ blocks the names under it too
+        if self._name_set[0] is not self.names:
+            self._name_set = (self.names, frozenset(self.names))
+        fresh = lookups.count(found, self._name_set[1], self.tz, since=since, subdomains=subdomains)
+        merged = lookups.keep_highest(run.lookups, fresh, since.date())
+        if merged != run.lookups:
+            run.lookups = merged
+            self.lookups_pending = True
 
     def _failed(self, run: EngineRun, now: float, state: str, message: str) -> None:
         if run.state != state or run.error != message:
@@ -241,6 +301,15 @@ class NetAgent:
         run.state, run.error = state, message
         run.next_try = now + min(MAX_BACKOFF_SECONDS, 2.0 ** run.failures)
         run.target = None if state in ("auth_failed",) else run.target  # re-read a fixed secret
+
+
+def _day_start(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _local_zone() -> tzinfo:
+    from detoxd.service.scheduler import system_timezone
+    return ZoneInfo(system_timezone())
 
 
 def describe_engines(engines: tuple[EngineConfig, ...], config_dir: Path,

@@ -95,6 +95,7 @@ class NetworkTarget:
                 "error": None if stale else report.get("error"),
                 "tamper_events": report.get("tamper_events", 0),
                 "clients": len(engine.clients),
+                "query_log": report.get("query_log"),
             })
         return {"network": rows}
 
@@ -198,6 +199,7 @@ def _serves(kind: str, engine: EngineConfig) -> bool:
     return engine.engine == kind
 
 
+QUERY_LOG_STATES = ("available", "not_available")  # can the engine count blocked lookups per device
 REPORTED_STATES = frozenset({"in_sync", "idle", "pending", "unreachable", "auth_failed", "tls_error",
                              "refused", "error"})
 
@@ -215,4 +217,5 @@ def _clean_report(report: dict[str, Any]) -> dict[str, Any]:
         return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
     return {"state": state if state in REPORTED_STATES else "error", "last_ok": text("last_ok", 40),
-            "names": count("names"), "error": text("error", 300), "tamper_events": count("tamper_events")}
+            "names": count("names"), "error": text("error", 300), "tamper_events": count("tamper_events"),
+            "query_log": report.get("query_log") if report.get("query_log") in QUERY_LOG_STATES else None}

@@ -8,10 +8,15 @@ implement just the endpoints detoxd uses, written from the projects' published s
   /api/domains/deny/exact, PUT/DELETE .../{domain}, POST /api/domains:batchDelete; a duplicate
   in an array is reported in ``processed.errors``, a single duplicate is HTTP 400
   ``database_error`` "UNIQUE constraint failed"), groups.yaml, clients.yaml, dns.yaml
-  (/api/dns/blocking), info.yaml (/api/info/version).
+  (/api/dns/blocking), info.yaml (/api/info/version), queries.yaml (GET /api/queries: ``from``,
+  ``until``, ``status``, ``length``, ``start``, ``cursor``; newest first; rows with ``id``,
+  ``time``, ``domain``, ``status``, ``client: {ip, name}``; ``cursor``, ``recordsFiltered``).
 - AdGuard Home: openapi/openapi.yaml (API version 0.107, as in v0.107.79): basicAuth on every
   request, GET /control/status, POST /control/protection, GET /control/filtering/status, POST
-  /control/filtering/set_rules (replaces the whole list), POST /control/filtering/config.
+  /control/filtering/set_rules (replaces the whole list), POST /control/filtering/config,
+  GET /control/querylog/config (``enabled``), GET /control/querylog (``limit``, ``older_than``,
+  ``response_status``; newest first; items with ``time`` RFC 3339 in nanoseconds as Go writes
+  it, ``client``, ``question: {name, type, class}``, ``reason``; ``oldest``).
 
 Both serve HTTP or HTTPS (a self-signed certificate made per test with openssl), on 127.0.0.1
 only, and record every request so tests can count calls and look for leaked secrets.
@@ -26,10 +31,11 @@ import ssl
 import subprocess
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def self_signed_certificate(directory: Path, name: str = "pi.hole") -> tuple[Path, Path]:
@@ -136,6 +142,14 @@ class PiholeState:
         self.blocking = "enabled"
         self.next_id = 1
         self.logins = 0
+        self.queries: list[dict[str, Any]] = []  # FTL's in-memory query log, oldest first
+        self.queries_endpoint = True  # False: an FTL without /api/queries (404)
+
+    def log_query(self, at: float, client: str, domain: str, status: str = "FORWARDED") -> None:
+        self.queries.append({"id": len(self.queries) + 1, "time": at, "type": "A", "domain": domain,
+                             "cname": None, "status": status, "client": {"ip": client, "name": None},
+                             "dnssec": "UNKNOWN", "reply": {"type": "IP", "time": 0.5}, "list_id": None,
+                             "upstream": None, "ede": {"code": 0, "text": None}})
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -161,6 +175,8 @@ class PiholeHandler(_JsonHandler):
                 return self._send(401, {"session": {"valid": False, "totp": False, "sid": None,
                                                     "csrf": None, "validity": -1,
                                                     "message": "no SID provided"}, "took": 0.001})
+            if path == "/api/queries" and self.command == "GET":
+                return self._queries(parse_qs(urlsplit(self.path).query))
             if path == "/api/info/version":
                 return self._send(200, {"version": {"ftl": {"local": {"version": "v6.4.1"}}}})
             if path == "/api/dns/blocking":
@@ -181,6 +197,24 @@ class PiholeHandler(_JsonHandler):
             if path.startswith("/api/clients"):
                 return self._clients(unquote(path[len("/api/clients"):].lstrip("/")), body)
         self._send(404, _error("not_found", "Not found"))
+
+    def _queries(self, query: dict[str, list[str]]) -> None:
+        state = self.pihole
+        if not state.queries_endpoint:
+            return self._send(404, _error("not_found", "Not found", "/api/queries"))
+
+        def number(key: str, default: float) -> float:
+            return float(query[key][0]) if key in query else default
+
+        cursor = int(number("cursor", len(state.queries)))
+        rows = [row for row in reversed(state.queries) if row["id"] <= cursor
+                and number("from", 0) <= row["time"] < number("until", float("inf"))
+                and ("status" not in query or row["status"] == query["status"][0])]
+        start, length = int(number("start", 0)), int(number("length", 100))
+        page = rows[start:start + length]
+        return self._send(200, {"queries": page, "cursor": cursor if state.queries else None,
+                                "recordsTotal": len(state.queries), "recordsFiltered": len(rows),
+                                "draw": 0, "took": 0.001})
 
     def _auth(self, body: Any) -> None:
         state = self.pihole
@@ -304,9 +338,23 @@ class AdGuardState:
         self.protection_enabled = True
         self.filtering_enabled = True
         self.set_rules_calls = 0
+        self.querylog: list[dict[str, Any]] = []  # oldest first
+        self.querylog_enabled = True
+        self.querylog_endpoint = True  # False: a server that answers 404 (an older or stripped build)
+
+    def log_query(self, at: datetime, client: str, name: str, reason: str = "NotFilteredNotFound") -> None:
+        zone = at.strftime("%z")
+        stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123" + zone[:3] + ":" + zone[3:]  # Go's nanoseconds
+        self.querylog.append({"answer": [], "client": client, "client_proto": "", "elapsedMs": "0.1",
+                              "question": {"class": "IN", "name": name, "type": "A"},
+                              "reason": reason, "rules": [], "status": "NOERROR", "time": stamp,
+                              "_at": at})
 
 
 class AdGuardHandler(_JsonHandler):
+    def _querylog(self, state: AdGuardState, query: dict[str, list[str]]) -> None:
+        self._send(200, _querylog_page(state, query))
+
     def _dispatch(self) -> None:
         body = self._body()
         state: AdGuardState = self.standin.state
@@ -333,10 +381,38 @@ class AdGuardHandler(_JsonHandler):
                 state.user_rules = list(body["rules"])  # replaces the whole list, as the spec says
                 state.set_rules_calls += 1
                 return self._send(200)
+            if path == "/control/querylog/config" and state.querylog_endpoint:
+                return self._send(200, {"enabled": state.querylog_enabled, "interval": 86400000,
+                                        "anonymize_client_ip": False, "ignored": []})
+            if path == "/control/querylog" and state.querylog_endpoint:
+                return self._querylog(state, parse_qs(urlsplit(self.path).query))
             if path == "/control/filtering/config" and self.command == "POST":
                 state.filtering_enabled = bool(body["enabled"])
                 return self._send(200)
         return self._send(404)
+
+
+BLOCKED_REASONS = {"blocked": ("FilteredBlackList", "FilteredBlockedService"),
+                   "filtered": ("FilteredBlackList", "FilteredBlockedService", "FilteredSafeBrowsing",
+                                "FilteredParental", "FilteredSafeSearch")}
+
+
+def _querylog_page(state: AdGuardState, query: dict[str, list[str]]) -> dict[str, Any]:
+    items = list(reversed(state.querylog)) if state.querylog_enabled else []
+    if "older_than" in query:
+        bound = datetime.fromisoformat(_micro(query["older_than"][0]))
+        items = [item for item in items if item["_at"] < bound]
+    reasons = BLOCKED_REASONS.get(query.get("response_status", ["all"])[0])
+    if reasons is not None:
+        items = [item for item in items if item["reason"] in reasons]
+    page = items[:int(query.get("limit", ["500"])[0])]
+    return {"data": [{k: v for k, v in item.items() if k != "_at"} for item in page],
+            "oldest": page[-1]["time"] if page else ""}
+
+
+def _micro(stamp: str) -> str:
+    head, dot, rest = stamp.partition(".")
+    return head + dot + rest[:6] + rest[9:] if dot else stamp
 
 
 def adguard_standin(tls: tuple[Path, Path] | None = None, **state: Any) -> StandIn:
