@@ -4,12 +4,13 @@ openapi/openapi.yaml, API version 0.107 / v0.107.79, since AdGuard Home cannot b
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from detoxd.core.network import ADGUARD_BEGIN, ADGUARD_END, CANARY, EngineConfig, engine_names, exceptions
-from detoxd.service.targets.adguardhome import AdGuardHomeTarget
+from detoxd.service.targets.adguardhome import QUERY_PAGE, AdGuardHomeTarget
 from detoxd.service.targets.engines import EngineError
 
 from .standins import StandIn, adguard_standin, der_fingerprint, self_signed_certificate
@@ -89,3 +90,39 @@ def test_self_signed_certificate_with_and_without_pin(tmp_path: Path) -> None:
         assert caught.value.state == "tls_error" and agh.requests == []
         apply(AdGuardHomeTarget(config(agh.url, pin=der_fingerprint(cert)), SECRET))
         assert "||twitter.com^" in agh.state.user_rules
+
+
+def test_the_query_log_is_read_back_to_the_window_blocked_lookups_only(agh: StandIn) -> None:
+    """openapi.yaml /querylog: response_status=blocked, pages of ``limit`` ``older_than`` the last
+    ``oldest``, newest first; only user-rule blocks (FilteredBlackList) are kept."""
+    target = AdGuardHomeTarget(config(agh.url), SECRET)
+    since = datetime(2026, 3, 2, tzinfo=UTC)
+    agh.state.log_query(since - timedelta(minutes=1), "192.168.1.23", "twitter.com", "FilteredBlackList")
+    for i in range(QUERY_PAGE + 5):
+        agh.state.log_query(since + timedelta(seconds=i), "192.168.1.23", "m.twitter.com",
+                            "FilteredBlackList")
+    agh.state.log_query(since + timedelta(hours=2), "192.168.1.40", "bad.example", "FilteredSafeBrowsing")
+    agh.state.log_query(since + timedelta(hours=2), "192.168.1.40", "news.example")
+    found = target.read_query_log(since, since + timedelta(hours=3))
+    assert found is not None and len(found) == QUERY_PAGE + 5
+    assert {(f.device, f.name) for f in found} == {("192.168.1.23", "m.twitter.com")}
+    assert min(f.at for f in found) == since
+    log_calls = [path for _, path, _, _ in agh.requests if path.startswith("/control/querylog?")]
+    assert len(log_calls) == 2 and "older_than=" in log_calls[1]
+    agh.state.querylog_enabled = False
+    assert target.read_query_log(since, since + timedelta(hours=3)) is None
+    agh.state.querylog_endpoint = False
+    assert target.read_query_log(since, since + timedelta(hours=3)) is None
+
+
+def test_the_query_log_is_not_read_past_the_window(agh: StandIn) -> None:
+    target = AdGuardHomeTarget(config(agh.url), SECRET)
+    since = datetime(2026, 3, 2, tzinfo=UTC)
+    for i in range(QUERY_PAGE + 500):  # yesterday's, already counted
+        agh.state.log_query(since - timedelta(seconds=5000 - i), "192.168.1.23", "twitter.com",
+                            "FilteredBlackList")
+    for i in range(10):
+        agh.state.log_query(since + timedelta(seconds=i), "192.168.1.23", "twitter.com", "FilteredBlackList")
+    found = target.read_query_log(since, since + timedelta(hours=1))
+    assert found is not None and len(found) == 10
+    assert len([path for _, path, _, _ in agh.requests if path.startswith("/control/querylog?")]) == 1

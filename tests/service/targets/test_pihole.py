@@ -10,13 +10,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from detoxd.core.network import CANARY, MARKER_COMMENT, EngineConfig, engine_names
 from detoxd.service.targets.engines import EngineError
-from detoxd.service.targets.pihole import PiholeTarget
+from detoxd.service.targets.pihole import QUERY_PAGE, PiholeTarget
 from detoxd.service.targets.webapi import fingerprint_text
 
 from .standins import StandIn, der_fingerprint, pihole_standin, self_signed_certificate
@@ -208,3 +209,23 @@ def test_a_duplicate_reply_is_not_an_error(pihole: StandIn, caplog: pytest.LogCa
     assert "UNIQUE constraint failed" in caplog.text
     assert pihole.state.domains["twitter.com"]["comment"] == "raced"
     assert pihole.state.domains["www.twitter.com"]["comment"] == MARKER_COMMENT
+
+
+def test_the_query_log_is_read_page_by_page_blocked_lookups_only(pihole: StandIn) -> None:
+    """queries.yaml: status=DENYLIST from/until, pages of ``length`` from the first ``cursor``."""
+    target = PiholeTarget(config(pihole.url), PASSWORD)
+    since = datetime(2026, 3, 2, tzinfo=UTC)
+    base = since.timestamp()
+    pihole.state.log_query(base - 60, "192.168.1.23", "twitter.com", "DENYLIST")  # before the window
+    for i in range(QUERY_PAGE + 5):
+        pihole.state.log_query(base + i, "192.168.1.23", "twitter.com", "DENYLIST")
+    pihole.state.log_query(base + 5000, "192.168.1.23", "news.example", "FORWARDED")
+    found = target.read_query_log(since, datetime.fromtimestamp(base + 9000, UTC))
+    assert found is not None and len(found) == QUERY_PAGE + 5
+    assert {(f.device, f.name) for f in found} == {("192.168.1.23", "twitter.com")}
+    assert min(f.at for f in found) == since
+    paths = [path for method, path, _, _ in pihole.requests if path.startswith("/api/queries")]
+    assert len(paths) == 2 and "status=DENYLIST" in paths[0] and "cursor=" in paths[1]
+    assert pihole.state.sessions == set()  # the seat was given back
+    pihole.state.queries_endpoint = False
+    assert target.read_query_log(since, datetime.fromtimestamp(base + 9000, UTC)) is None
