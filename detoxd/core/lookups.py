@@ -16,6 +16,7 @@ from datetime import date, datetime, tzinfo
 
 MAX_DEVICES = 128  # per report: with two days, the daemon's 256 entries per sync
 MAX_DEVICE_CHARS = 64
+MAX_NAMES_PER_ENTRY = 64  # the daemon keeps as many (audit.MAX_NAMES_PER_DAY): the most looked up
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def count(lookups: Iterable[Lookup], names: Collection[str], tz: tzinfo, *, sinc
 
 def entries(per_engine: Iterable[Mapping[LookupKey, int]]) -> list[dict[str, object]]:
     """The daemon's ``blocked_lookups`` entries: each device's totals of a day over all engines
-    (two Pi-holes may serve one phone), newest days first, at most ``MAX_DEVICES`` per day."""
+    (two Pi-holes may serve one phone), newest days first, at most ``MAX_DEVICES`` per day and
+    the ``MAX_NAMES_PER_ENTRY`` most looked-up names per device and day."""
     totals: Counter[LookupKey] = Counter()
     for counts in per_engine:
         totals.update(counts)
@@ -73,7 +75,8 @@ def entries(per_engine: Iterable[Mapping[LookupKey, int]]) -> list[dict[str, obj
                                                                                 item[0][1])):
         per_day[day] += 1
         if per_day[day] <= MAX_DEVICES:
-            result.append({"date": day.isoformat(), "device": device, "counts": dict(sorted(names.items()))})
+            top = sorted(names.items(), key=lambda item: (-item[1], item[0]))[:MAX_NAMES_PER_ENTRY]
+            result.append({"date": day.isoformat(), "device": device, "counts": dict(sorted(top))})
     return result
 
 

@@ -25,6 +25,7 @@ Secrets: each engine's ``password_file`` is read from ``$CREDENTIALS_DIRECTORY``
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -53,6 +54,7 @@ SYNC_SECONDS = 2.0
 CHECK_SECONDS = 15.0
 MAX_BACKOFF_SECONDS = 60.0
 LOOKUP_SECONDS = 300.0
+LOOKUPS_BUDGET_BYTES = 24 * 1024  # per network_sync, whose request may be 64 KiB (MAX_REQUEST_BYTES)
 CREDENTIAL_PREFIX = "detoxd_"  # LoadCredential=detoxd:/etc/detoxd names each file detoxd_<name>
 
 MakeTarget = Callable[[EngineConfig, str | None], EngineTarget]
@@ -133,7 +135,7 @@ class NetAgent:
         self.lookup_seconds = lookup_seconds
         self.wall = wall
         self.tz = tz if tz is not None else _local_zone()
-        self.lookups_pending = False  # counts changed since the daemon last took them
+        self._sent_lookups: dict[tuple[str, str], dict[str, int]] = {}  # (date, device) -> counts
         self._name_set: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
         self.config_dir = config_dir
         self.kind = kind
@@ -188,9 +190,8 @@ class NetAgent:
         reports = [run.report() for run in self.engines.values()]
         drift = [{"key": run.config.key, "detail": detail} for run in self.engines.values()
                  for detail in run.drift]
-        extra: dict[str, Any] = {}
-        if self.lookups_pending:
-            extra["lookups"] = lookups.entries(run.lookups for run in self.engines.values())
+        batch = self._lookups_batch()
+        extra: dict[str, Any] = {"lookups": batch} if batch else {}
         try:
             reply = self.client.request("network_sync", agent=self.kind, report=reports, drift=drift,
                                         have=self.digest, **extra)
@@ -203,10 +204,28 @@ class NetAgent:
             log.error("daemon refused network_sync: %s", reply.get("error"))
             return
         self.daemon_reachable = True
-        self.lookups_pending = self.lookups_pending and "lookups" not in extra
+        for entry in batch:
+            self._sent_lookups[(entry["date"], entry["device"])] = entry["counts"]
         for run in self.engines.values():
             run.drift.clear()  # delivered
         self._take(reply)
+
+    def _lookups_batch(self) -> list[dict[str, Any]]:
+        """The day totals the daemon does not have yet, as many as fit in one request; the rest
+        go with the next syncs (a household of 100 phones is sent in a few rounds, not refused)."""
+        current = lookups.entries(run.lookups for run in self.engines.values())
+        keys = {(str(entry["date"]), str(entry["device"])) for entry in current}
+        self._sent_lookups = {key: counts for key, counts in self._sent_lookups.items() if key in keys}
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for entry in current:
+            if self._sent_lookups.get((str(entry["date"]), str(entry["device"]))) == entry["counts"]:
+                continue
+            size += len(json.dumps(entry))
+            if size > LOOKUPS_BUDGET_BYTES:
+                break
+            batch.append(entry)
+        return batch
 
     def _take(self, reply: dict[str, Any]) -> None:
         self.active = bool(reply.get("active"))
@@ -289,10 +308,7 @@ class NetAgent:
         if self._name_set[0] is not self.names:
             self._name_set = (self.names, frozenset(self.names))
         fresh = lookups.count(found, self._name_set[1], self.tz, since=since, subdomains=subdomains)
-        merged = lookups.keep_highest(run.lookups, fresh, since.date())
-        if merged != run.lookups:
-            run.lookups = merged
-            self.lookups_pending = True
+        run.lookups = lookups.keep_highest(run.lookups, fresh, since.date())
 
     def _failed(self, run: EngineRun, now: float, state: str, message: str) -> None:
         if run.state != state or run.error != message:

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from detoxd.clock import FakeClock
+from detoxd.core.lookups import MAX_DEVICES, MAX_NAMES_PER_ENTRY
 from detoxd.paths import Paths
-from detoxd.protocol import Peer
+from detoxd.protocol import MAX_REQUEST_BYTES, Peer
 from detoxd.service import journal
 from detoxd.service.engine import Engine
 from detoxd.service.netagent import NetAgent
@@ -182,3 +183,29 @@ def test_a_query_log_that_fails_for_a_moment_leaves_the_engine_in_sync(
     agent.round()
     agent.round()
     assert query_logs(engine)["pihole"] == ("in_sync", "available")  # as last read; retried in 5 min
+
+
+def test_a_big_household_is_sent_in_bounded_requests_and_arrives_whole(
+        engine: Engine, paths: Paths, clock: FakeClock, standins: tuple[StandIn, StandIn]) -> None:
+    pihole, _ = standins
+    names = [f"site{i:02d}-with-a-longish-name.example" for i in range(MAX_NAMES_PER_ENTRY)]
+    (paths.config_dir / "blocklist.yaml").write_text(f"domains: [{', '.join(names)}]\n")
+    assert engine.handle({"cmd": "reload"}, ROOT)["ok"]
+    engine.handle({"cmd": "start"}, ROOT)
+    agent, client = agent_for(engine, paths, clock)
+    agent.round()
+    base = clock.now().timestamp() + 5
+    devices = [f"fd00:1234:5678:9abc:def0:1234:{i // 256:x}:{i % 256:x}" for i in range(MAX_DEVICES)]
+    for device in devices:
+        for name in names:
+            pihole.state.log_query(base, device, name, "DENYLIST")
+    clock.advance(301)
+    for _ in range(30):
+        agent.round()
+    sizes = [len(json.dumps(request)) for request in client.received]
+    assert max(sizes) < MAX_REQUEST_BYTES
+    assert len([r for r in client.received if "lookups" in r]) > 5  # it took several requests
+    journalled = lookups_journalled(paths)
+    assert len(journalled) == MAX_DEVICES
+    assert {device for _, device, _ in journalled} == set(devices)
+    assert all(counts == dict.fromkeys(names, 1) for _, _, counts in journalled)
