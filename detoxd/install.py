@@ -32,6 +32,13 @@ TRAY_UNIT = "detoxd-tray.service"
 TRAY_AUTOSTART = "detoxd-tray.desktop"
 CUTTER_UNIT = "detoxd-cutter.service"  # closes connections to newly blocked sites, on demand
 CUTTER_PATH_UNIT = "detoxd-cutter.path"  # starts it when the daemon queues a request
+# The household's DNS engines (README "The whole household"): installed, never enabled by
+# install, since each needs a `network:` config for its engine first.
+NETWORK_UNITS = ("detoxd-network.service", "detoxd-network-dnsmasq.service",
+                 "detoxd-network-unbound.service")
+# The user detoxd-network.service runs as (systemd-sysusers). The Debian package ships it in
+# /usr/lib/sysusers.d/detoxd.conf; a source install puts it where the admin's own files go.
+NETWORK_SYSUSERS = "detoxd-network.sysusers"
 CONFIG_FILES = ("detoxd.yaml", "blocklist.yaml")
 
 # Where each file goes, relative to the root.
@@ -40,6 +47,8 @@ TRAY_UNIT_PATH = Path("etc/systemd/user") / TRAY_UNIT
 TRAY_AUTOSTART_PATH = Path("etc/xdg/autostart") / TRAY_AUTOSTART
 CUTTER_UNIT_PATH = Path("etc/systemd/system") / CUTTER_UNIT
 CUTTER_PATH_UNIT_PATH = Path("etc/systemd/system") / CUTTER_PATH_UNIT
+NETWORK_UNIT_PATHS = tuple(Path("etc/systemd/system") / name for name in NETWORK_UNITS)
+SYSUSERS_PATH = Path("etc/sysusers.d/detoxd.conf")
 CONFIG_DIR = Path("etc/detoxd")
 STATE_DIR = Path("var/lib/detoxd")
 # Units shipped by the Debian package (dh_installsystemd; Debian 12 still uses /lib).
@@ -97,6 +106,9 @@ class Bundle:
     config: Mapping[str, str]  # file name in /etc/detoxd -> default text
     cutter_unit: str = field(default_factory=lambda: _unit_template(CUTTER_UNIT))
     cutter_path_unit: str = field(default_factory=lambda: _unit_template(CUTTER_PATH_UNIT))
+    network_units: Mapping[str, str] = field(
+        default_factory=lambda: {name: _unit_template(name) for name in NETWORK_UNITS})
+    network_sysusers: str = field(default_factory=lambda: _unit_template(NETWORK_SYSUSERS))
 
     @classmethod
     def load(cls) -> Bundle:
@@ -218,6 +230,11 @@ def install(
     _install_config(root, bundle.config, report)
 
     manager = _Systemctl(root, systemctl)
+    if units_changed:
+        _create_network_user(root, report)
+        if not any(manager.is_enabled(name) for name in NETWORK_UNITS):
+            report.note(f"{', '.join(NETWORK_UNITS)}: installed, not enabled (each needs a "
+                        "network: config first; then `systemctl enable --now` the engine's unit)")
     if units_changed and manager.live and manager.booted:
         manager.run("daemon-reload")
     if not manager.is_enabled(SYSTEM_UNIT):
@@ -275,6 +292,10 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
     if cutter_installed and manager.is_enabled(CUTTER_PATH_UNIT):
         manager.run("disable", *(["--now"] if manager.live and manager.booted else []), CUTTER_PATH_UNIT)
         report.did(f"disabled {CUTTER_PATH_UNIT}")
+    for name, relative in zip(NETWORK_UNITS, NETWORK_UNIT_PATHS, strict=True):
+        if ((root / relative).exists() or packaged is not None) and manager.is_enabled(name):
+            manager.run("disable", *(["--now"] if manager.live and manager.booted else []), name)
+            report.did(f"disabled {name}")
     tray_installed = (root / TRAY_UNIT_PATH).exists() or packaged is not None
     if tray_installed and manager.is_enabled(TRAY_UNIT, "--global"):
         manager.run("--global", "disable", TRAY_UNIT)
@@ -288,6 +309,9 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
         report.note(f"kept /{CONFIG_DIR}: your configuration (--purge removes it)")
     if not purge and (root / STATE_DIR).exists():
         report.note(f"kept /{STATE_DIR}: the ended detox's state (--purge removes it)")
+    if any("sysusers" in line for line in removed):
+        report.note("kept the system user detoxd-network (system users are never deleted: "
+                    "files it owned would pass to a later user of that uid)")
     if packaged is not None:
         report.note(f"the Debian package's files stay (/{packaged}, /usr/bin/detoxd): "
                     "`sudo apt purge detoxd` removes them with the config and the state")
@@ -301,7 +325,7 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
     /var/lib/detoxd. Touches nothing else (not /etc/hosts). Returns what it removed."""
     removed = []
     for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH, CUTTER_UNIT_PATH,
-                     CUTTER_PATH_UNIT_PATH):
+                     CUTTER_PATH_UNIT_PATH, *NETWORK_UNIT_PATHS, SYSUSERS_PATH):
         path = root / relative
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -357,6 +381,9 @@ def _install_units(
         TRAY_AUTOSTART_PATH: render(bundle.tray_autostart, executable),
         CUTTER_UNIT_PATH: render(bundle.cutter_unit, executable),
         CUTTER_PATH_UNIT_PATH: bundle.cutter_path_unit,
+        **{path: render(bundle.network_units[name], executable)
+           for name, path in zip(NETWORK_UNITS, NETWORK_UNIT_PATHS, strict=True)},
+        SYSUSERS_PATH: bundle.network_sysusers,
     }
     changed = False
     for relative, text in wanted.items():
@@ -364,6 +391,22 @@ def _install_units(
             report.did(f"wrote /{relative}")
             changed = True
     return changed
+
+
+def _create_network_user(root: Path, report: _Report) -> None:
+    """Create detoxd-network from the sysusers file just written (systemd-sysusers(8), also
+    offline with --root); without systemd-sysusers the unit fails until the user exists."""
+    program = shutil.which("systemd-sysusers", path="/usr/bin:/bin:/usr/sbin:/sbin")
+    if program is None:
+        report.note("systemd-sysusers is not installed: create the user detoxd-network "
+                    f"(see /{SYSUSERS_PATH}) before enabling detoxd-network.service")
+        return
+    root_option = [] if root.resolve() == Path("/") else [f"--root={root}"]
+    # Fixed arguments, no shell.
+    result = subprocess.run([program, *root_option, str(root / SYSUSERS_PATH)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise InstallError(f"systemd-sysusers {SYSUSERS_PATH} failed: {result.stderr.strip()}")
 
 
 def _install_config(root: Path, config: Mapping[str, str], report: _Report) -> None:

@@ -333,3 +333,44 @@ def test_uninstall_removes_the_empty_policy_dirs_and_says_what_it_keeps(
     assert "removed empty /etc/firefox/policies" in lines
     assert "removed empty /etc/opt/chrome" in lines
     assert "kept /var/lib/detoxd: the ended detox's state (--purge removes it)" in lines
+
+
+def test_household_units_and_their_user_are_installed_not_enabled(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
+
+    for name in installer.NETWORK_UNITS:
+        text = (tmp_path / "etc/systemd/system" / name).read_text()
+        assert f"ExecStart={executable} netagent --engines " in text, name
+        assert systemctl(tmp_path, "is-enabled", name).stdout.strip() == "disabled", name
+    assert "LoadCredential=detoxd:/etc/detoxd\n" in (
+        tmp_path / "etc/systemd/system/detoxd-network.service").read_text()
+    sysusers = (tmp_path / "etc/sysusers.d/detoxd.conf").read_text()
+    assert sysusers == (REPO / "systemd/detoxd-network.sysusers").read_text()
+    if shutil.which("systemd-sysusers", path="/usr/bin:/bin:/usr/sbin:/sbin"):
+        # systemd-sysusers --root made the user in the scratch root's own passwd.
+        passwd = (tmp_path / "etc/passwd").read_text().splitlines()
+        assert any(line.startswith("detoxd-network:") and line.endswith(":/usr/sbin/nologin")
+                   for line in passwd), passwd
+    assert any("installed, not enabled" in line and "detoxd-network-dnsmasq.service" in line
+               for line in lines), lines
+
+    removed = uninstall(tmp_path, purge=False)
+    for relative in installer.NETWORK_UNIT_PATHS:
+        assert not (tmp_path / relative).exists()
+    assert not (tmp_path / "etc/sysusers.d/detoxd.conf").exists()
+    assert any("kept the system user detoxd-network" in line for line in removed), removed
+
+
+def test_uninstall_disables_an_enabled_household_unit(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
+    assert systemctl(tmp_path, "enable", "detoxd-network-dnsmasq.service").returncode == 0
+
+    lines = uninstall(tmp_path, purge=False)
+
+    assert "disabled detoxd-network-dnsmasq.service" in lines
+    assert not (tmp_path / "etc/systemd/system/multi-user.target.wants/"
+                "detoxd-network-dnsmasq.service").exists()
