@@ -6,9 +6,11 @@ It installs detoxd as the README says and checks the real service under the real
 one line per check on /ci-out/results. Phases (the phase file survives reboots):
 
 1. the Debian package: install, READY, exposure, start, tamper (in place and by rename),
-   kill -9, watchdog, reload and a YAML edit, `systemctl stop` and removal during a locked
-   detox; then the guest reboots;
-2. after the reboot: the detox resumed, ends by itself, /etc/hosts is byte-identical, purge;
+   kill -9, watchdog, reload and a YAML edit, the connection cutter (detoxd-cutter.path and
+   .service), the household agents (a real dnsmasq; LoadCredential= for the Pi-hole agent),
+   `systemctl stop` and removal during a locked detox; then the guest reboots;
+2. after the reboot: the detox resumed, ends by itself, /etc/hosts is byte-identical, dnsmasq
+   holds nothing of detoxd's, purge;
    then the source install (scripts/install-system) and a user's editable clone, refused;
    then the guest powers off.
 
@@ -23,6 +25,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -41,10 +44,22 @@ SOURCE = Path("/usr/src/detoxd")
 BLOCKLIST = Path("/etc/detoxd/blocklist.yaml")
 BEGIN_MARKER = b"# BEGIN detoxd block"
 END_MARKER = b"# END detoxd block"
-DETOX_DAYS = "0.002"  # 173 s: long enough for phase 1 and the reboot, short enough to wait for
+DETOX_DAYS = "0.0025"  # 216 s: long enough for phase 1 and the reboot, short enough to wait for
 EXPOSURE_TARGET = 1.5
 RESTORE_P95_TARGET_MS = 100.0
 POLICY_DIRS = ("/etc/firefox", "/etc/opt/chrome", "/etc/chromium")
+DETOXD_YAML = Path("/etc/detoxd/detoxd.yaml")
+# tests/booted/run makes the guest's dnsmasq answer this name with this address.
+CUT_NAME = "ci-cut.example"
+CUT_ADDRESS = "192.0.2.80"
+DNSMASQ_FILE = Path("/etc/dnsmasq.d/detoxd.conf")
+PIHOLE_URL = "http://127.0.0.1:9"  # nothing listens there: the agent must say unreachable
+PIHOLE_SECRET = "ci-secret-" + os.urandom(6).hex()
+NETWORK_UNITS = ("detoxd-network.service", "detoxd-network-dnsmasq.service",
+                 "detoxd-network-unbound.service")
+# README "The whole household" and "Install as a service" (systemd-analyze security).
+UNIT_EXPOSURE = {"detoxd-network.service": 1.1, "detoxd-network-dnsmasq.service": 0.7,
+                 "detoxd-network-unbound.service": 0.7, "detoxd-cutter.service": 2.0}
 
 
 def run(*command: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -214,6 +229,11 @@ def phase_package() -> None:
     check("watchdog (kill -STOP)", _watchdog)
     check("YAML edit -> new name blocked", _yaml_edit)
     check("reload: broken YAML refused, block kept", _broken_reload)
+    check("cutter: a YAML edit blocks a name -> detoxd-cutter.path starts detoxd-cutter.service, "
+          "the open connection is cut", _cutter)
+    check("household units: packaged, not enabled, their user, exposure", _household_units)
+    check("household: detoxd-network-dnsmasq.service -> a real dnsmasq blocks", _dnsmasq_engine)
+    check("household: detoxd-network.service, LoadCredential= and an unreachable Pi-hole", _pihole_credential)
     check("systemctl stop during a locked detox", _stop_during_lock)
     check("uninstall refused while locked", _uninstall_refused)
     check("apt remove refused while locked, nothing half-removed", _apt_remove_refused)
@@ -424,6 +444,7 @@ def phase_after_reboot() -> None:
         verdict = "byte-identical to" if same else "DIFFERS from"
         return same, f"/etc/hosts {verdict} the file before the detox ({len(HOSTS.read_bytes())} bytes)"
     check("hosts file byte-identical after the end", identical)
+    check("household: dnsmasq holds nothing of detoxd's after the end", _dnsmasq_after_end)
     check("apt purge removes what uninstall --purge removes", _purge)
     phase_source()
 
@@ -446,10 +467,15 @@ def _purge() -> tuple[bool, str]:
     result = run("apt-get", "purge", "-y", "-q", "detoxd", timeout=300,
                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
     left = [path for path in ("/etc/detoxd", "/var/lib/detoxd", "/lib/systemd/system/detoxd.service",
+                              *(f"/lib/systemd/system/{name}" for name in NETWORK_UNITS),
                               "/usr/bin/detoxd", "/run/detoxd", *POLICY_DIRS) if os.path.lexists(path)]
     same = HOSTS.read_bytes() == ORIGINAL_HOSTS.read_bytes()
-    return result.returncode == 0 and not left and same, (
-        f"exit {result.returncode}; left behind: {left or 'nothing'}; /etc/hosts unchanged: {same}")
+    # The agents enabled in phase 1 are stopped by the package's prerm, not left running.
+    running = [name for name in NETWORK_UNITS
+               if run("systemctl", "is-active", name).stdout.strip() in ("active", "activating")]
+    return result.returncode == 0 and not left and same and not running, (
+        f"exit {result.returncode}; left behind: {left or 'nothing'}; /etc/hosts unchanged: {same}; "
+        f"household agents still running: {running or 'none'}")
 
 
 # ---- phase 3: from source -------------------------------------------------------------------
@@ -483,10 +509,13 @@ def phase_source() -> None:
     check("source: exposure and status", source_exposure)
     check("source: a user's editable clone is refused", _user_clone_refused)
 
+    check("source: household units installed, not enabled, their user", _source_household_units)
+
     def uninstall() -> tuple[bool, str]:
         result = run("detoxd", "uninstall", "--purge")
         left = [path for path in ("/etc/systemd/system/detoxd.service", "/etc/detoxd", "/var/lib/detoxd",
-                                  *POLICY_DIRS) if os.path.lexists(path)]
+                                  *(f"/etc/systemd/system/{name}" for name in NETWORK_UNITS),
+                                  "/etc/sysusers.d/detoxd.conf", *POLICY_DIRS) if os.path.lexists(path)]
         return result.returncode == 0 and not left and not active(), (
             f"exit {result.returncode}; left behind: {left or 'nothing'}; said: "
             f"{'; '.join(result.stdout.splitlines()[:8])}")
@@ -515,6 +544,204 @@ def _user_clone_refused() -> tuple[bool, str]:
     message = result.stderr.strip().splitlines()
     return result.returncode == 3 and unchanged and any("/home/alice/detoxd" in line for line in message), (
         f"exit {result.returncode}; unit unchanged: {unchanged}; message: {' / '.join(message[:3])}")
+
+
+# ---- the connection cutter and the household agents (phase 1, during the detox) ----------
+
+def _show(unit_name: str, *fields: str) -> dict[str, str]:
+    output = run("systemctl", "show", unit_name, "-p", ",".join(fields)).stdout
+    return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def _unit_messages(unit_name: str) -> list[str]:
+    output = run("journalctl", "-b", "-u", unit_name, "--no-pager", "-o", "cat").stdout
+    return output.splitlines()
+
+
+def _cutter() -> tuple[bool, str]:
+    """A TCP connection from the guest to a listener in the guest, at an address only DNS (the
+    guest's dnsmasq) gives for CUT_NAME; then blocklist.yaml gains CUT_NAME the way an editor
+    saves. No `detoxd reload`: the CLI would close it itself. The daemon's sandbox cannot
+    (no network, no CAP_NET_ADMIN), so only detoxd-cutter.service can cut it."""
+    run("ip", "address", "add", f"{CUT_ADDRESS}/32", "dev", "lo")
+    resolved = sorted({info[4][0] for info in socket.getaddrinfo(CUT_NAME, 80, socket.AF_INET)})
+    if resolved != [CUT_ADDRESS]:
+        raise RuntimeError(f"{CUT_NAME} resolves to {resolved}, not {CUT_ADDRESS} (the guest's dnsmasq)")
+    path_unit = _show("detoxd-cutter.path", "ActiveState")["ActiveState"]
+    fields = ("NRestarts", "ExecMainStatus", "ExecMainStartTimestampMonotonic", "ActiveEnterTimestamp",
+              "InactiveExitTimestamp", "InvocationID", "TriggeredBy", "Result")
+    before = _show("detoxd-cutter.service", *fields)
+    journal_mark = len(_unit_messages("detoxd-cutter.service"))
+    with socket.create_server((CUT_ADDRESS, 8080)) as server:
+        client = socket.create_connection((CUT_NAME, 8080), timeout=5)
+        accepted, _ = server.accept()
+        with client, accepted:
+            client.sendall(b"GET / HTTP/1.0\r\n")  # an open, used connection
+            accepted.recv(64)
+            original = BLOCKLIST.read_text()
+            edited = original.replace("\ndomains:\n", f"\ndomains:\n  - {CUT_NAME}\n", 1)
+            temporary = BLOCKLIST.with_name(".blocklist.yaml.cut")
+            temporary.write_text(edited)
+            begun = time.monotonic()
+            os.rename(temporary, BLOCKLIST)
+            client.settimeout(0.1)
+            cut_after: float | None = None
+            how = "still open after 30 s"
+            while time.monotonic() - begun < 30:
+                try:
+                    data = client.recv(1)
+                except TimeoutError:
+                    continue
+                except OSError as error:  # ss -K: ECONNABORTED here, or the peer's reset
+                    cut_after, how = time.monotonic() - begun, os.strerror(error.errno or 0)
+                    break
+                if not data:
+                    cut_after, how = time.monotonic() - begun, "closed (EOF)"
+                    break
+    in_hosts = wait_for(lambda: hosts_has(CUT_NAME), 5) is not None
+    wait_for(lambda: _show("detoxd-cutter.service", "ActiveState")["ActiveState"] == "inactive", 20, 0.1)
+    after = _show("detoxd-cutter.service", *fields)
+    ran_again = after["InvocationID"] != before["InvocationID"] and int(
+        after["ExecMainStartTimestampMonotonic"] or 0) > int(before["ExecMainStartTimestampMonotonic"] or 0)
+    lines = [line for line in _unit_messages("detoxd-cutter.service")[journal_mark:] if "request" in line]
+    said_closed = any(re.search(r"closed [1-9]\d* open connection", line) for line in lines)
+    pending = list(Path("/run/detoxd/cutter/requests").glob("*.json"))
+    ok = (cut_after is not None and in_hosts and ran_again and after["ExecMainStatus"] == "0"
+          and after["Result"] == "success" and "detoxd-cutter.path" in after["TriggeredBy"]
+          and said_closed and not pending)
+    figure = f"{cut_after * 1000:.0f} ms after the edit" if cut_after is not None else "NOT cut"
+    return ok, (f"connection to {CUT_NAME} ({CUT_ADDRESS}) {how} {figure}; {CUT_NAME} in /etc/hosts: "
+                f"{in_hosts}; detoxd-cutter.path {path_unit}; detoxd-cutter.service ran again: {ran_again} "
+                f"(NRestarts={after['NRestarts']} ExecMainStatus={after['ExecMainStatus']} "
+                f"Result={after['Result']} ActiveEnterTimestamp={after['ActiveEnterTimestamp'] or '-'} "
+                f"InactiveExitTimestamp={after['InactiveExitTimestamp']} "
+                f"TriggeredBy={after['TriggeredBy']}); "
+                f"journal: {lines[-1:] or 'nothing'}; requests left: {len(pending)}")
+
+
+def _exposures(names: tuple[str, ...]) -> tuple[bool, str]:
+    levels = {name: exposure(name) for name in names}
+    ok = all(level <= UNIT_EXPOSURE[name] for name, level in levels.items())
+    return ok, ", ".join(f"{name} {level} (README {UNIT_EXPOSURE[name]})" for name, level in levels.items())
+
+
+def _household_units() -> tuple[bool, str]:
+    states = {name: run("systemctl", "is-enabled", name).stdout.strip() for name in NETWORK_UNITS}
+    user = run("getent", "passwd", "detoxd-network").stdout.strip()
+    exposed_ok, exposed = _exposures((*NETWORK_UNITS, "detoxd-cutter.service"))
+    ok = all(state == "disabled" for state in states.values()) and user.endswith(":/usr/sbin/nologin")
+    enabled = ", ".join(f"{name} {state}" for name, state in states.items())
+    return ok and exposed_ok, f"{enabled}; user: {user or 'MISSING'}; exposure: {exposed}"
+
+
+def _dig(name: str, kind: str = "A") -> tuple[str, list[str]]:
+    """(status, answers) from the guest's dnsmasq, asked over DNS as a phone would."""
+    output = run("dig", "@127.0.0.1", "+time=2", "+tries=1", "+noall", "+comments", "+answer",
+                 name, kind, timeout=10).stdout
+    match = re.search(r"status: (\w+)", output)
+    answers = [line.split()[-1] for line in output.splitlines()
+               if line and not line.startswith(";") and len(line.split()) >= 5]
+    return (match.group(1) if match else "no answer"), answers
+
+
+def _network_entries() -> list[dict[str, object]]:
+    entries = status().get("network") or []
+    return [entry for entry in entries if isinstance(entry, dict)]  # type: ignore[union-attr]
+
+
+def _network_entry(engine: str) -> dict[str, object]:
+    return next((entry for entry in _network_entries() if entry.get("engine") == engine), {})
+
+
+def _dnsmasq_engine() -> tuple[bool, str]:
+    before = _dig("facebook.com")
+    (WORK / "dig.before").write_text(json.dumps(before))
+    Path("/etc/detoxd/pihole.secret").write_text(PIHOLE_SECRET + "\n")
+    os.chmod("/etc/detoxd/pihole.secret", 0o600)
+    (WORK / "detoxd.yaml.orig").write_text(DETOXD_YAML.read_text())
+    DETOXD_YAML.write_text(DETOXD_YAML.read_text() + (
+        "\nnetwork:\n  - engine: dnsmasq\n    conf_dir: /etc/dnsmasq.d\n"
+        f"  - engine: pihole\n    url: {PIHOLE_URL}\n    password_file: pihole.secret\n"))
+    reload = run("detoxd", "reload")
+    dnsmasq_pid = _show("dnsmasq.service", "MainPID")["MainPID"]
+    begun = time.monotonic()
+    enabled = run("systemctl", "enable", "--now", "detoxd-network-dnsmasq.service")
+
+    def blocking() -> bool:
+        return DNSMASQ_FILE.exists() and _dig("facebook.com") == ("NOERROR", ["0.0.0.0"])
+    waited = wait_for(blocking, 30, 0.2)
+    took = time.monotonic() - begun
+    sub = _dig("ci-probe.facebook.com")  # a name no hosts file lists: only address=/facebook.com/#
+    aaaa = _dig("facebook.com", "AAAA")
+    canary = _dig("use-application-dns.net")
+    after_pid = _show("dnsmasq.service", "MainPID", "ActiveState")
+    restarted = after_pid["MainPID"] not in ("0", dnsmasq_pid) and after_pid["ActiveState"] == "active"
+    wait_for(lambda: _network_entry("dnsmasq").get("state") == "in_sync", 15, 0.2)
+    entry = _network_entry("dnsmasq")
+    agent = _show("detoxd-network-dnsmasq.service", "ActiveState", "NRestarts")
+    lines = DNSMASQ_FILE.read_text().splitlines() if DNSMASQ_FILE.exists() else []
+    ok = (reload.returncode == 0 and enabled.returncode == 0 and waited is not None
+          and sub == ("NOERROR", ["0.0.0.0"]) and aaaa == ("NOERROR", ["::"]) and canary[0] == "NXDOMAIN"
+          and restarted and entry.get("state") == "in_sync" and agent["ActiveState"] == "active")
+    return ok, (f"reload exit {reload.returncode}; enable --now exit {enabled.returncode}; before: "
+                f"facebook.com {before[0]} {before[1]}; {DNSMASQ_FILE} with {len(lines)} lines and "
+                f"dig @127.0.0.1 facebook.com "
+                f"-> 0.0.0.0 after {took:.1f} s; ci-probe.facebook.com {sub[0]} {sub[1]}, AAAA {aaaa[1]}, "
+                f"use-application-dns.net {canary[0]}; dnsmasq.service restarted (PID {dnsmasq_pid} -> "
+                f"{after_pid['MainPID']}): {restarted}; status network dnsmasq: state {entry.get('state')}, "
+                f"names {entry.get('names')}; agent {agent['ActiveState']} NRestarts={agent['NRestarts']}")
+
+
+def _pihole_credential() -> tuple[bool, str]:
+    enabled = run("systemctl", "enable", "--now", "detoxd-network.service")
+    wait_for(lambda: _network_entry("pihole").get("state") not in (None, "pending", "no_agent"), 30, 0.2)
+    entry = _network_entry("pihole")
+    shown = _show("detoxd-network.service", "ActiveState", "MainPID", "NRestarts", "User")
+    credential = Path("/run/credentials/detoxd-network.service/detoxd_pihole.secret")
+    copied = credential.is_file() and credential.read_text().strip() == PIHOLE_SECRET
+    environment = Path(f"/proc/{shown['MainPID']}/environ").read_bytes().split(b"\0")
+    uid = next((line.split()[1] for line in Path(f"/proc/{shown['MainPID']}/status").read_text().splitlines()
+                if line.startswith("Uid:")), "?")
+    has_directory = b"CREDENTIALS_DIRECTORY=/run/credentials/detoxd-network.service" in environment
+    raw_status = (run("detoxd", "status", "--json", timeout=20).stdout
+                  + run("detoxd", "status", timeout=20).stdout)
+    journal = run("journalctl", "-b", "--no-pager", "-o", "cat").stdout
+    leaked = [where for where, text in (("status", raw_status), ("journal", journal))
+              if PIHOLE_SECRET in text]
+    ok = (enabled.returncode == 0 and entry.get("state") == "unreachable"
+          and shown["ActiveState"] == "active" and copied and has_directory and uid != "0" and not leaked)
+    return ok, (f"enable --now exit {enabled.returncode}; {shown['ActiveState']} as {shown['User']} "
+                f"(uid {uid}); "
+                f"credential {credential.name} in the unit's credentials directory: {copied}; "
+                f"$CREDENTIALS_DIRECTORY set: {has_directory}; status network pihole {PIHOLE_URL}: state "
+                f"{entry.get('state')}, error {str(entry.get('error'))[:80]!r}; "
+                f"the secret in: {leaked or 'nowhere'}")
+
+
+def _dnsmasq_after_end() -> tuple[bool, str]:
+    before = tuple(json.loads((WORK / "dig.before").read_text()))
+    begun = time.monotonic()
+    gone = wait_for(lambda: not DNSMASQ_FILE.exists() and _dig("facebook.com")[0] == before[0], 45, 0.5)
+    now = _dig("facebook.com")
+    others = sorted(path.name for path in Path("/etc/dnsmasq.d").iterdir())
+    return gone is not None and "detoxd-ci.conf" in others, (
+        f"{DNSMASQ_FILE} removed and facebook.com {now[0]} {now[1]} as before the detox "
+        f"({before[0]}) {time.monotonic() - begun:.1f} s after the check began; /etc/dnsmasq.d now: {others}")
+
+
+def _source_household_units() -> tuple[bool, str]:
+    present = {name: Path(f"/etc/systemd/system/{name}").read_text() for name in NETWORK_UNITS
+               if Path(f"/etc/systemd/system/{name}").is_file()}
+    execs = sorted({match for text in present.values()
+                    for match in re.findall(r"^ExecStart=(\S+)", text, re.M)})
+    states = {name: run("systemctl", "is-enabled", name).stdout.strip() for name in NETWORK_UNITS}
+    sysusers = Path("/etc/sysusers.d/detoxd.conf").is_file()
+    user = run("getent", "passwd", "detoxd-network").stdout.strip()
+    ok = (len(present) == len(NETWORK_UNITS) and execs == ["/opt/detoxd/bin/detoxd"]
+          and all(state == "disabled" for state in states.values()) and sysusers and bool(user))
+    enabled = ", ".join(f"{name} {state}" for name, state in states.items())
+    return ok, (f"{len(present)}/{len(NETWORK_UNITS)} units in /etc/systemd/system, ExecStart={execs}; "
+                f"{enabled}; /etc/sysusers.d/detoxd.conf: {sysusers}; user: {user or 'MISSING'}")
 
 
 def finish() -> None:
