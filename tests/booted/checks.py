@@ -481,6 +481,10 @@ def _purge() -> tuple[bool, str]:
 # ---- phase 3: from source -------------------------------------------------------------------
 
 def phase_source() -> None:
+    # apt purge keeps the package's system user (as Debian does): remove it, so the check below
+    # shows that the source install makes it.
+    run("userdel", "detoxd-network")
+
     def install() -> tuple[bool, str]:
         begun = time.monotonic()
         result = run(str(SOURCE / "scripts/install-system"), "--offline", "--now", timeout=600)
@@ -736,7 +740,7 @@ def _source_household_units() -> tuple[bool, str]:
                     for match in re.findall(r"^ExecStart=(\S+)", text, re.M)})
     states = {name: run("systemctl", "is-enabled", name).stdout.strip() for name in NETWORK_UNITS}
     sysusers = Path("/etc/sysusers.d/detoxd.conf").is_file()
-    user = run("getent", "passwd", "detoxd-network").stdout.strip()
+    user = run("getent", "passwd", "detoxd-network").stdout.strip()  # removed before the install
     ok = (len(present) == len(NETWORK_UNITS) and execs == ["/opt/detoxd/bin/detoxd"]
           and all(state == "disabled" for state in states.values()) and sysusers and bool(user))
     enabled = ", ".join(f"{name} {state}" for name, state in states.items())
