@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import heapq
 import json
 import logging
 import time
@@ -69,7 +70,8 @@ def request_cut(cutter_dir: Path, *, block: Iterable[str] = (), opened: Iterable
 
 def _shortest_first(names: Iterable[str]) -> list[str]:
     # The main domains of a site come before its deep sub-domains (see connections.resolve).
-    return sorted(set(names), key=lambda name: (len(name), name))[:MAX_NAMES_PER_REQUEST]
+    # nsmallest, not a sort: a restart with a million blocked names sorted them all (4 s).
+    return heapq.nsmallest(MAX_NAMES_PER_REQUEST, set(names), key=lambda name: (len(name), name))
 
 
 @dataclass(frozen=True)

@@ -458,12 +458,15 @@ class Engine:
         except OSError as exc:
             log.error("cannot move %s aside: %s", problem.path, exc.strerror)
 
-    def _block_names_in_hosts_file(self) -> frozenset[str]:
+    def _block_names_in_hosts_file(self, known: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The names detoxd's block in the hosts file holds, beyond ``known`` ones (validated)."""
         try:
             text = self.hosts.file.read()
         except OSError:
             return frozenset()
-        names = hosts.split(text).names
+        # Names the ratchet already holds were validated when they got there: at a million names
+        # validating them all again doubled a restart.
+        names = hosts.split(text).names - known
         try:
             return frozenset(state_store.checked_names(sorted(names), "the hosts block"))
         except (TypeError, ValueError):
@@ -474,7 +477,9 @@ class Engine:
 
     def _rebuild_ratchet(self, state: detox.DetoxState) -> detox.DetoxState:
         """The ratchet's side file is gone: keep every name the hosts file still blocks."""
-        return detox.update_ratchet(state, self._block_names_in_hosts_file()) if state.active else state
+        if not state.active:
+            return state
+        return detox.update_ratchet(state, self._block_names_in_hosts_file(known=state.ratchet))
 
     def _fail_closed(self, reason: str) -> None:
         """No copy of the state survived, but the block in the hosts file shows a detox was
@@ -502,7 +507,9 @@ class Engine:
         """The last good blocklist, validated as strictly as the config: ignored when damaged."""
         path = self.paths.applied_file
         try:
-            data = state_store.read_json(path)
+            # It holds the whole blocklist (up to the loader's names limit): bounded like the
+            # ratchet's side file, not like state.json, or a large block is dropped at restart.
+            data = state_store.read_json(path, state_store.MAX_RATCHET_BYTES)
             if not isinstance(data, dict):
                 raise TypeError("expected a JSON object")
             order = tuple(dict.fromkeys(state_store.checked_names(data["names"], "names")))

@@ -175,3 +175,22 @@ def test_agent_reports_carry_the_reason_and_fix_bounded(engine: Engine) -> None:
 
 def test_unknown_commands_are_refused(engine: Engine) -> None:
     assert engine.handle({"cmd": "explode"}, ROOT)["code"] == "bad_request"
+
+
+def test_a_large_last_good_blocklist_survives_a_restart_with_a_broken_file(
+        paths: Paths, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """applied.json holds the whole blocklist: 200k names are over 4 MiB, the state file's bound."""
+    names = [f"host{number}.example.org" for number in range(200_000)]
+    (paths.config_dir / "big.txt").write_text("\n".join(names) + "\n")
+    (paths.config_dir / "blocklist.yaml").write_text("lists: [big.txt]\n")
+    first = Engine(paths, clock)
+    first.boot()
+    first.shutdown()
+    assert paths.applied_file.stat().st_size > 4 << 20
+    (paths.config_dir / "blocklist.yaml").write_text("lists: [\n")
+    again = Engine(paths, clock)
+    again.boot()
+    assert again.config_error is not None
+    assert len(again.applied.names) == 200_000
+    assert "ignoring unusable" not in caplog.text
+    again.shutdown()
