@@ -191,7 +191,7 @@ def home_paths_needed(
     (an editable install's checkout). Only root-owned code gets here (see :func:`check_code`)."""
     script = executable.resolve()
     needed = [_install_prefix(script), *(path.resolve() for path in extra)]
-    interpreter = _shebang_interpreter(script)
+    interpreter = codetrust.shebang_interpreter(script)
     if interpreter is not None:
         needed.append(interpreter.resolve().parent.parent)
     in_home = [path for path in needed if any(path.is_relative_to(r) for r in home_roots)]
@@ -502,18 +502,6 @@ def _check_plain_path(path: Path) -> None:
 def _install_prefix(script: Path) -> Path:
     """The venv root or prefix (``~/.local``) of a script in its ``bin/`` directory."""
     return script.parent.parent
-
-
-def _shebang_interpreter(script: Path) -> Path | None:
-    try:
-        with script.open("rb") as file:
-            first_line = file.readline(4096)
-    except OSError:
-        return None
-    if not first_line.startswith(b"#!"):
-        return None
-    words = first_line[2:].decode(errors="replace").split()
-    return Path(words[0]) if words and words[0].startswith("/") else None
 
 
 def _unit_template(name: str) -> str:

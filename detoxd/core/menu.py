@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from detoxd.core import network
+from detoxd.core.report import parse_time
 
 SECONDS_PER_DAY = 86400
 
@@ -150,7 +151,7 @@ def _allowances(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def _open_text(item: Mapping[str, Any], now: datetime) -> str:
-    until = _parse(item.get("open_until"))
+    until = parse_time(item.get("open_until"))
     left = f", {format_duration(until - now)} left" if until else ""
     return f"{item.get('name', '?')} open{left}"
 
@@ -164,7 +165,7 @@ def _allowance_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
         if item.get("open"):
             lines.append(_open_text(item, now).replace(" open, ", " open — ", 1))
         elif item.get("next_window") and not item.get("minutes_left_today"):
-            start = _parse(item.get("next_window"))
+            start = parse_time(item.get("next_window"))
             if start is not None:
                 lines.append(f"{item.get('name', '?')}: next window {format_moment(start, now)}")
     return lines
@@ -172,8 +173,8 @@ def _allowance_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
 
 def day_of(status: Mapping[str, Any], now: datetime) -> str:
     """``Day 3 of 14``: day 1 is the first 24 hours."""
-    started = _parse(status.get("started_at"))
-    ends = _parse(status.get("ends_at"))
+    started = parse_time(status.get("started_at"))
+    ends = parse_time(status.get("ends_at"))
     if started is None or ends is None:
         return "Detox active"
     # Rounded: a restart or a clock jump can move the end by seconds to hours, not a day.
@@ -198,7 +199,7 @@ def format_duration(left: timedelta) -> str:
 def _detox_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
     if status.get("state") != "active":
         return ["No detox running", "Start one with: sudo detoxd start"]
-    ends = _parse(status.get("ends_at"))
+    ends = parse_time(status.get("ends_at"))
     first = day_of(status, now) + (f" — ends {format_moment(ends, now)}" if ends else "")
     lines = [first, f"{_count(status.get('domains_blocked'))} sites blocked"]
     if status.get("lock") == "peers":
@@ -239,12 +240,12 @@ def _plan_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
     lines: list[str] = []
     seat = status.get("current_hot_seat")
     if isinstance(seat, Mapping):
-        seat_ends = _parse(seat.get("ends_at"))
+        seat_ends = parse_time(seat.get("ends_at"))
         left = f" — {format_duration(seat_ends - now)} left" if seat_ends else ""
         lines.append(f"Hot seat: {seat.get('name', '?')}{left}")
     session = status.get("next_session")
     if isinstance(session, Mapping):
-        start = _parse(session.get("start"))
+        start = parse_time(session.get("start"))
         if start is not None:
             lines.append(f"Next peer session: {format_moment(start, now)}")
     return lines
@@ -263,13 +264,3 @@ def _times(count: int) -> str:
 
 def _count(value: Any) -> str:
     return str(value) if isinstance(value, int) else "?"
-
-
-def _parse(text: Any) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
