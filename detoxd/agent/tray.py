@@ -145,7 +145,10 @@ class TrayAgent:
         return 0
 
     def _setup(self, icon: Any) -> None:
-        icon.visible = True
+        if self.backend_name == "xorg":
+            _show_on_xorg(icon)
+        else:
+            icon.visible = True
         for target, name in ((self._connection_loop, "detoxd-tray-connection"),
                              (self._desktop_loop, "detoxd-tray-desktop")):
             threading.Thread(target=target, name=name, daemon=True).start()
@@ -214,11 +217,12 @@ class TrayAgent:
         try:
             while not self.stopping.is_set():
                 try:
+                    # The icon first: probing the desktop can wait on D-Bus (a notification server
+                    # started on demand), and the status must not wait for it.
+                    self._show()
                     self._keep_notifications_in_line()
                     self._send_notifications()
-                    self.refresh()
-                    if self.backend_name == "xorg":
-                        _push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
+                    self._show()
                 except Exception:  # this thread keeps the silence: it must outlive any one failure
                     log.exception("the desktop round failed; trying again")
                     self.stopping.wait(1.0)
@@ -322,6 +326,11 @@ class TrayAgent:
             except BusError as error:
                 log.warning("cannot show a desktop notification (%s): %s", summary, error)
 
+    def _show(self) -> None:
+        self.refresh()
+        if self.backend_name == "xorg":
+            _push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
+
     def refresh(self) -> None:
         """Push the current view to the icon, if anything visible changed."""
         with self.lock:
@@ -332,10 +341,16 @@ class TrayAgent:
         shown = (face, title, tuple(entries))
         if shown == self._shown:
             return
+        image = None
         if self._shown is None or face != self._shown[0]:
             self._face = face
-            self.icon.icon = icons.render(face, ICON_SIZE)
-        self.icon.title = title
+            image = icons.render(face, ICON_SIZE)
+        if self.backend_name == "xorg":
+            _update_on_xorg(self.icon, image, title)
+        else:
+            if image is not None:
+                self.icon.icon = image
+            self.icon.title = title
         self.icon.menu = self._pystray_menu(view)
         self._shown = shown
         log.info("tray: %s", title)
@@ -489,6 +504,34 @@ def _draw_to_fit_on_xorg(icon: Any, face: Callable[[], icons.Face]) -> None:
         log.warning("cannot draw the icon to fit on this pystray version")
         return
     icon._assert_icon_data = assert_icon_data
+
+
+def _show_on_xorg(icon: Any) -> None:
+    """``icon.visible = True`` without pystray's waiting dispatcher (see _update_on_xorg)."""
+    implementation = type(icon)
+    if not icon._icon_valid:  # what the setter does first
+        implementation._update_icon(icon)
+    implementation._show(icon)
+    icon._visible = True
+    _push_to_x_server(icon)
+
+
+def _update_on_xorg(icon: Any, image: Any, title: str) -> None:
+    """pystray's xorg setters hand the work to its X thread by a client message and then wait,
+    without a timeout, for the answer; python-xlib shared between threads can leave that message
+    unsent, and the tray froze on its first status (seen in about one start in five under load).
+    pystray imports Xlib.threaded, so requests are safe from this thread: do the work here, with
+    the class's own implementations (the instance's are the waiting dispatchers)."""
+    implementation = type(icon)
+    if image is not None:
+        icon._icon, icon._icon_valid = image, False
+        if icon.visible:
+            implementation._update_icon(icon)
+    if title != icon._title:
+        icon._title = title
+        if icon.visible:
+            implementation._update_title(icon)
+    _push_to_x_server(icon)
 
 
 def _push_to_x_server(icon: Any) -> None:
