@@ -16,6 +16,13 @@ PyYAML's recursive composer) bounds the work a hostile document can cause before
 - an alias to a collection that contains it (``&a [*a]``);
 - characters YAML forbids (control characters, NUL, DEL, U+FFFE) and text that is no Unicode.
 
+Errors never depend on the parser underneath: libyaml (PyYAML's C parser) is only the fast path
+for documents it reads without error. When it stops, the document is read again by PyYAML's
+pure-Python parser, whose errors are the words the user reads, so they are the same whichever
+libyaml PyYAML was built with, or none. (PyPI's wheels bundle a libyaml that stops at 1,000
+levels of flow nesting while scanning ahead, before :data:`MAX_DEPTH` is checked on the events;
+Debian's has no such limit.) A broken 1 MiB file costs about a second more to report.
+
 Past :data:`MAX_ERRORS_PER_FILE` errors a file's further errors are only counted
 ("… and 40 more errors").
 """
@@ -151,7 +158,8 @@ class Source:
                       key=lambda i: (i.summary, i.line))
 
 
-# The C parser when PyYAML has it (ten times faster); both produce the same events.
+# The C parser when PyYAML has it (30 times faster); both produce the same events. Errors are
+# always worded by the pure-Python one (see the module's docstring).
 _Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
@@ -170,21 +178,32 @@ def parse_document(text: str, source: Source) -> Node | None:
 
     Never raises for any ``text``: every problem is an error in ``source``."""
     try:
-        encoded = text.encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:  # lone surrogates: no file decodes to them
         source.error(text[: exc.start].count("\n") + 1, "", "not valid Unicode text")
         return None
+    if _Loader is not yaml.SafeLoader:
+        issues, counts = list(source.issues), dict(source._counts)
+        try:
+            return _read(_Loader, text, source)
+        except yaml.YAMLError:  # read again below, for the pure-Python parser's words
+            source.issues[:], source._counts = issues, counts
     try:
-        loader = _Loader(text)
-    except yaml.YAMLError as exc:  # the pure-Python reader checks characters here
-        source.error(_error_line(exc, encoded, text), "", _yaml_message(exc))
+        return _read(yaml.SafeLoader, text, source)
+    except yaml.YAMLError as exc:
+        source.error(_error_line(exc, text), "", _yaml_message(exc))
         return None
+
+
+def _read(loader_class: type[Any], text: str, source: Source) -> Node | None:
+    """One reading: the parser's YAMLErrors are raised, every other problem is an error in ``source``."""
+    loader = loader_class(text)  # the pure-Python reader checks characters here
     try:
         return _Composer(loader, source).document()
     except _Refused as refused:
         source.error(refused.line, "", refused.message)
-    except yaml.YAMLError as exc:
-        source.error(_error_line(exc, encoded, text), "", _yaml_message(exc))
+    except yaml.YAMLError:
+        raise
     except (RecursionError, MemoryError):
         source.error(0, "", "the document is too complex to read")
     except Exception as exc:  # a parser bug must not stop the daemon
@@ -194,15 +213,12 @@ def parse_document(text: str, source: Source) -> Node | None:
     return None
 
 
-def _error_line(exc: yaml.YAMLError, encoded: bytes, text: str) -> int:
+def _error_line(exc: yaml.YAMLError, text: str) -> int:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         return mark.line + 1 if mark else 0
-    if isinstance(exc, yaml.reader.ReaderError):
-        # The C reader counts UTF-8 bytes, the Python one characters.
-        if _Loader is yaml.SafeLoader:
-            return text[: exc.position].count("\n") + 1
-        return encoded[: exc.position].count(b"\n") + 1
+    if isinstance(exc, yaml.reader.ReaderError):  # the pure-Python reader counts characters
+        return text[: exc.position].count("\n") + 1
     return 0
 
 

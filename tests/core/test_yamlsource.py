@@ -1,3 +1,9 @@
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from detoxd.core import yamlsource
 from detoxd.core.yamlsource import MAX_NODES, ConfigIssue, Source, as_mapping, parse_document
 
 
@@ -6,17 +12,61 @@ def parse(text: str) -> tuple[object, Source]:
     return parse_document(text, source), source
 
 
+@pytest.fixture(params=["libyaml", "pure-python"])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Both of PyYAML's parsers: what users read must not depend on which one is underneath."""
+    if request.param == "libyaml":
+        # Both dependency sets (Debian's python3-yaml, PyPI's wheel) have it: never skipped.
+        assert yaml.__with_libyaml__, "this PyYAML has no C parser: the libyaml case is not tested"
+        monkeypatch.setattr(yamlsource, "_Loader", yaml.CSafeLoader)
+    else:
+        monkeypatch.setattr(yamlsource, "_Loader", yaml.SafeLoader)
+    yield request.param
+
+
 def test_duplicate_keys_are_errors_with_both_lines() -> None:
     _, source = parse("detox:\n  days: 3\ndetox:\n  days: 4\n")
     assert [str(i) for i in source.errors] == [
         "x.yaml:3: detox: duplicate key (first defined on line 1)"]
 
 
-def test_syntax_error_names_the_line() -> None:
+def test_syntax_error_names_the_line(parser: str) -> None:
     root, source = parse("a: 1\nb: [unclosed\nc: 3\n")
     assert root is None
     assert source.errors[0].line >= 2
     assert "YAML syntax error" in source.errors[0].message
+
+
+BROKEN = (
+    "a: 1\nb: [unclosed\nc: 3\n",
+    "a: 1\n  b: 2\n",
+    "a: 1\nb: - - x\n",
+    "a: 'open\n",
+    "- a\nb: 1\n",
+    "a: {b: 1\n",
+    "a: *undefined\n",
+    "a: 1\n---\nb: 2\n",
+    "a: !!python/name:os.system x\n",
+    "a: 1\nb: " + "{x: " * 3_000,
+    "a: 1\nb: \x1b\n",
+    "\t- a\n",
+    "? [a]\n: 1\n",
+    "a: 1\na: 2\nb: [\n",  # a duplicate key found before the parser stops: reported once
+)
+
+
+@pytest.mark.parametrize("text", BROKEN)
+def test_errors_read_the_same_whichever_parser_is_underneath(
+        text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert yaml.__with_libyaml__, "this PyYAML has no C parser: the libyaml case is not tested"
+    worded = {}
+    for name, loader in (("libyaml", yaml.CSafeLoader), ("pure-python", yaml.SafeLoader)):
+        monkeypatch.setattr(yamlsource, "_Loader", loader)
+        _, source = parse(text)
+        assert source.errors, (name, text)
+        worded[name] = [str(issue) for issue in source.issues]
+    assert worded["libyaml"] == worded["pure-python"]
+    assert all(message.startswith("x.yaml:") for message in worded["libyaml"])
 
 
 def test_python_tags_are_refused_by_the_safe_loader() -> None:
@@ -62,10 +112,13 @@ def test_an_anchored_string_referenced_many_times_is_refused_while_composing() -
     assert source.errors[0].line == 2
 
 
-def test_recursive_alias_deep_nesting_and_forbidden_characters_are_errors_with_lines() -> None:
+def test_recursive_alias_deep_nesting_and_forbidden_characters_are_errors_with_lines(parser: str) -> None:
     for text, line, words in (
         ("ok: 1\nd: &a [*a]\n", 2, "contains it"),
-        ("a: 1\nb: " + "[" * 10_000, 2, "levels deep"),
+        # PyPI's libyaml stops at 1,000 levels while scanning ahead; Debian's has no limit
+        ("a: 1\nb: " + "[" * 10_000, 2, "nested more than 64 levels deep"),
+        ("a: 1\nb:\n" + "".join(" " * level + "- \n" for level in range(2_000)), 66, "levels deep"),
+        ("a: 1\nb: [\n" + "[\n" * 70 + "[" * 2_000, 65, "levels deep"),
         ("a: 1\nb: x\x01\n", 2, "U+0001 is not allowed"),
         ("a: 1\n\nb: '\ufffe'\n", 3, "U+FFFE is not allowed"),
         ("a: é\nb: \x00\n", 2, "U+0000 is not allowed"),  # the C reader counts bytes, not characters
