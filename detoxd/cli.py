@@ -448,6 +448,12 @@ def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
         remove_files(cards)  # useless without the detox they belong to
     if response is None:
         return EXIT_UNREACHABLE
+    if response.get("code") == "invalid_config":
+        print(response["error"], file=sys.stderr)
+        count = response.get("total") or len(response.get("errors") or ()) or 1
+        print(f"{count} error{'s' if count != 1 else ''} in {paths.config_dir}: no detox was "
+              "started; fix them (`detoxd check` lists them) and start again", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
     if not response.get("ok"):
         return _refused(response)
     status = response["status"]

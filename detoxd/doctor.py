@@ -94,6 +94,7 @@ def evaluate(facts: Facts) -> Report:
         check_service(facts.service_enabled),
         check_cutter(facts.cutter_enabled, facts.cutter_stuck),
         check_detox(facts.status),
+        check_config(facts.status),
         check_hosts_block(facts),
         check_lookups(facts.lookups, len(facts.block_names), active),
         check_nsswitch(facts.nsswitch),
@@ -152,6 +153,24 @@ def check_detox(status: dict[str, Any] | None) -> Check:
         return Check("detox", Level.WARN, f"active, {left} days left, ends {ends}; {status['state_error']}",
                      "the state files in /var/lib/detoxd were damaged; see `journalctl -u detoxd`")
     return Check("detox", Level.OK, f"active, {left} days left, ends {ends}")
+
+
+def check_config(status: dict[str, Any] | None) -> Check:
+    """A config in error keeps the last good blocklist in force, and refuses `detoxd start`."""
+    if status is None:
+        return Check("config", Level.SKIP, "unknown: the daemon does not answer")
+    error = status.get("config_error")
+    if error:
+        first = str(error).splitlines()[0]
+        return Check("config", Level.FAIL, f"in error, the last good blocklist stays in force and "
+                     f"`detoxd start` is refused: {first}", "sudo detoxd check lists every error; fix "
+                     "them, then sudo detoxd reload")
+    missing = [str(name) for name in status.get("config_missing") or ()]
+    if missing:
+        return Check("config", Level.WARN, f"{', '.join(missing)} missing: read as built-in defaults, "
+                     "and `detoxd start` is refused",
+                     "sudo detoxd install puts the commented default config in /etc/detoxd")
+    return Check("config", Level.OK, "valid")
 
 
 def check_hosts_block(facts: Facts) -> Check:

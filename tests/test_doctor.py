@@ -55,6 +55,7 @@ def test_a_healthy_machine_is_effective() -> None:
     ({"service_enabled": "disabled"}, "service"),
     ({"service_enabled": ""}, "service"),
     ({"status": {**STATUS, "state": "idle"}}, "detox"),
+    ({"status": {**STATUS, "config_error": "blocklist.yaml:3: domains[1]: 'face..book'"}}, "config"),
     ({"status": {**STATUS, "hosts_in_sync": False}}, "hosts block"),
     ({"block_names": frozenset({"twitter.com"})}, "hosts block"),
     ({"lookups": {"twitter.com": ("104.244.42.1",), "www.twitter.com": ("0.0.0.0",)}}, "resolution"),

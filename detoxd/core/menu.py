@@ -223,6 +223,9 @@ def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
     if status.get("config_error"):
         lines.append("Config error: the last good blocklist stays in force")
         lines += [f"  {line}" for line in str(status["config_error"]).splitlines()[:3]]
+    missing = status.get("config_missing")
+    if isinstance(missing, list) and missing:
+        lines.append(f"Config missing: {', '.join(map(str, missing))} (a detox cannot start)")
     if status.get("hosts_in_sync") is False:
         lines.append(f"{status.get('hosts_file', 'The hosts file')} is out of sync: restoring")
     for row in status.get("network") or []:

@@ -34,7 +34,7 @@ from detoxd.protocol import Peer
 from detoxd.service import cutter, journal, state_store
 from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.audit import Audit
-from detoxd.service.loader import LoadedConfig, load_config
+from detoxd.service.loader import LoadedConfig, load_config, missing_files_error
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
 from detoxd.service.targets import Drift, Target
@@ -80,6 +80,7 @@ class Engine:
         self.publish_to: Publish | None = None  # the control server's publish, once it listens
         self.exit_code: int | None = None  # set when the daemon must exit (and be restarted)
         self.config_error: ConfigError | None = None
+        self.config_missing: tuple[str, ...] = ()  # config files read as defaults (see start)
         self.warnings: list[str] = []
         self.applied = Applied(frozenset(), (), 14.0, True)
         self._agents: dict[int, tuple[float, dict[str, Any]]] = {}  # uid -> (when, tray report)
@@ -210,6 +211,7 @@ class Engine:
         changed = loaded.order != self.applied.order  # the order decides the block's bytes
         lock_before = (self.applied.lock_mode, self.applied.peers_needed)
         self.config_error = None
+        self.config_missing = loaded.missing
         self.warnings = [str(warning) for warning in loaded.warnings]
         self._configured_apps = loaded.blocklist.apps
         self.allowances.configure(loaded.blocklist.allowances)
@@ -551,6 +553,10 @@ class Engine:
             return self.reload_command(peer)
         if command == "status":
             return self._status_reply(private=peer.uid == 0)
+        if command == "start":
+            # The config as it is on disk now, read outside the lock like every reload: a start
+            # right after an edit must see that edit (the watcher settles for a moment first).
+            self.reload()
         with self.lock:
             if command == "activity_targets":
                 return self.activity_targets()
@@ -578,6 +584,13 @@ class Engine:
         return {"ok": False, "code": "bad_request", "error": f"unknown command {command!r}"}
 
     def start(self, days: Any, peer: Peer, peer_lock: Any = None) -> dict[str, Any]:
+        refusal = self._config_refusal()
+        if refusal is not None:
+            log.warning("refused start from uid %d: the config is in error: %s", peer.uid,
+                        "; ".join(refusal.pop("public")))
+            journal.record("start_refused", by_uid=peer.uid, errors=refusal["total"],
+                           reason="config in error")
+            return refusal
         if days is None:
             days = self.applied.days
         if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 365:
@@ -608,6 +621,18 @@ class Engine:
                        by_uid=peer.uid)
         self.publish("detox_started")
         return {"ok": True, "status": self.status(private=True)}
+
+    def _config_refusal(self) -> dict[str, Any] | None:
+        """A detox starts only on the config the user wrote, as written: never on the last good
+        one while the files are in error, never on built-in defaults of a missing file."""
+        error = self.config_error
+        if error is None and self.config_missing:
+            error = missing_files_error(self.paths.config_dir, self.config_missing)
+        if error is None:
+            return None
+        return {"ok": False, "code": "invalid_config", "error": str(error),
+                "errors": [str(issue) for issue in error.issues], "total": error.total,
+                "public": [str(issue.redacted()) for issue in error.issues]}  # for the log
 
     def end(self, peer: Peer) -> dict[str, Any]:
         result = detox.request_end(self.state)
@@ -841,11 +866,12 @@ class Engine:
             "apps_closed": self.app_watcher.closed_counts(),
             "clock_jumps": state.clock_jumps,
             "config_error": self._config_error_text(private),
+            "config_missing": list(self.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             "state_error": self.state_error,
             "problems": sorted(self.problems.values()),
-            "warnings": self._loud_warnings() + self.warnings + self.allowances.warnings
-            + self._session_warnings(now),
+            "warnings": self._loud_warnings() + self._missing_config_warnings() + self.warnings
+            + self.allowances.warnings + self._session_warnings(now),
             "allowances": self.allowances.status(detox_active=state.active),
             **self.sessions.status_fields(now),
             "version": __version__,
@@ -884,6 +910,10 @@ class Engine:
     def _loud_warnings(self) -> list[str]:
         loud = sorted(self.problems.values())
         return [*loud, self.state_error] if self.state_error else loud
+
+    def _missing_config_warnings(self) -> list[str]:
+        return [f"{self.paths.config_dir / name} does not exist: `detoxd start` is refused until "
+                "it is written" for name in self.config_missing]
 
     def _config_error_text(self, private: bool) -> str | None:
         if self.config_error is None:

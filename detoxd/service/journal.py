@@ -72,6 +72,7 @@ KINDS: dict[str, str] = {
     "tamper": "target ('hosts_file' | 'browser_policy' | 'engine:<name>'), restored (what was put back)",
     "clock_jump": "seconds (wall clock minus credited time; positive = set forward)",
     "config_error": "errors (count), first (the first message, redacted: no file content)",
+    "start_refused": "by_uid, errors (count), reason (a start on a config in error starts nothing)",
     "app_closed": "app (rule name), uid, pid",
     "allowance_opened": "uid, names (list), minutes",
     "allowance_closed": "uid, minutes_used",

@@ -36,6 +36,9 @@ class LoadedConfig:
     names: frozenset[str]  # every host name the blocklist blocks, validated
     order: tuple[str, ...]  # the same names in the config's order (how the block lists them)
     warnings: tuple[ConfigIssue, ...]
+    # Config files that do not exist, read as all defaults. The daemon runs on them, but a detox
+    # never starts on built-in defaults nobody wrote (see :func:`missing_files_error`).
+    missing: tuple[str, ...] = ()
 
 
 def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -> LoadedConfig:
@@ -46,10 +49,11 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
     """
     trusted = frozenset(trusted_uids) if trusted_uids is not None else safeopen.default_trusted()
     issues: list[ConfigIssue] = []
+    missing: list[str] = []
     try:
         with safeopen.open_directory(os.path.abspath(config_dir), trusted) as directory:
-            main_text = _read_config_file(directory, MAIN_FILE, trusted, issues)
-            block_text = _read_config_file(directory, BLOCKLIST_FILE, trusted, issues)
+            main_text = _read_config_file(directory, MAIN_FILE, trusted, issues, missing)
+            block_text = _read_config_file(directory, BLOCKLIST_FILE, trusted, issues, missing)
             main, main_source = parse_main(main_text.text) if main_text else (None, Source(MAIN_FILE))
             blocklist, block_source = (parse_blocklist(block_text.text, known_presets=presets.PRESET_NAMES)
                                        if block_text else (None, Source(BLOCKLIST_FILE)))
@@ -63,6 +67,7 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
             raise ConfigError([ConfigIssue(str(config_dir), 0, "", problem.reason)]) from None
         # No config directory: every default, an empty blocklist.
         main, blocklist, list_names = parse_main("")[0], parse_blocklist("", presets.PRESET_NAMES)[0], []
+        missing = [MAIN_FILE, BLOCKLIST_FILE]
     order: tuple[str, ...] = ()
     if blocklist is not None:
         order = domains.expand_in_order(
@@ -82,7 +87,16 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
     warnings = tuple(issue for issue in issues if issue.severity == "warning")
     if errors or main is None or blocklist is None:
         raise ConfigError(errors, warnings)
-    return LoadedConfig(main, blocklist, frozenset(order), order, warnings)
+    return LoadedConfig(main, blocklist, frozenset(order), order, warnings, tuple(missing))
+
+
+def missing_files_error(config_dir: Path, missing: Collection[str]) -> ConfigError:
+    """What `detoxd start` says when a config file does not exist: a locked detox of built-in
+    defaults (14 days, blocking only Firefox's DoH canary) is nothing anyone asked for."""
+    return ConfigError([ConfigIssue(name, 0, "", f"{config_dir / name} does not exist: a detox does "
+                                    "not start on built-in defaults; write it (`sudo detoxd install` "
+                                    "puts a commented default there), check it with `detoxd check`")
+                        for name in missing])
 
 
 @dataclass(frozen=True)
@@ -92,7 +106,7 @@ class _Text:
 
 
 def _read_config_file(directory: int, name: str, trusted: frozenset[int],
-                      issues: list[ConfigIssue]) -> _Text | None:
+                      issues: list[ConfigIssue], missing: list[str]) -> _Text | None:
     """The file's text; a missing file means all defaults (an empty blocklist blocks nothing).
     None, with the reason in ``issues``, when it may not or cannot be read."""
     try:
@@ -102,6 +116,7 @@ def _read_config_file(directory: int, name: str, trusted: frozenset[int],
         return None
     except safeopen.Untrusted as problem:
         if problem.missing:
+            missing.append(name)
             return _Text("", True)
         issues.append(ConfigIssue(name, 0, "", problem.reason))
         return None

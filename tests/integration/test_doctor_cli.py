@@ -7,7 +7,6 @@ the real system resolver, answers from them.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import DetoxdEnv
+from fourplaces import BIND_AND_RUN, run_doctor
 
 from detoxd.service.targets.policyfiles import BrowserPolicies
 
@@ -24,8 +24,6 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "systemctl")),
     reason="needs root, unshare and systemctl")
 
-# Fixed shell text; the files travel as positional arguments.
-BIND_AND_RUN = 'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/nsswitch.conf && shift 2 && exec "$@"'
 UNIT = "[Unit]\nDescription=test\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
 
 
@@ -42,13 +40,7 @@ def machine(tmp_path: Path) -> Path:
 
 
 def doctor(env: DetoxdEnv, root: Path, *options: str) -> tuple[int, dict[str, Any]]:
-    result = subprocess.run(
-        ["unshare", "--mount", "--", "sh", "-c", BIND_AND_RUN, "sh", str(env.hosts),
-         str(root / "etc/nsswitch.conf"), sys.executable, "-m", "detoxd", "doctor", "--json",
-         "--root", str(root), *options],
-        env=env.env, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode, json.loads(result.stdout)
+    return run_doctor(env, root, *options)
 
 
 def levels(report: dict[str, Any]) -> dict[str, str]:

@@ -244,6 +244,9 @@ def test_a_damaged_applied_file_is_ignored_never_half_used(
     engine = Engine(paths, clock)
     engine.boot()
     assert engine.applied.names == frozenset()
+    # Never a detox on the last good config while the YAML is in error (issue 21, bullet 8).
+    assert engine.handle({"cmd": "start"}, ROOT)["code"] == "invalid_config"
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [ok.example]\n")
     assert engine.handle({"cmd": "start"}, ROOT)["ok"]
     text = paths.hosts_file.read_bytes()
     assert b"0.0.0.0 a\n" not in text and b"evil" not in text

@@ -77,6 +77,7 @@ def _fresh(scratch: Path, name: str) -> Paths:
     (root / "config").mkdir(parents=True)
     (root / "run").mkdir()
     (root / "config" / "blocklist.yaml").write_bytes(GOOD_BLOCKLIST)
+    (root / "config" / "detoxd.yaml").write_bytes(b"detox:\n  days: 14\n")  # start needs both files
     (root / "hosts").write_bytes(b"127.0.0.1 localhost\n")
     return Paths(root / "config", root / "state", root / "hosts", root / "run" / "control.sock")
 
