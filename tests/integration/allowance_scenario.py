@@ -29,8 +29,13 @@ ALICE, NOBODY = 1000, 65534
 
 
 def detoxd(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "detoxd", *args], capture_output=True, text=True,
-                          timeout=60, user=user)
+    if user is None:
+        return subprocess.run([sys.executable, "-m", "detoxd", *args], capture_output=True, text=True,
+                              timeout=60)
+    # Another user runs the world-readable copy the test made (tests/otheruser.py).
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run([os.environ["DETOXD_TEST_USER_PYTHON"], "-m", "detoxd", *args],
+                          capture_output=True, text=True, timeout=60, user=user, cwd="/", env=environment)
 
 
 def lookup(name: str) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.otheruser import python_for
+
 USER_HOSTS = (
     b"127.0.0.1\tlocalhost\n"
     b"# my own comment, keep me\n"
@@ -88,10 +90,10 @@ class DetoxdEnv:
         return code
 
     def cli(self, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
-        if user is not None:
-            skip_unless_runnable_by(user)
-        return subprocess.run([sys.executable, "-m", "detoxd", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60, user=user)
+        # Another user runs a world-readable copy (the checkout may be in /root), from "/".
+        return subprocess.run([python_for(user), "-m", "detoxd", *args], env=self.env,
+                              capture_output=True, text=True, timeout=60, user=user,
+                              cwd=None if user is None else "/")
 
     def status(self) -> dict[str, Any]:
         result = self.cli("status", "--json")
@@ -120,25 +122,6 @@ def detoxd_env(tmp_path: Path) -> Iterator[DetoxdEnv]:
         env.process.kill()
         env.process.wait()
     shutil.rmtree(socket_dir, ignore_errors=True)
-
-
-_RUNNABLE: dict[int, str | None] = {}
-
-
-def skip_unless_runnable_by(uid: int) -> None:
-    """Skip (saying why) when ``uid`` cannot run this checkout's Python: a clone in /root
-    (mode 0700) or another private directory. Asked once per uid, by really trying."""
-    if uid not in _RUNNABLE:
-        try:
-            result = subprocess.run([sys.executable, "-c", "import detoxd"], user=uid, cwd="/",
-                                    capture_output=True, text=True, timeout=60, check=False)
-            failed = (result.stderr.strip().splitlines() or ["?"])[-1] if result.returncode else None
-        except OSError as error:  # the interpreter itself cannot be executed
-            failed = str(error)
-        _RUNNABLE[uid] = failed
-    if _RUNNABLE[uid] is not None:
-        pytest.skip(f"uid {uid} cannot run {sys.executable} ({_RUNNABLE[uid]}): the checkout is in a "
-                    "private directory such as /root; clone it where other users can read it")
 
 
 # A normal user's PATH often lacks the sbin directories where Debian puts dnsmasq, unbound, ...

@@ -11,13 +11,14 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from conftest import DetoxdEnv, wait_for
 from fake_bus import FakeBusService
+
+from tests.otheruser import python_for
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
@@ -139,8 +140,8 @@ def start_dunst(desktop: Desktop) -> subprocess.Popen[bytes]:
     return process
 
 
-def tray_command() -> list[str]:
-    return [sys.executable, "-m", "detoxd", "tray", "-v"]
+def tray_command(user: int | None = None) -> list[str]:
+    return [python_for(user), "-m", "detoxd", "tray", "-v"]
 
 
 def start_tray(desktop: Desktop, detoxd: DetoxdEnv, backend: str,

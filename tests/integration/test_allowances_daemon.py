@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from detoxd.service import connections
+from tests.otheruser import ENVIRONMENT_VARIABLE, user_python
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -82,7 +83,7 @@ def test_allowances_open_resolve_close_and_cut(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "DETOXD_CONFIG_DIR": str(config),
            "DETOXD_STATE_DIR": str(tmp_path / "state"),
            "DETOXD_SOCKET": str(run_dir / "run" / "control.sock"),
-           "DETOXD_POLICY_ROOT": str(tmp_path / "root")}
+           "DETOXD_POLICY_ROOT": str(tmp_path / "root"), ENVIRONMENT_VARIABLE: user_python()}
     env.pop("DETOXD_HOSTS_FILE", None)  # the default /etc/hosts: the bind-mounted scratch file
     try:
         result = subprocess.run(

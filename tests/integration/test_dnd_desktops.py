@@ -304,7 +304,7 @@ def start_agent(d: WaylandDesktop, daemon: DetoxdEnv) -> Any:
     env = {**d.env, "DETOXD_SOCKET": str(daemon.socket), "DETOXD_CONFIG_DIR": str(daemon.config_dir),
            "PYSTRAY_BACKEND": "appindicator", "DETOXD_TRAY_RECHECK_SECONDS": "60"}
     (d.root / "tray.log").unlink(missing_ok=True)
-    agent = d.spawn(tray_command(), "tray", env=env)
+    agent = d.spawn(tray_command(d.user), "tray", env=env)
     wait_for(lambda: "connected to the daemon" in d.log("tray"), timeout=60,
              what="the agent to connect:\n" + d.log("tray"))
     return agent

@@ -21,6 +21,7 @@ from conftest import DetoxdEnv, wait_for
 from dnsnet import UNBOUND_IP, HouseholdNet, household, missing_tools
 
 from detoxd.core.network import CANARY
+from tests.otheruser import user_python
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or bool(missing_tools()),
@@ -126,11 +127,11 @@ def test_end_while_nothing_ran_is_carried_out_at_the_next_start(
 def test_only_root_or_the_agent_user_gets_the_names(detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
     detoxd_env.start_daemon()
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from pathlib import Path; "
+        [user_python(), "-c", "import sys; from pathlib import Path; "
          "from detoxd.client import ControlClient; "
          "print(ControlClient(Path(sys.argv[1])).request('network_sync', agent='local'))",
-         str(detoxd_env.socket)], capture_output=True, text=True, timeout=30, user=65534,
-        env={**detoxd_env.env, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+         str(detoxd_env.socket)], capture_output=True, text=True, timeout=30, user=65534, cwd="/",
+        env=detoxd_env.env)
     assert "not_authorized" in result.stdout, result.stderr
 
 

@@ -7,7 +7,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -20,8 +19,8 @@ import pytest
 from detoxd.client import ControlClient, DaemonUnreachable
 from detoxd.protocol import MAX_REQUEST_BYTES, MUTATING_COMMANDS, AlreadyRunning, Peer
 from detoxd.service.control import ControlServer, peer_credentials
+from tests.otheruser import user_python
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
 
@@ -271,15 +270,6 @@ def shared_dir() -> Iterator[Path]:
     """A directory another user can reach: pytest's own base temp is private (0700)."""
     if os.geteuid() != 0:
         pytest.skip("needs root to run a client as a real unprivileged user (uid 65534)")
-    try:
-        runnable = subprocess.run([sys.executable, "-c", "import detoxd"], user=NOBODY, group=NOBODY,
-                                  extra_groups=[], env={"PYTHONPATH": str(REPO_ROOT)}, cwd="/",
-                                  capture_output=True, timeout=60, check=False).returncode == 0
-    except OSError:  # the interpreter itself cannot be executed
-        runnable = False
-    if not runnable:
-        pytest.skip(f"uid {NOBODY} cannot run {sys.executable}: the checkout is in a private "
-                    "directory such as /root; clone it where other users can read it")
     with tempfile.TemporaryDirectory(prefix="detoxd-control-") as name:
         directory = Path(name)
         directory.chmod(0o755)
@@ -288,11 +278,11 @@ def shared_dir() -> Iterator[Path]:
 
 def run_as_nobody(script: str, *args: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", script, *args],
+        [user_python(), "-c", script, *args],
         user=NOBODY,
         group=NOBODY,
         extra_groups=[],
-        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin"},
         cwd="/",
         capture_output=True,
         text=True,
