@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests import otheruser
+from tests.skipgate import SkipGate, load
 
 # CI (and `scripts/test`) use "ci": no per-example deadline — a loaded 2-core machine makes the
 # default 200 ms deadline a flake — and the seed printed with every failure, to reproduce it.
@@ -18,6 +19,32 @@ settings.register_profile("dev", deadline=1000)
 settings.register_profile("fast", deadline=None, max_examples=20)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+# One per session (set in pytest_configure); report hooks get no config to find it on.
+_gate = SkipGate([])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _gate
+    _gate = SkipGate(load())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _gate.record(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _gate.record(report)
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     otheruser.remove()
+    if _gate.refused() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lines = _gate.summary()
+    if lines:
+        terminalreporter.section("skips not allowed", sep="=", red=True, bold=True)
+        for line in lines:
+            terminalreporter.write_line(line, red=True)

@@ -299,21 +299,27 @@ def test_install_refuses_code_that_others_can_change_and_writes_nothing(
     assert not root.exists()
 
 
-def test_packaged_units_are_enabled_not_copied(tmp_path: Path, bundle: Bundle) -> None:
-    """As on a system with the .deb: its units are in /lib/systemd, its script is /usr/bin/detoxd."""
+def test_packaged_units_are_enabled_not_copied(tmp_path: Path, bundle: Bundle, executable: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a system with the .deb: its units are in /lib/systemd, its script is /usr/bin/detoxd.
+    The package is not installed here: this venv's entry point stands in for /usr/bin/detoxd (the
+    real .deb is installed and checked in the booted stage, tests/booted/checks.py)."""
+    monkeypatch.setattr(installer, "PACKAGED_EXECUTABLE", executable)
     packaged = tmp_path / "lib/systemd/system/detoxd.service"
     packaged.parent.mkdir(parents=True)
     packaged.write_text(bundle.system_unit)
+    (packaged.parent / "detoxd-cutter.service").write_text(bundle.cutter_unit)
+    (packaged.parent / "detoxd-cutter.path").write_text(bundle.cutter_path_unit)
     tray = tmp_path / "usr/lib/systemd/user/detoxd-tray.service"
     tray.parent.mkdir(parents=True)
     tray.write_text(bundle.tray_unit)
-    if not Path("/usr/bin/detoxd").is_file():
-        pytest.skip("needs /usr/bin/detoxd (the Debian package) to be installed")
-    lines = install(tmp_path, now=False, executable=Path("/usr/bin/detoxd"), bundle=bundle)
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     assert not (tmp_path / "etc/systemd/system/detoxd.service").exists()
     assert "detoxd.service, detoxd-tray.service and detoxd-cutter.path come with the Debian package " \
         "(/lib/systemd/system/detoxd.service)" in lines
     assert systemctl(tmp_path, "is-enabled", "detoxd.service").stdout.strip() == "enabled"
+    assert systemctl(tmp_path, "is-enabled", "detoxd-cutter.path").stdout.strip() == "enabled"
+    assert not (tmp_path / "etc/systemd/system/detoxd-cutter.path").exists()
 
 
 def test_uninstall_removes_the_empty_policy_dirs_and_says_what_it_keeps(
