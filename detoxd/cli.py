@@ -622,6 +622,8 @@ def format_status(status: dict[str, Any], start_command: str = "sudo detoxd star
     else:
         lines.append(f"No detox running. Start one with `{start_command}`.")
     sync = "in sync" if status["hosts_in_sync"] else "OUT OF SYNC"
+    if status.get("stale"):  # served from an old snapshot: nothing confirms the file
+        sync = f"NOT CONFIRMED: this status is {status.get('snapshot_age_seconds', '?')} s old"
     lines.append(f"{status['domains_blocked']} names blocked in {status['hosts_file']} ({sync})")
     if status.get("apps_closed"):
         closed = ", ".join(f"{app} ({count})" for app, count in status["apps_closed"].items())

@@ -109,6 +109,10 @@ def check_daemon(facts: Facts) -> Check:
     if facts.status is None:
         return Check("daemon", Level.FAIL, f"the daemon does not answer: {facts.daemon_error}",
                      "start it: sudo systemctl start detoxd (or sudo detoxd run)")
+    if facts.status.get("stale"):
+        return Check("daemon", Level.FAIL, f"running, but its main loop is stuck: the status is "
+                     f"{facts.status.get('snapshot_age_seconds', '?')} s old and nothing confirms the "
+                     "block", "sudo systemctl restart detoxd; see why in `journalctl -u detoxd`")
     return Check("daemon", Level.OK, f"running (detoxd {facts.status.get('version', '?')})")
 
 

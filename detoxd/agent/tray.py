@@ -65,6 +65,7 @@ class Model:
     """What the agent knows, guarded by ``TrayAgent.lock``."""
 
     status: dict[str, Any] | None = None
+    status_at: float = 0.0  # time.monotonic() when the daemon last sent it
     unreachable_reason: str = "not connected yet"
     tampered_at: datetime | None = None
     notices: list[menu.Notice] = field(default_factory=list)
@@ -75,7 +76,10 @@ class Model:
         dnd = self.dnd
         label = dnd.backend if dnd is not None and dnd.silenced else None
         problem = (dnd.problem.reason, dnd.problem.fix) if dnd is not None and dnd.problem else None
-        return menu.TrayView(self.status, moment, label, dnd.reasserted if dnd else 0, tampered,
+        status = self.status
+        if status is not None:  # a daemon frozen since it last spoke must not look in sync
+            status = menu.unheard(status, time.monotonic() - self.status_at)
+        return menu.TrayView(status, moment, label, dnd.reasserted if dnd else 0, tampered,
                              tuple(self.notices), dnd_problem=problem)
 
     def wants_silence(self) -> bool | None:
@@ -200,6 +204,7 @@ class TrayAgent:
         with self.lock:
             if isinstance(event.get("status"), dict):
                 self.model.status = event["status"]
+                self.model.status_at = time.monotonic()
             if kind == "tamper":
                 self.model.tampered_at = moment
             notice = _notice_for(kind, event, moment)

@@ -73,7 +73,7 @@ def face_for(status: Mapping[str, Any] | None, *, tampered: bool = False, notice
         return Face(Kind.UNREACHABLE, "?", notice)
     if status.get("config_error"):
         return Face(Kind.CONFIG_ERROR, "!", notice)
-    if tampered or status.get("hosts_in_sync") is False:
+    if tampered or status.get("hosts_in_sync") is False or status.get("problems"):
         return Face(Kind.TAMPERED, "!", notice)
     if status.get("state") == "active":
         return Face(Kind.ACTIVE, days_text(status.get("days_left")), notice)

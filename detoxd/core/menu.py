@@ -19,6 +19,9 @@ from detoxd.core import network
 from detoxd.core.report import parse_time
 
 SECONDS_PER_DAY = 86400
+# The daemon sends its status at least every 5 s; heard nothing for this long, the tray says the
+# status is old rather than go on showing "in sync" from a daemon that may be frozen.
+SILENCE_SECONDS = 15.0
 
 
 class Action(enum.Enum):
@@ -70,11 +73,24 @@ class MenuEntry:
 SEPARATOR = MenuEntry("")
 
 
+def unheard(status: Mapping[str, Any], silence: float) -> dict[str, Any]:
+    """``status`` as last heard ``silence`` seconds ago: past :data:`SILENCE_SECONDS`, stale (it
+    can no longer say the hosts file is in sync)."""
+    if silence <= SILENCE_SECONDS:
+        return dict(status)
+    age = silence + float(status.get("snapshot_age_seconds") or 0.0)
+    return {**status, "stale": True, "hosts_in_sync": False, "snapshot_age_seconds": round(age, 1)}
+
+
 def title(view: TrayView) -> str:
     """The one-line status for the icon's title / tooltip."""
     status = view.status
     if status is None:
         return "detoxd: daemon not reachable, retrying"
+    if status.get("stale"):
+        return f"detoxd: the daemon is not responding (status {_age(status)} old)"
+    if _problems(status):
+        return f"detoxd: {_problems(status)[0]}"
     if status.get("config_error"):
         return "detoxd: config error, the last good blocklist stays in force"
     if status.get("hosts_in_sync") is False:
@@ -218,8 +234,25 @@ def _peer_lock_line(status: Mapping[str, Any]) -> str:
     return f"Lock: peers — ending early needs {needed}{of} peers' cards"
 
 
+def _problems(status: Mapping[str, Any]) -> list[str]:
+    problems = status.get("problems")
+    return [str(problem) for problem in problems] if isinstance(problems, list) else []
+
+
+def _age(status: Mapping[str, Any]) -> str:
+    age = status.get("snapshot_age_seconds")
+    return f"{age:.0f} s" if isinstance(age, int | float) else "some time"
+
+
 def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
     lines: list[str] = []
+    if status.get("stale"):
+        lines.append(f"This status is {_age(status)} old: the daemon is stuck or frozen, and "
+                     "nothing confirms the block is in place")
+    lines += [f"Problem: {problem}" for problem in _problems(status) if not problem.startswith(
+        "the daemon's main loop")]  # said just above
+    if status.get("state_error"):
+        lines.append(f"Detox state: {status['state_error']}")
     if status.get("config_error"):
         lines.append("Config error: the last good blocklist stays in force")
         lines += [f"  {line}" for line in str(status["config_error"]).splitlines()[:3]]

@@ -113,10 +113,14 @@ class ControlServer:
         send_timeout: float = 5.0,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         subscriber_queue_size: int = 256,
+        heartbeat_seconds: float | None = None,
     ) -> None:
         self.path = path
         self._handler = handler
         self._snapshot = snapshot
+        # A subscriber that heard nothing for this long gets the snapshot again: a status that
+        # stopped changing (a stuck main loop) then shows its age instead of looking current.
+        self._heartbeat_seconds = heartbeat_seconds
         self._mutating = frozenset(mutating)
         self._privileged_uids = frozenset({0, os.geteuid()})
         self._max_connections = max_connections
@@ -409,18 +413,26 @@ class ControlServer:
 
     def _stream_events(self, subscriber: _Subscriber) -> None:
         connection = subscriber.connection
+        last_sent = time.monotonic()
         while not (self._closing.is_set() or subscriber.dropped.is_set()):
             try:
                 line = subscriber.lines.get(timeout=0.5)
             except queue.Empty:
                 if _peer_has_hung_up(connection.sock):
                     return
-                continue
+                if not self._heartbeat_due(last_sent):
+                    continue
+                line = encode(self._current_state())
             try:
                 self._send_line(connection, line)
+                last_sent = time.monotonic()
             except TimeoutError:
                 _log().info("dropping control subscriber pid %d: not reading", connection.peer.pid)
                 return
+
+    def _heartbeat_due(self, last_sent: float) -> bool:
+        beat = self._heartbeat_seconds
+        return beat is not None and self._snapshot is not None and time.monotonic() - last_sent >= beat
 
     def _drop(self, subscriber: _Subscriber, reason: str) -> None:
         if subscriber.dropped.is_set():

@@ -34,6 +34,7 @@ log = logging.getLogger("detoxd")
 CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
 FULL_VERIFY_SECONDS = 60.0  # a full read-and-compare even when stat() saw no change
 CONFIG_SETTLE_SECONDS = 0.02  # editors write a file in several steps
+HEARTBEAT_SECONDS = 5.0  # a quiet subscriber (the tray) gets the status again this often
 
 
 class Daemon:
@@ -67,7 +68,8 @@ class Daemon:
         engine.boot()
         self._watch_list_directories()
         self._config_worker.start()
-        self.server = ControlServer(self.paths.socket, engine.handle, snapshot=engine.status_event)
+        self.server = ControlServer(self.paths.socket, engine.handle, snapshot=engine.status_event,
+                                    heartbeat_seconds=HEARTBEAT_SECONDS)
         self.server.start()
         engine.publish_to = self.server.publish
         log.info("detoxd %s running: hosts file %s, config %s, socket %s", __version__,
@@ -120,6 +122,7 @@ class Daemon:
             deadlines = [next_tick, hosts.deadline(), self._reload_due]
             timeout = max(0.0, min(d for d in deadlines if d is not None) - now)
             readable, _, _ = select.select([hosts.fileno(), self._wake_r], [], [], timeout)
+            engine.loop_seen = self.clock.monotonic()  # a status older than this is stale
             if self._wake_r in readable:
                 self._drain_wake()
             if hosts.fileno() in readable:

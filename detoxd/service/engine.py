@@ -50,6 +50,7 @@ MAX_AGENT_TEXT = 400  # a tray's reason or fix, as shown by doctor
 AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
 MAX_AGENTS = 256
 STATUS_LOCK_WAIT = 0.25  # longer than this, status answers from the last tick's snapshot
+STALE_SECONDS = 2.0  # a status older than this says "stale" and never "in sync"
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
 
 Publish = Callable[[dict[str, Any]], None]
@@ -89,6 +90,10 @@ class Engine:
         self.problems: dict[str, str] = {}
         self.state_error: str | None = None  # the detox state had to be recovered or guessed
         self._snapshots: tuple[dict[str, Any], dict[str, Any], float] = ({}, {}, -1.0)
+        # When the daemon's main loop last went round (monotonic; None without a loop, as in
+        # tests): a loop stuck outside the lock must not be hidden by a fresh-looking status.
+        self.loop_seen: float | None = None
+        self._stale_reported: float | None = None  # the stall already logged (its start)
         self._applied_unsaved = False
         self._read_lock = threading.Lock()  # one config read at a time, outside self.lock
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
@@ -865,6 +870,7 @@ class Engine:
             "tamper_events": state.tamper_events,
             "apps_closed": self.app_watcher.closed_counts(),
             "clock_jumps": state.clock_jumps,
+            "stale": False,  # true only in a status served from an old snapshot (_status_reply)
             "config_error": self._config_error_text(private),
             "config_missing": list(self.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
@@ -894,18 +900,40 @@ class Engine:
     def _status_reply(self, *, private: bool) -> dict[str, Any]:
         """Status under the lock; while the lock is held longer (a large valid block being
         written), the snapshot of the last tick, marked with its age, instead of a wait."""
+        return {"ok": True, "status": self.current_status(private=private)}
+
+    def current_status(self, *, private: bool = False) -> dict[str, Any]:
+        """The status without waiting on a busy engine: see :meth:`_status_reply`. Marked stale
+        when it is older than :data:`STALE_SECONDS`, or the main loop has not gone round as long."""
         if self.lock.acquire(timeout=STATUS_LOCK_WAIT):
             try:
-                return {"ok": True, "status": self.status(private=private)}
+                status = self.status(private=private)
             finally:
                 self.lock.release()
+            seen = self.loop_seen
+            age = 0.0 if seen is None else self.clock.monotonic() - seen
+            return self._stale(status, seen, age) if age > STALE_SECONDS else status
         public, full, taken = self._snapshots
         if taken < 0:
             with self.lock:  # no tick yet: nothing to show but the real thing
-                return {"ok": True, "status": self.status(private=private)}
+                return self.status(private=private)
         snapshot = dict(full if private else public)
-        snapshot["snapshot_age_seconds"] = round(self.clock.monotonic() - taken, 1)
-        return {"ok": True, "status": snapshot}
+        age = self.clock.monotonic() - taken
+        snapshot["snapshot_age_seconds"] = round(age, 1)
+        return self._stale(snapshot, taken, age) if age > STALE_SECONDS else snapshot
+
+    def _stale(self, status: dict[str, Any], since: float | None, age: float) -> dict[str, Any]:
+        """A status nobody has confirmed for ``age`` seconds: it cannot say the hosts file is in
+        sync. Logged and journalled once per stall (from this thread: the main loop is stuck)."""
+        problem = (f"the daemon's main loop has not gone round for {age:.0f} s: this status is "
+                   "that old, and nothing confirms the block is in place")
+        if self._stale_reported != since:
+            self._stale_reported = since
+            log.error("%s (a status was asked for)", problem)
+            journal.record_nowait("status_stale", seconds=round(age, 1))
+        return {**status, "stale": True, "hosts_in_sync": False, "snapshot_age_seconds": round(age, 1),
+                "problems": [problem, *status.get("problems", ())],
+                "warnings": [problem, *status.get("warnings", ())]}
 
     def _loud_warnings(self) -> list[str]:
         loud = sorted(self.problems.values())
@@ -940,8 +968,9 @@ class Engine:
     # ---- events ----
 
     def status_event(self) -> dict[str, Any]:
-        with self.lock:
-            return {"event": "status", "status": self.status()}
+        """For the control server's subscribers (on subscribing, then every few seconds): never
+        waits on a busy engine, so a stuck main loop shows in the tray as a stale status."""
+        return {"event": "status", "status": self.current_status()}
 
     def publish(self, event: str, **details: Any) -> None:
         if self.publish_to is not None:

@@ -73,6 +73,7 @@ KINDS: dict[str, str] = {
     "clock_jump": "seconds (wall clock minus credited time; positive = set forward)",
     "config_error": "errors (count), first (the first message, redacted: no file content)",
     "start_refused": "by_uid, errors (count), reason (a start on a config in error starts nothing)",
+    "status_stale": "seconds (the main loop had not gone round for that long when status was asked)",
     "app_closed": "app (rule name), uid, pid",
     "allowance_opened": "uid, names (list), minutes",
     "allowance_closed": "uid, minutes_used",
@@ -132,6 +133,19 @@ class Journal:
         except Exception:  # a bug here must never reach the enforcement loop
             log.exception("journal: could not record %r", kind)
             return False
+
+    def record_nowait(self, kind: str, wait: float, **fields: Any) -> bool:
+        """:meth:`record`, from a thread that must not hang on a writer stuck mid-event (the
+        status thread reporting a stuck main loop): gives up after ``wait`` seconds."""
+        if not self._lock.acquire(timeout=wait):
+            return False
+        try:
+            return self._record(kind, fields)
+        except Exception:
+            log.exception("journal: could not record %r", kind)
+            return False
+        finally:
+            self._lock.release()
 
     def sync(self) -> None:
         """fdatasync what was written since the last sync; cheap when nothing was."""
@@ -439,6 +453,12 @@ def record(kind: str, **fields: Any) -> bool:
         log.debug("journal: none installed, not recording %s", kind)
         return False
     return journal.record(kind, **fields)
+
+
+def record_nowait(kind: str, wait: float = 0.1, **fields: Any) -> bool:
+    """:func:`record` that gives up after ``wait`` seconds when the journal is busy."""
+    journal = _installed
+    return journal is not None and journal.record_nowait(kind, wait, **fields)
 
 
 def directory_for(state_dir: Path) -> Path:

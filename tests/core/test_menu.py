@@ -19,6 +19,7 @@ from detoxd.core.menu import (
     format_moment,
     status_lines,
     title,
+    unheard,
 )
 
 NOW = datetime(2025, 11, 27, 10, 0, tzinfo=UTC)
@@ -89,6 +90,32 @@ def test_health_lines() -> None:
     assert "  fourth" not in lines, "long errors are cut to three lines"
     assert "/etc/hosts is out of sync: restoring" in lines
     assert "Tampering undone 2 times" in lines
+
+
+def test_problems_and_a_lost_state_are_shown_and_lead_the_title() -> None:
+    status = {**ACTIVE, "problems": ["cannot save the state in /var/lib/detoxd: No space left"],
+              "state_error": "the detox state was lost (no state file)"}
+    assert title(view(status)) == "detoxd: cannot save the state in /var/lib/detoxd: No space left"
+    lines = status_lines(view(status))
+    assert "Problem: cannot save the state in /var/lib/detoxd: No space left" in lines
+    assert "Detox state: the detox state was lost (no state file)" in lines
+
+
+def test_a_stale_status_never_looks_in_sync() -> None:
+    stale = {**ACTIVE, "stale": True, "hosts_in_sync": False, "snapshot_age_seconds": 42.0,
+             "problems": ["the daemon's main loop has not gone round for 42 s: ..."]}
+    assert title(view(stale)) == "detoxd: the daemon is not responding (status 42 s old)"
+    lines = status_lines(view(stale))
+    assert any(line.startswith("This status is 42 s old: the daemon is stuck or frozen") for line in lines)
+    assert not any(line.startswith("Problem: the daemon's main loop") for line in lines)
+
+
+def test_a_status_not_heard_again_for_long_goes_stale_in_the_tray() -> None:
+    assert unheard(ACTIVE, 3.0) == ACTIVE
+    old = unheard({**ACTIVE, "snapshot_age_seconds": 1.0}, 20.0)
+    assert old["stale"] is True and old["hosts_in_sync"] is False
+    assert old["snapshot_age_seconds"] == 21.0
+    assert "not responding (status 21 s old)" in title(view(old))
 
 
 def test_reasserted_notifications_are_counted() -> None:

@@ -347,6 +347,28 @@ def test_subscription_starts_with_the_snapshot(make_server: Callable[..., Contro
         assert next(events) == {"event": "ended"}
 
 
+def test_a_quiet_subscriber_gets_the_snapshot_again(make_server: Callable[..., ControlServer]) -> None:
+    """The heartbeat: a status that stopped changing still arrives, with its age (a stuck loop
+    shows in the tray as a stale status instead of the last one heard)."""
+    state = {"seen": 0}
+
+    def snapshot() -> dict[str, Any]:
+        state["seen"] += 1
+        return {"event": "status", "n": state["seen"]}
+
+    server = make_server(snapshot=snapshot, heartbeat_seconds=0.05)
+    with ControlClient(server.path).subscribe(timeout=5) as events:
+        assert [next(events)["n"] for _ in range(3)] == [1, 2, 3]
+
+
+def test_no_heartbeat_unless_asked(make_server: Callable[..., ControlServer]) -> None:
+    server = make_server(snapshot=lambda: {"event": "status"})
+    with ControlClient(server.path).subscribe(timeout=5) as events:
+        assert next(events) == {"event": "status"}
+        server.publish({"event": "ended"})
+        assert next(events) == {"event": "ended"}  # nothing in between
+
+
 def test_subscribe_needs_no_privilege_and_bypasses_the_handler(
     server: ControlServer, handler: RecordingHandler
 ) -> None:

@@ -24,7 +24,7 @@ from detoxd.core.hosts import BEGIN_MARKER, END_MARKER
 from detoxd.paths import Paths
 from detoxd.service import engine as engine_module
 from detoxd.service import state_store
-from detoxd.service.engine import Engine
+from detoxd.service.engine import STALE_SECONDS, Engine
 from tests.service.enginekit import ROOT, blocked, scratch_paths
 
 USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n"
@@ -385,10 +385,28 @@ def test_status_answers_from_the_last_tick_while_the_lock_is_held_long(
         assert time.monotonic() - before < 1.0
         assert reply["ok"] and reply["status"]["state"] == "active"
         assert "snapshot_age_seconds" in reply["status"]
+        assert reply["status"]["stale"] is False and reply["status"]["hosts_in_sync"] is True
+        clock.advance(STALE_SECONDS + 1)  # the loop is stuck that long: the snapshot is stale
+        status = engine.handle({"cmd": "status"}, ROOT)["status"]
+        assert status["stale"] is True and status["hosts_in_sync"] is False
+        assert "main loop has not gone round for 3 s" in status["problems"][0]
+        assert status["warnings"][0] == status["problems"][0]  # `detoxd status` prints warnings
     finally:
         release.set()
         holder.join(10)
-    assert "snapshot_age_seconds" not in engine.handle({"cmd": "status"}, ROOT)["status"]
+    status = engine.handle({"cmd": "status"}, ROOT)["status"]
+    assert "snapshot_age_seconds" not in status and status["stale"] is False
+
+
+def test_a_main_loop_stuck_outside_the_lock_makes_the_status_stale(
+        engine: Engine, clock: FakeClock) -> None:
+    started(engine, clock)
+    engine.loop_seen = clock.monotonic()
+    clock.advance(STALE_SECONDS / 2)
+    assert engine.handle({"cmd": "status"}, ROOT)["status"]["stale"] is False
+    clock.advance(STALE_SECONDS)
+    status = engine.status_event()["status"]  # what the tray is sent
+    assert status["stale"] is True and status["hosts_in_sync"] is False and status["problems"]
 
 
 def test_stale_temporaries_beside_browser_policies_are_removed(
