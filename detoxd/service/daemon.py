@@ -25,8 +25,10 @@ from typing import Any
 from detoxd import __version__
 from detoxd.clock import Clock
 from detoxd.paths import Paths
+from detoxd.service import journal
 from detoxd.service.control import ControlServer
 from detoxd.service.engine import TICK_SECONDS, Engine
+from detoxd.service.liveness import MAX_SLEEP_SECONDS, VERIFIED_WITHIN_SECONDS, HeldUp, not_guarding
 from detoxd.service.sdnotify import Notifier
 
 log = logging.getLogger("detoxd")
@@ -50,6 +52,7 @@ class Daemon:
         self._reload_wanted = threading.Event()
         self._config_worker = threading.Thread(target=self._read_configs, name="config-reader",
                                                daemon=True)
+        self._held_up = HeldUp()  # when the loop woke later than it asked (see liveness)
         self._watched: dict[Path, Any] = {}  # directory of `lists:` files -> its watch
         self._config_handler: Any = None
         self.server: ControlServer | None = None
@@ -120,9 +123,12 @@ class Daemon:
         while not self._stop.is_set():
             now = self.clock.monotonic()
             deadlines = [next_tick, hosts.deadline(), self._reload_due]
-            timeout = max(0.0, min(d for d in deadlines if d is not None) - now)
-            readable, _, _ = select.select([hosts.fileno(), self._wake_r], [], [], timeout)
+            if watchdog is not None:  # woken often, a stop of the process shows as lateness
+                deadlines.append(now + MAX_SLEEP_SECONDS)
+            wake_at = max(now, min(d for d in deadlines if d is not None))
+            readable, _, _ = select.select([hosts.fileno(), self._wake_r], [], [], wake_at - now)
             engine.loop_seen = self.clock.monotonic()  # a status older than this is stale
+            self._held_up.woke(wake_at, engine.loop_seen)
             if self._wake_r in readable:
                 self._drain_wake()
             if hosts.fileno() in readable:
@@ -146,9 +152,34 @@ class Daemon:
                     engine.checkpoint()
             if engine.exit_code is not None:
                 break
-            if watchdog is not None and now >= next_ping and self._threads_healthy():
+            if watchdog is not None and now >= next_ping and self._alive(now):
                 self.notifier.watchdog()
                 next_ping = now + watchdog
+
+    def _alive(self, now: float) -> bool:
+        """Whether to feed systemd's watchdog: the threads live and the daemon guards (see
+        :mod:`detoxd.service.liveness`). A shorter WatchdogSec= shortens the window too."""
+        if not self._threads_healthy():
+            return False
+        window = min(VERIFIED_WITHIN_SECONDS, 2 * (self.notifier.watchdog_interval() or 0.0))
+        self._held_up.window = window
+        reason = not_guarding(now, self.engine.hosts_checked_at, self._held_up.seconds(now), window)
+        was, self.engine.guard_problem = self.engine.guard_problem, reason  # status shows it
+        if (reason is None) != (was is None):
+            self._report_guarding(reason, was)
+        return reason is None
+
+    def _report_guarding(self, reason: str | None, was: str | None) -> None:
+        """When it changes: the log, systemd's status line and the journal."""
+        if reason is None:
+            log.info("guarding again (%s before): feeding systemd's watchdog again", was)
+            self.notifier.status(self.engine.one_line())
+            journal.record("watchdog_resumed")
+            return
+        message = f"{reason}: not feeding systemd's watchdog, which restarts the service"
+        log.error("%s", message)
+        self.notifier.status(message)
+        journal.record("watchdog_withheld", reason=reason)
 
     def _threads_healthy(self) -> bool:
         server_ok = self.server is not None and self.server.is_alive()

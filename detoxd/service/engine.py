@@ -34,6 +34,7 @@ from detoxd.protocol import Peer
 from detoxd.service import cutter, journal, state_store
 from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.audit import Audit
+from detoxd.service.liveness import VERIFIED_WITHIN_SECONDS
 from detoxd.service.loader import LoadedConfig, load_config, missing_files_error
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
@@ -94,6 +95,11 @@ class Engine:
         # tests): a loop stuck outside the lock must not be hidden by a fresh-looking status.
         self.loop_seen: float | None = None
         self._stale_reported: float | None = None  # the stall already logged (its start)
+        # When the hosts file was last seen as it should be, with no change waiting to settle, or
+        # found impossible to enforce and reported (monotonic): what the watchdog is fed on.
+        self.hosts_checked_at: float | None = None
+        # Why the daemon does not feed systemd's watchdog now (see detoxd.service.liveness).
+        self.guard_problem: str | None = None
         self._applied_unsaved = False
         self._read_lock = threading.Lock()  # one config read at a time, outside self.lock
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
@@ -298,6 +304,8 @@ class Engine:
         return True
 
     def _target_ok(self, target: Target) -> None:
+        if target is self.hosts and self.hosts.deadline() is None:  # nothing left to settle
+            self.hosts_checked_at = self.clock.monotonic()
         if self.problems.pop(target.name, None) is not None:
             log.info("the %s is enforced again", target.name)
             self.publish("status")
@@ -333,6 +341,8 @@ class Engine:
                       "restarts with write access", self.paths.hosts_file, exc.strerror)
             self.exit_code = EXIT_RESTART
             return
+        if target is self.hosts:  # looked, and said loudly why it cannot: a restart would not help
+            self.hosts_checked_at = self.clock.monotonic()
         message = f"cannot enforce the block in the {target.name}: {exc.strerror or exc}"
         if self.problems.get(target.name) != message:  # once, not every second
             log.error("%s (retrying every %gs)", message, TICK_SECONDS)
@@ -902,9 +912,32 @@ class Engine:
         written), the snapshot of the last tick, marked with its age, instead of a wait."""
         return {"ok": True, "status": self.current_status(private=private)}
 
+    def unverified_for(self, now: float) -> float | None:
+        """Seconds since the hosts file was last checked (see :attr:`hosts_checked_at`), when
+        that is longer than :data:`VERIFIED_WITHIN_SECONDS`; else None."""
+        checked = self.hosts_checked_at
+        if checked is None or now - checked <= VERIFIED_WITHIN_SECONDS:
+            return None
+        return now - checked
+
     def current_status(self, *, private: bool = False) -> dict[str, Any]:
-        """The status without waiting on a busy engine: see :meth:`_status_reply`. Marked stale
-        when it is older than :data:`STALE_SECONDS`, or the main loop has not gone round as long."""
+        """The status without waiting on a busy engine, and honest about it: see
+        :meth:`_timely_status`; under the daemon's loop, never "in sync" when the hosts file was
+        not verified within :data:`VERIFIED_WITHIN_SECONDS`."""
+        status = self._timely_status(private)
+        unverified = self.unverified_for(self.clock.monotonic()) if self.loop_seen is not None else None
+        problems = [f"the hosts file was last verified {unverified:.0f} s ago (a change has not "
+                    "settled: is the daemon being stopped and continued?)"] if unverified else []
+        if self.guard_problem is not None and not unverified:
+            problems.append(f"{self.guard_problem}: systemd's watchdog is not fed, it restarts detoxd")
+        if not problems:
+            return status
+        return {**status, "hosts_in_sync": False, "problems": [*status.get("problems", ()), *problems],
+                "warnings": [*problems, *status.get("warnings", ())]}
+
+    def _timely_status(self, private: bool) -> dict[str, Any]:
+        """Marked stale when it is older than :data:`STALE_SECONDS`, or the main loop has not
+        gone round for as long."""
         if self.lock.acquire(timeout=STATUS_LOCK_WAIT):
             try:
                 status = self.status(private=private)

@@ -74,6 +74,8 @@ KINDS: dict[str, str] = {
     "config_error": "errors (count), first (the first message, redacted: no file content)",
     "start_refused": "by_uid, errors (count), reason (a start on a config in error starts nothing)",
     "status_stale": "seconds (the main loop had not gone round for that long when status was asked)",
+    "watchdog_withheld": "reason (not guarding: systemd's watchdog is not fed and restarts detoxd)",
+    "watchdog_resumed": "(the hosts file is verified again)",
     "app_closed": "app (rule name), uid, pid",
     "allowance_opened": "uid, names (list), minutes",
     "allowance_closed": "uid, minutes_used",

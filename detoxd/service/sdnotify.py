@@ -6,8 +6,9 @@ message is one datagram of ``KEY=value`` lines. Without ``NOTIFY_SOCKET`` (start
 in tests) every method is a no-op, so callers never need to ask.
 
 The daemon should call :meth:`Notifier.watchdog` from its main loop only after checking that
-its worker threads are alive: a hung or dead thread then stops the pings and systemd restarts
-the service, which is the point of the watchdog.
+its worker threads are alive and that it did its job lately (detoxd: the hosts file verified
+within the last 10 s): a hung or dead thread, or a loop kept from settling a change, then stops
+the pings and systemd restarts the service, which is the point of the watchdog.
 """
 
 from __future__ import annotations

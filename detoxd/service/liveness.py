@@ -1,0 +1,56 @@
+"""Whether the daemon is doing its job, for systemd's watchdog: not only alive, but guarding.
+
+Threads that live are not enough. Frozen (SIGSTOP, a cgroup freezer, a debugger) and continued
+for a few milliseconds now and then, the daemon used to ping on while the change it saw never got
+to settle: 105 s without the block, never restored (issue 21). Two signs tell it apart:
+
+- **the hosts file was checked lately**: seen as it should be, restored, or found impossible to
+  enforce and said so (a restart would not help that) — the engine's ``hosts_checked_at``;
+- **the loop was not held up**: it asks select() to wake it at a time; waking much later means
+  the process was not running (CLOCK_MONOTONIC does not count a suspend, so a closed lid is not
+  mistaken for it). Held up for a quarter of the window, the daemon only ran in moments, whatever
+  it restored in them.
+
+Either sign missing for the window, the daemon stops feeding the watchdog and systemd restarts it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+VERIFIED_WITHIN_SECONDS = 10.0  # the window
+LATE_SECONDS = 0.2  # waking later than asked by more than this is being held up
+HELD_UP_SHARE = 0.25  # of the window; a loaded machine delays a wake-up by milliseconds
+MAX_SLEEP_SECONDS = 0.2  # under a watchdog the loop asks to be woken at least this often
+
+
+class HeldUp:
+    """The periods the loop woke later than it asked, within the last ``window`` seconds."""
+
+    def __init__(self, window: float = VERIFIED_WITHIN_SECONDS) -> None:
+        self.window = window
+        self._periods: deque[tuple[float, float]] = deque()
+
+    def woke(self, asked: float, woke: float) -> None:
+        """The loop asked to be woken at ``asked`` (or earlier, by an event) and woke at ``woke``."""
+        if woke - asked > LATE_SECONDS:
+            self._periods.append((asked, woke))
+
+    def seconds(self, now: float) -> float:
+        """How long the loop was held up within the window ending ``now``."""
+        start = now - self.window
+        while self._periods and self._periods[0][1] <= start:
+            self._periods.popleft()
+        return sum(min(end, now) - max(begin, start) for begin, end in self._periods)
+
+
+def not_guarding(now: float, checked_at: float | None, held_up: float,
+                 window: float = VERIFIED_WITHIN_SECONDS) -> str | None:
+    """Why the watchdog must not be fed now, for the log and status; None: feed it."""
+    if checked_at is None or now - checked_at > window:
+        when = "never" if checked_at is None else f"{now - checked_at:.0f} s ago"
+        return f"the hosts file was last verified {when}"
+    if held_up > HELD_UP_SHARE * window:
+        return (f"the daemon was held up (stopped and continued?) for {held_up:.0f} s of the last "
+                f"{window:.0f} s")
+    return None

@@ -1,0 +1,34 @@
+"""The watchdog's decision (detoxd.service.liveness): fed only while the daemon guards."""
+
+from __future__ import annotations
+
+from detoxd.service.liveness import LATE_SECONDS, HeldUp, not_guarding
+
+
+def test_a_loop_that_wakes_when_it_asked_is_never_held_up() -> None:
+    held = HeldUp(window=10.0)
+    for tick in range(100):
+        held.woke(asked=tick * 0.2, woke=tick * 0.2 + LATE_SECONDS / 2)  # a busy machine's delay
+    assert held.seconds(now=20.0) == 0.0
+
+
+def test_stops_count_within_the_window_only() -> None:
+    held = HeldUp(window=10.0)
+    held.woke(asked=0.0, woke=20.0)  # stopped 20 s (SIGSTOP), continued
+    assert held.seconds(now=20.0) == 10.0  # clipped to the window
+    assert held.seconds(now=25.0) == 5.0
+    assert held.seconds(now=31.0) == 0.0
+    for cycle in range(20):  # stopped 0.5 s of every 0.52 s
+        start = 40.0 + cycle * 0.52
+        held.woke(asked=start, woke=start + 0.5)
+    assert held.seconds(now=40.0 + 20 * 0.52) > 9.0
+
+
+def test_fed_only_while_verified_lately_and_not_held_up() -> None:
+    assert not_guarding(100.0, checked_at=95.0, held_up=0.0) is None
+    assert not_guarding(100.0, checked_at=None, held_up=0.0) == "the hosts file was last verified never"
+    assert not_guarding(100.0, checked_at=80.0, held_up=0.0) == "the hosts file was last verified 20 s ago"
+    reason = not_guarding(100.0, checked_at=99.9, held_up=4.0)  # restored at each thaw, yet frozen
+    assert reason is not None and "held up (stopped and continued?) for 4 s of the last 10 s" in reason
+    assert not_guarding(100.0, checked_at=99.0, held_up=2.0) is None
+    assert not_guarding(100.0, checked_at=97.0, held_up=0.0, window=2.0) is not None  # WatchdogSec=2
