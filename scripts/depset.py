@@ -72,7 +72,8 @@ def show(deps_set: str) -> str:
 
     parser = "libyaml C parser" if yamlsource._Loader is not yaml.SafeLoader else "pure-Python parser"
     versions[0] += f" ({parser})"
-    return f"dependency set {deps_set} (Python {sys.version.split()[0]}, {sys.prefix}): " + ", ".join(versions)
+    python = f"Python {sys.version.split()[0]}, {sys.prefix}"
+    return f"dependency set {deps_set} ({python}): " + ", ".join(versions)
 
 
 def gi_version() -> str:
