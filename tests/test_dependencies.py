@@ -18,7 +18,7 @@ REQUIREMENTS = ROOT / "requirements"
 
 
 def pins(*names: str) -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for name in names:
         for line in (REQUIREMENTS / name).read_text().splitlines():
             match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
