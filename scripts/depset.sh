@@ -11,7 +11,7 @@ case "${DETOXD_DEPS:-debian}" in
     *) echo "DETOXD_DEPS=${DETOXD_DEPS}: expected debian or pypi" >&2; exit 2 ;;
 esac
 # Bumped when the way a venv is made changes, so that existing venvs are made anew.
-venv_recipe=1
+venv_recipe=2
 
 venv_stamp() {
     { echo "recipe $venv_recipe"; cat "${pins[@]}"; } | sha256sum | cut -d' ' -f1
@@ -39,9 +39,8 @@ make_venv() {
             # build is the honest one (PyPI's current PyGObject needs a newer GLib than Debian 12
             # has and compiles against the same system libraries; an older one needs a compiler
             # and -dev packages). matplotlib, a declared dependency (`report`), comes from PyPI.
-            mkdir "$venv/system-gi"
-            ln -s /usr/lib/python3/dist-packages/gi "$venv/system-gi/gi"
-            realpath "$venv/system-gi" > "$site/system-gi.pth"
+            # A link in site-packages, not a .pth: copies of the venv (tests/otheruser.py) keep it.
+            ln -s /usr/lib/python3/dist-packages/gi "$site/gi"
         fi
         # Exactly the pinned files: hashes checked, nothing resolved (no deps), so two machines
         # get identical venvs.
