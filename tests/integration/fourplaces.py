@@ -49,11 +49,14 @@ def doctor(env: DetoxdEnv, *options: str) -> dict[str, Any]:
     return run_doctor(env, machine_root(env), *options)[1]
 
 
-def run_doctor(env: DetoxdEnv, root: Path, *options: str) -> tuple[int, dict[str, Any]]:
+def run_doctor(env: DetoxdEnv, root: Path, *options: str,
+               offline: bool = False) -> tuple[int, dict[str, Any]]:
     """`detoxd doctor --json --root ROOT` with ROOT's nsswitch.conf and the test's hosts file
-    mounted over /etc: its exit code and report."""
+    mounted over /etc: its exit code and report. ``offline``: in a network namespace of its own
+    too, so that a lookup that reaches DNS goes nowhere (the control socket is a file: reachable)."""
+    namespaces = ["--mount", "--net"] if offline else ["--mount"]
     result = subprocess.run(
-        ["unshare", "--mount", "--", "sh", "-c", BIND_AND_RUN, "sh", str(env.hosts),
+        ["unshare", *namespaces, "--", "sh", "-c", BIND_AND_RUN, "sh", str(env.hosts),
          str(root / "etc/nsswitch.conf"), sys.executable, "-m", "detoxd", "doctor", "--json",
          "--root", str(root), *options],
         env=env.env, capture_output=True, text=True, timeout=300, check=False)
