@@ -196,6 +196,10 @@ def check_hosts_block(facts: Facts) -> Check:
         return Check("hosts block", Level.SKIP, "unknown: the daemon does not answer")
     expected = int(status.get("domains_blocked", 0))
     found = len(facts.block_names)
+    problem = status.get("hosts_file_problem")
+    if isinstance(problem, dict) and problem.get("reason"):  # the daemon says what is in the way
+        return Check("hosts block", Level.FAIL, f"the daemon cannot enforce the block: {problem['reason']}",
+                     str(problem.get("fix") or "see `journalctl -u detoxd`"))
     if not status.get("hosts_in_sync") or found != expected:
         return Check("hosts block", Level.FAIL,
                      f"{facts.hosts_file} holds {found} of the {expected} names the daemon blocks",

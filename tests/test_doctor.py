@@ -57,6 +57,9 @@ def test_a_healthy_machine_is_effective() -> None:
     ({"status": {**STATUS, "state": "idle"}}, "detox"),
     ({"status": {**STATUS, "config_error": "blocklist.yaml:3: domains[1]: 'face..book'"}}, "config"),
     ({"status": {**STATUS, "hosts_in_sync": False}}, "hosts block"),
+    ({"status": {**STATUS, "hosts_in_sync": False, "hosts_file_problem": {
+        "reason": "/etc/hosts is a FIFO, not a regular file", "fix": "make /etc/hosts a regular file"}}},
+     "hosts block"),
     ({"block_names": frozenset({"twitter.com"})}, "hosts block"),
     ({"lookups": {"twitter.com": ("104.244.42.1",), "www.twitter.com": ("0.0.0.0",)}}, "resolution"),
     ({"nsswitch": "hosts: dns files\n"}, "nsswitch"),
@@ -72,6 +75,13 @@ def test_a_healthy_machine_is_effective() -> None:
 ])
 def test_each_failure_mode_is_reported_with_a_fix(changes: dict[str, Any], failing: str) -> None:
     assert failing in failed(healthy(**changes))
+
+
+def test_what_blocks_the_hosts_file_is_the_reason_and_its_fix_the_fix() -> None:
+    problem = {"reason": "/etc/hosts is immutable (chattr +i)", "fix": "sudo chattr -i -a /etc/hosts"}
+    check = failed(healthy(status={**STATUS, "hosts_in_sync": False, "hosts_file_problem": problem}))
+    assert "immutable" in check["hosts block"].message
+    assert check["hosts block"].fix == "sudo chattr -i -a /etc/hosts"
 
 
 def test_resolved_drop_ins_are_applied_in_order() -> None:

@@ -159,10 +159,10 @@ def test_system_unit_contract() -> None:
 def test_capabilities_are_minimal_and_each_is_explained() -> None:
     text = SYSTEM_UNIT.read_text()
     (bounding,) = unit_settings(text)["Service"]["CapabilityBoundingSet"]
-    assert set(bounding.split()) == {"CAP_KILL", "CAP_SYS_PTRACE"}
+    assert set(bounding.split()) == {"CAP_KILL", "CAP_SYS_PTRACE", "CAP_LINUX_IMMUTABLE"}
     comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
     for capability in bounding.split():
-        assert re.search(rf"#\s+{capability}:\s+app blocker", comments), capability
+        assert re.search(rf"#\s+{capability}:\s+(app blocker|hosts file)", comments), capability
 
 
 def test_app_blocker_can_see_other_users_processes() -> None:

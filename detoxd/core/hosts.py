@@ -188,14 +188,15 @@ def merge(user_text: bytes, block: bytes) -> bytes:
     return b"".join((user_text, _newline_of_block(block), _after_unterminated_line(block)))
 
 
-def apply(text: bytes, block: bytes, managed: Collection[str] = ()) -> bytes:
+def apply(text: bytes, block: bytes, managed: Collection[str] = (), *,
+          max_user_bytes: int | None = None) -> bytes:
     """The file as it should be: ``text`` with exactly this block and none of detoxd's debris.
 
     An intact block is replaced where it stands (so lines a user appended after it stay after
     it, where the block's entries win the lookup); otherwise the block is appended. Returns
-    ``text`` itself when nothing needs to change.
+    ``text`` itself when nothing needs to change. ``max_user_bytes``: see :func:`split`.
     """
-    parsed = split(text, managed)
+    parsed = split(text, managed, max_user_bytes)
     user_text, at = parsed.user_text, parsed.block_at
     starts_a_line = at is not None and (at == 0 or user_text[at - 1:at] == b"\n")
     if at is None or at >= len(user_text) or not starts_a_line:
@@ -212,9 +213,9 @@ def apply(text: bytes, block: bytes, managed: Collection[str] = ()) -> bytes:
     return text if desired == text else desired
 
 
-def strip(text: bytes, managed: Collection[str] = ()) -> bytes:
+def strip(text: bytes, managed: Collection[str] = (), *, max_user_bytes: int | None = None) -> bytes:
     """The user's text: ``text`` without detoxd's block or its debris (module notes)."""
-    return split(text, managed).user_text
+    return split(text, managed, max_user_bytes).user_text
 
 
 def _newline_of_block(block: bytes) -> bytes:
@@ -261,12 +262,30 @@ class _Marker:
         return self.kind != _END
 
 
-def split(text: bytes, managed: Collection[str] = ()) -> Parsed:
-    """Separate the user's text from detoxd's block, repairing damage by the module's rules."""
+class TooMuchUserText(ValueError):
+    """The file holds more of the user's text than the caller allows (``size`` bytes)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes besides detoxd's block, more than {limit}")
+        self.size = size
+        self.limit = limit
+
+
+def split(text: bytes, managed: Collection[str] = (), max_user_bytes: int | None = None) -> Parsed:
+    """Separate the user's text from detoxd's block, repairing damage by the module's rules.
+
+    ``max_user_bytes``: raise TooMuchUserText, before the user's text is copied, when it is
+    longer (the daemon bounds the memory a hostile hosts file costs)."""
     markers = list(_find_markers(text))
     if not markers and not managed:
+        _check_user_size(len(text), max_user_bytes)
         return Parsed(text, None, None)
-    return _Splitter(text, managed).run(markers)
+    return _Splitter(text, managed, max_user_bytes).run(markers)
+
+
+def _check_user_size(size: int, limit: int | None) -> None:
+    if limit is not None and size > limit:
+        raise TooMuchUserText(size, limit)
 
 
 def _find_markers(text: bytes) -> Iterator[_Marker]:
@@ -285,10 +304,11 @@ def _find_markers(text: bytes) -> Iterator[_Marker]:
 class _Splitter:
     """One pass over the markers, collecting the user's pieces in order."""
 
-    def __init__(self, text: bytes, managed: Collection[str]) -> None:
+    def __init__(self, text: bytes, managed: Collection[str], max_user_bytes: int | None = None) -> None:
         self.text = text
         self._managed_names = managed
-        self.pieces: list[bytes] = []
+        self._max_user_bytes = max_user_bytes
+        self.pieces: list[memoryview] = []  # views into ``text``: no copy until the final join
         self.kept = 0
         self.block: bytes | None = None
         self.block_at: int | None = None
@@ -310,7 +330,7 @@ class _Splitter:
             partner = markers[index + 1] if index + 1 < len(markers) else None
             paired = marker.begins and partner is not None and not partner.begins
             orphan_end = not marker.begins
-            self._keep(text[position:marker.start], suspect=orphan_begin_before or orphan_end)
+            self._keep(position, marker.start, suspect=orphan_begin_before or orphan_end)
             if marker.kind == _BEGIN_AFTER_UNTERMINATED:
                 self.added_newline = (len(self.pieces), marker.newline)
             if paired:
@@ -325,26 +345,46 @@ class _Splitter:
                 orphan_begin_before = marker.begins
                 index += 1
         no_markers_at_all = not markers and bool(self._managed_names)
-        self._keep(text[position:], suspect=orphan_begin_before or no_markers_at_all,
+        self._keep(position, len(text), suspect=orphan_begin_before or no_markers_at_all,
                    truncated_block=orphan_begin_before)
         return self._result()
 
-    def _keep(self, segment: bytes, *, suspect: bool, truncated_block: bool = False) -> None:
-        if suspect:
-            segment = self._without_debris(segment, truncated_block)
-        if segment:
-            self.pieces.append(segment)
-            self.kept += len(segment)
+    def _keep(self, start: int, end: int, *, suspect: bool, truncated_block: bool = False) -> None:
+        """Keep ``text[start:end]`` (whole lines, or the file's unterminated last line), as views:
+        nothing is copied before the final join. A suspect stretch loses detoxd's debris."""
+        view = self._view
+        pieces = [view[start:end]] if not suspect else self._without_debris(start, end, truncated_block)
+        for piece in pieces:
+            if piece:
+                self.pieces.append(piece)
+                self.kept += len(piece)
 
-    def _without_debris(self, segment: bytes, truncated_block: bool) -> bytes:
-        lines = segment.split(b"\n")
-        # After the final newline: b"", or the file's unterminated last line (only the last
-        # segment has one: the others end where a marker line starts).
-        last = lines.pop()
-        kept = b"".join(line + b"\n" for line in lines if not self._is_entry(line))
-        if last and (self._is_entry(last) or self._is_fragment(last, truncated_block)):
-            last = b""
-        return kept + last
+    @cached_property
+    def _view(self) -> memoryview:
+        return memoryview(self.text)
+
+    def _without_debris(self, start: int, end: int, truncated_block: bool) -> list[memoryview]:
+        """``text[start:end]`` without detoxd's entry lines (found by one regex scan, so that a
+        large stretch is never split into a list of lines) and without a fragment of one of its
+        lines as the unterminated last line."""
+        text, view = self.text, self._view
+        pieces: list[memoryview] = []
+        kept_from = start
+        for match in _ENTRY_LINE.finditer(text, start, end):
+            if match.group(1) not in self.managed:
+                continue
+            line_end = match.end() + 1 if match.end() < len(text) and text[match.end()] == 10 else match.end()
+            if line_end > end:  # the stretch ends inside this line: it is the last one
+                line_end = end
+            pieces.append(view[kept_from:match.start()])
+            kept_from = line_end
+        last_line_start = text.rfind(b"\n", kept_from, end) + 1 or kept_from
+        if not text.endswith(b"\n", start, end) and end > start:
+            last = text[max(last_line_start, kept_from):end]
+            if last and self._is_fragment(last, truncated_block):
+                end = max(last_line_start, kept_from)
+        pieces.append(view[kept_from:end])
+        return pieces
 
     def _is_entry(self, line: bytes) -> bool:
         content = line.removesuffix(b"\r")
@@ -379,6 +419,7 @@ class _Splitter:
         return False
 
     def _result(self) -> Parsed:
+        _check_user_size(self.kept, self._max_user_bytes)
         pieces = self.pieces
         if self.added_newline is not None:
             index, newline = self.added_newline

@@ -259,7 +259,10 @@ def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
     missing = status.get("config_missing")
     if isinstance(missing, list) and missing:
         lines.append(f"Config missing: {', '.join(map(str, missing))} (a detox cannot start)")
-    if status.get("hosts_in_sync") is False:
+    problem = status.get("hosts_file_problem")
+    if isinstance(problem, Mapping) and problem.get("fix"):  # the reason is among the problems
+        lines.append(f"  Fix: {problem['fix']}")
+    elif status.get("hosts_in_sync") is False:
         lines.append(f"{status.get('hosts_file', 'The hosts file')} is out of sync: restoring")
     for row in status.get("network") or []:
         if isinstance(row, Mapping):

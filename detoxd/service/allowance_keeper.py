@@ -50,6 +50,7 @@ class AllowanceKeeper:
         # Until the first config is in, what is open was already journalled by the last process.
         self._quiet = True
         self._saved = json.dumps(al.to_json(self.state))
+        self._save_error: str | None = None  # the last failed save, logged once
 
     # ---- config and detox ----
 
@@ -195,8 +196,17 @@ class AllowanceKeeper:
         return al.status(self.state, self.rules, self.tz, self.clock.now(), detox_active=detox_active)
 
     def save(self) -> None:
+        """Never raises: a full or odd state directory must not stop a start, a tick or an
+        allowance (the engine reports the directory; the next change saves again)."""
         text = json.dumps(al.to_json(self.state))
-        state_store.write_atomic(self.state_file, text.encode())
+        try:
+            state_store.write_atomic(self.state_file, text.encode())
+        except OSError as exc:
+            if self._save_error != exc.strerror:
+                log.error("cannot save the allowances in %s: %s", self.state_file, exc.strerror)
+                self._save_error = exc.strerror
+            return
+        self._save_error = None
         self._saved = text
 
     def _usage_changed(self) -> bool:
@@ -207,14 +217,13 @@ class AllowanceKeeper:
 
     def _load(self) -> al.AllowancesState:
         try:
-            return al.from_json(json.loads(self.state_file.read_bytes()))
+            return al.from_json(state_store.read_json(self.state_file))
         except FileNotFoundError:
             return al.AllowancesState()
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, state_store.StateFileError, ValueError, KeyError, TypeError) as exc:
             # Budgets start over rather than the daemon failing; the file is kept as evidence.
-            aside = self.state_file.with_suffix(".corrupt")
+            aside = state_store.set_aside(self.state_file)
             log.error("allowance state %s unreadable (%s): moved to %s", self.state_file, exc, aside)
-            self.state_file.replace(aside)
             return al.AllowancesState()
 
     def names_of(self, name: str, blocked: frozenset[str]) -> frozenset[str]:

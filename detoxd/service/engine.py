@@ -9,7 +9,6 @@ into the engine is made with :attr:`Engine.lock` held.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from detoxd.service.targets import Drift, Target
 from detoxd.service.targets.appwatch import AppWatcher
 from detoxd.service.targets.browser import BrowserTarget
 from detoxd.service.targets.hosts import HostsTarget
+from detoxd.service.targets.hostsfile import ReadOnlyInSandbox, Recovery
 from detoxd.service.targets.network import NetworkTarget, agent_uids
 
 log = logging.getLogger("detoxd")
@@ -103,7 +103,14 @@ class Engine:
         self._applied_unsaved = False
         self._read_lock = threading.Lock()  # one config read at a time, outside self.lock
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
-        paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._names_applied: frozenset[str] = frozenset()  # what enforce() last gave the targets
+        self._hosts_names_logged: frozenset[str] = frozenset()
+        try:
+            paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # a file in its place, a read-only parent: loud, never fatal
+            reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+            self.problems["state"] = f"cannot use the state directory {paths.state_dir}: {reason}"
+            log.error("%s (enforcement goes on; retrying every %gs)", self.problems["state"], TICK_SECONDS)
         # Temporary files a kill left between write and rename (a full-size hosts copy each).
         remove_stale_temporaries(paths.state_dir)
         remove_stale_temporaries(paths.hosts_file.parent, only_for=paths.hosts_file.name)
@@ -138,6 +145,9 @@ class Engine:
         The config is read without holding :attr:`lock` (like every reload)."""
         with self.lock:
             journal.record("daemon_started", version=__version__)
+            if self.hosts.recovery is not Recovery.NOTHING:  # a crash interrupted a hosts write
+                journal.record("hosts_write_recovered", outcome=self.hosts.recovery.name.lower(),
+                               detail=self.hosts.recovery.value)
             self._load_applied()
             if self._state_lost is not None:
                 self._fail_closed(self._state_lost)
@@ -263,13 +273,16 @@ class Engine:
                                active=self.state.active, locked=self.state.locked)
         # Open allowances take their names out of every target for a while.
         names = enforced - self.allowances.unblocked(enforced, detox_active=self.state.active)
-        before = self.hosts.names
+        before = self._names_applied
         order = self._block_order(names)
-        if not self._apply(self.hosts, names, order):
-            return  # the other targets follow the hosts file: they change once it did
-        if names != before:
+        if self._apply(self.hosts, names, order) and names != self._hosts_names_logged:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
-                     len(names) - len(before), self.paths.hosts_file)
+                     len(names) - len(self._hosts_names_logged), self.paths.hosts_file)
+            self._hosts_names_logged = names
+        if names != before:
+            # Whether or not the hosts file could take them: a hosts file that cannot be
+            # written must not hold back the browsers' policies and the household's engines.
+            self._names_applied = names
             self._apply(self.browser, names, order)
             self._apply(self.network, names, order)
             self._request_cut(blocked=names - before, opened=before - names)
@@ -308,6 +321,7 @@ class Engine:
             self.hosts_checked_at = self.clock.monotonic()
         if self.problems.pop(target.name, None) is not None:
             log.info("the %s is enforced again", target.name)
+            journal.record("enforced_again", target=target.name)
             self.publish("status")
 
     def check(self, now: float, *, full: bool) -> None:
@@ -333,10 +347,12 @@ class Engine:
             self._target_ok(self.hosts)
 
     def _target_failed(self, target: Target, exc: OSError) -> None:
-        if target is self.hosts and exc.errno == errno.EROFS:
+        if target is self.hosts and isinstance(exc, ReadOnlyInSandbox):
             # Under systemd's ProtectSystem=strict only the original /etc/hosts inode is
-            # writable; after a rename-replace the new file is read-only here. A restart
-            # (Restart=always) mounts the new file writable.
+            # writable; after a rename-replace the new file is read-only here, and PID 1's view
+            # of it could not be opened. A restart (Restart=always) mounts the new file writable.
+            # (Any other read-only file — a read-only bind mount — is reported, never a restart
+            # loop.)
             log.error("hosts file %s is read-only here (%s): exiting so that the service "
                       "restarts with write access", self.paths.hosts_file, exc.strerror)
             self.exit_code = EXIT_RESTART
@@ -346,6 +362,7 @@ class Engine:
         message = f"cannot enforce the block in the {target.name}: {exc.strerror or exc}"
         if self.problems.get(target.name) != message:  # once, not every second
             log.error("%s (retrying every %gs)", message, TICK_SECONDS)
+            journal.record("enforcement_failed", target=target.name, reason=str(exc.strerror or exc))
             self.problems[target.name] = message
             self.notifier.status(message)
             self.publish("status")
@@ -513,10 +530,10 @@ class Engine:
 
     def _load_kept_apps(self) -> tuple[apps.AppRule, ...]:
         try:
-            return apps.rules_from_json(json.loads(self.paths.apps_ratchet_file.read_bytes()))
+            return apps.rules_from_json(state_store.read_json(self.paths.apps_ratchet_file))
         except FileNotFoundError:
             return ()
-        except (OSError, ValueError) as exc:
+        except (OSError, state_store.StateFileError, ValueError) as exc:
             log.error("ignoring unreadable %s: %s", self.paths.apps_ratchet_file, exc)
             return ()
 

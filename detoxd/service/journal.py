@@ -89,6 +89,9 @@ KINDS: dict[str, str] = {
     "journal_gap": "dropped (events lost while the journal could not be written)",
     "segment_started": "detox_started_at, detox_ends_at (the first line of every later segment)",
     "peer_end_attempt": "ended (bool), by_uid, failed_attempts, reason (why not; never a share)",
+    "enforcement_failed": "target ('hosts file' | 'browser policy' | ...), reason (and the fix in status)",
+    "enforced_again": "target (the obstacle named by the last enforcement_failed is gone)",
+    "hosts_write_recovered": "outcome (finished | set_aside | not_yet | ...), detail",
 }
 
 

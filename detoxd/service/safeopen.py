@@ -18,6 +18,11 @@ directory on the way to it is checked (the rules, also in the README):
 - the file must be a regular file: it is checked with ``fstatat`` before it is opened (a FIFO or a
   device is never opened), opened ``O_NONBLOCK | O_NOFOLLOW``, checked again with ``fstat``, and
   read with a size bound.
+
+Files the daemon itself keeps (the hosts file, its write-ahead journal) are opened with
+:func:`open_regular` and read with :func:`read_regular`: the same "regular file, opened without
+side effects, read with a bound" rules, raised as OSError (the daemon's targets report OSError),
+without the ownership walk (root's own files in root's directories).
 """
 
 from __future__ import annotations
@@ -106,6 +111,84 @@ def read_file(base_fd: int, relative: str, trusted: Collection[int], limit: int,
 
 class TooLarge(Untrusted):
     pass
+
+
+class NotRegularFile(OSError):
+    """The path names something other than a regular file; ``strerror`` says what ("a FIFO",
+    "a directory", "a symbolic link", ...)."""
+
+
+class FileTooLarge(OSError):
+    """The file is larger than the bound it is read with."""
+
+
+def open_regular(path: str | os.PathLike[str], flags: int, *, follow_links: bool) -> int:
+    """A descriptor of ``path`` opened with ``flags`` (O_RDONLY or O_WRONLY, ...), only if it is a
+    regular file. Raises NotRegularFile (errno EINVAL; a symbolic link without ``follow_links``:
+    ELOOP), or the OSError of the open (FileNotFoundError, ...).
+
+    The path is first opened ``O_PATH``, which never opens the file itself: a FIFO does not block,
+    a device's open has no side effect. Only a regular file is then opened for real, through
+    /proc/self/fd (the very inode checked); without /proc, by its path with ``O_NONBLOCK`` and
+    compared with the checked inode."""
+    link_flag = 0 if follow_links else os.O_NOFOLLOW
+    handle = os.open(path, os.O_PATH | os.O_CLOEXEC | link_flag)
+    try:
+        checked = os.fstat(handle)
+        _require_regular(checked, path)
+        open_flags = flags | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+        try:
+            fd = os.open(f"/proc/self/fd/{handle}", open_flags)
+        except FileNotFoundError:  # no /proc (a bare chroot)
+            fd = os.open(path, open_flags | link_flag)
+        except OSError as error:  # named after the path, not after /proc/self/fd/N
+            raise OSError(error.errno, error.strerror, os.fspath(path)) from None
+    finally:
+        os.close(handle)
+    try:
+        info = os.fstat(fd)
+        _require_regular(info, path)
+        if (info.st_dev, info.st_ino) != (checked.st_dev, checked.st_ino):
+            raise NotRegularFile(errno.EINVAL, "a file replaced while being opened", os.fspath(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], limit: int, *, follow_links: bool) -> bytes:
+    """The bytes of the regular file ``path`` (:func:`open_regular`), at most ``limit`` of them:
+    FileTooLarge (errno EFBIG) when it holds more, before reading when its size says so.
+    Memory: the file's size, once (no list of chunks joined while the file stays put)."""
+    fd = open_regular(path, os.O_RDONLY, follow_links=follow_links)
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise FileTooLarge(errno.EFBIG, f"{_size(size)}, more than the {_size(limit)} detoxd reads",
+                               os.fspath(path))
+        data = _read_bounded(fd, limit, first=size + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while being read
+        raise FileTooLarge(errno.EFBIG, f"more than the {_size(limit)} detoxd reads", os.fspath(path))
+    return data
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def kind_of(mode: int) -> str:
+    """What a file of this mode is, in words ("a FIFO", "a regular file", ...)."""
+    return next((name for test, name in _KINDS if test(mode)), "a regular file" if stat.S_ISREG(mode)
+                else "of an unknown kind")
+
+
+def _require_regular(info: os.stat_result, path: str | os.PathLike[str]) -> None:
+    if stat.S_ISLNK(info.st_mode):  # O_PATH | O_NOFOLLOW opens the link itself
+        raise NotRegularFile(errno.ELOOP, "a symbolic link", os.fspath(path))
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFile(errno.EINVAL, kind_of(info.st_mode), os.fspath(path))
 
 
 def stat_file(base_fd: int, path: str, trusted: Collection[int]) -> os.stat_result:
@@ -264,19 +347,21 @@ def _read_entry(directory: int, name: str, trusted: Collection[int], limit: int,
         os.close(fd)
 
 
-def _read_bounded(fd: int, limit: int) -> bytes:
+def _read_bounded(fd: int, limit: int, first: int = 1 << 20) -> bytes:
+    """Up to ``limit + 1`` bytes (so that "more than the limit" shows); ``first``: the size of the
+    first read (a regular file's size + 1 reads it whole in one piece, without a copy)."""
     chunks: list[bytes] = []
     total = 0
     while total <= limit:
         try:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            chunk = os.read(fd, min(first if not chunks else 1 << 20, limit + 1 - total))
         except BlockingIOError:
             break  # a regular file never blocks; be safe anyway
         if not chunk:
             break
         chunks.append(chunk)
         total += len(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _size(limit: int) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 from detoxd.clock import Clock
 from detoxd.core.plan import Plan, Session, format_duration, iso, status_fields
 from detoxd.core.sessions import valid_timezone
-from detoxd.service.state_store import write_atomic
+from detoxd.service.state_store import StateFileError, read_json, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -183,10 +183,10 @@ class SessionScheduler:
         if self._fired_file is None:
             return set()
         try:
-            keys = json.loads(self._fired_file.read_bytes())
+            keys = read_json(self._fired_file)
         except FileNotFoundError:
             return set()
-        except (OSError, ValueError) as exc:
+        except (OSError, StateFileError, ValueError) as exc:
             log.warning("ignoring unreadable %s: %s", self._fired_file, exc)
             return set()
         return {key for key in keys if isinstance(key, str)} if isinstance(keys, list) else set()

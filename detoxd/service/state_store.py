@@ -21,6 +21,7 @@ import errno
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -42,6 +43,7 @@ MAX_RATCHET_BYTES = 256 << 20  # a side file of a few million names
 MAX_RATCHET_NAMES = 4_000_000
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class StateFileError(Exception):
@@ -100,6 +102,20 @@ def read_bounded(path: Path, limit: int) -> bytes:
         raise CorruptStateError(path, f"cannot read: {error.strerror}") from error
     finally:
         os.close(fd)
+
+
+def set_aside(path: Path, suffix: str = ".corrupt") -> Path | None:
+    """Move an unusable file (or a directory, a FIFO...) out of the way of the next save, kept
+    as evidence; returns where it went, None when it could not be moved (logged, never raised)."""
+    aside = path.with_suffix(suffix)
+    try:
+        if os.path.isdir(aside) and not os.path.islink(aside):
+            return None  # an earlier one stays
+        os.replace(path, aside)
+    except OSError as exc:
+        log.error("cannot move %s aside: %s", path, exc.strerror)
+        return None
+    return aside
 
 
 def read_json(path: Path, limit: int = MAX_STATE_BYTES) -> Any:

@@ -118,6 +118,16 @@ def test_a_status_not_heard_again_for_long_goes_stale_in_the_tray() -> None:
     assert "not responding (status 21 s old)" in title(view(old))
 
 
+def test_a_hosts_file_that_cannot_be_enforced_shows_why_and_the_fix() -> None:
+    reason = "cannot enforce the block in the hosts file: /etc/hosts is a FIFO, not a regular file"
+    problem = {"reason": "/etc/hosts is a FIFO, not a regular file", "fix": "make it a regular file"}
+    status = {**ACTIVE, "hosts_in_sync": False, "problems": [reason], "hosts_file_problem": problem}
+    assert title(view(status)) == f"detoxd: {reason}"
+    lines = status_lines(view(status))
+    assert f"Problem: {reason}" in lines
+    assert "  Fix: make it a regular file" in lines
+
+
 def test_reasserted_notifications_are_counted() -> None:
     lines = status_lines(view(ACTIVE, dnd_label="dunst", dnd_reasserted=1))
     assert "Notifications switched back on once, silenced again" in lines

@@ -63,6 +63,7 @@ def test_another_inode_outside_is_never_written(tmp_path: Path) -> None:
     (directory / "hosts").write_bytes(b"the real one\n")
     (directory / "decoy").write_bytes(b"what the sandbox sees\n")
     setup = f"mount --bind {directory}/decoy {directory}/hosts &&"
-    assert in_read_only_namespace(directory, tmp_path / "state", setup) == "refused: Read-only file system"
+    answer = in_read_only_namespace(directory, tmp_path / "state", setup)
+    assert answer == f"refused: {directory}/hosts is on a read-only file system (or a read-only bind mount)"
     assert (directory / "hosts").read_bytes() == b"the real one\n"
     assert (directory / "decoy").read_bytes() == b"what the sandbox sees\n"

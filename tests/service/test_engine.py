@@ -18,7 +18,7 @@ from detoxd.core.hosts import BEGIN_MARKER
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service.engine import EXIT_RESTART, Engine
-from detoxd.service.targets.hostsfile import HostsFile
+from detoxd.service.targets.hostsfile import HostsFile, ReadOnlyInSandbox
 from tests.service.enginekit import ROOT, blocked, scratch_paths
 
 USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n192.168.1.10 nas.home nas\n"
@@ -144,16 +144,34 @@ def test_the_last_good_blocklist_is_enforced_after_a_restart_with_a_broken_file(
     assert "linkedin.com" in blocked(paths)
 
 
-def test_a_read_only_hosts_file_asks_for_a_restart(
+def test_a_read_only_hosts_file_in_the_sandbox_asks_for_a_restart(
         engine: Engine, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under ProtectSystem=strict a renamed-in /etc/hosts is read-only: EROFS on write."""
-    def read_only(self: HostsFile, data: bytes) -> bool:
-        raise OSError(errno.EROFS, "Read-only file system")
+    """Under ProtectSystem=strict a renamed-in /etc/hosts is read-only: EROFS on write, and
+    PID 1's view of it could not be opened: a restart mounts the new file writable."""
+    def read_only(self: HostsFile, data: bytes, current: bytes | None = None, *,
+                  in_place: bool = False) -> bool:
+        raise ReadOnlyInSandbox(errno.EROFS, "read-only in the sandbox", "restart", self.path)
 
     monkeypatch.setattr(HostsFile, "write", read_only)
     engine.handle({"cmd": "start"}, ROOT)
     assert engine.exit_code == EXIT_RESTART
     assert BEGIN_MARKER not in paths.hosts_file.read_bytes()
+
+
+def test_any_other_read_only_hosts_file_is_reported_never_a_restart_loop(
+        engine: Engine, paths: Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read-only bind mount over the file: a restart would meet it again (a crash loop)."""
+    def read_only(self: HostsFile, data: bytes, current: bytes | None = None, *,
+                  in_place: bool = False) -> bool:
+        raise OSError(errno.EROFS, "Read-only file system", str(self.path))
+
+    monkeypatch.setattr(HostsFile, "write", read_only)
+    engine.handle({"cmd": "start"}, ROOT)
+    assert engine.exit_code is None
+    status = engine.status()
+    assert status["hosts_in_sync"] is False
+    assert "read-only" in status["problems"][0]
+    assert "findmnt" in status["hosts_file_problem"]["fix"]
 
 
 def test_agent_reports_expire_on_the_injected_clock(engine: Engine, clock: FakeClock) -> None:

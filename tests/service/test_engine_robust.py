@@ -292,11 +292,11 @@ def test_a_failed_hosts_write_is_retried_at_the_next_tick(
     writes: list[int] = []
     real_write = engine.hosts.file.write
 
-    def failing(content: bytes) -> bool:
+    def failing(content: bytes, current: bytes | None = None, *, in_place: bool = False) -> bool:
         writes.append(len(content))
         if len(writes) <= 2:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(content)
+        return real_write(content, current, in_place=in_place)
 
     monkeypatch.setattr(engine.hosts.file, "write", failing)
     paths.hosts_file.write_bytes(USER_LINES)

@@ -1,23 +1,32 @@
 """Keeps detoxd's block in the hosts file: watches it and restores the block after tampering.
 
 The guard never rewrites a file that is already correct (each write wakes resolvers and wears
-disks) and never trusts a half-written file: an in-place tamper arrives as a truncate and then a
-write, so it waits until the writer has closed the file (or gone quiet) before it looks, and it
-re-checks after every event, including the events of its own writes: there is no cool-down
-that could hide a tamper landing right after a restore.
+disks) and re-checks after every event, including the events of its own writes: there is no
+cool-down that could hide a tamper landing right after a restore.
+
+**Settling, bounded.** An in-place tamper arrives as a truncate and then a write, so after a
+change the guard waits for the writer to close the file (then 2 ms) or to go quiet (30 ms)
+before it looks — but never longer than :data:`SETTLE_CAP` (50 ms) after the first change of a
+burst, whatever follows: a writer in a loop (a truncate every 20 ms, a byte every 20 ms) cannot
+keep the block out by never going quiet. A file someone still writes is restored *in place*
+(the same inode), so the rest of their write lands in the file, not in a replaced inode; when it
+then overwrites the start of the restored block, the guard takes their bytes as the user's text
+and drops the torn tail of its own (:func:`_writer_bytes_over`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from detoxd.core import hosts
 from detoxd.service import inotify
-from detoxd.service.targets.hostsfile import HostsFile
+from detoxd.service.targets.hostsfile import DEFAULT_READ_LIMIT, HostsFile, HostsFileError
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +34,19 @@ log = logging.getLogger(__name__)
 QUIET_AFTER_CLOSE = 0.002
 # A bare modification may be a truncate with the write still to come: give the writer time.
 QUIET_WHILE_WRITING = 0.030
-# An empty file is half-way through a rewrite (nobody means an empty hosts file): wait longer
-# before restoring on top of it, or the writer's lines land on (or beside) the restore.
-QUIET_WHILE_EMPTY = 0.500
+# The longest a change waits for its writer, from the first event of a burst.
+SETTLE_CAP = 0.050
+_BLOCK_START = b"# BEGIN detoxd block"  # both variants of the begin marker start so
+# How long after a restore under a writer its late bytes are still told from the restore's.
+WRITER_GRACE = 5.0
 FILE_EVENTS = (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE | inotify.IN_ATTRIB
                | inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF)
+# The user's own text in the hosts file (everything but detoxd's block) detoxd handles: the
+# memory a restore costs stays under twice the file's size plus 64 MiB (the read, the user's
+# text, a copy of it with lines held, the result). Larger: reported, not enforced.
+USER_TEXT_LIMIT = 32 << 20
+# Bytes per name in the block beyond the name itself, twice (the IPv4 and the IPv6 line, CRLF).
+_BLOCK_BYTES_PER_NAME = 18
 DIR_EVENTS = (inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE
               | inotify.IN_MOVED_FROM | inotify.IN_CLOSE_WRITE)
 
@@ -54,10 +71,14 @@ class HostsGuard:
         self._file_wd: int | None = None
         self._dir_wd = self._notify.add_watch(str(self.path.parent), DIR_EVENTS)
         self._watch_file()
-        self._pending_since: float | None = None
+        self._pending_since: float | None = None  # the first change of the burst being settled
+        self._last_change = 0.0  # the latest change of that burst
+        self._not_before = 0.0  # after a failure: the retry's time
         self._writer_open = False
         self._last_stat: tuple[int, int, int, int] | None = None
-        self.in_sync = False
+        self._in_sync = False
+        # A restore made in place while a writer still wrote, and when (see the module notes).
+        self._restored_under_writer: tuple[bytes, float] | None = None
 
     # ---- what the daemon calls ----
 
@@ -70,45 +91,63 @@ class HostsGuard:
         if order is not None and len(order) != len(names):
             raise ValueError("order must hold each of the names once")
         # No copy while nothing else is managed: at a million names a copy is 32 MB.
-        self._managed = self._managed | names if self._managed else names
+        managed = self._managed | names if self._managed else names
+        if managed is not self._managed:
+            self.file.limit = read_limit(managed)
+        self._managed = managed
         self.names = names
         self._order = order
         return self.enforce()
 
     def handle_events(self) -> None:
-        """Drain inotify; remember that the file changed and whether a writer is mid-write."""
+        """Drain inotify; remember that the file changed and whether a writer is mid-write
+        (it modified the file and has not closed it since)."""
         for event in self._notify.read_events():
             if event.mask & inotify.IN_Q_OVERFLOW:
-                self._mark_pending(writer_open=False)
+                self._mark_pending()
             elif event.wd == self._dir_wd:
                 if event.name == self.path.name:
-                    replaced = bool(event.mask & (inotify.IN_MOVED_TO | inotify.IN_CREATE))
-                    if replaced:
-                        self._watch_file()
-                    self._mark_pending(writer_open=bool(event.mask & inotify.IN_CREATE))
+                    if event.mask & (inotify.IN_MOVED_TO | inotify.IN_CREATE):
+                        self._watch_file()  # a new file: its own writer, if any, is new too
+                        self._mark_pending(writer_open=bool(event.mask & inotify.IN_CREATE))
+                    else:
+                        self._mark_pending()
             elif event.wd == self._file_wd:
                 if event.mask & (inotify.IN_DELETE_SELF | inotify.IN_MOVE_SELF | inotify.IN_IGNORED):
                     self._watch_file()
-                self._mark_pending(writer_open=bool(event.mask & inotify.IN_MODIFY)
-                                   and not event.mask & inotify.IN_CLOSE_WRITE)
+                if event.mask & inotify.IN_CLOSE_WRITE:
+                    self._mark_pending(writer_open=False)
+                elif event.mask & inotify.IN_MODIFY:
+                    self._mark_pending(writer_open=True)
+                else:
+                    self._mark_pending()
+
+    @property
+    def enforced(self) -> bool:
+        """The last try to enforce succeeded."""
+        return self._in_sync
+
+    @property
+    def in_sync(self) -> bool:
+        """The file is as it should be: enforced, no change seen since, and stat says the same
+        file as after the last look (read now, not remembered)."""
+        return self._in_sync and self._pending_since is None and self._stat() == self._last_stat
 
     def deadline(self) -> float | None:
         """Monotonic time at which the pending change is complete enough to check, or None."""
         if self._pending_since is None:
             return None
         quiet = QUIET_WHILE_WRITING if self._writer_open else QUIET_AFTER_CLOSE
-        stat = self._stat()
-        if stat is not None and stat[1] == 0:
-            # Nobody means an empty hosts file: a rewrite is under way, whatever the events said
-            # (a truncate can come before the watch on a just-replaced file exists).
-            quiet = QUIET_WHILE_EMPTY
-        return self._pending_since + quiet
+        settled = min(self._pending_since + SETTLE_CAP, self._last_change + quiet)
+        return max(settled, self._not_before)
 
     def settle(self, now: float) -> Outcome | None:
         deadline = self.deadline()
         if deadline is None or now < deadline:
             return None
-        return self.enforce()
+        # The writer has not closed the file (quiet, or cut short by the cap): it may still
+        # write, so the restore goes into the same inode.
+        return self.enforce(under_writer=self._writer_open)
 
     def verify(self, *, full: bool = False) -> None:
         """The periodic check for changes inotify did not report (a lost event, a watch on a
@@ -123,16 +162,19 @@ class HostsGuard:
         changed = self._stat() != self._last_stat
         if changed or (full and self._desired(current := self.file.read()) != current):
             self._watch_file()
-            self._mark_pending(writer_open=True)
+            self._mark_pending(writer_open=True)  # unknown: as if a writer were at it
 
-    def enforce(self) -> Outcome:
-        """Make the file hold exactly the block for ``names``; raises OSError (then out of sync)."""
+    def enforce(self, *, under_writer: bool = False) -> Outcome:
+        """Make the file hold exactly the block for ``names``; raises OSError (then out of sync).
+        ``under_writer``: someone may still be writing the file (module notes)."""
         self._pending_since = None
         self._writer_open = False
-        self.in_sync = False
-        current = self.file.read()
+        self._in_sync = False
+        current = self._read_after_writer()
         desired = self._desired(current)
-        written = current != desired and self.file.write(desired)
+        written = self.file.write(desired, current, in_place=under_writer)
+        if written and under_writer:
+            self._restored_under_writer = (desired, self._monotonic())
         if written:
             self._watch_file()  # a rename made a new file: watch it now, not once the event is read
         # apply() leaves an intact block and every user edit outside it alone, so a rewrite
@@ -142,14 +184,18 @@ class HostsGuard:
         if not self.names:
             self._managed = frozenset()
         self._last_stat = self._stat()
-        self.in_sync = True
+        self._in_sync = True
         return Outcome(written, tampered)
 
     def retry_after(self, seconds: float) -> None:
-        """After a failed write (a full disk): enforce again once ``seconds`` have passed, so
-        that "retrying every second" is true even when the file does not change meanwhile."""
-        self.in_sync = False
-        self._pending_since = self._monotonic() + seconds - QUIET_AFTER_CLOSE
+        """After a failed write (a full disk, an odd file): enforce again once ``seconds`` have
+        passed, so that "retrying every second" is true even when the file does not change
+        meanwhile, and not before (events of a file being written in a loop)."""
+        self._in_sync = False
+        now = self._monotonic()
+        self._pending_since = now
+        self._last_change = now
+        self._not_before = now + seconds
         self._writer_open = False
 
     def close(self) -> None:
@@ -157,10 +203,30 @@ class HostsGuard:
 
     # ---- internals ----
 
+    def _read_after_writer(self) -> bytes:
+        """The file (once an interrupted write is finished); after a restore under a writer
+        that has written since, the writer's bytes without the torn tail of the restore."""
+        self.file.settle_journal()
+        current = self.file.read()
+        remembered = self._restored_under_writer
+        if remembered is None:
+            return current
+        restored, when = remembered
+        if current != restored or self._monotonic() - when > WRITER_GRACE:
+            self._restored_under_writer = None
+        return _writer_bytes_over(current, restored) if current != restored else current
+
     def _desired(self, current: bytes) -> bytes:
-        if not self.names:
-            return hosts.strip(current, self._managed)
-        return hosts.apply(current, self._block(hosts.newline_of(current)), self._managed)
+        try:
+            if not self.names:
+                return hosts.strip(current, self._managed, max_user_bytes=USER_TEXT_LIMIT)
+            return hosts.apply(current, self._block(hosts.newline_of(current)), self._managed,
+                               max_user_bytes=USER_TEXT_LIMIT)
+        except hosts.TooMuchUserText as error:
+            raise HostsFileError(errno.EFBIG, f"{self.path} holds {error.size >> 20} MiB besides "
+                                 f"detoxd's block, more than the {USER_TEXT_LIMIT >> 20} MiB detoxd handles",
+                                 "keep large block lists out of the hosts file: name them under lists: "
+                                 "in /etc/detoxd/blocklist.yaml", self.path) from None
 
     def _block(self, newline: bytes) -> bytes:
         cached = self._block_cache
@@ -171,22 +237,77 @@ class HostsGuard:
             self._block_cache = cached
         return cached[2]
 
-    def _mark_pending(self, *, writer_open: bool) -> None:
-        self._pending_since = self._monotonic()
-        self._writer_open = writer_open
+    def _mark_pending(self, *, writer_open: bool | None = None) -> None:
+        """A change: ``writer_open`` says whether a writer now has the file open for writing
+        (None: this event does not tell)."""
+        now = self._monotonic()
+        if self._pending_since is None:
+            self._pending_since = now  # the first change of a burst: the cap counts from here
+            self._writer_open = False
+        self._last_change = now
+        if writer_open is not None:
+            self._writer_open = writer_open
 
     def _watch_file(self) -> None:
+        """Watch the file at the path now. The same file keeps its watch (and the events queued
+        for it: a truncate right after a restore is not lost to a new watch)."""
+        try:
+            if not stat.S_ISREG(os.stat(self.path).st_mode):
+                # A FIFO, a device (a link to /dev/null sees every write on the machine): not
+                # watched. enforce() reports it and retries; the directory's watch sees it go.
+                self._unwatch_file()
+                self._mark_pending()
+                return
+            wd = self._notify.add_watch(str(self.path), FILE_EVENTS)
+        except OSError:
+            self._unwatch_file()
+            self._mark_pending()  # deleted (or odd): enforce() says what
+            return
+        if wd != self._file_wd:
+            self._unwatch_file()
+            self._file_wd = wd
+
+    def _unwatch_file(self) -> None:
         if self._file_wd is not None:
             self._notify.remove_watch(self._file_wd)
             self._file_wd = None
-        try:
-            self._file_wd = self._notify.add_watch(str(self.path), FILE_EVENTS)
-        except FileNotFoundError:
-            self._mark_pending(writer_open=False)  # deleted: enforce() recreates it
 
     def _stat(self) -> tuple[int, int, int, int] | None:
         try:
             info = os.stat(self.path)
-        except FileNotFoundError:
+        except OSError:  # gone, or a link loop, a path through a file: enforce() says what
             return None
         return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _writer_bytes_over(current: bytes, restored: bytes) -> bytes:
+    """``current`` after a restore of ``restored`` in place, under a writer that went on
+    writing where it was (after the user's text the restore kept, over the block): the writer's
+    bytes, to the end of its last line, without the torn tail of the block; ``current`` itself
+    when the file is not that (the writer wrote past the block, truncated again, or someone
+    changed the user's text before the block).
+
+    The writer truncated the file before it began, so everything it meant comes before the
+    point from which the file still equals the restore."""
+    if len(current) != len(restored) or current == restored:
+        return current
+    view_current, view_restored = memoryview(current), memoryview(restored)
+    block_at = restored.rfind(b"\n" + _BLOCK_START) + 1
+    if view_current[:block_at] != view_restored[:block_at]:
+        return current  # a change before the block: not the writer going on
+    low, high = block_at, len(current)  # the shortest tail the two share starts in [low, high]
+    while low < high:
+        middle = (low + high) // 2
+        if view_current[middle:] == view_restored[middle:]:
+            high = middle
+        else:
+            low = middle + 1
+    line_end = current.find(b"\n", max(low - 1, 0))
+    return current if line_end == -1 else current[:line_end + 1]
+
+
+def read_limit(managed: Collection[str]) -> int:
+    """The largest hosts file read while these names are (or were) detoxd's: their block and the
+    user's text, and never less than the default (an old block of names no longer managed)."""
+    block = 2 * sum(map(len, managed)) + _BLOCK_BYTES_PER_NAME * len(managed) + 4096
+    return max(DEFAULT_READ_LIMIT, block + USER_TEXT_LIMIT)

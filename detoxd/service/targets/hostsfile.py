@@ -22,6 +22,22 @@ their file alone (the daemon then re-applies its block to it as to any edit).
 Keeping the old content in the journal costs one more copy per in-place write, and buys that last
 rule: without it a stale journal would silently overwrite a file edited while detoxd was down.
 
+**Nothing at these paths can hang, crash or bloat the daemon.** The hosts file is read only when
+it is a regular file (a link is followed to its target, which is checked: a FIFO, a device, a
+directory is never opened for real; see :func:`detoxd.service.safeopen.open_regular`), with a
+size bound, in one piece. The journal is opened without following links, checked the same way
+and bounded; a journal that is no regular file, or cannot be read, is set aside
+(``hosts-write.journal.unusable``), never fatal. A complete journal that cannot be replayed yet
+(the file is read-only, immutable, gone odd) stays where it is: every write first tries it again
+and fails loudly until it can be replayed, so an interrupted write is finished once the obstacle
+is gone, and no new journal ever overwrites it. A write that fails before its first byte reached
+the file (open refused: read-only, immutable, no space) removes its journal at once.
+Each failure is a :class:`HostsFileError`: an OSError with a reason and a fix for the user.
+
+**Immutable files** (``chattr +i`` or ``+a``): the flag is cleared for the write and set again
+right after (it is the user's), when the daemon holds CAP_LINUX_IMMUTABLE (the unit grants it:
+see systemd/detoxd.service); without it the write fails with the fix (``chattr -i``).
+
 **A full disk.** A restore must not depend on free space appearing when it is needed:
 
 - in the in-place mode a *reserve* file (``hosts-write.reserve``, fallocated to twice the size a
@@ -44,13 +60,17 @@ restore at in-place speed instead of a service restart (1.5 s), and never anothe
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import hashlib
 import logging
 import os
+import stat
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -58,6 +78,7 @@ from typing import Any, Literal
 
 from detoxd.durable import fsync_directory, replace_file
 from detoxd.paths import HOSTS_JOURNAL_FILE, HOSTS_RESERVE_FILE
+from detoxd.service.safeopen import FileTooLarge, NotRegularFile, kind_of, open_regular, read_regular
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +98,28 @@ _PAGE = 4096
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _RESERVE_SLACK = 64 << 10
 _FALLOC_FL_KEEP_SIZE = 1
+# Until the guard knows its names (and sets HostsFile.limit from them), a hosts file is read up
+# to this size: a block of a few million names fits, /dev/zero or a 500 MB file does not.
+DEFAULT_READ_LIMIT = 256 << 20
+UNUSABLE_SUFFIX = ".unusable"
+# linux/fs.h: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (the kernel reads an int), the immutable and
+# append-only attributes (chattr +i, +a).
+_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS = 0x80086601, 0x40086602
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
+
+
+class HostsFileError(OSError):
+    """Why the hosts file cannot be read or written (``strerror``: the reason, in words) and what
+    the user can do about it (``fix``)."""
+
+    def __init__(self, code: int, reason: str, fix: str, path: Path | str) -> None:
+        super().__init__(code, reason, os.fspath(path))
+        self.fix = fix
+
+
+class ReadOnlyInSandbox(HostsFileError):
+    """EROFS inside a mount namespace of its own (systemd's sandbox, after a rename replaced the
+    file) when PID 1's view of the file could not be tried either: a restart mounts it again."""
 
 
 class Recovery(StrEnum):
@@ -86,6 +129,8 @@ class Recovery(StrEnum):
     TORN_JOURNAL = "discarded a write interrupted before it touched the file"
     FILE_CHANGED = "the file changed after an interrupted write: left as it is"
     OTHER_FILE = "discarded a journal written for another file"
+    SET_ASIDE = "set aside a write-ahead journal that cannot be read"
+    NOT_YET = "an interrupted write cannot be finished yet: kept for the next try"
 
 
 @dataclass(frozen=True)
@@ -111,22 +156,40 @@ class HostsFile:
         self.mode = mode
         self._in_place = mode == "inplace"
         self._reserved = 0  # bytes the reserve file holds (0: none yet, or given up for a journal)
+        self.limit = DEFAULT_READ_LIMIT  # the largest hosts file read (the guard sets it)
+        self.recovery_error: OSError | None = None  # why a kept journal could not be replayed
 
     def read(self) -> bytes:
-        """The file's bytes; a missing file reads as empty."""
+        """The file's bytes; a missing file reads as empty. Raises HostsFileError when the path
+        is no regular file (a link is followed and its target checked) or holds more than
+        :attr:`limit` bytes, OSError when it cannot be read."""
         try:
-            return self.path.read_bytes()
+            return read_regular(self.path, self.limit, follow_links=True)
         except FileNotFoundError:
             return b""
+        except OSError as error:
+            raise explain(error, self.path) from None
 
-    def write(self, content: bytes) -> bool:
-        """Make the file hold ``content``; False, and nothing written, when it already does."""
-        if self.journal_path.exists():
-            self.recover()
-        current = self.read()
+    def size(self) -> int:
+        """The file's size without reading it (0 when it is missing or odd)."""
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            return 0
+        return info.st_size if stat.S_ISREG(info.st_mode) else 0
+
+    def write(self, content: bytes, current: bytes | None = None, *, in_place: bool = False) -> bool:
+        """Make the file hold ``content``; False, and nothing written, when it already does.
+        ``current``: the file's bytes as the caller just read them (saves reading it again);
+        ``in_place``: this once in place (someone may still be writing to the file: the rest
+        of their write must land in it, not in an inode a rename replaced)."""
+        if self.settle_journal() is not Recovery.NOTHING:
+            current = None  # a replay may have changed the file
+        if current is None:
+            current = self.read()
         if current == content:  # a missing file counts as empty: no write creates an empty one
             return False
-        if not self._in_place and not self.path.is_symlink():
+        if not (self._in_place or in_place) and not self.path.is_symlink():
             try:
                 self._replace(content)
                 return True
@@ -141,23 +204,66 @@ class HostsFile:
         self._write_in_place(current, content)
         return True
 
+    def settle_journal(self) -> Recovery:
+        """:meth:`recover` when a journal is there; raises HostsFileError while it cannot be
+        replayed yet. Call before reading the file to decide what to write: a replay changes it."""
+        if not os.path.lexists(self.journal_path):
+            return Recovery.NOTHING
+        outcome = self.recover()
+        if outcome is Recovery.NOT_YET:
+            assert self.recovery_error is not None
+            raise explain(self.recovery_error, self.path)
+        return outcome
+
     def recover(self) -> Recovery:
-        """Settle an interrupted in-place write (module notes). Call before the first write."""
+        """Settle an interrupted in-place write (module notes). Call before the first write.
+        Never raises: a journal that cannot be read is set aside, one that cannot be replayed
+        yet is kept (NOT_YET, the reason in :attr:`recovery_error`)."""
+        self.recovery_error = None
         try:
-            raw = self.journal_path.read_bytes()
+            raw = read_regular(self.journal_path, self._journal_limit(), follow_links=False)
         except FileNotFoundError:
             return Recovery.NOTHING
+        except OSError as error:
+            return self._set_aside(error)
         journal = _decode_journal(raw)
-        if journal is None:
-            outcome = Recovery.TORN_JOURNAL
-        elif journal.path != os.fsencode(self.path):
-            outcome = Recovery.OTHER_FILE
-        else:
-            outcome = self._redo(journal)
-        self._remove_journal()
+        del raw
+        try:
+            if journal is None:
+                outcome = Recovery.TORN_JOURNAL
+            elif journal.path != os.fsencode(self.path):
+                outcome = Recovery.OTHER_FILE
+            else:
+                outcome = self._redo(journal)
+            self._remove_journal()
+        except OSError as error:
+            self.recovery_error = error
+            log.error("%s: an interrupted write cannot be finished yet (%s): the journal %s is kept "
+                      "and tried again before every write", self.path, error.strerror or error,
+                      self.journal_path)
+            return Recovery.NOT_YET
         log_level = logging.WARNING if outcome is Recovery.FILE_CHANGED else logging.INFO
         log.log(log_level, "%s: %s", self.path, outcome.value)
         return outcome
+
+    def _journal_limit(self) -> int:
+        # The path, the old and the new content: each a hosts file within the limit.
+        return 2 * self.limit + (1 << 20)
+
+    def _set_aside(self, error: OSError) -> Recovery:
+        aside = self.journal_path.with_name(self.journal_path.name + UNUSABLE_SUFFIX)
+        try:
+            _remove_any(aside)
+            os.rename(self.journal_path, aside)
+            fsync_directory(self.state_dir)
+        except OSError as rename_error:
+            self.recovery_error = rename_error
+            log.error("cannot read the write-ahead journal %s (%s) nor set it aside (%s)",
+                      self.journal_path, error.strerror or error, rename_error.strerror or rename_error)
+            return Recovery.NOT_YET
+        log.error("cannot read the write-ahead journal %s (%s): set aside as %s", self.journal_path,
+                  error.strerror or error, aside.name)
+        return Recovery.SET_ASIDE
 
     # ---- rename ----
 
@@ -176,7 +282,11 @@ class HostsFile:
             log.warning("the state directory %s is full: writing the journal into the reserve",
                         self.state_dir)
             self._write_journal(journal)
-        self._overwrite(new)
+        try:
+            self._overwrite(new)
+        except _NotTouched as untouched:
+            self._remove_journal()  # the file is as it was: nothing to finish after a crash
+            raise untouched.error from None
         self.keep_reserve(len(new))
         self._remove_journal()
 
@@ -190,8 +300,7 @@ class HostsFile:
             return
         try:
             self.state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
-            descriptor = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
-                                 | os.O_NOFOLLOW, 0o600)
+            descriptor = _create_regular(self.reserve_path, truncate=False)
         except OSError:
             return
         try:
@@ -213,29 +322,68 @@ class HostsFile:
         return True
 
     def _overwrite(self, content: bytes) -> None:
-        descriptor = self._open_for_overwrite()
+        """Overwrite the file in place. Raises _NotTouched when it failed before the first byte
+        reached the file (its journal is then of no use)."""
         try:
-            # Every block the new content needs, before its first byte: a full file system
-            # fails here, with the file untouched, instead of half-way through the write.
-            _reserve_blocks(descriptor, len(content))
-            view = memoryview(content)
-            written = 0
-            while written < len(content):
-                written += os.pwrite(descriptor, view[written:], written)
-            os.ftruncate(descriptor, len(content))
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+            with self._open_for_overwrite() as descriptor:
+                # Every block the new content needs, before its first byte: a full file system
+                # fails here, with the file untouched, instead of half-way through the write.
+                try:
+                    _reserve_blocks(descriptor, len(content))
+                except OSError as error:
+                    raise _NotTouched(error) from error
+                view = memoryview(content)
+                written = 0
+                while written < len(content):
+                    written += os.pwrite(descriptor, view[written:], written)
+                os.ftruncate(descriptor, len(content))
+                os.fsync(descriptor)
+        except _NotTouched:
+            raise
+        except OSError as error:
+            raise explain(error, self.path) from error
 
-    def _open_for_overwrite(self) -> int:
+    @contextlib.contextmanager
+    def _open_for_overwrite(self) -> Iterator[int]:
+        """The file opened for writing (a regular file only); an immutable or append-only one
+        with its flags cleared for the write and set again after it."""
+        flags = 0
         try:
-            return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, NEW_FILE_MODE)
+            try:
+                descriptor = self._open_writable()
+            except PermissionError:
+                flags = _clear_immutable(self.path)  # 0: not why, raise the refusal
+                if not flags:
+                    raise
+                descriptor = self._open_writable()
+        except OSError as error:
+            if flags:
+                _restore_flags(self.path, flags)
+            raise _NotTouched(explain(error, self.path)) from error
+        try:
+            yield descriptor
+        finally:
+            try:
+                if flags:
+                    _set_flags(descriptor, flags)
+            finally:
+                os.close(descriptor)
+
+    def _open_writable(self) -> int:
+        try:
+            return open_regular(self.path, os.O_WRONLY, follow_links=True)
+        except FileNotFoundError:
+            return _create_regular(self.path, truncate=False, mode=NEW_FILE_MODE, follow_links=True)
         except OSError as error:
             if error.errno != errno.EROFS:
                 raise
             descriptor = _open_outside_sandbox(self.path, self.outside_pid)
             if descriptor is None:
                 raise
+            if descriptor < 0:
+                raise ReadOnlyInSandbox(errno.EROFS, f"{self.path} is read-only in detoxd's sandbox "
+                                        "(it was replaced by rename)", "sudo systemctl restart detoxd",
+                                        self.path) from error
             log.info("%s was replaced by rename and is read-only in this sandbox: writing the "
                      "same file through PID 1's view of it", self.path)
             return descriptor
@@ -245,14 +393,17 @@ class HostsFile:
         if current == journal.new:
             return Recovery.ALREADY_WRITTEN
         if current == journal.old or is_torn_between(current, journal.old, journal.new):
-            self._overwrite(journal.new)
+            try:
+                self._overwrite(journal.new)
+            except _NotTouched as untouched:
+                raise untouched.error from None
             return Recovery.FINISHED
         return Recovery.FILE_CHANGED
 
     def _write_journal(self, journal: _Journal) -> None:
         self.state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
-        descriptor = os.open(self.journal_path, flags, 0o600)
+        # recover() removed or set aside whatever stood here: anything now is refused, not opened
+        descriptor = _create_regular(self.journal_path, truncate=True)
         try:
             with os.fdopen(descriptor, "wb") as stream:
                 for part in _encode_journal(journal):
@@ -270,16 +421,142 @@ class HostsFile:
         fsync_directory(self.state_dir)
 
 
+class _NotTouched(Exception):
+    """A write in place failed before its first byte reached the file."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def explain(error: OSError, path: Path) -> HostsFileError:
+    """The error as the user needs it: what is wrong with ``path``, and how to fix it."""
+    if isinstance(error, HostsFileError):
+        return error
+    code, shown = error.errno or errno.EIO, str(error.filename or path)
+    if isinstance(error, NotRegularFile):
+        return HostsFileError(code, f"{shown} is {error.strerror}, not a regular file",
+                              f"make {shown} a regular file again: sudo rm -d "
+                              f"{shown}, then restore your hosts file (printf '127.0.0.1 localhost\n::1 "
+                              f"localhost\n' | sudo tee {shown})", path)
+    if isinstance(error, FileTooLarge):
+        return HostsFileError(code, f"{shown} is too large: {error.strerror}", "keep large block "
+                              "lists out of the hosts file: name them under lists: in "
+                              "/etc/detoxd/blocklist.yaml", path)
+    if code == errno.EROFS:
+        return HostsFileError(code, f"{shown} is on a read-only file system (or a read-only bind "
+                              "mount)", f"make it writable again: findmnt -T {shown} shows the mount "
+                              f"(a bind mount over it: sudo umount {shown})", path)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return HostsFileError(code, f"no space left on the file system of {shown}",
+                              f"free space there (df -h {shown})", path)
+    if code in (errno.EPERM, errno.EACCES):
+        return HostsFileError(code, f"{shown} may not be written ({os.strerror(code)})",
+                              f"check its mode and attributes: ls -l {shown}; lsattr {shown}", path)
+    return HostsFileError(code, f"{shown}: {error.strerror or error}",
+                          "see journalctl -u detoxd for what failed", path)
+
+
+def _create_regular(path: Path, *, truncate: bool, mode: int = 0o600, follow_links: bool = False) -> int:
+    """Open ``path`` for writing, creating it: never a FIFO (no wait for a reader), a device or a
+    directory that stands there (NotRegularFile), never through a link unless ``follow_links``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    flags |= 0 if follow_links else os.O_NOFOLLOW
+    try:
+        descriptor = os.open(path, flags, mode)
+    except OSError as error:
+        if error.errno in (errno.ENXIO, errno.EISDIR, errno.ELOOP):  # a FIFO, a directory, a link
+            info = os.stat(path, follow_symlinks=follow_links)
+            raise NotRegularFile(error.errno, kind_of(info.st_mode), os.fspath(path)) from None
+        raise
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):  # a device: opened, but never written
+            raise NotRegularFile(errno.EINVAL, kind_of(info.st_mode), os.fspath(path))
+        if truncate:
+            os.ftruncate(descriptor, 0)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _remove_any(path: Path) -> None:
+    """Remove whatever stands at ``path`` (a file, a link, a FIFO, an empty directory)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        os.rmdir(path)
+    except PermissionError:  # Linux says EPERM, not EISDIR, when unlinking a directory
+        if not os.path.isdir(path) or os.path.islink(path):
+            raise
+        os.rmdir(path)
+
+
+def _clear_immutable(path: Path) -> int:
+    """Clear the immutable and append-only flags of the file; returns its flags as they were, to
+    be set again after the write (0: it had neither). Raises HostsFileError when they may not
+    be cleared (no CAP_LINUX_IMMUTABLE)."""
+    try:
+        descriptor = open_regular(path, os.O_RDONLY, follow_links=True)
+    except OSError:
+        return 0
+    try:
+        try:
+            flags = _get_flags(descriptor)
+        except OSError:
+            return 0  # a file system without attributes
+        held = flags & (_FS_IMMUTABLE_FL | _FS_APPEND_FL)
+        if not held:
+            return 0
+        which = "immutable (chattr +i)" if held & _FS_IMMUTABLE_FL else "append-only (chattr +a)"
+        try:
+            _set_flags(descriptor, flags & ~held)
+        except OSError as error:
+            raise HostsFileError(error.errno or errno.EPERM, f"{path} is {which} and detoxd may not "
+                                 "clear the flag (it lacks CAP_LINUX_IMMUTABLE)",
+                                 f"sudo chattr -i -a {path}", path) from None
+    finally:
+        os.close(descriptor)
+    log.warning("%s is %s: the flag is cleared for the write and set again after it", path, which)
+    return flags
+
+
+def _restore_flags(path: Path, flags: int) -> None:
+    with contextlib.suppress(OSError):
+        descriptor = open_regular(path, os.O_RDONLY, follow_links=True)
+        try:
+            _set_flags(descriptor, flags)
+        finally:
+            os.close(descriptor)
+
+
+def _get_flags(descriptor: int) -> int:
+    buffer = bytearray(4)
+    fcntl.ioctl(descriptor, _FS_IOC_GETFLAGS, buffer)
+    return int.from_bytes(buffer, "little")
+
+
+def _set_flags(descriptor: int, flags: int) -> None:
+    fcntl.ioctl(descriptor, _FS_IOC_SETFLAGS, flags.to_bytes(4, "little"))
+
+
 def _open_outside_sandbox(path: Path, pid: int) -> int | None:
     """``path`` opened for writing as process ``pid`` (PID 1) sees it, when this process runs in
     another mount namespace (systemd's sandbox) — only if it is the same inode as ``path`` here
-    (the write goes to the file the sandbox shows read-only, never to another); else None."""
+    (the write goes to the file the sandbox shows read-only, never to another). None when this
+    is no sandbox, or the file is another one or read-only there too; -1 when PID 1's view
+    cannot be opened at all (a restart of the sandbox may help)."""
     try:
         if os.stat("/proc/self/ns/mnt").st_ino == os.stat(f"/proc/{pid}/ns/mnt").st_ino:
             return None
         outside = Path(f"/proc/{pid}/root") / Path(os.path.abspath(path)).relative_to("/")
-        descriptor = os.open(outside, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except (OSError, ValueError):
+        descriptor = open_regular(outside, os.O_WRONLY, follow_links=False)
+    except OSError as error:
+        return -1 if error.errno == errno.EACCES else None  # EACCES: no ptrace access to PID 1
+    except ValueError:
         return None
     try:
         here, there = os.stat(path), os.fstat(descriptor)
@@ -370,6 +647,7 @@ def _decode_journal(raw: bytes) -> _Journal | None:
         return None
     old_start = body_start + path_length
     new_start = old_start + old_length
-    return _Journal(raw[body_start:old_start], raw[old_start:new_start],
-                    raw[new_start:new_start + new_length])
+    view = memoryview(raw)
+    return _Journal(bytes(view[body_start:old_start]), bytes(view[old_start:new_start]),
+                    bytes(view[new_start:new_start + new_length]))
 

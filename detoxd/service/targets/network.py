@@ -163,13 +163,13 @@ class NetworkTarget:
 
     def _load(self) -> None:
         try:
-            data = json.loads(self._file.read_bytes())
+            data = state_store.read_json(self._file)
             for item in data.get("kept", []):
                 engine = engine_from_json(item)
                 self._kept[engine.key] = engine
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (OSError, state_store.StateFileError, ValueError, TypeError, KeyError, AttributeError) as exc:
             log.error("ignoring unreadable %s: %s", self._file, exc)
 
     def _save(self) -> None:
@@ -179,9 +179,9 @@ class NetworkTarget:
         data = {"version": 1, "kept": [engine_to_json(engine) for engine in self._kept.values()]}
         encoded = json.dumps(data, sort_keys=True).encode()
         try:
-            if self._file.read_bytes() == encoded:
+            if state_store.read_bounded(self._file, state_store.MAX_STATE_BYTES) == encoded:
                 return
-        except OSError:
+        except (OSError, state_store.StateFileError):
             pass
         try:
             state_store.write_atomic(self._file, encoded)

@@ -193,15 +193,14 @@ class BrowserPolicies:
 
     def _load(self) -> dict[str, Record]:
         try:
-            data = json.loads(self.state_path.read_bytes())
+            data = state_store.read_json(self.state_path)
             return {item["file"]: Record.from_json(item) for item in data["records"]}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, state_store.StateFileError, ValueError, KeyError, TypeError) as error:
             # Keep the evidence; without records detoxd cannot remove what it added.
-            aside = self.state_path.with_suffix(".corrupt")
+            aside = state_store.set_aside(self.state_path)
             log.error("unreadable %s (%s): moved to %s", self.state_path, error, aside)
-            self.state_path.replace(aside)
             return {}
 
     def _save(self, records: dict[str, Record]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from detoxd.core import hosts
-from detoxd.service.targets.guard import HostsGuard, Outcome
+from detoxd.service.targets.guard import HostsGuard, Outcome, _writer_bytes_over
 from detoxd.service.targets.hostsfile import HostsFile
 
 USER = b"127.0.0.1 localhost\n# keep me\n10.0.0.5 printer.lan\n"
@@ -173,3 +174,74 @@ def test_a_writer_right_after_a_restore_is_not_lost(guard: HostsGuard) -> None:
         handle.write(tampered_user)
     drive(guard, 0.7)
     assert guard.path.read_bytes() == expected(tampered_user)
+
+
+# ---- bounded settling (issue 21, bullet 2) ----
+
+def test_a_writer_that_never_goes_quiet_cannot_keep_the_block_out(guard: HostsGuard) -> None:
+    """A peer holds the file open and cuts the block off every 10 ms, never closing it: the
+    settle wait used to start over at each event, so the block stayed out. Now each burst is
+    settled within SETTLE_CAP of its first event and every restore is counted."""
+    guard.set_names(NAMES)
+    stop = threading.Event()
+
+    def cut_in_a_loop() -> None:
+        with guard.path.open("r+b", buffering=0) as handle:
+            while not stop.is_set():
+                os.ftruncate(handle.fileno(), len(USER))
+                os.pwrite(handle.fileno(), USER, 0)
+                time.sleep(0.01)
+
+    writer = threading.Thread(target=cut_in_a_loop)
+    writer.start()
+    try:
+        outcomes = drive(guard, 1.0)
+    finally:
+        stop.set()
+        writer.join()
+    # Before: none at all while the loop ran. (How many depends on fsync times: benchmarks.)
+    assert sum(outcome.tampered for outcome in outcomes) >= 2, outcomes
+    drive(guard, 0.2)
+    assert guard.path.read_bytes() == expected()
+
+
+def test_in_sync_is_read_from_the_file_not_remembered(guard: HostsGuard) -> None:
+    guard.set_names(NAMES)
+    assert guard.in_sync
+    guard.path.write_bytes(USER)  # no event read yet: stat tells
+    assert not guard.in_sync
+    drive(guard, 0.2)
+    assert guard.in_sync and guard.path.read_bytes() == expected()
+
+
+BLOCK = hosts.render_block(NAMES)
+
+
+@pytest.mark.parametrize(("current", "meant"), [
+    # the writer's text overwrote the start of the block restored on its empty file
+    (b"1.2.3.4 mine\n" + BLOCK[13:], b"1.2.3.4 mine\n"),
+    # ... also when it starts like the block
+    (b"# BEGIN mine\n" + BLOCK[13:], b"# BEGIN mine\n"),
+    # after user text the restore kept (the writer had written part of it before pausing)
+    (b"a\nb\n" + BLOCK[:0] + b"c\n" + BLOCK[2:], b"a\nb\nc\n"),
+])
+def test_the_writers_bytes_over_a_restore_are_the_users_text(current: bytes, meant: bytes) -> None:
+    restored = (b"a\nb\n" + BLOCK) if current.startswith(b"a\nb\n") else BLOCK
+    assert len(current) == len(restored)
+    assert _writer_bytes_over(current, restored) == meant
+
+
+@pytest.mark.parametrize("current", [
+    BLOCK,  # nothing written since
+    BLOCK + b"more\n",  # written past the block: no torn tail
+    b"x" * 10,  # truncated again
+])
+def test_anything_else_is_taken_as_it_is(current: bytes) -> None:
+    assert _writer_bytes_over(current, BLOCK) == current
+
+
+def test_an_edit_before_the_block_is_never_cut(guard: HostsGuard) -> None:
+    """Same length as the restore, but the change is in the user's text: not a writer going on."""
+    restored = USER + BLOCK
+    edited = USER.replace(b"keep me", b"KEEP ME") + BLOCK[:-4] + b"xxx\n"
+    assert _writer_bytes_over(edited, restored) == edited

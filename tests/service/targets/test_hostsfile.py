@@ -7,15 +7,20 @@ writers.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from detoxd.service.targets import hostsfile as hostsfile_module
 from detoxd.service.targets.hostsfile import (
     JOURNAL_NAME,
     HostsFile,
+    HostsFileError,
     Recovery,
     _encode_journal,
     _Journal,
@@ -221,8 +226,6 @@ def test_is_torn_between(current: bytes, expected: bool) -> None:
 def test_a_full_state_directory_uses_the_reserve_for_the_journal(tmp_path: Path) -> None:
     """ENOSPC from the journal write (a full state directory): the reserve is given up for it,
     the in-place write goes through, and the reserve is made again once there is room."""
-    import errno
-
     hosts = tmp_path / "hosts"
     hosts.write_bytes(b"old\n")
     file = HostsFile(hosts, tmp_path / "state", mode="inplace")
@@ -243,3 +246,119 @@ def test_a_full_state_directory_uses_the_reserve_for_the_journal(tmp_path: Path)
     assert calls == [True, False]
     assert not file.journal_path.exists()
     assert file.reserve_path.stat().st_size >= 4 * len(b"new content\n")
+
+
+# ---- odd files: never a hang, a crash or a memory blow-up (issue 21) ----
+
+def _odd(path: Path, kind: str) -> None:
+    """Put something that is no regular file at ``path``."""
+    if path.exists() or path.is_symlink():
+        path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:  # a link to a device
+        path.symlink_to(f"/dev/{kind}")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "zero", "null"])
+def test_an_odd_hosts_file_is_refused_with_a_reason_and_a_fix(tmp_path: Path, kind: str) -> None:
+    hosts = tmp_path / "hosts"
+    _odd(hosts, kind)
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    for attempt in (hosts_file.read, lambda: hosts_file.write(NEW)):
+        with pytest.raises(HostsFileError) as raised:
+            attempt()  # a FIFO would block here, /dev/zero fill the memory
+        assert "not a regular file" in raised.value.strerror
+        assert "regular file again" in raised.value.fix
+    assert not hosts_file.journal_path.exists()
+
+
+def test_a_file_over_the_limit_is_refused_before_it_is_read(hosts: Path, tmp_path: Path) -> None:
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    hosts_file.limit = len(OLD) - 1
+    with pytest.raises(HostsFileError) as raised:
+        hosts_file.read()
+    assert "too large" in raised.value.strerror and "lists:" in raised.value.fix
+    hosts_file.limit = len(OLD)
+    assert hosts_file.read() == OLD
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "zero"])
+def test_an_odd_journal_is_set_aside_and_the_write_goes_on(hosts: Path, tmp_path: Path, kind: str) -> None:
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    hosts_file.state_dir.mkdir()
+    _odd(hosts_file.journal_path, kind)
+    assert hosts_file.recover() is Recovery.SET_ASIDE
+    assert os.path.lexists(hosts_file.journal_path.with_name(JOURNAL_NAME + ".unusable"))
+    _odd(hosts_file.journal_path, kind)  # again, over the one set aside before
+    assert hosts_file.write(NEW) is True
+    assert hosts.read_bytes() == NEW
+    assert not os.path.lexists(hosts_file.journal_path)
+
+
+def test_a_journal_that_cannot_be_replayed_yet_is_kept_and_blocks_writes_until_it_can(
+        tmp_path: Path) -> None:
+    """The file cannot be written (here: it became a FIFO): the interrupted write waits, and no
+    new journal replaces the one that holds the user's old content."""
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(torn(OLD, NEW, 5000))
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    hosts_file.state_dir.mkdir()
+    journal = journal_bytes(hosts, OLD, NEW)
+    hosts_file.journal_path.write_bytes(journal)
+    torn_text = hosts.read_bytes()
+    hosts.rename(tmp_path / "moved")
+    _odd(hosts, "fifo")
+    assert hosts_file.recover() is Recovery.NOT_YET
+    assert hosts_file.recovery_error is not None
+    with pytest.raises(HostsFileError):
+        hosts_file.write(b"something else\n")
+    assert hosts_file.journal_path.read_bytes() == journal
+    hosts.unlink()
+    hosts.write_bytes(torn_text)  # the obstacle is gone
+    assert hosts_file.write(NEW) is False  # replayed first
+    assert hosts.read_bytes() == NEW and not hosts_file.journal_path.exists()
+
+
+def test_a_write_refused_before_its_first_byte_leaves_no_journal(hosts: Path, tmp_path: Path) -> None:
+    """A read-only file (here: mode 0444 for a process without CAP_DAC_OVERRIDE would do; a
+    directory in its place does it for root as well): nothing to finish after a crash."""
+    hosts_file = HostsFile(hosts, tmp_path / "state", "inplace")
+    hosts_file.state_dir.mkdir()
+
+    def refuse(*_args: object, **_kwargs: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied", str(hosts))
+
+    original = hostsfile_module.open_regular
+    hostsfile_module.open_regular = refuse  # type: ignore[assignment]
+    try:
+        with pytest.raises(HostsFileError) as raised:
+            hosts_file.write(NEW)
+    finally:
+        hostsfile_module.open_regular = original
+    assert "lsattr" in raised.value.fix
+    assert not hosts_file.journal_path.exists()
+    assert hosts.read_bytes() == OLD
+    assert hosts_file.recover() is Recovery.NOTHING
+
+
+def _immutable(path: Path, on: bool) -> bool:
+    result = subprocess.run(["chattr", "+i" if on else "-i", str(path)], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chattr") is None, reason="needs root and chattr")
+@pytest.mark.parametrize("mode", ["auto", "inplace"])
+def test_an_immutable_file_is_written_and_stays_immutable(hosts: Path, tmp_path: Path, mode: str) -> None:
+    if not _immutable(hosts, True):
+        pytest.skip("this file system has no immutable flag")
+    try:
+        hosts_file = HostsFile(hosts, tmp_path / "state", mode)  # type: ignore[arg-type]
+        assert hosts_file.write(NEW) is True
+        assert hosts.read_bytes() == NEW
+        with pytest.raises(PermissionError):
+            hosts.write_bytes(OLD)  # the user's flag is back
+    finally:
+        _immutable(hosts, False)
