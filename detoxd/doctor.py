@@ -159,10 +159,14 @@ def check_cutter(enabled: str | None, stuck: int) -> Check:
 def check_detox(status: dict[str, Any] | None) -> Check:
     if status is None:
         return Check("detox", Level.SKIP, "unknown: the daemon does not answer")
+    problems = [str(problem) for problem in status.get("problems") or ()]
     if status.get("state") != "active":
+        if status.get("state_error"):  # e.g. every trace of a detox gone while detoxd was stopped
+            return Check("detox", Level.FAIL, f"no detox is running: {status['state_error']}",
+                         "if a detox was running, start it again: sudo detoxd start; see "
+                         "`journalctl -u detoxd` for what happened to /var/lib/detoxd")
         return Check("detox", Level.FAIL, "no detox is running", "start one: sudo detoxd start")
     left, ends = status.get("days_left"), status.get("ends_at")
-    problems = [str(problem) for problem in status.get("problems") or ()]
     if problems:  # a full disk or a hosts file that cannot be written: enforcement is at risk
         return Check("detox", Level.FAIL, f"active, but: {'; '.join(problems)}",
                      "free space in the file system named (df -h), then check `journalctl -u detoxd`")

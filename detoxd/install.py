@@ -51,6 +51,7 @@ NETWORK_UNIT_PATHS = tuple(Path("etc/systemd/system") / name for name in NETWORK
 SYSUSERS_PATH = Path("etc/sysusers.d/detoxd.conf")
 CONFIG_DIR = Path("etc/detoxd")
 STATE_DIR = Path("var/lib/detoxd")
+EVIDENCE_DIR = Path("var/log/detoxd")  # the detoxes' ledger and a state copy (LogsDirectory=)
 # Units shipped by the Debian package (dh_installsystemd; Debian 12 still uses /lib).
 PACKAGED_UNIT_DIRS = (Path("lib/systemd/system"), Path("usr/lib/systemd/system"))
 PACKAGED_EXECUTABLE = Path("/usr/bin/detoxd")
@@ -321,8 +322,9 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
 
 
 def remove_files(root: Path, *, purge: bool) -> list[str]:
-    """Delete the installed unit and autostart files; with ``purge`` also /etc/detoxd and
-    /var/lib/detoxd. Touches nothing else (not /etc/hosts). Returns what it removed."""
+    """Delete the installed unit and autostart files; with ``purge`` also /etc/detoxd,
+    /var/lib/detoxd and /var/log/detoxd. Touches nothing else (not /etc/hosts). Returns what it
+    removed."""
     removed = []
     for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH, CUTTER_UNIT_PATH,
                      CUTTER_PATH_UNIT_PATH, *NETWORK_UNIT_PATHS, SYSUSERS_PATH):
@@ -332,7 +334,7 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
             removed.append(f"removed /{relative}")
     removed += remove_empty_policy_dirs(root)
     if purge:
-        for relative in (CONFIG_DIR, STATE_DIR):
+        for relative in (CONFIG_DIR, STATE_DIR, EVIDENCE_DIR):
             path = root / relative
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)

@@ -12,6 +12,11 @@ DEFAULTS = {
     "hosts_file": "/etc/hosts",
     "socket": "/run/detoxd/control.sock",
 }
+# Evidence of a detox kept outside the state directory (LogsDirectory=detoxd in the unit): a copy
+# of the state and a ledger of detoxes started and ended, so that `rm -rf /var/lib/detoxd` while
+# detoxd is stopped does not end a detox silently. Beside a state directory given by hand (tests,
+# scripts/try), "<state>-evidence" next to it instead.
+DEFAULT_EVIDENCE_DIR = "/var/log/detoxd"
 # Every file the daemon keeps in its state directory (the ratchet's side files are named after
 # the state file: ``state.ratchet-<sha256>.json``).
 STATE_FILE = "state.json"
@@ -24,11 +29,14 @@ HOSTS_JOURNAL_FILE = "hosts-write.journal"
 HOSTS_RESERVE_FILE = "hosts-write.reserve"  # room kept free for that journal on a full disk
 BROWSER_POLICIES_FILE = "browser-policies.json"
 ALLOWANCES_FILE = "allowances.json"
+EVIDENCE_STATE_FILE = "detox-state.json"  # a fourth copy of the state, in the evidence directory
+LEDGER_FILE = "ledger.jsonl"  # detoxes started and ended, in the evidence directory
 ENVIRONMENT = {
     "config_dir": "DETOXD_CONFIG_DIR",
     "state_dir": "DETOXD_STATE_DIR",
     "hosts_file": "DETOXD_HOSTS_FILE",
     "socket": "DETOXD_SOCKET",
+    "evidence_dir": "DETOXD_EVIDENCE_DIR",
 }
 
 
@@ -36,16 +44,22 @@ class Paths:
     """Where one daemon's files are. A plain class, not a dataclass or NamedTuple: ``detoxd
     status`` must not pay for importing ``dataclasses`` or ``typing``."""
 
-    __slots__ = ("config_dir", "hosts_file", "socket", "state_dir")
+    __slots__ = ("config_dir", "evidence_dir", "hosts_file", "socket", "state_dir")
 
-    def __init__(self, config_dir: Path, state_dir: Path, hosts_file: Path, socket: Path) -> None:
+    def __init__(self, config_dir: Path, state_dir: Path, hosts_file: Path, socket: Path,
+                 evidence_dir: Path | None = None) -> None:
         self.config_dir = config_dir
         self.state_dir = state_dir
         self.hosts_file = hosts_file
         self.socket = socket
+        if evidence_dir is None:
+            default_state = state_dir == Path(DEFAULTS["state_dir"])
+            evidence_dir = (Path(DEFAULT_EVIDENCE_DIR) if default_state
+                            else state_dir.with_name(state_dir.name + "-evidence"))
+        self.evidence_dir = evidence_dir
 
-    def _fields(self) -> tuple[Path, Path, Path, Path]:
-        return (self.config_dir, self.state_dir, self.hosts_file, self.socket)
+    def _fields(self) -> tuple[Path, Path, Path, Path, Path]:
+        return (self.config_dir, self.state_dir, self.hosts_file, self.socket, self.evidence_dir)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Paths) and self._fields() == other._fields()
@@ -54,7 +68,8 @@ class Paths:
         return hash(self._fields())
 
     def __repr__(self) -> str:
-        return "Paths(config_dir={!r}, state_dir={!r}, hosts_file={!r}, socket={!r})".format(*self._fields())
+        return ("Paths(config_dir={!r}, state_dir={!r}, hosts_file={!r}, socket={!r}, evidence_dir={!r})"
+                .format(*self._fields()))
 
     @classmethod
     def resolve(
@@ -64,7 +79,9 @@ class Paths:
             value = options.get(key) or environ.get(ENVIRONMENT[key]) or DEFAULTS[key]
             return Path(value).absolute()
 
-        return cls(pick("config_dir"), pick("state_dir"), pick("hosts_file"), pick("socket"))
+        evidence = options.get("evidence_dir") or environ.get(ENVIRONMENT["evidence_dir"])
+        return cls(pick("config_dir"), pick("state_dir"), pick("hosts_file"), pick("socket"),
+                   Path(evidence).absolute() if evidence else None)
 
     @property
     def state_file(self) -> Path:
@@ -79,6 +96,14 @@ class Paths:
         """Beside the socket (/run/detoxd, kept across restarts by RuntimeDirectoryPreserve=):
         the end time survives a removed state directory until the next reboot."""
         return self.socket.parent / RUNTIME_STATE_FILE
+
+    @property
+    def evidence_state_file(self) -> Path:
+        return self.evidence_dir / EVIDENCE_STATE_FILE
+
+    @property
+    def ledger_file(self) -> Path:
+        return self.evidence_dir / LEDGER_FILE
 
     @property
     def apps_ratchet_file(self) -> Path:

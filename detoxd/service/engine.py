@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from detoxd import __version__
 from detoxd.clock import Clock
-from detoxd.core import activity, apps, detox, hosts, ics, peerkey, plan
+from detoxd.core import activity, apps, detox, evidence, hosts, ics, peerkey, plan
 from detoxd.core.config import LockMode
 from detoxd.core.network import CANARY
 from detoxd.core.report import DetoxWindow
@@ -30,7 +30,7 @@ from detoxd.core.yamlsource import ConfigError
 from detoxd.durable import remove_stale_temporaries
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
-from detoxd.service import cutter, journal, state_store
+from detoxd.service import cutter, journal, ledger, state_store, traces
 from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.audit import Audit
 from detoxd.service.liveness import VERIFIED_WITHIN_SECONDS
@@ -111,11 +111,15 @@ class Engine:
             reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
             self.problems["state"] = f"cannot use the state directory {paths.state_dir}: {reason}"
             log.error("%s (enforcement goes on; retrying every %gs)", self.problems["state"], TICK_SECONDS)
+        self._evidence_failed = False  # the evidence directory could not be written (said once)
+        self._make_evidence_dir()
         # Temporary files a kill left between write and rename (a full-size hosts copy each).
         remove_stale_temporaries(paths.state_dir)
         remove_stale_temporaries(paths.hosts_file.parent, only_for=paths.hosts_file.name)
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
         self._state_lost: str | None = None  # no copy of the state could be used: why
+        self._lost_at_start: str | None = None  # copies were gone at start (journalled at boot)
+        self._state_dir_missing = False  # removed while running, and not made again yet
         self.state = self._load_state()
         self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
         if self.browser.policies is not None:  # before any writer runs, as for the hosts file
@@ -144,13 +148,15 @@ class Engine:
 
         The config is read without holding :attr:`lock` (like every reload)."""
         with self.lock:
-            journal.record("daemon_started", version=__version__)
+            self._lifecycle("daemon_started", version=__version__)
             if self.hosts.recovery is not Recovery.NOTHING:  # a crash interrupted a hosts write
                 journal.record("hosts_write_recovered", outcome=self.hosts.recovery.name.lower(),
                                detail=self.hosts.recovery.value)
             self._load_applied()
             if self._state_lost is not None:
                 self._fail_closed(self._state_lost)
+            elif self._lost_at_start is not None:
+                self._lifecycle("state_lost", reason=self._lost_at_start, failed_closed=False)
             self.tick()
             self.checkpoint()
         self.reload()
@@ -171,9 +177,37 @@ class Engine:
         """Save the state (and its copies); a full or broken disk is reported, never raised."""
         paths = self.paths
         saved = self._persist("state", lambda: state_store.save(
-            paths.state_file, self.state, copies=(paths.state_backup_file, paths.runtime_state_file)))
+            paths.state_file, self.state, copies=self._state_copies()))
         if saved and self._applied_unsaved:
             self._save_applied()
+
+    def _state_copies(self) -> tuple[Path, ...]:
+        paths = self.paths
+        return (paths.state_backup_file, paths.runtime_state_file, paths.evidence_state_file)
+
+    def _make_evidence_dir(self) -> None:
+        """The evidence directory (LogsDirectory= makes it under systemd), private like the state."""
+        try:
+            self.paths.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            self._evidence_unwritable(exc)
+
+    def _evidence_unwritable(self, exc: OSError) -> None:
+        if not self._evidence_failed:
+            self._evidence_failed = True
+            log.error("cannot keep evidence of the detox in %s: %s (a removed state directory would "
+                      "then lose the detox)", self.paths.evidence_dir, exc.strerror or exc)
+
+    def _lifecycle(self, kind: str, **fields: Any) -> None:
+        """A detox's start or end (and the daemon's, and a lost state): in the event journal and
+        in the ledger outside the state directory, so that its removal leaves a trace."""
+        journal.record(kind, **fields)
+        try:
+            ledger.append(self.paths.ledger_file, kind, self.clock.now(), **fields)
+        except OSError as exc:
+            self._evidence_unwritable(exc)
+        else:
+            self._evidence_failed = False
 
     def _persist(self, what: str, write: Callable[[], None]) -> bool:
         """Run a write to the state directory; on OSError keep running and say so loudly."""
@@ -384,12 +418,14 @@ class Engine:
         configured = self._configured_apps
         rules = apps.ratchet_rules(self._kept_apps, configured) if locked else configured
         kept = rules if locked else ()
-        if kept != self._kept_apps:
-            data = json.dumps(apps.rules_to_json(kept)).encode()
-            if self._persist("kept app rules", lambda: state_store.write_atomic(
-                    self.paths.apps_ratchet_file, data)):
-                self._kept_apps = kept  # else retried at the next enforce
+        if kept != self._kept_apps and self._save_kept_apps(kept):
+            self._kept_apps = kept  # else retried at the next enforce
         self.app_watcher.set_rules(rules)
+
+    def _save_kept_apps(self, kept: tuple[apps.AppRule, ...]) -> bool:
+        data = json.dumps(apps.rules_to_json(kept)).encode()
+        return self._persist("kept app rules", lambda: state_store.write_atomic(
+            self.paths.apps_ratchet_file, data))
 
     def watch_apps(self, now: float) -> None:
         """Close blocked apps started since the last tick; only while a detox runs."""
@@ -436,6 +472,10 @@ class Engine:
             wall = (now - before.checkpoint.wall).total_seconds()
             credited = boot.seconds - before.checkpoint.boot.seconds
             journal.record("clock_jump", seconds=round(wall - credited))
+        missing = not os.path.lexists(self.paths.state_dir)  # (something else there: see problems)
+        if missing and not self._state_dir_missing:
+            self._state_dir_removed()  # once: it stays missing only when it cannot be made again
+        self._state_dir_missing = missing and not os.path.lexists(self.paths.state_dir)
         if (self.state.active or "state" in self.problems) and not os.path.lexists(self.paths.state_file):
             # Removed (or never written: the disk was full): a kill now would lose the detox.
             if "state" not in self.problems:
@@ -443,12 +483,28 @@ class Engine:
             self.checkpoint()
         if before.active and not self.state.active:
             log.info("detox finished: removing the block from %s", self.paths.hosts_file)
-            journal.record("detox_ended", early=False, reason="finished")
+            self._lifecycle("detox_ended", early=False, reason="finished")
             self._last_window = self._window_of(before, ended_at=now)
             self.checkpoint()
             self.allowances.detox_ended()
             self.enforce()
             self.publish("detox_ended")
+
+    def _state_dir_removed(self) -> None:
+        """`rm -rf /var/lib/detoxd` while running: everything is written again from memory at
+        once (the state, the last good blocklist, the kept app rules), and it is said in the
+        event journal (started again), the ledger, the log and status."""
+        directory = self.paths.state_dir
+        self.state_error = (f"the state directory {directory} was removed while detoxd ran (at "
+                            f"{_iso(self.clock.now())}); written again from memory; the event journal "
+                            "before that is gone")
+        log.error("%s", self.state_error)
+        self._applied_unsaved = True
+        self.checkpoint()  # makes the directory again
+        if self._kept_apps:
+            self._save_kept_apps(self._kept_apps)
+        self._lifecycle("state_lost", reason="state directory removed while running",
+                        during_detox=self.state.active)
 
     def _boot(self) -> detox.BootReading:
         return detox.BootReading(self.clock.boot_id(), self.clock.boottime())
@@ -459,8 +515,7 @@ class Engine:
         """The state from the first usable copy. When none is usable but the hosts file still
         holds detoxd's block (a detox was running), :meth:`boot` fails closed."""
         paths = self.paths
-        state, problems = state_store.load_first(
-            (paths.state_file, paths.state_backup_file, paths.runtime_state_file))
+        state, problems = state_store.load_first((paths.state_file, *self._state_copies()))
         for problem in problems:
             log.error("state file unusable: %s", problem)
             self._set_aside(problem)
@@ -470,15 +525,28 @@ class Engine:
             if problems:
                 used = "a copy" if not isinstance(problems[-1], state_store.MissingRatchetError) else "it"
                 self.state_error = (f"{problems[0].path.name}: {problems[0].reason}; resumed from {used}")
+            elif not os.path.lexists(paths.state_file):  # removed while detoxd was stopped
+                self.state_error = f"{paths.state_file} was gone; resumed from a copy"
+                self._lost_at_start = self.state_error
             return state
-        if problems or self._block_in_hosts_file():
-            reason = problems[0].reason if problems else "no state file"
-            if self._block_in_hosts_file():
-                self._state_lost = reason
-            else:
-                log.error("state unusable (%s), and no block in %s: no detox was running",
-                          reason, paths.hosts_file)
+        reason = problems[0].reason if problems else "no state file"
+        verdict = self._evidence(bool(problems))
+        if verdict.word is evidence.Word.RUNNING:
+            self._state_lost = f"{reason}; {verdict}"
+        elif verdict.word is evidence.Word.SILENT:
+            self._lost_at_start = (f"every copy of the detox state is gone ({reason}) and nothing left "
+                                   f"says whether a detox was running ({verdict.source}): if one was, "
+                                   "its traces vanished")
+            self.state_error = self._lost_at_start
+            self.problems["lost state"] = self._lost_at_start
+            log.error("%s", self._lost_at_start)
+        elif problems:
+            log.error("state unusable (%s), and %s: no detox was running", reason, verdict)
         return detox.DetoxState()
+
+    def _evidence(self, damaged: bool) -> evidence.Verdict:
+        """What the traces outside the state copies say about a detox (see core.evidence)."""
+        return traces.verdict(self.paths, in_hosts_file=self._block_in_hosts_file(), damaged=damaged)
 
     def _set_aside(self, problem: state_store.StateFileError) -> None:
         """Keep the evidence out of the way of the next save (a directory, garbage, a newer version)."""
@@ -523,9 +591,12 @@ class Engine:
                              days=self.applied.days, locked=True)
         assert isinstance(result, detox.DetoxState)  # an idle state can always start
         self.state = detox.update_ratchet(result, self._block_names_in_hosts_file())
-        self.state_error = (f"the detox state was lost ({reason}); the hosts file still held the "
-                            f"block, so a locked detox of {self.applied.days:g} days was started again")
+        self.state_error = (f"the detox state was lost ({reason}), so a locked detox of "
+                            f"{self.applied.days:g} days was started again")
         log.error("%s", self.state_error)
+        self._lifecycle("state_lost", reason=reason, failed_closed=True)
+        self._lifecycle("detox_started", days=self.applied.days, locked=True, names=len(self.state.ratchet),
+                        ends_at=_iso(detox.ends_at(self.state, self.clock.now())), reason="failed closed")
         self._state_lost = None
 
     def _load_kept_apps(self) -> tuple[apps.AppRule, ...]:
@@ -648,7 +719,7 @@ class Engine:
                    f"early (share set {peerkey.set_words(verifier.share_set)!r})")
         log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, days, how,
                  len(self.hosts.names))
-        journal.record("detox_started", days=float(days), locked=self.state.locked,
+        self._lifecycle("detox_started", days=float(days), locked=self.state.locked,
                        names=len(self.hosts.names), ends_at=_iso(detox.ends_at(self.state, self.clock.now())),
                        by_uid=peer.uid)
         self.publish("detox_started")
@@ -677,7 +748,7 @@ class Engine:
         self.allowances.detox_ended()
         self.enforce()
         log.info("detox ended early by uid %d (it was not locked)", peer.uid)
-        journal.record("detox_ended", early=True, reason=f"ended early by uid {peer.uid}")
+        self._lifecycle("detox_ended", early=True, reason=f"ended early by uid {peer.uid}")
         self.publish("detox_ended")
         return {"ok": True, "status": self.status(private=True)}
 
@@ -732,7 +803,7 @@ class Engine:
         self.allowances.detox_ended()
         self.enforce()
         log.warning("detox ended early by uid %d with the peers' shares", peer.uid)
-        journal.record("detox_ended", early=True,
+        self._lifecycle("detox_ended", early=True,
                        reason=f"ended early with the peers' shares by uid {peer.uid}")
         self.publish("detox_ended")
         return {"ok": True, "status": self.status(private=True)}

@@ -87,6 +87,8 @@ KINDS: dict[str, str] = {
     "activity_day": "uid, date, phase ('before' | 'during'), sites ({blocked name: s}), apps ({app: s})",
     "activity_unavailable": "uid, reason",
     "journal_gap": "dropped (events lost while the journal could not be written)",
+    "journal_lost": "directory (it was removed while detoxd ran: the events before this are gone)",
+    "state_lost": "reason, failed_closed / during_detox (every copy gone at start, or removed while running)",
     "segment_started": "detox_started_at, detox_ends_at (the first line of every later segment)",
     "peer_end_attempt": "ended (bool), by_uid, failed_attempts, reason (why not; never a share)",
     "enforcement_failed": "target ('hosts file' | 'browser policy' | ...), reason (and the fix in status)",
@@ -174,6 +176,12 @@ class Journal:
         if not _KIND.match(kind):
             log.error("journal: invalid event kind %r (lower case, digits, _)", kind)
             return False
+        if self._segment_removed():
+            # Its directory was removed (`rm -rf /var/lib/detoxd`): events written on would go
+            # into a file nobody can read. A new directory and segment, and it says so first.
+            log.error("journal: %s was removed while detoxd wrote to it: starting it again", self.directory)
+            self._close_segment()
+            self._write_event("journal_lost", {"directory": str(self.directory)})
         if self.dropped and kind != "journal_gap" and not self._write_event("journal_gap",
                                                                             {"dropped": self.dropped}):
             self._count_drop()
@@ -245,6 +253,14 @@ class Journal:
                       self.dropped_total + 1)
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             self._close_segment()  # e.g. the directory was removed: reopen on the next event
+
+    def _segment_removed(self) -> bool:
+        if self._fd is None:
+            return False
+        try:
+            return os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return True
 
     def _sync(self) -> None:
         if self._fd is None or not self._dirty:

@@ -120,6 +120,8 @@ def test_damaged_state_after_kill_9_keeps_the_detox(detoxd_env: DetoxdEnv) -> No
         if path.is_file():
             path.unlink()
     (detoxd_env.socket.parent / "detox-state.json").unlink()
+    # And the copy in the evidence directory (the ledger there still says a detox runs).
+    (detoxd_env.state_dir.with_name("state-evidence") / "detox-state.json").unlink()
     detoxd_env.start_daemon()
     status = detoxd_env.status()
     assert status["state"] == "active" and status["locked"] is True  # fails closed

@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from detoxd.clock import FakeClock
 from detoxd.core.hosts import BEGIN_MARKER, END_MARKER
 from detoxd.paths import Paths
 from detoxd.service import engine as engine_module
-from detoxd.service import state_store
+from detoxd.service import journal, ledger, state_store
 from detoxd.service.engine import STALE_SECONDS, Engine
 from tests.service.enginekit import ROOT, blocked, scratch_paths
 
@@ -176,7 +177,8 @@ def test_every_copy_lost_with_the_block_still_in_the_hosts_file_fails_closed(
     too (a reboot): the end cannot be known, so a locked detox starts again, never ends early."""
     started(engine, clock)
     engine.hosts.close()
-    for path in (paths.state_file, paths.state_backup_file, paths.runtime_state_file):
+    for path in (paths.state_file, paths.state_backup_file, paths.runtime_state_file,
+                 paths.evidence_state_file):
         path.unlink()
     again = Engine(paths, clock)
     again.boot()
@@ -187,6 +189,50 @@ def test_every_copy_lost_with_the_block_still_in_the_hosts_file_fails_closed(
     assert any("state was lost" in warning for warning in status["warnings"])
     assert blocked(paths) >= NAMES
     assert again.handle({"cmd": "end"}, ROOT)["code"] == "refused"
+
+
+def wiped_while_stopped(engine: Engine, paths: Paths, clock: FakeClock, *, evidence_copy: bool) -> Engine:
+    """kill -9, `rm -rf` of the state directory, a reboot (the /run copy), the block removed;
+    with ``evidence_copy`` the copy in the evidence directory too. The engine that starts then."""
+    engine.hosts.close()
+    shutil.rmtree(paths.state_dir)
+    paths.runtime_state_file.unlink()
+    if evidence_copy:
+        paths.evidence_state_file.unlink()
+    paths.hosts_file.write_bytes(USER_LINES)
+    again = Engine(paths, clock)
+    again.boot()
+    return again
+
+
+def test_the_copy_in_the_evidence_directory_outlives_the_state_directory(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    ends_at = started(engine, clock)
+    status = wiped_while_stopped(engine, paths, clock, evidence_copy=False).status()
+    assert (status["state"], status["ends_at"]) == ("active", ends_at)
+    assert "state.json was gone; resumed from a copy" in status["state_error"]
+    assert blocked(paths) >= NAMES
+    kinds = [event["kind"] for event in ledger.read(paths.ledger_file)]
+    assert kinds[-2:] == ["daemon_started", "state_lost"]
+
+
+def test_the_ledger_is_evidence_enough_to_fail_closed(engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    started(engine, clock)
+    status = wiped_while_stopped(engine, paths, clock, evidence_copy=True).status()
+    assert status["state"] == "active" and status["days_left"] == 14
+    assert "a detox started at" in status["state_error"] and "ledger" in status["state_error"]
+    kinds = [event["kind"] for event in ledger.read(paths.ledger_file)]
+    assert kinds[-3:] == ["daemon_started", "state_lost", "detox_started"]
+
+
+def test_traces_without_a_word_on_the_detox_are_loud(engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    started(engine, clock)
+    kept = [line for line in paths.ledger_file.read_text().splitlines() if '"detox_' not in line]
+    paths.ledger_file.write_text("".join(line + "\n" for line in kept))  # its detox lines erased
+    status = wiped_while_stopped(engine, paths, clock, evidence_copy=True).status()
+    assert status["state"] == "idle"
+    assert "its traces vanished" in status["state_error"]
+    assert any("its traces vanished" in problem for problem in status["problems"])
 
 
 def test_lost_state_without_a_block_means_no_detox_was_running(paths: Paths, clock: FakeClock) -> None:
@@ -423,3 +469,18 @@ def test_stale_temporaries_beside_browser_policies_are_removed(
     theirs.write_text("{}")
     Engine(paths, clock, policy_root=policy_root).hosts.close()
     assert not stale.exists() and theirs.exists()
+
+
+def test_the_state_directory_removed_while_running_is_written_again_and_said(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    ends_at = started(engine, clock)
+    shutil.rmtree(paths.state_dir)  # rm -rf /var/lib/detoxd
+    clock.advance(1)
+    engine.tick()
+    assert state_store.load(paths.state_file).active and paths.applied_file.exists()
+    events, _ = journal.read_events(journal.directory_for(paths.state_dir))
+    assert [event["kind"] for event in events] == ["journal_lost", "state_lost"]
+    assert [event["kind"] for event in ledger.read(paths.ledger_file)][-1] == "state_lost"
+    status = engine.status()
+    assert status["ends_at"] == ends_at
+    assert "was removed while detoxd ran" in status["state_error"]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,3 +196,14 @@ def test_every_new_segment_starts_with_the_header(directory: Path, clock: FakeCl
     events, _ = read_events(directory)
     sequence = [event["seq"] for event in events]
     assert sequence == list(range(sequence[0], sequence[0] + len(sequence)))  # headers numbered in line
+
+
+def test_a_removed_directory_is_made_again_and_says_so(directory: Path, clock: FakeClock) -> None:
+    """`rm -rf /var/lib/detoxd` while running: before, events went on into the removed file."""
+    with Journal(directory, clock) as log:
+        assert log.record("tamper", target="hosts_file")
+        shutil.rmtree(directory)
+        assert log.record("state_lost", reason="state directory removed while running")
+        events, _ = read_events(directory)
+    assert [event["kind"] for event in events] == ["journal_lost", "state_lost"]
+    assert events[0]["directory"] == str(directory)
