@@ -175,8 +175,11 @@ def test_stale_temporaries_are_removed_and_a_huge_error_list_still_fits_status(
 
 def _in_namespace(env: DetoxdEnv, *command: str) -> subprocess.CompletedProcess[str]:
     assert env.process is not None
-    return subprocess.run(["nsenter", "--target", str(env.process.pid), "--mount", *command],
-                          capture_output=True, text=True, timeout=30)
+    # --root and --wd: the daemon's own root and directory. Entering a mount namespace moves
+    # to that namespace's root, which for a test run in a chroot (CI's clean root) is the
+    # machine's real / outside the chroot, not the daemon's.
+    return subprocess.run(["nsenter", "--target", str(env.process.pid), "--mount", "--root", "--wd",
+                           *command], capture_output=True, text=True, timeout=30)
 
 
 def _fill(env: DetoxdEnv, directory: Path) -> None:

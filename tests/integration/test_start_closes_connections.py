@@ -69,6 +69,7 @@ def test_start_closes_connections_to_newly_blocked_sites(tmp_path: Path) -> None
     config = tmp_path / "config"
     config.mkdir()
     (config / "blocklist.yaml").write_text("domains: [social.example]\n")
+    (config / "detoxd.yaml").write_text("detox:\n  days: 1\n  lock: true\n")
     setup = (f"ip link set lo up && ip addr add {SITE_ADDRESS}/32 dev lo && "
              f"ip addr add {OTHER_ADDRESS}/32 dev lo && "
              'mount --bind "$1" /etc/hosts && shift && exec "$@"')
