@@ -141,6 +141,10 @@ class SessionScheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
+    def wakeup(self) -> None:
+        """Look at the jobs now, not at the next planned wake-up: the clock moved."""
+        self._scheduler.wakeup()
+
     @property
     def plan(self) -> Plan | None:
         with self._lock:

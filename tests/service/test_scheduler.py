@@ -1,13 +1,16 @@
 """Reminders and hot-seat handovers: which jobs exist at a given moment (pure), and firing them
-with APScheduler's real BackgroundScheduler on plans a fraction of a second long."""
+with APScheduler's real BackgroundScheduler on a FakeClock the tests move."""
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import queue
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +19,7 @@ import pytest
 from detoxd.client import ControlClient
 from detoxd.clock import FakeClock
 from detoxd.core import plan
+from detoxd.core.plan import Session
 from detoxd.core.sessions import Person, SessionSettings
 from detoxd.service.control import ControlServer
 from detoxd.service.scheduler import (
@@ -131,49 +135,81 @@ def test_system_timezone_from_etc_timezone_then_utc(tmp_path: Path) -> None:
     assert system_timezone(tmp_path / "missing") == "UTC"
 
 
-# ---- firing, with the real BackgroundScheduler ----
+# ---- firing, with the real BackgroundScheduler on a FakeClock ----
+#
+# APScheduler 3 has no pluggable clock. Its scheduler and executor modules read the time only
+# through ``datetime.now`` (checked below, so that an APScheduler that reads it otherwise fails
+# here instead of silently running on the real clock); the tests point that name at a FakeClock
+# and move it by hand, waking the scheduler as a changed clock would. A job fires when the test
+# moves the clock to its time, whatever the load on the machine.
 
-SLOT = timedelta(seconds=0.3)
+START = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+SLOT = timedelta(seconds=20)
 PEOPLE = (Person("Ada"), Person("Alan"))
+TIME_READERS = ("apscheduler.schedulers.base", "apscheduler.executors.base", "apscheduler.executors.base_py3")
+
+
+def reads_datetime_only_for_now(source: str) -> bool:
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    uses = [node for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id == "datetime"]
+    return all(isinstance(parent := parents[use], ast.Attribute) and parent.attr == "now" for use in uses)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock(START - timedelta(hours=1))
+    stand_in = SimpleNamespace(now=lambda tz=None: fake.now().astimezone(tz))
+    for name in TIME_READERS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # base_py3 exists in APScheduler 3.9 (Debian 12) only
+            continue
+        assert reads_datetime_only_for_now(inspect.getsource(module)), f"{name} reads the time otherwise"
+        monkeypatch.setattr(module, "datetime", stand_in)
+    return fake
 
 
 class Recorder:
-    """publish() target: remembers each event and the real time it arrived."""
+    """publish() target: remembers each event and the (fake) time it arrived."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.events: queue.Queue[tuple[str, dict[str, Any], datetime]] = queue.Queue()
 
     def __call__(self, event: str, details: dict[str, Any]) -> None:
-        self.events.put((event, details, datetime.now(UTC)))
+        self.events.put((event, details, self.clock.now()))
 
-    def take(self, count: int, timeout: float = 3.0) -> list[tuple[str, dict[str, Any], datetime]]:
-        deadline = time.monotonic() + timeout
-        return [self.events.get(timeout=max(0.01, deadline - time.monotonic())) for _ in range(count)]
-
-    def none_within(self, seconds: float) -> bool:
-        try:
-            self.events.get(timeout=seconds)
-        except queue.Empty:
-            return True
-        return False
+    def take(self, count: int) -> list[tuple[str, dict[str, Any], datetime]]:
+        return [self.events.get(timeout=30) for _ in range(count)]
 
 
-def fast_plan(start_in: float, reminder_before: float = 0.2) -> plan.Plan:
-    """Three hot seats of 0.3 s starting ``start_in`` seconds from now (session 2: tomorrow)."""
-    first = (datetime.now(UTC) + timedelta(seconds=start_in)).replace(tzinfo=None)
-    settings = SessionSettings(first=first, timezone="UTC", repeat_after_days=1, slot_length=SLOT,
-                               reminders=(timedelta(seconds=reminder_before),))
+def short_plan(reminder_before: timedelta = timedelta(seconds=5)) -> plan.Plan:
+    """Three hot seats of 20 s from START (session 2: a day later), one reminder."""
+    settings = SessionSettings(first=START.replace(tzinfo=None), timezone="UTC", repeat_after_days=1,
+                               slot_length=SLOT, reminders=(reminder_before,))
     return plan.build(ME, PEOPLE, settings, "UTC")
 
 
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def due_times(session: Session) -> list[datetime]:
+    """When the session's jobs are due, in order: reminder, hot seats, end."""
+    return [*(at for _, at in session.reminders), *(seat.start for seat in session.hot_seats), session.end]
+
+
+def move_to(clock: FakeClock, when: datetime, *schedulers: SessionScheduler) -> None:
+    clock.advance((when - clock.now()).total_seconds())
+    for running in schedulers:
+        running.wakeup()
 
 
 @pytest.fixture
-def scheduler(recorder: Recorder) -> Iterator[SessionScheduler]:
-    running = SessionScheduler(FakeClock(datetime.now(UTC)), recorder)
+def recorder(clock: FakeClock) -> Recorder:
+    return Recorder(clock)
+
+
+@pytest.fixture
+def scheduler(clock: FakeClock, recorder: Recorder) -> Iterator[SessionScheduler]:
+    running = SessionScheduler(clock, recorder)
     running.start()
     yield running
     running.stop()
@@ -183,119 +219,144 @@ def names(events: list[tuple[str, dict[str, Any], datetime]]) -> list[str]:
     return [f"{event}:{details.get('name', details.get('session'))}" for event, details, _ in events]
 
 
-def test_reminder_and_handovers_fire_on_time(scheduler: SessionScheduler, recorder: Recorder) -> None:
-    session_plan = fast_plan(start_in=0.4)
-    scheduler.update(session_plan, datetime.now(UTC))
-    events = recorder.take(5)
+def step(clock: FakeClock, scheduler: SessionScheduler, recorder: Recorder,
+         when: datetime) -> tuple[str, dict[str, Any], datetime]:
+    """Moves the clock to ``when`` and returns the one event that fires there."""
+    move_to(clock, when, scheduler)
+    return recorder.take(1)[0]
+
+
+SESSION_2 = {"session2-reminder-0m", "session2-seat1", "session2-seat2", "session2-seat3", "session2-end"}
+
+
+def test_reminder_and_handovers_fire_when_due_in_order(scheduler: SessionScheduler, recorder: Recorder,
+                                                       clock: FakeClock) -> None:
+    session_plan = short_plan()
+    scheduler.update(session_plan)
+    first, second = session_plan.sessions
+    events = [step(clock, scheduler, recorder, at) for at in due_times(first)]
     assert names(events) == ["session_reminder:1", "hot_seat:Robert Craven", "hot_seat:Ada",
                              "hot_seat:Alan", "session_ended:1"]
-    due = [session_plan.sessions[0].reminders[0][1], *(s.start for s in session_plan.sessions[0].hot_seats),
-           session_plan.sessions[0].end]
-    for (_, _, arrived), at in zip(events, due, strict=True):
-        assert at - timedelta(milliseconds=20) <= arrived <= at + timedelta(milliseconds=400)
+    # Each fired when the clock reached its time, not before (the clock stood at the one before).
+    assert [arrived for _, _, arrived in events] == due_times(first)
     assert events[2][1]["next_name"] == "Alan"
-    assert set(scheduler.scheduled()) == {"session2-reminder-0m", "session2-seat1", "session2-seat2",
-                                          "session2-seat3", "session2-end"}
+    assert set(scheduler.scheduled()) == SESSION_2
+    assert scheduler.scheduled()["session2-seat1"] == second.hot_seats[0].start
 
 
-def test_status_follows_the_hot_seat(scheduler: SessionScheduler, recorder: Recorder) -> None:
-    session_plan = fast_plan(start_in=0.2)
-    scheduler.update(session_plan, datetime.now(UTC))
-    assert scheduler.status_fields(datetime.now(UTC))["current_hot_seat"] is None
-    recorder.take(3)  # reminder, Robert, Ada
-    fields = scheduler.status_fields(datetime.now(UTC))
+def test_status_follows_the_hot_seat(scheduler: SessionScheduler, recorder: Recorder,
+                                     clock: FakeClock) -> None:
+    session_plan = short_plan()
+    scheduler.update(session_plan)
+    assert scheduler.status_fields()["current_hot_seat"] is None
+    reminder, robert, ada, *_ = due_times(session_plan.sessions[0])
+    for at in (reminder, robert, ada):
+        step(clock, scheduler, recorder, at)
+    fields = scheduler.status_fields()
     assert fields["current_hot_seat"]["name"] == "Ada"
     assert fields["next_session"]["number"] == 1 and fields["next_session"]["in_progress"] is True
 
 
-def test_a_reload_does_not_double_or_lose_jobs(scheduler: SessionScheduler, recorder: Recorder) -> None:
-    session_plan = fast_plan(start_in=0.3)
-    scheduler.update(session_plan, datetime.now(UTC))
-    scheduler.update(session_plan, datetime.now(UTC))  # the same config loaded again
-    first = recorder.take(2)
+def test_a_reload_does_not_double_or_lose_jobs(scheduler: SessionScheduler, recorder: Recorder,
+                                               clock: FakeClock) -> None:
+    session_plan = short_plan()
+    scheduler.update(session_plan)
+    scheduler.update(session_plan)  # the same config loaded again
+    reminder, robert, *rest = due_times(session_plan.sessions[0])
+    first = [step(clock, scheduler, recorder, at) for at in (reminder, robert)]
     assert names(first) == ["session_reminder:1", "hot_seat:Robert Craven"]
-    scheduler.update(session_plan, datetime.now(UTC))  # a reload during the session
-    rest = recorder.take(3)
-    assert names(rest) == ["hot_seat:Ada", "hot_seat:Alan", "session_ended:1"]
-    assert recorder.none_within(0.3)
+    scheduler.update(session_plan)  # a reload during the session
+    later = [step(clock, scheduler, recorder, at) for at in rest]
+    assert names(later) == ["hot_seat:Ada", "hot_seat:Alan", "session_ended:1"]
+    # A doubled job of session 1 would be due before session 2's reminder, so it would come first.
+    session_2_reminder = due_times(session_plan.sessions[1])[0]
+    assert names([step(clock, scheduler, recorder, session_2_reminder)]) == ["session_reminder:2"]
 
 
-def test_a_reload_that_moves_the_session_moves_its_jobs(
-    scheduler: SessionScheduler, recorder: Recorder
-) -> None:
-    scheduler.update(fast_plan(start_in=0.3, reminder_before=0.1), datetime.now(UTC))
-    moved = fast_plan(start_in=0.8, reminder_before=0.1)
-    scheduler.update(moved, datetime.now(UTC))
-    event, _, arrived = recorder.take(1)[0]
-    assert event == EVENT_REMINDER
-    assert arrived >= moved.sessions[0].reminders[0][1] - timedelta(milliseconds=20)
-    scheduler.update(None, datetime.now(UTC))  # sessions removed from the config
+def test_a_reload_that_moves_the_session_moves_its_jobs(scheduler: SessionScheduler, recorder: Recorder,
+                                                        clock: FakeClock) -> None:
+    scheduler.update(short_plan())
+    moved = SessionSettings(first=(START + timedelta(minutes=10)).replace(tzinfo=None), timezone="UTC",
+                            repeat_after_days=1, slot_length=SLOT, reminders=(timedelta(seconds=5),))
+    moved_plan = plan.build(ME, PEOPLE, moved, "UTC")
+    scheduler.update(moved_plan)
+    assert scheduler.scheduled()["session1-seat1"] == START + timedelta(minutes=10)
+    assert len(scheduler.scheduled()) == 10  # replaced, not added: the ids are the same
+    move_to(clock, START, scheduler)  # the old time passes: nothing was left there
+    event, _, arrived = step(clock, scheduler, recorder, due_times(moved_plan.sessions[0])[0])
+    assert (event, arrived) == (EVENT_REMINDER, START + timedelta(minutes=10) - timedelta(seconds=5))
+    scheduler.update(None)  # sessions removed from the config
     assert scheduler.scheduled() == {}
-    assert recorder.none_within(0.6)
 
 
-def test_a_restart_mid_session_announces_the_current_hot_seat(recorder: Recorder) -> None:
-    session_plan = fast_plan(start_in=0.1, reminder_before=0.05)
-    before = SessionScheduler(FakeClock(datetime.now(UTC)), recorder)
+def test_a_restart_mid_session_announces_the_current_hot_seat(recorder: Recorder, clock: FakeClock) -> None:
+    session_plan = short_plan()
+    reminder, robert, ada, alan, end = due_times(session_plan.sessions[0])
+    before = SessionScheduler(clock, recorder)
     before.start()
     before.update(session_plan)  # now from the injected clock
-    assert names(recorder.take(2)) == ["session_reminder:1", "hot_seat:Robert Craven"]
+    assert names([step(clock, before, recorder, at) for at in (reminder, robert)]) == [
+        "session_reminder:1", "hot_seat:Robert Craven"]
     before.stop()  # the daemon goes down during Robert's hot seat...
-    time.sleep(0.35)  # ...and is back during Ada's (0.4-0.7 s)
-    after = SessionScheduler(FakeClock(datetime.now(UTC)), recorder)
+    move_to(clock, ada + SLOT / 2)  # ...and is back during Ada's
+    after = SessionScheduler(clock, recorder)
     after.start()
     try:
         after.update(session_plan)
-        # The reminder is within its grace (1 minute) and the new process cannot know it was sent.
-        assert names(recorder.take(1, timeout=0.2)) == ["session_reminder:1"]
-        event, details, arrived = recorder.take(1, timeout=0.2)[0]
-        assert (event, details["name"]) == (EVENT_HOT_SEAT, "Ada")  # at once, not at the next handover
-        assert arrived < session_plan.sessions[0].hot_seats[1].end
-        assert names(recorder.take(2)) == ["hot_seat:Alan", "session_ended:1"]
+        # The reminder is within its grace (1 minute) and the new process cannot know it was sent;
+        # Ada at once, not at the next handover (the clock stands still in her slot).
+        assert names(recorder.take(2)) == ["session_reminder:1", "hot_seat:Ada"]
+        assert names([step(clock, after, recorder, at) for at in (alan, end)]) == [
+            "hot_seat:Alan", "session_ended:1"]
     finally:
         after.stop()
 
 
-def test_a_job_missed_while_down_is_not_sent(scheduler: SessionScheduler, recorder: Recorder) -> None:
+def test_a_job_missed_while_down_is_not_sent(scheduler: SessionScheduler, clock: FakeClock) -> None:
     # The reminder was due 2 minutes ago; its grace is 1 minute.
-    reminder_late = fast_plan(start_in=60, reminder_before=180)
-    jobs = scheduler.update(reminder_late, datetime.now(UTC))
+    reminder_late = short_plan(reminder_before=timedelta(minutes=3))
+    move_to(clock, START - timedelta(minutes=1), scheduler)
+    jobs = scheduler.update(reminder_late)
     assert "session1-reminder-3m" not in {job.id for job in jobs}
     assert "session1-reminder-3m" not in scheduler.scheduled()
-    assert recorder.none_within(0.2)
+    assert "session1-seat1" in scheduler.scheduled()
 
 
-def test_a_failing_publisher_does_not_stop_later_handovers() -> None:
-    received: list[str] = []
+def test_a_failing_publisher_does_not_stop_later_handovers(clock: FakeClock) -> None:
+    received: queue.Queue[str] = queue.Queue()
 
     def flaky(event: str, details: dict[str, Any]) -> None:
-        received.append(event)
-        if len(received) == 1:
+        received.put(event)
+        if received.qsize() == 1:
             raise OSError("subscriber gone")
 
-    running = SessionScheduler(FakeClock(datetime.now(UTC)), flaky)
+    running = SessionScheduler(clock, flaky)
     running.start()
     try:
-        running.update(fast_plan(start_in=0.1, reminder_before=0.05))
-        deadline = time.monotonic() + 3
-        while len(received) < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert received == [EVENT_REMINDER, EVENT_HOT_SEAT, EVENT_HOT_SEAT, EVENT_HOT_SEAT,
-                            EVENT_SESSION_ENDED]
+        session_plan = short_plan()
+        running.update(session_plan)
+        events = []
+        for at in due_times(session_plan.sessions[0]):
+            move_to(clock, at, running)
+            events.append(received.get(timeout=30))
+        assert events == [EVENT_REMINDER, EVENT_HOT_SEAT, EVENT_HOT_SEAT, EVENT_HOT_SEAT, EVENT_SESSION_ENDED]
     finally:
         running.stop()
 
 
-def test_handovers_arrive_on_a_subscribed_socket(tmp_path: Path) -> None:
+def test_handovers_arrive_on_a_subscribed_socket(tmp_path: Path, clock: FakeClock) -> None:
     server = ControlServer(tmp_path / "control.sock", lambda request, peer: {"ok": True})
     server.start()
-    running = SessionScheduler(FakeClock(datetime.now(UTC)),
-                               lambda event, details: server.publish({"event": event, **details}))
+    running = SessionScheduler(clock, lambda event, details: server.publish({"event": event, **details}))
     running.start()
     try:
-        with ControlClient(server.path).subscribe(timeout=3) as subscription:
-            running.update(fast_plan(start_in=0.2, reminder_before=0.1))
-            received = [next(subscription) for _ in range(3)]
+        with ControlClient(server.path).subscribe(timeout=30) as subscription:
+            session_plan = short_plan()
+            running.update(session_plan)
+            received = []
+            for at in due_times(session_plan.sessions[0])[:3]:
+                move_to(clock, at, running)
+                received.append(next(subscription))
         assert [message["event"] for message in received] == [
             EVENT_REMINDER, EVENT_HOT_SEAT, EVENT_HOT_SEAT]
         assert [message.get("name") for message in received[1:]] == ["Robert Craven", "Ada"]
@@ -305,19 +366,23 @@ def test_handovers_arrive_on_a_subscribed_socket(tmp_path: Path) -> None:
         server.close()
 
 
-def test_a_restart_does_not_repeat_what_was_announced(recorder: Recorder, tmp_path: Path) -> None:
+def test_a_restart_does_not_repeat_what_was_announced(recorder: Recorder, clock: FakeClock,
+                                                      tmp_path: Path) -> None:
     """With the daemon's file of announced jobs, the reminder is not sent twice."""
     announced = tmp_path / "announced.json"
-    session_plan = fast_plan(start_in=0.1, reminder_before=0.05)
-    before = SessionScheduler(FakeClock(datetime.now(UTC)), recorder, fired_file=announced)
+    session_plan = short_plan()
+    reminder, robert, *rest = due_times(session_plan.sessions[0])
+    before = SessionScheduler(clock, recorder, fired_file=announced)
     before.start()
     before.update(session_plan)
-    assert names(recorder.take(2)) == ["session_reminder:1", "hot_seat:Robert Craven"]
+    assert names([step(clock, before, recorder, at) for at in (reminder, robert)]) == [
+        "session_reminder:1", "hot_seat:Robert Craven"]
     before.stop()
-    after = SessionScheduler(FakeClock(datetime.now(UTC)), recorder, fired_file=announced)
+    after = SessionScheduler(clock, recorder, fired_file=announced)
     after.start()
     try:
-        after.update(session_plan)
-        assert names(recorder.take(3)) == ["hot_seat:Ada", "hot_seat:Alan", "session_ended:1"]
+        after.update(session_plan)  # both still within their grace: only the file stops them
+        assert names([step(clock, after, recorder, at) for at in rest]) == [
+            "hot_seat:Ada", "hot_seat:Alan", "session_ended:1"]
     finally:
         after.stop()
