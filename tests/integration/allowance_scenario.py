@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def main(state_root: Path) -> dict[str, Any]:
     runs: list[str] = []
     stand_in = threading.Thread(target=cutter_stand_in, args=(requests, stop, runs), daemon=True)
     try:
-        wait(lambda: detoxd("status").returncode == 0, 20)
+        wait(lambda: detoxd("status").returncode == 0, 60)
         out["unblocked_before_start"] = lookup("social.example")
         out["start"] = detoxd("start").returncode
         stand_in.start()
@@ -101,15 +102,16 @@ def main(state_root: Path) -> dict[str, Any]:
         out["stranger_open"] = [stranger.returncode, stranger.stderr.strip()]
         out["blocked_after_refusals"] = lookup("social.example")
 
+        before_open = datetime.now(UTC)
         alice = detoxd("open", "social", user=ALICE)  # all that is left today: 3 seconds
+        out["open_between"] = [before_open.isoformat(), datetime.now(UTC).isoformat()]
         out["alice_open"] = [alice.returncode, alice.stdout.strip(), alice.stderr.strip()]
-        opened_at = time.monotonic()
-        out["resolves_after"] = wait(lambda: lookup("social.example") == SITE, 5)
+        out["resolves_after"] = wait(lambda: lookup("social.example") == SITE, 60)
         _server, tab, _peer = connect(lookup("social.example"))
         out["status_open"] = json.loads(detoxd("status", "--json").stdout)["allowances"]
-        out["blocked_again_after"] = wait(lambda: lookup("social.example") == "0.0.0.0", 15)
-        out["blocked_again_seconds_after_open"] = round(time.monotonic() - opened_at, 1)
-        out["tab_cut_after"] = wait(lambda: is_cut(tab), 15)
+        out["blocked_again_after"] = wait(lambda: lookup("social.example") == "0.0.0.0", 60)
+        out["blocked_again_at"] = datetime.now(UTC).isoformat()
+        out["tab_cut_after"] = wait(lambda: is_cut(tab), 60)
 
         spent = detoxd("open", "social", user=ALICE)
         out["spent_open"] = [spent.returncode, spent.stderr.strip()]
@@ -117,7 +119,7 @@ def main(state_root: Path) -> dict[str, Any]:
         gapped = detoxd("open", "gapped", "0.02", user=ALICE)
         out["gapped_first"] = gapped.returncode
         wait(lambda: lookup("gapped.example") == "0.0.0.0" and not detoxd(
-            "status", "--json").stdout.count('"open": true'), 10)
+            "status", "--json").stdout.count('"open": true'), 60)
         again = detoxd("open", "gapped", user=ALICE)
         out["gapped_again"] = [again.returncode, again.stderr.strip()]
 
@@ -137,8 +139,8 @@ def main(state_root: Path) -> dict[str, Any]:
         temp = blocklist.with_name(".blocklist.tmp")
         temp.write_text(blocklist.read_text().replace("domains: [", "domains: [added.example, "))
         temp.replace(blocklist)
-        out["added_blocked_after"] = wait(lambda: lookup("added.example") == "0.0.0.0", 10)
-        out["added_tab_cut_after"] = wait(lambda: is_cut(other_tab), 15)
+        out["added_blocked_after"] = wait(lambda: lookup("added.example") == "0.0.0.0", 60)
+        out["added_tab_cut_after"] = wait(lambda: is_cut(other_tab), 60)
         out["cutter_runs"] = runs
     finally:
         stop.set()

@@ -16,11 +16,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from detoxd.service import connections
+from detoxd.service.engine import TICK_SECONDS
 from tests.otheruser import ENVIRONMENT_VARIABLE, user_python
 
 HERE = Path(__file__).resolve().parent
@@ -112,7 +114,14 @@ def test_allowances_open_resolve_close_and_cut(tmp_path: Path) -> None:
     [social, _gapped] = out["status_open"]
     assert social["name"] == "social" and social["open"] is True and social["open_until"], context
     assert out["blocked_again_after"] is not None, context
-    assert 2.5 <= out["blocked_again_seconds_after_open"] <= 6, context  # 3 s, ticks every 1 s
+    # The budget left today is 3 s: open until 3 s after the open, and blocked again not before
+    # then; give or take the daemon's tick (its trusted clock moves at ticks; status shows whole
+    # seconds). How soon after the end it is blocked again is the benchmarks' business.
+    opened = [datetime.fromisoformat(moment) for moment in out["open_between"]]
+    until = datetime.fromisoformat(social["open_until"])
+    budget, tick = timedelta(seconds=3), timedelta(seconds=TICK_SECONDS)
+    assert (opened[0] + budget - tick).replace(microsecond=0) <= until <= opened[1] + budget + tick, context
+    assert datetime.fromisoformat(out["blocked_again_at"]) >= opened[0] + budget - tick, context
     assert out["tab_cut_after"] is not None, context
 
     assert out["spent_open"][0] == 3 and "used up" in out["spent_open"][1], context
