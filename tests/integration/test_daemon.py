@@ -69,8 +69,12 @@ def test_unlocked_detox_ends_and_restores_user_edits(detoxd_env: DetoxdEnv) -> N
     content = detoxd_env.hosts.read_bytes()
     edited = content.replace(b"192.168.1.10 nas.home nas", b"192.168.1.11 nas.home nas")
     detoxd_env.hosts.write_bytes(edited)
-    time.sleep(0.3)
-    assert detoxd_env.hosts.read_bytes() == edited
+    # Then a name is added: the daemon rewrites the file from what it holds after the user's edit,
+    # so once the name is there the daemon has seen the edit (no sleep in the hope that it has).
+    detoxd_env.write_blocklist("domains:\n  - twitter.com\n  - facebook.com\n  - late.example\n")
+    wait_for(lambda: b"0.0.0.0 late.example" in detoxd_env.hosts.read_bytes(), what="the added name")
+    assert b"192.168.1.11 nas.home nas" in detoxd_env.hosts.read_bytes()
+    assert b"192.168.1.10" not in detoxd_env.hosts.read_bytes()
     assert detoxd_env.cli("end").returncode == 0
     assert detoxd_env.hosts.read_bytes() == USER_HOSTS.replace(b"1.10", b"1.11")
     assert detoxd_env.status()["tamper_events"] == 0

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,24 @@ WRITER = textwrap.dedent("""
 """)
 
 
+def last_seq(directory: Path) -> int:
+    """The number of the last whole event in the journal (0 if none yet)."""
+    events, _ = read_events(directory)
+    return int(events[-1]["seq"]) if events else 0
+
+
 def test_kill_9_while_writing_never_leaves_a_broken_journal(tmp_path: Path) -> None:
     directory = tmp_path / "journal"
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     for round_number in range(5):
+        before = last_seq(directory)
         writer = subprocess.Popen([sys.executable, str(script), str(directory)])
         try:
-            # Let it write (and rotate, in later rounds) for a moment, at a different point each time.
-            wait_for(lambda: segment_numbers(directory), what="a journal segment")
-            time.sleep(0.05 + 0.03 * round_number)
+            # Killed after more events each round (60 to 660: later rounds rotate segments), at a
+            # point set by what it wrote, not by a sleep.
+            wanted = before + 60 + 150 * round_number
+            wait_for(lambda: last_seq(directory) >= wanted, timeout=120, what=f"event {wanted}")
         finally:
             writer.send_signal(signal.SIGKILL)
             writer.wait()
