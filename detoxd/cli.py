@@ -194,7 +194,11 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     # Browser policies under another root: for tests and image builds (default: the real /etc
     # when guarding /etc/hosts, none for a scratch hosts file).
     policy_root = os.environ.get("DETOXD_POLICY_ROOT")
-    return Daemon(paths, SystemClock(), policy_root=Path(policy_root) if policy_root else None).run()
+    # For tests: a file standing in for the kernel's word on the clock (never for the system's detoxd).
+    from detoxd.service.timesync import stand_in_from_environment
+
+    clock = SystemClock(stand_in_from_environment(paths.state_dir, Path(DEFAULTS["state_dir"])))
+    return Daemon(paths, clock, policy_root=Path(policy_root) if policy_root else None).run()
 
 
 def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:

@@ -16,10 +16,13 @@ instead of sleeping. Deliberately outside it, and only there:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
+
+from detoxd.core.timesync import TimeSync
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
@@ -37,8 +40,27 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never jumps, for timeouts and periods within one run."""
 
+    def time_sync(self) -> TimeSync:
+        """Whether the wall clock is confirmed now (NTP-synchronised, as the kernel says):
+        what lets downtime across a reboot be credited (see detoxd.core.detox, docs/time.md)."""
+
 
 class SystemClock:
+    def __init__(self, time_sync_stand_in: Path | None = None) -> None:
+        """``time_sync_stand_in``: a test's file standing in for the kernel's answer."""
+        self._stand_in = time_sync_stand_in
+        self._time_sync: Callable[[], TimeSync] | None = None
+
+    def time_sync(self) -> TimeSync:
+        if self._time_sync is None:  # imported late: `detoxd status` never needs it
+            from detoxd.service import timesync
+
+            stand_in = self._stand_in
+            read = timesync.read_kernel if stand_in is None else lambda: timesync.read_stand_in(stand_in)
+            self._time_sync = timesync.Reader(lambda: self.now().timestamp() - self.boottime(),
+                                              self.monotonic, read)
+        return self._time_sync()
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 
@@ -62,6 +84,15 @@ class FakeClock:
     wall: datetime
     boot: float = 1000.0
     boot_identity: str = "boot-1"
+    # What the kernel would say of the wall clock: not synchronised unless a test says so.
+    sync: TimeSync = field(default_factory=lambda: TimeSync(False, "a fake clock"))
+
+    def time_sync(self) -> TimeSync:
+        return self.sync
+
+    def synchronise(self, confirmed: bool = True) -> None:
+        """NTP confirms the wall clock (or, with False, no longer does)."""
+        self.sync = TimeSync(confirmed, "a fake clock")
 
     def now(self) -> datetime:
         return self.wall

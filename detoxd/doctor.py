@@ -107,6 +107,7 @@ def evaluate(facts: Facts) -> Report:
         check_cutter(facts.cutter_enabled, facts.cutter_stuck),
         check_detox(facts.status),
         check_config(facts.status),
+        check_detox_clock(facts.status),
         check_hosts_block(facts),
         check_overrides(facts, active),
         check_lookups(facts.lookups, len(facts.block_names), active),
@@ -174,6 +175,19 @@ def check_detox(status: dict[str, Any] | None) -> Check:
         return Check("detox", Level.WARN, f"active, {left} days left, ends {ends}; {status['state_error']}",
                      "the state files in /var/lib/detoxd were damaged; see `journalctl -u detoxd`")
     return Check("detox", Level.OK, f"active, {left} days left, ends {ends}")
+
+
+def check_detox_clock(status: dict[str, Any] | None) -> Check:
+    """Downtime across a reboot is credited only once the clock is confirmed (docs/time.md)."""
+    held = (status or {}).get("time_held")
+    if not isinstance(held, dict):
+        return Check("detox clock", Level.OK if status else Level.SKIP,
+                     "every second of the detox is credited" if status else "unknown")
+    days = float(held.get("seconds") or 0) / 86400
+    return Check("detox clock", Level.WARN, f"{days:.1f} days since {held.get('since')} held, not credited: "
+                 f"{held.get('reason')}", "let the clock synchronise over NTP (timedatectl set-ntp true; "
+                 "timedatectl timesync-status): the held time is credited as soon as it is, as far as it "
+                 "really passed")
 
 
 def check_config(status: dict[str, Any] | None) -> Check:

@@ -257,3 +257,12 @@ def test_the_connection_cutter_is_checked_but_does_not_decide_effectiveness(
     [check] = [check for check in report.checks if check.name == "connection cutter"]
     assert check.level is level and words in check.message
     assert report.effective  # new connections are blocked either way
+
+
+def test_held_time_is_a_warning_with_the_fix() -> None:
+    held = {"seconds": 15 * 86400, "since": "2030-01-01T00:00:00+00:00", "reason": "no source confirms"}
+    check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "time_held": held})).checks
+                 if c.name == "detox clock")
+    assert check.level is Level.WARN and "15.0 days since 2030-01-01" in check.message
+    assert "timedatectl set-ntp true" in check.fix
+    assert levels(healthy())["detox clock"] is Level.OK

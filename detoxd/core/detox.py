@@ -33,6 +33,23 @@ checkpoint ``(wall time, boot id, boottime)``:
   other, which errs on the safe side: a reboot whose uptime has already passed the
   last checkpoint's uptime is mistaken for one boot and its downtime is not credited.
 
+Time you cannot set forward (docs/time.md)
+------------------------------------------
+Across a reboot the wall clock is all there is, and anyone can set it (stop detoxd, set the
+clock 15 days forward, reboot). So the wall-clock downtime is credited only as far as a
+trustworthy source confirms it: ``tick`` takes a :class:`~detoxd.core.timesync.TimeSync`, what
+the kernel says of the clock now (NTP-synchronised: its maximum error under 16 s). Confirmed,
+the downtime is credited whole. Not confirmed, only the new boot's uptime is (``CLOCK_BOOTTIME``
+cannot be set), and the rest is *held* (:class:`HeldTime`): shown in status, credited on the
+first tick at which the clock is confirmed, and then only as much as really passed by the
+confirmed clock (``now - since``, less what was credited since). A real 15-day power-off followed
+by a synchronised clock ends the detox; a clock set forward is corrected by NTP before it
+confirms anything, and stays held while no NTP corrects it.
+
+Within a boot, a wall clock set back no longer drags the checkpoint back: the checkpoint's wall
+time only moves forward with boottime (or to a confirmed clock), so setting the clock back
+while detoxd runs, then rebooting to a synchronised clock, credits nothing extra.
+
 The detox ends (state ``idle``, ratchet cleared) on the first tick at which the
 credited time reaches the duration — also when the daemon was not running at the
 end time: it ends on the next start. Call :func:`tick` before answering a request.
@@ -63,6 +80,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from detoxd.core.peerkey import KnownSet, Verifier, accepts
+from detoxd.core.timesync import TimeSync
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -128,6 +146,17 @@ class PeerLock:
 
 
 @dataclass(frozen=True)
+class HeldTime:
+    """Wall-clock time claimed across a reboot that no trustworthy source confirmed: not
+    credited until one does (see "Time you cannot set forward" above)."""
+
+    seconds: float  # claimed and not credited
+    since: datetime  # the wall time of the last checkpoint before the stop
+    credited_before: float  # what was credited at that checkpoint
+    reason: str  # why it is held, for the user
+
+
+@dataclass(frozen=True)
 class DetoxState:
     """Everything that survives a restart. The default value is a fresh idle state."""
 
@@ -143,6 +172,7 @@ class DetoxState:
     peer_lock: PeerLock | None = None
     # Identifiers of earlier detoxes' share sets (public), to name a share of one of them.
     past_share_sets: tuple[KnownSet, ...] = ()
+    held: HeldTime | None = None  # downtime the clock claims but nothing confirmed yet
 
     @property
     def active(self) -> bool:
@@ -174,14 +204,26 @@ def start(
     )
 
 
-def tick(state: DetoxState, *, now: datetime, boot: BootReading) -> DetoxState:
-    """Credit the time since the last checkpoint, count clock jumps, finish when due."""
+def tick(state: DetoxState, *, now: datetime, boot: BootReading, sync: TimeSync | None = None) -> DetoxState:
+    """Credit the time since the last checkpoint, count clock jumps, hold what the wall clock
+    claims across a reboot until ``sync`` confirms it, finish when due."""
     if not state.active:
         return state
-    if state.checkpoint is None:  # not written by start(): credit nothing we cannot measure
+    checkpoint = state.checkpoint
+    if checkpoint is None:  # not written by start(): credit nothing we cannot measure
         return replace(state, checkpoint=Checkpoint(wall=now, boot=boot))
-    credit, jumped = _credit_since(state.checkpoint, now=now, boot=boot)
+    confirmed = sync is not None and sync.confirmed
+    credit, jumped = _credit_since(checkpoint, now=now, boot=boot)
+    held = state.held
+    if not _same_boot(checkpoint.boot, boot) and not confirmed:
+        trusted = boot.seconds if _certainly_rebooted(checkpoint.boot, boot) else 0.0
+        if credit - trusted > JUMP_TOLERANCE_SECONDS:
+            held = _hold(held, state, credit - trusted, sync)
+            credit = trusted
     credited = state.credited_seconds + credit
+    if held is not None and confirmed:
+        credited += _release(held, now, credited)
+        held = None
     clock_jumps = state.clock_jumps + int(jumped)
     if credited >= state.duration_seconds:
         return _finished(replace(state, credited_seconds=credited, clock_jumps=clock_jumps))
@@ -189,8 +231,51 @@ def tick(state: DetoxState, *, now: datetime, boot: BootReading) -> DetoxState:
         state,
         credited_seconds=credited,
         clock_jumps=clock_jumps,
-        checkpoint=Checkpoint(wall=now, boot=boot),
+        checkpoint=Checkpoint(wall=_checkpoint_wall(checkpoint, now, boot, confirmed), boot=boot),
+        held=held,
     )
+
+
+def _hold(held: HeldTime | None, state: DetoxState, seconds: float, sync: TimeSync | None) -> HeldTime:
+    """Add ``seconds`` to the held time; a hold already running keeps its start."""
+    assert state.checkpoint is not None
+    why = str(sync) if sync is not None else "no source was asked"
+    reason = ("the wall clock says this much time passed while detoxd was stopped, across a "
+              f"reboot, but no trustworthy source confirms the clock ({why})")
+    if held is None:
+        return HeldTime(seconds, state.checkpoint.wall, state.credited_seconds, reason)
+    return replace(held, seconds=held.seconds + seconds, reason=reason)
+
+
+def _release(held: HeldTime, now: datetime, credited: float) -> float:
+    """Once the clock is confirmed: what really passed since the hold began (by that clock),
+    less what was credited since, never more than was held."""
+    really = (now - held.since).total_seconds() - (credited - held.credited_before)
+    return min(held.seconds, max(0.0, really))
+
+
+def _checkpoint_wall(before: Checkpoint, now: datetime, boot: BootReading, confirmed: bool) -> datetime:
+    """Within a boot an unconfirmed wall clock never moves the checkpoint back: a clock set back
+    while detoxd runs must not turn into credit across the next reboot."""
+    if confirmed or not _same_boot(before.boot, boot):
+        return now
+    return max(now, before.wall + timedelta(seconds=boot.seconds - before.boot.seconds))
+
+
+def needs_time_sync(state: DetoxState, *, now: datetime, boot: BootReading) -> bool:
+    """Whether :func:`tick` needs to know if the clock is confirmed (asking may cost a D-Bus
+    round trip): across a reboot, while time is held, and when the wall clock went back."""
+    checkpoint = state.checkpoint
+    if not state.active or checkpoint is None:
+        return False
+    if state.held is not None or not _same_boot(checkpoint.boot, boot):
+        return True
+    return now < _checkpoint_wall(checkpoint, now, boot, confirmed=False) - timedelta(
+        seconds=JUMP_TOLERANCE_SECONDS)
+
+
+def held_seconds(state: DetoxState) -> float:
+    return state.held.seconds if state.active and state.held is not None else 0.0
 
 
 def request_end(state: DetoxState) -> DetoxState | Refusal:
@@ -336,13 +421,18 @@ def _finished(state: DetoxState) -> DetoxState:
     )
 
 
+def _same_boot(before: BootReading, after: BootReading) -> bool:
+    return before.boot_id == after.boot_id and after.seconds >= before.seconds
+
+
 def _credit_since(
     checkpoint: Checkpoint, *, now: datetime, boot: BootReading
 ) -> tuple[float, bool]:
-    """Seconds to credit since ``checkpoint``, and whether the wall clock jumped forward."""
+    """Seconds to credit since ``checkpoint`` (across a reboot: as the wall clock claims), and
+    whether the wall clock jumped forward."""
     wall_delta = (now - checkpoint.wall).total_seconds()
     before = checkpoint.boot
-    if before.boot_id == boot.boot_id and boot.seconds >= before.seconds:
+    if _same_boot(before, boot):
         boot_delta = boot.seconds - before.seconds
         tolerance = JUMP_TOLERANCE_SECONDS + DRIFT_ALLOWANCE * boot_delta
         return boot_delta, wall_delta - boot_delta > tolerance

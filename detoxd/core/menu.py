@@ -253,6 +253,10 @@ def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
         "the daemon's main loop")]  # said just above
     if status.get("state_error"):
         lines.append(f"Detox state: {status['state_error']}")
+    held = status.get("time_held")
+    if isinstance(held, Mapping) and status.get("state") == "active":
+        days = float(held.get("seconds") or 0) / SECONDS_PER_DAY
+        lines.append(f"{days:.1f} days held: the clock is not confirmed (NTP); credited once it is")
     if status.get("config_error"):
         lines.append("Config error: the last good blocklist stays in force")
         lines += [f"  {line}" for line in str(status["config_error"]).splitlines()[:3]]

@@ -467,7 +467,9 @@ class Engine:
     def _tick_detox(self) -> None:
         before = self.state
         now, boot = self.clock.now(), self._boot()
-        self.state = detox.tick(before, now=now, boot=boot)
+        sync = self.clock.time_sync() if detox.needs_time_sync(before, now=now, boot=boot) else None
+        self.state = detox.tick(before, now=now, boot=boot, sync=sync)
+        self._report_held_time(before, self.state)
         if self.state.clock_jumps > before.clock_jumps and before.checkpoint is not None:
             wall = (now - before.checkpoint.wall).total_seconds()
             credited = boot.seconds - before.checkpoint.boot.seconds
@@ -489,6 +491,33 @@ class Engine:
             self.allowances.detox_ended()
             self.enforce()
             self.publish("detox_ended")
+
+    def _report_held_time(self, before: detox.DetoxState, after: detox.DetoxState) -> None:
+        """Time the wall clock claims across a reboot without confirmation: held, loudly."""
+        was, held = detox.held_seconds(before), detox.held_seconds(after)
+        if held > was and after.held is not None:
+            log.warning("%s of downtime held, not credited: %s", _duration(held), after.held.reason)
+            journal.record("time_held", seconds=round(held), reason=after.held.reason)
+            self.publish("status")
+        elif was and not held:
+            credited = after.credited_seconds - before.credited_seconds if after.active else None
+            log.info("the clock is confirmed: held time released (%s held)", _duration(was))
+            journal.record("time_released", held_seconds=round(was),
+                           credited_seconds=None if credited is None else round(credited))
+            self.publish("status")
+
+    def _time_held(self) -> dict[str, Any] | None:
+        held = self.state.held if self.state.active else None
+        if held is None:
+            return None
+        return {"seconds": round(held.seconds), "since": _iso(held.since), "reason": held.reason}
+
+    def _held_warnings(self) -> list[str]:
+        held = self._time_held()
+        if held is None:
+            return []
+        return [f"{_duration(held['seconds'])} held, not credited yet: {held['reason']}; it is credited "
+                "as soon as the clock is synchronised (NTP)"]
 
     def _state_dir_removed(self) -> None:
         """`rm -rf /var/lib/detoxd` while running: everything is written again from memory at
@@ -968,14 +997,15 @@ class Engine:
             "tamper_events": state.tamper_events,
             "apps_closed": self.app_watcher.closed_counts(),
             "clock_jumps": state.clock_jumps,
+            "time_held": self._time_held(),  # downtime not credited until the clock is confirmed
             "stale": False,  # true only in a status served from an old snapshot (_status_reply)
             "config_error": self._config_error_text(private),
             "config_missing": list(self.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             "state_error": self.state_error,
             "problems": sorted(self.problems.values()),
-            "warnings": self._loud_warnings() + self._missing_config_warnings() + self.warnings
-            + self.allowances.warnings + self._session_warnings(now),
+            "warnings": self._loud_warnings() + self._held_warnings() + self._missing_config_warnings()
+            + self.warnings + self.allowances.warnings + self._session_warnings(now),
             "allowances": self.allowances.status(detox_active=state.active),
             **self.sessions.status_fields(now),
             "version": __version__,
@@ -1107,6 +1137,14 @@ class Engine:
                 journal.record("hot_seat", session=details.get("session"), seat=details.get("seat"),
                                person=details.get("name"), starts_at=details.get("starts_at"))
             self.publish(event, **details)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * detox.SECONDS_PER_DAY:
+        return f"{seconds / detox.SECONDS_PER_DAY:.1f} days"
+    if seconds >= 7200:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def _local_zone() -> ZoneInfo:

@@ -71,6 +71,8 @@ KINDS: dict[str, str] = {
     "detox_ended": "early (bool), reason ('finished' | 'ended early' | ...)",
     "tamper": "target ('hosts_file' | 'browser_policy' | 'engine:<name>'), restored (what was put back)",
     "clock_jump": "seconds (wall clock minus credited time; positive = set forward)",
+    "time_held": "seconds (held in all), reason (downtime across a reboot the clock claims, unconfirmed)",
+    "time_released": "held_seconds, credited_seconds (the clock confirmed: what really passed)",
     "config_error": "errors (count), first (the first message, redacted: no file content)",
     "start_refused": "by_uid, errors (count), reason (a start on a config in error starts nothing)",
     "status_stale": "seconds (the main loop had not gone round for that long when status was asked)",

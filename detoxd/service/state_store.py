@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from detoxd.core import domains, peerkey
-from detoxd.core.detox import BootReading, Checkpoint, DetoxState, PeerLock, Phase
+from detoxd.core.detox import BootReading, Checkpoint, DetoxState, HeldTime, PeerLock, Phase
 from detoxd.durable import replace_file
 
 FORMAT_VERSION = 1
@@ -271,6 +271,7 @@ def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
         "peer_lock": _encode_peer_lock(state.peer_lock),
         "past_share_sets": [{"share_set": known.identifier, "started_at": _encode_time(known.started_at)}
                             for known in state.past_share_sets],
+        "held": _encode_held(state.held),  # optional too
     }
 
 
@@ -288,12 +289,32 @@ def decode(document: dict[str, Any]) -> DetoxState:
         clock_jumps=_count(document, "clock_jumps"),
         peer_lock=_decode_peer_lock(document.get("peer_lock")),
         past_share_sets=_decode_past_sets(document.get("past_share_sets", [])),
+        held=_decode_held(document.get("held")),
     )
     if state.active and (state.started_at is None or state.checkpoint is None):
         raise ValueError("an active detox needs started_at and checkpoint")
     if state.peer_lock is not None and not state.locked:
         raise ValueError("a detox with a peer lock must be locked")
     return state
+
+
+def _encode_held(held: HeldTime | None) -> dict[str, Any] | None:
+    if held is None:
+        return None
+    return {"seconds": held.seconds, "since": _encode_time(held.since),
+            "credited_before": held.credited_before, "reason": held.reason}
+
+
+def _decode_held(value: object) -> HeldTime | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"held must be an object, got {type(value).__name__}")
+    since = _decode_time(value["since"])
+    if since is None:
+        raise ValueError("held needs since")
+    return HeldTime(_number(value, "seconds"), since, _number(value, "credited_before"),
+                    _typed(value, "reason", str)[:1000])
 
 
 def _encode_peer_lock(lock: PeerLock | None) -> dict[str, Any] | None:

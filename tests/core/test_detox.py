@@ -29,7 +29,7 @@ def started(clock: FakeClock, *, days: float = 14, locked: bool = True) -> Detox
 
 
 def ticked(state: DetoxState, clock: FakeClock) -> DetoxState:
-    return detox.tick(state, now=clock.now(), boot=reading(clock))
+    return detox.tick(state, now=clock.now(), boot=reading(clock), sync=clock.time_sync())
 
 
 @pytest.fixture
@@ -160,11 +160,12 @@ def test_a_daemon_restart_within_a_boot_credits_boottime(clock: FakeClock) -> No
     assert state.clock_jumps == 1
 
 
-def test_reboot_downtime_is_credited_from_the_wall_clock(clock: FakeClock) -> None:
+def test_reboot_downtime_is_credited_from_a_confirmed_wall_clock(clock: FakeClock) -> None:
     state = started(clock)
     clock.advance(HOUR)
     state = ticked(state, clock)
     clock.reboot(downtime_seconds=2 * DAY, boot_id="boot-2")
+    clock.synchronise()
     state = ticked(state, clock)
     assert detox.elapsed(state) == timedelta(days=2, hours=1)
     clock.advance(HOUR)  # the new boot's readings are now the reference
@@ -194,6 +195,7 @@ def test_boottime_going_backwards_is_a_reboot_even_with_the_same_id(clock: FakeC
     clock.boot_identity = detox.UNKNOWN_BOOT_ID
     state = started(clock)
     clock.reboot(downtime_seconds=DAY, boot_id=detox.UNKNOWN_BOOT_ID)
+    clock.synchronise()
     assert detox.elapsed(ticked(state, clock)) == timedelta(days=1)
 
 
@@ -204,7 +206,78 @@ def test_a_detox_due_while_the_machine_was_off_ends_on_the_next_start(
     clock.advance(DAY)
     state = ticked(state, clock)
     clock.reboot(downtime_seconds=10 * DAY, boot_id="boot-2")
+    clock.synchronise()
     assert ticked(state, clock).phase is Phase.IDLE
+
+
+# --- time you cannot set forward (docs/time.md) --------------------------------------
+
+
+def test_a_clock_set_forward_across_a_reboot_is_held_not_credited(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    state = ticked(state, clock)
+    clock.reboot(downtime_seconds=60, boot_id="boot-2")  # stopped, rebooted a minute later...
+    clock.jump(15 * DAY)  # ...with the clock set 15 days forward: `date -s`, no NTP
+    state = ticked(state, clock)
+    assert state.phase is Phase.ACTIVE
+    assert detox.elapsed(state) == timedelta(hours=1, seconds=10)  # the new boot's uptime only
+    assert state.held is not None and state.held.seconds == pytest.approx(15 * DAY + 50)
+    assert "no trustworthy source confirms the clock (a fake clock: not synchronised)" in state.held.reason
+    clock.advance(HOUR)
+    state = ticked(state, clock)  # still held, time goes on by boottime
+    assert detox.elapsed(state) == timedelta(hours=2, seconds=10)
+    # NTP steps the clock back to the truth and confirms it: only what really passed counts.
+    clock.jump(-15 * DAY)
+    clock.synchronise()
+    state = ticked(state, clock)
+    assert state.held is None
+    assert detox.elapsed(state) == timedelta(hours=2, seconds=60)
+
+
+def test_a_real_power_off_ends_the_detox_once_the_clock_is_confirmed(clock: FakeClock) -> None:
+    state = started(clock, days=14)
+    clock.reboot(downtime_seconds=15 * DAY, boot_id="boot-2")  # really off for 15 days
+    state = ticked(state, clock)  # booted before the network: not confirmed yet
+    assert state.phase is Phase.ACTIVE and detox.held_seconds(state) == pytest.approx(15 * DAY - 10)
+    clock.advance(30)
+    clock.synchronise()  # NTP: the clock was right
+    assert ticked(state, clock).phase is Phase.IDLE
+
+
+def test_holds_across_two_reboots_add_up_and_release_what_really_passed(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.reboot(downtime_seconds=DAY, boot_id="boot-2")
+    state = ticked(state, clock)
+    clock.reboot(downtime_seconds=DAY, boot_id="boot-3")
+    state = ticked(state, clock)
+    assert detox.held_seconds(state) == pytest.approx(2 * DAY - 20)
+    clock.synchronise()
+    state = ticked(state, clock)
+    assert detox.elapsed(state) == timedelta(days=2)
+
+
+def test_a_clock_set_back_while_running_is_no_credit_across_a_reboot(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    clock.jump(-10 * DAY)  # set back while detoxd runs: ignored, as before...
+    state = ticked(state, clock)
+    assert detox.elapsed(state) == timedelta(hours=1)
+    clock.reboot(downtime_seconds=60, boot_id="boot-2")
+    clock.jump(10 * DAY)  # ...and NTP puts it right after the reboot: 10 days must not appear
+    clock.synchronise()
+    assert detox.elapsed(ticked(state, clock)) == timedelta(hours=1, seconds=60)
+
+
+def test_the_clock_is_asked_only_when_it_matters(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    assert not detox.needs_time_sync(state, now=clock.now(), boot=reading(clock))
+    clock.jump(-HOUR)  # went back: a confirmed clock would move the checkpoint back
+    assert detox.needs_time_sync(state, now=clock.now(), boot=reading(clock))
+    clock.reboot(downtime_seconds=60, boot_id="boot-2")
+    assert detox.needs_time_sync(state, now=clock.now(), boot=reading(clock))
+    assert not detox.needs_time_sync(DetoxState(), now=clock.now(), boot=reading(clock))
 
 
 def test_tick_is_a_no_op_when_idle(clock: FakeClock) -> None:

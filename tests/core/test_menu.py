@@ -277,3 +277,9 @@ def test_one_line_per_household_engine() -> None:
 def test_the_report_is_offered_only_while_the_daemon_answers() -> None:
     assert Action.OPEN_REPORT in [item.action for item in entries(view(ACTIVE), has_menu=True)]
     assert Action.OPEN_REPORT not in [item.action for item in entries(view(None), has_menu=True)]
+
+
+def test_held_time_is_shown() -> None:
+    held = {"seconds": 15 * 86400, "since": "2025-11-20T08:00:00+00:00", "reason": "unconfirmed"}
+    assert "15.0 days held: the clock is not confirmed (NTP); credited once it is" in status_lines(
+        view({**ACTIVE, "time_held": held}))

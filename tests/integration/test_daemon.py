@@ -209,6 +209,11 @@ def test_clock_jump_forward_does_not_end_the_detox(detoxd_env: DetoxdEnv) -> Non
 @pytest.mark.skipif(not FAKETIME_LIBRARY.exists(), reason="libfaketime (Debian package faketime) is missing")
 def test_detox_that_ended_while_the_daemon_was_down_ends_on_start(detoxd_env: DetoxdEnv) -> None:
     stamp = fake_wall_clock(detoxd_env)
+    # The kernel's word on the clock: synchronised (NTP confirms the downtime; a stand-in for
+    # adjtimex, see test_time_trust.py for a clock nobody confirms).
+    sync = detoxd_env.root / "adjtimex.json"
+    sync.write_text('{"maxerror_us": 12000, "status": 0}')
+    detoxd_env.extra_env["DETOXD_TIME_SYNC_FILE"] = str(sync)
     detoxd_env.start_daemon()
     detoxd_env.cli("start")
     detoxd_env.stop_daemon()

@@ -17,6 +17,7 @@ from detoxd.clock import FakeClock
 from detoxd.core.hosts import BEGIN_MARKER
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
+from detoxd.service import journal
 from detoxd.service.engine import EXIT_RESTART, Engine
 from detoxd.service.targets.hostsfile import HostsFile, ReadOnlyInSandbox
 from tests.service.enginekit import ROOT, blocked, scratch_paths
@@ -110,10 +111,34 @@ def test_a_restart_resumes_the_detox_from_the_state_directory(
     engine.tick()
     engine.shutdown()
     clock.reboot(DAY, "boot-2")
+    clock.synchronise()  # NTP confirms the day it was off
     again = Engine(paths, clock)
     again.boot()
     assert again.status()["days_left"] == 10
     assert "twitter.com" in blocked(paths)
+
+
+def test_downtime_the_clock_cannot_confirm_is_held_and_said(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.checkpoint()  # stopped (the fixture shuts it down at the end)
+    clock.reboot(60, "boot-2")
+    clock.jump(15 * DAY)  # set forward while stopped
+    again = Engine(paths, clock)
+    again.boot()
+    status = again.status()
+    assert status["state"] == "active" and status["days_left"] == 14
+    assert status["time_held"]["seconds"] == 15 * DAY + 50
+    assert "no trustworthy source confirms the clock" in status["time_held"]["reason"]
+    assert any(warning.startswith("15.0 days held, not credited yet") for warning in status["warnings"])
+    clock.jump(-15 * DAY)  # NTP puts it right
+    clock.synchronise()
+    clock.advance(1)
+    again.tick()
+    assert again.status()["time_held"] is None
+    kinds = [event["kind"] for event in journal.read_events(again.journal.directory)[0]]
+    assert kinds.count("time_held") == 1 and kinds.count("time_released") == 1
+    again.shutdown()
 
 
 def test_a_corrupt_state_file_is_moved_aside(paths: Paths, clock: FakeClock) -> None:
