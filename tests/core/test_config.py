@@ -77,6 +77,15 @@ def test_days_range_checked() -> None:
     assert main is not None and main.detox.days == 0.01 and main.detox.lock is False
 
 
+def test_days_may_be_365_at_most_and_0_0001_at_least() -> None:
+    for days in ("365", "0.0001"):
+        main, source = parse_main(f"detox: {{days: {days}}}\n")
+        assert main is not None and main.detox.days == float(days) and not source.errors
+    for days, shown in (("365.01", "365.01"), ("0.00009", "9e-05")):
+        _, source = parse_main(f"detox: {{days: {days}}}\n")
+        assert errors(source) == [f"detoxd.yaml:1: detox.days: must be between 0.0001 and 365, got {shown}"]
+
+
 def test_app_names_validated() -> None:
     blocklist, source = parse_blocklist("apps: [slack, 'rm -rf /']\n", PRESETS)
     assert blocklist is not None and [rule.name for rule in blocklist.apps] == ["slack"]

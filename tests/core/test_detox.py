@@ -62,6 +62,18 @@ def test_start_refuses_unreasonable_lengths(clock: FakeClock, days: float) -> No
     assert isinstance(result, Refusal)
 
 
+def test_a_detox_of_365_days_is_the_longest_and_any_positive_length_below_is_accepted(
+    clock: FakeClock,
+) -> None:
+    assert detox.MAX_DAYS == 365
+    for days in (365, 0.0001):
+        state = started(clock, days=days)
+        assert detox.ends_at(state, clock.now()) == START + timedelta(days=days)
+    for days in (365.0001, 366, 0, -0.0001):
+        result = detox.start(DetoxState(), now=clock.now(), boot=reading(clock), days=days, locked=True)
+        assert result == Refusal(f"a detox lasts more than 0 and at most 365 days, not {days!r}")
+
+
 def test_start_rejects_a_naive_time(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="timezone"):
         detox.start(

@@ -55,6 +55,36 @@ def test_valid_names_are_normalised(raw: str, name: str) -> None:
     assert normalize_domain(raw) == Normalized(name)
 
 
+def name_of_length(length: int) -> str:
+    """A plain name of exactly ``length`` characters: labels of 62 characters, then ".com"."""
+    body = "".join("." if i % 63 == 62 else "a" for i in range(length - len(".com")))
+    assert not body.endswith(".")
+    return body + ".com"
+
+
+def test_a_name_of_253_characters_is_accepted_everywhere_and_of_254_nowhere() -> None:
+    longest, too_long = name_of_length(253), name_of_length(254)
+    assert accepted(longest) == longest
+    assert accepted(longest.upper() + ".") == longest  # the careful path (trailing dot, upper case)
+    assert accepted(f"https://{longest}/path") == longest  # a URL's host
+    assert refused(too_long) == (f"'{too_long[:80]}…' is not a valid domain name "
+                                 "(254 characters long, at most 253)")
+    assert "254 characters long, at most 253" in refused(too_long.upper())
+    assert _is_clean(longest) and not _is_clean(too_long)
+    # A list file: the batch check and the name-by-name check draw the line at the same place.
+    assert parse_list_text(f"{longest}\n") == ([longest], [])
+    assert _all_clean([longest]) and not _all_clean([too_long])
+    names, issues = parse_list_text(f"{longest}\n{too_long}\n")
+    assert names == [longest] and [issue.line for issue in issues] == [2]
+    assert "254 characters long, at most 253" in issues[0].message
+
+
+def test_the_www_variant_is_added_up_to_253_characters() -> None:
+    fits, overflows = name_of_length(249), name_of_length(250)
+    assert with_www(fits) == (fits, "www." + fits) and len("www." + fits) == 253
+    assert with_www(overflows) == (overflows,)
+
+
 def test_longest_name_is_accepted_and_one_more_is_not() -> None:
     longest = ".".join(["a" * 61] * 4) + ".com"  # 4 * 62 + 3 = 251 characters
     assert len(longest) == 251 and accepted(longest) == longest

@@ -121,7 +121,8 @@ def test_face_for_status(status: dict[str, object] | None, tampered: bool, expec
 
 
 @pytest.mark.parametrize(("days", "text"), [(14, "14"), (1, "1"), (0, "0"), (150, "99+"), (None, "?"),
-                                            (True, "?"), (-1, "?")])
+                                            (True, "?"), (False, "?"), (-1, "?"), (99, "99"), (100, "99+"),
+                                            (365, "99+"), (14.0, "?"), ("14", "?")])
 def test_days_text(days: object, text: str) -> None:
     assert days_text(days) == text
 
