@@ -345,7 +345,7 @@ def segment_numbers(directory: Path) -> list[int]:
     """The segments' numbers, oldest first."""
     try:
         names = os.listdir(directory)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, or a file in its place: no segment
         return []
     return sorted(int(match.group(1)) for name in names if (match := _SEGMENT_NAME.match(name)))
 

@@ -226,8 +226,11 @@ class WaylandDesktop(Desktop):
         return process
 
     def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(command), env=self.env, capture_output=True, text=True, timeout=60,
-                              check=check, cwd=self.root, **self._as_user())
+        result = subprocess.run(list(command), env=self.env, capture_output=True, text=True, timeout=60,
+                                check=False, cwd=self.root, **self._as_user())
+        if check and result.returncode != 0:  # say why: a bare CalledProcessError hides stderr
+            raise AssertionError(f"{command} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+        return result
 
     def _as_user(self) -> dict[str, object]:
         if self.user is None:

@@ -364,6 +364,10 @@ def run_detoxes(d: WaylandDesktop, daemon: DetoxdEnv, program: Program, *, can_s
                 assert not shown(d, f"during-{program.name}.png"), "a notification was shown during the detox"
                 held = program.held(d)
                 assert held is None or held >= 1, "the server has the notification, held back"
+                # Gone before do-not-disturb is switched: Debian 12's mako 1.7.1 can segfault when
+                # its modes change while it has a notification to show (emersion/mako#493, fixed
+                # in 1.9; a session's D-Bus activation starts it again, which this bus lacks).
+                program.clear(d)
             elapsed = reassert_seconds(d, program)
             print(f"{program.name}: switched off by the user, back on after {elapsed * 1000:.0f} ms")
             wait_state(d, lambda: "switched back on during the detox" in d.log("tray"),

@@ -177,6 +177,7 @@ class HostsGuard:
             self._restored_under_writer = (desired, self._monotonic())
         if written:
             self._watch_file()  # a rename made a new file: watch it now, not once the event is read
+            self._absorb_own_write(desired)
         # apply() leaves an intact block and every user edit outside it alone, so a rewrite
         # while the names are unchanged means someone damaged or removed the block.
         tampered = written and bool(self.names) and self._enforced_names == self.names
@@ -236,6 +237,16 @@ class HostsGuard:
             cached = (self.names, newline, block)
             self._block_cache = cached
         return cached[2]
+
+    def _absorb_own_write(self, desired: bytes) -> None:
+        """Our own write's inotify events are not a change: without this, every restore was
+        followed by a settle of its own echo, and status said "out of sync" for that time.
+        The kernel queued them during the write, so they are drained now; what anyone wrote
+        since then shows in the read that follows (and in its own events, still to come)."""
+        overflowed = any(event.mask & inotify.IN_Q_OVERFLOW for event in self._notify.read_events())
+        self._watch_file()  # the file at the path now, should it have been replaced meanwhile
+        if overflowed or self.file.read() != desired:
+            self._mark_pending(writer_open=True)
 
     def _mark_pending(self, *, writer_open: bool | None = None) -> None:
         """A change: ``writer_open`` says whether a writer now has the file open for writing
