@@ -287,15 +287,19 @@ def test_shares_typed_at_a_terminal_are_not_echoed_and_a_typo_is_asked_again(
     if pid == 0:  # the child: its own session with the pty as controlling terminal
         os.execve(sys.executable, [sys.executable, "-m", "detoxd", "end", "--with-peers"], environment)
     output = bytearray()
+    consumed = 0  # what expect() matched so far: a prompt seen before is not the next one
 
     def expect(text: bytes, timeout: float = 30.0) -> None:
+        nonlocal consumed
+
         def seen() -> bool:
             readable, _, _ = select.select([master], [], [], 0.05)
             if readable:
                 with contextlib.suppress(OSError):  # EIO once the child has exited
                     output.extend(os.read(master, 4096))
-            return text in output
-        wait_for(seen, timeout=timeout, what=f"{text!r} in {bytes(output)[-300:]!r}")
+            return output.find(text, consumed) >= 0
+        wait_for(seen, timeout=timeout, what=f"{text!r} in {bytes(output[consumed:])[-300:]!r}")
+        consumed = output.find(text, consumed) + len(text)
 
     try:
         expect(b"Share 1 of 3: ")
