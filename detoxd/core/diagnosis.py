@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 NULL_ADDRESSES = frozenset({ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::")})  # noqa: S104
@@ -46,15 +47,22 @@ def overrides(hosts_text: str, blocked: Collection[str]) -> list[Override]:
     """Every line that maps a blocked name (or an alias) to a real address."""
     wanted = {name.lower() for name in blocked}
     found = []
-    for number, raw in enumerate(hosts_text.splitlines(), start=1):
-        fields = raw.split("#", 1)[0].split()
-        if len(fields) < 2:
-            continue
-        address = _address(fields[0])
-        if address is None or _null(address):
-            continue  # glibc skips a line it cannot parse; a null address is the block's answer
-        found += [Override(number, fields[0], name) for name in fields[1:] if name.lower() in wanted]
+    for number, raw in enumerate(hosts_text.split("\n"), start=1):  # glibc: \n ends a line
+        found += [Override(number, address, name) for address, name in line_overrides(raw, wanted)]
     return found
+
+
+def line_overrides(line: str, wanted: AbstractSet[str]) -> list[tuple[str, str]]:
+    """(address, name) for each name of this one hosts-file line that is in ``wanted`` (lower
+    case) and gets a real address from it. The daemon neutralises such lines with this too
+    (:func:`detoxd.core.hosts.apply`)."""
+    fields = line.split("#", 1)[0].split()
+    if len(fields) < 2:
+        return []
+    address = _address(fields[0])
+    if address is None or _null(address):
+        return []  # glibc skips a line it cannot parse; a null address is the block's answer
+    return [(fields[0], name) for name in fields[1:] if name.lower() in wanted]
 
 
 def _null(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -27,6 +27,20 @@ text after the block, the newline stays: it now separates two of their lines.
 **Markers** are recognised on a line of their own, ignoring surrounding spaces, tabs and a CR.
 A line that only resembles a marker is the user's.
 
+**Lines that override the block.** glibc's files backend takes the first line naming a host, and
+an alias counts like a first name, so a line of the user's own such as ``104.244.42.1 twitter.com``
+(above the block, below it, or ``104.244.42.1 foo twitter.com`` anywhere) would let a blocked name
+through. :func:`apply` comments every such line out, whole (its other names too: simple, and
+undone exactly), behind :data:`NEUTRALISED_MARKER`, keeping every byte of it::
+
+    #detoxd-neutralised: 104.244.42.1 twitter.com
+
+Which lines override is decided line by line as glibc reads them, by
+:func:`detoxd.core.diagnosis.line_overrides` (doctor's reader). Comments and lines that already
+say ``0.0.0.0``/``::`` are left alone. A neutralised line stays neutralised until :func:`strip`
+(the end of the detox) takes the marker off again, also when its names are no longer blocked
+meanwhile (an allowance, a config change): its bytes come back exactly then, never earlier.
+
 **Damage** (a tamperer deleted a marker, edited inside the block, truncated the file):
 
 - Everything between a begin marker and the next end marker is detoxd's, edited or not: the
@@ -56,12 +70,16 @@ from functools import cached_property
 from itertools import compress, islice
 from operator import ne
 
+from detoxd.core import diagnosis
+
 BEGIN_MARKER = b"# BEGIN detoxd block: managed by detoxd, edits are reverted during a detox"
 BEGIN_MARKER_AFTER_UNTERMINATED_LINE = (
     b"# BEGIN detoxd block (detoxd ended the line above, which had no newline):"
     b" managed by detoxd, edits are reverted during a detox"
 )
 END_MARKER = b"# END detoxd block"
+# Put before a line of the user's that gave a blocked name another address (module notes).
+NEUTRALISED_MARKER = b"#detoxd-neutralised: "
 
 IPV4_ADDRESS = "0.0.0.0"  # noqa: S104 (an address to block with, not to bind)
 IPV6_ADDRESS = "::"
@@ -81,6 +99,10 @@ _ENTRY_PREFIXES = (IPV4_ADDRESS.encode() + b" ", IPV6_ADDRESS.encode() + b" ")
 _NAME_CHARACTERS_AND_NEWLINE = b"abcdefghijklmnopqrstuvwxyz0123456789._-\n"
 _NAME = re.compile(r"[a-z0-9._-]+")
 _ENTRY_LINE = re.compile(rb"^(?:0\.0\.0\.0|::) ([^\s#]+)\r?$", re.MULTILINE)
+# A line that may give a name an address: not blank, not a comment, not a null entry. One regex
+# scan skips the rest (a large list of 0.0.0.0 lines costs no Python per line).
+_CANDIDATE_LINE = re.compile(rb"^[ \t]*+(?![#\r\n]|0\.0\.0\.0[ \t]|::[ \t])[^\n]+", re.MULTILINE)
+_NEUTRALISED_LINE = re.compile(rb"^" + re.escape(NEUTRALISED_MARKER), re.MULTILINE)
 
 
 # ---- rendering ----
@@ -189,33 +211,101 @@ def merge(user_text: bytes, block: bytes) -> bytes:
 
 
 def apply(text: bytes, block: bytes, managed: Collection[str] = (), *,
-          max_user_bytes: int | None = None) -> bytes:
-    """The file as it should be: ``text`` with exactly this block and none of detoxd's debris.
+          blocked: AbstractSet[str] | None = None, max_user_bytes: int | None = None) -> bytes:
+    """The file as it should be: ``text`` with exactly this block, none of detoxd's debris, and
+    no line that gives a blocked name another address (neutralised: module notes).
 
     An intact block is replaced where it stands (so lines a user appended after it stay after
     it, where the block's entries win the lookup); otherwise the block is appended. Returns
-    ``text`` itself when nothing needs to change. ``max_user_bytes``: see :func:`split`.
+    ``text`` itself when nothing needs to change. ``blocked``: the block's names, lower-case
+    (read from ``block`` when not given); ``max_user_bytes``: see :func:`split`.
     """
+    return desired(text, block, managed, blocked=blocked, max_user_bytes=max_user_bytes).text
+
+
+@dataclass(frozen=True)
+class Neutralised:
+    """A line of the user's that :func:`apply` commented out, as it was (without its newline)."""
+
+    line: bytes
+    overrides: tuple[tuple[str, str], ...]  # (address, blocked name) it gave
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for _, name in self.overrides)
+
+    def __str__(self) -> str:
+        return self.line.rstrip(b"\r").decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class Desired:
+    text: bytes  # the file as it should be (the same object as the input when unchanged)
+    neutralised: tuple[Neutralised, ...]  # lines commented out by this change
+
+
+def desired(text: bytes, block: bytes, managed: Collection[str] = (), *,
+            blocked: AbstractSet[str] | None = None, max_user_bytes: int | None = None) -> Desired:
+    """:func:`apply`, saying which lines it neutralised."""
     parsed = split(text, managed, max_user_bytes)
     user_text, at = parsed.user_text, parsed.block_at
+    names = blocked if blocked is not None else _names_in(block)
     starts_a_line = at is not None and (at == 0 or user_text[at - 1:at] == b"\n")
     if at is None or at >= len(user_text) or not starts_a_line:
-        desired = merge(user_text, block)
+        user_text, found = neutralise(user_text, names)
+        result = merge(user_text, block)
     else:
         _require_rendered(block)
+        before, found_before = neutralise(user_text[:at], names)
+        after, found_after = neutralise(user_text[at:], names)
+        found = found_before + found_after
         old = parsed.block or b""
         # Keep the variant: should the user's text after the block go, the newline before it
         # is still detoxd's to remove. Only while its style matches the new block's, though.
         if (old.startswith(BEGIN_MARKER_AFTER_UNTERMINATED_LINE)
                 and _newline_of_block(old) == _newline_of_block(block)):
             block = _after_unterminated_line(block)
-        desired = b"".join((user_text[:at], block, user_text[at:]))
-    return text if desired == text else desired
+        result = b"".join((before, block, after))
+    return Desired(text if result == text else result, found)
+
+
+def neutralise(user_text: bytes, blocked: AbstractSet[str]) -> tuple[bytes, tuple[Neutralised, ...]]:
+    """``user_text`` with every line that gives a name in ``blocked`` (lower-case) a real
+    address behind :data:`NEUTRALISED_MARKER`, and those lines."""
+    if not blocked:
+        return user_text, ()
+    pieces: list[bytes] = []
+    found: list[Neutralised] = []
+    kept_from = 0
+    for match in _CANDIDATE_LINE.finditer(user_text):
+        line = match.group()
+        overriding = diagnosis.line_overrides(line.decode("ascii", "surrogateescape"), blocked)
+        if not overriding:
+            continue
+        pieces += (user_text[kept_from:match.start()], NEUTRALISED_MARKER)
+        kept_from = match.start()
+        found.append(Neutralised(line, tuple(overriding)))
+    if not found:
+        return user_text, ()
+    pieces.append(user_text[kept_from:])
+    return b"".join(pieces), tuple(found)
+
+
+def restore_neutralised(user_text: bytes) -> bytes:
+    """``user_text`` with every neutralised line as the user wrote it."""
+    if NEUTRALISED_MARKER not in user_text:
+        return user_text
+    return _NEUTRALISED_LINE.sub(b"", user_text)
+
+
+def _names_in(block: bytes) -> frozenset[str]:
+    return frozenset(name.decode("ascii", "surrogateescape") for name in _ENTRY_LINE.findall(block))
 
 
 def strip(text: bytes, managed: Collection[str] = (), *, max_user_bytes: int | None = None) -> bytes:
-    """The user's text: ``text`` without detoxd's block or its debris (module notes)."""
-    return split(text, managed, max_user_bytes).user_text
+    """The user's text: ``text`` without detoxd's block or its debris (module notes), every
+    neutralised line as the user wrote it."""
+    return restore_neutralised(split(text, managed, max_user_bytes).user_text)
 
 
 def _newline_of_block(block: bytes) -> bytes:

@@ -313,6 +313,8 @@ class Engine:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(self._hosts_names_logged), self.paths.hosts_file)
             self._hosts_names_logged = names
+        # A tamper that landed while these names were applied (a config change): counted too.
+        self._record_drift(self.hosts.take_drift())
         if names != before:
             # Whether or not the hosts file could take them: a hosts file that cannot be
             # written must not hold back the browsers' policies and the household's engines.
@@ -404,6 +406,11 @@ class Engine:
             self.hosts.retry_after(TICK_SECONDS)  # true to the message: the next tick tries again
 
     def _record_drift(self, drift: list[Drift]) -> None:
+        for line in self.hosts.take_neutralised():
+            log.warning("%s: neutralised a line giving %s another address: %s", self.paths.hosts_file,
+                        ", ".join(line.names), line)
+            journal.record("hosts_line_neutralised", line=str(line)[:300], names=list(line.names[:20]),
+                           addresses=sorted({address for address, _ in line.overrides})[:5])
         for found in drift:
             self.state = detox.record_tamper(self.state)
             log.warning("%s tampered with: %s (%d restores so far)", found.target, found.detail,
@@ -978,6 +985,7 @@ class Engine:
         now = self.clock.now()
         state = self.state
         ends_at = detox.ends_at(state, now)
+        hosts_state = self.hosts.state()
         return {
             "state": "active" if state.active else "idle",
             "locked": state.active and state.locked,
@@ -989,7 +997,7 @@ class Engine:
             "days_total": state.duration_seconds / detox.SECONDS_PER_DAY if state.active else None,
             "domains_blocked": len(self.hosts.names),
             "domains_configured": len(self.applied.names),
-            **self.hosts.state(),
+            **hosts_state,
             **self.network.state(),
             # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
             "notifications_suppress": self.applied.suppress_notifications,
@@ -1003,7 +1011,8 @@ class Engine:
             "config_missing": list(self.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             "state_error": self.state_error,
-            "problems": sorted(self.problems.values()),
+            "problems": sorted(self.problems.values())
+            + self.hosts.override_problems(hosts_state["hosts_overrides"]),
             "warnings": self._loud_warnings() + self._held_warnings() + self._missing_config_warnings()
             + self.warnings + self.allowances.warnings + self._session_warnings(now),
             "allowances": self.allowances.status(detox_active=state.active),

@@ -55,6 +55,8 @@ DIR_EVENTS = (inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE
 class Outcome:
     written: bool
     tampered: bool  # the block had been changed by someone else
+    # Lines of the user's that gave a blocked name another address, commented out by this write.
+    neutralised: tuple[hosts.Neutralised, ...] = ()
 
 
 class HostsGuard:
@@ -65,6 +67,7 @@ class HostsGuard:
         self.names: frozenset[str] = frozenset()
         self._order: Sequence[str] | None = None
         self._enforced_names: frozenset[str] | None = None  # None: not enforced yet
+        self._enforced_order: Sequence[str] | None = None
         self._managed: frozenset[str] = frozenset()  # names detoxd may have in the file now
         self._block_cache: tuple[frozenset[str], bytes, bytes] | None = None
         self._notify = inotify.Inotify()
@@ -97,7 +100,8 @@ class HostsGuard:
         self._managed = managed
         self.names = names
         self._order = order
-        return self.enforce()
+        # A change still settling is someone's write: restore in place if they may still write.
+        return self.enforce(under_writer=self._pending_since is not None and self._writer_open)
 
     def handle_events(self) -> None:
         """Drain inotify; remember that the file changed and whether a writer is mid-write
@@ -160,33 +164,52 @@ class HostsGuard:
         if self._pending_since is not None:
             return  # already being settled
         changed = self._stat() != self._last_stat
-        if changed or (full and self._desired(current := self.file.read()) != current):
+        if changed or (full and self._desired(current := self.file.read()).text != current):
             self._watch_file()
             self._mark_pending(writer_open=True)  # unknown: as if a writer were at it
 
     def enforce(self, *, under_writer: bool = False) -> Outcome:
         """Make the file hold exactly the block for ``names``; raises OSError (then out of sync).
         ``under_writer``: someone may still be writing the file (module notes)."""
+        # Changed since the last look (an event not settled yet, or unseen): whoever changed
+        # it, the change is judged below, also when new names are applied in the same write.
+        touched = self._pending_since is not None or self._stat() != self._last_stat
         self._pending_since = None
         self._writer_open = False
         self._in_sync = False
         current = self._read_after_writer()
         desired = self._desired(current)
-        written = self.file.write(desired, current, in_place=under_writer)
+        written = self.file.write(desired.text, current, in_place=under_writer)
         if written and under_writer:
-            self._restored_under_writer = (desired, self._monotonic())
+            self._restored_under_writer = (desired.text, self._monotonic())
         if written:
             self._watch_file()  # a rename made a new file: watch it now, not once the event is read
-            self._absorb_own_write(desired)
+            self._absorb_own_write(desired.text)
         # apply() leaves an intact block and every user edit outside it alone, so a rewrite
-        # while the names are unchanged means someone damaged or removed the block.
-        tampered = written and bool(self.names) and self._enforced_names == self.names
+        # while the names are unchanged means someone damaged the block or overrode a name.
+        # With new names (a config change), the file is judged by the names it was left with:
+        # a tamper that lands just before the new block is written is counted too.
+        tampered = written and bool(self.names) and (
+            self._enforced_names == self.names or (touched and self._damaged_for_enforced(current)))
         self._enforced_names = self.names
+        self._enforced_order = self._order
         if not self.names:
             self._managed = frozenset()
         self._last_stat = self._stat()
         self._in_sync = True
-        return Outcome(written, tampered)
+        return Outcome(written, tampered, desired.neutralised if written else ())
+
+    def overrides_in_file(self) -> tuple[hosts.Neutralised, ...]:
+        """Lines of the file as it is now that give a blocked name another address (none when
+        it cannot be read: that failure is reported by enforce)."""
+        if not self.names:
+            return ()
+        try:
+            current = self.file.read()
+            return hosts.neutralise(hosts.split(current, self._managed, USER_TEXT_LIMIT).user_text,
+                                    self.names)[1]
+        except (OSError, hosts.TooMuchUserText):
+            return ()
 
     def retry_after(self, seconds: float) -> None:
         """After a failed write (a full disk, an odd file): enforce again once ``seconds`` have
@@ -217,26 +240,39 @@ class HostsGuard:
             self._restored_under_writer = None
         return _writer_bytes_over(current, restored) if current != restored else current
 
-    def _desired(self, current: bytes) -> bytes:
+    def _desired(self, current: bytes) -> hosts.Desired:
+        return self._desired_for(current, self.names, self._order)
+
+    def _damaged_for_enforced(self, current: bytes) -> bool:
+        """Whether ``current`` is not as it should be for the names last enforced (someone
+        changed it since, beyond their own lines)."""
+        names = self._enforced_names
+        if not names:
+            return False
+        return self._desired_for(current, names, self._enforced_order).text != current
+
+    def _desired_for(self, current: bytes, names: frozenset[str],
+                     order: Sequence[str] | None) -> hosts.Desired:
         try:
-            if not self.names:
-                return hosts.strip(current, self._managed, max_user_bytes=USER_TEXT_LIMIT)
-            return hosts.apply(current, self._block(hosts.newline_of(current)), self._managed,
-                               max_user_bytes=USER_TEXT_LIMIT)
+            if not names:
+                return hosts.Desired(hosts.strip(current, self._managed, max_user_bytes=USER_TEXT_LIMIT), ())
+            return hosts.desired(current, self._block(hosts.newline_of(current), names, order), self._managed,
+                                 blocked=names, max_user_bytes=USER_TEXT_LIMIT)
         except hosts.TooMuchUserText as error:
             raise HostsFileError(errno.EFBIG, f"{self.path} holds {error.size >> 20} MiB besides "
                                  f"detoxd's block, more than the {USER_TEXT_LIMIT >> 20} MiB detoxd handles",
                                  "keep large block lists out of the hosts file: name them under lists: "
                                  "in /etc/detoxd/blocklist.yaml", self.path) from None
 
-    def _block(self, newline: bytes) -> bytes:
+    def _block(self, newline: bytes, names: frozenset[str], order: Sequence[str] | None) -> bytes:
         cached = self._block_cache
-        if cached is None or cached[0] != self.names or cached[1] != newline:
-            block = (hosts.render_block(self.names, newline) if self._order is None
-                     else hosts.render_block_in_order(self._order, newline))
-            cached = (self.names, newline, block)
-            self._block_cache = cached
-        return cached[2]
+        if cached is not None and cached[0] == names and cached[1] == newline:
+            return cached[2]
+        block = (hosts.render_block(names, newline) if order is None
+                 else hosts.render_block_in_order(order, newline))
+        if names is self.names:  # the old names' block is needed once, at a change: not kept
+            self._block_cache = (names, newline, block)
+        return block
 
     def _absorb_own_write(self, desired: bytes) -> None:
         """Our own write's inotify events are not a change: without this, every restore was

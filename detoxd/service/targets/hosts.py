@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from detoxd.core.hosts import Neutralised
 from detoxd.service.targets import Drift
 from detoxd.service.targets.guard import HostsGuard, Outcome
 from detoxd.service.targets.hostsfile import HostsFile, HostsFileError, Recovery, explain
@@ -33,6 +34,10 @@ class HostsTarget:
             self.problem = explain(self.file.recovery_error, path)
         self.file.keep_reserve(self.file.size())  # in-place mode: room for a restore
         self.guard = HostsGuard(self.file, monotonic)
+        # Tampering undone by apply() (a change that landed as new names were applied): the
+        # engine counts it like the drift check() returns (see take_drift).
+        self._drift: list[Drift] = []
+        self._neutralised: list[Neutralised] = []  # for the journal, tamper or not (take_neutralised)
 
     @property
     def names(self) -> frozenset[str]:
@@ -44,18 +49,33 @@ class HostsTarget:
 
     def apply(self, names: frozenset[str], order: Sequence[str]) -> None:
         with self._reporting():
-            self.guard.set_names(names, order)
+            self._drift += self._seen(self.guard.set_names(names, order))
+
+    def take_drift(self) -> list[Drift]:
+        """What apply() restored that someone else had changed, once."""
+        drift, self._drift = self._drift, []
+        return drift
 
     def check(self, now: float, *, full: bool) -> list[Drift]:
         """Settle a pending change (inotify saw one) and stat (or, with ``full``, read) the file."""
         with self._reporting():
-            drift = _drift(self.guard.settle(now))
+            drift = self._seen(self.guard.settle(now))
             self.guard.verify(full=full)
         return drift
 
     def settle(self, now: float) -> list[Drift]:
         with self._reporting():
-            return _drift(self.guard.settle(now))
+            return self._seen(self.guard.settle(now))
+
+    def _seen(self, outcome: Outcome | None) -> list[Drift]:
+        if outcome is not None:
+            self._neutralised += outcome.neutralised
+        return _drift(outcome)
+
+    def take_neutralised(self) -> list[Neutralised]:
+        """Lines neutralised since the last call (at a detox's start too: not always a tamper)."""
+        found, self._neutralised = self._neutralised, []
+        return found
 
     @contextlib.contextmanager
     def _reporting(self) -> Iterator[None]:
@@ -77,9 +97,23 @@ class HostsTarget:
 
     def state(self) -> dict[str, Any]:
         problem = self.problem if not self.guard.enforced else None
-        return {"hosts_file": str(self.path), "hosts_in_sync": self.guard.in_sync,
+        in_sync = self.guard.in_sync
+        # Read only while the file is not as detoxd left it (a change not settled yet, or a
+        # write that fails): then a line overriding a blocked name may be in it right now.
+        overrides = () if in_sync else self.guard.overrides_in_file()
+        return {"hosts_file": str(self.path), "hosts_in_sync": in_sync,
                 "hosts_file_problem": None if problem is None else {
-                    "reason": problem.strerror, "fix": problem.fix}}
+                    "reason": problem.strerror, "fix": problem.fix},
+                "hosts_overrides": [{"line": str(line), "names": list(line.names)} for line in overrides]}
+
+    def override_problems(self, overrides: list[dict[str, Any]]) -> list[str]:
+        """The problems entry for lines overriding blocked names (from :meth:`state`)."""
+        if not overrides:
+            return []
+        shown = "; ".join(repr(found["line"]) for found in overrides[:5])
+        more = f" and {len(overrides) - 5} more" if len(overrides) > 5 else ""
+        return [f"{len(overrides)} line(s) of {self.path} give a blocked name another address "
+                f"(being commented out): {shown}{more}"]
 
     # ---- for the daemon's select() loop ----
 
@@ -99,4 +133,9 @@ class HostsTarget:
 def _drift(outcome: Outcome | None) -> list[Drift]:
     if outcome is None or not outcome.tampered:
         return []
+    if outcome.neutralised:
+        lines = "; ".join(f"{line} ({', '.join(line.names)})" for line in outcome.neutralised[:5])
+        more = f" and {len(outcome.neutralised) - 5} more" if len(outcome.neutralised) > 5 else ""
+        return [Drift(NAME, f"neutralised {len(outcome.neutralised)} line(s) giving a blocked name "
+                      f"another address: {lines}{more}")]
     return [Drift(NAME, "block restored")]

@@ -245,3 +245,68 @@ def test_an_edit_before_the_block_is_never_cut(guard: HostsGuard) -> None:
     restored = USER + BLOCK
     edited = USER.replace(b"keep me", b"KEEP ME") + BLOCK[:-4] + b"xxx\n"
     assert _writer_bytes_over(edited, restored) == edited
+
+
+# ---- issue 21, bullet 1: lines that override a blocked name ----
+
+
+def test_a_line_overriding_a_blocked_name_is_neutralised_and_counted(guard: HostsGuard) -> None:
+    guard.set_names(NAMES)
+    attack = b"104.244.42.1 twitter.com\n" + guard.path.read_bytes()
+    guard.path.write_bytes(attack)
+    outcomes = [outcome for outcome in drive(guard, 0.3) if outcome.written]
+    assert [(outcome.tampered, [str(line) for line in outcome.neutralised]) for outcome in outcomes] == [
+        (True, ["104.244.42.1 twitter.com"])]
+    assert guard.path.read_bytes() == hosts.NEUTRALISED_MARKER + attack
+    assert guard.in_sync and guard.overrides_in_file() == ()
+    guard.set_names(frozenset())  # the end of the detox: the user's line as it was
+    assert guard.path.read_bytes() == b"104.244.42.1 twitter.com\n" + USER
+
+
+def test_a_line_there_before_the_detox_is_neutralised_but_no_tamper(guard: HostsGuard) -> None:
+    guard.path.write_bytes(USER + b"31.13.72.36 foo.lan facebook.com\n")
+    outcome = guard.set_names(NAMES)
+    assert outcome.written and not outcome.tampered
+    assert [line.names for line in outcome.neutralised] == [("facebook.com",)]
+
+
+def test_overrides_in_file_reads_the_file_as_it_is_now(guard: HostsGuard) -> None:
+    guard.set_names(NAMES)
+    guard.path.write_bytes(guard.path.read_bytes() + b"10.1.1.1 www.twitter.com\n")
+    assert not guard.in_sync
+    assert [str(line) for line in guard.overrides_in_file()] == ["10.1.1.1 www.twitter.com"]
+
+
+# ---- issue 21, bullet 9: a tamper that lands as new names are applied (a config change) ----
+
+
+def test_a_tamper_not_yet_settled_when_new_names_are_applied_is_counted(guard: HostsGuard) -> None:
+    guard.set_names(NAMES)
+    drive(guard, 0.1)  # our own write's events are read
+    guard.path.write_bytes(USER)  # the block removed ...
+    readable, _, _ = select.select([guard.fileno()], [], [], 10)
+    assert readable
+    guard.handle_events()  # ... seen, still settling, when the config change applies new names
+    assert guard.deadline() is not None
+    outcome = guard.set_names(NAMES | {"x.com"})
+    assert outcome.written and outcome.tampered
+    assert guard.path.read_bytes() == hosts.merge(USER, hosts.render_block(NAMES | {"x.com"}))
+
+
+def test_a_tamper_no_event_told_of_when_new_names_are_applied_is_counted(guard: HostsGuard) -> None:
+    guard.set_names(NAMES)
+    with_block = guard.path.read_bytes()
+    guard.path.write_bytes(b"104.244.42.1 twitter.com\n" + with_block)  # its event not yet read
+    outcome = guard.set_names(NAMES | {"x.com"})
+    assert outcome.tampered and [line.names for line in outcome.neutralised] == [("twitter.com",)]
+
+
+def test_new_names_over_an_untouched_file_or_the_users_own_edit_are_no_tamper(guard: HostsGuard) -> None:
+    guard.set_names(NAMES)
+    drive(guard, 0.1)
+    outcome = guard.set_names(NAMES | {"x.com"})
+    assert outcome.written and not outcome.tampered
+    guard.path.write_bytes(b"10.0.0.9 nas.lan\n" + guard.path.read_bytes())  # the user's own line
+    outcome = guard.set_names(NAMES | {"y.com"})
+    assert outcome.written and not outcome.tampered
+    assert guard.path.read_bytes().startswith(b"10.0.0.9 nas.lan\n")
