@@ -986,6 +986,7 @@ class Engine:
         state = self.state
         ends_at = detox.ends_at(state, now)
         hosts_state = self.hosts.state()
+        overrides = self.hosts.override_problems(hosts_state["hosts_overrides"])  # while present
         return {
             "state": "active" if state.active else "idle",
             "locked": state.active and state.locked,
@@ -1011,10 +1012,10 @@ class Engine:
             "config_missing": list(self.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             "state_error": self.state_error,
-            "problems": sorted(self.problems.values())
-            + self.hosts.override_problems(hosts_state["hosts_overrides"]),
-            "warnings": self._loud_warnings() + self._held_warnings() + self._missing_config_warnings()
-            + self.warnings + self.allowances.warnings + self._session_warnings(now),
+            "problems": sorted(self.problems.values()) + overrides,
+            "warnings": self._loud_warnings() + overrides + self._held_warnings()
+            + self._missing_config_warnings() + self.warnings + self.allowances.warnings
+            + self._session_warnings(now),
             "allowances": self.allowances.status(detox_active=state.active),
             **self.sessions.status_fields(now),
             "version": __version__,
