@@ -57,12 +57,13 @@ def line_overrides(line: str, wanted: AbstractSet[str]) -> list[tuple[str, str]]
     case) and gets a real address from it. The daemon neutralises such lines with this too
     (:func:`detoxd.core.hosts.apply`)."""
     fields = line.split("#", 1)[0].split()
-    if len(fields) < 2:
+    named = [name for name in fields[1:] if name.lower() in wanted]  # first: the cheap test
+    if not named:
         return []
     address = _address(fields[0])
     if address is None or _null(address):
         return []  # glibc skips a line it cannot parse; a null address is the block's answer
-    return [(fields[0], name) for name in fields[1:] if name.lower() in wanted]
+    return [(fields[0], name) for name in named]
 
 
 def _null(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

@@ -102,6 +102,7 @@ _ENTRY_LINE = re.compile(rb"^(?:0\.0\.0\.0|::) ([^\s#]+)\r?$", re.MULTILINE)
 # A line that may give a name an address: not blank, not a comment, not a null entry. One regex
 # scan skips the rest (a large list of 0.0.0.0 lines costs no Python per line).
 _CANDIDATE_LINE = re.compile(rb"^[ \t]*+(?![#\r\n]|0\.0\.0\.0[ \t]|::[ \t])[^\n]+", re.MULTILINE)
+_SCAN_PIECE = 1 << 20  # the user's text is searched for overriding lines this much at a time
 _NEUTRALISED_LINE = re.compile(rb"^" + re.escape(NEUTRALISED_MARKER), re.MULTILINE)
 
 
@@ -250,45 +251,66 @@ def desired(text: bytes, block: bytes, managed: Collection[str] = (), *,
     parsed = split(text, managed, max_user_bytes)
     user_text, at = parsed.user_text, parsed.block_at
     names = blocked if blocked is not None else _names_in(block)
+    overriding = _overriding_lines(user_text, names)
+    if overriding:  # no copy of the user's text when there is nothing to neutralise
+        if at is not None:  # the block moves down by the markers put before it
+            at += len(NEUTRALISED_MARKER) * sum(1 for start, _ in overriding if start < at)
+        user_text = _with_markers(user_text, overriding)
+    found = tuple(line for _, line in overriding)
     starts_a_line = at is not None and (at == 0 or user_text[at - 1:at] == b"\n")
     if at is None or at >= len(user_text) or not starts_a_line:
-        user_text, found = neutralise(user_text, names)
         result = merge(user_text, block)
     else:
         _require_rendered(block)
-        before, found_before = neutralise(user_text[:at], names)
-        after, found_after = neutralise(user_text[at:], names)
-        found = found_before + found_after
         old = parsed.block or b""
         # Keep the variant: should the user's text after the block go, the newline before it
         # is still detoxd's to remove. Only while its style matches the new block's, though.
         if (old.startswith(BEGIN_MARKER_AFTER_UNTERMINATED_LINE)
                 and _newline_of_block(old) == _newline_of_block(block)):
             block = _after_unterminated_line(block)
-        result = b"".join((before, block, after))
+        result = b"".join((user_text[:at], block, user_text[at:]))
     return Desired(text if result == text else result, found)
 
 
 def neutralise(user_text: bytes, blocked: AbstractSet[str]) -> tuple[bytes, tuple[Neutralised, ...]]:
     """``user_text`` with every line that gives a name in ``blocked`` (lower-case) a real
     address behind :data:`NEUTRALISED_MARKER`, and those lines."""
+    overriding = _overriding_lines(user_text, blocked)
+    if not overriding:
+        return user_text, ()
+    return _with_markers(user_text, overriding), tuple(line for _, line in overriding)
+
+
+def _overriding_lines(user_text: bytes, blocked: AbstractSet[str]) -> list[tuple[int, Neutralised]]:
+    """Where each line giving a blocked name a real address starts, and the line."""
+    found: list[tuple[int, Neutralised]] = []
     if not blocked:
-        return user_text, ()
+        return found
+    start = 0
+    while start < len(user_text):  # a piece at a time: memory stays bounded
+        end = user_text.find(b"\n", start + _SCAN_PIECE)
+        end = len(user_text) if end == -1 else end + 1
+        # Most files name no blocked host at all: one split of the piece (in C) says so. Python
+        # splits on every blank glibc does (and more), so no name escapes this test.
+        words = user_text[start:end].replace(b"#", b" ").decode("ascii", "surrogateescape").lower().split()
+        if not blocked.isdisjoint(words):
+            for match in _CANDIDATE_LINE.finditer(user_text, start, end):
+                line = match.group()
+                overriding = diagnosis.line_overrides(line.decode("ascii", "surrogateescape"), blocked)
+                if overriding:
+                    found.append((match.start(), Neutralised(line, tuple(overriding))))
+        start = end
+    return found
+
+
+def _with_markers(user_text: bytes, overriding: list[tuple[int, Neutralised]]) -> bytes:
     pieces: list[bytes] = []
-    found: list[Neutralised] = []
     kept_from = 0
-    for match in _CANDIDATE_LINE.finditer(user_text):
-        line = match.group()
-        overriding = diagnosis.line_overrides(line.decode("ascii", "surrogateescape"), blocked)
-        if not overriding:
-            continue
-        pieces += (user_text[kept_from:match.start()], NEUTRALISED_MARKER)
-        kept_from = match.start()
-        found.append(Neutralised(line, tuple(overriding)))
-    if not found:
-        return user_text, ()
+    for start, _ in overriding:
+        pieces += (user_text[kept_from:start], NEUTRALISED_MARKER)
+        kept_from = start
     pieces.append(user_text[kept_from:])
-    return b"".join(pieces), tuple(found)
+    return b"".join(pieces)
 
 
 def restore_neutralised(user_text: bytes) -> bytes:
