@@ -290,10 +290,11 @@ def _overriding_lines(user_text: bytes, blocked: AbstractSet[str]) -> list[tuple
     while start < len(user_text):  # a piece at a time: memory stays bounded
         end = user_text.find(b"\n", start + _SCAN_PIECE)
         end = len(user_text) if end == -1 else end + 1
-        # Most files name no blocked host at all: one split of the piece (in C) says so. Python
-        # splits on every blank glibc does (and more), so no name escapes this test.
-        words = user_text[start:end].replace(b"#", b" ").decode("ascii", "surrogateescape").lower().split()
-        if not blocked.isdisjoint(words):
+        # Most pieces hold no line with a real address (a list of 0.0.0.0 lines), or name no
+        # blocked host at all: a regex search, then one split of the piece (both in C) say so.
+        # Python splits on every blank glibc does (and more), so no name escapes this test.
+        if _CANDIDATE_LINE.search(user_text, start, end) is not None and not blocked.isdisjoint(
+                user_text[start:end].replace(b"#", b" ").decode("ascii", "surrogateescape").lower().split()):
             for match in _CANDIDATE_LINE.finditer(user_text, start, end):
                 line = match.group()
                 overriding = diagnosis.line_overrides(line.decode("ascii", "surrogateescape"), blocked)

@@ -98,9 +98,11 @@ class HostsTarget:
     def state(self) -> dict[str, Any]:
         problem = self.problem if not self.guard.enforced else None
         in_sync = self.guard.in_sync
-        # Read only while the file is not as detoxd left it (a change not settled yet, or a
-        # write that fails): then a line overriding a blocked name may be in it right now.
-        overrides = () if in_sync else self.guard.overrides_in_file()
+        # Read only while the file is not as detoxd left it and no change is being settled (that
+        # takes milliseconds, and a read of a large file meanwhile would only slow it down): a
+        # change not seen yet (the loop held up), a line overriding a blocked name may be in it.
+        looking = not in_sync and self.guard.deadline() is None
+        overrides = self.guard.overrides_in_file() if looking else ()
         return {"hosts_file": str(self.path), "hosts_in_sync": in_sync,
                 "hosts_file_problem": None if problem is None else {
                     "reason": problem.strerror, "fix": problem.fix},
