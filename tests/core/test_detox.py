@@ -292,6 +292,28 @@ def test_the_clock_is_asked_only_when_it_matters(clock: FakeClock) -> None:
     assert not detox.needs_time_sync(DetoxState(), now=clock.now(), boot=reading(clock))
 
 
+def test_a_clock_set_back_by_the_jump_tolerance_is_not_worth_asking_about(clock: FakeClock) -> None:
+    state = started(clock)
+    clock.advance(HOUR)
+    clock.jump(-detox.JUMP_TOLERANCE_SECONDS)
+    assert not detox.needs_time_sync(state, now=clock.now(), boot=reading(clock))
+    clock.jump(-0.001)
+    assert detox.needs_time_sync(state, now=clock.now(), boot=reading(clock))
+    # A state without a checkpoint gets one on the next tick: nothing to ask before.
+    assert not detox.needs_time_sync(replace(state, checkpoint=None), now=clock.now(), boot=reading(clock))
+
+
+def test_idle_and_overdue_states_count_no_time_left_and_none_held(clock: FakeClock) -> None:
+    idle = DetoxState(credited_seconds=5 * DAY, duration_seconds=14 * DAY)
+    assert detox.elapsed(idle) == timedelta(0) and detox.remaining(idle) == timedelta(0)
+    overdue = replace(started(clock, days=1), credited_seconds=DAY + 5)
+    assert detox.remaining(overdue) == timedelta(0) and detox.elapsed(overdue) == timedelta(seconds=DAY + 5)
+    assert detox.held_seconds(started(clock)) == 0.0
+    held = detox.HeldTime(seconds=HOUR, since=START, credited_before=0.0, reason="not confirmed")
+    assert detox.held_seconds(replace(idle, held=held)) == 0.0  # what an ended detox held is gone
+    assert detox.held_seconds(replace(started(clock), held=held)) == HOUR
+
+
 def test_tick_is_a_no_op_when_idle(clock: FakeClock) -> None:
     state = DetoxState()
     clock.advance(DAY)

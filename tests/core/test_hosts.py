@@ -238,6 +238,7 @@ def test_newline_of_follows_the_first_line() -> None:
     assert newline_of(b"no newline") == b"\n"
     assert newline_of(b"\r\n") == b"\r\n"
     assert newline_of(b"\n") == b"\n"
+    assert newline_of(b"\nlast line ends in CR\r") == b"\n"  # an empty first line is LF
 
 
 # ---- merging and applying ----
