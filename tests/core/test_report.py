@@ -300,3 +300,109 @@ def test_days_activitywatch_did_not_watch_are_not_zero_minutes() -> None:
     document = report.build(journal.events, now=START + timedelta(days=14), tz=UTC)
     assert document["summary"].endswith("0 h 6 min on blocked sites vs 0 h 40 min in the 4 days "
                                         "ActivityWatch saw before")
+
+
+def test_each_counted_event_lands_on_its_day_and_only_its_own_figure() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    day2 = START + timedelta(days=1)
+    journal.add(day2, "tamper", target="hosts_file", restored="block")
+    journal.add(day2, "tamper", restored="block")  # no target: "unknown"
+    journal.add(day2, "app_closed", app="slack", uid=1000, pid=1)
+    journal.add(day2, "app_closed", app="slack", uid=1000, pid=2)
+    journal.add(day2, "app_closed", uid=1000, pid=3)  # no app: "unknown"
+    journal.add(day2, "allowance_opened", uid=1000, names=["x.com"], minutes=15)
+    journal.add(day2, "allowance_closed", uid=1000, minutes_used=2.25)
+    journal.add(day2, "allowance_closed", uid=1000, minutes_used=1.0)
+    journal.add(day2, "allowance_closed", uid=1000, minutes_used=True)  # not a number: 0
+    journal.add(day2, "clock_jump", seconds=3600)
+    journal.add(day2, "config_error", errors=1)
+    journal.add(day2, "hot_seat", session=1, person="Ada")
+    journal.add(day2, "agent_disconnected", uid=1000)  # during_detox missing: counted
+    journal.add(day2, "agent_disconnected", uid=1000, during_detox=False)
+    journal.add(day2, "peer_end_attempt", ended=False)
+    journal.add(day2, "peer_end_attempt", ended=True)  # the one that worked is no attempt to count
+    journal.add(day2, "daemon_started", version="0.1.0")
+    journal.add(day2, "something_new", value=1)  # a kind this version does not know
+    document = report.build(journal.events, now=START + timedelta(days=1, hours=1), tz=UTC)
+    first, second = document["days"][-2:]
+    assert second == {
+        "date": "2026-11-18", "phase": "during", "day": 2,
+        "blocked_site_seconds": None, "sites": {}, "blocked_app_seconds": None, "apps": {},
+        "blocked_lookups": None, "lookups_by_site": {},
+        "tamper_attempts": 2, "tamper_targets": {"hosts_file": 1, "unknown": 1},
+        "apps_closed": {"slack": 2, "unknown": 1},
+        "allowance_minutes": 3.2, "allowances_opened": 1,  # 3.25 rounded to one decimal
+        "clock_jumps": 1, "config_errors": 1, "hot_seats": 1, "agent_disconnects": 1,
+        "end_attempts": 1, "daemon_starts": 1,
+    }
+    assert first["tamper_attempts"] == 0 and first["apps_closed"] == {} and first["day"] == 1
+    during = document["totals"]["during"]
+    assert (during["days"], during["tamper_attempts"], during["apps_closed"], during["allowance_minutes"],
+            during["clock_jumps"], during["config_errors"], during["end_attempts"],
+            during["daemon_starts"]) == (2, 2, {"slack": 2, "unknown": 1}, 3.2, 1, 1, 1, 1)
+    assert document["summary"] == ("Day 2 of 14 so far: 2 tamper attempts, Slack closed 2 times, "
+                                   "Unknown closed once, 1 attempt to end it early, 3 min of allowances, "
+                                   "time on blocked sites not measured (no ActivityWatch), "
+                                   "1 peer session held")
+
+
+def test_the_summary_says_one_in_the_singular() -> None:
+    journal = Journal()
+    ends = START + timedelta(days=1)
+    journal.add(START, "detox_started", days=1, ends_at=ends.isoformat())
+    journal.add(START + timedelta(hours=1), "tamper", target="hosts_file", restored="block")
+    journal.add(START + timedelta(hours=1), "app_closed", app="discord", uid=1000, pid=1)
+    journal.add(START + timedelta(hours=1), "blocked_lookups", date="2026-11-17", device="d",
+                counts={"x.com": 1})
+    for hours in (2, 3):
+        journal.add(START + timedelta(hours=hours), "peer_end_attempt", ended=False)
+    journal.add(START + timedelta(hours=1), "activity_day", uid=1000, date="2026-11-16", sites={"x.com": 600})
+    journal.add(START + timedelta(hours=1), "activity_day", uid=1000, date="2026-11-17", sites={"x.com": 60})
+    journal.add(ends, "detox_ended", early=False, reason="finished")
+    document = report.build(journal.events, now=ends + timedelta(hours=1), tz=UTC)
+    assert document["summary"] == ("1 day: 1 tamper attempt, Discord closed once, 1 blocked lookups, "
+                                   "2 attempts to end it early, 0 h 1 min on blocked sites vs "
+                                   "0 h 10 min in the 1 day ActivityWatch saw before")
+
+
+def test_a_detox_ended_early_counts_its_days_to_a_tenth() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    ended = START + timedelta(days=2, hours=12)
+    journal.add(ended, "detox_ended", early=True, reason="ended")
+    document = report.build(journal.events, now=ended + timedelta(days=1), tz=UTC)
+    assert document["detox"]["days_elapsed"] == 2.5 and document["detox"]["state"] == "over"
+    assert document["summary"].startswith("2.5 days: 0 tamper attempts, ")
+    almost = START + timedelta(days=2, hours=1)  # 2.04 days: said as 2
+    journal.events[-1]["at"] = almost.isoformat()
+    document = report.build(journal.events, now=almost + timedelta(days=1), tz=UTC)
+    assert document["summary"].startswith("2 days: 0 tamper attempts, ")
+
+
+def test_the_text_report_is_one_aligned_line_per_day() -> None:
+    journal = Journal()
+    journal.add(START, "detox_started", days=14, ends_at=END.isoformat())
+    journal.add(START, "activity_day", uid=1000, date="2026-11-17", sites={"x.com": 750},
+                apps={"slack": 3600})
+    journal.add(START + timedelta(hours=1), "tamper", target="hosts_file", restored="block")
+    journal.add(START + timedelta(hours=1), "app_closed", app="slack", uid=1000, pid=1)
+    journal.add(START + timedelta(hours=1), "app_closed", app="discord", uid=1000, pid=2)
+    journal.add(START + timedelta(hours=2), "blocked_lookups", date="2026-11-17", device="d",
+                counts={"x.com": 7})
+    journal.add(START + timedelta(hours=2), "session_started", session=2,
+                starts_at="2026-11-17T11:00:00+00:00")
+    document = report.build(journal.events, now=START + timedelta(hours=3), tz=UTC)
+    lines = report.format_text(document).split("\n")
+    assert lines[0] == document["summary"] and lines[1] == ""
+    assert lines[2] == "date                blocked sites  blocked apps  lookups  tamper  apps closed"
+    assert lines[3] == "2026-11-03  before              -             -        -       0  "
+    assert lines[16] == "2026-11-16  before              -             -        -       0  "
+    assert lines[17] == "2026-11-17  during     0 h 12 min     1 h 0 min        7       1  slack 1, discord 1"
+    assert lines[18:] == ["Session 2 (2026-11-17T11:00:00+00:00): no hot seats yet"]
+    # Without ActivityWatch, why not comes between the summary and the table.
+    journal.events = [event for event in journal.events if event["kind"] != "activity_day"]
+    document = report.build(journal.events, now=START + timedelta(hours=3), tz=UTC)
+    lines = report.format_text(document).split("\n")
+    assert lines[1] == "" and lines[2].startswith("No ActivityWatch data. ") and lines[3] == ""
+    assert lines[4].startswith("date ")
