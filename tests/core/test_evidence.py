@@ -24,3 +24,26 @@ def test_a_running_detox_anywhere_wins() -> None:
     assert decide([Verdict(Word.SILENT, "a"), Verdict(Word.ENDED, "b", "ended")]).word is Word.ENDED
     assert decide([Verdict(Word.SILENT, "a"), Verdict(Word.NONE, "b")]).word is Word.SILENT
     assert decide([Verdict(Word.NONE, "a")]).word is Word.NONE
+
+
+def test_the_verdicts_say_exactly_which_trace_decided() -> None:
+    assert last_word("ledger", [ENDED, STARTED]) == Verdict(
+        Word.RUNNING, "ledger",
+        "a detox started at 2026-03-02T09:00:00+00:00, to end at 2026-03-16T09:00:00+00:00, "
+        "and no end is recorded")
+    assert str(last_word("journal", [STARTED, ENDED])) == (
+        "journal: the last detox ended at 2026-03-16T09:00:00+00:00")
+    # A damaged event still decides, with "?" where a time is missing.
+    assert last_word("unit", [{"kind": "detox_started"}]).detail == (
+        "a detox started at ?, to end at ?, and no end is recorded")
+    assert last_word("unit", [{"kind": "detox_ended"}]).detail == "the last detox ended at ?"
+    assert last_word("hosts file", [DAEMON]) == Verdict(Word.SILENT, "hosts file")
+    assert str(Verdict(Word.NONE, "journal")) == "journal"
+
+
+def test_the_deciding_verdicts_are_joined_and_the_others_left_out() -> None:
+    verdicts = [Verdict(Word.RUNNING, "ledger", "started"), Verdict(Word.ENDED, "journal", "ended"),
+                Verdict(Word.RUNNING, "hosts file"), Verdict(Word.RUNNING, "unit", "started too")]
+    assert decide(verdicts) == Verdict(Word.RUNNING, "ledger; hosts file; unit", "started; started too")
+    assert decide([Verdict(Word.SILENT, "a"), Verdict(Word.SILENT, "b")]) == Verdict(Word.SILENT, "a; b", "")
+    assert decide([]) == Verdict(Word.NONE, "")

@@ -283,3 +283,41 @@ def test_held_time_is_shown() -> None:
     held = {"seconds": 15 * 86400, "since": "2025-11-20T08:00:00+00:00", "reason": "unconfirmed"}
     assert "15.0 days held: the clock is not confirmed (NTP); credited once it is" in status_lines(
         view({**ACTIVE, "time_held": held}))
+
+
+def test_every_health_line_in_its_order() -> None:
+    status = {**ACTIVE, "hosts_in_sync": False, "tamper_events": 1, "config_error": "a\nb\nc\nd",
+              "config_missing": ["/etc/detoxd/blocklist.yaml", "/etc/detoxd/detoxd.yaml"],
+              "time_held": {"seconds": 36 * 3600}, "state_error": "lost", "problems": ["disk full"],
+              "network": []}
+    assert status_lines(view(status))[3:] == [
+        "Problem: disk full",
+        "Detox state: lost",
+        "1.5 days held: the clock is not confirmed (NTP); credited once it is",
+        "Config error: the last good blocklist stays in force", "  a", "  b", "  c",
+        "Config missing: /etc/detoxd/blocklist.yaml, /etc/detoxd/detoxd.yaml (a detox cannot start)",
+        "/etc/hosts is out of sync: restoring",
+        "Tampering undone once",
+    ]
+    # Idle: time held belongs to a running detox only; nothing missing is no line; the agent's own
+    # sighting of a tamper shows when the daemon counted none; the hosts file by its own name.
+    idle = {**IDLE, "time_held": {"seconds": 36 * 3600}, "config_missing": [], "hosts_in_sync": False,
+            "hosts_file": "/srv/hosts"}
+    assert status_lines(view(idle, tampered=True)) == [
+        "No detox running", "Start one with: sudo detoxd start",
+        "/srv/hosts is out of sync: restoring", "The hosts file was tampered with: block restored"]
+    in_sync = {**IDLE, "hosts_in_sync": True, "tamper_events": 0}
+    assert status_lines(view(in_sync)) == ["No detox running", "Start one with: sudo detoxd start"]
+
+
+def test_the_title_counts_down_in_days() -> None:
+    assert title(view({**ACTIVE, "days_left": 1})) == "detoxd: Day 3 of 14, 1 day left"
+    assert title(view({**ACTIVE, "days_left": 2})) == "detoxd: Day 3 of 14, 2 days left"
+    assert title(view({**ACTIVE, "days_left": None})) == "detoxd: Day 3 of 14, detox active"
+    assert title(view(ACTIVE, tampered=True)) == "detoxd: hosts file was tampered with, block restored"
+    assert title(view({**ACTIVE, "config_error": "x"})) == (
+        "detoxd: config error, the last good blocklist stays in force")
+    assert title(view({**ACTIVE, "hosts_in_sync": False})) == (
+        "detoxd: hosts file out of sync, restoring the block")
+    assert title(view(IDLE)) == "detoxd: no detox running"
+    assert title(view(None)) == "detoxd: daemon not reachable, retrying"

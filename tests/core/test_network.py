@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from detoxd.core import network
 from detoxd.core.config import parse_main
 from detoxd.core.network import (
@@ -211,3 +215,124 @@ def test_core_stays_pure() -> None:
     imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom)}
     assert not imported & {"os", "socket", "subprocess", "threading", "time", "select"}
+
+
+def engines(text: str) -> tuple[tuple[network.EngineConfig, ...], list[str]]:
+    main, source = parse_main(text)
+    return (main.network if main is not None else ()), errors(source)
+
+
+def test_every_error_says_exactly_what_is_wrong() -> None:
+    text = (
+        "network:\n"
+        "  - url: https://pi.hole\n"                          # 2: no engine
+        "  - engine: bind\n"                                  # 3
+        "  - engine: pihole\n"                                # 4
+        "    url: 'https://pi.hole:99999'\n"                  # 5: no such port
+        "    password_file: a//b\n"                           # 6
+        "    conf_dir: /etc/x\n"                              # 7
+        "  - engine: adguardhome\n"                           # 8
+        "    url: https://agh.lan/?q=1\n"                     # 9
+        "    password_file: ../secret\n"                      # 10
+        "  - engine: dnsmasq\n"                               # 11
+        "    conf_dir: /etc/../dnsmasq.d\n"                   # 12
+        "    service: -dnsmasq.service\n"                     # 13
+        "  - engine: unbound\n"                               # 14
+        "    control_config: 'relative.conf'\n"               # 15
+        "  - engine: adguardhome\n"                           # 16
+        "    url: https://\n"                                 # 17: no host
+        "    password_file: ''\n"                             # 18
+    )
+    _, listed = engines(text)
+    assert listed == [
+        "detoxd.yaml:2: network[0]: needs engine: one of pihole, adguardhome, dnsmasq, unbound",
+        "detoxd.yaml:3: network[1].engine: unknown engine 'bind' "
+        "(expected one of: pihole, adguardhome, dnsmasq, unbound)",
+        "detoxd.yaml:5: network[2].url: not a valid URL",
+        "detoxd.yaml:6: network[2].password_file: expected a file name relative to the config directory",
+        "detoxd.yaml:7: network[2].conf_dir: not used by engine pihole "
+        "(it takes: clients, password_file, tls_fingerprint, url)",
+        "detoxd.yaml:9: network[3].url: must not have a query or fragment",
+        "detoxd.yaml:10: network[3].password_file: expected a file name relative to the config directory",
+        "detoxd.yaml:12: network[4].conf_dir: expected an absolute path",
+        "detoxd.yaml:13: network[4].service: expected a systemd service name such as dnsmasq.service, "
+        "got '-dnsmasq.service'",
+        "detoxd.yaml:15: network[5].control_config: expected an absolute path",
+        "detoxd.yaml:17: network[6].url: expected an http:// or https:// address, got 'https://'",
+        "detoxd.yaml:18: network[6].password_file: expected a file name relative to the config directory",
+    ]
+
+
+def test_addresses_and_paths_are_kept_in_one_canonical_form() -> None:
+    found, listed = engines(
+        "network:\n"
+        "  - engine: pihole\n    url: ' HTTPS://Pi.Hole:8443/admin/ '\n    password_file: dir/pihole.secret\n"
+        "  - engine: adguardhome\n    url: 'http://[FD00::1]/'\n    password_file: agh\n"
+        "    clients: [10.0.0.1, 10.0.0.1, 10.0.0.0/8]\n"
+        "  - engine: dnsmasq\n    conf_dir: /etc/dnsmasq.d///\n    service: dnsmasq@lan.service\n"
+        "  - engine: unbound\n    conf_dir: /\n    control_config: /etc/unbound/other.conf\n")
+    assert listed == []
+    pihole, adguard, dnsmasq, unbound = found
+    assert (pihole.url, pihole.password_file, pihole.password_file_line) == (
+        "https://pi.hole:8443/admin", "dir/pihole.secret", 4)
+    assert (pihole.index, pihole.line, pihole.clients, pihole.key) == (
+        0, 2, (), "pihole https://pi.hole:8443/admin")
+    assert adguard.url == "http://[fd00::1]" and adguard.clients == ("10.0.0.1", "10.0.0.0/8")
+    assert (adguard.index, adguard.line, adguard.location) == (1, 5, "network[1]")
+    assert (dnsmasq.conf_dir, dnsmasq.service, dnsmasq.control_config) == (
+        "/etc/dnsmasq.d", "dnsmasq@lan.service", None)
+    assert (unbound.conf_dir, unbound.control_config, unbound.service) == (
+        "/", "/etc/unbound/other.conf", None)
+    assert (dnsmasq.password_file_line, dnsmasq.url, dnsmasq.key) == (0, None, "dnsmasq /etc/dnsmasq.d")
+
+
+def test_at_most_the_allowed_number_of_clients() -> None:
+    many = ", ".join(f"10.0.{n // 256}.{n % 256}" for n in range(network.MAX_CLIENTS + 1))
+    found, listed = engines(f"network:\n  - engine: pihole\n    url: http://pi.hole\n    password_file: s\n"
+                            f"    clients: [{many}]\n")
+    assert listed == [f"detoxd.yaml:5: network[0].clients: at most {network.MAX_CLIENTS} clients"]
+    most = ", ".join(f"10.0.{n // 256}.{n % 256}" for n in range(network.MAX_CLIENTS))
+    found, listed = engines(f"network:\n  - engine: pihole\n    url: http://pi.hole\n    password_file: s\n"
+                            f"    clients: [{most}]\n")
+    assert listed == [] and len(found[0].clients) == network.MAX_CLIENTS
+
+
+def test_the_json_the_agent_gets_is_the_engine_exactly() -> None:
+    main, _ = parse_main(ISSUE_EXAMPLE)
+    assert main is not None
+    pihole = main.network[0]
+    data = engine_to_json(pihole)
+    assert data == {
+        "engine": "pihole", "index": 0, "line": 2, "url": "https://pi.hole", "password_file": "pihole.secret",
+        "tls_fingerprint": "abcdef0123456789" * 4, "clients": ["192.168.1.23", "aa:bb:cc:dd:ee:ff"],
+        "conf_dir": None, "service": None, "control_config": None}
+    # Everything but the line of password_file (the agent reads the file, it never reports it).
+    assert engine_from_json(data) == replace(pihole, password_file_line=0)
+    for engine in main.network[1:]:
+        assert engine_from_json(engine_to_json(engine)) == engine
+    assert engine_from_json({"engine": "dnsmasq"}) == network.EngineConfig("dnsmasq", 0, 0)
+
+
+def test_json_that_is_not_an_engine_is_refused() -> None:
+    for data, error, message in [
+        ({"engine": "bind"}, ValueError, "unknown engine 'bind'"),
+        ({"engine": "pihole", "url": 5}, TypeError, "url must be text"),
+        ({"engine": "pihole", "clients": "10.0.0.1"}, TypeError, "clients must be a list of text"),
+        ({"engine": "pihole", "clients": ["10.0.0.1", 7]}, TypeError, "clients must be a list of text"),
+        ({"engine": "pihole", "index": "0"}, TypeError, "index and line must be numbers"),
+        ({"engine": "pihole", "line": None}, TypeError, "index and line must be numbers"),
+    ]:
+        with pytest.raises(error) as raised:
+            engine_from_json(data)
+        assert str(raised.value) == message
+    with pytest.raises(KeyError):
+        engine_from_json({})
+
+
+def test_engine_labels_name_the_host_or_the_directory() -> None:
+    assert network.engine_label({"engine": "pihole", "url": "https://pi.hole:8443/x"}) == "Pi-hole (pi.hole)"
+    assert network.engine_label({"engine": "dnsmasq", "conf_dir": "/etc/dnsmasq.d"}) == (
+        "dnsmasq (/etc/dnsmasq.d)")
+    assert network.engine_label({"engine": "unbound"}) == "Unbound"
+    assert network.engine_label({"engine": "bind9"}) == "bind9"
+    assert network.engine_label({}) == "?"
