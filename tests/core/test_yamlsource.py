@@ -138,3 +138,46 @@ def test_errors_past_the_limit_are_counted_in_one_summary() -> None:
     error = ConfigError(source.issues)
     assert error.total == MAX_ERRORS_PER_FILE + 40
     assert str(error.issues[-1]) == "x.yaml: and 40 more errors"
+
+
+def test_an_issue_reads_file_line_path_and_message() -> None:
+    assert str(ConfigIssue("a.yaml", 3, "detox.days", "bad")) == "a.yaml:3: detox.days: bad"
+    assert str(ConfigIssue("a.yaml", 0, "", "unreadable")) == "a.yaml: unreadable"
+    assert str(ConfigIssue("a.yaml", 1, "", "odd", "warning")) == "a.yaml:1: warning: odd"
+
+
+def test_a_private_issue_shows_only_its_position_and_a_private_path_not_even_that() -> None:
+    plain = ConfigIssue("list.txt", 4, "lists[0]", "'a b' is not a valid domain name", "warning")
+    assert plain.redacted() is plain
+    private = plain.as_private()
+    assert private == ConfigIssue("list.txt", 4, "lists[0]", "'a b' is not a valid domain name", "warning",
+                                  private=True, summary=False, path_private=True)
+    hidden = "invalid entry (details visible to root only)"
+    assert private.redacted() == ConfigIssue("list.txt", 4, "", hidden, "warning")
+    summary = ConfigIssue("list.txt", 0, "lists[0]", "and 3 more errors", private=True, summary=True)
+    assert summary.redacted() == ConfigIssue("list.txt", 0, "lists[0]", hidden, summary=True)
+    assert summary.as_private().summary is True
+
+
+def test_a_config_error_keeps_200_issues_in_reading_order_and_counts_the_rest() -> None:
+    from detoxd.core.yamlsource import MAX_REPORTED_ISSUES, ConfigError
+
+    assert MAX_REPORTED_ISSUES == 200
+    exactly = [ConfigIssue("b.yaml", n, "", "bad") for n in range(200, 0, -1)]
+    error = ConfigError(exactly)
+    assert error.total == 200 and [issue.line for issue in error.issues] == list(range(1, 201))
+    assert str(error).split("\n")[:2] == ["b.yaml:1: bad", "b.yaml:2: bad"]
+    # One more, in another file that sorts first, and a summary standing for 40 more.
+    summary = ConfigIssue("a.yaml", 0, "", "and 40 more errors", summary=True)
+    error = ConfigError([*exactly, summary, ConfigIssue("a.yaml", 9, "", "first")],
+                        warnings=[ConfigIssue("a.yaml", 1, "", "w", "warning")] * 201)
+    assert error.total == 200 + 40 + 1
+    assert [str(issue) for issue in error.issues[:2]] == ["a.yaml:9: first", "a.yaml: and 40 more errors"]
+    assert len(error.issues) == 201 and error.issues[-2].line == 198
+    assert error.issues[-1] == ConfigIssue("b.yaml", 0, "", "and 2 more errors", summary=True)
+    assert len(error.warnings) == 200
+    # Only "and N more errors" stands for N: words not checked are no errors known.
+    not_checked = ConfigIssue("a.yaml", 0, "", "and 7 more words not checked", summary=True)
+    assert ConfigError([not_checked]).total == 1
+    assert ConfigError([ConfigIssue("a.yaml", 0, "", "and 7 more errors")]).total == 1  # no summary
+    assert ConfigError([ConfigIssue("a.yaml", 0, "", "and many more errors", summary=True)]).total == 1
