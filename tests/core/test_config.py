@@ -183,3 +183,48 @@ def test_peers_needed_without_peer_lock_is_a_warning() -> None:
     assert errors(source) == []
     assert [str(issue) for issue in source.issues] == [
         "detoxd.yaml:3: detox.peers_needed: warning: only used with `lock: peers`"]
+
+
+def warnings(source: object) -> list[str]:
+    return [str(issue) for issue in source.issues if issue.severity == "warning"]  # type: ignore[attr-defined]
+
+
+def test_notifications_suppress_defaults_on_and_a_wrong_value_keeps_it_on() -> None:
+    for text, suppress in (("", True), ("notifications: {}\n", True),
+                           ("notifications: {suppress: false}\n", False),
+                           ("notifications: {suppress: true}\n", True)):
+        main, source = parse_main(text)
+        assert main is not None and main.notifications.suppress is suppress and errors(source) == []
+    main, source = parse_main("notifications:\n  suppress: sometimes\n  sound: off\n")
+    assert errors(source) == [
+        "detoxd.yaml:2: notifications.suppress: expected true or false, got str",
+        "detoxd.yaml:3: notifications.sound: unknown key (expected one of: suppress)",
+    ]
+    assert main is None or main.notifications.suppress is True
+
+
+def test_every_wrong_lock_value_is_named() -> None:
+    for text, shown in (("'Yes'", "'Yes'"), ("{a: 1}", "a mapping"), ("[true]", "a list"), ("", "empty"),
+                        ("3", "3"), ("1.5", "1.5")):
+        _, source = parse_main(f"detox:\n  lock: {text}\n")
+        assert errors(source) == [f"detoxd.yaml:2: detox.lock: expected true, false or peers, got {shown}"]
+    main, source = parse_main("detox:\n  lock: ' PEERS '\n" + FIVE_PEERS)
+    assert main is not None and main.detox.peer_lock and errors(source) == []
+
+
+def test_peers_needed_without_lock_peers_is_a_warning_with_its_line() -> None:
+    main, source = parse_main("detox:\n  days: 3\n  lock: true\n  peers_needed: 4\n")
+    assert errors(source) == []
+    assert warnings(source) == ["detoxd.yaml:4: detox.peers_needed: warning: only used with `lock: peers`"]
+    assert main.detox.peers_needed == 4 and main.detox.peers_needed_line == 4 and main.detox.line == 3
+    # Without `lock:` at all it is the default lock (on): the same warning.
+    _, source = parse_main("detox:\n  peers_needed: 4\n")
+    assert warnings(source) == ["detoxd.yaml:2: detox.peers_needed: warning: only used with `lock: peers`"]
+    # A wrong `lock:` is its own error: no guess that peers were meant, no warning on top.
+    _, source = parse_main("detox:\n  lock: peer\n  peers_needed: 4\n")
+    assert warnings(source) == []
+    main, source = parse_main("detox: {days: 2}\n")
+    assert main is not None
+    assert (main.detox.line, main.detox.peers_needed_line, main.detox.peers_needed) == (1, 0, 3)
+    main, source = parse_main("detox:\n  days: 2\n  lock: peers\n  peers_needed: 5\n" + FIVE_PEERS)
+    assert main is not None and main.detox.peers_needed == 5 and warnings(source) == []
