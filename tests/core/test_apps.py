@@ -298,3 +298,57 @@ def test_kept_rules_round_trip_through_json_and_accumulate() -> None:
     assert ratchet_rules([], [chat]) == (chat,)
     with pytest.raises(ValueError):
         rules_from_json([{"name": "bad", "match": ["relative/path"]}])
+
+
+def test_app_presets_are_read_exactly_and_every_flaw_is_named() -> None:
+    presets = apps.parse_presets(
+        "slack:\n  description: '  Slack, the chat  '\n"
+        "  match: [slack, /snap/slack/, 'flatpak:com.slack.Slack']\n"
+        "chat.app:\n  description: Chat\n  match: [/opt/chat/chat]\n")
+    assert presets == {
+        "slack": AppRule("slack", (Matcher("name", "slack"), Matcher("directory", "/snap/slack/"),
+                                   Matcher("flatpak", "com.slack.Slack")), "Slack, the chat"),
+        "chat.app": AppRule("chat.app", (Matcher("path", "/opt/chat/chat"),), "Chat"),
+    }
+    needs = "app preset 'slack' needs a description and a match list"
+    for text, message in [
+        ("", "app presets must be a mapping of names to presets"),
+        ("[slack]\n", "app presets must be a mapping of names to presets"),
+        ("{}\n", "app presets must be a mapping of names to presets"),
+        ("Slack:\n  description: S\n  match: [slack]\n", "app preset 'Slack' is malformed"),
+        ("1:\n  description: S\n  match: [slack]\n", "app preset 1 is malformed"),
+        ("slack: [slack]\n", "app preset 'slack' is malformed"),
+        ("slack:\n  match: [slack]\n", needs),
+        ("slack:\n  description: 5\n  match: [slack]\n", needs),
+        ("slack:\n  description: S\n  match: slack\n", needs),
+        ("slack:\n  description: S\n  match: []\n", needs),
+        ("slack:\n  description: S\n  match: [7]\n", "app preset 'slack': 7 is not text"),
+        ("slack:\n  description: S\n  match: [a/b]\n", "app preset 'slack': 'a/b': paths must be absolute "
+                                                        "(start with /)"),
+    ]:
+        with pytest.raises(apps.BrokenAppPresetsError) as raised:
+            apps.parse_presets(text)
+        assert str(raised.value) == message, text
+
+
+def test_saved_rules_are_read_back_exactly_or_refused_with_the_reason() -> None:
+    from detoxd.core.apps import rules_from_json, rules_to_json
+
+    chat = AppRule("chat", (Matcher("path", "/opt/chat/chat"), Matcher("flatpak", "org.chat.Chat")), "Chat")
+    saved = rules_to_json([chat])
+    assert saved == [{"name": "chat", "match": ["/opt/chat/chat", "flatpak:org.chat.Chat"],
+                      "description": "Chat"}]
+    assert rules_from_json(saved) == (chat,)
+    assert rules_from_json([{"name": "x", "match": ["x"]}]) == (AppRule("x", (Matcher("name", "x"),), ""),)
+    assert rules_from_json([]) == ()
+    for document, message in [
+        ({"name": "x"}, "expected a list of rules"),
+        (["x"], "not a rule: 'x'"),
+        ([{"name": "x", "match": "x"}], "not a rule: {'name': 'x', 'match': 'x'}"),
+        ([{"name": "x", "match": []}], "invalid rule 'x': no matchers"),
+        ([{"name": "x", "match": ["a/b", "", "ok"]}],
+         "invalid rule 'x': 'a/b': paths must be absolute (start with /), empty matcher"),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            rules_from_json(document)
+        assert str(raised.value) == message
