@@ -148,7 +148,8 @@ def test_the_answer_adds_up_per_rule_and_name_and_ignores_what_is_not_an_event()
     answer: list[object] = [{"sites": [], "apps": []}] * 14 + [{
         "sites": [{"duration": 1.25, "data": {"$domain": "x.com"}},
                   {"duration": 2, "data": {"$domain": "x.com"}},
-                  {"duration": 0, "data": {"$domain": "x.com"}}, {"duration": -4, "data": {"$domain": "x.com"}},
+                  {"duration": 0, "data": {"$domain": "x.com"}},
+                  {"duration": -4, "data": {"$domain": "x.com"}},
                   {"duration": "5", "data": {"$domain": "x.com"}}, {"duration": 5, "data": {"$domain": 7}},
                   {"duration": 5, "data": "x.com"}, "x.com"],
         "apps": [{"duration": 1.04, "data": {"app": "CHAT"}}, {"duration": 2, "data": {"app": "chat.app"}}],
