@@ -624,3 +624,11 @@ def test_a_reboot_during_an_open_counts_the_downtime() -> None:
 def test_damaged_state_is_refused(damage: dict[str, object]) -> None:
     with pytest.raises((ValueError, KeyError, TypeError)):
         al.from_json(damage)
+
+
+def test_the_end_of_a_detox_forgets_usage_and_the_ceiling_but_keeps_the_clock() -> None:
+    start = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    trusted = al.TrustedClock.first(start, BootReading("boot-1", 100.0))
+    state = al.AllowancesState(trusted, {"twitter": al.Usage(spent_seconds=60.0, opens=1)},
+                               (rule(TWITTER),))
+    assert al.ended(state) == al.AllowancesState(trusted, {}, None)

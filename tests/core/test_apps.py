@@ -352,3 +352,12 @@ def test_saved_rules_are_read_back_exactly_or_refused_with_the_reason() -> None:
         with pytest.raises(ValueError) as raised:
             rules_from_json(document)
         assert str(raised.value) == message
+
+
+def test_the_first_matching_rule_is_the_one_that_closes() -> None:
+    chat = AppRule("chat", (Matcher("name", "chat"),))
+    also = AppRule("also", (Matcher("name", "chat"),))
+    other = AppRule("other", (Matcher("name", "other"),))
+    process = proc(name="chat", exe="/usr/bin/chat")
+    assert apps.rule_for([other, chat, also], process) is chat
+    assert apps.rule_for([other], process) is None and apps.rule_for([], process) is None

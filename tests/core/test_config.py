@@ -228,3 +228,14 @@ def test_peers_needed_without_lock_peers_is_a_warning_with_its_line() -> None:
     assert (main.detox.line, main.detox.peers_needed_line, main.detox.peers_needed) == (1, 0, 3)
     main, source = parse_main("detox:\n  days: 2\n  lock: peers\n  peers_needed: 5\n" + FIVE_PEERS)
     assert main is not None and main.detox.peers_needed == 5 and warnings(source) == []
+
+
+def test_a_list_path_must_name_a_file() -> None:
+    blocklist, source = parse_blocklist("lists: ['', '  ', \"a\\0b\", extra.txt]\n", PRESETS)
+    assert errors(source) == ["blocklist.yaml:1: lists[0]: expected a file path",
+                              "blocklist.yaml:1: lists[1]: expected a file path",
+                              "blocklist.yaml:1: lists[2]: expected a file path"]
+    assert blocklist is None or [ref.path for ref in blocklist.lists] == ["extra.txt"]
+    blocklist, source = parse_blocklist("lists: [extra.txt]\n", PRESETS)
+    assert errors(source) == [] and blocklist is not None
+    assert [(ref.path, ref.line, ref.key_path) for ref in blocklist.lists] == [("extra.txt", 1, "lists[0]")]

@@ -473,3 +473,31 @@ def test_batch_check_vouches_only_for_clean_names(names: list[str]) -> None:
         # Only names worth a closer look may be refused in bulk although clean one by one.
         assert not all(map(_is_clean, names))
 
+
+
+def test_a_label_mixing_scripts_is_named_as_a_homoglyph() -> None:
+    from detoxd.core.domains import _script, mixed_scripts
+
+    cyrillic_o = "\u043e"
+    assert mixed_scripts(f"faceb{cyrillic_o}{cyrillic_o}k.com") == (
+        f"'faceb{cyrillic_o}{cyrillic_o}k.com' mixes Cyrillic and Latin letters in "
+        f"'faceb{cyrillic_o}{cyrillic_o}k': it is not the site it looks like (a homoglyph); "
+        "write the name with the letters you mean")
+    # Each label on its own: one script per label is fine, whatever the next label's is.
+    assert mixed_scripts("пример.рф") is None and mixed_scripts("bücher.de") is None
+    assert mixed_scripts("пример.com") is None and mixed_scripts("twitter.com") is None
+    assert mixed_scripts("пример2024.рф") is None  # digits are no script
+    # The ideographic full stop separates labels too.
+    assert mixed_scripts("пример。com") is None
+    assert mixed_scripts(f"x{cyrillic_o}。com") is not None
+    assert _script("a") == "LATIN" and _script(cyrillic_o) == "CYRILLIC" and _script("\u0378") == "UNKNOWN"
+
+
+def test_the_config_warns_of_a_homoglyph_and_says_what_it_blocks() -> None:
+    from detoxd.core.config import parse_blocklist
+
+    _, source = parse_blocklist("domains: ['x\u043e.com']\n", ())
+    assert [str(issue) for issue in source.issues] == [
+        "blocklist.yaml:1: domains[0]: warning: 'x\u043e.com' mixes Cyrillic and Latin letters in "
+        "'x\u043e': it is not the site it looks like (a homoglyph); write the name with the letters you "
+        "mean (blocking 'xn--x-1tb.com')"]

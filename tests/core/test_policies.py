@@ -99,3 +99,47 @@ def test_merge_then_unmerge_gives_back_the_users_document(top: dict[str, Any],
     merged, record = policies.merge(document, FIREFOX)
     assert policies.is_applied(merged, FIREFOX)
     assert policies.unmerge(merged, record, FIREFOX) == document
+
+
+def test_the_file_is_written_as_indented_json_or_given_back_byte_for_byte() -> None:
+    document = {"policies": {"Homepage": "ü"}}
+    assert policies.render(document) == '{\n  "policies": {\n    "Homepage": "ü"\n  }\n}\n'
+    original = '{"policies":{"Homepage":"ü"}}'  # the user's own layout
+    record = Record("f.json", ("policies", "DNSOverHTTPS"), False, 0, False, original_text=original)
+    assert policies.render(document, record) == original  # nothing else changed: their bytes
+    assert policies.render({"policies": {}}, record) == '{\n  "policies": {}\n}\n'
+    broken = Record("f.json", ("policies", "DNSOverHTTPS"), False, 0, False, original_text="{not json")
+    assert policies.render(document, broken) == policies.render(document)
+    assert policies.render(document, Record("f.json", ("a",), False, 0, False)) == policies.render(document)
+
+
+def test_tampering_is_undone_without_touching_the_rest() -> None:
+    tampered = {"policies": {"DNSOverHTTPS": {"Enabled": True}, "DisableTelemetry": True}}
+    assert policies.reapply(tampered, FIREFOX) == {
+        "policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}, "DisableTelemetry": True}}
+    assert tampered["policies"]["DNSOverHTTPS"] == {"Enabled": True}  # a copy, not the argument
+    assert policies.reapply(None, CHROME) == {"DnsOverHttpsMode": "off"}
+
+
+def test_a_broken_file_or_record_is_refused_with_the_reason() -> None:
+    assert policies.parse(None, "f.json") is None
+    assert policies.parse(" \n", "f.json") == {}
+    with pytest.raises(PolicyError) as raised:
+        policies.parse("[1]", "etc/x.json")
+    assert str(raised.value) == "etc/x.json: expected a JSON object: left alone"
+    with pytest.raises(PolicyError) as raised:
+        policies.parse("{", "etc/x.json")
+    assert str(raised.value).startswith("etc/x.json: not valid JSON (") and str(raised.value).endswith(
+        "): left alone")
+    with pytest.raises(PolicyError) as raised:
+        policies.merge({"policies": "off"}, FIREFOX)
+    assert str(raised.value) == "etc/firefox/policies/policies.json: policies is not an object: left alone"
+    good = Record("f.json", ("a", "b"), True, 2, True, {"x": 1}, "{}").to_json()
+    assert good == {"file": "f.json", "key_path": ["a", "b"], "created_file": True, "created_containers": 2,
+                    "had_previous": True, "previous": {"x": 1}, "original_text": "{}"}
+    assert Record.from_json({**good, "previous": None, "original_text": None}) == Record(
+        "f.json", ("a", "b"), True, 2, True, None, None)
+    for key_path in ([], ["a", 1]):
+        with pytest.raises(ValueError) as error:
+            Record.from_json({**good, "key_path": key_path})
+        assert str(error.value) == f"invalid key path {key_path!r}"

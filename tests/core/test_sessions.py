@@ -211,3 +211,19 @@ def test_check_people_warns_when_sessions_lack_me_or_peers() -> None:
     quiet = Source("detoxd.yaml")
     check_people(quiet, main.me, main.peers, None)  # no sessions: nothing to say
     assert quiet.issues == []
+
+
+def test_a_duration_that_is_not_text_is_described_not_dumped() -> None:
+    text = ("sessions:\n  first: 2026-03-02 18:00\n"
+            "  reminders: [[1h], {a: 1}, '', -5, 1.5]\n")
+    _, source = parse_main(text)
+    assert [str(issue) for issue in source.errors] == [
+        "detoxd.yaml:3: sessions.reminders[0]: a list is not a duration (such as 30m, 1h, 1d)",
+        "detoxd.yaml:3: sessions.reminders[1]: a mapping is not a duration (such as 30m, 1h, 1d)",
+        "detoxd.yaml:3: sessions.reminders[2]: '' is not a duration (such as 30m, 1h, 1d)",
+        "detoxd.yaml:3: sessions.reminders[3]: -5 is not a duration (such as 30m, 1h, 1d)",
+        "detoxd.yaml:3: sessions.reminders[4]: 1.5 is not a duration (such as 30m, 1h, 1d)",
+    ]
+    _, source = parse_main("sessions:\n  first: 2026-03-02 18:00\n  break_minutes:\n")
+    assert [str(issue) for issue in source.errors] == [
+        "detoxd.yaml:3: sessions.break_minutes: empty is not a duration (such as 30m, 1h, 1d)"]
