@@ -263,3 +263,73 @@ def test_json_and_text_output() -> None:
 ])
 def test_format_duration(length: timedelta, text: str) -> None:
     assert plan.format_duration(length) == text
+
+
+def test_a_hot_seat_begins_at_its_start_and_ends_before_its_end() -> None:
+    result = build(datetime(2026, 12, 3, 9, 0))
+    first, second = result.sessions[0].hot_seats[:2]
+    at_start = plan.current_hot_seat(result, first.start)
+    assert at_start is not None and at_start[1] is first
+    at_handover = plan.current_hot_seat(result, first.end)
+    assert at_handover is not None and at_handover[1] is second
+    last = result.sessions[0].hot_seats[-1]
+    assert plan.current_hot_seat(result, last.end) is None  # the session is over
+    # The session counts as the next one up to its last moment, and is in progress from its first.
+    session = result.sessions[0]
+    assert plan.next_session(result, session.end - timedelta(seconds=1)) is session
+    assert plan.next_session(result, session.end) is result.sessions[1]
+    fields = plan.status_fields(result, session.start)
+    assert fields["next_session"]["in_progress"] is True
+    assert fields["current_hot_seat"] == {
+        "name": "Robert Craven", "ends_at": "2026-12-03T09:30:00+00:00", "seconds_left": 1800,
+        "session": 1, "seat": 1, "of": 6, "next_name": "Ada Lovelace"}
+    before = plan.status_fields(result, session.start - timedelta(seconds=1))
+    assert before["next_session"]["in_progress"] is False
+    # Under half a second left rounds to none left, not to a second.
+    ending = plan.status_fields(result, first.end - timedelta(milliseconds=400))["current_hot_seat"]
+    assert ending["seconds_left"] == 0 and ending["name"] == "Robert Craven"
+
+
+def test_a_session_exactly_at_the_detox_edges_is_inside_it() -> None:
+    result = build(datetime(2026, 12, 3, 9, 0))
+    first, second = result.sessions
+    assert plan.warnings(result, first.start, second.end) == []
+    assert len(plan.warnings(result, first.start + timedelta(seconds=1), second.end)) == 1
+    assert len(plan.warnings(result, first.start, second.end - timedelta(seconds=1))) == 1
+
+
+def test_the_whole_json_and_text_of_a_plan() -> None:
+    result = build(datetime(2026, 12, 3, 9, 0), reminders=(timedelta(hours=1),), location="Zoom")
+    data = plan.to_json(result)
+    assert {key: value for key, value in data.items() if key != "sessions"} == {
+        "timezone": "Europe/London", "location": "Zoom",
+        "me": {"name": "Robert Craven", "email": "robert@example.com"},
+        "peers": [{"name": "Ada Lovelace", "email": "ada@example.com"},
+                  {"name": "Grace Hopper", "email": "grace@example.com"},
+                  {"name": "Alan Turing", "email": None},
+                  {"name": "Katherine Johnson", "email": "kj@example.com"},
+                  {"name": "Tim Berners-Lee", "email": "tim@example.com"}],
+        "reminders": ["1h"], "adjustments": []}
+    assert {key: data["sessions"][0][key] for key in ("number", "start", "end")} == {
+        "number": 1, "start": "2026-12-03T09:00:00+00:00", "end": "2026-12-03T12:00:00+00:00"}
+    names = ["Robert Craven", "Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson",
+             "Tim Berners-Lee"]
+    hours = ["09:00–09:30", "09:30–10:00", "10:00–10:30", "10:30–11:00", "11:00–11:30", "11:30–12:00"]
+    assert plan.format_text(result).split("\n") == [
+        "Session 1: Thursday 3 December 2026, 09:00–12:00 GMT", "  at Zoom",
+        *[f"  {when}  {name}" for when, name in zip(hours, names, strict=True)],
+        "  reminders: Thu 03 Dec 08:00 (1h before)", "",
+        "Session 2: Thursday 10 December 2026, 09:00–12:00 GMT", "  at Zoom",
+        *[f"  {when}  {name}" for when, name in zip(hours, reversed(names), strict=True)],
+        "  reminders: Thu 10 Dec 08:00 (1h before)", "",
+        "Times are in Europe/London."]
+    bare = build(datetime(2026, 12, 3, 9, 0))
+    assert plan.format_text(bare).split("\n")[1] == "  09:00–09:30  Robert Craven"  # no place, no reminders
+
+
+def test_from_config_keeps_who_i_am() -> None:
+    main, _ = parse_main("me: {name: Robert}\npeers: [A, B]\nsessions: {first: 2026-12-03 09:00}\n")
+    assert main is not None
+    result = plan.from_config(main, "UTC")
+    assert result is not None and result.me.name == "Robert"
+    assert result.sessions[0].hot_seats[0].person.name == "Robert"
