@@ -25,7 +25,7 @@ def hosts_sources(nsswitch: str | None) -> str:
     """The sources glibc asks for host names, in order (its default without a ``hosts:`` line)."""
     found = GLIBC_DEFAULT_HOSTS
     for raw in (nsswitch or "").splitlines():
-        key, _, value = raw.split("#", 1)[0].partition(":")
+        key, _, value = raw.partition("#")[0].partition(":")
         if key.strip() == "hosts":
             found = " ".join(value.split())
     return found
@@ -56,7 +56,7 @@ def line_overrides(line: str, wanted: AbstractSet[str]) -> list[tuple[str, str]]
     """(address, name) for each name of this one hosts-file line that is in ``wanted`` (lower
     case) and gets a real address from it. The daemon neutralises such lines with this too
     (:func:`detoxd.core.hosts.apply`)."""
-    fields = line.split("#", 1)[0].split()
+    fields = line.partition("#")[0].split()
     named = [name for name in fields[1:] if name.lower() in wanted]  # first: the cheap test
     if not named:
         return []
@@ -74,7 +74,7 @@ def _null(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        return ipaddress.ip_address(text.split("%", 1)[0])  # fe80::1%eth0 has a scope
+        return ipaddress.ip_address(text.partition("%")[0])  # fe80::1%eth0 has a scope
     except ValueError:
         return None
 

@@ -33,3 +33,19 @@ def test_only_a_real_answer_escapes() -> None:
     assert found.blocked == ("a.com", "e.com")
     assert found.unresolved == ("b.com", "c.com")
     assert found.escaping == ("d.com",)
+
+
+def test_a_comment_ends_a_line_at_its_first_hash() -> None:
+    assert hosts_sources("hosts: files # then dns # and mdns\n") == "files"
+    assert hosts_sources(" hosts :  files  [NOTFOUND=return]  dns\nhostsx: dns\n") == (
+        "files [NOTFOUND=return] dns")
+    text = "104.244.42.1 twitter.com # was: 1.2.3.4 twitter.com # before that x.com\n"
+    assert overrides(text, {"twitter.com", "x.com"}) == [Override(1, "104.244.42.1", "twitter.com")]
+    assert str(Override(4, "10.0.0.1", "x.com")) == "line 4: 10.0.0.1 x.com"
+
+
+def test_a_scoped_address_is_the_address_before_its_scope() -> None:
+    assert overrides("fe80::1%eth0%x x.com\n0.0.0.0%lo x.com\n::%lo x.com\n", {"x.com"}) == [
+        Override(1, "fe80::1%eth0%x", "x.com")]
+    found = sort_lookups({"a.com": ("::%lo",), "b.com": ("fe80::1%eth0",)})
+    assert (found.blocked, found.escaping) == (("a.com",), ("b.com",))

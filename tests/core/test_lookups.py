@@ -49,3 +49,35 @@ def test_devices_per_day_are_bounded() -> None:
     day = date(2026, 3, 2)
     many = {(day, f"10.0.{i // 256}.{i % 256}", "twitter.com"): 1 for i in range(MAX_DEVICES + 50)}
     assert len(entries([many])) == MAX_DEVICES
+
+
+def test_a_lookup_at_the_first_instant_counts_and_device_names_are_tidied() -> None:
+    since = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    found = [Lookup(since, "my\t phone\n", "twitter.com"), Lookup(since, " \t", "twitter.com"),
+             Lookup(since, "x" * 70, "twitter.com")]
+    assert count(found, NAMES, UTC, since=since, subdomains=False) == {
+        (date(2026, 3, 2), "my phone", "twitter.com"): 1,  # runs of spaces are one space
+        (date(2026, 3, 2), "x" * 64, "twitter.com"): 1}  # at most 64 characters; no name: not counted
+
+
+def test_a_top_level_domain_never_takes_in_the_names_below_it() -> None:
+    assert blocked_name("x.com", frozenset({"com"}), subdomains=True) is None
+    assert blocked_name("a.b.twitter.com", NAMES, subdomains=True) == "twitter.com"
+    assert blocked_name("a.linkedin.com", frozenset({"a.linkedin.com", "linkedin.com"}), subdomains=True) == (
+        "a.linkedin.com")
+
+
+def test_an_entry_keeps_the_64_most_looked_up_names() -> None:
+    day = date(2026, 3, 2)
+    counts = {(day, "phone", f"site{n:02d}.com"): n + 1 for n in range(70)}  # site69 looked up most
+    counts[(day, "phone", "a-tie.com")] = 7  # as many as site06, the 64th: the name decides
+    [entry] = entries([counts])
+    kept = entry["counts"]
+    assert isinstance(kept, dict) and len(kept) == 64
+    assert "site69.com" in kept and "site07.com" in kept and "a-tie.com" in kept
+    assert "site06.com" not in kept and "site05.com" not in kept and list(kept) == sorted(kept)
+
+
+def test_a_count_of_nothing_adds_no_entry() -> None:
+    day = date(2026, 3, 2)
+    assert dict(keep_highest({}, {(day, "a", "twitter.com"): 0}, day)) == {}
