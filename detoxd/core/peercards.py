@@ -35,7 +35,9 @@ class CardInfo:
 
 def file_name(number: int, holder: str) -> str:
     """``1-ada-lovelace.txt``: the number keeps names that slug alike apart."""
-    slug = unicodedata.normalize("NFKD", holder).encode("ascii", "ignore").decode().lower()
+    # Not mutated (scripts/mutation): "ascii" → "ASCII" would name the same codec.
+    plain = unicodedata.normalize("NFKD", holder)
+    slug = plain.encode("ascii", "ignore").decode().lower()  # pragma: no mutate
     slug = re.sub(r"[^a-z0-9]+", "-", slug).strip("-")[:40] or "peer"
     return f"{number}-{slug}.txt"
 

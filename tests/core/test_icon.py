@@ -150,3 +150,13 @@ def test_a_window_that_is_not_square_does_not_stretch_the_glyph(width: int, heig
     outside = [image.getpixel((x, y)) for x in range(width) for y in range(height)
                if not (left <= x < left + side and top <= y < top + side)]
     assert set(outside) <= {PALETTES[Kind.ACTIVE].background}
+
+
+def test_a_notice_dot_shows_on_every_face_and_only_when_asked() -> None:
+    active = {"state": "active", "days_left": 3, "hosts_in_sync": True, "config_error": None}
+    for status, kind in ((None, Kind.UNREACHABLE), ({**active, "config_error": "x"}, Kind.CONFIG_ERROR),
+                         ({**active, "problems": ["p"]}, Kind.TAMPERED), (active, Kind.ACTIVE),
+                         ({"state": "idle"}, Kind.IDLE)):
+        assert face_for(status, notice=True) == Face(kind, face_for(status).text, True)
+        assert face_for(status).notice is False
+    assert face_for(active) == Face(Kind.ACTIVE, "3")  # not tampered unless the agent says so
