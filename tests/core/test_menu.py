@@ -321,3 +321,78 @@ def test_the_title_counts_down_in_days() -> None:
         "detoxd: hosts file out of sync, restoring the block")
     assert title(view(IDLE)) == "detoxd: no detox running"
     assert title(view(None)) == "detoxd: daemon not reachable, retrying"
+
+
+def labels(items: list[MenuEntry]) -> list[tuple[str, Action | None]]:
+    return [(item.label, item.action) for item in items]
+
+
+def test_the_whole_menu_of_an_idle_tray_and_of_one_without_a_daemon() -> None:
+    idle = {**IDLE, "next_session": {"number": 1}}
+    assert labels(entries(view(idle), has_menu=True)) == [
+        ("No detox running", None), ("Start one with: sudo detoxd start", None), ("", None),
+        ("Open blocklist (read-only; edit with sudoedit)", Action.OPEN_BLOCKLIST),
+        ("Open the detox report", Action.OPEN_REPORT),
+        ("Export sessions calendar", Action.EXPORT_CALENDAR),
+        ("About detoxd", Action.ABOUT), ("Quit tray", Action.QUIT)]
+    assert labels(entries(view(None), has_menu=False)) == [
+        ("The detoxd daemon is not reachable", None),
+        ("Retrying; the block in /etc/hosts stays as it was", None), ("", None),
+        ("Show status", Action.SHOW_STATUS),
+        ("Open blocklist (read-only; edit with sudoedit)", Action.OPEN_BLOCKLIST),
+        ("About detoxd", Action.ABOUT)]
+
+
+def test_an_allowance_with_one_minute_left_offers_that_minute() -> None:
+    def allowance(**fields: Any) -> dict[str, Any]:
+        return {"name": "twitter", "open": False, "minutes_left_today": 1, "opens_left_today": 2, **fields}
+
+    status = {**ACTIVE, "allowances": [allowance(), allowance(name="reddit", minutes_left_today=0),
+                                       allowance(name="x", minutes_left_today=2)]}
+    menu = entries(view(status), has_menu=True)
+    offers = [entry for entry in menu if entry.action is Action.OPEN_ALLOWANCE]
+    assert [(entry.label, entry.allowance, entry.minutes) for entry in offers] == [
+        ("Open twitter for 1 minute (1 left today)", "twitter", 1),
+        ("Open x for 2 minutes (2 left today)", "x", 2)]
+
+
+def test_an_open_allowance_and_the_next_window_in_the_status_lines() -> None:
+    until = (NOW + timedelta(minutes=7)).isoformat()
+    window = (NOW + timedelta(hours=3)).isoformat()
+    status = {**ACTIVE, "allowances": [
+        {"name": "twitter", "open": True, "open_until": until},
+        {"open": True},  # no name, no end: still shown
+        {"name": "reddit", "open": False, "next_window": window, "minutes_left_today": 0},
+        {"name": "x", "open": False, "next_window": window, "minutes_left_today": 5},  # can open now
+        {"name": "y", "open": False, "minutes_left_today": 0},  # no window to wait for
+    ]}
+    lines = status_lines(view(status))
+    assert lines[-3:] == ["twitter open — 7 min left", "? open", "reddit: next window Thu 27 Nov 13:00"]
+    assert title(view(status)) == "detoxd: Day 3 of 14, twitter open, 7 min left, ? open"
+
+
+def test_the_tray_goes_stale_after_15_silent_seconds_and_counts_the_age_to_a_tenth() -> None:
+    assert unheard(ACTIVE, 15.0) == ACTIVE
+    stale = unheard(ACTIVE, 15.04)
+    assert stale["stale"] is True and stale["snapshot_age_seconds"] == 15.0
+    assert unheard({**ACTIVE, "snapshot_age_seconds": 2.26}, 16.0)["snapshot_age_seconds"] == 18.3
+    assert "not responding (status some time old)" in title(view({**ACTIVE, "stale": True}))
+
+
+def test_a_notice_goes_at_its_moment() -> None:
+    notices = (Notice("Hot seat: Ada", NOW), Notice("Session soon", NOW + timedelta(seconds=1)))
+    assert view(ACTIVE, notices=notices).current_notices() == [notices[1]]
+
+
+def test_a_silence_that_did_not_take_is_shown_after_the_other_lines_unless_not_wanted() -> None:
+    problem = ("dunst is not running", "start dunst")
+    lines = status_lines(view(ACTIVE, dnd_problem=problem))
+    assert lines[:2] == status_lines(view(ACTIVE))[:2]
+    assert lines[-2:] == ["Notifications NOT silenced: dunst is not running", "  Fix: start dunst"]
+    unwanted = {**ACTIVE, "notifications_suppress": False}
+    assert not any("NOT silenced" in line for line in status_lines(view(unwanted, dnd_problem=problem)))
+
+
+def test_a_detox_shorter_than_half_a_day_is_day_1_of_1() -> None:
+    short = {**ACTIVE, "started_at": "2025-11-27T09:00:00+00:00", "ends_at": "2025-11-27T10:00:00+00:00"}
+    assert day_of(short, NOW) == "Day 1 of 1"
