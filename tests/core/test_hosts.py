@@ -433,3 +433,22 @@ def test_render_in_order_keeps_the_order_and_refuses_what_render_refuses() -> No
     for bad in (["A.example"], ["a.example\n0.0.0.0 bank.example"], ["a example"], ["a#b"]):
         with pytest.raises(ValueError):
             render_block_in_order(bad)
+
+
+def test_render_in_order_writes_crlf_files_and_says_what_it_refuses() -> None:
+    from detoxd.core.hosts import BEGIN_MARKER, END_MARKER, render_block_in_order
+
+    assert render_block_in_order([], b"\r\n") == BEGIN_MARKER + b"\r\n" + END_MARKER + b"\r\n"
+    assert render_block_in_order([]) == BEGIN_MARKER + b"\n" + END_MARKER + b"\n"
+    crlf = render_block_in_order(["b.example", "a.example"], b"\r\n")
+    assert crlf == render_block_in_order(["b.example", "a.example"]).replace(b"\n", b"\r\n")
+    for newline in (b"\r", b"\n\n", b""):
+        with pytest.raises(ValueError) as raised:
+            render_block_in_order(["a.example"], newline)
+        assert str(raised.value) == f"newline must be LF or CRLF, not {newline!r}"
+    with pytest.raises(ValueError) as raised:
+        render_block_in_order(["a.example", "B.example"])
+    assert str(raised.value) == "names must be lower-case"
+    with pytest.raises(ValueError) as raised:
+        render_block_in_order(["a.example", "a b"])
+    assert str(raised.value) == "not a host name detoxd can write into the hosts file: 'a b'"
