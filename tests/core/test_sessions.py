@@ -227,3 +227,72 @@ def test_a_duration_that_is_not_text_is_described_not_dumped() -> None:
     _, source = parse_main("sessions:\n  first: 2026-03-02 18:00\n  break_minutes:\n")
     assert [str(issue) for issue in source.errors] == [
         "detoxd.yaml:3: sessions.break_minutes: empty is not a duration (such as 30m, 1h, 1d)"]
+
+
+def said(text: str) -> list[str]:
+    """Every issue of ``text`` but the cross-section reminders about `me:` and `peers:`."""
+    _, source = parse_main(text)
+    return [str(issue) for issue in source.issues if issue.path not in ("me", "peers")]
+
+
+def test_names_locations_and_reminders_at_their_limits() -> None:
+    longest, too_long = "A" * 100, "A" * 101
+    assert said(f"me: {{name: '{longest}'}}\n") == []
+    assert said(f"me: {{name: '{too_long}'}}\n") == ["detoxd.yaml:1: me.name: longer than 100 characters"]
+    assert said("me: {name: '   '}\n") == ["detoxd.yaml:1: me.name: must not be empty"]
+    assert said("me: {name: \"Ada\\u200bL\"}\n") == [
+        "detoxd.yaml:1: me.name: must not contain control characters"]
+    assert said("me: {email: a@b.example}\n") == ["detoxd.yaml:1: me.name: required"]
+    assert said("me: {name: Ada, email: not-an-address}\n") == [
+        "detoxd.yaml:1: me.email: 'not-an-address' does not look like an email address (name@example.com)"]
+    main, _ = parse_main("me: {name: '  Ada   King ', email: ' ada@example.com '}\n")
+    assert main is not None and main.me == Person("Ada King", "ada@example.com")
+    first = "sessions:\n  first: 2026-03-02 18:00\n"
+    assert said(first + f"  location: '{'x' * 500}'\n") == []
+    assert said(first + f"  location: '{'x' * 501}'\n") == [
+        "detoxd.yaml:3: sessions.location: longer than 500 characters"]
+    assert said(first + "  location: \"a\\tb\"\n") == [
+        "detoxd.yaml:3: sessions.location: must not contain control characters"]
+    main, _ = parse_main(first + "  location: '   '\n")
+    assert main is not None and main.sessions is not None and main.sessions.location is None
+    ten = ", ".join(f"{n}h" for n in range(1, 11))
+    main, source = parse_main(first + f"  reminders: [{ten}]\n")
+    assert main is not None and main.sessions is not None and len(main.sessions.reminders) == 10
+    assert main.sessions.reminders[0] == timedelta(hours=10)  # longest first
+    assert said(first + f"  reminders: [{ten}, 11h]\n") == [
+        "detoxd.yaml:3: sessions.reminders: at most 10 reminders"]
+    assert said(first + "  reminders: [30d, 1m, 1h, 60m]\n") == [
+        "detoxd.yaml:3: sessions.reminders[3]: warning: the same reminder twice; it is sent once"]
+    assert said(first + "  reminders: [30d1m]\n") == [
+        "detoxd.yaml:3: sessions.reminders[0]: must be between 1m and 30d before the session"]
+
+
+def test_a_first_session_must_be_a_local_date_and_time() -> None:
+    for value, error in [
+        ("2026-03-02", "needs a time of day too: YYYY-MM-DD HH:MM"),
+        ("2026-03-02 18:00:00+01:00",
+         "give the local time without a UTC offset; the zone is sessions.timezone"),
+        ("'next monday'", "'next monday' is not a date and time (YYYY-MM-DD HH:MM)"),
+    ]:
+        assert said(f"sessions:\n  first: {value}\n") == [f"detoxd.yaml:2: sessions.first: {error}"]
+    for value in ("2026-03-02 18:00", "2026-03-02T18:00", "'2026-03-02 18:00:30'", "2026-03-02 18:00:00"):
+        main, source = parse_main(f"sessions:\n  first: {value}\n")
+        assert main is not None and main.sessions is not None, value
+        assert main.sessions.first.replace(second=0) == datetime(2026, 3, 2, 18, 0)
+        assert main.sessions.line == 2 and main.sessions.repeat_after_days == 7
+
+
+def test_repeat_days_and_lengths_at_their_limits() -> None:
+    first = "sessions:\n  first: 2026-03-02 18:00\n"
+    main, _ = parse_main(first + "  repeat_after_days: 60\n  minutes_per_business: 480\n"
+                         "  break_minutes: 2h\n")
+    assert main is not None and main.sessions is not None
+    assert (main.sessions.repeat_after_days, main.sessions.slot_length, main.sessions.break_length) == (
+        60, timedelta(hours=8), timedelta(hours=2))
+    assert said(first + "  repeat_after_days: 61\n  minutes_per_business: 481\n  break_minutes: 121\n") == [
+        "detoxd.yaml:3: sessions.repeat_after_days: must be between 1 and 60, got 61",
+        "detoxd.yaml:4: sessions.minutes_per_business: must be between 1 and 480 minutes",
+        "detoxd.yaml:5: sessions.break_minutes: must be between 0 and 120 minutes"]
+    main, _ = parse_main(first + "  break_minutes: 0\n  minutes_per_business: 1\n")
+    assert main is not None and main.sessions is not None
+    assert (main.sessions.break_length, main.sessions.slot_length) == (timedelta(0), timedelta(minutes=1))
