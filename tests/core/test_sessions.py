@@ -256,7 +256,7 @@ def test_names_locations_and_reminders_at_their_limits() -> None:
     main, _ = parse_main(first + "  location: '   '\n")
     assert main is not None and main.sessions is not None and main.sessions.location is None
     ten = ", ".join(f"{n}h" for n in range(1, 11))
-    main, source = parse_main(first + f"  reminders: [{ten}]\n")
+    main, _ = parse_main(first + f"  reminders: [{ten}]\n")
     assert main is not None and main.sessions is not None and len(main.sessions.reminders) == 10
     assert main.sessions.reminders[0] == timedelta(hours=10)  # longest first
     assert said(first + f"  reminders: [{ten}, 11h]\n") == [
@@ -276,7 +276,7 @@ def test_a_first_session_must_be_a_local_date_and_time() -> None:
     ]:
         assert said(f"sessions:\n  first: {value}\n") == [f"detoxd.yaml:2: sessions.first: {error}"]
     for value in ("2026-03-02 18:00", "2026-03-02T18:00", "'2026-03-02 18:00:30'", "2026-03-02 18:00:00"):
-        main, source = parse_main(f"sessions:\n  first: {value}\n")
+        main, _ = parse_main(f"sessions:\n  first: {value}\n")
         assert main is not None and main.sessions is not None, value
         assert main.sessions.first.replace(second=0) == datetime(2026, 3, 2, 18, 0)
         assert main.sessions.line == 2 and main.sessions.repeat_after_days == 7
