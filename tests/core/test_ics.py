@@ -194,3 +194,37 @@ def test_the_worksheet_explains_the_ritual_only_with_a_peer_lock() -> None:
     assert "any 3 cards together open it" in sheet and "Robert Craven's detox" in sheet
     assert "sudo detoxd end --with-peers" in sheet
     assert "early-end key" not in ics.worksheet(make_plan())
+
+
+def test_the_worksheet_word_for_word() -> None:
+    sheet = ics.worksheet(make_plan(), 1, peers_needed=3).split("\n")
+    assert sheet[:8] == [
+        "# Peer sessions: promote, help, connect", "",
+        "With Robert Craven, Ada Lovelace, Grace Hopper, Alan Turing, Katherine Johnson, "
+        "Tim Berners-Lee.", "",
+        "**The early-end key.** Each of the 5 peers holds a card with 20 words, one share of the key that "
+        "ends Robert Craven's detox early: any 3 cards together open it, fewer reveal nothing. To stop "
+        "early, Robert Craven has to call 3 of you and explain why, and each of you decides whether to read out "
+        "your card's words for `sudo detoxd end --with-peers`.", "",
+        "## Session 1: Thursday 3 December 2026, 09:00–12:00 GMT", ""]
+    assert sheet[8:24] == [
+        "Where: Ada's office", "",
+        "### 1. Robert Craven (09:00–09:30)", "",
+        "**Promote.** How can the group promote Robert Craven's business?", "", "-", "",
+        "**Help.** How can the group help Robert Craven?", "", "-", "",
+        "**Connect.** Who can the group connect Robert Craven with?", "", "-", ""]
+    assert sheet[24:28] == ["Agreed actions (who, what, by when):", "", "-", ""]
+    assert sheet[-4:] == ["Agreed actions (who, what, by when):", "", "-", ""]  # one newline at the end
+
+
+def test_the_ritual_without_a_name_and_without_a_place() -> None:
+    assert ics.ritual(None, 4, 2) == (
+        "**The early-end key.** Each of the 4 peers holds a card with 20 words, one share of the key "
+        "that ends the detox early: any 2 cards together open it, fewer reveal nothing. To stop early, "
+        "the one on the detox has to call 2 of you and explain why, and each of you decides whether to "
+        "read out your card's words for `sudo detoxd end --with-peers`.")
+    unnamed = plan.build(Person(plan.DEFAULT_MY_NAME), PEERS, SessionSettings(
+        first=datetime(2026, 12, 3, 9, 0), timezone="Europe/London"), system_zone="UTC")
+    sheet = ics.worksheet(unnamed, 2, peers_needed=2)
+    assert "that ends the detox early" in sheet and "Where:" not in sheet
+    assert "## Session 2: Thursday 10 December 2026, 09:00–12:00 GMT" in sheet and "Session 1" not in sheet
