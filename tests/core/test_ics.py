@@ -204,8 +204,8 @@ def test_the_worksheet_word_for_word() -> None:
         "Tim Berners-Lee.", "",
         "**The early-end key.** Each of the 5 peers holds a card with 20 words, one share of the key that "
         "ends Robert Craven's detox early: any 3 cards together open it, fewer reveal nothing. To stop "
-        "early, Robert Craven has to call 3 of you and explain why, and each of you decides whether to read out "
-        "your card's words for `sudo detoxd end --with-peers`.", "",
+        "early, Robert Craven has to call 3 of you and explain why, and each of you decides whether to "
+        "read out your card's words for `sudo detoxd end --with-peers`.", "",
         "## Session 1: Thursday 3 December 2026, 09:00–12:00 GMT", ""]
     assert sheet[8:24] == [
         "Where: Ada's office", "",
