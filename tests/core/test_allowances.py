@@ -632,3 +632,49 @@ def test_the_end_of_a_detox_forgets_usage_and_the_ceiling_but_keeps_the_clock() 
     state = al.AllowancesState(trusted, {"twitter": al.Usage(spent_seconds=60.0, opens=1)},
                                (rule(TWITTER),))
     assert al.ended(state) == al.AllowancesState(trusted, {}, None)
+
+
+def test_the_state_file_field_for_field_and_each_damage_named() -> None:
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    state = al.AllowancesState(
+        al.TrustedClock(at, al.Checkpoint(at, BootReading("boot-1", 100.5))),
+        {"twitter": al.Usage(day=at.date(), spent_seconds=61.5, opens=2, last_closed=at,
+                             session=al.Session(at + timedelta(minutes=5), at),
+                             window_closed_until=at + timedelta(hours=1))},
+        (al.Allowance("twitter", frozenset({"x.com", "twitter.com"}), 20.0, 2, 60.0,
+                      (al.Window(0, 750, 770),), 240),))
+    data = al.to_json(state)
+    assert data == {
+        "version": 1,
+        "clock": {"at": "2026-03-02T09:00:00+00:00", "wall": "2026-03-02T09:00:00+00:00",
+                  "boot_id": "boot-1", "boottime": 100.5},
+        "usage": {"twitter": {"day": "2026-03-02", "spent_seconds": 61.5, "opens": 2,
+                              "last_closed": "2026-03-02T09:00:00+00:00",
+                              "session": {"until": "2026-03-02T09:05:00+00:00",
+                                          "counted_to": "2026-03-02T09:00:00+00:00"},
+                              "window_closed_until": "2026-03-02T10:00:00+00:00"}},
+        "ceiling": [{"name": "twitter", "domains": ["twitter.com", "x.com"], "minutes_per_day": 20.0,
+                     "max_opens_per_day": 2, "min_gap_minutes": 60.0, "windows": [[0, 750, 770]],
+                     "day_starts_at": 240}]}
+    assert al.from_json(json.loads(json.dumps(data))) == state
+    empty = al.from_json({"version": 1, "clock": None, "usage": {"t": {
+        "day": None, "spent_seconds": 0, "opens": 0, "last_closed": None, "session": None,
+        "window_closed_until": None}}, "ceiling": None})
+    assert empty == al.AllowancesState(None, {"t": al.Usage()}, None)
+    usage = data["usage"]["twitter"]
+    ceiling = data["ceiling"][0]
+    not_finite = "is not a finite, non-negative number"
+    for damage, message in [
+        ([], "not a version 1 allowances state"),
+        ({**data, "version": "1"}, "not a version 1 allowances state"),
+        ({**data, "usage": {"t": {**usage, "spent_seconds": -1}}}, f"-1 {not_finite}"),
+        ({**data, "usage": {"t": {**usage, "spent_seconds": "inf"}}}, f"'inf' {not_finite}"),
+        ({**data, "usage": {"t": {**usage, "last_closed": "2026-03-02T09:00:00"}}},
+         "'2026-03-02T09:00:00' has no time zone"),
+        ({**data, "ceiling": [{**ceiling, "domains": ["X.com"]}]}, "invalid domain 'X.com'"),
+        ({**data, "ceiling": [{**ceiling, "min_gap_minutes": -0.5}]}, f"-0.5 {not_finite}"),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            al.from_json(damage)
+        assert str(raised.value) == message
+    assert al._finite(0) == 0.0
