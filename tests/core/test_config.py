@@ -239,3 +239,38 @@ def test_a_list_path_must_name_a_file() -> None:
     blocklist, source = parse_blocklist("lists: [extra.txt]\n", PRESETS)
     assert errors(source) == [] and blocklist is not None
     assert [(ref.path, ref.line, ref.key_path) for ref in blocklist.lists] == [("extra.txt", 1, "lists[0]")]
+
+
+def test_lock_peers_takes_at_most_16_peers() -> None:
+    def peers(count: int) -> str:
+        return "peers: [" + ", ".join(f"P{n}" for n in range(count)) + "]\n"
+
+    _, source = parse_main("detox:\n  lock: peers\n" + peers(16))
+    assert errors(source) == []
+    _, source = parse_main("detox:\n  lock: peers\n" + peers(17))
+    assert errors(source) == [
+        "detoxd.yaml:2: detox.lock: `lock: peers` splits the key among at most 16 peers; `peers:` lists 17"]
+
+
+def test_the_sections_are_checked_together_and_a_wrong_bypass_keeps_the_default() -> None:
+    _, source = parse_main("me: {name: Ada}\nsessions: {first: 2026-03-02 18:00}\n")
+    assert [str(issue) for issue in source.issues] == [
+        "detoxd.yaml:2: peers: warning: no peers listed: the challenge is you and 5 people you trust"]
+    main, source = parse_main("bypass: {browser_policies: 3}\n")
+    assert main is None or main.bypass.browser_policies is True
+    assert errors(source) == ["detoxd.yaml:1: bypass.browser_policies: expected true or false, got int"]
+
+
+def test_allowed_names_and_the_given_app_presets_are_used() -> None:
+    from detoxd.core.apps import AppRule, Matcher
+
+    blocklist, source = parse_blocklist("allow: [Docs.Example.com]\n", PRESETS)
+    assert errors(source) == [] and blocklist is not None
+    assert blocklist.allow == frozenset({"docs.example.com"})
+    own = {"chat": AppRule("chat", (Matcher("name", "chat"),), "Chat")}
+    blocklist, source = parse_blocklist("apps: [chat]\n", PRESETS, app_presets=own)
+    assert errors(source) == [] and blocklist is not None and blocklist.apps == (own["chat"],)
+    _, source = parse_blocklist("apps: [slack]\n", PRESETS, app_presets=own)
+    assert errors(source)[0].startswith("blocklist.yaml:1: apps[0]: unknown app preset 'slack'")
+    _, source = parse_blocklist("presets: [nope]\n", ("b", "a"))
+    assert errors(source) == ["blocklist.yaml:1: presets[0]: unknown preset 'nope' (available: a, b)"]
