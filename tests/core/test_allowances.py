@@ -678,3 +678,18 @@ def test_the_state_file_field_for_field_and_each_damage_named() -> None:
             al.from_json(damage)
         assert str(raised.value) == message
     assert al._finite(0) == 0.0
+
+
+def test_windows_that_only_touch_share_nothing() -> None:
+    before = al.Window(0, 12 * 60, 12 * 60 + 30)  # Monday 12:00-12:30
+    after = al.Window(0, 12 * 60 + 30, 13 * 60)  # Monday 12:30-13:00
+    assert al.intersect_windows([after], [before]) == ()
+    assert al.intersect_windows([after], [al.Window(0, 12 * 60 + 29, 13 * 60)]) == (after,)
+
+
+def test_moving_the_start_of_the_day_is_refused_during_the_lock() -> None:
+    moved = TWITTER + "    day_starts_at: '04:00'\n"
+    held, issues = ratchet(TWITTER, moved)
+    assert held == (rule(TWITTER),)
+    assert issues == ["blocklist.yaml:9: allowances[0].day_starts_at: warning: changed during a locked "
+                      "detox: refused until it ends"]
