@@ -17,6 +17,10 @@ settings.register_profile("ci", deadline=None, print_blob=True,
 settings.register_profile("dev", deadline=1000)
 # `scripts/test --fast`: the inner loop; fewer examples, every property still exercised.
 settings.register_profile("fast", deadline=None, max_examples=20)
+# `scripts/mutation`: the same examples on every run (a score must not depend on chance) and no
+# example database shared between the forked mutant runs.
+settings.register_profile("mutation", deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # One per session (set in pytest_configure); report hooks get no config to find it on.

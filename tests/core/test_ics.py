@@ -228,3 +228,30 @@ def test_the_ritual_without_a_name_and_without_a_place() -> None:
     sheet = ics.worksheet(unnamed, 2, peers_needed=2)
     assert "that ends the detox early" in sheet and "Where:" not in sheet
     assert "## Session 2: Thursday 10 December 2026, 09:00–12:00 GMT" in sheet and "Session 1" not in sheet
+
+
+def test_a_vtimezone_has_one_part_per_change_at_its_exact_minute() -> None:
+    from zoneinfo import ZoneInfo
+
+    Part = tuple[str, str, datetime, timedelta, timedelta]
+
+    def parts(zone: str, first: datetime, last: datetime) -> list[Part]:
+        component = ics.vtimezone(ZoneInfo(zone), first.date(), last.date())
+        assert component["TZID"] == zone
+        return [(part.name, str(part["TZNAME"]), part.decoded("DTSTART"), part.decoded("TZOFFSETFROM"),
+                 part.decoded("TZOFFSETTO")) for part in component.subcomponents]
+
+    hour = timedelta(hours=1)
+    assert parts("Europe/London", datetime(2026, 1, 1), datetime(2027, 1, 1)) == [
+        ("DAYLIGHT", "BST", datetime(2026, 3, 29, 1, 0), timedelta(0), hour),  # 01:00 GMT becomes 02:00
+        ("STANDARD", "GMT", datetime(2026, 10, 25, 2, 0), hour, timedelta(0))]  # 02:00 BST becomes 01:00
+    # Lord Howe Island moves by half an hour, at 02:00 local: found to the minute.
+    assert parts("Australia/Lord_Howe", datetime(2026, 9, 1), datetime(2026, 12, 1)) == [
+        ("DAYLIGHT", "+11", datetime(2026, 10, 4, 2, 0), timedelta(hours=10, minutes=30),
+         timedelta(hours=11))]
+    # A zone without a change in the period: one STANDARD part from the first day.
+    assert parts("Asia/Tokyo", datetime(2026, 1, 1), datetime(2027, 1, 1)) == [
+        ("STANDARD", "JST", datetime(2026, 1, 1, 9, 0), timedelta(hours=9), timedelta(hours=9))]
+    # A change on the last day of the period is outside it.
+    assert parts("Europe/London", datetime(2026, 3, 1), datetime(2026, 3, 29)) == [
+        ("STANDARD", "GMT", datetime(2026, 3, 1, 0, 0), timedelta(0), timedelta(0))]
