@@ -165,6 +165,13 @@ class HostsWatch:
             # The 10 ms fallback only matters if an event is ever missed.
             select.select([self._notify.fd], [], [], min(0.010, remaining))
 
+    def changed(self, timeout: float) -> bool:
+        """Whether the file changed within ``timeout`` seconds (the events are drained)."""
+        readable, _, _ = select.select([self._notify.fd], [], [], timeout)
+        if readable:
+            self._notify.read_events()
+        return bool(readable)
+
     def wait_stable(self, quiet: float, timeout: float) -> bytes:
         """The content once no change has been seen for ``quiet`` seconds."""
         deadline = time.perf_counter() + timeout

@@ -124,7 +124,8 @@ def error_name(action):
         return errno.errorcode[error.errno]
     return None
 
-# 1. A file bind-mounted over another, as containers provide /etc/hosts.
+# 1. A file bind-mounted over another, as containers provide /etc/hosts. (New content of
+# another length: the journalled in-place write, not the one-page patch.)
 etc = root / "etc"
 etc.mkdir()
 target = etc / "hosts"
@@ -135,7 +136,7 @@ mount("--bind", str(source), str(target))
 (etc / "probe").write_bytes(b"probe\n")
 result["plain_rename"] = error_name(lambda: os.replace(etc / "probe", target))
 result["rename_mode"] = error_name(lambda: HostsFile(target, root / "state", "rename").write(b"x\n"))
-result["bind_written"] = HostsFile(target, root / "state").write(b"new\n")
+result["bind_written"] = HostsFile(target, root / "state").write(b"new, longer\n")
 result["bind_source"] = source.read_text()
 
 # 2. A read-only /etc with a writable /etc/hosts (ProtectSystem=strict, ReadWritePaths=).
@@ -148,7 +149,7 @@ mount("--bind", str(strict), str(strict))
 mount("-o", "remount,bind,ro", str(strict))
 mount("--bind", str(writable), str(strict / "hosts"))
 result["temporary_file"] = error_name(lambda: (strict / "probe").write_bytes(b"probe\n"))
-result["strict_written"] = HostsFile(strict / "hosts", root / "state").write(b"new\n")
+result["strict_written"] = HostsFile(strict / "hosts", root / "state").write(b"new, longer\n")
 result["strict_source"] = writable.read_text()
 # The reserve stays on purpose: room for the next restore's journal on a full disk.
 result["journals_left"] = sorted(path.name for path in (root / "state").iterdir()
@@ -175,10 +176,10 @@ def test_bind_mounted_hosts_file_is_written_in_place(tmp_path: Path) -> None:
         "plain_rename": "EBUSY",  # the real refusal detoxd meets
         "rename_mode": "EBUSY",  # mode="rename" reports it instead of falling back
         "bind_written": True,
-        "bind_source": "new\n",  # written through the mount into the real file
+        "bind_source": "new, longer\n",  # written through the mount into the real file
         "temporary_file": "EROFS",
         "strict_written": True,
-        "strict_source": "new\n",
+        "strict_source": "new, longer\n",
         "journals_left": [],
         "reserve_kept": True,
     }

@@ -5,13 +5,17 @@ disks) and re-checks after every event, including the events of its own writes: 
 cool-down that could hide a tamper landing right after a restore.
 
 **Settling, bounded.** An in-place tamper arrives as a truncate and then a write, so after a
-change the guard waits for the writer to close the file (then 2 ms) or to go quiet (30 ms)
-before it looks — but never longer than :data:`SETTLE_CAP` (50 ms) after the first change of a
-burst, whatever follows: a writer in a loop (a truncate every 20 ms, a byte every 20 ms) cannot
-keep the block out by never going quiet. A file someone still writes is restored *in place*
-(the same inode), so the rest of their write lands in the file, not in a replaced inode; when it
-then overwrites the start of the restored block, the guard takes their bytes as the user's text
-and drops the torn tail of its own (:func:`_writer_bytes_over`).
+change the guard waits for the writer to close the file (then it looks at once) or to go quiet
+(30 ms) before it looks — but never longer than :data:`SETTLE_CAP` (50 ms) after the first change
+of a burst, whatever follows: a writer in a loop (a truncate every 20 ms, a byte every 20 ms)
+cannot keep the block out by never going quiet, and once it has written over a restore made under
+it, its further changes are restored at once (it is a loop). A file someone still writes is
+restored *in place* (the same inode), so the rest of their write lands in the file, not in a
+replaced inode; when it then overwrites the start of the restored block, the guard takes their
+bytes as the user's text and drops the torn tail of its own (:func:`_writer_bytes_over`). A byte
+written into the block (the marker line left as it was) is an edit of the block, not their text.
+Under a loop the block is back within about a millisecond (an append or a one-page patch, fsynced
+at the next periodic look: see :mod:`hostsfile`); benchmarks/guard_restore.py measures it.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from detoxd.service.targets.hostsfile import DEFAULT_READ_LIMIT, HostsFile, Host
 
 log = logging.getLogger(__name__)
 
-# After the writer closed the file (or renamed a new one in), the change is complete.
-QUIET_AFTER_CLOSE = 0.002
+# After the writer closed the file (or renamed a new one in), the change is complete: only the
+# events already on their way (a rename after the close) are worth waiting for. Short: under a
+# truncate loop every 20 ms, each millisecond here is 5 % of the time without the block.
+QUIET_AFTER_CLOSE = 0.0
 # A bare modification may be a truncate with the write still to come: give the writer time.
 QUIET_WHILE_WRITING = 0.030
 # The longest a change waits for its writer, from the first event of a burst.
@@ -141,7 +147,11 @@ class HostsGuard:
         """Monotonic time at which the pending change is complete enough to check, or None."""
         if self._pending_since is None:
             return None
-        quiet = QUIET_WHILE_WRITING if self._writer_open else QUIET_AFTER_CLOSE
+        # A writer that wrote over a restore made under it is a loop: waiting for it to go
+        # quiet only keeps the block out (its bytes over the restore are told apart anyway).
+        remembered = self._restored_under_writer
+        looping = remembered is not None and self._last_change - remembered[1] <= WRITER_GRACE
+        quiet = QUIET_WHILE_WRITING if self._writer_open and not looping else QUIET_AFTER_CLOSE
         settled = min(self._pending_since + SETTLE_CAP, self._last_change + quiet)
         return max(settled, self._not_before)
 
@@ -163,6 +173,7 @@ class HostsGuard:
         """
         if self._pending_since is not None:
             return  # already being settled
+        self.file.sync()  # settled: an append under a loop is made durable here (hostsfile)
         changed = self._stat() != self._last_stat
         if changed or (full and self._desired(current := self.file.read()).text != current):
             self._watch_file()
@@ -223,6 +234,10 @@ class HostsGuard:
         self._writer_open = False
 
     def close(self) -> None:
+        try:
+            self.file.sync()
+        except OSError as error:
+            log.warning("could not fsync %s: %s", self.path, error.strerror or error)
         self._notify.close()
 
     # ---- internals ----
@@ -342,6 +357,10 @@ def _writer_bytes_over(current: bytes, restored: bytes) -> bytes:
     block_at = restored.rfind(b"\n" + _BLOCK_START) + 1
     if view_current[:block_at] != view_restored[:block_at]:
         return current  # a change before the block: not the writer going on
+    marker_end = restored.find(b"\n", block_at) + 1
+    if view_current[block_at:marker_end] == view_restored[block_at:marker_end]:
+        return current  # the marker line untouched: an edit inside the block (a pwrite), not
+        # a writer going on from where it was (it writes from the block's first byte)
     low, high = block_at, len(current)  # the shortest tail the two share starts in [low, high]
     while low < high:
         middle = (low + high) // 2

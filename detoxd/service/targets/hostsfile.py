@@ -1,9 +1,22 @@
 """Crash-safe reading and writing of the real hosts file.
 
-Two ways to write, both leaving the file whole after a crash at any instant:
+Four ways to write, each leaving the file whole after a crash at any instant:
 
 - **Rename** (normal case): write a temporary file next to the target with the target's mode
   and owner, fsync it, ``os.replace`` it over the target, fsync the directory.
+- **Append**, when the new content is the old one with more at the end (a truncated file, a block
+  removed after the user's text: what a writer in a loop leaves), unless the mode is ``rename``: the missing
+  bytes are appended (``O_APPEND``), no journal, as a crash at any instant leaves the old content
+  whole and at most a torn tail of the block, which the next look removes. Made durable by
+  :meth:`HostsFile.sync` at the guard's next periodic look (within a second), not at once: the
+  block is in the file ~2 ms sooner, and a file whose blocks were fsynced is slow to truncate (ext4
+  frees them, with ``discard`` ~2 ms, during which a truncating loop has the file empty before
+  detoxd hears of it). Under a loop no fsync would outlive the next truncate anyway; a power cut
+  before the sync loses only what the daemon re-applies at start.
+- **Patch**, when the new content has the old one's length and differs within one page (a byte
+  written into the block, as a ``pwrite`` loop does), unless the mode is ``rename``: written in
+  place up to the change, no journal (every other page gets the bytes it holds; a crash tears no
+  finer than a page), made durable the same way as an append.
 - **In place**, when rename is refused: a bind-mounted ``/etc/hosts`` (containers, and systemd's
   ``ReadWritePaths=/etc/hosts`` under ``ProtectSystem=strict``) cannot be renamed over (EBUSY,
   EXDEV) and its read-only directory takes no temporary file (EROFS); EPERM and EACCES (an
@@ -98,6 +111,8 @@ _PAGE = 4096
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _RESERVE_SLACK = 64 << 10
 _FALLOC_FL_KEEP_SIZE = 1
+# The largest file patched in place without a journal (HostsFile._patch writes it up to the change).
+PATCH_LIMIT = 1 << 20
 # Until the guard knows its names (and sets HostsFile.limit from them), a hosts file is read up
 # to this size: a block of a few million names fits, /dev/zero or a 500 MB file does not.
 DEFAULT_READ_LIMIT = 256 << 20
@@ -158,6 +173,7 @@ class HostsFile:
         self._reserved = 0  # bytes the reserve file holds (0: none yet, or given up for a journal)
         self.limit = DEFAULT_READ_LIMIT  # the largest hosts file read (the guard sets it)
         self.recovery_error: OSError | None = None  # why a kept journal could not be replayed
+        self.unsynced = False  # an append not fsynced yet (see sync)
 
     def read(self) -> bytes:
         """The file's bytes; a missing file reads as empty. Raises HostsFileError when the path
@@ -189,6 +205,8 @@ class HostsFile:
             current = self.read()
         if current == content:  # a missing file counts as empty: no write creates an empty one
             return False
+        if self.mode != "rename" and (self._append(current, content) or self._patch(current, content)):
+            return True
         if not (self._in_place or in_place) and not self.path.is_symlink():
             try:
                 self._replace(content)
@@ -203,6 +221,95 @@ class HostsFile:
         # A symlink is written through, so that it stays a link.
         self._write_in_place(current, content)
         return True
+
+    def _append(self, current: bytes, content: bytes) -> bool:
+        """Make the file ``content`` by appending what ``current`` lacks, when that is the whole
+        change (a truncated file, a block removed after the user's text). False, nothing
+        written, when the file cannot be opened so (missing, immutable, read-only in the
+        sandbox, odd), is no longer ``current``'s size or its file system is nearly full: the
+        caller writes the usual way. O_APPEND: a truncate landing after the size check puts the
+        block at the start, where it belongs in an empty file; the guard looks again anyway.
+        Made durable by :meth:`sync` (module notes)."""
+        if not content.startswith(current):
+            return False
+        try:
+            descriptor = open_regular(self.path, os.O_WRONLY | os.O_APPEND, follow_links=True)
+        except OSError:
+            return False
+        try:
+            if os.fstat(descriptor).st_size != len(current):
+                return False
+            room = os.fstatvfs(descriptor)
+            if room.f_bavail * room.f_frsize < 2 * len(content) + _RESERVE_SLACK:
+                return False  # the usual way reserves the blocks first: never torn for want of room
+            tail = memoryview(content)[len(current):]
+            written = 0
+            while written < len(tail):
+                written += os.write(descriptor, tail[written:])
+        except OSError as error:
+            raise explain(error, self.path) from error
+        finally:
+            os.close(descriptor)
+        self.unsynced = True
+        return True
+
+    def _patch(self, current: bytes, content: bytes) -> bool:
+        """Make the file ``content`` by overwriting it in place, no journal, when both have the
+        same length (up to :data:`PATCH_LIMIT`) and differ within one page only (a byte written
+        into the block): every other page is written with the bytes it holds, and a crash tears
+        no finer than a page, so the file is ``current`` or ``content`` after it. Written from
+        the start up to the change, never from the change on: a truncate landing meanwhile
+        leaves a prefix of ``content`` (the guard looks again), never a hole of zeros. False,
+        nothing written, when that is not the case or the file cannot be opened so. Made
+        durable by :meth:`sync` (module notes)."""
+        if len(current) != len(content) or len(content) > PATCH_LIMIT:
+            return False
+        new, old = memoryview(content), memoryview(current)
+        first = _common_prefix_length(new, old)
+        low, high = first, len(content)  # the shortest common tail starts in [low, high]
+        while low < high:
+            middle = (low + high) // 2
+            if new[middle:] == old[middle:]:
+                high = middle
+            else:
+                low = middle + 1
+        if first // _PAGE != (low - 1) // _PAGE:
+            return False
+        try:
+            descriptor = open_regular(self.path, os.O_WRONLY, follow_links=True)
+        except OSError:
+            return False
+        try:
+            if os.fstat(descriptor).st_size != len(current):
+                return False
+            written = 0
+            while written < low:
+                written += os.pwrite(descriptor, new[written:low], written)
+        except OSError as error:
+            raise explain(error, self.path) from error
+        finally:
+            os.close(descriptor)
+        self.unsynced = True
+        return True
+
+    def sync(self) -> None:
+        """fsync an append :meth:`write` made (nothing when there is none). A file replaced or
+        gone since has nothing of detoxd's to sync."""
+        if not self.unsynced:
+            return
+        self.unsynced = False
+        try:
+            descriptor = open_regular(self.path, os.O_RDONLY, follow_links=True)
+        except (FileNotFoundError, NotRegularFile):
+            return
+        except OSError as error:
+            raise explain(error, self.path) from error
+        try:
+            os.fsync(descriptor)
+        except OSError as error:
+            raise explain(error, self.path) from error
+        finally:
+            os.close(descriptor)
 
     def settle_journal(self) -> Recovery:
         """:meth:`recover` when a journal is there; raises HostsFileError while it cannot be
@@ -615,7 +722,7 @@ def is_torn_between(current: bytes, old: bytes, new: bytes) -> bool:
     return True
 
 
-def _common_prefix_length(first: bytes, second: bytes) -> int:
+def _common_prefix_length(first: bytes | memoryview, second: bytes | memoryview) -> int:
     low, high = 0, min(len(first), len(second))  # the prefix is at least low, at most high
     while low < high:
         middle = (low + high + 1) // 2

@@ -205,6 +205,39 @@ def test_a_writer_that_never_goes_quiet_cannot_keep_the_block_out(guard: HostsGu
     assert guard.path.read_bytes() == expected()
 
 
+def test_a_byte_written_into_the_block_in_a_loop_is_undone_each_time_and_never_kept(
+        guard: HostsGuard) -> None:
+    """A peer holds the file open and writes one byte over the block's first entry whenever the
+    block is back (a pwrite loop): every write is undone and counted, and the edited line is
+    never kept as the user's text (it used to be, one more line each time)."""
+    guard.set_names(NAMES)
+    writes = 8
+    done = threading.Event()
+    entry = BLOCK.index(b"\n") + 1
+
+    def write_in_a_loop() -> None:
+        with guard.path.open("r+b", buffering=0) as handle:
+            for _ in range(writes):
+                deadline = time.monotonic() + 30
+                while (at := guard.path.read_bytes().find(BLOCK)) == -1:  # wait for the restore
+                    assert time.monotonic() < deadline, "the block did not come back"
+                    time.sleep(0.002)
+                os.pwrite(handle.fileno(), b"#", at + entry)
+        done.set()
+
+    writer = threading.Thread(target=write_in_a_loop)
+    writer.start()
+    outcomes: list[Outcome] = []
+    try:
+        while not done.is_set() and writer.is_alive():
+            outcomes += drive(guard, 0.05)
+    finally:
+        writer.join()
+    outcomes += drive(guard, 0.2)
+    assert sum(outcome.tampered for outcome in outcomes) == writes, outcomes
+    assert guard.path.read_bytes() == expected()
+
+
 def test_in_sync_is_read_from_the_file_not_remembered(guard: HostsGuard) -> None:
     guard.set_names(NAMES)
     assert guard.in_sync
@@ -233,6 +266,8 @@ def test_the_writers_bytes_over_a_restore_are_the_users_text(current: bytes, mea
 
 @pytest.mark.parametrize("current", [
     BLOCK,  # nothing written since
+    # a byte written into the block, its marker line as restored: an edit of the block
+    BLOCK.replace(b"\n0.0.0.0 ", b"\n#.0.0.0 ", 1),
     BLOCK + b"more\n",  # written past the block: no torn tail
     b"x" * 10,  # truncated again
 ])

@@ -105,6 +105,47 @@ def test_in_place_write_keeps_the_inode_and_leaves_no_journal(hosts: Path, tmp_p
     assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
 
 
+def test_an_append_keeps_the_inode_writes_no_journal_and_is_fsynced_at_the_next_sync(
+        hosts: Path, tmp_path: Path) -> None:
+    """What a truncating loop leaves (the user's text, or nothing) gets the block appended: in the
+    file at once, durable at the guard's next look (HostsFile.sync)."""
+    inode = os.stat(hosts).st_ino
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    assert hosts_file.write(OLD + NEW) is True
+    assert hosts.read_bytes() == OLD + NEW and os.stat(hosts).st_ino == inode
+    assert not hosts_file.journal_path.exists() and hosts_file.unsynced
+    hosts_file.sync()
+    assert not hosts_file.unsynced
+    hosts.write_bytes(b"")  # truncated: the whole content is the tail
+    assert hosts_file.write(NEW, b"") is True
+    assert hosts.read_bytes() == NEW and os.stat(hosts).st_ino == inode
+
+
+def test_a_change_within_one_page_is_patched_in_place_and_anything_wider_is_not(
+        hosts: Path, tmp_path: Path) -> None:
+    inode = os.stat(hosts).st_ino
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    one_byte = OLD[:5000] + b"#" + OLD[5001:]
+    assert hosts_file.write(one_byte) is True
+    assert hosts.read_bytes() == one_byte and os.stat(hosts).st_ino == inode
+    assert not hosts_file.journal_path.exists() and hosts_file.unsynced
+    two_pages = b"#" + OLD[1:-2] + b"#\n"  # same length, changes 10 kB apart: the usual way
+    assert hosts_file.write(two_pages) is True
+    assert hosts.read_bytes() == two_pages and os.stat(hosts).st_ino != inode
+
+
+def test_a_stale_view_of_the_file_is_never_appended_to(hosts: Path, tmp_path: Path) -> None:
+    """``current`` no longer what the file holds (it grew meanwhile): written the usual way."""
+    assert HostsFile(hosts, tmp_path / "state").write(OLD[:100] + NEW, OLD[:100]) is True
+    assert hosts.read_bytes() == OLD[:100] + NEW
+
+
+def test_the_rename_mode_never_appends(hosts: Path, tmp_path: Path) -> None:
+    inode = os.stat(hosts).st_ino
+    assert HostsFile(hosts, tmp_path / "state", "rename").write(OLD + NEW) is True
+    assert hosts.read_bytes() == OLD + NEW and os.stat(hosts).st_ino != inode
+
+
 def test_a_symlinked_hosts_file_stays_a_symlink(hosts: Path, tmp_path: Path) -> None:
     link = tmp_path / "hosts-link"
     link.symlink_to(hosts)
