@@ -131,13 +131,17 @@ class Daemon:
             self._held_up.woke(wake_at, engine.loop_seen)
             if self._wake_r in readable:
                 self._drain_wake()
-            if hosts.fileno() in readable:
-                hosts.handle_events()
             now = self.clock.monotonic()
             if self._reload_due is not None and now >= self._reload_due:
                 self._reload_due = None
                 self._reload_wanted.set()  # the worker reads it; enforcement goes on here
             with engine.lock:
+                if hosts.fileno() in readable:
+                    # Under the lock: a write made from another thread (`start`, a reload)
+                    # drains its own events; read here meanwhile, its append's IN_MODIFY was
+                    # taken for a writer's and status said "out of sync" for 30 ms.
+                    hosts.handle_events()
+                    now = self.clock.monotonic()
                 engine.settle(now)
                 if now >= next_tick:
                     next_tick = now + TICK_SECONDS

@@ -174,6 +174,7 @@ class HostsFile:
         self.limit = DEFAULT_READ_LIMIT  # the largest hosts file read (the guard sets it)
         self.recovery_error: OSError | None = None  # why a kept journal could not be replayed
         self.unsynced = False  # an append not fsynced yet (see sync)
+        self._written = mode == "inplace"  # the first write tries the usual way (see write)
 
     def read(self) -> bytes:
         """The file's bytes; a missing file reads as empty. Raises HostsFileError when the path
@@ -205,8 +206,13 @@ class HostsFile:
             current = self.read()
         if current == content:  # a missing file counts as empty: no write creates an empty one
             return False
-        if self.mode != "rename" and (self._append(current, content) or self._patch(current, content)):
+        # Not before the first write has found out whether rename works: in place, that write
+        # makes the reserve a later journal may need on a full disk.
+        if self._written and self.mode != "rename" and (
+                self._append(current, content) or self._patch(current, content)):
+            self.keep_reserve(len(content))
             return True
+        self._written = True
         if not (self._in_place or in_place) and not self.path.is_symlink():
             try:
                 self._replace(content)

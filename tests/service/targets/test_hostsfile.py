@@ -105,12 +105,27 @@ def test_in_place_write_keeps_the_inode_and_leaves_no_journal(hosts: Path, tmp_p
     assert stat.S_IMODE(os.stat(tmp_path / "state").st_mode) == 0o700
 
 
+def written_once(hosts: Path, tmp_path: Path) -> HostsFile:
+    """A HostsFile past its first write (which goes the usual way), the file holding OLD."""
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    assert hosts_file.write(b"first\n") is True
+    hosts.write_bytes(OLD)
+    return hosts_file
+
+
+def test_the_first_write_goes_the_usual_way(hosts: Path, tmp_path: Path) -> None:
+    """So that it finds out whether rename works (in place, it makes the journal's reserve)."""
+    inode = os.stat(hosts).st_ino
+    assert HostsFile(hosts, tmp_path / "state").write(OLD + NEW) is True
+    assert os.stat(hosts).st_ino != inode
+
+
 def test_an_append_keeps_the_inode_writes_no_journal_and_is_fsynced_at_the_next_sync(
         hosts: Path, tmp_path: Path) -> None:
     """What a truncating loop leaves (the user's text, or nothing) gets the block appended: in the
     file at once, durable at the guard's next look (HostsFile.sync)."""
+    hosts_file = written_once(hosts, tmp_path)
     inode = os.stat(hosts).st_ino
-    hosts_file = HostsFile(hosts, tmp_path / "state")
     assert hosts_file.write(OLD + NEW) is True
     assert hosts.read_bytes() == OLD + NEW and os.stat(hosts).st_ino == inode
     assert not hosts_file.journal_path.exists() and hosts_file.unsynced
@@ -123,8 +138,8 @@ def test_an_append_keeps_the_inode_writes_no_journal_and_is_fsynced_at_the_next_
 
 def test_a_change_within_one_page_is_patched_in_place_and_anything_wider_is_not(
         hosts: Path, tmp_path: Path) -> None:
+    hosts_file = written_once(hosts, tmp_path)
     inode = os.stat(hosts).st_ino
-    hosts_file = HostsFile(hosts, tmp_path / "state")
     one_byte = OLD[:5000] + b"#" + OLD[5001:]
     assert hosts_file.write(one_byte) is True
     assert hosts.read_bytes() == one_byte and os.stat(hosts).st_ino == inode
@@ -136,8 +151,10 @@ def test_a_change_within_one_page_is_patched_in_place_and_anything_wider_is_not(
 
 def test_a_stale_view_of_the_file_is_never_appended_to(hosts: Path, tmp_path: Path) -> None:
     """``current`` no longer what the file holds (it grew meanwhile): written the usual way."""
-    assert HostsFile(hosts, tmp_path / "state").write(OLD[:100] + NEW, OLD[:100]) is True
-    assert hosts.read_bytes() == OLD[:100] + NEW
+    hosts_file = written_once(hosts, tmp_path)
+    inode = os.stat(hosts).st_ino
+    assert hosts_file.write(OLD[:100] + NEW, OLD[:100]) is True
+    assert hosts.read_bytes() == OLD[:100] + NEW and os.stat(hosts).st_ino != inode
 
 
 def test_the_rename_mode_never_appends(hosts: Path, tmp_path: Path) -> None:
