@@ -16,7 +16,7 @@ import pytest
 from conftest import USER_HOSTS, DetoxdEnv, wait_for
 from fourplaces import can_run_doctor, doctor, doctor_check, events, tray_text
 from test_daemon import blocked
-from threadstop import thread_stopped
+from threadstop import daemon_answers, main_thread_stopped
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_the_watchdog_is_not_fed_while_the_main_loop_is_stuck(
     detoxd_env.start_daemon()
     messages_until(notify_socket, "WATCHDOG=1", timeout=10)
     assert detoxd_env.process is not None
-    with thread_stopped(detoxd_env.process.pid):
+    with main_thread_stopped(detoxd_env.process.pid, daemon_answers(detoxd_env.socket)):
         drain(notify_socket)
         wait_for(lambda: detoxd_env.status()["stale"], what="a stale status")
         wait_for(lambda: detoxd_env.status()["snapshot_age_seconds"] > 4, what="two pings' worth")

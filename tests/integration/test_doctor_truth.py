@@ -14,7 +14,7 @@ import os
 import pytest
 from conftest import DetoxdEnv
 from fourplaces import can_run_doctor, doctor_check, machine_root, run_doctor
-from threadstop import thread_stopped
+from threadstop import daemon_answers, main_thread_stopped
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not can_run_doctor(),
                                 reason="the doctor's mounts need root and unshare")
@@ -42,7 +42,7 @@ def test_every_blocked_name_is_looked_up_and_a_line_of_ones_own_is_found(detox: 
     # The attack: a line above the block. The daemon's main thread is held meanwhile, so that
     # the doctor is seen to find it by itself, whatever the daemon does with such lines.
     assert detox.process is not None
-    with thread_stopped(detox.process.pid):
+    with main_thread_stopped(detox.process.pid, daemon_answers(detox.socket)):
         detox.hosts.write_bytes(b"104.244.42.1 www.site123.example\n" + detox.hosts.read_bytes())
         code, report = run_doctor(detox, root)
     assert code == 1

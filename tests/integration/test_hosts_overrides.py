@@ -20,10 +20,11 @@ import signal
 from collections.abc import Iterator
 
 import pytest
+import threadstop
 from conftest import USER_HOSTS, DetoxdEnv, wait_for
 from fourplaces import can_run_doctor, doctor_check, machine_root, run_doctor, tray_text
 from guardkit import NEEDS_ROOT_AND_UNSHARE, addresses, blocked, journal_events
-from threadstop import thread_stopped
+from threadstop import daemon_answers
 
 from detoxd.core.hosts import NEUTRALISED_MARKER
 
@@ -42,12 +43,12 @@ def main_thread_stopped(env: DetoxdEnv) -> Iterator[None]:
     """The daemon's main thread stopped where it does not hold the engine's lock (status is then
     answered live, not from a snapshot: the control thread got the lock at once)."""
     assert env.process is not None
-    for _ in range(20):
-        with thread_stopped(env.process.pid):
-            if "snapshot_age_seconds" not in env.status():
-                yield
-                return
-    raise AssertionError("the main thread held the engine's lock at every stop")
+    answers = daemon_answers(env.socket)
+
+    def answered_live() -> bool:  # not while the stopped thread holds the GIL or the lock
+        return answers() and "snapshot_age_seconds" not in env.status()
+    with threadstop.main_thread_stopped(env.process.pid, answered_live):
+        yield
 
 
 def attacked(hosts_with_block: bytes, line: str, where: str) -> bytes:

@@ -14,7 +14,7 @@ import os
 import pytest
 from conftest import DetoxdEnv, wait_for
 from fourplaces import can_run_doctor, doctor_check, events, machine_root, run_doctor, tray_text
-from threadstop import thread_stopped
+from threadstop import daemon_answers, main_thread_stopped
 
 from detoxd.client import ControlClient
 
@@ -28,7 +28,7 @@ def test_a_stuck_main_loop_makes_every_status_stale_until_it_runs_again(detoxd_e
     with ControlClient(detoxd_env.socket).subscribe(timeout=30) as tray_events:
         first = next(tray_events)["status"]
         assert first["stale"] is False and first["hosts_in_sync"] is True
-        with thread_stopped(detoxd_env.process.pid):
+        with main_thread_stopped(detoxd_env.process.pid, daemon_answers(detoxd_env.socket)):
             status = wait_for(lambda: (s := detoxd_env.status())["stale"] and s, timeout=30,
                               what="a stale status")
             assert status["hosts_in_sync"] is False

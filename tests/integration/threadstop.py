@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
@@ -38,3 +39,29 @@ def thread_stopped(tid: int) -> Iterator[None]:
         yield
     finally:
         _ptrace(PTRACE_DETACH, tid)
+
+
+def daemon_answers(socket: Path) -> Callable[[], bool]:
+    """Whether the daemon behind ``socket`` answers a status request (within 5 s)."""
+    from detoxd.client import ControlClient
+    from detoxd.protocol import ControlError
+
+    def answers() -> bool:
+        try:
+            return bool(ControlClient(socket).request("status", timeout=5.0).get("ok", True))
+        except ControlError:
+            return False
+    return answers
+
+
+@contextlib.contextmanager
+def main_thread_stopped(pid: int, others_answer: Callable[[], bool], tries: int = 20) -> Iterator[None]:
+    """The main thread of ``pid`` stopped while its other threads run. A thread stopped while it
+    holds Python's GIL stops the whole interpreter: then it is let go and stopped again until
+    ``others_answer()`` (e.g. :func:`daemon_answers`)."""
+    for _ in range(tries):
+        with thread_stopped(pid):
+            if others_answer():
+                yield
+                return
+    raise AssertionError(f"every one of {tries} stops of {pid}'s main thread stopped the others too")
