@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,14 +55,37 @@ def daemon_answers(socket: Path) -> Callable[[], bool]:
     return answers
 
 
+# The calls a loop waits in (x86_64 numbers): stopped there, a thread holds neither Python's GIL
+# (released around the call) nor, in the daemon, the engine's lock.
+WAITING_CALLS = {"7": "poll", "23": "select", "232": "epoll_wait", "270": "pselect6", "271": "ppoll",
+                 "281": "epoll_pwait"}
+
+
 @contextlib.contextmanager
-def main_thread_stopped(pid: int, others_answer: Callable[[], bool], tries: int = 20) -> Iterator[None]:
-    """The main thread of ``pid`` stopped while its other threads run. A thread stopped while it
-    holds Python's GIL stops the whole interpreter: then it is let go and stopped again until
-    ``others_answer()`` (e.g. :func:`daemon_answers`)."""
-    for _ in range(tries):
+def main_thread_stopped(pid: int, others_answer: Callable[[], bool], timeout: float = 120.0
+                        ) -> Iterator[None]:
+    """The main thread of ``pid`` stopped where it waits for events, while its other threads
+    run: a thread stopped holding Python's GIL would stop them all. A stop that lands elsewhere
+    is let go; the next one comes once the others answer again (a stop makes the daemon's loop
+    late, and it then writes about that: stopping again at once would land in that work)."""
+    stopped_in: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not others_answer():
+            continue
         with thread_stopped(pid):
-            if others_answer():
+            call = _syscall(pid)
+            if call in WAITING_CALLS and others_answer():
                 yield
                 return
-    raise AssertionError(f"every one of {tries} stops of {pid}'s main thread stopped the others too")
+            stopped_in.append(call)
+    raise AssertionError(f"{pid}'s main thread was never stopped while waiting in {timeout:.0f} s "
+                         f"(stopped in system calls: {stopped_in})")
+
+
+def _syscall(tid: int) -> str:
+    """What the stopped thread was doing: its system call's number, or "running" (in user space)."""
+    try:
+        return Path(f"/proc/{tid}/task/{tid}/syscall").read_text().split()[0]
+    except OSError as error:
+        return str(error)
