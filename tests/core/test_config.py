@@ -274,3 +274,16 @@ def test_allowed_names_and_the_given_app_presets_are_used() -> None:
     assert errors(source)[0].startswith("blocklist.yaml:1: apps[0]: unknown app preset 'slack'")
     _, source = parse_blocklist("presets: [nope]\n", ("b", "a"))
     assert errors(source) == ["blocklist.yaml:1: presets[0]: unknown preset 'nope' (available: a, b)"]
+
+
+def test_a_number_of_the_wrong_kind_is_named() -> None:
+    for value, wanted, got in (("2.5", "a whole number", "float"), ("[3]", "a whole number", "a list"),
+                               ("{a: 1}", "a whole number", "a mapping"), ("", "a whole number", "empty"),
+                               ("true", "a whole number", "bool")):
+        _, source = parse_main(f"detox:\n  lock: peers\n  peers_needed: {value}\n" + FIVE_PEERS)
+        assert errors(source) == [f"detoxd.yaml:3: detox.peers_needed: expected {wanted}, got {got}"]
+    for value, got in (("true", "bool"), ("'3'", "str"), ("", "empty")):
+        _, source = parse_main(f"detox:\n  days: {value}\n")
+        assert errors(source) == [f"detoxd.yaml:2: detox.days: expected a number, got {got}"]
+    main, source = parse_main("detox:\n  lock: peers\n  peers_needed: 2\n" + FIVE_PEERS)
+    assert main is not None and main.detox.peers_needed == 2 and errors(source) == []
