@@ -160,3 +160,15 @@ def test_a_notice_dot_shows_on_every_face_and_only_when_asked() -> None:
         assert face_for(status, notice=True) == Face(kind, face_for(status).text, True)
         assert face_for(status).notice is False
     assert face_for(active) == Face(Kind.ACTIVE, "3")  # not tampered unless the agent says so
+
+
+@pytest.mark.parametrize("text", ["9", "99", "99+"])
+def test_the_days_are_centred_and_as_large_as_the_badge_allows(text: str) -> None:
+    size = 64
+    box = glyph_box(render(Face(Kind.ACTIVE, text), size), Kind.ACTIVE)
+    assert box is not None
+    left, top, right, bottom = box  # right and bottom exclusive
+    assert abs((left + right) / 2 - size / 2) <= 1.5 and abs((top + bottom) / 2 - size / 2) <= 1.5
+    assert right - left <= 0.84 * size and bottom - top <= 0.84 * 0.8 * size + 1
+    # Grown until one side reaches the margin: wide texts fill the width, a digit the height.
+    assert right - left >= 0.7 * size if len(text) > 1 else bottom - top >= 0.6 * size
