@@ -149,3 +149,19 @@ def test_default_scrypt_parameters_are_owasp_minimum() -> None:
     assert (peerkey.DEFAULT_KDF.n, peerkey.DEFAULT_KDF.r, peerkey.DEFAULT_KDF.p) == (2**17, 8, 1)
     assert peerkey.DEFAULT_KDF.problem() is None
     assert peerkey.DEFAULT_KDF.memory_bytes == 128 * 1024 * 1024
+
+
+def test_the_last_two_words_swapped_and_two_wrong_words_are_told_apart(share_set: peerkey.ShareSet) -> None:
+    words = share_set.shares[0].split()
+    words[18], words[19] = words[19], words[18]
+    with pytest.raises(ShareProblem) as problem:
+        read(share_set, " ".join(words))
+    assert str(problem.value) == ("share 1: words 19 and 20 are swapped; compare it with the card word "
+                                  "by word")
+    words = share_set.shares[0].split()
+    for position in (3, 12):
+        words[position] = "acid" if words[position] != "acid" else "acne"
+    with pytest.raises(ShareProblem) as problem:
+        read(share_set, " ".join(words))
+    assert str(problem.value) == ("share 1: the checksum fails: more than one word is wrong; compare it "
+                                  "with the card word by word")
