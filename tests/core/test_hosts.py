@@ -452,3 +452,18 @@ def test_render_in_order_writes_crlf_files_and_says_what_it_refuses() -> None:
     with pytest.raises(ValueError) as raised:
         render_block_in_order(["a.example", "a b"])
     assert str(raised.value) == "not a host name detoxd can write into the hosts file: 'a b'"
+
+
+def test_the_users_text_may_be_as_long_as_the_limit_and_not_a_byte_longer() -> None:
+    from detoxd.core.hosts import TooMuchUserText
+
+    user = b"127.0.0.1 localhost\n"
+    assert split(user, max_user_bytes=len(user)).user_text == user
+    with pytest.raises(TooMuchUserText) as raised:
+        split(user, max_user_bytes=len(user) - 1)
+    assert (raised.value.size, raised.value.limit) == (20, 19)
+    assert str(raised.value) == "20 bytes besides detoxd's block, more than 19"
+    blocked = user + render_block(["x.example"])
+    assert split(blocked, max_user_bytes=len(user)).user_text == user  # the block does not count
+    with pytest.raises(TooMuchUserText):
+        split(blocked, ["x.example"], max_user_bytes=len(user) - 1)
