@@ -388,10 +388,13 @@ def remaining(state: DetoxState) -> timedelta:
 
 
 def ends_at(state: DetoxState, now: datetime) -> datetime | None:
-    """For display only: the wall clock can be wrong, the remaining time cannot."""
+    """For display only: the wall clock can be wrong, the remaining time cannot. Counted from
+    the last checkpoint, as of which the remaining time is known: from ``now`` it crept forward
+    between two ticks and across a restart (a second more, shown after a kill -9)."""
     if not state.active:
         return None
-    return now + remaining(state)
+    since = state.checkpoint.wall if state.checkpoint is not None else now
+    return since + remaining(state)
 
 
 def days_left(state: DetoxState) -> int:

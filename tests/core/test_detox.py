@@ -512,3 +512,14 @@ def test_end_with_peers_without_a_peer_lock_is_refused(clock: FakeClock) -> None
     attempt = detox.end_with_peers(started(clock), b"\x00" * 32)
     assert not attempt.ended and "not started with `lock: peers`" in (attempt.reason or "")
     assert not detox.end_with_peers(DetoxState(), b"").ended
+
+
+def test_the_end_shown_does_not_creep_between_ticks_or_across_a_stop(clock: FakeClock) -> None:
+    state = started(clock, days=14)
+    promised = START + timedelta(days=14)
+    assert detox.ends_at(state, clock.now()) == promised
+    clock.advance(0.7)  # no tick yet (a status between two ticks, or a daemon killed and restarted)
+    assert detox.ends_at(state, clock.now()) == promised
+    state = ticked(state, clock)
+    assert detox.ends_at(state, clock.now()) == promised
+    assert detox.ends_at(detox.DetoxState(), clock.now()) is None
