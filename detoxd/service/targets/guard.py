@@ -30,7 +30,7 @@ from pathlib import Path
 
 from detoxd.core import hosts
 from detoxd.service import inotify
-from detoxd.service.targets.hostsfile import DEFAULT_READ_LIMIT, HostsFile, HostsFileError
+from detoxd.service.targets.hostsfile import DEFAULT_READ_LIMIT, HostsFile, HostsFileError, common_tail_start
 
 log = logging.getLogger(__name__)
 
@@ -361,13 +361,7 @@ def _writer_bytes_over(current: bytes, restored: bytes) -> bytes:
     if view_current[block_at:marker_end] == view_restored[block_at:marker_end]:
         return current  # the marker line untouched: an edit inside the block (a pwrite), not
         # a writer going on from where it was (it writes from the block's first byte)
-    low, high = block_at, len(current)  # the shortest tail the two share starts in [low, high]
-    while low < high:
-        middle = (low + high) // 2
-        if view_current[middle:] == view_restored[middle:]:
-            high = middle
-        else:
-            low = middle + 1
+    low = common_tail_start(view_current, view_restored, block_at)
     line_end = current.find(b"\n", max(low - 1, 0))
     return current if line_end == -1 else current[:line_end + 1]
 

@@ -272,13 +272,7 @@ class HostsFile:
             return False
         new, old = memoryview(content), memoryview(current)
         first = _common_prefix_length(new, old)
-        low, high = first, len(content)  # the shortest common tail starts in [low, high]
-        while low < high:
-            middle = (low + high) // 2
-            if new[middle:] == old[middle:]:
-                high = middle
-            else:
-                low = middle + 1
+        low = common_tail_start(new, old, first)
         if first // _PAGE != (low - 1) // _PAGE:
             return False
         try:
@@ -736,6 +730,19 @@ def _common_prefix_length(first: bytes | memoryview, second: bytes | memoryview)
             low = middle
         else:
             high = middle - 1
+    return low
+
+
+def common_tail_start(first: bytes | memoryview, second: bytes | memoryview, low: int) -> int:
+    """Where the longest tail two texts of the same length share begins, searched from ``low``
+    (the texts differ before it): a binary search, each step one C-level compare."""
+    high = len(first)
+    while low < high:
+        middle = (low + high) // 2
+        if first[middle:] == second[middle:]:
+            high = middle
+        else:
+            low = middle + 1
     return low
 
 
