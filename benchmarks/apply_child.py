@@ -20,8 +20,8 @@ STARTED = time.perf_counter()
 def apply_detoxd(config_dir: Path, hosts: Path, state_dir: Path) -> dict[str, float]:
     """What Daemon does on start for an active detox: load the config, put the names in the file."""
     from detoxd.service.loader import load_config
-    from detoxd.service.targets.guard import HostsGuard
-    from detoxd.service.targets.hostsfile import HostsFile
+    from detoxd.service.targets.hosts.guard import HostsGuard
+    from detoxd.service.targets.hosts.hostsfile import HostsFile
 
     imported = time.perf_counter()
     loaded = load_config(config_dir)

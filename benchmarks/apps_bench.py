@@ -41,7 +41,7 @@ from harness import (
 )
 
 from detoxd.core import apps
-from detoxd.service.targets import appwatch
+from detoxd.service import appwatch
 
 USER_UID = 4242
 EXTRA_PROCESSES = 500

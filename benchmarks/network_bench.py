@@ -27,9 +27,9 @@ from dnsnet import ENGINE_IP, UNBOUND_IP, household
 from harness import machine_description, machine_line
 
 from detoxd.core.network import EngineConfig, engine_names
-from detoxd.service.netagent import CHECK_SECONDS, SYNC_SECONDS
-from detoxd.service.targets.dnsmasq import DnsmasqTarget
-from detoxd.service.targets.unbound import UnboundTarget
+from detoxd.netagent.agent import CHECK_SECONDS, SYNC_SECONDS
+from detoxd.netagent.dnsmasq import DnsmasqTarget
+from detoxd.netagent.unbound import UnboundTarget
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

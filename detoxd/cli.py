@@ -220,12 +220,12 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
     for allowance in loaded.blocklist.allowances:
         print(_allowance_rule_line(allowance, loaded.names))
     if loaded.main.network:
-        from detoxd.service.netagent import describe_engines
+        from detoxd.netagent.agent import describe_engines
 
         for reached, line in describe_engines(loaded.main.network, paths.config_dir):
             print(f"[{'  ok' if reached else 'FAIL'}] {line}")
     if loaded.blocklist.apps:
-        from detoxd.service.targets.appwatch import check_report
+        from detoxd.service.appwatch import check_report
 
         print(check_report(loaded.blocklist.apps))
     return EXIT_OK
@@ -330,8 +330,8 @@ def cmd_netagent(args: argparse.Namespace, paths: Paths) -> int:
     import signal
 
     from detoxd.client import ControlClient
+    from detoxd.netagent.agent import NetAgent
     from detoxd.service.logsetup import setup_logging
-    from detoxd.service.netagent import NetAgent
 
     setup_logging(verbose=args.verbose)
     agent = NetAgent(ControlClient(paths.socket), paths.config_dir, kind=args.engines,
@@ -757,7 +757,7 @@ def _end_detox_for_uninstall(paths: Paths) -> str | None:
 def _remove_hosts_block(paths: Paths) -> str:
     from detoxd.core import hosts
     from detoxd.service import state_store
-    from detoxd.service.targets.hostsfile import HostsFile
+    from detoxd.service.targets.hosts.hostsfile import HostsFile
 
     state = state_store.load(paths.state_file) if paths.state_file.exists() else None
     managed = state.ratchet if state is not None else frozenset()

@@ -33,7 +33,7 @@ from typing import Any
 
 from detoxd.core import diagnosis, dnswire, hosts, network, policies
 from detoxd.paths import Paths
-from detoxd.service.targets.policyfiles import InstalledBrowsers, installed_browsers
+from detoxd.service.targets.browser.policyfiles import InstalledBrowsers, installed_browsers
 
 SAMPLE_SIZE = 5  # names asked of each household DNS engine
 MIN_SAMPLE = 200  # blocked names looked up at least, even past the budget

@@ -11,7 +11,7 @@ import pytest
 
 from detoxd import doctor
 from detoxd.doctor import Facts, Level
-from detoxd.service.targets.policyfiles import InstalledBrowsers
+from detoxd.service.targets.browser.policyfiles import InstalledBrowsers
 
 BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
 STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00:00",

@@ -10,7 +10,7 @@ A rule is a name (what `status` counts under) and matchers. A matcher is one of:
   the ``app-flatpak-<id>-<n>.scope`` cgroup Flatpak starts it in.
 
 Nothing else of the command line is looked at: an editor with ``slack.txt`` open must survive.
-The shell (``detoxd.service.targets.appwatch``) reads ``/proc`` and sends signals; this module only decides.
+The shell (``detoxd.service.appwatch``) reads ``/proc`` and sends signals; this module only decides.
 """
 
 from __future__ import annotations

@@ -32,16 +32,16 @@ from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service import cutter, journal, ledger, state_store, traces
 from detoxd.service.allowance_keeper import AllowanceKeeper
+from detoxd.service.appwatch import AppWatcher
 from detoxd.service.audit import Audit
 from detoxd.service.liveness import VERIFIED_WITHIN_SECONDS
 from detoxd.service.loader import LoadedConfig, load_config, missing_files_error
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
 from detoxd.service.targets import Drift, Target
-from detoxd.service.targets.appwatch import AppWatcher
 from detoxd.service.targets.browser import BrowserTarget
 from detoxd.service.targets.hosts import HostsTarget
-from detoxd.service.targets.hostsfile import ReadOnlyInSandbox, Recovery
+from detoxd.service.targets.hosts.hostsfile import ReadOnlyInSandbox, Recovery
 from detoxd.service.targets.network import NetworkTarget, agent_uids
 
 log = logging.getLogger("detoxd")

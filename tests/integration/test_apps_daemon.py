@@ -23,7 +23,7 @@ from conftest import DetoxdEnv, wait_for
 
 USER_UID = 4242
 PYTHON = "/usr/bin/python3"
-GRACE_SECONDS = 5.0  # detoxd.service.targets.appwatchGRACE_SECONDS
+GRACE_SECONDS = 5.0  # detoxd.service.appwatchGRACE_SECONDS
 
 # The daemon closes every process its rules match (the slack preset would close a real Slack
 # of the machine's users): these tests run only as PID 1 of their own PID namespace, which

@@ -18,7 +18,7 @@ import pytest
 from conftest import DetoxdEnv
 from fourplaces import BIND_AND_RUN, run_doctor
 
-from detoxd.service.targets.policyfiles import BrowserPolicies
+from detoxd.service.targets.browser.policyfiles import BrowserPolicies
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "systemctl")),

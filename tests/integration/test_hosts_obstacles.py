@@ -24,7 +24,7 @@ import pytest
 from conftest import USER_HOSTS, DetoxdEnv, wait_for
 from guardkit import NEEDS_ROOT_AND_UNSHARE, blocked, doctor_check, journal_events, vm_peak_kib
 
-from detoxd.service.targets.hostsfile import JOURNAL_NAME, _encode_journal, _Journal
+from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, _encode_journal, _Journal
 
 pytestmark = NEEDS_ROOT_AND_UNSHARE
 

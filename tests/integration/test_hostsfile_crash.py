@@ -1,4 +1,4 @@
-"""Real crashes and real bind mounts for detoxd.service.targets.hostsfile
+"""Real crashes and real bind mounts for detoxd.service.targets.hosts.hostsfile
 
 - A writer process rewrites a multi-megabyte hosts file in place, over and over, and is killed
   with SIGKILL at a random moment; after ``recover()`` the file is exactly one of the two
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.service.targets.hostsfile import JOURNAL_NAME, HostsFile, Recovery
+from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, HostsFile, Recovery
 
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = 30
@@ -31,7 +31,7 @@ TRIALS = 30
 WRITER = r"""
 import sys
 from pathlib import Path
-from detoxd.service.targets.hostsfile import HostsFile
+from detoxd.service.targets.hosts.hostsfile import HostsFile
 
 target, state, *versions = (Path(argument) for argument in sys.argv[1:])
 contents = [version.read_bytes() for version in versions]
@@ -109,7 +109,7 @@ def test_sigkill_during_in_place_writes_leaves_old_or_new(tmp_path: Path) -> Non
 NAMESPACE_SCRIPT = r"""
 import errno, json, os, subprocess, sys
 from pathlib import Path
-from detoxd.service.targets.hostsfile import HostsFile
+from detoxd.service.targets.hosts.hostsfile import HostsFile
 
 root = Path(sys.argv[1])
 result = {}

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not have("unshare"),
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from detoxd.service.targets.hostsfile import HostsFile
+    from detoxd.service.targets.hosts.hostsfile import HostsFile
     hosts = HostsFile(Path(sys.argv[1]), Path(sys.argv[2]), mode="inplace", outside_pid=int(sys.argv[3]))
     try:
         hosts.write(b"restored\\n")

@@ -142,7 +142,7 @@ def test_remote_agent_with_systemd_credentials_against_the_pihole_standin(
     """`detoxd netagent --engines remote` as its unit runs it: the password comes from
     $CREDENTIALS_DIRECTORY (LoadCredential=), the Pi-hole is the stand-in (tests/service/targets/
     standins.py, written from FTL's OpenAPI spec, API 6.0) since Pi-hole cannot be installed here."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service" / "targets"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netagent"))
     from standins import pihole_standin
 
     password = "correct horse battery"

@@ -17,8 +17,8 @@ from conftest import wait_for
 from dnsnet import ENGINE_IP, UNBOUND_IP, HouseholdNet, household, missing_tools
 
 from detoxd.core.network import CANARY, EngineConfig, engine_names, exceptions
-from detoxd.service.targets.dnsmasq import DnsmasqTarget
-from detoxd.service.targets.unbound import UnboundTarget, zones_in_include
+from detoxd.netagent.dnsmasq import DnsmasqTarget
+from detoxd.netagent.unbound import UnboundTarget, zones_in_include
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or bool(missing_tools()),
@@ -158,7 +158,7 @@ def test_doctors_dns_question_gets_the_engines_real_answer(net: HouseholdNet) ->
 KILLED_CHILD = """
 import sys
 from detoxd.core.network import EngineConfig, engine_names
-from detoxd.service.targets.unbound import UnboundTarget
+from detoxd.netagent.unbound import UnboundTarget
 config = EngineConfig("unbound", 1, 1, conf_dir=sys.argv[1], control_config=sys.argv[2])
 target = UnboundTarget(config, control=sys.argv[3])
 target.apply(engine_names(f"n{i}.example.com" for i in range(60000)), ())

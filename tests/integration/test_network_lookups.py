@@ -1,6 +1,6 @@
 """Blocked lookups from a household Pi-hole to `detoxd report --json`, for real processes:
 `detoxd run`, `detoxd netagent --engines remote` and the CLI, against the stand-in Pi-hole of
-tests/service/targets/standins.py (Pi-hole cannot be installed here; the stand-in follows FTL's
+tests/netagent/standins.py (Pi-hole cannot be installed here; the stand-in follows FTL's
 OpenAPI spec, API 6.0 / FTL v6.4.1, queries.yaml for /api/queries) on 127.0.0.1.
 """
 
@@ -16,7 +16,7 @@ import time
 import pytest
 from conftest import DetoxdEnv, wait_for
 
-from tests.service.targets.standins import pihole_standin
+from tests.netagent.standins import pihole_standin
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="needs root: network_sync answers only root and detoxd-network")

@@ -22,8 +22,8 @@ from detoxd.clock import FakeClock
 from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service import journal
+from detoxd.service.appwatch import AppWatcher
 from detoxd.service.engine import Engine
-from detoxd.service.targets.appwatch import AppWatcher
 from tests.service.enginekit import ROOT, scratch_paths
 
 ADA = Peer(pid=2, uid=1000, gid=1000)

@@ -1,7 +1,7 @@
 """The household's DNS engines, seen from the root daemon: what the network agents must hold.
 
 The daemon has no network (its sandbox keeps it so); the network agents (``detoxd netagent``,
-:mod:`detoxd.service.netagent`) talk to the engines. Each agent asks the daemon over the control
+:mod:`detoxd.netagent.agent`) talk to the engines. Each agent asks the daemon over the control
 socket (``network_sync``) for the engines and the names, and reports back in the same request
 how each engine is doing and what tampering it undid. This target is the daemon's side of that
 exchange: ``apply`` records the names, ``check`` hands the agents' tamper reports to the engine

@@ -16,11 +16,11 @@ import pytest
 
 from detoxd.clock import FakeClock
 from detoxd.core.network import CANARY, EngineConfig
+from detoxd.netagent.agent import NetAgent, SecretError, read_secret
+from detoxd.netagent.engines import EngineError
 from detoxd.paths import Paths
 from detoxd.protocol import DaemonUnreachable, Peer
 from detoxd.service.engine import Engine
-from detoxd.service.netagent import NetAgent, SecretError, read_secret
-from detoxd.service.targets.engines import EngineError
 
 ROOT = Peer(pid=1, uid=0, gid=0)
 NOBODY = Peer(pid=2, uid=65534, gid=65534)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from detoxd.core.network import CANARY, MARKER_COMMENT, EngineConfig, engine_names
-from detoxd.service.targets.engines import EngineError
-from detoxd.service.targets.pihole import QUERY_PAGE, PiholeTarget
-from detoxd.service.targets.webapi import fingerprint_text
+from detoxd.netagent.engines import EngineError
+from detoxd.netagent.pihole import QUERY_PAGE, PiholeTarget
+from detoxd.netagent.webapi import fingerprint_text
 
 from .standins import StandIn, der_fingerprint, pihole_standin, self_signed_certificate
 
@@ -138,7 +138,7 @@ def test_unreachable_is_reported_without_secrets() -> None:
 CHILD = """
 import sys
 from detoxd.core.network import EngineConfig, engine_names
-from detoxd.service.targets.pihole import PiholeTarget
+from detoxd.netagent.pihole import PiholeTarget
 config = EngineConfig("pihole", 0, 2, url=sys.argv[1], password_file="s", clients=("192.168.1.23",))
 PiholeTarget(config, sys.argv[2]).apply(engine_names(["a.com", "b.com", "c.com"]), ())
 """

@@ -1,6 +1,6 @@
 """What every DNS-engine target shares: its interface, its errors, a crash-safe file writer.
 
-The network agent (:mod:`detoxd.service.netagent`) drives one target per configured engine. A
+The network agent (:mod:`detoxd.netagent.agent`) drives one target per configured engine. A
 target puts the names into its engine, looks for changes others made (and undoes them), and at
 the end takes out exactly what it added. It never raises anything but :class:`EngineError` for
 problems on the engine's side, and no message it produces contains a secret.

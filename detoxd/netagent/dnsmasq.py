@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from detoxd.core.network import MARKER, OWN_FILE, EngineConfig, render_dnsmasq
-from detoxd.service.targets.engines import EngineError, read_text, remove_file, write_config_file
+from detoxd.netagent.engines import EngineError, read_text, remove_file, write_config_file
 
 log = logging.getLogger("detoxd.network")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from detoxd.service.targets.engines import EngineError
+from detoxd.netagent.engines import EngineError
 
 TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 64 << 20  # a Pi-hole's full deny list of a million names is ~100 MB; ours far less

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from detoxd.core.network import ADGUARD_BEGIN, ADGUARD_END, CANARY, EngineConfig, engine_names, exceptions
-from detoxd.service.targets.adguardhome import QUERY_PAGE, AdGuardHomeTarget
-from detoxd.service.targets.engines import EngineError
+from detoxd.netagent.adguardhome import QUERY_PAGE, AdGuardHomeTarget
+from detoxd.netagent.engines import EngineError
 
 from .standins import StandIn, adguard_standin, der_fingerprint, self_signed_certificate
 

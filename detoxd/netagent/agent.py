@@ -42,11 +42,11 @@ from zoneinfo import ZoneInfo
 from detoxd.client import ControlClient, ControlError
 from detoxd.core import lookups
 from detoxd.core.network import EngineConfig, engine_from_json, engine_names, exceptions
-from detoxd.service.targets.adguardhome import AdGuardHomeTarget
-from detoxd.service.targets.dnsmasq import DnsmasqTarget
-from detoxd.service.targets.engines import EngineError, EngineTarget
-from detoxd.service.targets.pihole import PiholeTarget
-from detoxd.service.targets.unbound import UnboundTarget
+from detoxd.netagent.adguardhome import AdGuardHomeTarget
+from detoxd.netagent.dnsmasq import DnsmasqTarget
+from detoxd.netagent.engines import EngineError, EngineTarget
+from detoxd.netagent.pihole import PiholeTarget
+from detoxd.netagent.unbound import UnboundTarget
 
 log = logging.getLogger("detoxd.network")
 

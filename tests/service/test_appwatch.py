@@ -24,8 +24,8 @@ import pytest
 
 from detoxd.core import apps
 from detoxd.core.apps import AppRule, Matcher
-from detoxd.service.targets import appwatch
-from detoxd.service.targets.appwatch import AppWatcher
+from detoxd.service import appwatch
+from detoxd.service.appwatch import AppWatcher
 
 USER_UID = 4242
 PYTHON = "/usr/bin/python3"
@@ -35,7 +35,7 @@ IN_OWN_PID_NAMESPACE = os.environ.get("DETOXD_TEST_PID_NAMESPACE") == "1" and os
 pytestmark = pytest.mark.skipif(
     not IN_OWN_PID_NAMESPACE,
     reason="scans and signals every process it can see: runs in its own PID namespace "
-           "(tests/service/targets/test_appwatch_namespace.py)")
+           "(tests/service/test_appwatch_namespace.py)")
 
 
 def rule(name: str, *texts: str) -> AppRule:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -22,7 +22,7 @@ def test_appwatch_in_its_own_pid_namespace() -> None:
         # PID 2 is a placeholder: detoxd rightly spares PIDs 1 and 2 (init, kthreadd), so no
         # test process may get them. The pytest is PID 1 (exec), the namespace ends with it.
         ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c",
-         'sleep 3600 & exec "$0" -m pytest -q -p no:cacheprovider tests/service/targets/test_appwatch.py',
+         'sleep 3600 & exec "$0" -m pytest -q -p no:cacheprovider tests/service/test_appwatch.py',
          sys.executable],
         cwd=REPO, env={**os.environ, "DETOXD_TEST_PID_NAMESPACE": "1"},
         capture_output=True, text=True, timeout=300, check=False)

@@ -30,7 +30,12 @@ from pathlib import Path
 
 from detoxd.core import hosts
 from detoxd.service import inotify
-from detoxd.service.targets.hostsfile import DEFAULT_READ_LIMIT, HostsFile, HostsFileError, common_tail_start
+from detoxd.service.targets.hosts.hostsfile import (
+    DEFAULT_READ_LIMIT,
+    HostsFile,
+    HostsFileError,
+    common_tail_start,
+)
 
 log = logging.getLogger(__name__)
 

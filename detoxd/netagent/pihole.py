@@ -34,8 +34,8 @@ from urllib.parse import quote, urlencode
 
 from detoxd.core.lookups import Lookup
 from detoxd.core.network import MARKER, MARKER_COMMENT, EngineConfig, PiholeEntry, pihole_plan
-from detoxd.service.targets.engines import EngineError
-from detoxd.service.targets.webapi import Response, WebApi
+from detoxd.netagent.engines import EngineError
+from detoxd.netagent.webapi import Response, WebApi
 
 log = logging.getLogger("detoxd.network")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from detoxd.core import hosts
-from detoxd.service.targets.guard import HostsGuard, Outcome, _writer_bytes_over
-from detoxd.service.targets.hostsfile import HostsFile
+from detoxd.service.targets.hosts.guard import HostsGuard, Outcome, _writer_bytes_over
+from detoxd.service.targets.hosts.hostsfile import HostsFile
 
 USER = b"127.0.0.1 localhost\n# keep me\n10.0.0.5 printer.lan\n"
 NAMES = frozenset({"twitter.com", "www.twitter.com", "facebook.com"})

@@ -40,8 +40,8 @@ from detoxd.core.network import (
     adguard_rules,
     adguard_without_block,
 )
-from detoxd.service.targets.engines import EngineError
-from detoxd.service.targets.webapi import Response, WebApi
+from detoxd.netagent.engines import EngineError
+from detoxd.netagent.webapi import Response, WebApi
 
 log = logging.getLogger("detoxd.network")
 

@@ -26,7 +26,7 @@ from detoxd.core.network import (
     unbound_zones,
     zone_changes,
 )
-from detoxd.service.targets.engines import EngineError, read_text, remove_file, write_config_file
+from detoxd.netagent.engines import EngineError, read_text, remove_file, write_config_file
 
 log = logging.getLogger("detoxd.network")
 

@@ -1,7 +1,7 @@
 """Blocked lookups per device per day, from the engines' query logs to the journal and the report.
 
 A real Engine (scratch files, FakeClock) and a real NetAgent driving the real Pi-hole and AdGuard
-Home targets against the stand-in servers of tests/service/targets/standins.py (written from
+Home targets against the stand-in servers of tests/netagent/standins.py (written from
 FTL's OpenAPI spec, API version 6.0 / FTL v6.4.1, queries.yaml; and AdGuard Home's
 openapi/openapi.yaml, API version 0.107: neither engine can be installed here). The agent's
 requests go straight to the engine's handler, as the control socket would carry them, and are
@@ -21,14 +21,14 @@ import pytest
 
 from detoxd.clock import FakeClock
 from detoxd.core.lookups import MAX_DEVICES, MAX_NAMES_PER_ENTRY
+from detoxd.netagent.agent import NetAgent
 from detoxd.paths import Paths
 from detoxd.protocol import MAX_REQUEST_BYTES, Peer
 from detoxd.service import journal
 from detoxd.service.engine import Engine
-from detoxd.service.netagent import NetAgent
 from detoxd.service.scheduler import system_timezone
+from tests.netagent.standins import StandIn, adguard_standin, pihole_standin
 from tests.service.enginekit import ROOT, scratch_paths
-from tests.service.targets.standins import StandIn, adguard_standin, pihole_standin
 
 NOBODY = Peer(pid=2, uid=65534, gid=65534)
 PHONE, TABLET = "192.168.1.23", "192.168.1.40"
@@ -172,8 +172,8 @@ def test_a_query_log_that_fails_for_a_moment_leaves_the_engine_in_sync(
     pihole, _ = standins
     with pihole.lock:
         pihole.state.queries_endpoint = True
-    from detoxd.service.targets import pihole as pihole_module
-    from detoxd.service.targets.engines import EngineError
+    from detoxd.netagent import pihole as pihole_module
+    from detoxd.netagent.engines import EngineError
 
     def broken(self: object, since: datetime, until: datetime) -> None:
         raise EngineError("unreachable", "pi.hole: connection lost")

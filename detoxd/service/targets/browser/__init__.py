@@ -15,7 +15,7 @@ from typing import Any
 
 from detoxd.service import resolvers
 from detoxd.service.targets import Drift
-from detoxd.service.targets.policyfiles import Action, BrowserPolicies
+from detoxd.service.targets.browser.policyfiles import Action, BrowserPolicies
 
 log = logging.getLogger(__name__)
 

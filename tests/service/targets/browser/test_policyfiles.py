@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.service.targets import policyfiles
-from detoxd.service.targets.policyfiles import Action, BrowserPolicies, installed_browsers
+from detoxd.service.targets.browser import policyfiles
+from detoxd.service.targets.browser.policyfiles import Action, BrowserPolicies, installed_browsers
 
 USER_FIREFOX_POLICIES = '{\n    "policies": {"DisableTelemetry": true,\n  "Homepage": {"URL": "https://example.org"}}\n}\n'
 

@@ -1,4 +1,4 @@
-"""detoxd.service.targets.hostsfile on real files: both write paths, and recovery from every crash point.
+"""detoxd.service.targets.hosts.hostsfile on real files: both write paths, recovery from every crash point.
 
 A crash point is set up on disk exactly as a killed writer leaves it (a journal cut at some byte,
 a target overwritten up to some byte); tests/integration/test_hostsfile_crash.py kills real
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.service.targets import hostsfile as hostsfile_module
-from detoxd.service.targets.hostsfile import (
+from detoxd.service.targets.hosts import hostsfile as hostsfile_module
+from detoxd.service.targets.hosts.hostsfile import (
     JOURNAL_NAME,
     HostsFile,
     HostsFileError,
