@@ -4,6 +4,11 @@ The charts are drawn with matplotlib (Debian's python3-matplotlib) and embedded 
 the page loads nothing (a Content-Security-Policy forbids it) and runs no script, so it can be
 opened from a file, mailed, or archived. Input is the ``report --json`` document
 (:mod:`detoxd.core.report`); only this module imports matplotlib, and only when called.
+
+matplotlib is optional (the package only Suggests it: with its own dependencies it is most of
+what an install would download). Without it the page is still written, with everything but the
+charts: the summary, the tiles, the time per site and the day-by-day table (shown open), and a
+note saying how to get the charts.
 """
 
 from __future__ import annotations
@@ -26,23 +31,37 @@ GRID_COLOUR = "#e6e6e6"
 TEXT_COLOUR = "#333333"
 
 
+NO_CHARTS = ("The charts need matplotlib, which is not installed: "
+             "sudo apt install python3-matplotlib (or pip install matplotlib), then make the page again. "
+             "Everything else is here; the day-by-day table below has every figure.")
+
+
 class ChartsUnavailable(Exception):
-    """matplotlib is not installed."""
+    """matplotlib is not installed. :func:`render` no longer raises it (the page is written
+    without charts); kept for callers that still catch it."""
+
+
+def charts_available() -> bool:
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+    del matplotlib
+    return True
 
 
 def render(document: Mapping[str, Any]) -> str:
-    """The whole page. Raises ChartsUnavailable without matplotlib."""
-    try:
-        import matplotlib
-    except ImportError as error:
-        raise ChartsUnavailable("the HTML report draws its charts with matplotlib: "
-                                "sudo apt-get install python3-matplotlib (or pip install matplotlib)"
-                                ) from error
-    del matplotlib
+    """The whole page; without matplotlib, the page without its charts (see NO_CHARTS)."""
+    charts = charts_available()
     sections = [_header(document)]
     if document.get("detox") is not None:
-        sections += [_tiles(document), _time_chart(document), _attempts_chart(document),
-                     _sites_chart(document), _sessions(document), _table(document)]
+        sections.append(_tiles(document))
+        if charts:
+            sections += [_time_chart(document), _attempts_chart(document), _sites_chart(document)]
+        else:
+            sections += [f"<section><div class=note>{html.escape(NO_CHARTS)}</div></section>",
+                         _activitywatch_note(document), _sites_table(document)]
+        sections += [_sessions(document), _table(document, shown=not charts)]
     sections.append(_footer(document))
     return _PAGE.format(title=html.escape(_title(document)), body="\n".join(s for s in sections if s))
 
@@ -109,12 +128,18 @@ def _minutes(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else duration_text(seconds)
 
 
-def _time_chart(document: Mapping[str, Any]) -> str:
+def _activitywatch_note(document: Mapping[str, Any]) -> str:
     activitywatch = document["activitywatch"]
+    if activitywatch["available"]:
+        return ""
+    return ("<section><h2>Time on blocked sites</h2><div class=note>"
+            f"{html.escape(str(activitywatch['message']))}</div></section>")
+
+
+def _time_chart(document: Mapping[str, Any]) -> str:
     days = document["days"]
-    if not activitywatch["available"]:
-        return ("<section><h2>Time on blocked sites</h2><div class=note>"
-                f"{html.escape(str(activitywatch['message']))}</div></section>")
+    if not document["activitywatch"]["available"]:
+        return _activitywatch_note(document)
     figure, axes = _figure(10, 3.6)
     labels = [row["date"][5:] for row in days]
     minutes = [(row["blocked_site_seconds"] or 0) / 60 for row in days]
@@ -164,14 +189,30 @@ def _attempts_chart(document: Mapping[str, Any]) -> str:
     return _section("What the detox stopped", "each day of the detox", _svg(figure))
 
 
-def _sites_chart(document: Mapping[str, Any]) -> str:
+def _top_sites(document: Mapping[str, Any]) -> list[tuple[str, list[float]]]:
+    """The 8 blocked sites with the most time, before and during (seconds), most first."""
     totals: dict[str, list[float]] = {}
     for row in document["days"]:
         for name, seconds in row["sites"].items():
             totals.setdefault(name, [0.0, 0.0])[0 if row["phase"] == "before" else 1] += seconds
-    if not totals:
+    return sorted(totals.items(), key=lambda item: -(item[1][0] + item[1][1]))[:8]
+
+
+def _sites_table(document: Mapping[str, Any]) -> str:
+    top = _top_sites(document)
+    if not top:
         return ""
-    top = sorted(totals.items(), key=lambda item: -(item[1][0] + item[1][1]))[:8][::-1]
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{_cell(before)}</td><td>{_cell(during)}</td></tr>"
+                   for name, (before, during) in top)
+    return ("<section><h2>Where the time went</h2><p class=caption>blocked sites only: nothing else "
+            "you browsed is recorded</p><table><tr><th>site</th><th>before</th><th>during</th></tr>"
+            + rows + "</table></section>")
+
+
+def _sites_chart(document: Mapping[str, Any]) -> str:
+    top = _top_sites(document)[::-1]
+    if not top:
+        return ""
     figure, axes = _figure(10, 0.45 * len(top) + 1.0)
     positions = range(len(top))
     axes.barh([p + 0.2 for p in positions], [before / 3600 for _, (before, _) in top], height=0.4,
@@ -199,7 +240,7 @@ def _sessions(document: Mapping[str, Any]) -> str:
     return "<section><h2>Peer sessions</h2><ul class=sessions>" + "".join(items) + "</ul></section>"
 
 
-def _table(document: Mapping[str, Any]) -> str:
+def _table(document: Mapping[str, Any], shown: bool = False) -> str:
     head = ("<tr><th>date</th><th></th><th>blocked sites</th><th>blocked apps</th><th>lookups</th>"
             "<th>tamper</th><th>apps closed</th><th>allowances</th></tr>")
     rows = []
@@ -211,7 +252,8 @@ def _table(document: Mapping[str, Any]) -> str:
             f"<td>{_cell(row['blocked_site_seconds'])}</td><td>{_cell(row['blocked_app_seconds'])}</td>"
             f"<td>{lookups}</td><td>{row['tamper_attempts'] or ''}</td><td>{closed}</td>"
             f"<td>{round(row['allowance_minutes']) or ''}</td></tr>")
-    return ("<section><details><summary>Day by day</summary><table>" + head + "".join(rows)
+    opened = " open" if shown else ""
+    return (f"<section><details{opened}><summary>Day by day</summary><table>" + head + "".join(rows)
             + "</table></details></section>")
 
 

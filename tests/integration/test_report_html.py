@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,24 @@ def test_without_activitywatch_the_page_says_how_to_get_it() -> None:
     page = report_html.render(report.build(events, now=START + timedelta(days=15), tz=UTC))
     assert "No ActivityWatch data" in page and "aw-watcher-web" in page
     assert page.count("<svg") == 1  # only what the detox stopped
+
+
+def test_without_matplotlib_the_page_has_everything_but_the_charts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package only Suggests matplotlib: without it the page is still written, and says how
+    to get the charts."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    assert not report_html.charts_available()
+    page = report_html.render(sample_document())
+    assert "<svg" not in page and "<script" not in page
+    assert "The charts need matplotlib, which is not installed: sudo apt install python3-matplotlib" in page
+    assert "14 days: 3 tamper attempts, Slack closed 11 times" in page  # the summary
+    assert "tamper attempts undone" in page  # the tiles
+    assert "<details open><summary>Day by day" in page  # every figure, shown
+    assert "<td>facebook.com</td>" in page  # where the time went, as a table
+    assert "Robert Craven → Ada Lovelace" in page
+    events = [event for event in sample_journal() if event["kind"] != "activity_day"]
+    page = report_html.render(report.build(events, now=START + timedelta(days=15), tz=UTC))
+    assert "No ActivityWatch data" in page and "<svg" not in page
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup --test installs it)")
