@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import time
 from collections import namedtuple
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
     import socket
-    from typing import Any, NamedTuple
+    from collections.abc import Mapping
+    from typing import Any, NamedTuple, Self
 
 DEFAULT_SOCKET_PATH = Path("/run/detoxd/control.sock")
 MUTATING_COMMANDS: frozenset[str] = frozenset({"start", "end", "reload"})
@@ -158,3 +160,218 @@ def encode(message: dict[str, Any]) -> bytes:
     return (json.dumps(message, allow_nan=False, separators=(",", ":")) + "\n").encode()
 
 
+
+
+# ---- the status: what `status` answers (and `status --json` prints), typed ----
+#
+# Each record below is one JSON object of the status; every field is the key of the same name
+# (docs/status.schema.json is the schema, tests/integration/test_status_schema.py checks a real
+# daemon's answers against it). ``from_json`` takes what a daemon sent: keys this version does
+# not know are kept in ``extra`` and given back by ``to_json``, missing ones take the default
+# (an older daemon); the values are not checked (the daemon is trusted, the schema is the check).
+
+
+class _Record:
+    """``to_json`` / ``from_json`` for a status record (a frozen dataclass with an ``extra`` field).
+
+    ``_NESTED``: field -> record class of its value (or of each item of a list);
+    ``_OMITTED_WHEN_NONE``: keys the daemon leaves out rather than send as null."""
+
+    _NESTED: dict[str, type[_Record]] = {}  # noqa: RUF012 (a plain class attribute, not a field)
+    _OMITTED_WHEN_NONE: frozenset[str] = frozenset()
+    extra: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        for item in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if item.name == "extra" or (value is None and item.name in self._OMITTED_WHEN_NONE):
+                continue
+            document[item.name] = _plain(value)
+        document.update(self.extra)
+        return document
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any]) -> Self:
+        known = {item.name for item in fields(cls)} - {"extra"}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in document.items():
+            if key not in known:
+                extra[key] = value
+                continue
+            record = cls._NESTED.get(key)
+            if record is not None and isinstance(value, list):
+                value = tuple(record.from_json(item) if isinstance(item, dict) else item for item in value)
+            elif record is not None and isinstance(value, dict):
+                value = record.from_json(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            values[key] = value
+        return cls(**values, extra=extra)  # type: ignore[call-arg]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Record):
+        return value.to_json()
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class HostsFileProblem(_Record):
+    """What keeps the daemon from writing the hosts file, and what to do."""
+
+    reason: str = ""
+    fix: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostsOverride(_Record):
+    """A line of the hosts file giving blocked names another address."""
+
+    line: str = ""
+    names: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineRow(_Record):
+    """One household DNS engine, as its network agent last reported it."""
+
+    engine: str = "?"
+    url: str | None = None
+    conf_dir: str | None = None
+    state: str = "pending"  # in_sync, idle, pending, no_agent, unreachable, auth_failed, ...
+    last_ok: str | None = None
+    names: int = 0
+    error: str | None = None
+    tamper_events: int = 0
+    clients: int = 0
+    query_log: str | None = None  # available | not_available; None: not read yet
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentReport(_Record):
+    """A tray agent's word on its user's notifications."""
+
+    uid: int = -1
+    notifications_silenced: bool = False
+    backend: str = ""
+    reason: str | None = None  # why silencing did not take (left out when it did)
+    fix: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    _OMITTED_WHEN_NONE = frozenset({"reason", "fix"})
+
+
+@dataclass(frozen=True)
+class TimeHeld(_Record):
+    """Downtime not credited to the detox until the clock is confirmed."""
+
+    seconds: int = 0
+    since: str | None = None
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PeerLockStatus(_Record):
+    """``lock: peers``: who holds the shares, and the early-end attempts."""
+
+    holders: tuple[str, ...] = ()
+    share_set: str = ""
+    failed_attempts: int = 0
+    retry_in_seconds: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AllowanceStatus(_Record):
+    """One allowance of the blocklist: open or not, and what is left of today's budget."""
+
+    name: str = "?"
+    open: bool = False
+    open_until: str | None = None
+    minutes_left_today: int = 0
+    opens_left_today: int | None = None  # None: no limit on opens
+    next_window: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NextSession(_Record):
+    number: int = 0
+    start: str = ""
+    end: str = ""
+    in_progress: bool = False
+    location: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HotSeat(_Record):
+    name: str = "?"
+    ends_at: str | None = None
+    seconds_left: int = 0
+    session: int = 0
+    seat: int = 0
+    of: int = 0
+    next_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Status(_Record):
+    """The daemon's status: the detox, the block and everything that keeps it from being whole."""
+
+    state: str = "idle"  # active | idle
+    locked: bool = False
+    lock: bool | str | None = None  # detox.lock of the running detox: true, false or "peers"
+    peers_needed: int | None = None
+    peer_lock: PeerLockStatus | None = None  # only with lock "peers"
+    started_at: str | None = None
+    ends_at: str | None = None
+    days_left: int | None = None
+    seconds_left: int | None = None
+    days_total: float | None = None
+    domains_blocked: int = 0
+    domains_configured: int = 0
+    hosts_file: str = ""
+    hosts_in_sync: bool = False
+    hosts_file_problem: HostsFileProblem | None = None
+    hosts_overrides: tuple[HostsOverride, ...] = ()
+    network: tuple[EngineRow, ...] = ()
+    notifications_suppress: bool = True  # read by each user's tray agent
+    agents: tuple[AgentReport, ...] = ()
+    tamper_events: int = 0
+    apps_closed: dict[str, int] = field(default_factory=dict)  # app name -> times closed
+    clock_jumps: int = 0
+    time_held: TimeHeld | None = None
+    stale: bool = False  # served from an old snapshot: nothing confirms the block
+    snapshot_age_seconds: float | None = None  # only in a status served from a snapshot
+    config_error: str | None = None
+    config_missing: tuple[str, ...] = ()
+    state_error: str | None = None
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    allowances: tuple[AllowanceStatus, ...] = ()
+    next_session: NextSession | None = None
+    current_hot_seat: HotSeat | None = None
+    version: str = "?"
+    extra: dict[str, Any] = field(default_factory=dict)
+    _OMITTED_WHEN_NONE = frozenset({"peer_lock", "snapshot_age_seconds"})
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+
+Status._NESTED = {"peer_lock": PeerLockStatus, "hosts_file_problem": HostsFileProblem,
+                  "hosts_overrides": HostsOverride, "network": EngineRow, "agents": AgentReport,
+                  "time_held": TimeHeld, "allowances": AllowanceStatus, "next_session": NextSession,
+                  "current_hot_seat": HotSeat}

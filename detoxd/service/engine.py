@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,10 +34,10 @@ from detoxd.service import cutter, journal, ledger, state_store, traces
 from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.appwatch import AppWatcher
 from detoxd.service.audit import Audit
-from detoxd.service.liveness import VERIFIED_WITHIN_SECONDS
 from detoxd.service.loader import LoadedConfig, load_config, missing_files_error
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
+from detoxd.service.status import StatusBuilder, duration_text
 from detoxd.service.targets import Drift, Target
 from detoxd.service.targets.browser import BrowserTarget
 from detoxd.service.targets.hosts import HostsTarget
@@ -50,8 +50,6 @@ TICK_SECONDS = 1.0  # how often the daemon ticks: the detox clock is read and ta
 MAX_AGENT_TEXT = 400  # a tray's reason or fix, as shown by doctor
 AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
 MAX_AGENTS = 256
-STATUS_LOCK_WAIT = 0.25  # longer than this, status answers from the last tick's snapshot
-STALE_SECONDS = 2.0  # a status older than this says "stale" and never "in sync"
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
 
 Publish = Callable[[dict[str, Any]], None]
@@ -90,11 +88,10 @@ class Engine:
         # "state" (saving to the state directory), "hosts file"/"browser policies" (enforcing).
         self.problems: dict[str, str] = {}
         self.state_error: str | None = None  # the detox state had to be recovered or guessed
-        self._snapshots: tuple[dict[str, Any], dict[str, Any], float] = ({}, {}, -1.0)
+        self.status_builder = StatusBuilder(self)
         # When the daemon's main loop last went round (monotonic; None without a loop, as in
         # tests): a loop stuck outside the lock must not be hidden by a fresh-looking status.
         self.loop_seen: float | None = None
-        self._stale_reported: float | None = None  # the stall already logged (its start)
         # When the hosts file was last seen as it should be, with no change waiting to settle, or
         # found impossible to enforce and reported (monotonic): what the watchdog is fed on.
         self.hosts_checked_at: float | None = None
@@ -469,7 +466,7 @@ class Engine:
             self.publish("allowance_closing", **notice)
         self._agent_reports()  # notices agents that went away
         self.journal.sync()
-        self._snapshots = (self.status(private=False), self.status(private=True), self.clock.monotonic())
+        self.status_builder.snapshot()
 
     def _tick_detox(self) -> None:
         before = self.state
@@ -503,28 +500,15 @@ class Engine:
         """Time the wall clock claims across a reboot without confirmation: held, loudly."""
         was, held = detox.held_seconds(before), detox.held_seconds(after)
         if held > was and after.held is not None:
-            log.warning("%s of downtime held, not credited: %s", _duration(held), after.held.reason)
+            log.warning("%s of downtime held, not credited: %s", duration_text(held), after.held.reason)
             journal.record("time_held", seconds=round(held), reason=after.held.reason)
             self.publish("status")
         elif was and not held:
             credited = after.credited_seconds - before.credited_seconds if after.active else None
-            log.info("the clock is confirmed: held time released (%s held)", _duration(was))
+            log.info("the clock is confirmed: held time released (%s held)", duration_text(was))
             journal.record("time_released", held_seconds=round(was),
                            credited_seconds=None if credited is None else round(credited))
             self.publish("status")
-
-    def _time_held(self) -> dict[str, Any] | None:
-        held = self.state.held if self.state.active else None
-        if held is None:
-            return None
-        return {"seconds": round(held.seconds), "since": _iso(held.since), "reason": held.reason}
-
-    def _held_warnings(self) -> list[str]:
-        held = self._time_held()
-        if held is None:
-            return []
-        return [f"{_duration(held['seconds'])} held, not credited yet: {held['reason']}; it is credited "
-                "as soon as the clock is synchronised (NTP)"]
 
     def _state_dir_removed(self) -> None:
         """`rm -rf /var/lib/detoxd` while running: everything is written again from memory at
@@ -982,142 +966,15 @@ class Engine:
     # ---- status ----
 
     def status(self, *, private: bool = False) -> dict[str, Any]:
-        now = self.clock.now()
-        state = self.state
-        ends_at = detox.ends_at(state, now)
-        hosts_state = self.hosts.state()
-        overrides = self.hosts.override_problems(hosts_state["hosts_overrides"])  # while present
-        return {
-            "state": "active" if state.active else "idle",
-            "locked": state.active and state.locked,
-            **self._lock_fields(),
-            "started_at": _iso(state.started_at) if state.active else None,
-            "ends_at": _iso(ends_at),
-            "days_left": detox.days_left(state) if state.active else None,
-            "seconds_left": round(detox.remaining(state).total_seconds()) if state.active else None,
-            "days_total": state.duration_seconds / detox.SECONDS_PER_DAY if state.active else None,
-            "domains_blocked": len(self.hosts.names),
-            "domains_configured": len(self.applied.names),
-            **hosts_state,
-            **self.network.state(),
-            # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
-            "notifications_suppress": self.applied.suppress_notifications,
-            "agents": self._agent_reports(),
-            "tamper_events": state.tamper_events,
-            "apps_closed": self.app_watcher.closed_counts(),
-            "clock_jumps": state.clock_jumps,
-            "time_held": self._time_held(),  # downtime not credited until the clock is confirmed
-            "stale": False,  # true only in a status served from an old snapshot (_status_reply)
-            "config_error": self._config_error_text(private),
-            "config_missing": list(self.config_missing),  # files read as built-in defaults
-            # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
-            "state_error": self.state_error,
-            "problems": sorted(self.problems.values()) + overrides,
-            "warnings": self._loud_warnings() + overrides + self._held_warnings()
-            + self._missing_config_warnings() + self.warnings + self.allowances.warnings
-            + self._session_warnings(now),
-            "allowances": self.allowances.status(detox_active=state.active),
-            **self.sessions.status_fields(now),
-            "version": __version__,
-        }
-
-    def _lock_fields(self) -> dict[str, Any]:
-        """``lock`` mirrors `detox.lock` (true, false, "peers") for the running detox."""
-        state = self.state
-        if not state.active:
-            return {"lock": None, "peers_needed": None}
-        if state.peer_lock is None:
-            return {"lock": state.locked, "peers_needed": None}
-        verifier = state.peer_lock.verifier
-        return {"lock": LockMode.PEERS.value, "peers_needed": verifier.needed,
-                "peer_lock": {"holders": list(verifier.holders),
-                              "share_set": peerkey.set_words(verifier.share_set),
-                              "failed_attempts": state.peer_lock.failed_attempts,
-                              "retry_in_seconds": round(detox.peer_retry_in(state))}}
+        """The status now, as sent (see :mod:`detoxd.service.status`). Under the lock."""
+        return self.status_builder.build(private=private).to_json()
 
     def _status_reply(self, *, private: bool) -> dict[str, Any]:
-        """Status under the lock; while the lock is held longer (a large valid block being
-        written), the snapshot of the last tick, marked with its age, instead of a wait."""
         return {"ok": True, "status": self.current_status(private=private)}
 
-    def unverified_for(self, now: float) -> float | None:
-        """Seconds since the hosts file was last checked (see :attr:`hosts_checked_at`), when
-        that is longer than :data:`VERIFIED_WITHIN_SECONDS`; else None."""
-        checked = self.hosts_checked_at
-        if checked is None or now - checked <= VERIFIED_WITHIN_SECONDS:
-            return None
-        return now - checked
-
     def current_status(self, *, private: bool = False) -> dict[str, Any]:
-        """The status without waiting on a busy engine, and honest about it: see
-        :meth:`_timely_status`; under the daemon's loop, never "in sync" when the hosts file was
-        not verified within :data:`VERIFIED_WITHIN_SECONDS`."""
-        status = self._timely_status(private)
-        unverified = self.unverified_for(self.clock.monotonic()) if self.loop_seen is not None else None
-        problems = [f"the hosts file was last verified {unverified:.0f} s ago (a change has not "
-                    "settled: is the daemon being stopped and continued?)"] if unverified else []
-        if self.guard_problem is not None and not unverified:
-            problems.append(f"{self.guard_problem}: systemd's watchdog is not fed, it restarts detoxd")
-        if not problems:
-            return status
-        return {**status, "hosts_in_sync": False, "problems": [*status.get("problems", ()), *problems],
-                "warnings": [*problems, *status.get("warnings", ())]}
-
-    def _timely_status(self, private: bool) -> dict[str, Any]:
-        """Marked stale when it is older than :data:`STALE_SECONDS`, or the main loop has not
-        gone round for as long."""
-        if self.lock.acquire(timeout=STATUS_LOCK_WAIT):
-            try:
-                status = self.status(private=private)
-            finally:
-                self.lock.release()
-            seen = self.loop_seen
-            age = 0.0 if seen is None else self.clock.monotonic() - seen
-            return self._stale(status, seen, age) if age > STALE_SECONDS else status
-        public, full, taken = self._snapshots
-        if taken < 0:
-            with self.lock:  # no tick yet: nothing to show but the real thing
-                return self.status(private=private)
-        snapshot = dict(full if private else public)
-        age = self.clock.monotonic() - taken
-        snapshot["snapshot_age_seconds"] = round(age, 1)
-        return self._stale(snapshot, taken, age) if age > STALE_SECONDS else snapshot
-
-    def _stale(self, status: dict[str, Any], since: float | None, age: float) -> dict[str, Any]:
-        """A status nobody has confirmed for ``age`` seconds: it cannot say the hosts file is in
-        sync. Logged and journalled once per stall (from this thread: the main loop is stuck)."""
-        problem = (f"the daemon's main loop has not gone round for {age:.0f} s: this status is "
-                   "that old, and nothing confirms the block is in place")
-        if self._stale_reported != since:
-            self._stale_reported = since
-            log.error("%s (a status was asked for)", problem)
-            journal.record_nowait("status_stale", seconds=round(age, 1))
-        return {**status, "stale": True, "hosts_in_sync": False, "snapshot_age_seconds": round(age, 1),
-                "problems": [problem, *status.get("problems", ())],
-                "warnings": [problem, *status.get("warnings", ())]}
-
-    def _loud_warnings(self) -> list[str]:
-        loud = sorted(self.problems.values())
-        return [*loud, self.state_error] if self.state_error else loud
-
-    def _missing_config_warnings(self) -> list[str]:
-        return [f"{self.paths.config_dir / name} does not exist: `detoxd start` is refused until "
-                "it is written" for name in self.config_missing]
-
-    def _config_error_text(self, private: bool) -> str | None:
-        if self.config_error is None:
-            return None
-        issues = self.config_error.issues
-        return "\n".join(str(issue if private else issue.redacted()) for issue in issues)
-
-    def _session_warnings(self, now: datetime) -> list[str]:
-        """Sessions outside the running detox, or after the end of one started now."""
-        planned = self.sessions.plan
-        if planned is None:
-            return []
-        if self.state.active:
-            return plan.warnings(planned, self.state.started_at, detox.ends_at(self.state, now))
-        return plan.warnings(planned, None, now + timedelta(days=self.applied.days))
+        """Without waiting on a busy engine: see :meth:`StatusBuilder.current`."""
+        return self.status_builder.current(private=private).to_json()
 
     def one_line(self) -> str:
         if self.problems:
@@ -1147,14 +1004,6 @@ class Engine:
                 journal.record("hot_seat", session=details.get("session"), seat=details.get("seat"),
                                person=details.get("name"), starts_at=details.get("starts_at"))
             self.publish(event, **details)
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 2 * detox.SECONDS_PER_DAY:
-        return f"{seconds / detox.SECONDS_PER_DAY:.1f} days"
-    if seconds >= 7200:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds / 60:.0f} minutes"
 
 
 def _local_zone() -> ZoneInfo:

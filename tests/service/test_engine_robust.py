@@ -25,7 +25,8 @@ from detoxd.core.hosts import BEGIN_MARKER, END_MARKER
 from detoxd.paths import Paths
 from detoxd.service import engine as engine_module
 from detoxd.service import journal, ledger, state_store
-from detoxd.service.engine import STALE_SECONDS, Engine
+from detoxd.service.engine import Engine
+from detoxd.service.status import STALE_SECONDS
 from tests.service.enginekit import ROOT, blocked, scratch_paths
 
 USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n"
