@@ -132,7 +132,10 @@ def test_the_status_command_imports_no_server_code_nor_typing() -> None:
     modules = set(done.stdout.split())
     assert "detoxd.client" in modules
     assert not {m for m in modules if m.startswith(("detoxd.service", "detoxd.core", "detoxd.agent"))}
-    assert not modules & {"typing", "dataclasses", "shutil", "yaml", "watchdog", "apscheduler"}
+    # dataclasses is the typed status's (detoxd.protocol.Status): the startup it costs is measured
+    # against `python -c pass` in benchmarks/ (daemon_costs.status_latency).
+    assert "dataclasses" in modules
+    assert not modules & {"typing", "shutil", "yaml", "watchdog", "apscheduler"}
 
 
 def test_status_shows_each_household_engine() -> None:
