@@ -17,15 +17,16 @@ LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)|!\[[^\]]*\]\(([^)\s]+)\)")
 def headings(path: Path) -> set[str]:
     """GitHub's anchors for a page's headings (outside code blocks)."""
     anchors: set[str] = set()
+    seen: dict[str, int] = {}
     fenced = False
     for line in path.read_text().splitlines():
         if line.startswith("```"):
             fenced = not fenced
         elif not fenced and (match := re.match(r"#{1,6} (.*)", line)):
             slug = re.sub(r"[^\w\- ]", "", match[1].strip().lower()).replace(" ", "-")
-            while slug in anchors:  # a repeated heading gets -1, -2 …
-                slug = re.sub(r"(-\d+)?$", lambda m: f"-{int(m[0][1:] or 0) + 1}" if m[0] else "-1", slug, count=1)
-            anchors.add(slug)
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            anchors.add(f"{slug}-{count}" if count else slug)  # a repeated heading gets -1, -2 …
     return anchors
 
 
