@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from dnsnet import ENGINE_IP, UNBOUND_IP, household
 from harness import machine_description, machine_line
 
-from detoxd.core.network import EngineConfig, engine_names
+from detoxd.core.network import DnsEngineConfig, engine_names
 from detoxd.netagent.agent import CHECK_SECONDS, SYNC_SECONDS
-from detoxd.netagent.dnsmasq import DnsmasqTarget
-from detoxd.netagent.unbound import UnboundTarget
+from detoxd.netagent.dnsmasq import DnsmasqEngine
+from detoxd.netagent.unbound import UnboundEngine
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -80,7 +80,7 @@ def main() -> int:
         net.start_unbound()
         assert net.dig(ENGINE_IP, last) == ["203.0.113.7"] and net.dig(UNBOUND_IP, last) == ["203.0.113.7"]
 
-        dnsmasq = DnsmasqTarget(EngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir),
+        dnsmasq = DnsmasqEngine(DnsEngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir),
                                              service="dnsmasq.service"), restart=net.restart_dnsmasq)
         start = time.monotonic()
         dnsmasq.apply(names, ())
@@ -89,7 +89,7 @@ def main() -> int:
         results["dnsmasq_check_cpu_s"], results["dnsmasq_engine_cpu_s"] = measure_checks(
             dnsmasq, args.repeats, net.dnsmasq.pid)
 
-        unbound = UnboundTarget(EngineConfig("unbound", 1, 1, conf_dir=str(net.unbound_conf_dir),
+        unbound = UnboundEngine(DnsEngineConfig("unbound", 1, 1, conf_dir=str(net.unbound_conf_dir),
                                              control_config=str(net.unbound_conf)))
         start = time.monotonic()
         unbound.apply(names, ())

@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from detoxd.core import diagnosis, dnswire, hosts, network, policies
+from detoxd.core import diagnosis, dnsengines, dnswire, hosts, network, policies
 from detoxd.paths import Paths
 from detoxd.service.targets.browser.policyfiles import InstalledBrowsers, installed_browsers
 
@@ -369,7 +369,7 @@ def check_network(status: dict[str, Any] | None, answers: dict[str, dict[str, dn
             continue
         if state != "in_sync":
             kind = str(row.get("engine"))
-            unit = "detoxd-network" if kind in network.REMOTE_ENGINES else f"detoxd-network-{kind}"
+            unit = dnsengines.agent_unit(kind)
             fix = f"journalctl -u {unit}"
             if state == "no_agent":
                 fix += f"; sudo systemctl enable --now {unit}"

@@ -46,6 +46,16 @@ def replace_file(path: Path, data: bytes, *, mode: int, keep_existing_mode: bool
     fsync_directory(path.parent)
 
 
+def remove_file(path: Path) -> bool:
+    """Durably remove ``path`` (a power cut does not bring it back); False when it was not there."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    fsync_directory(path.parent)
+    return True
+
+
 def fsync_directory(directory: Path) -> None:
     """fsync a directory, so that a rename or unlink in it survives a power cut."""
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

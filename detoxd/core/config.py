@@ -15,7 +15,7 @@ from typing import Any
 from detoxd.core import domains, peerkey
 from detoxd.core.allowances import Allowance, SiteCatalog, builtin_catalog, parse_allowances
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
-from detoxd.core.network import EngineConfig, parse_network
+from detoxd.core.network import DnsEngineConfig, parse_network
 from detoxd.core.sessions import (
     CHALLENGE_PEERS,
     Person,
@@ -83,7 +83,7 @@ class MainConfig:
     me: Person | None = None
     peers: tuple[Person, ...] = ()
     sessions: SessionSettings | None = None  # None: no peer sessions planned
-    network: tuple[EngineConfig, ...] = ()  # the household's DNS engines (detoxd.core.network)
+    network: tuple[DnsEngineConfig, ...] = ()  # the household's DNS engines (detoxd.core.network)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 detoxd does not answer DNS itself: it puts the detox into the engine the household already runs
 (Pi-hole v6, AdGuard Home, dnsmasq, Unbound) and takes out exactly what it added. This module
 parses ``network:`` from ``detoxd.yaml`` and computes, for each engine, the entries that express
-the local block; the targets in ``detoxd.service.targets`` talk to the engines.
+the local block; the classes in :mod:`detoxd.netagent` (one per engine) talk to the engines.
 
 Semantics, per engine (each follows the engine's own idiom):
 
@@ -21,14 +21,12 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
 from urllib.parse import urlsplit
 
+from detoxd.core import dnsengines
 from detoxd.core.yamlsource import Node, Source, as_list, as_mapping, as_str, as_str_list, join
 
-EngineKind = Literal["pihole", "adguardhome", "dnsmasq", "unbound"]
-ENGINES: tuple[EngineKind, ...] = ("pihole", "adguardhome", "dnsmasq", "unbound")
-REMOTE_ENGINES = frozenset({"pihole", "adguardhome"})
+ENGINES = dnsengines.KINDS
 
 # Firefox resolves this name through the network's resolver before it enables DNS-over-HTTPS by
 # default; NXDOMAIN means "this network filters DNS, keep DoH off" (Mozilla's "canary domain").
@@ -38,21 +36,10 @@ CANARY = "use-application-dns.net"
 MARKER = "detoxd"
 MARKER_COMMENT = "detoxd: digital detox, removed automatically when it ends"
 
-DEFAULT_DNSMASQ_CONF_DIR = "/etc/dnsmasq.d"
-DEFAULT_DNSMASQ_SERVICE = "dnsmasq.service"
-DEFAULT_UNBOUND_CONF_DIR = "/etc/unbound/unbound.conf.d"
-DEFAULT_UNBOUND_CONFIG = "/etc/unbound/unbound.conf"
 OWN_FILE = "detoxd.conf"  # the one file detoxd writes into a local engine's conf_dir
 
 _COMMON_KEYS = {"engine"}
-_ENGINE_KEYS: dict[str, set[str]] = {
-    "pihole": {"url", "password_file", "tls_fingerprint", "clients"},
-    "adguardhome": {"url", "password_file", "tls_fingerprint", "clients"},
-    "dnsmasq": {"conf_dir", "service"},
-    "unbound": {"conf_dir", "control_config"},
-}
-_ALL_KEYS = set().union(_COMMON_KEYS, *_ENGINE_KEYS.values())
-_REQUIRED = {"pihole": ("url", "password_file"), "adguardhome": ("url", "password_file")}
+_ALL_KEYS = set().union(_COMMON_KEYS, *(spec.keys for spec in dnsengines.DNS_ENGINES))
 
 _MAC = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
 _FINGERPRINT = re.compile(r"(?:sha256:)?((?:[0-9a-f]{2}:?){32})")
@@ -61,10 +48,10 @@ MAX_CLIENTS = 256
 
 
 @dataclass(frozen=True)
-class EngineConfig:
+class DnsEngineConfig:
     """One entry of ``network:``; which fields are set depends on ``engine``."""
 
-    engine: EngineKind
+    engine: str  # a kind of dnsengines.DNS_ENGINES
     index: int
     line: int
     url: str | None = None  # pihole, adguardhome: the web/API base address, no trailing slash
@@ -88,8 +75,8 @@ class EngineConfig:
 
 # ---- detoxd.yaml: network: ----
 
-def parse_network(source: Source, node: Node, path: str) -> tuple[EngineConfig, ...]:
-    engines: list[EngineConfig] = []
+def parse_network(source: Source, node: Node, path: str) -> tuple[DnsEngineConfig, ...]:
+    engines: list[DnsEngineConfig] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(as_list(source, node, path) or []):
         item_path = join(path, index)
@@ -105,7 +92,7 @@ def parse_network(source: Source, node: Node, path: str) -> tuple[EngineConfig, 
     return tuple(engines)
 
 
-def _parse_engine(source: Source, node: Node, path: str, index: int) -> EngineConfig | None:
+def _parse_engine(source: Source, node: Node, path: str, index: int) -> DnsEngineConfig | None:
     fields = as_mapping(source, node, path, _ALL_KEYS)
     if fields is None:
         return None
@@ -119,14 +106,14 @@ def _parse_engine(source: Source, node: Node, path: str, index: int) -> EngineCo
         source.error(fields["engine"].line, join(path, "engine"),
                      f"unknown engine {kind!r} (expected one of: {', '.join(ENGINES)})")
         return None
+    spec = dnsengines.BY_KIND[kind]
     ok = True
-    for key, value in fields.items():
-        if key not in _COMMON_KEYS and key not in _ENGINE_KEYS[kind]:
+    for key in fields:
+        if key not in _COMMON_KEYS and key not in spec.keys:
             source.error(node.key_lines[key], join(path, key),
-                         f"not used by engine {kind} (it takes: {', '.join(sorted(_ENGINE_KEYS[kind]))})")
+                         f"not used by engine {kind} (it takes: {', '.join(sorted(spec.keys))})")
             ok = False
-        del value
-    for key in _REQUIRED.get(kind, ()):
+    for key in spec.required:
         if key not in fields:
             source.error(node.line, path, f"engine {kind} needs {key}")
             ok = False
@@ -152,13 +139,10 @@ def _parse_engine(source: Source, node: Node, path: str, index: int) -> EngineCo
         ok = False
     if not ok:
         return None
-    if kind == "dnsmasq":
-        conf_dir = conf_dir or DEFAULT_DNSMASQ_CONF_DIR
-        service = service or DEFAULT_DNSMASQ_SERVICE
-    if kind == "unbound":
-        conf_dir = conf_dir or DEFAULT_UNBOUND_CONF_DIR
-        control_config = control_config or DEFAULT_UNBOUND_CONFIG
-    return EngineConfig(kind, index, node.line, url, password_file, fingerprint, clients,
+    conf_dir = conf_dir or spec.defaults.get("conf_dir")
+    service = service or spec.defaults.get("service")
+    control_config = control_config or spec.defaults.get("control_config")
+    return DnsEngineConfig(kind, index, node.line, url, password_file, fingerprint, clients,
                         conf_dir, service, control_config,
                         fields["password_file"].line if "password_file" in fields else 0)
 
@@ -267,7 +251,7 @@ def _clients(source: Source, node: Node | None, path: str, kind: str) -> tuple[s
     return tuple(clients)
 
 
-def engine_to_json(engine: EngineConfig) -> dict[str, object]:
+def engine_to_json(engine: DnsEngineConfig) -> dict[str, object]:
     """For the control socket (daemon → network agent). Holds no secret: only the file's name."""
     return {"engine": engine.engine, "index": engine.index, "line": engine.line, "url": engine.url,
             "password_file": engine.password_file,
@@ -276,7 +260,7 @@ def engine_to_json(engine: EngineConfig) -> dict[str, object]:
             "control_config": engine.control_config}
 
 
-def engine_from_json(data: dict[str, object]) -> EngineConfig:
+def engine_from_json(data: dict[str, object]) -> DnsEngineConfig:
     """The inverse of engine_to_json; raises ValueError/TypeError/KeyError on anything else."""
     kind = data["engine"]
     if kind not in ENGINES:
@@ -295,7 +279,7 @@ def engine_from_json(data: dict[str, object]) -> EngineConfig:
     if not isinstance(index, int) or not isinstance(line, int):
         raise TypeError("index and line must be numbers")
     pin = optional("tls_fingerprint")
-    return EngineConfig(kind, index, line, optional("url"), optional("password_file"),
+    return DnsEngineConfig(kind, index, line, optional("url"), optional("password_file"),
                         bytes.fromhex(pin) if pin else None, tuple(clients), optional("conf_dir"),
                         optional("service"), optional("control_config"))
 
@@ -467,8 +451,6 @@ def pihole_plan(present: Iterable[PiholeEntry], wanted: Iterable[str], group: in
 
 # ---- how status, the tray and doctor describe an engine ----
 
-ENGINE_LABELS = {"pihole": "Pi-hole", "adguardhome": "AdGuard Home", "dnsmasq": "dnsmasq",
-                 "unbound": "Unbound"}
 STATE_TEXT = {
     "in_sync": "holds the detox",
     "idle": "holds nothing of detoxd's",
@@ -486,7 +468,7 @@ def engine_label(row: dict[str, object]) -> str:
     kind = str(row.get("engine", "?"))
     where = row.get("url") or row.get("conf_dir") or ""
     host = urlsplit(str(where)).hostname if row.get("url") else where
-    return f"{ENGINE_LABELS.get(kind, kind)} ({host})" if host else ENGINE_LABELS.get(kind, kind)
+    return f"{dnsengines.label(kind)} ({host})" if host else dnsengines.label(kind)
 
 
 def engine_line(row: dict[str, object]) -> str:

@@ -32,15 +32,16 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from detoxd.core import dnsengines
 from detoxd.core.lookups import Lookup
 from detoxd.core.network import (
-    EngineConfig,
+    DnsEngineConfig,
     adguard_block,
     adguard_merged,
     adguard_rules,
     adguard_without_block,
 )
-from detoxd.netagent.engines import EngineError
+from detoxd.netagent.engines import DnsEngine, DnsEngineError
 from detoxd.netagent.webapi import Response, WebApi
 
 log = logging.getLogger("detoxd.network")
@@ -53,12 +54,19 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")  # Go writes nanoseconds; fromisoformat 
 def basic_credentials(secret: str) -> str:
     name, colon, password = secret.strip("\r\n").partition(":")
     if not colon or not name:
-        raise EngineError("auth_failed", "the password_file of an adguardhome engine holds name:password")
+        raise DnsEngineError("auth_failed", "the password_file of an adguardhome engine holds name:password")
     return "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()
 
 
-class AdGuardHomeTarget:
-    def __init__(self, config: EngineConfig, secret: str, *, cafile: str | None = None) -> None:
+class AdGuardHomeEngine(DnsEngine):
+    spec = dnsengines.BY_KIND["adguardhome"]
+    has_query_log = True
+
+    @classmethod
+    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> AdGuardHomeEngine:
+        return cls(config, secret or "")
+
+    def __init__(self, config: DnsEngineConfig, secret: str, *, cafile: str | None = None) -> None:
         assert config.url is not None
         self.config = config
         self._authorization = basic_credentials(secret)
@@ -122,7 +130,7 @@ class AdGuardHomeTarget:
         if reply.status in (403, 404, 405):
             return None
         if reply.status == 401:
-            raise EngineError("auth_failed", f"{self.api.origin}: the credentials were not accepted")
+            raise DnsEngineError("auth_failed", f"{self.api.origin}: the credentials were not accepted")
         self._ok(reply, f"GET {path.partition('?')[0]}")
         return reply
 
@@ -148,7 +156,7 @@ class AdGuardHomeTarget:
     def _user_rules(self) -> tuple[list[str], dict[str, Any]]:
         reply = self._call("GET", "/control/filtering/status")
         if not isinstance(reply.body, dict):
-            raise EngineError("error", f"{self.api.origin}: filtering status is not JSON")
+            raise DnsEngineError("error", f"{self.api.origin}: filtering status is not JSON")
         rules = [rule for rule in reply.body.get("user_rules") or [] if isinstance(rule, str)]
         return rules, reply.body
 
@@ -158,15 +166,15 @@ class AdGuardHomeTarget:
     def _call(self, method: str, path: str, body: Any = None) -> Response:
         reply = self.api.request(method, path, body, {"Authorization": self._authorization})
         if reply.status in (401, 403):
-            raise EngineError("auth_failed", f"{self.api.origin}: the credentials were not accepted")
+            raise DnsEngineError("auth_failed", f"{self.api.origin}: the credentials were not accepted")
         if reply.status == 429:
-            raise EngineError("refused", f"{self.api.origin}: out of login attempts; retrying later")
+            raise DnsEngineError("refused", f"{self.api.origin}: out of login attempts; retrying later")
         self._ok(reply, f"{method} {path}")
         return reply
 
     def _ok(self, reply: Response, what: str) -> None:
         if not 200 <= reply.status < 300:
-            raise EngineError("error", f"{self.api.origin}: {what}: HTTP {reply.status}")
+            raise DnsEngineError("error", f"{self.api.origin}: {what}: HTTP {reply.status}")
 
 
 def _adguard_lookups(items: list[Any]) -> list[Lookup]:

@@ -37,16 +37,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from detoxd.client import ControlClient, ControlError
 from detoxd.core import lookups
-from detoxd.core.network import EngineConfig, engine_from_json, engine_names, exceptions
-from detoxd.netagent.adguardhome import AdGuardHomeTarget
-from detoxd.netagent.dnsmasq import DnsmasqTarget
-from detoxd.netagent.engines import EngineError, EngineTarget
-from detoxd.netagent.pihole import PiholeTarget
-from detoxd.netagent.unbound import UnboundTarget
+from detoxd.core.network import DnsEngineConfig, engine_from_json, engine_names, exceptions
+from detoxd.netagent.engines import DnsEngine, DnsEngineError, Problem, make_engine
+from detoxd.service.scheduler import local_zone
 
 log = logging.getLogger("detoxd.network")
 
@@ -57,14 +53,15 @@ LOOKUP_SECONDS = 300.0
 LOOKUPS_BUDGET_BYTES = 24 * 1024  # per network_sync, whose request may be 64 KiB (MAX_REQUEST_BYTES)
 CREDENTIAL_PREFIX = "detoxd_"  # LoadCredential=detoxd:/etc/detoxd names each file detoxd_<name>
 
-MakeTarget = Callable[[EngineConfig, str | None], EngineTarget]
+MakeEngine = Callable[[DnsEngineConfig, str | None], DnsEngine]
 
 
 class SecretError(Exception):
     pass
 
 
-def read_secret(config: EngineConfig, config_dir: Path, environ: dict[str, str] | None = None) -> str | None:
+def read_secret(config: DnsEngineConfig, config_dir: Path,
+                environ: dict[str, str] | None = None) -> str | None:
     if config.password_file is None:
         return None
     environ = dict(os.environ) if environ is None else environ
@@ -91,22 +88,12 @@ def read_secret(config: EngineConfig, config_dir: Path, environ: dict[str, str] 
         return handle.read().strip("\r\n")
 
 
-def make_target(config: EngineConfig, secret: str | None) -> EngineTarget:
-    if config.engine == "pihole":
-        return PiholeTarget(config, secret or "")
-    if config.engine == "adguardhome":
-        return AdGuardHomeTarget(config, secret or "")
-    if config.engine == "dnsmasq":
-        return DnsmasqTarget(config)
-    return UnboundTarget(config)
-
-
 @dataclass
-class EngineRun:
+class DnsEngineRun:
     """One engine as the agent drives it."""
 
-    config: EngineConfig
-    target: EngineTarget | None = None
+    config: DnsEngineConfig
+    target: DnsEngine | None = None
     held: tuple[str, ...] | None = None  # what the engine holds now (None: unknown, since start)
     state: str = "pending"
     error: str | None = None
@@ -128,13 +115,13 @@ class EngineRun:
 
 class NetAgent:
     def __init__(self, client: ControlClient, config_dir: Path, *, kind: str = "all",
-                 make: MakeTarget = make_target, monotonic: Callable[[], float] = time.monotonic,
+                 make: MakeEngine = make_engine, monotonic: Callable[[], float] = time.monotonic,
                  check_seconds: float = CHECK_SECONDS, lookup_seconds: float = LOOKUP_SECONDS,
                  wall: Callable[[], datetime] = lambda: datetime.now(UTC), tz: tzinfo | None = None) -> None:
         self.client = client
         self.lookup_seconds = lookup_seconds
         self.wall = wall
-        self.tz = tz if tz is not None else _local_zone()
+        self.tz = tz if tz is not None else local_zone()
         self._sent_lookups: dict[tuple[str, str], dict[str, int]] = {}  # (date, device) -> counts
         self._name_set: tuple[tuple[str, ...], frozenset[str]] = ((), frozenset())
         self.config_dir = config_dir
@@ -142,7 +129,7 @@ class NetAgent:
         self.make = make
         self.monotonic = monotonic
         self.check_seconds = check_seconds
-        self.engines: dict[str, EngineRun] = {}
+        self.engines: dict[str, DnsEngineRun] = {}
         self.names: tuple[str, ...] = ()
         self.allowed: tuple[str, ...] = ()
         self.active: bool | None = None  # None: the daemon never answered since the agent started
@@ -235,7 +222,7 @@ class NetAgent:
             self.digest = reply.get("digest")
         elif not self.active:
             self.names, self.allowed = (), ()
-        wanted: dict[str, EngineConfig] = {}
+        wanted: dict[str, DnsEngineConfig] = {}
         for item in reply.get("engines") or []:
             try:
                 engine = engine_from_json(item)
@@ -248,9 +235,9 @@ class NetAgent:
         for key, engine in wanted.items():
             run = self.engines.get(key)
             if run is None or run.config != engine:
-                self.engines[key] = EngineRun(engine)
+                self.engines[key] = DnsEngineRun(engine)
 
-    def step(self, run: EngineRun, now: float) -> None:
+    def step(self, run: DnsEngineRun, now: float) -> None:
         try:
             if run.target is None:
                 run.target = self.make(run.config, read_secret(run.config, self.config_dir))
@@ -270,8 +257,11 @@ class NetAgent:
             elif not self.active and run.state != "idle":
                 run.target.remove()  # logs what it removed, if anything
                 run.held = ()
-        except (EngineError, SecretError) as exc:
-            self._failed(run, now, getattr(exc, "state", "error"), str(exc))
+        except DnsEngineError as exc:
+            self._failed(run, now, exc.state, str(exc), run.target.fix(exc) if run.target else None)
+            return
+        except SecretError as exc:
+            self._failed(run, now, "error", str(exc))
             return
         except OSError as exc:
             self._failed(run, now, "error", exc.strerror or str(exc))
@@ -282,19 +272,18 @@ class NetAgent:
         if self.active and now >= run.next_lookups:
             self.read_lookups(run, now)
 
-    def read_lookups(self, run: EngineRun, now: float) -> None:
+    def read_lookups(self, run: DnsEngineRun, now: float) -> None:
         """Count the blocked lookups of the detox's names in the engine's query log. A failure
         here never touches the engine's state: the block is what matters; retried next time."""
         run.next_lookups = now + self.lookup_seconds
-        read = getattr(run.target, "read_query_log", None)
-        if read is None:
+        if run.target is None or not run.target.has_query_log:
             run.query_log = "not_available"  # dnsmasq, Unbound: no per-device log to ask
             return
         until = self.wall().astimezone(self.tz)
         since = _day_start(until - timedelta(seconds=2 * self.lookup_seconds))
         try:
-            found = read(since, until)
-        except (EngineError, OSError) as exc:
+            found = run.target.read_query_log(since, until)
+        except (DnsEngineError, OSError) as exc:
             log.warning("%s: query log not read (%s); trying again in %gs", run.config.key, exc,
                         self.lookup_seconds)
             return
@@ -304,15 +293,17 @@ class NetAgent:
             run.query_log = "not_available"
             return
         run.query_log = "available"
-        subdomains = run.config.engine == "adguardhome"  # ||name^ blocks the names under it too
+        subdomains = run.target.blocks_subdomains  # AdGuard's ||name^ blocks the names under it too
         if self._name_set[0] is not self.names:
             self._name_set = (self.names, frozenset(self.names))
         fresh = lookups.count(found, self._name_set[1], self.tz, since=since, subdomains=subdomains)
         run.lookups = lookups.keep_highest(run.lookups, fresh, since.date())
 
-    def _failed(self, run: EngineRun, now: float, state: str, message: str) -> None:
+    def _failed(self, run: DnsEngineRun, now: float, state: str, message: str,
+                fix: str | None = None) -> None:
         if run.state != state or run.error != message:
-            log.error("%s: %s (retrying with backoff)", run.config.key, message)
+            log.error("%s: %s (retrying with backoff)%s", run.config.key, message,
+                      f"; fix: {fix}" if fix else "")
         run.failures += 1
         run.state, run.error = state, message
         run.next_try = now + min(MAX_BACKOFF_SECONDS, 2.0 ** run.failures)
@@ -323,18 +314,26 @@ def _day_start(moment: datetime) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _local_zone() -> tzinfo:
-    from detoxd.service.scheduler import system_timezone
-    return ZoneInfo(system_timezone())
-
-
-def describe_engines(engines: tuple[EngineConfig, ...], config_dir: Path,
-                     make: MakeTarget = make_target) -> list[tuple[bool, str]]:
-    """For `detoxd check`: reach each engine, say what was found (version, credentials)."""
+def describe_engines(engines: tuple[DnsEngineConfig, ...], config_dir: Path,
+                     make: MakeEngine = make_engine) -> list[tuple[bool, str]]:
+    """For `detoxd check`: reach each engine, say what was found (version, credentials), or
+    what is wrong and, where one is known, the fix."""
     results = []
     for engine in engines:
         try:
-            results.append((True, make(engine, read_secret(engine, config_dir)).describe()))
-        except (EngineError, SecretError, OSError) as exc:
+            target = make(engine, read_secret(engine, config_dir))
+        except (DnsEngineError, SecretError, OSError) as exc:
             results.append((False, f"{engine.key}: {exc}"))
+            continue
+        problem = target.problem()
+        if problem is None:
+            try:
+                results.append((True, target.describe()))
+                continue
+            except DnsEngineError as exc:
+                problem = Problem(str(exc), target.fix(exc))
+            except OSError as exc:
+                problem = Problem(exc.strerror or str(exc))
+        fix = f"; fix: {problem.fix}" if problem.fix else ""
+        results.append((False, f"{engine.key}: {problem.reason}{fix}"))
     return results

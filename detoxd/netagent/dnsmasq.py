@@ -18,12 +18,22 @@ rewritten, and dnsmasq restarted, only when its content changes, so polling cost
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from detoxd.core.network import MARKER, OWN_FILE, EngineConfig, render_dnsmasq
-from detoxd.netagent.engines import EngineError, read_text, remove_file, write_config_file
+from detoxd.core import dnsengines
+from detoxd.core.network import MARKER, OWN_FILE, DnsEngineConfig, render_dnsmasq
+from detoxd.durable import remove_file
+from detoxd.netagent.engines import (
+    DnsEngine,
+    DnsEngineError,
+    Problem,
+    directory_problem,
+    read_text,
+    write_config_file,
+)
 
 log = logging.getLogger("detoxd.network")
 
@@ -38,14 +48,21 @@ def systemctl_restart(service: str) -> Restart:
                            timeout=RESTART_TIMEOUT)
         except subprocess.CalledProcessError as exc:
             detail = exc.stderr.decode(errors="replace").strip()[:200]
-            raise EngineError("error", f"systemctl restart {service} failed: {detail}") from exc
+            raise DnsEngineError("error", f"systemctl restart {service} failed: {detail}") from exc
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineError("error", f"cannot restart {service}: {exc}") from exc
+            raise DnsEngineError("error", f"cannot restart {service}: {exc}") from exc
     return restart
 
 
-class DnsmasqTarget:
-    def __init__(self, config: EngineConfig, restart: Restart | None = None) -> None:
+class DnsmasqEngine(DnsEngine):
+    spec = dnsengines.BY_KIND["dnsmasq"]
+
+    @classmethod
+    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> DnsmasqEngine:
+        del secret  # a file on this machine: no credentials
+        return cls(config)
+
+    def __init__(self, config: DnsEngineConfig, restart: Restart | None = None) -> None:
         assert config.conf_dir is not None and config.service is not None
         self.config = config
         self.path = Path(config.conf_dir) / OWN_FILE
@@ -72,6 +89,12 @@ class DnsmasqTarget:
             self._restart()
             log.info("dnsmasq: removed %s and restarted %s", self.path, self.config.service)
 
+    def problem(self) -> Problem | None:
+        if shutil.which("systemctl") is None:
+            return Problem("systemctl not found: detoxd restarts dnsmasq through systemd to make it read "
+                           f"{OWN_FILE}", None)
+        return directory_problem(self.path.parent, self, "dnsmasq")
+
     def describe(self) -> str:
         present = read_text(self.path)
         if present is None:
@@ -84,5 +107,5 @@ class DnsmasqTarget:
         try:
             write_config_file(self.path, text)
         except OSError as exc:
-            raise EngineError("error", f"cannot write {self.path}: {exc.strerror}") from exc
+            raise DnsEngineError("error", f"cannot write {self.path}: {exc.strerror}") from exc
         self._restart()

@@ -32,9 +32,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from detoxd.core import dnsengines
 from detoxd.core.lookups import Lookup
-from detoxd.core.network import MARKER, MARKER_COMMENT, EngineConfig, PiholeEntry, pihole_plan
-from detoxd.netagent.engines import EngineError
+from detoxd.core.network import MARKER, MARKER_COMMENT, DnsEngineConfig, PiholeEntry, pihole_plan
+from detoxd.netagent.engines import DnsEngine, DnsEngineError
 from detoxd.netagent.webapi import Response, WebApi
 
 log = logging.getLogger("detoxd.network")
@@ -46,8 +47,16 @@ QUERY_PAGE = 1000
 MAX_QUERY_PAGES = 20  # 20k blocked lookups in two days: more are left uncounted (and logged)
 
 
-class PiholeTarget:
-    def __init__(self, config: EngineConfig, password: str, *, cafile: str | None = None) -> None:
+class PiholeEngine(DnsEngine):
+    spec = dnsengines.BY_KIND["pihole"]
+    has_query_log = True
+    blocks_subdomains = False  # exact entries
+
+    @classmethod
+    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> PiholeEngine:
+        return cls(config, secret or "")
+
+    def __init__(self, config: DnsEngineConfig, password: str, *, cafile: str | None = None) -> None:
         assert config.url is not None
         self.config = config
         self._password = password
@@ -198,7 +207,7 @@ class PiholeTarget:
         self._ok(reply, "create group", (200, 201))
         created = self._find_group()
         if created is None:
-            raise EngineError("error", f"{self.api.origin}: the detoxd group was not created")
+            raise DnsEngineError("error", f"{self.api.origin}: the detoxd group was not created")
         return created
 
     def _clients(self) -> dict[str, dict[str, Any]]:
@@ -266,22 +275,22 @@ class PiholeTarget:
         if reply.status == 429:
             key = _dig(reply.body, "error", "key")
             if key == "api_seats_exceeded":
-                raise EngineError("refused", f"{self.api.origin}: no free API session "
+                raise DnsEngineError("refused", f"{self.api.origin}: no free API session "
                                   "(Pi-hole's webserver.api.max_sessions); retrying")
-            raise EngineError("refused", f"{self.api.origin}: too many login attempts; retrying later")
+            raise DnsEngineError("refused", f"{self.api.origin}: too many login attempts; retrying later")
         sid = _dig(reply.body, "session", "sid")
         if reply.status == 200 and _dig(reply.body, "session", "valid") is True:
             self._sid = sid if isinstance(sid, str) else ""  # "" : no password set on this Pi-hole
             return
         if reply.status == 401:
-            raise EngineError("auth_failed", f"{self.api.origin}: the password was not accepted")
-        raise EngineError("error", f"{self.api.origin}: login failed (HTTP {reply.status})")
+            raise DnsEngineError("auth_failed", f"{self.api.origin}: the password was not accepted")
+        raise DnsEngineError("error", f"{self.api.origin}: login failed (HTTP {reply.status})")
 
     def _logout(self) -> None:
         if not self._sid:
             self._sid = None
             return
-        with contextlib.suppress(EngineError):  # if not, the session expires by itself
+        with contextlib.suppress(DnsEngineError):  # if not, the session expires by itself
             self.api.request("DELETE", "/api/auth", None, {"X-FTL-SID": self._sid})
         self._sid = None
         self.api.close()
@@ -290,7 +299,7 @@ class PiholeTarget:
         if reply.status in expected:
             return
         message = _dig(reply.body, "error", "message") or f"HTTP {reply.status}"
-        raise EngineError("error", f"{self.api.origin}: {what}: {str(message)[:200]}")
+        raise DnsEngineError("error", f"{self.api.origin}: {what}: {str(message)[:200]}")
 
 
 def _pihole_lookups(rows: Any) -> list[Lookup]:

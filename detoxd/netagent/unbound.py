@@ -14,19 +14,31 @@ detoxd's: only those are ever removed, never a local zone of the user's.
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
+from detoxd.core import dnsengines
 from detoxd.core.network import (
     OWN_FILE,
-    EngineConfig,
+    DnsEngineConfig,
     parse_unbound_local_zones,
     render_unbound,
     unbound_zones,
     zone_changes,
 )
-from detoxd.netagent.engines import EngineError, read_text, remove_file, write_config_file
+from detoxd.durable import remove_file
+from detoxd.netagent.engines import (
+    FIXES,
+    DnsEngine,
+    DnsEngineError,
+    Problem,
+    directory_problem,
+    read_text,
+    write_config_file,
+)
 
 log = logging.getLogger("detoxd.network")
 
@@ -44,8 +56,18 @@ def zones_in_include(text: str | None) -> dict[str, str]:
     return zones
 
 
-class UnboundTarget:
-    def __init__(self, config: EngineConfig, control: str = "unbound-control") -> None:
+class UnboundEngine(DnsEngine):
+    spec = dnsengines.BY_KIND["unbound"]
+    fixes: ClassVar[dict[str, str]] = {
+        **FIXES, "unreachable": "let unbound-control in: remote-control: control-enable: yes in unbound.conf,"
+        " then unbound-control-setup and a restart of unbound"}
+
+    @classmethod
+    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> UnboundEngine:
+        del secret  # unbound-control authenticates with its own keys
+        return cls(config)
+
+    def __init__(self, config: DnsEngineConfig, control: str = "unbound-control") -> None:
         assert config.conf_dir is not None and config.control_config is not None
         self.config = config
         self.path = Path(config.conf_dir) / OWN_FILE
@@ -98,6 +120,11 @@ class UnboundTarget:
         remove_file(self.path)
         self._wanted = None
 
+    def problem(self) -> Problem | None:
+        if shutil.which(self._control) is None:
+            return Problem(f"{self._control} not found", "apt-get install unbound")
+        return directory_problem(self.path.parent, self, "unbound")
+
     def describe(self) -> str:
         status = self._run("status", "")
         version = next((line for line in status.splitlines() if line.startswith("version")), "version ?")
@@ -113,7 +140,7 @@ class UnboundTarget:
         try:
             write_config_file(self.path, text)
         except OSError as exc:
-            raise EngineError("error", f"cannot write {self.path}: {exc.strerror}") from exc
+            raise DnsEngineError("error", f"cannot write {self.path}: {exc.strerror}") from exc
 
     def _run(self, command: str, stdin: str) -> str:
         assert self.config.control_config is not None
@@ -122,9 +149,10 @@ class UnboundTarget:
             result = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                                     timeout=CONTROL_TIMEOUT, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EngineError("unreachable", f"unbound-control {command}: {exc}") from exc
+            raise DnsEngineError("unreachable", f"unbound-control {command}: {exc}") from exc
         if result.returncode != 0 or result.stdout.startswith("error"):
             detail = (result.stderr or result.stdout).strip().splitlines()
             state = "unreachable" if "connect" in " ".join(detail) else "error"
-            raise EngineError(state, f"unbound-control {command}: {detail[-1][:200] if detail else 'failed'}")
+            last = detail[-1][:200] if detail else "failed"
+            raise DnsEngineError(state, f"unbound-control {command}: {last}")
         return result.stdout

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from detoxd.netagent.engines import EngineError
+from detoxd.netagent.engines import DnsEngineError
 
 TIMEOUT = 15.0
 MAX_RESPONSE_BYTES = 64 << 20  # a Pi-hole's full deny list of a million names is ~100 MB; ours far less
@@ -68,16 +68,17 @@ class WebApi:
                 self.close()
                 if attempt == 2:
                     lost = exc.__class__.__name__
-                    raise EngineError("unreachable", f"{self.origin}: connection lost ({lost})") from exc
+                    raise DnsEngineError("unreachable", f"{self.origin}: connection lost ({lost})") from exc
                 continue
             except (OSError, http.client.HTTPException) as exc:
                 self.close()
-                raise EngineError("unreachable", f"{self.origin}: {_describe(exc)}") from exc
+                raise DnsEngineError("unreachable", f"{self.origin}: {_describe(exc)}") from exc
             if reply.will_close:
                 self.close()
             if len(raw) > MAX_RESPONSE_BYTES:
                 self.close()
-                raise EngineError("error", f"{self.origin}: response larger than {MAX_RESPONSE_BYTES} bytes")
+                raise DnsEngineError("error",
+                                     f"{self.origin}: response larger than {MAX_RESPONSE_BYTES} bytes")
             return Response(reply.status, _json(raw), {k.lower(): v for k, v in reply.getheaders()})
         raise AssertionError("unreachable")
 
@@ -101,15 +102,15 @@ class WebApi:
                 self._check_pin(connection)
         except ssl.SSLCertVerificationError as exc:
             connection.close()
-            raise EngineError("tls_error", f"{self.origin}: certificate not trusted ({exc.verify_message}); "
-                              "for a self-signed certificate set tls_fingerprint "
-                              f"({self._server_fingerprint_hint()})") from exc
-        except EngineError:
+            raise DnsEngineError("tls_error", f"{self.origin}: certificate not trusted "
+                                 f"({exc.verify_message}); for a self-signed certificate set "
+                                 f"tls_fingerprint ({self._server_fingerprint_hint()})") from exc
+        except DnsEngineError:
             connection.close()
             raise
         except OSError as exc:
             connection.close()
-            raise EngineError("unreachable", f"{self.origin}: {_describe(exc)}") from exc
+            raise DnsEngineError("unreachable", f"{self.origin}: {_describe(exc)}") from exc
         self._connection = connection
         return connection
 
@@ -131,7 +132,7 @@ class WebApi:
         certificate = sock.getpeercert(binary_form=True) or b""
         digest = hashlib.sha256(certificate).digest()
         if digest != self.pin:
-            raise EngineError("tls_error", f"{self.origin}: certificate fingerprint "
+            raise DnsEngineError("tls_error", f"{self.origin}: certificate fingerprint "
                               f"{fingerprint_text(digest)} does not match tls_fingerprint "
                               f"{fingerprint_text(self.pin)}")
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from detoxd.clock import Clock
 from detoxd.core.plan import Plan, Session, format_duration, iso, status_fields
@@ -236,3 +237,8 @@ def system_timezone(etc: Path = Path("/etc")) -> str:
     except OSError:
         name = ""
     return name if name and valid_timezone(name) else "UTC"
+
+
+def local_zone() -> ZoneInfo:
+    """The machine's zone (:func:`system_timezone`): report days and sessions are its calendar days."""
+    return ZoneInfo(system_timezone())

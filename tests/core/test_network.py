@@ -217,7 +217,7 @@ def test_core_stays_pure() -> None:
     assert not imported & {"os", "socket", "subprocess", "threading", "time", "select"}
 
 
-def engines(text: str) -> tuple[tuple[network.EngineConfig, ...], list[str]]:
+def engines(text: str) -> tuple[tuple[network.DnsEngineConfig, ...], list[str]]:
     main, source = parse_main(text)
     return (main.network if main is not None else ()), errors(source)
 
@@ -310,7 +310,7 @@ def test_the_json_the_agent_gets_is_the_engine_exactly() -> None:
     assert engine_from_json(data) == replace(pihole, password_file_line=0)
     for engine in main.network[1:]:
         assert engine_from_json(engine_to_json(engine)) == engine
-    assert engine_from_json({"engine": "dnsmasq"}) == network.EngineConfig("dnsmasq", 0, 0)
+    assert engine_from_json({"engine": "dnsmasq"}) == network.DnsEngineConfig("dnsmasq", 0, 0)
 
 
 def test_json_that_is_not_an_engine_is_refused() -> None:

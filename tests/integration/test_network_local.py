@@ -16,9 +16,9 @@ import pytest
 from conftest import wait_for
 from dnsnet import ENGINE_IP, UNBOUND_IP, HouseholdNet, household, missing_tools
 
-from detoxd.core.network import CANARY, EngineConfig, engine_names, exceptions
-from detoxd.netagent.dnsmasq import DnsmasqTarget
-from detoxd.netagent.unbound import UnboundTarget, zones_in_include
+from detoxd.core.network import CANARY, DnsEngineConfig, engine_names, exceptions
+from detoxd.netagent.dnsmasq import DnsmasqEngine
+from detoxd.netagent.unbound import UnboundEngine, zones_in_include
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or bool(missing_tools()),
@@ -41,8 +41,8 @@ def names() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def test_dnsmasq_blocks_for_the_phone_undoes_tampering_and_ends_cleanly(net: HouseholdNet) -> None:
-    config = EngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir), service="dnsmasq.service")
-    target = DnsmasqTarget(config, restart=net.restart_dnsmasq)
+    config = DnsEngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir), service="dnsmasq.service")
+    target = DnsmasqEngine(config, restart=net.restart_dnsmasq)
     assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]  # before the detox
 
     target.apply(*names())
@@ -73,13 +73,13 @@ def test_dnsmasq_blocks_for_the_phone_undoes_tampering_and_ends_cleanly(net: Hou
     assert net.dig(ENGINE_IP, "mine.net") == ["192.0.2.1"]
 
 
-def unbound_config(net: HouseholdNet) -> EngineConfig:
-    return EngineConfig("unbound", 1, 1, conf_dir=str(net.unbound_conf_dir),
+def unbound_config(net: HouseholdNet) -> DnsEngineConfig:
+    return DnsEngineConfig("unbound", 1, 1, conf_dir=str(net.unbound_conf_dir),
                         control_config=str(net.unbound_conf))
 
 
 def test_unbound_blocks_survives_a_restart_undoes_tampering_and_ends_cleanly(net: HouseholdNet) -> None:
-    target = UnboundTarget(unbound_config(net))
+    target = UnboundEngine(unbound_config(net))
     assert net.dig(UNBOUND_IP, "twitter.com") == ["203.0.113.7"]
 
     target.apply(*names())
@@ -113,17 +113,17 @@ def test_unbound_blocks_survives_a_restart_undoes_tampering_and_ends_cleanly(net
 def test_unbound_after_a_crash_a_new_agent_removes_everything_without_duplicates(net: HouseholdNet) -> None:
     """kill -9 between engine calls: the include file was written first, so a fresh agent (no
     memory) knows every zone that may have been added; applying twice adds nothing twice."""
-    first = UnboundTarget(unbound_config(net))
+    first = UnboundEngine(unbound_config(net))
     first.apply(*names())
     del first  # the agent died here
-    again = UnboundTarget(unbound_config(net))
+    again = UnboundEngine(unbound_config(net))
     again.apply(*names())
     listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
     assert listed.splitlines().count("twitter.com. always_null") == 1
     include = zones_in_include((net.unbound_conf_dir / "detoxd.conf").read_text())
     assert set(include) == {*BLOCK, CANARY, *ALLOW}
 
-    fresh = UnboundTarget(unbound_config(net))  # restarted after the end: nothing in memory
+    fresh = UnboundEngine(unbound_config(net))  # restarted after the end: nothing in memory
     fresh.remove()
     listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
     assert not any(name in listed for name in (*BLOCK, CANARY))
@@ -131,10 +131,10 @@ def test_unbound_after_a_crash_a_new_agent_removes_everything_without_duplicates
 
 
 def test_dnsmasq_after_a_crash_a_fresh_target_removes_the_file(net: HouseholdNet, tmp_path: Path) -> None:
-    config = EngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir), service="dnsmasq.service")
-    DnsmasqTarget(config, restart=net.restart_dnsmasq).apply(*names())
+    config = DnsEngineConfig("dnsmasq", 0, 1, conf_dir=str(net.dnsmasq_conf_dir), service="dnsmasq.service")
+    DnsmasqEngine(config, restart=net.restart_dnsmasq).apply(*names())
     assert net.dig(ENGINE_IP, "twitter.com") == ["0.0.0.0"]
-    DnsmasqTarget(config, restart=net.restart_dnsmasq).remove()  # no memory of the apply
+    DnsmasqEngine(config, restart=net.restart_dnsmasq).remove()  # no memory of the apply
     assert net.dig(ENGINE_IP, "twitter.com") == ["203.0.113.7"]
 
 
@@ -142,7 +142,7 @@ def test_doctors_dns_question_gets_the_engines_real_answer(net: HouseholdNet) ->
     """doctor asks an engine over DNS as a phone would: run its `ask` inside the phone namespace."""
     import json
     import sys
-    target = UnboundTarget(unbound_config(net))
+    target = UnboundEngine(unbound_config(net))
     target.apply(*names())
     script = ("import json, sys; from detoxd.doctor import ask; "
               "print(json.dumps([ask(sys.argv[1], n).__dict__ for n in sys.argv[2:]]))")
@@ -157,10 +157,10 @@ def test_doctors_dns_question_gets_the_engines_real_answer(net: HouseholdNet) ->
 
 KILLED_CHILD = """
 import sys
-from detoxd.core.network import EngineConfig, engine_names
-from detoxd.netagent.unbound import UnboundTarget
-config = EngineConfig("unbound", 1, 1, conf_dir=sys.argv[1], control_config=sys.argv[2])
-target = UnboundTarget(config, control=sys.argv[3])
+from detoxd.core.network import DnsEngineConfig, engine_names
+from detoxd.netagent.unbound import UnboundEngine
+config = DnsEngineConfig("unbound", 1, 1, conf_dir=sys.argv[1], control_config=sys.argv[2])
+target = UnboundEngine(config, control=sys.argv[3])
 target.apply(engine_names(f"n{i}.example.com" for i in range(60000)), ())
 """
 # unbound-control itself, except that `local_zones` gets the first 20000 lines of the agent's
@@ -217,7 +217,7 @@ def test_unbound_kill_9_in_the_middle_of_local_zones(net: HouseholdNet) -> None:
     added = sum(1 for line in listed.splitlines() if line.endswith(".example.com. always_null"))
     assert 0 < added <= 20000, f"{added} zones"
     print(f"killed after {added} of 60000 zones")
-    UnboundTarget(unbound_config(net)).remove()  # the end, by an agent that remembers nothing
+    UnboundEngine(unbound_config(net)).remove()  # the end, by an agent that remembers nothing
     listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
     assert ".example.com. always_null" not in listed
     assert not include.exists()

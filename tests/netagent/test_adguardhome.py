@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.core.network import ADGUARD_BEGIN, ADGUARD_END, CANARY, EngineConfig, engine_names, exceptions
-from detoxd.netagent.adguardhome import QUERY_PAGE, AdGuardHomeTarget
-from detoxd.netagent.engines import EngineError
+from detoxd.core.network import ADGUARD_BEGIN, ADGUARD_END, CANARY, DnsEngineConfig, engine_names, exceptions
+from detoxd.netagent.adguardhome import QUERY_PAGE, AdGuardHomeEngine
+from detoxd.netagent.engines import DnsEngineError
 
 from .standins import StandIn, adguard_standin, der_fingerprint, self_signed_certificate
 
@@ -27,17 +27,17 @@ def agh() -> Iterator[StandIn]:
         yield standin
 
 
-def config(url: str, clients: tuple[str, ...] = (), pin: bytes | None = None) -> EngineConfig:
-    return EngineConfig("adguardhome", 1, 5, url=url, password_file="agh.secret", tls_fingerprint=pin,
+def config(url: str, clients: tuple[str, ...] = (), pin: bytes | None = None) -> DnsEngineConfig:
+    return DnsEngineConfig("adguardhome", 1, 5, url=url, password_file="agh.secret", tls_fingerprint=pin,
                         clients=clients)
 
 
-def apply(target: AdGuardHomeTarget) -> None:
+def apply(target: AdGuardHomeEngine) -> None:
     target.apply(engine_names(BLOCK), exceptions(BLOCK, ["business.facebook.com"]))
 
 
 def test_rules_between_markers_keep_the_users_rules(agh: StandIn) -> None:
-    target = AdGuardHomeTarget(config(agh.url, clients=("192.168.1.23",)), SECRET)
+    target = AdGuardHomeEngine(config(agh.url, clients=("192.168.1.23",)), SECRET)
     apply(target)
     rules = agh.state.user_rules
     assert rules[:3] == USER_RULES
@@ -46,13 +46,13 @@ def test_rules_between_markers_keep_the_users_rules(agh: StandIn) -> None:
     assert f"||{CANARY}^$client=192.168.1.23,dnsrewrite=NXDOMAIN" in rules
     assert "@@||business.facebook.com^$client=192.168.1.23" in rules
     calls = agh.state.set_rules_calls
-    apply(AdGuardHomeTarget(config(agh.url, clients=("192.168.1.23",)), SECRET))  # after a restart
+    apply(AdGuardHomeEngine(config(agh.url, clients=("192.168.1.23",)), SECRET))  # after a restart
     assert agh.state.set_rules_calls == calls  # already right: not written again
     assert agh.state.user_rules == rules
 
 
 def test_tampering_is_undone_and_the_users_edits_survive(agh: StandIn) -> None:
-    target = AdGuardHomeTarget(config(agh.url), SECRET)
+    target = AdGuardHomeEngine(config(agh.url), SECRET)
     apply(target)
     state = agh.state
     state.user_rules = [r for r in state.user_rules if r != "||twitter.com^"] + ["||new-user-rule.example^"]
@@ -66,18 +66,18 @@ def test_tampering_is_undone_and_the_users_edits_survive(agh: StandIn) -> None:
 
 
 def test_end_removes_only_detoxds_rules(agh: StandIn) -> None:
-    apply(AdGuardHomeTarget(config(agh.url), SECRET))
+    apply(AdGuardHomeEngine(config(agh.url), SECRET))
     agh.state.user_rules.append("||added-during-detox.example^")
-    AdGuardHomeTarget(config(agh.url), SECRET).remove()  # a fresh agent: the markers say what is ours
+    AdGuardHomeEngine(config(agh.url), SECRET).remove()  # a fresh agent: the markers say what is ours
     assert agh.state.user_rules == [*USER_RULES, "||added-during-detox.example^"]
 
 
 def test_wrong_credentials_and_a_bad_secret_file(agh: StandIn) -> None:
-    with pytest.raises(EngineError) as caught:
-        apply(AdGuardHomeTarget(config(agh.url), "admin:wrong"))
+    with pytest.raises(DnsEngineError) as caught:
+        apply(AdGuardHomeEngine(config(agh.url), "admin:wrong"))
     assert caught.value.state == "auth_failed" and "wrong" not in str(caught.value)
-    with pytest.raises(EngineError) as caught:
-        AdGuardHomeTarget(config(agh.url), "just-a-password")
+    with pytest.raises(DnsEngineError) as caught:
+        AdGuardHomeEngine(config(agh.url), "just-a-password")
     assert "name:password" in str(caught.value) and "just-a-password" not in str(caught.value)
     assert agh.state.user_rules == USER_RULES
 
@@ -85,17 +85,17 @@ def test_wrong_credentials_and_a_bad_secret_file(agh: StandIn) -> None:
 def test_self_signed_certificate_with_and_without_pin(tmp_path: Path) -> None:
     key, cert = self_signed_certificate(tmp_path, "agh.lan")
     with adguard_standin((key, cert)) as agh:
-        with pytest.raises(EngineError) as caught:
-            apply(AdGuardHomeTarget(config(agh.url), SECRET))
+        with pytest.raises(DnsEngineError) as caught:
+            apply(AdGuardHomeEngine(config(agh.url), SECRET))
         assert caught.value.state == "tls_error" and agh.requests == []
-        apply(AdGuardHomeTarget(config(agh.url, pin=der_fingerprint(cert)), SECRET))
+        apply(AdGuardHomeEngine(config(agh.url, pin=der_fingerprint(cert)), SECRET))
         assert "||twitter.com^" in agh.state.user_rules
 
 
 def test_the_query_log_is_read_back_to_the_window_blocked_lookups_only(agh: StandIn) -> None:
     """openapi.yaml /querylog: response_status=blocked, pages of ``limit`` ``older_than`` the last
     ``oldest``, newest first; only user-rule blocks (FilteredBlackList) are kept."""
-    target = AdGuardHomeTarget(config(agh.url), SECRET)
+    target = AdGuardHomeEngine(config(agh.url), SECRET)
     since = datetime(2026, 3, 2, tzinfo=UTC)
     agh.state.log_query(since - timedelta(minutes=1), "192.168.1.23", "twitter.com", "FilteredBlackList")
     for i in range(QUERY_PAGE + 5):
@@ -116,7 +116,7 @@ def test_the_query_log_is_read_back_to_the_window_blocked_lookups_only(agh: Stan
 
 
 def test_the_query_log_is_not_read_past_the_window(agh: StandIn) -> None:
-    target = AdGuardHomeTarget(config(agh.url), SECRET)
+    target = AdGuardHomeEngine(config(agh.url), SECRET)
     since = datetime(2026, 3, 2, tzinfo=UTC)
     for i in range(QUERY_PAGE + 500):  # yesterday's, already counted
         agh.state.log_query(since - timedelta(seconds=5000 - i), "192.168.1.23", "twitter.com",

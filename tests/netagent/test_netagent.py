@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from detoxd.clock import FakeClock
-from detoxd.core.network import CANARY, EngineConfig
+from detoxd.core.network import CANARY, DnsEngineConfig
 from detoxd.netagent.agent import NetAgent, SecretError, read_secret
-from detoxd.netagent.engines import EngineError
+from detoxd.netagent.engines import DnsEngine, DnsEngineError
 from detoxd.paths import Paths
 from detoxd.protocol import DaemonUnreachable, Peer
 from detoxd.service.engine import Engine
@@ -30,10 +30,14 @@ NETWORK = ("network:\n"
            "  - engine: unbound\n    conf_dir: /etc/unbound/unbound.conf.d\n")
 
 
-class RecordingTarget:
+class RecordingTarget(DnsEngine):
     """Holds what it was told; ``down`` makes every call fail as an unreachable engine would."""
 
-    def __init__(self, config: EngineConfig, secret: str | None) -> None:
+    @classmethod
+    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> RecordingTarget:
+        return cls(config, secret)
+
+    def __init__(self, config: DnsEngineConfig, secret: str | None) -> None:
         self.config, self.secret = config, secret
         self.held: tuple[str, ...] = ()
         self.down: str | None = None
@@ -42,7 +46,7 @@ class RecordingTarget:
 
     def _maybe_fail(self) -> None:
         if self.down:
-            raise EngineError(self.down, f"{self.config.key}: {self.down}")
+            raise DnsEngineError(self.down, f"{self.config.key}: {self.down}")
 
     def apply(self, names: Sequence[str], allowed: Sequence[str]) -> None:
         self.calls.append("apply")
@@ -103,11 +107,11 @@ def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
 def agent_for(engine: Engine, paths: Paths, clock: FakeClock) -> tuple[NetAgent, dict[str, RecordingTarget]]:
     targets: dict[str, RecordingTarget] = {}
 
-    def make(config: EngineConfig, secret: str | None) -> RecordingTarget:
+    def make(config: DnsEngineConfig, secret: str | None) -> RecordingTarget:
         targets[config.engine] = RecordingTarget(config, secret)
         return targets[config.engine]
 
-    agent = NetAgent(InProcessClient(engine), paths.config_dir, make=make,  # type: ignore[arg-type]
+    agent = NetAgent(InProcessClient(engine), paths.config_dir, make=make,
                      monotonic=clock.monotonic, check_seconds=15)
     return agent, targets
 
@@ -236,7 +240,7 @@ def test_only_root_and_the_agent_user_may_sync(engine: Engine) -> None:
 
 
 def test_secrets_from_systemd_credentials_or_a_private_file(paths: Paths, tmp_path: Path) -> None:
-    config = EngineConfig("pihole", 0, 2, url="https://pi.hole", password_file="pihole.secret")
+    config = DnsEngineConfig("pihole", 0, 2, url="https://pi.hole", password_file="pihole.secret")
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / "detoxd_pihole.secret").write_text("from-systemd\n")

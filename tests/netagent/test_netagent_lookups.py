@@ -173,12 +173,12 @@ def test_a_query_log_that_fails_for_a_moment_leaves_the_engine_in_sync(
     with pihole.lock:
         pihole.state.queries_endpoint = True
     from detoxd.netagent import pihole as pihole_module
-    from detoxd.netagent.engines import EngineError
+    from detoxd.netagent.engines import DnsEngineError
 
     def broken(self: object, since: datetime, until: datetime) -> None:
-        raise EngineError("unreachable", "pi.hole: connection lost")
+        raise DnsEngineError("unreachable", "pi.hole: connection lost")
 
-    monkeypatch.setattr(pihole_module.PiholeTarget, "read_query_log", broken)
+    monkeypatch.setattr(pihole_module.PiholeEngine, "read_query_log", broken)
     clock.advance(301)
     agent.round()
     agent.round()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.core.network import CANARY, MARKER_COMMENT, EngineConfig, engine_names
-from detoxd.netagent.engines import EngineError
-from detoxd.netagent.pihole import QUERY_PAGE, PiholeTarget
+from detoxd.core.network import CANARY, MARKER_COMMENT, DnsEngineConfig, engine_names
+from detoxd.netagent.engines import DnsEngineError
+from detoxd.netagent.pihole import QUERY_PAGE, PiholeEngine
 from detoxd.netagent.webapi import fingerprint_text
 
 from .standins import StandIn, der_fingerprint, pihole_standin, self_signed_certificate
@@ -32,15 +32,15 @@ def pihole() -> Iterator[StandIn]:
         yield standin
 
 
-def config(url: str, clients: tuple[str, ...] = (), pin: bytes | None = None) -> EngineConfig:
-    return EngineConfig("pihole", 0, 2, url=url, password_file="pihole.secret", tls_fingerprint=pin,
+def config(url: str, clients: tuple[str, ...] = (), pin: bytes | None = None) -> DnsEngineConfig:
+    return DnsEngineConfig("pihole", 0, 2, url=url, password_file="pihole.secret", tls_fingerprint=pin,
                         clients=clients)
 
 
 def test_apply_adds_marked_entries_for_every_device_and_logs_out(pihole: StandIn) -> None:
     pihole.state.domains["mine.example"] = {"domain": "mine.example", "comment": "my own", "groups": [0],
                                             "enabled": True, "type": "deny", "kind": "exact"}
-    target = PiholeTarget(config(pihole.url), PASSWORD)
+    target = PiholeEngine(config(pihole.url), PASSWORD)
     target.apply(NAMES, ())
     domains = pihole.state.domains
     assert set(domains) == {*NAMES, "mine.example"}
@@ -53,7 +53,7 @@ def test_apply_adds_marked_entries_for_every_device_and_logs_out(pihole: StandIn
 
 
 def test_tampering_in_the_web_interface_is_undone(pihole: StandIn) -> None:
-    target = PiholeTarget(config(pihole.url, clients=("192.168.1.23", "aa:bb:cc:dd:ee:ff")), PASSWORD)
+    target = PiholeEngine(config(pihole.url, clients=("192.168.1.23", "aa:bb:cc:dd:ee:ff")), PASSWORD)
     target.apply(NAMES, ())
     state = pihole.state
     gid = state.groups["detoxd"]["id"]
@@ -78,10 +78,10 @@ def test_end_removes_exactly_what_detoxd_added(pihole: StandIn) -> None:
                                      "enabled": True, "type": "deny", "kind": "exact"}
     state.clients["192.168.1.50"] = {"client": "192.168.1.50", "comment": "kid's tablet", "groups": [0],
                                      "id": 99}
-    target = PiholeTarget(config(pihole.url, clients=("192.168.1.23", "192.168.1.50")), PASSWORD)
+    target = PiholeEngine(config(pihole.url, clients=("192.168.1.23", "192.168.1.50")), PASSWORD)
     target.apply(NAMES, ())
     assert state.clients["192.168.1.50"]["groups"] != [0]
-    PiholeTarget(config(pihole.url, clients=("192.168.1.23", "192.168.1.50")), PASSWORD).remove()
+    PiholeEngine(config(pihole.url, clients=("192.168.1.23", "192.168.1.50")), PASSWORD).remove()
     assert set(state.domains) == {"mine.example"}
     assert "detoxd" not in state.groups
     assert state.clients == {"192.168.1.50": {"client": "192.168.1.50", "comment": "kid's tablet",
@@ -90,20 +90,20 @@ def test_end_removes_exactly_what_detoxd_added(pihole: StandIn) -> None:
 
 
 def test_wrong_password_session_limit_and_duplicates(pihole: StandIn) -> None:
-    with pytest.raises(EngineError) as caught:
-        PiholeTarget(config(pihole.url), "wrong").apply(NAMES, ())
+    with pytest.raises(DnsEngineError) as caught:
+        PiholeEngine(config(pihole.url), "wrong").apply(NAMES, ())
     assert caught.value.state == "auth_failed" and "wrong" not in str(caught.value)
 
     pihole.state.max_sessions = 0
-    with pytest.raises(EngineError) as caught:
-        PiholeTarget(config(pihole.url), PASSWORD).apply(NAMES, ())
+    with pytest.raises(DnsEngineError) as caught:
+        PiholeEngine(config(pihole.url), PASSWORD).apply(NAMES, ())
     assert caught.value.state == "refused" and "max_sessions" in str(caught.value)
 
     pihole.state.max_sessions = 16
     # The user denies one of the names themselves: detoxd leaves that entry alone, now and at the end.
     pihole.state.domains["twitter.com"] = {"domain": "twitter.com", "comment": "mine", "groups": [0],
                                            "enabled": True, "type": "deny", "kind": "exact"}
-    target = PiholeTarget(config(pihole.url), PASSWORD)
+    target = PiholeEngine(config(pihole.url), PASSWORD)
     target.apply(NAMES, ())
     assert pihole.state.domains["twitter.com"]["comment"] == "mine"
     target.remove()
@@ -113,34 +113,34 @@ def test_wrong_password_session_limit_and_duplicates(pihole: StandIn) -> None:
 def test_self_signed_certificate_needs_the_pin(tmp_path: Path) -> None:
     key, cert = self_signed_certificate(tmp_path)
     with pihole_standin((key, cert), password=PASSWORD) as pihole:
-        with pytest.raises(EngineError) as caught:
-            PiholeTarget(config(pihole.url), PASSWORD).apply(NAMES, ())
+        with pytest.raises(DnsEngineError) as caught:
+            PiholeEngine(config(pihole.url), PASSWORD).apply(NAMES, ())
         assert caught.value.state == "tls_error"
         assert fingerprint_text(der_fingerprint(cert)) in str(caught.value)  # shown so it can be pinned
         assert pihole.requests == []  # the password never left
 
         wrong_pin = bytes(32)
-        with pytest.raises(EngineError) as caught:
-            PiholeTarget(config(pihole.url, pin=wrong_pin), PASSWORD).apply(NAMES, ())
+        with pytest.raises(DnsEngineError) as caught:
+            PiholeEngine(config(pihole.url, pin=wrong_pin), PASSWORD).apply(NAMES, ())
         assert caught.value.state == "tls_error" and "does not match" in str(caught.value)
         assert pihole.requests == []
 
-        PiholeTarget(config(pihole.url, pin=der_fingerprint(cert)), PASSWORD).apply(NAMES, ())
+        PiholeEngine(config(pihole.url, pin=der_fingerprint(cert)), PASSWORD).apply(NAMES, ())
         assert set(pihole.state.domains) == set(NAMES)
 
 
 def test_unreachable_is_reported_without_secrets() -> None:
-    with pytest.raises(EngineError) as caught:
-        PiholeTarget(config("http://127.0.0.1:9"), PASSWORD).apply(NAMES, ())
+    with pytest.raises(DnsEngineError) as caught:
+        PiholeEngine(config("http://127.0.0.1:9"), PASSWORD).apply(NAMES, ())
     assert caught.value.state == "unreachable" and PASSWORD not in str(caught.value)
 
 
 CHILD = """
 import sys
-from detoxd.core.network import EngineConfig, engine_names
-from detoxd.netagent.pihole import PiholeTarget
-config = EngineConfig("pihole", 0, 2, url=sys.argv[1], password_file="s", clients=("192.168.1.23",))
-PiholeTarget(config, sys.argv[2]).apply(engine_names(["a.com", "b.com", "c.com"]), ())
+from detoxd.core.network import DnsEngineConfig, engine_names
+from detoxd.netagent.pihole import PiholeEngine
+config = DnsEngineConfig("pihole", 0, 2, url=sys.argv[1], password_file="s", clients=("192.168.1.23",))
+PiholeEngine(config, sys.argv[2]).apply(engine_names(["a.com", "b.com", "c.com"]), ())
 """
 
 
@@ -169,11 +169,11 @@ def test_kill_9_between_calls_then_restart_no_duplicates_nothing_left(pihole: St
     time.sleep(0.05)
     pihole.state.sessions.clear()  # the killed agent's session would expire by itself
     names = engine_names(["a.com", "b.com", "c.com"])
-    cfg = EngineConfig("pihole", 0, 2, url=pihole.url, password_file="s", clients=("192.168.1.23",))
-    PiholeTarget(cfg, PASSWORD).apply(names, ())
+    cfg = DnsEngineConfig("pihole", 0, 2, url=pihole.url, password_file="s", clients=("192.168.1.23",))
+    PiholeEngine(cfg, PASSWORD).apply(names, ())
     assert sorted(pihole.state.domains) == sorted(names)
     assert [g["name"] for g in pihole.state.groups.values()].count("detoxd") == 1
-    PiholeTarget(cfg, PASSWORD).remove()
+    PiholeEngine(cfg, PASSWORD).remove()
     assert pihole.state.domains == {} and "detoxd" not in pihole.state.groups
     assert pihole.state.clients == {}
 
@@ -199,7 +199,7 @@ def test_detoxd_check_reaches_the_engine_and_says_what_it_found(
 def test_a_duplicate_reply_is_not_an_error(pihole: StandIn, caplog: pytest.LogCaptureFixture) -> None:
     """Someone adds a name between detoxd's read and its POST: FTL answers with
     processed.errors ("UNIQUE constraint failed") for an array, HTTP 400 database_error for one."""
-    target = PiholeTarget(config(pihole.url), PASSWORD)
+    target = PiholeEngine(config(pihole.url), PASSWORD)
     pihole.state.domains["twitter.com"] = {"domain": "twitter.com", "comment": "raced", "groups": [0],
                                            "enabled": True, "type": "deny", "kind": "exact"}
     with caplog.at_level("INFO", logger="detoxd.network"):
@@ -213,7 +213,7 @@ def test_a_duplicate_reply_is_not_an_error(pihole: StandIn, caplog: pytest.LogCa
 
 def test_the_query_log_is_read_page_by_page_blocked_lookups_only(pihole: StandIn) -> None:
     """queries.yaml: status=DENYLIST from/until, pages of ``length`` from the first ``cursor``."""
-    target = PiholeTarget(config(pihole.url), PASSWORD)
+    target = PiholeEngine(config(pihole.url), PASSWORD)
     since = datetime(2026, 3, 2, tzinfo=UTC)
     base = since.timestamp()
     pihole.state.log_query(base - 60, "192.168.1.23", "twitter.com", "DENYLIST")  # before the window

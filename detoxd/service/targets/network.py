@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from detoxd.core.network import REMOTE_ENGINES, EngineConfig, engine_from_json, engine_to_json
+from detoxd.core.dnsengines import AGENT_KINDS, serves
+from detoxd.core.network import DnsEngineConfig, engine_from_json, engine_to_json
 from detoxd.service import state_store
 from detoxd.service.targets import Drift
 
@@ -33,7 +34,6 @@ NETWORK_FILE = "network.json"
 AGENT_USER = "detoxd-network"  # the remote agent's system user (created by the package)
 REPORT_STALE_SECONDS = 60.0  # agents sync every few seconds; older reports are from a gone agent
 MAX_DRIFT_PER_SYNC = 100
-AGENT_KINDS = ("remote", "local", "all", "dnsmasq", "unbound")  # an engine name: only that one
 
 
 def agent_uids() -> frozenset[int]:
@@ -50,12 +50,12 @@ class NetworkTarget:
     def __init__(self, state_dir: Path, monotonic: Callable[[], float]) -> None:
         self._file = state_dir / NETWORK_FILE
         self._monotonic = monotonic
-        self.configured: tuple[EngineConfig, ...] = ()
+        self.configured: tuple[DnsEngineConfig, ...] = ()
         self.allowed: frozenset[str] = frozenset()
         self.names: frozenset[str] = frozenset()
         self.active = False
         self.locked = False
-        self._kept: dict[str, EngineConfig] = {}  # engines that may still hold detoxd's entries
+        self._kept: dict[str, DnsEngineConfig] = {}  # engines that may still hold detoxd's entries
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}  # key -> (when, report)
         self._drift: list[Drift] = []
         self._sorted_of: tuple[frozenset[str], frozenset[str]] | None = None
@@ -101,7 +101,7 @@ class NetworkTarget:
 
     # ---- what the agents get ----
 
-    def configure(self, engines: tuple[EngineConfig, ...], allowed: frozenset[str], *, active: bool,
+    def configure(self, engines: tuple[DnsEngineConfig, ...], allowed: frozenset[str], *, active: bool,
                   locked: bool) -> None:
         self.configured, self.allowed, self.active, self.locked = engines, allowed, active, locked
         if active and locked:
@@ -109,7 +109,7 @@ class NetworkTarget:
                 self._kept.setdefault(engine.key, engine)
         self._save()
 
-    def engines(self) -> list[EngineConfig]:
+    def engines(self) -> list[DnsEngineConfig]:
         """The configured engines, then those a locked detox keeps or whose end is still due."""
         keys = {engine.key for engine in self.configured}
         kept = [engine for key, engine in self._kept.items() if key not in keys]
@@ -124,7 +124,7 @@ class NetworkTarget:
         if kind not in AGENT_KINDS:
             return {"ok": False, "code": "bad_request", "error": f"agent must be one of {AGENT_KINDS}"}
         self._take_reports(request.get("report"), request.get("drift"))
-        engines = [e for e in self.engines() if _serves(kind, e)]
+        engines = [e for e in self.engines() if serves(kind, e.engine)]
         names, allowed, digest = self._sorted()
         reply: dict[str, Any] = {"ok": True, "active": bool(names), "digest": digest,
                                  "engines": [engine_to_json(e) for e in engines]}
@@ -189,14 +189,6 @@ class NetworkTarget:
             # Never let this file stop the enforcement around it (configure() runs before the
             # hosts file is written): the engines are still in memory; retried at the next change.
             log.error("cannot write %s: %s", self._file, exc.strerror or exc)
-
-
-def _serves(kind: str, engine: EngineConfig) -> bool:
-    if kind == "all":
-        return True
-    if kind in ("remote", "local"):
-        return (engine.engine in REMOTE_ENGINES) == (kind == "remote")
-    return engine.engine == kind
 
 
 QUERY_LOG_STATES = ("available", "not_available")  # can the engine count blocked lookups per device
