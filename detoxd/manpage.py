@@ -101,7 +101,8 @@ the tray agent's saved do-not-disturb settings
 .BR systemctl (1),
 .BR journalctl (1)
 .PP
-The user's guide: /usr/share/doc/detoxd/ and https://github.com/detoxd/detoxd/tree/main/docs
+The user's guide: /usr/share/doc/detoxd/README.md.gz and the pages in
+/usr/share/doc/detoxd/docs/ (in a source checkout: README.md and docs/).
 """
 
 
