@@ -41,7 +41,8 @@ from detoxd.service.status import StatusBuilder, duration_text
 from detoxd.service.targets import Drift, Target
 from detoxd.service.targets.browser import BrowserTarget
 from detoxd.service.targets.hosts import HostsTarget
-from detoxd.service.targets.hosts.hostsfile import ReadOnlyInSandbox, Recovery
+from detoxd.service.targets.hosts.fsops import ReadOnlyInSandbox
+from detoxd.service.targets.hosts.hostsfile import Recovery
 from detoxd.service.targets.network import NetworkTarget, agent_uids
 
 log = logging.getLogger("detoxd")

@@ -24,7 +24,8 @@ import pytest
 from conftest import USER_HOSTS, DetoxdEnv, wait_for
 from guardkit import NEEDS_ROOT_AND_UNSHARE, blocked, doctor_check, journal_events, vm_peak_kib
 
-from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, _encode_journal, _Journal
+from detoxd.service.targets.hosts.hostsbytes import Journal, encode_journal
+from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME
 
 pytestmark = NEEDS_ROOT_AND_UNSHARE
 
@@ -284,7 +285,7 @@ def test_a_read_only_bind_mount_and_a_journal_that_cannot_be_replayed_are_never_
     # As a crash mid-write leaves it: a complete journal, the file still holding the old text.
     new = USER_HOSTS + b"# the write a crash interrupted\n"
     journal = detoxd_env.state_dir / JOURNAL_NAME
-    journal.write_bytes(b"".join(_encode_journal(_Journal(os.fsencode(detoxd_env.hosts), USER_HOSTS, new))))
+    journal.write_bytes(b"".join(encode_journal(Journal(os.fsencode(detoxd_env.hosts), USER_HOSTS, new))))
 
     pid = _start_in_namespace(detoxd_env, read_only=True)  # before: PermissionError/EROFS, exit
     assert_loud(detoxd_env, "read-only")

@@ -19,7 +19,8 @@ from detoxd.paths import Paths
 from detoxd.protocol import Peer
 from detoxd.service import journal
 from detoxd.service.engine import EXIT_RESTART, Engine
-from detoxd.service.targets.hosts.hostsfile import HostsFile, ReadOnlyInSandbox
+from detoxd.service.targets.hosts.fsops import ReadOnlyInSandbox
+from detoxd.service.targets.hosts.hostsfile import HostsFile
 from tests.service.enginekit import ROOT, blocked, scratch_paths
 
 USER_LINES = b"127.0.0.1\tlocalhost\n# mine, keep me\n192.168.1.10 nas.home nas\n"

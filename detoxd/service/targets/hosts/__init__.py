@@ -14,8 +14,9 @@ from typing import Any
 
 from detoxd.core.hosts import Neutralised
 from detoxd.service.targets import Drift
+from detoxd.service.targets.hosts.fsops import HostsFileError, explain
 from detoxd.service.targets.hosts.guard import HostsGuard, Outcome
-from detoxd.service.targets.hosts.hostsfile import HostsFile, HostsFileError, Recovery, explain
+from detoxd.service.targets.hosts.hostsfile import HostsFile, Recovery
 
 NAME = "hosts file"
 

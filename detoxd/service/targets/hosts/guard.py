@@ -30,12 +30,9 @@ from pathlib import Path
 
 from detoxd.core import hosts
 from detoxd.service import inotify
-from detoxd.service.targets.hosts.hostsfile import (
-    DEFAULT_READ_LIMIT,
-    HostsFile,
-    HostsFileError,
-    common_tail_start,
-)
+from detoxd.service.targets.hosts.fsops import HostsFileError
+from detoxd.service.targets.hosts.hostsbytes import common_tail_start
+from detoxd.service.targets.hosts.hostsfile import DEFAULT_READ_LIMIT, HostsFile
 
 log = logging.getLogger(__name__)
 

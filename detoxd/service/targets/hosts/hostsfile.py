@@ -69,29 +69,47 @@ service sees the new file, but through the read-only ``/etc`` (EROFS). The in-pl
 opens the same file as PID 1 sees it, ``/proc/1/root/etc/hosts`` (the daemon's CAP_SYS_PTRACE
 allows that), and writes it only if it is the very inode the sandbox shows at ``/etc/hosts``: a
 restore at in-place speed instead of a service restart (1.5 s), and never another file.
+
+This module is the file's lifecycle (the four writes, the journal's life, recovery, the
+reserve); the system calls it builds on and its errors in words are :mod:`.fsops`, the
+journal's format and the byte comparisons :mod:`.hostsbytes`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
-import fcntl
-import hashlib
 import logging
 import os
 import stat
-import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from detoxd.durable import fsync_directory, replace_file
+from detoxd.durable import fsync_directory, remove_file, replace_file
 from detoxd.paths import HOSTS_JOURNAL_FILE, HOSTS_RESERVE_FILE
-from detoxd.service.safeopen import FileTooLarge, NotRegularFile, kind_of, open_regular, read_regular
+from detoxd.service.safeopen import NotRegularFile, open_regular, read_regular
+from detoxd.service.targets.hosts.fsops import (
+    ReadOnlyInSandbox,
+    clear_immutable,
+    create_regular,
+    explain,
+    open_outside_sandbox,
+    remove_any,
+    reserve_blocks,
+    restore_flags,
+    set_flags,
+)
+from detoxd.service.targets.hosts.hostsbytes import (
+    PAGE,
+    Journal,
+    common_prefix_length,
+    common_tail_start,
+    decode_journal,
+    encode_journal,
+    is_torn_between,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,38 +121,14 @@ STATE_DIR_MODE = 0o700
 # Errors with which the kernel refuses a rename (or the temporary file) but may allow a write.
 RENAME_REFUSED = frozenset({errno.EBUSY, errno.EXDEV, errno.EROFS, errno.EPERM, errno.EACCES})
 
-_MAGIC = b"detoxd hosts write-ahead journal v1\n"
-_LENGTHS = struct.Struct(">IQQ")  # path, old content, new content
-_DIGEST_SIZE = hashlib.sha256().digest_size
-# A crash tears a write at page granularity at worst; each page of a torn file is checked alone.
-_PAGE = 4096
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _RESERVE_SLACK = 64 << 10
-_FALLOC_FL_KEEP_SIZE = 1
 # The largest file patched in place without a journal (HostsFile._patch writes it up to the change).
 PATCH_LIMIT = 1 << 20
 # Until the guard knows its names (and sets HostsFile.limit from them), a hosts file is read up
 # to this size: a block of a few million names fits, /dev/zero or a 500 MB file does not.
 DEFAULT_READ_LIMIT = 256 << 20
 UNUSABLE_SUFFIX = ".unusable"
-# linux/fs.h: FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (the kernel reads an int), the immutable and
-# append-only attributes (chattr +i, +a).
-_FS_IOC_GETFLAGS, _FS_IOC_SETFLAGS = 0x80086601, 0x40086602
-_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
-
-
-class HostsFileError(OSError):
-    """Why the hosts file cannot be read or written (``strerror``: the reason, in words) and what
-    the user can do about it (``fix``)."""
-
-    def __init__(self, code: int, reason: str, fix: str, path: Path | str) -> None:
-        super().__init__(code, reason, os.fspath(path))
-        self.fix = fix
-
-
-class ReadOnlyInSandbox(HostsFileError):
-    """EROFS inside a mount namespace of its own (systemd's sandbox, after a rename replaced the
-    file) when PID 1's view of the file could not be tried either: a restart mounts it again."""
 
 
 class Recovery(StrEnum):
@@ -146,13 +140,6 @@ class Recovery(StrEnum):
     OTHER_FILE = "discarded a journal written for another file"
     SET_ASIDE = "set aside a write-ahead journal that cannot be read"
     NOT_YET = "an interrupted write cannot be finished yet: kept for the next try"
-
-
-@dataclass(frozen=True)
-class _Journal:
-    path: bytes
-    old: bytes
-    new: bytes
 
 
 class HostsFile:
@@ -271,9 +258,9 @@ class HostsFile:
         if len(current) != len(content) or len(content) > PATCH_LIMIT:
             return False
         new, old = memoryview(content), memoryview(current)
-        first = _common_prefix_length(new, old)
+        first = common_prefix_length(new, old)
         low = common_tail_start(new, old, first)
-        if first // _PAGE != (low - 1) // _PAGE:
+        if first // PAGE != (low - 1) // PAGE:
             return False
         try:
             descriptor = open_regular(self.path, os.O_WRONLY, follow_links=True)
@@ -333,7 +320,7 @@ class HostsFile:
             return Recovery.NOTHING
         except OSError as error:
             return self._set_aside(error)
-        journal = _decode_journal(raw)
+        journal = decode_journal(raw)
         del raw
         try:
             if journal is None:
@@ -360,7 +347,7 @@ class HostsFile:
     def _set_aside(self, error: OSError) -> Recovery:
         aside = self.journal_path.with_name(self.journal_path.name + UNUSABLE_SUFFIX)
         try:
-            _remove_any(aside)
+            remove_any(aside)
             os.rename(self.journal_path, aside)
             fsync_directory(self.state_dir)
         except OSError as rename_error:
@@ -380,7 +367,7 @@ class HostsFile:
     # ---- in place ----
 
     def _write_in_place(self, old: bytes, new: bytes) -> None:
-        journal = _Journal(os.fsencode(self.path), old, new)
+        journal = Journal(os.fsencode(self.path), old, new)
         try:
             self._write_journal(journal)
         except OSError as error:
@@ -407,7 +394,7 @@ class HostsFile:
             return
         try:
             self.state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
-            descriptor = _create_regular(self.reserve_path, truncate=False)
+            descriptor = create_regular(self.reserve_path, truncate=False)
         except OSError:
             return
         try:
@@ -436,7 +423,7 @@ class HostsFile:
                 # Every block the new content needs, before its first byte: a full file system
                 # fails here, with the file untouched, instead of half-way through the write.
                 try:
-                    _reserve_blocks(descriptor, len(content))
+                    reserve_blocks(descriptor, len(content))
                 except OSError as error:
                     raise _NotTouched(error) from error
                 view = memoryview(content)
@@ -459,20 +446,20 @@ class HostsFile:
             try:
                 descriptor = self._open_writable()
             except PermissionError:
-                flags = _clear_immutable(self.path)  # 0: not why, raise the refusal
+                flags = clear_immutable(self.path)  # 0: not why, raise the refusal
                 if not flags:
                     raise
                 descriptor = self._open_writable()
         except OSError as error:
             if flags:
-                _restore_flags(self.path, flags)
+                restore_flags(self.path, flags)
             raise _NotTouched(explain(error, self.path)) from error
         try:
             yield descriptor
         finally:
             try:
                 if flags:
-                    _set_flags(descriptor, flags)
+                    set_flags(descriptor, flags)
             finally:
                 os.close(descriptor)
 
@@ -480,11 +467,11 @@ class HostsFile:
         try:
             return open_regular(self.path, os.O_WRONLY, follow_links=True)
         except FileNotFoundError:
-            return _create_regular(self.path, truncate=False, mode=NEW_FILE_MODE, follow_links=True)
+            return create_regular(self.path, truncate=False, mode=NEW_FILE_MODE, follow_links=True)
         except OSError as error:
             if error.errno != errno.EROFS:
                 raise
-            descriptor = _open_outside_sandbox(self.path, self.outside_pid)
+            descriptor = open_outside_sandbox(self.path, self.outside_pid)
             if descriptor is None:
                 raise
             if descriptor < 0:
@@ -495,7 +482,7 @@ class HostsFile:
                      "same file through PID 1's view of it", self.path)
             return descriptor
 
-    def _redo(self, journal: _Journal) -> Recovery:
+    def _redo(self, journal: Journal) -> Recovery:
         current = self.read()
         if current == journal.new:
             return Recovery.ALREADY_WRITTEN
@@ -507,13 +494,13 @@ class HostsFile:
             return Recovery.FINISHED
         return Recovery.FILE_CHANGED
 
-    def _write_journal(self, journal: _Journal) -> None:
+    def _write_journal(self, journal: Journal) -> None:
         self.state_dir.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
         # recover() removed or set aside whatever stood here: anything now is refused, not opened
-        descriptor = _create_regular(self.journal_path, truncate=True)
+        descriptor = create_regular(self.journal_path, truncate=True)
         try:
             with os.fdopen(descriptor, "wb") as stream:
-                for part in _encode_journal(journal):
+                for part in encode_journal(journal):
                     stream.write(part)
                 stream.flush()
                 os.fsync(stream.fileno())
@@ -523,9 +510,7 @@ class HostsFile:
         fsync_directory(self.state_dir)
 
     def _remove_journal(self) -> None:
-        # Durably gone: a journal resurrected by a power cut would redo an old write.
-        self.journal_path.unlink(missing_ok=True)
-        fsync_directory(self.state_dir)
+        remove_file(self.journal_path)  # durably: a journal a power cut brought back would redo an old write
 
 
 class _NotTouched(Exception):
@@ -534,240 +519,3 @@ class _NotTouched(Exception):
     def __init__(self, error: OSError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def explain(error: OSError, path: Path) -> HostsFileError:
-    """The error as the user needs it: what is wrong with ``path``, and how to fix it."""
-    if isinstance(error, HostsFileError):
-        return error
-    code, shown = error.errno or errno.EIO, str(error.filename or path)
-    if isinstance(error, NotRegularFile):
-        return HostsFileError(code, f"{shown} is {error.strerror}, not a regular file",
-                              f"make {shown} a regular file again: sudo rm -d "
-                              f"{shown}, then restore your hosts file (printf '127.0.0.1 localhost\n::1 "
-                              f"localhost\n' | sudo tee {shown})", path)
-    if isinstance(error, FileTooLarge):
-        return HostsFileError(code, f"{shown} is too large: {error.strerror}", "keep large block "
-                              "lists out of the hosts file: name them under lists: in "
-                              "/etc/detoxd/blocklist.yaml", path)
-    if code == errno.EROFS:
-        return HostsFileError(code, f"{shown} is on a read-only file system (or a read-only bind "
-                              "mount)", f"make it writable again: findmnt -T {shown} shows the mount "
-                              f"(a bind mount over it: sudo umount {shown})", path)
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        return HostsFileError(code, f"no space left on the file system of {shown}",
-                              f"free space there (df -h {shown})", path)
-    if code in (errno.EPERM, errno.EACCES):
-        return HostsFileError(code, f"{shown} may not be written ({os.strerror(code)})",
-                              f"check its mode and attributes: ls -l {shown}; lsattr {shown}", path)
-    return HostsFileError(code, f"{shown}: {error.strerror or error}",
-                          "see journalctl -u detoxd for what failed", path)
-
-
-def _create_regular(path: Path, *, truncate: bool, mode: int = 0o600, follow_links: bool = False) -> int:
-    """Open ``path`` for writing, creating it: never a FIFO (no wait for a reader), a device or a
-    directory that stands there (NotRegularFile), never through a link unless ``follow_links``."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    flags |= 0 if follow_links else os.O_NOFOLLOW
-    try:
-        descriptor = os.open(path, flags, mode)
-    except OSError as error:
-        if error.errno in (errno.ENXIO, errno.EISDIR, errno.ELOOP):  # a FIFO, a directory, a link
-            info = os.stat(path, follow_symlinks=follow_links)
-            raise NotRegularFile(error.errno, kind_of(info.st_mode), os.fspath(path)) from None
-        raise
-    try:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):  # a device: opened, but never written
-            raise NotRegularFile(errno.EINVAL, kind_of(info.st_mode), os.fspath(path))
-        if truncate:
-            os.ftruncate(descriptor, 0)
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor
-
-
-def _remove_any(path: Path) -> None:
-    """Remove whatever stands at ``path`` (a file, a link, a FIFO, an empty directory)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return
-    except IsADirectoryError:
-        os.rmdir(path)
-    except PermissionError:  # Linux says EPERM, not EISDIR, when unlinking a directory
-        if not os.path.isdir(path) or os.path.islink(path):
-            raise
-        os.rmdir(path)
-
-
-def _clear_immutable(path: Path) -> int:
-    """Clear the immutable and append-only flags of the file; returns its flags as they were, to
-    be set again after the write (0: it had neither). Raises HostsFileError when they may not
-    be cleared (no CAP_LINUX_IMMUTABLE)."""
-    try:
-        descriptor = open_regular(path, os.O_RDONLY, follow_links=True)
-    except OSError:
-        return 0
-    try:
-        try:
-            flags = _get_flags(descriptor)
-        except OSError:
-            return 0  # a file system without attributes
-        held = flags & (_FS_IMMUTABLE_FL | _FS_APPEND_FL)
-        if not held:
-            return 0
-        which = "immutable (chattr +i)" if held & _FS_IMMUTABLE_FL else "append-only (chattr +a)"
-        try:
-            _set_flags(descriptor, flags & ~held)
-        except OSError as error:
-            raise HostsFileError(error.errno or errno.EPERM, f"{path} is {which} and detoxd may not "
-                                 "clear the flag (it lacks CAP_LINUX_IMMUTABLE)",
-                                 f"sudo chattr -i -a {path}", path) from None
-    finally:
-        os.close(descriptor)
-    log.warning("%s is %s: the flag is cleared for the write and set again after it", path, which)
-    return flags
-
-
-def _restore_flags(path: Path, flags: int) -> None:
-    with contextlib.suppress(OSError):
-        descriptor = open_regular(path, os.O_RDONLY, follow_links=True)
-        try:
-            _set_flags(descriptor, flags)
-        finally:
-            os.close(descriptor)
-
-
-def _get_flags(descriptor: int) -> int:
-    buffer = bytearray(4)
-    fcntl.ioctl(descriptor, _FS_IOC_GETFLAGS, buffer)
-    return int.from_bytes(buffer, "little")
-
-
-def _set_flags(descriptor: int, flags: int) -> None:
-    fcntl.ioctl(descriptor, _FS_IOC_SETFLAGS, flags.to_bytes(4, "little"))
-
-
-def _open_outside_sandbox(path: Path, pid: int) -> int | None:
-    """``path`` opened for writing as process ``pid`` (PID 1) sees it, when this process runs in
-    another mount namespace (systemd's sandbox) — only if it is the same inode as ``path`` here
-    (the write goes to the file the sandbox shows read-only, never to another). None when this
-    is no sandbox, or the file is another one or read-only there too; -1 when PID 1's view
-    cannot be opened at all (a restart of the sandbox may help)."""
-    try:
-        if os.stat("/proc/self/ns/mnt").st_ino == os.stat(f"/proc/{pid}/ns/mnt").st_ino:
-            return None
-        outside = Path(f"/proc/{pid}/root") / Path(os.path.abspath(path)).relative_to("/")
-        descriptor = open_regular(outside, os.O_WRONLY, follow_links=False)
-    except OSError as error:
-        return -1 if error.errno == errno.EACCES else None  # EACCES: no ptrace access to PID 1
-    except ValueError:
-        return None
-    try:
-        here, there = os.stat(path), os.fstat(descriptor)
-    except OSError:
-        os.close(descriptor)
-        return None
-    if (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino):
-        os.close(descriptor)
-        return None
-    return descriptor
-
-
-def _reserve_blocks(descriptor: int, size: int) -> None:
-    """fallocate(FALLOC_FL_KEEP_SIZE): allocate without changing the file's size (so a crash
-    right after leaves the old content as it was); ENOSPC when there is no room."""
-    if size == 0 or _fallocate is None:
-        return
-    if _fallocate(descriptor, _FALLOC_FL_KEEP_SIZE, ctypes.c_int64(0), ctypes.c_int64(size)) != 0:
-        code = ctypes.get_errno()
-        if code in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-            return  # a file system without fallocate: write as before
-        raise OSError(code, os.strerror(code))
-
-
-def _load_fallocate() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function = libc.fallocate
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    function.restype = ctypes.c_int
-    return function
-
-
-_fallocate = _load_fallocate()
-
-
-def is_torn_between(current: bytes, old: bytes, new: bytes) -> bool:
-    """Whether ``current`` can be ``old`` partly overwritten with ``new`` from offset 0.
-
-    Page by page: each page holds the new bytes up to some offset and the old bytes after it
-    (all new, all old, or the page where the writer stopped), and the file is no longer than
-    both versions (it only shrinks at the final truncate).
-    """
-    if len(current) > max(len(old), len(new)):
-        return False
-    for start in range(0, len(current), _PAGE):
-        page = current[start:start + _PAGE]
-        new_page = new[start:start + _PAGE]
-        if page == new_page:
-            continue
-        switch = start + _common_prefix_length(page, new_page)
-        if page[switch - start:] != old[switch:start + len(page)]:
-            return False
-    return True
-
-
-def _common_prefix_length(first: bytes | memoryview, second: bytes | memoryview) -> int:
-    low, high = 0, min(len(first), len(second))  # the prefix is at least low, at most high
-    while low < high:
-        middle = (low + high + 1) // 2
-        if first[:middle] == second[:middle]:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def common_tail_start(first: bytes | memoryview, second: bytes | memoryview, low: int) -> int:
-    """Where the longest tail two texts of the same length share begins, searched from ``low``
-    (the texts differ before it): a binary search, each step one C-level compare."""
-    high = len(first)
-    while low < high:
-        middle = (low + high) // 2
-        if first[middle:] == second[middle:]:
-            high = middle
-        else:
-            low = middle + 1
-    return low
-
-
-def _encode_journal(journal: _Journal) -> tuple[bytes, ...]:
-    header = _MAGIC + _LENGTHS.pack(len(journal.path), len(journal.old), len(journal.new))
-    digest = hashlib.sha256()
-    parts = (header, journal.path, journal.old, journal.new)
-    for part in parts:
-        digest.update(part)
-    return (*parts, digest.digest())
-
-
-def _decode_journal(raw: bytes) -> _Journal | None:
-    """The journal, or None when it is torn or damaged."""
-    body_start = len(_MAGIC) + _LENGTHS.size
-    if len(raw) < body_start + _DIGEST_SIZE or not raw.startswith(_MAGIC):
-        return None
-    path_length, old_length, new_length = _LENGTHS.unpack_from(raw, len(_MAGIC))
-    if body_start + path_length + old_length + new_length + _DIGEST_SIZE != len(raw):
-        return None
-    if hashlib.sha256(memoryview(raw)[:-_DIGEST_SIZE]).digest() != raw[-_DIGEST_SIZE:]:
-        return None
-    old_start = body_start + path_length
-    new_start = old_start + old_length
-    view = memoryview(raw)
-    return _Journal(bytes(view[body_start:old_start]), bytes(view[old_start:new_start]),
-                    bytes(view[new_start:new_start + new_length]))
-

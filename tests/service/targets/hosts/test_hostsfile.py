@@ -17,15 +17,9 @@ from pathlib import Path
 import pytest
 
 from detoxd.service.targets.hosts import hostsfile as hostsfile_module
-from detoxd.service.targets.hosts.hostsfile import (
-    JOURNAL_NAME,
-    HostsFile,
-    HostsFileError,
-    Recovery,
-    _encode_journal,
-    _Journal,
-    is_torn_between,
-)
+from detoxd.service.targets.hosts.fsops import HostsFileError
+from detoxd.service.targets.hosts.hostsbytes import Journal, encode_journal, is_torn_between
+from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, HostsFile, Recovery
 
 OLD = b"127.0.0.1 localhost\n# mine\n" * 400  # 10.8 kB: several pages
 NEW = b"127.0.0.1 localhost\n0.0.0.0 facebook.com\n:: facebook.com\n" * 150  # 8.7 kB
@@ -40,7 +34,7 @@ def hosts(tmp_path: Path) -> Path:
 
 
 def journal_bytes(path: Path, old: bytes, new: bytes) -> bytes:
-    return b"".join(_encode_journal(_Journal(os.fsencode(path), old, new)))
+    return b"".join(encode_journal(Journal(os.fsencode(path), old, new)))
 
 
 def torn(old: bytes, new: bytes, written: int) -> bytes:
