@@ -22,7 +22,8 @@ def replace_file(path: Path, data: bytes, *, mode: int, keep_existing_mode: bool
     """Atomically and durably make ``path`` hold ``data``.
 
     The new file gets ``mode``, or with ``keep_existing_mode`` the owner and mode of the file it
-    replaces (when there is one): /etc/hosts and browser policies keep what the admin gave them.
+    replaces (when there is one): /etc/hosts and browser policies keep what the admin gave them,
+    a user's config file (mako's, written by the tray) keeps its mode.
     """
     existing: os.stat_result | None = None
     if keep_existing_mode:
@@ -36,7 +37,12 @@ def replace_file(path: Path, data: bytes, *, mode: int, keep_existing_mode: bool
             if existing is None:
                 os.fchmod(stream.fileno(), mode)  # explicit: the service's umask is 0077
             else:  # owner first: chown clears set-id bits that chmod then restores
-                os.fchown(stream.fileno(), existing.st_uid, existing.st_gid)
+                made = os.fstat(stream.fileno())
+                if (made.st_uid, made.st_gid) != (existing.st_uid, existing.st_gid):
+                    # Root gives it back; a user cannot give away their file, or hand it a group
+                    # they are not in: it keeps the mode, with the writer's group.
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(stream.fileno(), existing.st_uid, existing.st_gid)
                 os.fchmod(stream.fileno(), existing.st_mode & 0o7777)
             os.fsync(stream.fileno())
         os.replace(temporary, path)

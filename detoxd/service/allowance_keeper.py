@@ -14,26 +14,20 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from detoxd.clock import Clock
 from detoxd.core import allowances as al
 from detoxd.core.detox import BootReading, Refusal
 from detoxd.protocol import Peer
 from detoxd.service import seat, state_store
+from detoxd.service.scheduler import local_zone
 
 log = logging.getLogger("detoxd")
 
 
-def system_zone() -> tzinfo:
-    from detoxd.service.scheduler import system_timezone
-
-    return ZoneInfo(system_timezone())
-
-
 class AllowanceKeeper:
     def __init__(self, state_file: Path, clock: Clock, *,
-                 timezone: Callable[[], tzinfo] = system_zone,
+                 timezone: Callable[[], tzinfo] = local_zone,
                  logind: seat.Logind | None = None) -> None:
         self.state_file = state_file
         self.clock = clock

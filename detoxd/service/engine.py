@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from detoxd import __version__
 from detoxd.clock import Clock
@@ -35,7 +34,7 @@ from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.appwatch import AppWatcher
 from detoxd.service.audit import Audit
 from detoxd.service.loader import LoadedConfig, load_config, missing_files_error
-from detoxd.service.scheduler import SessionScheduler, system_timezone
+from detoxd.service.scheduler import SessionScheduler, local_zone, system_timezone
 from detoxd.service.sdnotify import Notifier
 from detoxd.service.status import StatusBuilder, duration_text
 from detoxd.service.targets import Drift, Target
@@ -688,7 +687,7 @@ class Engine:
                 return self.audit.activity_report(
                     request, peer, window=self._report_window(),
                     blocked_names=self.hosts.names | self.applied.names,
-                    blocked_apps=self._blocked_app_names(), tz=_local_zone())
+                    blocked_apps=self._blocked_app_names(), tz=local_zone())
             if command == "start":
                 return self.start(request.get("days"), peer, request.get("peer_lock"))
             if command == "end":
@@ -916,7 +915,7 @@ class Engine:
         """`detoxd report`: built outside the lock (reading the journal takes a while)."""
         with self.lock:
             window, now = self._report_window(), self.clock.now()
-        return self.audit.report(peer, now=now, tz=_local_zone(), window=window)
+        return self.audit.report(peer, now=now, tz=local_zone(), window=window)
 
     def _report_window(self) -> DetoxWindow | None:
         """The running detox; else the one that ended while this daemon ran; else None (the
@@ -1005,11 +1004,6 @@ class Engine:
                 journal.record("hot_seat", session=details.get("session"), seat=details.get("seat"),
                                person=details.get("name"), starts_at=details.get("starts_at"))
             self.publish(event, **details)
-
-
-def _local_zone() -> ZoneInfo:
-    """The machine's zone: report days are its calendar days."""
-    return ZoneInfo(system_timezone())
 
 
 def _iso(moment: datetime | None) -> str | None:

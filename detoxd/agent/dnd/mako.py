@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 from detoxd.agent.dnd import Backend, Problem, Watch
 from detoxd.agent.dnd.bus import DBUS, NOTIFICATIONS_NAME, BusError, address, call, name_owner
+from detoxd.durable import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -288,20 +288,5 @@ def _make_parents(directory: Path) -> list[str]:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace ``path``'s content atomically, keeping its permissions."""
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    descriptor, temp = tempfile.mkstemp(prefix=".detoxd-", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    """Replace ``path``'s content atomically (:mod:`detoxd.durable`), keeping its permissions."""
+    replace_file(path, text.encode(), mode=0o644, keep_existing_mode=True)

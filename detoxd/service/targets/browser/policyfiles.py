@@ -25,7 +25,7 @@ from pathlib import Path
 
 from detoxd.core import policies
 from detoxd.core.policies import PolicyError, PolicySpec, Record
-from detoxd.durable import fsync_directory, remove_stale_temporaries, replace_file
+from detoxd.durable import remove_file, remove_stale_temporaries, replace_file
 from detoxd.paths import BROWSER_POLICIES_FILE
 from detoxd.service import state_store
 
@@ -178,8 +178,7 @@ class BrowserPolicies:
                 return PolicyResult(browser, path, Action.LEFT)
             remaining = policies.unmerge(document, record, spec)
             if remaining is None:
-                path.unlink(missing_ok=True)
-                fsync_directory(path.parent)
+                remove_file(path)
             else:
                 _write(path, policies.render(remaining, record))
             return PolicyResult(browser, path, Action.REMOVED)
