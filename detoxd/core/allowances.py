@@ -72,7 +72,7 @@ from detoxd.core.detox import (
 
 __all__ = [  # the rules live in allowance_rules; callers keep importing them from here
     "ALLOWANCE_KEYS", "DAY_NAMES", "MAX_ALLOWANCES", "MAX_WINDOWS", "MINUTES_PER_DAY", "NOTICE_SECONDS",
-    "WEEK_MINUTES", "Allowance", "AllowancesState", "Checkpoint", "Opened", "Session", "SiteCatalog",
+    "WEEK_MINUTES", "Allowance", "AllowancesState", "Checkpoint", "Opened", "RunningOpen", "SiteCatalog",
     "TrustedClock", "Usage", "Window", "builtin_catalog", "close_allowance", "closing_soon",
     "current_window", "day_of", "day_start", "ended", "find", "from_json", "intersect_windows",
     "is_open", "next_window", "open_allowance", "open_rules", "open_until", "parse_allowances",
@@ -114,7 +114,7 @@ class TrustedClock:
 # ---- usage (what survives restarts) ----
 
 @dataclass(frozen=True)
-class Session:
+class RunningOpen:
     """An open on demand, on the trusted clock."""
 
     until: datetime
@@ -127,7 +127,7 @@ class Usage:
     spent_seconds: float = 0.0
     opens: int = 0
     last_closed: datetime | None = None  # when the last open ended (min_gap_minutes)
-    session: Session | None = None
+    session: RunningOpen | None = None
     window_closed_until: datetime | None = None  # `detoxd close` during a window
 
 
@@ -249,7 +249,7 @@ def open_allowance(
     left = rule.minutes_per_day * 60 - usage.spent_seconds
     granted: float = left if minutes is None else min(minutes * 60, left)
     until = now + timedelta(seconds=granted)
-    opened = replace(usage, opens=usage.opens + 1, session=Session(until, now))
+    opened = replace(usage, opens=usage.opens + 1, session=RunningOpen(until, now))
     shortened = minutes is not None and minutes * 60 > left
     message = f"{rule.name} is open for {_minutes(granted)} min" + (
         " (all that is left today)" if shortened else "") + f", until {_local(until, tz)}"
@@ -473,7 +473,7 @@ def _usage_from(data: Any) -> Usage:
         spent_seconds=_finite(data["spent_seconds"]),
         opens=int(data["opens"]),
         last_closed=_moment(data["last_closed"]) if data["last_closed"] else None,
-        session=None if session is None else Session(_moment(session["until"]),
+        session=None if session is None else RunningOpen(_moment(session["until"]),
                                                      _moment(session["counted_to"])),
         window_closed_until=_moment(data["window_closed_until"]) if data["window_closed_until"] else None,
     )

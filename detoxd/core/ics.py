@@ -19,7 +19,7 @@ import icalendar
 from detoxd.core.plan import (
     DEFAULT_MY_NAME,
     Plan,
-    Session,
+    PlannedSession,
     format_duration,
     session_heading,
     timetable_lines,
@@ -40,7 +40,7 @@ QUESTIONS = (
 )
 
 
-def event_uid(plan: Plan, session: Session) -> str:
+def event_uid(plan: Plan, session: PlannedSession) -> str:
     """Stable across exports and edits of time, place and people (see the module docstring)."""
     organizer = (plan.me.email or plan.me.name).casefold()
     return f"{uuid.uuid5(UID_NAMESPACE, f'{organizer}/session-{session.number}')}@{UID_DOMAIN}"
@@ -124,7 +124,7 @@ def _transition(zone: ZoneInfo, earlier: datetime, later: datetime) -> datetime:
     return later
 
 
-def _event(plan: Plan, session: Session, stamp: datetime) -> icalendar.Event:
+def _event(plan: Plan, session: PlannedSession, stamp: datetime) -> icalendar.Event:
     event = icalendar.Event()
     event.add("uid", event_uid(plan, session))
     event.add("dtstamp", stamp.astimezone(UTC))
@@ -173,7 +173,7 @@ def _address(person: Person, *, organizer: bool) -> icalendar.vCalAddress:
     return address
 
 
-def _alarm(session: Session, before: timedelta) -> icalendar.Alarm:
+def _alarm(session: PlannedSession, before: timedelta) -> icalendar.Alarm:
     alarm = icalendar.Alarm()
     alarm.add("action", "DISPLAY")
     alarm.add("trigger", -before)  # relative to DTSTART
@@ -181,7 +181,7 @@ def _alarm(session: Session, before: timedelta) -> icalendar.Alarm:
     return alarm
 
 
-def description(plan: Plan, session: Session) -> str:
+def description(plan: Plan, session: PlannedSession) -> str:
     """The hot-seat timetable, as plain text for the event's DESCRIPTION."""
     minutes = int((session.hot_seats[0].end - session.hot_seats[0].start).total_seconds() // 60)
     lines = [
@@ -235,7 +235,7 @@ def ritual(name: str | None, peers: int, needed: int) -> str:
             "`sudo detoxd end --with-peers`.")
 
 
-def _session_worksheet(plan: Plan, session: Session) -> list[str]:
+def _session_worksheet(plan: Plan, session: PlannedSession) -> list[str]:
     lines = [f"## {_md(session_heading(session))}", ""]
     if plan.location:
         lines += [f"Where: {_md(plan.location)}", ""]

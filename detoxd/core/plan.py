@@ -29,7 +29,7 @@ class HotSeat:
 
 
 @dataclass(frozen=True)
-class Session:
+class PlannedSession:
     number: int  # 1 or 2
     start: datetime
     end: datetime
@@ -39,7 +39,7 @@ class Session:
 
 @dataclass(frozen=True)
 class Plan:
-    sessions: tuple[Session, ...]
+    sessions: tuple[PlannedSession, ...]
     timezone: str  # IANA name the times are in
     me: Person
     peers: tuple[Person, ...]
@@ -57,7 +57,7 @@ def build(
     me = me or Person(DEFAULT_MY_NAME)
     people = (me, *peers)
     orders = [list(range(len(people))), second_order(len(people))]
-    sessions: list[Session] = []
+    sessions: list[PlannedSession] = []
     adjustments: list[str] = []
     for index in range(SESSION_COUNT):
         wall = settings.first + timedelta(days=index * settings.repeat_after_days)
@@ -105,7 +105,7 @@ def localize(wall: datetime, zone: ZoneInfo) -> tuple[datetime, str | None]:
     return actual, None
 
 
-def _session(number: int, start: datetime, seated: list[Person], settings: SessionSettings) -> Session:
+def _session(number: int, start: datetime, seated: list[Person], settings: SessionSettings) -> PlannedSession:
     zone = start.tzinfo
     step = settings.slot_length + settings.break_length
     start_utc = start.astimezone(UTC)
@@ -118,17 +118,17 @@ def _session(number: int, start: datetime, seated: list[Person], settings: Sessi
     end = seats[-1].end
     reminders = tuple(sorted(((before, (start_utc - before).astimezone(zone))
                               for before in settings.reminders), key=lambda item: item[1]))
-    return Session(number, start, end, seats, reminders)
+    return PlannedSession(number, start, end, seats, reminders)
 
 
 # ---- questions about a moment ----
 
-def next_session(plan: Plan, now: datetime) -> Session | None:
+def next_session(plan: Plan, now: datetime) -> PlannedSession | None:
     """The session in progress, else the next to start; None once both are over."""
     return next((session for session in plan.sessions if now < session.end), None)
 
 
-def current_hot_seat(plan: Plan, now: datetime) -> tuple[Session, HotSeat] | None:
+def current_hot_seat(plan: Plan, now: datetime) -> tuple[PlannedSession, HotSeat] | None:
     """Who is in the hot seat at ``now``; None outside sessions and during breaks."""
     for session in plan.sessions:
         for seat in session.hot_seats:
@@ -155,7 +155,7 @@ def status_fields(plan: Plan | None, now: datetime) -> dict[str, Any]:
     }
 
 
-def _hot_seat_status(session: Session, seat: HotSeat, now: datetime) -> dict[str, Any]:
+def _hot_seat_status(session: PlannedSession, seat: HotSeat, now: datetime) -> dict[str, Any]:
     following = session.hot_seats[seat.number] if seat.number < len(session.hot_seats) else None
     return {
         "name": seat.person.name,
@@ -233,13 +233,13 @@ def _person_json(person: Person) -> dict[str, Any]:
     return {"name": person.name, "email": person.email}
 
 
-def session_heading(session: Session) -> str:
+def session_heading(session: PlannedSession) -> str:
     start = session.start
     return (f"Session {session.number}: {start:%A} {start.day} {start:%B %Y}, "
             f"{start:%H:%M}–{session.end:%H:%M %Z}")
 
 
-def timetable_lines(session: Session) -> list[str]:
+def timetable_lines(session: PlannedSession) -> list[str]:
     return [f"{seat.start:%H:%M}–{seat.end:%H:%M}  {seat.person.name}" for seat in session.hot_seats]
 
 

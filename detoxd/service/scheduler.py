@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from detoxd.clock import Clock
-from detoxd.core.plan import Plan, Session, format_duration, iso, status_fields
+from detoxd.core.plan import Plan, PlannedSession, format_duration, iso, status_fields
 from detoxd.core.sessions import valid_timezone
 from detoxd.service.state_store import StateFileError, read_json, write_atomic
 
@@ -74,7 +74,7 @@ def planned_jobs(plan: Plan) -> list[PlannedJob]:
     return sorted(jobs, key=lambda job: job.at)
 
 
-def _session_jobs(plan: Plan, session: Session) -> Iterable[PlannedJob]:
+def _session_jobs(plan: Plan, session: PlannedSession) -> Iterable[PlannedJob]:
     prefix = f"session{session.number}"
     for before, at in session.reminders:
         yield PlannedJob(f"{prefix}-reminder-{format_duration(before)}", at, reminder_grace(before),

@@ -18,9 +18,9 @@ import pytest
 from detoxd.agent.dnd import (
     NO_SERVER,
     Backend,
+    DesktopSession,
     DndKeeper,
     Problem,
-    Session,
     all_backends,
     available,
     choose,
@@ -38,7 +38,7 @@ class SwitchBackend(Backend):
         self.here = here
         self.calls: list[str] = []
 
-    def serves(self, session: Session) -> bool:
+    def serves(self, session: DesktopSession) -> bool:
         return self.here
 
     def is_silenced(self) -> bool:
@@ -56,7 +56,7 @@ class SwitchBackend(Backend):
 class BrokenBackend(SwitchBackend):
     name: ClassVar[str] = "broken"
 
-    def serves(self, session: Session) -> bool:
+    def serves(self, session: DesktopSession) -> bool:
         raise RuntimeError("probe exploded")
 
 
@@ -165,7 +165,7 @@ def test_unreadable_state_file_is_ignored(tmp_path: Path) -> None:
 
 
 def test_available_picks_the_first_and_survives_a_broken_probe() -> None:
-    session = Session(("GNOME",), "gnome-shell")
+    session = DesktopSession(("GNOME",), "gnome-shell")
     first, second = SwitchBackend(here=False), SwitchBackend(here=True)
     assert available(session, [BrokenBackend(), first, second]) is second
     assert available(session, [first]) is None
@@ -174,29 +174,30 @@ def test_available_picks_the_first_and_survives_a_broken_probe() -> None:
 def test_real_backends_are_chosen_by_the_notification_server() -> None:
     """Which back-end claims which server (their ``check`` of xfconfd or a schema aside)."""
 
-    def chosen(session: Session) -> str:
+    def chosen(session: DesktopSession) -> str:
         return type(next(b for b in all_backends() if b.serves(session))).__name__
 
-    assert chosen(Session((), "dunst", "dunst", 10)) == "DunstBackend"
-    assert chosen(Session(("sway",), "mako", "mako", 10)) == "MakoBackend"
-    assert chosen(Session(("sway",), "SwayNotificationCenter", "swaync", 10)) == "SwayncBackend"
-    assert chosen(Session(("KDE",), "Plasma", "plasmashell", 10)) == "KdeBackend"
-    assert chosen(Session(("XFCE",), "Xfce Notify Daemon", "xfce4-notifyd", 10)) == "XfceBackend"
-    assert chosen(Session(("GNOME",), "gnome-shell", "gnome-shell", 10)) == "GnomeBackend"
-    assert chosen(Session(("X-Cinnamon",), "cinnamon", "cinnamon", 10)) == "CinnamonBackend"
+    assert chosen(DesktopSession((), "dunst", "dunst", 10)) == "DunstBackend"
+    assert chosen(DesktopSession(("sway",), "mako", "mako", 10)) == "MakoBackend"
+    assert chosen(DesktopSession(("sway",), "SwayNotificationCenter", "swaync", 10)) == "SwayncBackend"
+    assert chosen(DesktopSession(("KDE",), "Plasma", "plasmashell", 10)) == "KdeBackend"
+    assert chosen(DesktopSession(("XFCE",), "Xfce Notify Daemon", "xfce4-notifyd", 10)) == "XfceBackend"
+    assert chosen(DesktopSession(("GNOME",), "gnome-shell", "gnome-shell", 10)) == "GnomeBackend"
+    assert chosen(DesktopSession(("X-Cinnamon",), "cinnamon", "cinnamon", 10)) == "CinnamonBackend"
     # mate-notification-daemon calls itself "Notification Daemon": found by its executable,
     # under any desktop (the issue: under XFCE it was not found).
-    assert chosen(Session(("XFCE",), "Notification Daemon", "mate-notification-daemon", 10)) == "MateBackend"
+    mate = DesktopSession(("XFCE",), "Notification Daemon", "mate-notification-daemon", 10)
+    assert chosen(mate) == "MateBackend"
 
 
 def test_the_server_on_the_bus_decides_not_the_desktop_name() -> None:
     """dunst under XFCE is silenced as dunst; XFCE with no server at all gets no back-end."""
-    assert type(available(Session(("XFCE",), "dunst", "dunst", 10))).__name__ == "DunstBackend"
-    assert available(Session(("XFCE",), "dunst", "dunst", 10), [SwitchBackend(here=False)]) is None
-    backend, problem = choose(Session(("XFCE",), None))
+    assert type(available(DesktopSession(("XFCE",), "dunst", "dunst", 10))).__name__ == "DunstBackend"
+    assert available(DesktopSession(("XFCE",), "dunst", "dunst", 10), [SwitchBackend(here=False)]) is None
+    backend, problem = choose(DesktopSession(("XFCE",), None))
     assert backend is None and problem is not None
     assert "no notification server" in problem.reason and problem.fix
-    backend, problem = choose(Session(("GNOME",), "Fancy Notifier", "fancyd", 42))
+    backend, problem = choose(DesktopSession(("GNOME",), "Fancy Notifier", "fancyd", 42))
     assert backend is None and problem is not None
     assert "'Fancy Notifier' (fancyd, pid 42)" in problem.reason
     assert "by hand" in problem.fix
@@ -207,13 +208,13 @@ def test_the_server_on_the_bus_decides_not_the_desktop_name() -> None:
 def test_a_server_dbus_starts_on_demand_is_silenced_beforehand_through_its_settings() -> None:
     """No owner yet, but the bus would start mate-notification-daemon for the first notification:
     its setting lives in dconf, so it is switched on before that notification arrives."""
-    mate = Session(("MATE",), None, activatable=("mate-notification-daemon",))
+    mate = DesktopSession(("MATE",), None, activatable=("mate-notification-daemon",))
     assert type(available(mate)).__name__ == "MateBackend"
-    alone = Session(("sway",), None, activatable=("mate-notification-daemon",))
+    alone = DesktopSession(("sway",), None, activatable=("mate-notification-daemon",))
     assert type(available(alone)).__name__ == "MateBackend", "the only one D-Bus can start"
-    several = Session(("sway",), None, activatable=("mate-notification-daemon", "xfce4-notifyd"))
+    several = DesktopSession(("sway",), None, activatable=("mate-notification-daemon", "xfce4-notifyd"))
     assert choose(several)[1] is not None, "several could start and the desktop names none"
-    dunst = Session(("sway",), None, activatable=("dunst",))
+    dunst = DesktopSession(("sway",), None, activatable=("dunst",))
     assert choose(dunst) == (None, NO_SERVER), "dunst keeps its switch in the process: nothing to set yet"
 
 
@@ -255,8 +256,8 @@ def test_no_backend_reports_why(tmp_path: Path) -> None:
 
 
 def test_session_desktop_match_is_case_insensitive() -> None:
-    assert Session(("ubuntu", "GNOME"), None).on_desktop("gnome")
-    assert not Session(("KDE",), None).on_desktop("GNOME")
+    assert DesktopSession(("ubuntu", "GNOME"), None).on_desktop("gnome")
+    assert not DesktopSession(("KDE",), None).on_desktop("GNOME")
 
 
 def test_state_dir_follows_xdg(tmp_path: Path) -> None:
@@ -266,12 +267,12 @@ def test_state_dir_follows_xdg(tmp_path: Path) -> None:
 
 GNOME_SCRIPT = """
 import json, sys
-from detoxd.agent.dnd import DndKeeper, Session
+from detoxd.agent.dnd import DndKeeper, DesktopSession
 from detoxd.agent.dnd.gnome import GnomeBackend
 from pathlib import Path
 backend = GnomeBackend()
-seen = {"available": backend.serves(Session(("GNOME",), "gnome-shell")),
-        "not_on_kde": backend.serves(Session(("KDE",), "Plasma"))}
+seen = {"available": backend.serves(DesktopSession(("GNOME",), "gnome-shell")),
+        "not_on_kde": backend.serves(DesktopSession(("KDE",), "Plasma"))}
 keeper = DndKeeper(backend, Path(sys.argv[1]), [backend])
 keeper.update(True)
 seen["silenced"] = backend.is_silenced()

@@ -639,7 +639,7 @@ def test_the_state_file_field_for_field_and_each_damage_named() -> None:
     state = al.AllowancesState(
         al.TrustedClock(at, al.Checkpoint(at, BootReading("boot-1", 100.5))),
         {"twitter": al.Usage(day=at.date(), spent_seconds=61.5, opens=2, last_closed=at,
-                             session=al.Session(at + timedelta(minutes=5), at),
+                             session=al.RunningOpen(at + timedelta(minutes=5), at),
                              window_closed_until=at + timedelta(hours=1))},
         (al.Allowance("twitter", frozenset({"x.com", "twitter.com"}), 20.0, 2, 60.0,
                       (al.Window(0, 750, 770),), 240),))

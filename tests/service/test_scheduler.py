@@ -19,7 +19,7 @@ import pytest
 from detoxd.client import ControlClient
 from detoxd.clock import FakeClock
 from detoxd.core import plan
-from detoxd.core.plan import Session
+from detoxd.core.plan import PlannedSession
 from detoxd.core.sessions import Person, SessionSettings
 from detoxd.service.control import ControlServer
 from detoxd.service.scheduler import (
@@ -191,7 +191,7 @@ def short_plan(reminder_before: timedelta = timedelta(seconds=5)) -> plan.Plan:
     return plan.build(ME, PEOPLE, settings, "UTC")
 
 
-def due_times(session: Session) -> list[datetime]:
+def due_times(session: PlannedSession) -> list[datetime]:
     """When the session's jobs are due, in order: reminder, hot seats, end."""
     return [*(at for _, at in session.reminders), *(seat.start for seat in session.hot_seats), session.end]
 

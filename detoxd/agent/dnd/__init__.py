@@ -47,7 +47,7 @@ class Problem:
 
 
 @dataclass(frozen=True)
-class Session:
+class DesktopSession:
     """What a back-end is chosen by: the notification server on the bus, then the desktop."""
 
     desktops: tuple[str, ...]
@@ -101,11 +101,11 @@ class Backend(ABC):
     def __init__(self) -> None:
         self.undo = {}
 
-    def serves(self, session: Session) -> bool:
+    def serves(self, session: DesktopSession) -> bool:
         """Whether the running notification server is this back-end's."""
         return session.server_name in self.servers or session.server_program in self.programs
 
-    def starts_on_demand(self, session: Session) -> bool:
+    def starts_on_demand(self, session: DesktopSession) -> bool:
         """No server runs yet, and the one D-Bus would start for the first notification is this
         back-end's (named by the desktop when several could start)."""
         if not self.settings_outlive_server or session.has_server:
@@ -164,13 +164,13 @@ def all_backends() -> list[Backend]:
             CinnamonBackend(), MateBackend(), GnomeBackend()]
 
 
-def probe_session(environ: Mapping[str, str] = os.environ) -> Session:
+def probe_session(environ: Mapping[str, str] = os.environ) -> DesktopSession:
     from detoxd.agent.dnd.bus import activatable_servers, notification_server
 
     desktops = tuple(part for part in environ.get("XDG_CURRENT_DESKTOP", "").split(":") if part)
     name, program, pid = notification_server()
     activatable = activatable_servers(environ) if name is None and pid is None else ()
-    return Session(desktops, name, program, pid, activatable)
+    return DesktopSession(desktops, name, program, pid, activatable)
 
 
 NO_SERVER = Problem(
@@ -179,7 +179,7 @@ NO_SERVER = Problem(
     "detoxd silences it as soon as it appears")
 
 
-def choose(session: Session, backends: Sequence[Backend] | None = None,
+def choose(session: DesktopSession, backends: Sequence[Backend] | None = None,
            ) -> tuple[Backend | None, Problem | None]:
     """The back-end for the running notification server, or why there is none."""
     candidates = all_backends() if backends is None else backends
@@ -206,7 +206,7 @@ def choose(session: Session, backends: Sequence[Backend] | None = None,
         f"switch its do-not-disturb on by hand, or use one detoxd supports: {SUPPORTED}")
 
 
-def available(session: Session, backends: Sequence[Backend] | None = None) -> Backend | None:
+def available(session: DesktopSession, backends: Sequence[Backend] | None = None) -> Backend | None:
     """The back-end for this session's notification server, or None."""
     return choose(session, backends)[0]
 

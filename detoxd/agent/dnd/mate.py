@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from detoxd.agent.dnd import Session
+from detoxd.agent.dnd import DesktopSession
 from detoxd.agent.dnd.gsettings import GSettingsBackend
 
 
@@ -23,7 +23,7 @@ class MateBackend(GSettingsBackend):
     key_means_shown: ClassVar[bool] = False
     package: ClassVar[str] = "mate-notification-daemon-common"
 
-    def serves(self, session: Session) -> bool:
+    def serves(self, session: DesktopSession) -> bool:
         if session.server_program in self.programs:
             return True
         return session.server_name == "Notification Daemon" and session.on_desktop("MATE")
