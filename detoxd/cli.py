@@ -15,6 +15,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd 
 if TYPE_CHECKING:
     from typing import Any
 
+    from detoxd.protocol import Status
     from detoxd.service.connections import Resolution
 
 EXIT_OK = 0
@@ -261,8 +262,8 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     # The window: the running detox if the daemon reports one, else one started now.
     window: tuple[datetime | None, datetime] = (None, now + timedelta(days=loaded.main.detox.days))
     status = _quiet_status(paths)
-    if status and status.get("state") == "active":
-        window = (datetime.fromisoformat(status["started_at"]), datetime.fromisoformat(status["ends_at"]))
+    if status is not None and status.active and status.started_at and status.ends_at:
+        window = (datetime.fromisoformat(status.started_at), datetime.fromisoformat(status.ends_at))
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     for text in plan.warnings(planned, *window):
@@ -289,15 +290,16 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     return EXIT_OK
 
 
-def _quiet_status(paths: Paths) -> dict[str, Any] | None:
+def _quiet_status(paths: Paths) -> Status | None:
     from detoxd.client import ControlClient, ControlError
+    from detoxd.protocol import Status
 
     try:
         response = ControlClient(paths.socket).request("status", timeout=2.0)
     except ControlError:
         return None
     status = response.get("status")
-    return status if isinstance(status, dict) else None
+    return Status.from_json(status) if isinstance(status, dict) else None
 
 
 def _write_output(target: str, data: bytes) -> None:
@@ -316,13 +318,15 @@ def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
         return EXIT_UNREACHABLE
     if not response.get("ok"):
         return _refused(response)
-    status = response["status"]
-    if args.json:
-        print(json.dumps(status, indent=2, sort_keys=True))
+    if args.json:  # the daemon's document as it is: the contract (detoxd/data/status.schema.json)
+        print(json.dumps(response["status"], indent=2, sort_keys=True))
     else:
+        from detoxd.core.statustext import format_status
+        from detoxd.protocol import Status
+
         # A daemon on another socket is a demo or a test (scripts/try): no sudo needed there.
         start = "sudo detoxd start" if paths.socket == Path(DEFAULTS["socket"]) else "detoxd start"
-        print(format_status(status, start_command=start))
+        print(format_status(Status.from_json(response["status"]), start_command=start))
     return EXIT_OK
 
 
@@ -460,13 +464,16 @@ def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
         return EXIT_INVALID_CONFIG
     if not response.get("ok"):
         return _refused(response)
-    status = response["status"]
-    print(f"Detox started: {status['domains_blocked']} names blocked until {status['ends_at']}.")
-    if status.get("lock") == "peers":
+    from detoxd.core.statustext import names_blocked
+    from detoxd.protocol import Status
+
+    status = Status.from_json(response["status"])
+    print(f"Detox started: {names_blocked(status.domains_blocked)} until {status.ends_at}.")
+    if status.lock == "peers":
         from detoxd.peerlock import started_message
 
-        print(started_message(cards, status["peers_needed"]))
-    elif status.get("locked"):
+        print(started_message(cards, status.peers_needed or 0))
+    elif status.locked:
         print("It is locked: it cannot be ended early. Good luck!")
     _close_connections(before)
     return EXIT_OK
@@ -489,7 +496,7 @@ def _prepare_peer_lock(args: argparse.Namespace, paths: Paths) -> tuple[dict[str
         print(f"detoxd: the daemon is not reachable at {paths.socket}: no cards were written",
               file=sys.stderr)
         return EXIT_UNREACHABLE
-    if status.get("state") == "active":
+    if status.active:
         print("detoxd: a detox is already running: no cards were written", file=sys.stderr)
         return EXIT_REFUSED
     earlier = _ask(paths, "peer_lock") or {}
@@ -532,8 +539,12 @@ def cmd_reload(_args: argparse.Namespace, paths: Paths) -> int:
         return EXIT_INVALID_CONFIG
     if not response.get("ok"):
         return _refused(response)
-    print(f"reloaded: {response['status']['domains_blocked']} names blocked")
-    if response["status"]["state"] == "active":
+    from detoxd.core.statustext import names_blocked
+    from detoxd.protocol import Status
+
+    status = Status.from_json(response["status"])
+    print(f"reloaded: {names_blocked(status.domains_blocked)}")
+    if status.active:
         _close_connections(before)
     return EXIT_OK
 
@@ -607,43 +618,6 @@ def _refused(response: dict[str, Any], *, root_helps: bool = True) -> int:
     return EXIT_USAGE
 
 
-def _time_left(status: dict[str, Any]) -> str:
-    seconds = status.get("seconds_left") or 0
-    if seconds >= 86_400:
-        days = status["days_left"]
-        return f"{days} day{'s' if days != 1 else ''}"
-    hours, minutes = divmod(round(seconds / 60), 60)
-    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
-
-
-def format_status(status: dict[str, Any], start_command: str = "sudo detoxd start") -> str:
-    lines: list[str] = []
-    if status["state"] == "active":
-        lock = " (locked)" if status.get("locked") else ""
-        if status.get("lock") == "peers":
-            lock = f" (lock: peers, {status.get('peers_needed')} peers' cards end it early)"
-        lines.append(f"Detox active{lock}: {_time_left(status)} left, ends {status['ends_at']}")
-    else:
-        lines.append(f"No detox running. Start one with `{start_command}`.")
-    sync = "in sync" if status["hosts_in_sync"] else "OUT OF SYNC"
-    if status.get("stale"):  # served from an old snapshot: nothing confirms the file
-        sync = f"NOT CONFIRMED: this status is {status.get('snapshot_age_seconds', '?')} s old"
-    lines.append(f"{status['domains_blocked']} names blocked in {status['hosts_file']} ({sync})")
-    if status.get("apps_closed"):
-        closed = ", ".join(f"{app} ({count})" for app, count in status["apps_closed"].items())
-        lines.append(f"Apps closed: {closed}")
-    if status["tamper_events"]:
-        lines.append(f"Tampering undone: {status['tamper_events']} times")
-    if status["state"] == "active":  # outside a detox allowances do nothing
-        lines += [_allowance_line(allowance) for allowance in status.get("allowances") or ()]
-    lines += [_engine_line(row) for row in status.get("network") or ()]
-    lines += [f"Warning: {warning}" for warning in status.get("warnings") or ()]
-    if status.get("config_error"):
-        lines.append("Config error (the last good blocklist stays in force):")
-        lines += ["  " + line for line in status["config_error"].splitlines()]
-    return "\n".join(lines)
-
-
 def _allowance_rule_line(allowance: Any, blocked: frozenset[str]) -> str:
     """`check`: "allowance twitter: 20 min a day, at most 2 opens, opens 18 blocked names"."""
     from detoxd.core.allowances import unblocked
@@ -657,31 +631,6 @@ def _allowance_rule_line(allowance: Any, blocked: frozenset[str]) -> str:
         parts.append("windows " + ", ".join(str(window) for window in allowance.windows[:7]))
     parts.append(f"opens {len(unblocked(blocked, (allowance,)))} blocked names")
     return f"allowance {allowance.name}: " + ", ".join(parts)
-
-
-def _engine_line(row: dict[str, Any]) -> str:
-    """"Engine pihole https://pi.hole: in_sync, 146 names (last ok …)"; no import: status is fast."""
-    where = row.get("url") or row.get("conf_dir") or ""
-    text = f"Engine {row.get('engine')} {where}: {row.get('state')}, {row.get('names', 0)} names"
-    if row.get("last_ok"):
-        text += f" (last ok {row['last_ok']})"
-    return text + (f": {row['error']}" if row.get("error") else "")
-
-
-def _allowance_line(allowance: dict[str, Any]) -> str:
-    """"Allowance twitter: open until 12:50; 14 min left today, 1 open left"."""
-    from datetime import datetime
-
-    def clock(text: str) -> str:
-        return datetime.fromisoformat(text).astimezone().strftime("%a %H:%M")
-
-    parts = [f"open until {clock(allowance['open_until'])}"] if allowance.get("open") else []
-    parts.append(f"{allowance['minutes_left_today']} min left today")
-    if allowance.get("opens_left_today") is not None:
-        parts.append(f"{allowance['opens_left_today']} open(s) left")
-    if allowance.get("next_window"):
-        parts.append(f"next window {clock(allowance['next_window'])}")
-    return f"Allowance {allowance['name']}: " + ", ".join(parts)
 
 
 def cmd_install(args: argparse.Namespace, _paths: Paths) -> int:

@@ -31,8 +31,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from detoxd.core import diagnosis, dnsengines, dnswire, hosts, network, policies
+from detoxd.core import diagnosis, dnsengines, dnswire, hosts, policies, statustext
 from detoxd.paths import Paths
+from detoxd.protocol import EngineRow, Status
 from detoxd.service.targets.browser.policyfiles import InstalledBrowsers, installed_browsers
 
 SAMPLE_SIZE = 5  # names asked of each household DNS engine
@@ -67,7 +68,7 @@ class Check:
 
 @dataclass(frozen=True)
 class Facts:
-    status: dict[str, Any] | None  # None: the daemon did not answer
+    status: Status | None  # None: the daemon did not answer
     daemon_error: str = ""
     hosts_file: str = "/etc/hosts"
     block_names: frozenset[str] = frozenset()  # the names in the hosts file's detoxd block
@@ -100,7 +101,7 @@ class Report:
 # ---- pure evaluation ----
 
 def evaluate(facts: Facts) -> Report:
-    active = facts.status is not None and facts.status.get("state") == "active"
+    active = facts.status is not None and facts.status.active
     return Report((
         check_daemon(facts),
         check_service(facts.service_enabled),
@@ -123,11 +124,12 @@ def check_daemon(facts: Facts) -> Check:
     if facts.status is None:
         return Check("daemon", Level.FAIL, f"the daemon does not answer: {facts.daemon_error}",
                      "start it: sudo systemctl start detoxd (or sudo detoxd run)")
-    if facts.status.get("stale"):
+    if facts.status.stale:
+        age = facts.status.snapshot_age_seconds
         return Check("daemon", Level.FAIL, f"running, but its main loop is stuck: the status is "
-                     f"{facts.status.get('snapshot_age_seconds', '?')} s old and nothing confirms the "
+                     f"{'?' if age is None else f'{age:g}'} s old and nothing confirms the "
                      "block", "sudo systemctl restart detoxd; see why in `journalctl -u detoxd`")
-    return Check("daemon", Level.OK, f"running (detoxd {facts.status.get('version', '?')})")
+    return Check("daemon", Level.OK, f"running (detoxd {facts.status.version})")
 
 
 def check_service(enabled: str | None) -> Check:
@@ -152,55 +154,56 @@ def check_cutter(enabled: str | None, stuck: int) -> Check:
                      f"sudo systemctl enable --now {CUTTER_PATH_UNIT}")
     if stuck:
         return Check("connection cutter", Level.WARN,
-                     f"{stuck} request(s) to the connection cutter wait for over a minute",
+                     f"{statustext.count(stuck, 'request')} to the connection cutter "
+                     f"{'waits' if stuck == 1 else 'wait'} for over a minute",
                      "systemctl status detoxd-cutter.path detoxd-cutter.service")
     return Check("connection cutter", Level.OK, f"{CUTTER_PATH_UNIT} is {enabled}")
 
 
-def check_detox(status: dict[str, Any] | None) -> Check:
+def check_detox(status: Status | None) -> Check:
     if status is None:
         return Check("detox", Level.SKIP, "unknown: the daemon does not answer")
-    problems = [str(problem) for problem in status.get("problems") or ()]
-    if status.get("state") != "active":
-        if status.get("state_error"):  # e.g. every trace of a detox gone while detoxd was stopped
-            return Check("detox", Level.FAIL, f"no detox is running: {status['state_error']}",
+    problems = status.problems
+    if not status.active:
+        if status.state_error:  # e.g. every trace of a detox gone while detoxd was stopped
+            return Check("detox", Level.FAIL, f"no detox is running: {status.state_error}",
                          "if a detox was running, start it again: sudo detoxd start; see "
                          "`journalctl -u detoxd` for what happened to /var/lib/detoxd")
         return Check("detox", Level.FAIL, "no detox is running", "start one: sudo detoxd start")
-    left, ends = status.get("days_left"), status.get("ends_at")
+    left, ends = statustext.days_left(status.days_left), status.ends_at
     if problems:  # a full disk or a hosts file that cannot be written: enforcement is at risk
         return Check("detox", Level.FAIL, f"active, but: {'; '.join(problems)}",
                      "free space in the file system named (df -h), then check `journalctl -u detoxd`")
-    if status.get("state_error"):
-        return Check("detox", Level.WARN, f"active, {left} days left, ends {ends}; {status['state_error']}",
+    if status.state_error:
+        return Check("detox", Level.WARN, f"active, {left}, ends {ends}; {status.state_error}",
                      "the state files in /var/lib/detoxd were damaged; see `journalctl -u detoxd`")
-    return Check("detox", Level.OK, f"active, {left} days left, ends {ends}")
+    return Check("detox", Level.OK, f"active, {left}, ends {ends}")
 
 
-def check_detox_clock(status: dict[str, Any] | None) -> Check:
+def check_detox_clock(status: Status | None) -> Check:
     """Downtime across a reboot is credited only once the clock is confirmed (docs/time.md)."""
-    held = (status or {}).get("time_held")
-    if not isinstance(held, dict):
+    held = status.time_held if status is not None else None
+    if held is None:
         return Check("detox clock", Level.OK if status else Level.SKIP,
                      "every second of the detox is credited" if status else "unknown")
-    days = float(held.get("seconds") or 0) / 86400
-    return Check("detox clock", Level.WARN, f"{days:.1f} days since {held.get('since')} held, not credited: "
-                 f"{held.get('reason')}", "let the clock synchronise over NTP (timedatectl set-ntp true; "
+    days = held.seconds / 86400
+    return Check("detox clock", Level.WARN, f"{days:.1f} days since {held.since} held, not credited: "
+                 f"{held.reason}", "let the clock synchronise over NTP (timedatectl set-ntp true; "
                  "timedatectl timesync-status): the held time is credited as soon as it is, as far as it "
                  "really passed")
 
 
-def check_config(status: dict[str, Any] | None) -> Check:
+def check_config(status: Status | None) -> Check:
     """A config in error keeps the last good blocklist in force, and refuses `detoxd start`."""
     if status is None:
         return Check("config", Level.SKIP, "unknown: the daemon does not answer")
-    error = status.get("config_error")
+    error = status.config_error
     if error:
-        first = str(error).splitlines()[0]
+        first = error.splitlines()[0]
         return Check("config", Level.FAIL, f"in error, the last good blocklist stays in force and "
                      f"`detoxd start` is refused: {first}", "sudo detoxd check lists every error; fix "
                      "them, then sudo detoxd reload")
-    missing = [str(name) for name in status.get("config_missing") or ()]
+    missing = status.config_missing
     if missing:
         return Check("config", Level.WARN, f"{', '.join(missing)} missing: read as built-in defaults, "
                      "and `detoxd start` is refused",
@@ -212,17 +215,18 @@ def check_hosts_block(facts: Facts) -> Check:
     status = facts.status
     if status is None:
         return Check("hosts block", Level.SKIP, "unknown: the daemon does not answer")
-    expected = int(status.get("domains_blocked", 0))
+    expected = status.domains_blocked
     found = len(facts.block_names)
-    problem = status.get("hosts_file_problem")
-    if isinstance(problem, dict) and problem.get("reason"):  # the daemon says what is in the way
-        return Check("hosts block", Level.FAIL, f"the daemon cannot enforce the block: {problem['reason']}",
-                     str(problem.get("fix") or "see `journalctl -u detoxd`"))
-    if not status.get("hosts_in_sync") or found != expected:
+    problem = status.hosts_file_problem
+    if problem is not None and problem.reason:  # the daemon says what is in the way
+        return Check("hosts block", Level.FAIL, f"the daemon cannot enforce the block: {problem.reason}",
+                     problem.fix or "see `journalctl -u detoxd`")
+    if not status.hosts_in_sync or found != expected:
         return Check("hosts block", Level.FAIL,
-                     f"{facts.hosts_file} holds {found} of the {expected} names the daemon blocks",
-                     "see `journalctl -u detoxd` for why it cannot write the file")
-    return Check("hosts block", Level.OK, f"{facts.hosts_file} blocks {found} names, in sync")
+                     f"{facts.hosts_file} holds {found} of the {statustext.count(expected, 'name')} the "
+                     "daemon blocks", "see `journalctl -u detoxd` for why it cannot write the file")
+    return Check("hosts block", Level.OK, f"{facts.hosts_file} blocks {statustext.count(found, 'name')}, "
+                 "in sync")
 
 
 def check_overrides(facts: Facts, active: bool) -> Check:
@@ -236,8 +240,10 @@ def check_overrides(facts: Facts, active: bool) -> Check:
                      "another address")
     shown = "; ".join(str(override) for override in found[:5])
     more = f" and {len(found) - 5} more" if len(found) > 5 else ""
-    return Check("hosts overrides", Level.FAIL, f"{len(found)} line(s) of {facts.hosts_file} give "
-                 f"blocked names another address, and glibc takes the first match: {shown}{more}",
+    lines = statustext.count(len(found), "line")
+    return Check("hosts overrides", Level.FAIL, f"{lines} of {facts.hosts_file} "
+                 f"{'gives' if len(found) == 1 else 'give'} blocked names another address, and glibc "
+                 f"takes the first match: {shown}{more}",
                  f"remove those lines from {facts.hosts_file} (sudoedit {facts.hosts_file}); detoxd "
                  "comments them out itself while it runs")
 
@@ -341,48 +347,46 @@ def _policy_check(spec: policies.PolicySpec, facts: Facts) -> Check:
     return Check(name, Level.OK, f"{path} switches DNS-over-HTTPS off")
 
 
-def check_notifications(status: dict[str, Any] | None) -> Check:
+def check_notifications(status: Status | None) -> Check:
     """From the tray agents' reports in the daemon status: ``agents: [{uid, notifications_silenced}]``."""
-    agents = (status or {}).get("agents") or []
-    if not agents:
+    agents = status.agents if status is not None else ()
+    if status is None or not agents:
         return Check("notifications", Level.SKIP, "no tray agent connected to report on them")
-    loud = [agent for agent in agents if not agent.get("notifications_silenced")]
-    if status and status.get("state") == "active" and status.get("notifications_suppress", True) and loud:
+    loud = [agent for agent in agents if not agent.notifications_silenced]
+    if status.active and status.notifications_suppress and loud:
         # The agents measure and say why (Safe Eyes style); an older agent only says "not silenced".
-        reasons = [f"uid {agent.get('uid', '?')}: {agent.get('reason') or 'not silenced'}" for agent in loud]
-        fixes = [str(agent["fix"]) for agent in loud if agent.get("fix")]
+        reasons = [f"uid {agent.uid}: {agent.reason or 'not silenced'}" for agent in loud]
+        fixes = [agent.fix for agent in loud if agent.fix]
         return Check("notifications", Level.FAIL, "not silenced for " + "; ".join(reasons),
                      "; ".join(dict.fromkeys(fixes))
                      or "check the tray agent's log: journalctl --user -u detoxd-tray")
-    return Check("notifications", Level.OK, f"silenced, as reported by {len(agents)} tray agent(s)")
+    return Check("notifications", Level.OK,
+                 f"silenced, as reported by {statustext.count(len(agents), 'tray agent')}")
 
 
-def check_network(status: dict[str, Any] | None, answers: dict[str, dict[str, dnswire.Answer | None]],
+def check_network(status: Status | None, answers: dict[str, dict[str, dnswire.Answer | None]],
                   active: bool) -> list[Check]:
     """Each household engine: its agent's report, then what it answers for blocked names."""
     checks = []
-    for row in (status or {}).get("network") or []:
-        label = network.engine_label(row)
-        state = row.get("state")
+    for row in status.network if status is not None else ():
+        label = statustext.engine_label(row)
         if not active:
             checks.append(Check(f"engine {label}", Level.SKIP, "no detox running"))
             continue
-        if state != "in_sync":
-            kind = str(row.get("engine"))
-            unit = dnsengines.agent_unit(kind)
+        if row.state != "in_sync":
+            unit = dnsengines.agent_unit(row.engine)
             fix = f"journalctl -u {unit}"
-            if state == "no_agent":
+            if row.state == "no_agent":
                 fix += f"; sudo systemctl enable --now {unit}"
-            checks.append(Check(f"engine {label}", Level.FAIL, network.engine_line(row) +
-                                (f": {row['error']}" if row.get("error") else ""), fix))
+            checks.append(Check(f"engine {label}", Level.FAIL, statustext.engine_line(row), fix))
             continue
         checks.append(_answers_check(label, row, answers.get(label, {})))
     return checks
 
 
-def _answers_check(label: str, row: dict[str, Any], answers: dict[str, dnswire.Answer | None]) -> Check:
+def _answers_check(label: str, row: EngineRow, answers: dict[str, dnswire.Answer | None]) -> Check:
     name = f"engine {label}"
-    if row.get("clients"):
+    if row.clients:
         return Check(name, Level.OK, "holds the detox for its named clients only: ask from one of them, "
                      f"e.g. dig @{_dns_server(row)} {next(iter(answers), 'twitter.com')}")
     if not answers:
@@ -396,26 +400,27 @@ def _answers_check(label: str, row: dict[str, Any], answers: dict[str, dnswire.A
     if len(silent) == len(answers):
         return Check(name, Level.WARN, f"holds the detox, but did not answer DNS at {_dns_server(row)}")
     blocked = len(answers) - len(silent)
-    return Check(name, Level.OK, f"holds the detox: {blocked} sampled names blocked over DNS")
+    return Check(name, Level.OK, f"holds the detox: {statustext.count(blocked, 'sampled name')} blocked "
+                 "over DNS")
 
 
-def _dns_server(row: dict[str, Any]) -> str:
+def _dns_server(row: EngineRow) -> str:
     """Where a client asks: a Pi-hole's / AdGuard Home's host, a local engine on this machine."""
-    if row.get("url"):
+    if row.url:
         from urllib.parse import urlsplit
 
-        return urlsplit(str(row["url"])).hostname or "127.0.0.1"
+        return urlsplit(row.url).hostname or "127.0.0.1"
     return "127.0.0.1"
 
 
-def ask_engines(status: dict[str, Any] | None, block_names: Collection[str],
+def ask_engines(status: Status | None, block_names: Collection[str],
                 size: int = SAMPLE_SIZE, timeout: float = 1.0) -> dict[str, dict[str, dnswire.Answer | None]]:
     names = sample(block_names, size)
     results: dict[str, dict[str, dnswire.Answer | None]] = {}
-    for row in (status or {}).get("network") or []:
-        if row.get("state") == "in_sync" and not row.get("clients"):
+    for row in status.network if status is not None else ():
+        if row.state == "in_sync" and not row.clients:
             server = _dns_server(row)
-            results[network.engine_label(row)] = {name: ask(server, name, timeout) for name in names}
+            results[statustext.engine_label(row)] = {name: ask(server, name, timeout) for name in names}
     return results
 
 
@@ -470,11 +475,11 @@ def run(paths: Paths, root: Path = Path("/")) -> Report:
 
 def gather(paths: Paths, root: Path = Path("/")) -> Facts:
     status, daemon_error = _daemon_status(paths)
-    hosts_file = Path(status["hosts_file"]) if status and status.get("hosts_file") else paths.hosts_file
+    hosts_file = Path(status.hosts_file) if status and status.hosts_file else paths.hosts_file
     hosts_bytes = _read_hosts_file(hosts_file)
     hosts_text = hosts_bytes.decode(errors="replace")
     block_names = hosts.split(hosts_bytes).names
-    active = status is not None and status.get("state") == "active"
+    active = status is not None and status.active
     return Facts(
         status=status,
         daemon_error=daemon_error,
@@ -488,7 +493,7 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         browsers=installed_browsers(root),
         policy_documents=_policy_documents(root),
         policy_conflicts=_policy_conflicts(root),
-        browser_policies_enabled=_browser_policies_enabled(status, paths),
+        browser_policies_enabled=_browser_policies_enabled(paths),
         service_enabled=_service_enabled(root),
         cutter_enabled=_service_enabled(root, CUTTER_PATH_UNIT),
         cutter_stuck=_cutter_stuck(paths),
@@ -535,14 +540,15 @@ def _addresses(name: str) -> tuple[str, ...] | None:
     return tuple(sorted({str(info[4][0]) for info in infos}))
 
 
-def _daemon_status(paths: Paths) -> tuple[dict[str, Any] | None, str]:
+def _daemon_status(paths: Paths) -> tuple[Status | None, str]:
     from detoxd.client import ControlClient, DaemonUnreachable
 
     try:
         response = ControlClient(paths.socket).request("status")
     except DaemonUnreachable as error:
         return None, str(error)
-    return response.get("status"), ""
+    status = response.get("status")
+    return (Status.from_json(status), "") if isinstance(status, dict) else (None, str(response.get("error")))
 
 
 def _read_hosts_file(path: Path) -> bytes:
@@ -606,9 +612,8 @@ def _policy_conflicts(root: Path) -> dict[str, tuple[str, ...]]:
     return conflicts
 
 
-def _browser_policies_enabled(status: dict[str, Any] | None, paths: Paths) -> bool:
-    if status is not None and isinstance(status.get("browser_policies"), bool):
-        return bool(status["browser_policies"])
+def _browser_policies_enabled(paths: Paths) -> bool:
+    """bypass.browser_policies of the config (the status does not say)."""
     from detoxd.core.yamlsource import ConfigError
     from detoxd.service.loader import load_config
 

@@ -11,6 +11,7 @@ import pytest
 
 from detoxd import doctor
 from detoxd.doctor import Facts, Level
+from detoxd.protocol import Status
 from detoxd.service.targets.browser.policyfiles import InstalledBrowsers
 
 BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
@@ -21,7 +22,7 @@ FIREFOX_ON = {"policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}}}
 
 def healthy(**changes: Any) -> Facts:
     facts = Facts(
-        status=dict(STATUS), block_names=BLOCKED,
+        status=Status.from_json(STATUS), block_names=BLOCKED,
         lookups={name: ("0.0.0.0", "::") for name in BLOCKED},
         nsswitch="passwd: files\nhosts:          files mdns4_minimal [NOTFOUND=return] dns\n",
         resolved_running=True, resolved_configs=("[Resolve]\n#ReadEtcHosts=yes\n",),
@@ -29,6 +30,8 @@ def healthy(**changes: Any) -> Facts:
         policy_documents={"etc/firefox/policies/policies.json": FIREFOX_ON,
                           "etc/opt/chrome/policies/managed/detoxd.json": {"DnsOverHttpsMode": "off"}},
         service_enabled="enabled")
+    if isinstance(changes.get("status"), dict):
+        changes["status"] = Status.from_json(changes["status"])
     return dataclasses.replace(facts, **changes)
 
 
@@ -147,7 +150,7 @@ def test_a_line_of_ones_own_above_the_block_is_found() -> None:
             "# 1.2.3.4 twitter.com\n# BEGIN detoxd block\n0.0.0.0 twitter.com\n:: twitter.com\n"
             "0.0.0.0 www.twitter.com\n:: www.twitter.com\n# END detoxd block\n")
     check = failed(healthy(hosts_text=text))["hosts overrides"]
-    assert "2 line(s)" in check.message
+    assert check.message.startswith("2 lines of /etc/hosts give blocked names")
     assert "line 2: 104.244.42.1 twitter.com; line 3: 10.0.0.1 www.TWITTER.com" in check.message
     fixed = text.replace("104.244", "# 104.244").replace("nas www.TWITTER.com", "nas")
     assert levels(healthy(hosts_text=fixed))["hosts overrides"] is Level.OK
@@ -215,7 +218,8 @@ def test_household_engines_holding_the_detox_pass() -> None:
 
 @pytest.mark.parametrize(("row", "answers", "expected"), [
     ({**PIHOLE_ROW, "state": "unreachable", "error": "https://pi.hole: connection refused"}, {},
-     "Pi-hole (pi.hole): unreachable, retrying: https://pi.hole: connection refused"),
+     "Pi-hole (pi.hole): unreachable, retrying, 3 names (last ok 2030-01-01T00:00:00+00:00): "
+     "https://pi.hole: connection refused"),
     ({**PIHOLE_ROW, "state": "no_agent"}, {}, "no network agent reports"),
     (PIHOLE_ROW, {"twitter.com": doctor.dnswire.Answer("NOERROR", ("104.244.42.1",))},
      "answers 1 of 1 sampled blocked names normally over DNS: twitter.com"),
@@ -228,7 +232,7 @@ def test_household_engine_failures(row: dict[str, Any], answers: dict[str, Any],
 
 def test_an_engine_scoped_to_clients_is_not_asked_from_here() -> None:
     row = {**PIHOLE_ROW, "clients": 2}
-    assert doctor.ask_engines({"network": [row]}, BLOCKED) == {}
+    assert doctor.ask_engines(Status.from_json({"network": [row]}), BLOCKED) == {}
     check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "network": [row]})).checks
                  if c.name.startswith("engine"))
     assert check.level is Level.OK and "dig @pi.hole" in check.message
@@ -237,10 +241,10 @@ def test_an_engine_scoped_to_clients_is_not_asked_from_here() -> None:
 def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
     check_detox = doctor.check_detox
     active = {"state": "active", "days_left": 3, "ends_at": "2026-12-15T10:00:00+00:00"}
-    assert check_detox(active).level is Level.OK
-    full = check_detox({**active, "problems": ["cannot save the state: No space left on device"]})
+    assert check_detox(Status.from_json(active)).level is Level.OK
+    full = check_detox(Status.from_json({**active, "problems": ["cannot save the state: No space left"]}))
     assert full.level is Level.FAIL and "No space left" in full.message
-    lost = check_detox({**active, "state_error": "the detox state was lost (no state file)"})
+    lost = check_detox(Status.from_json({**active, "state_error": "the detox state was lost"}))
     assert lost.level is Level.WARN and "state was lost" in lost.message
 
 
@@ -248,7 +252,10 @@ def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
     ({"cutter_enabled": "enabled"}, Level.OK, "detoxd-cutter.path is enabled"),
     ({"cutter_enabled": "disabled"}, Level.WARN, "open connections to sites that are blocked again"),
     ({"cutter_enabled": ""}, Level.WARN, "is not installed"),
-    ({"cutter_enabled": "enabled", "cutter_stuck": 2}, Level.WARN, "2 request(s) to the connection cutter"),
+    ({"cutter_enabled": "enabled", "cutter_stuck": 2}, Level.WARN,
+     "2 requests to the connection cutter wait "),
+    ({"cutter_enabled": "enabled", "cutter_stuck": 1}, Level.WARN,
+     "1 request to the connection cutter waits"),
     ({"cutter_enabled": None}, Level.SKIP, "cannot tell"),
 ])
 def test_the_connection_cutter_is_checked_but_does_not_decide_effectiveness(

@@ -40,7 +40,9 @@ from detoxd.agent.dnd import DndKeeper, DndReport, choose, probe_session, state_
 from detoxd.client import ControlClient, ControlError
 from detoxd.core import icon as icons
 from detoxd.core import menu
+from detoxd.core.report import parse_time
 from detoxd.paths import Paths
+from detoxd.protocol import Status
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def now() -> datetime:
 class Model:
     """What the agent knows, guarded by ``TrayAgent.lock``."""
 
-    status: dict[str, Any] | None = None
+    status: Status | None = None
     status_at: float = 0.0  # time.monotonic() when the daemon last sent it
     unreachable_reason: str = "not connected yet"
     tampered_at: datetime | None = None
@@ -86,8 +88,7 @@ class Model:
         """True/False once the daemon said; None while it is unreachable (change nothing)."""
         if self.status is None:
             return None
-        suppress = self.status.get("notifications_suppress", True) is True
-        return self.status.get("state") == "active" and suppress
+        return self.status.active and self.status.notifications_suppress
 
 
 def load_pystray() -> tuple[ModuleType, str]:
@@ -203,7 +204,7 @@ class TrayAgent:
         moment = now()
         with self.lock:
             if isinstance(event.get("status"), dict):
-                self.model.status = event["status"]
+                self.model.status = Status.from_json(event["status"])
                 self.model.status_at = time.monotonic()
             if kind == "tamper":
                 self.model.tampered_at = moment
@@ -549,38 +550,30 @@ def _push_to_x_server(icon: Any) -> None:
 
 def _notice_for(kind: str, event: dict[str, Any], moment: datetime) -> tuple[str, menu.Notice] | None:
     """(notification summary, menu notice) for a reminder or hot-seat handover, else None."""
-    status = event.get("status") if isinstance(event.get("status"), dict) else {}
     if kind in ("reminder", "session_reminder"):
         text = str(event.get("message") or _reminder_text(event))
         return "detoxd reminder", menu.Notice(f"Reminder: {text}", moment + NOTICE_MEMORY)
     if kind == "allowance_closing":
-        closes = _parse_time(event.get("closes_at")) or moment + timedelta(minutes=2)
+        closes = parse_time(event.get("closes_at")) or moment + timedelta(minutes=2)
         name = str(event.get("name") or "an allowance")
         return "detoxd allowance", menu.Notice(
             f"{name} closes at {closes.astimezone():%H:%M}: blocked again in 2 minutes", closes)
     if kind == "hot_seat":
-        seat = status.get("current_hot_seat") if isinstance(status, dict) else None
-        seat = seat if isinstance(seat, dict) else event
-        name = str(seat.get("name") or "next person")
-        until = _parse_time(seat.get("ends_at")) or moment + NOTICE_MEMORY
+        status = event.get("status")
+        seat = Status.from_json(status).current_hot_seat if isinstance(status, dict) else None
+        name = seat.name if seat is not None else str(event.get("name") or "next person")
+        ends_at = seat.ends_at if seat is not None else event.get("ends_at")
+        until = parse_time(ends_at) or moment + NOTICE_MEMORY
         return "detoxd hot seat", menu.Notice(f"Hot seat handed over to {name}", until)
     return None
 
 
 def _reminder_text(event: dict[str, Any]) -> str:
     """"Peer session 1 on Thu 3 Dec 09:00 at Ada's office" from a scheduler reminder event."""
-    start = _parse_time(event.get("start"))
+    start = parse_time(event.get("start"))
     when = f" on {start.astimezone():%a %-d %b %H:%M}" if start else ""
     where = f" at {event['location']}" if event.get("location") else ""
     return f"Peer session {event.get('session', '')}{when}{where}".replace("  ", " ")
-
-
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def run_agent(paths: Paths) -> int:

@@ -10,13 +10,15 @@ seen go by. Drawn four times larger and scaled down, so it stays crisp from 16 t
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    from detoxd.protocol import Status
 
 SUPERSAMPLE = 4
 BOLD_FONTS = (
@@ -63,7 +65,7 @@ class Face:
     notice: bool = False
 
 
-def face_for(status: Mapping[str, Any] | None, *, tampered: bool = False, notice: bool = False) -> Face:
+def face_for(status: Status | None, *, tampered: bool = False, notice: bool = False) -> Face:
     """The face for a daemon status; None means the daemon is unreachable.
 
     ``tampered`` is the agent's memory of a recent ``tamper`` event: the daemon restores the
@@ -71,12 +73,12 @@ def face_for(status: Mapping[str, Any] | None, *, tampered: bool = False, notice
     """
     if status is None:
         return Face(Kind.UNREACHABLE, "?", notice)
-    if status.get("config_error"):
+    if status.config_error:
         return Face(Kind.CONFIG_ERROR, "!", notice)
-    if tampered or status.get("hosts_in_sync") is False or status.get("problems"):
+    if tampered or not status.hosts_in_sync or status.problems:
         return Face(Kind.TAMPERED, "!", notice)
-    if status.get("state") == "active":
-        return Face(Kind.ACTIVE, days_text(status.get("days_left")), notice)
+    if status.active:
+        return Face(Kind.ACTIVE, days_text(status.days_left), notice)
     return Face(Kind.IDLE, None, notice)
 
 

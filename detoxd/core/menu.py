@@ -8,15 +8,19 @@ the daemon checks the budget again.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from detoxd.core import network
+from detoxd.core import statustext
 from detoxd.core.report import parse_time
+
+if TYPE_CHECKING:
+    from detoxd.protocol import AllowanceStatus, Status
 
 SECONDS_PER_DAY = 86400
 # The daemon sends its status at least every 5 s; heard nothing for this long, the tray says the
@@ -49,7 +53,7 @@ class Notice:
 class TrayView:
     """Everything the tray shows. ``status`` is None while the daemon is unreachable."""
 
-    status: Mapping[str, Any] | None
+    status: Status | None
     now: datetime
     dnd_label: str | None = None  # the desktop whose notifications the agent silenced
     dnd_reasserted: int = 0  # times the user switched notifications back on during the detox
@@ -73,13 +77,13 @@ class MenuEntry:
 SEPARATOR = MenuEntry("")
 
 
-def unheard(status: Mapping[str, Any], silence: float) -> dict[str, Any]:
+def unheard(status: Status, silence: float) -> Status:
     """``status`` as last heard ``silence`` seconds ago: past :data:`SILENCE_SECONDS`, stale (it
     can no longer say the hosts file is in sync)."""
     if silence <= SILENCE_SECONDS:
-        return dict(status)
-    age = silence + float(status.get("snapshot_age_seconds") or 0.0)
-    return {**status, "stale": True, "hosts_in_sync": False, "snapshot_age_seconds": round(age, 1)}
+        return status
+    age = silence + (status.snapshot_age_seconds or 0.0)
+    return dataclasses.replace(status, stale=True, hosts_in_sync=False, snapshot_age_seconds=round(age, 1))
 
 
 def title(view: TrayView) -> str:
@@ -87,19 +91,20 @@ def title(view: TrayView) -> str:
     status = view.status
     if status is None:
         return "detoxd: daemon not reachable, retrying"
-    if status.get("stale"):
+    if status.stale:
         return f"detoxd: the daemon is not responding (status {_age(status)} old)"
-    if _problems(status):
-        return f"detoxd: {_problems(status)[0]}"
-    if status.get("config_error"):
+    if status.problems:
+        return f"detoxd: {status.problems[0]}"
+    if status.config_error:
         return "detoxd: config error, the last good blocklist stays in force"
-    if status.get("hosts_in_sync") is False:
+    if not status.hosts_in_sync:
         return "detoxd: hosts file out of sync, restoring the block"
     if view.tampered:
         return "detoxd: hosts file was tampered with, block restored"
-    if status.get("state") == "active":
-        opened = [_open_text(item, view.now) for item in _allowances(status) if item.get("open")]
-        return f"detoxd: {day_of(status, view.now)}, " + (", ".join(opened) or _days_left_text(status))
+    if status.active:
+        opened = [_open_text(item, view.now) for item in status.allowances if item.open]
+        return f"detoxd: {day_of(status, view.now)}, " + (
+            ", ".join(opened) or statustext.days_left(status.days_left))
     return "detoxd: no detox running"
 
 
@@ -110,13 +115,14 @@ def status_lines(view: TrayView) -> list[str]:
         return ["The detoxd daemon is not reachable", "Retrying; the block in /etc/hosts stays as it was"]
     lines = _detox_lines(status, view.now)
     lines += _health_lines(status, view)
-    if view.dnd_problem and status.get("state") == "active" and status.get("notifications_suppress", True):
+    if view.dnd_problem and status.active and status.notifications_suppress:
         reason, fix = view.dnd_problem
         lines += [f"Notifications NOT silenced: {reason}", f"  Fix: {fix}"]
-    elif view.dnd_label and status.get("state") == "active":
+    elif view.dnd_label and status.active:
         lines.append(f"Notifications silenced ({view.dnd_label})")
         if view.dnd_reasserted:
-            lines.append(f"Notifications switched back on {_times(view.dnd_reasserted)}, silenced again")
+            lines.append(f"Notifications switched back on {statustext.times(view.dnd_reasserted)}, "
+                         "silenced again")
     lines += _plan_lines(status, view.now)
     lines += _allowance_lines(status, view.now)
     lines += [notice.text for notice in view.current_notices()]
@@ -134,63 +140,57 @@ def entries(view: TrayView, *, has_menu: bool) -> list[MenuEntry]:
     items.append(MenuEntry("Open blocklist (read-only; edit with sudoedit)", Action.OPEN_BLOCKLIST))
     if view.status is not None:
         items.append(MenuEntry("Open the detox report", Action.OPEN_REPORT))
-    if view.status is not None and view.status.get("next_session"):
+    if view.status is not None and view.status.next_session is not None:
         items.append(MenuEntry("Export sessions calendar", Action.EXPORT_CALENDAR))
     items.append(MenuEntry("About detoxd", Action.ABOUT))
-    if view.status is not None and view.status.get("state") != "active":
+    if view.status is not None and not view.status.active:
         # During a detox (or while the daemon cannot say there is none) the agent keeps
         # notifications silenced: there is no quitting it.
         items.append(MenuEntry("Quit tray", Action.QUIT))
     return items
 
 
-def allowance_entries(status: Mapping[str, Any]) -> list[MenuEntry]:
+def allowance_entries(status: Status) -> list[MenuEntry]:
     """"Open twitter for 10 minutes (14 left today)" for each allowance that can open now."""
-    if status.get("state") != "active":
+    if not status.active:
         return []
     entries = []
-    for item in _allowances(status):
-        left = item.get("minutes_left_today")
-        if item.get("open") or not isinstance(left, int) or left < 1 or item.get("opens_left_today") == 0:
+    for item in status.allowances:
+        left = item.minutes_left_today
+        if item.open or left < 1 or item.opens_left_today == 0:
             continue
         minutes = min(TRAY_OPEN_MINUTES, left)
-        name = str(item.get("name"))
-        entries.append(MenuEntry(f"Open {name} for {minutes} minute{'s' if minutes != 1 else ''} "
+        entries.append(MenuEntry(f"Open {item.name} for {statustext.count(minutes, 'minute')} "
                                  f"({left} left today)", Action.OPEN_ALLOWANCE,
-                                 allowance=name, minutes=minutes))
+                                 allowance=item.name, minutes=minutes))
     return entries
 
 
-def _allowances(status: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    items = status.get("allowances")
-    return [item for item in items if isinstance(item, Mapping)] if isinstance(items, list) else []
-
-
-def _open_text(item: Mapping[str, Any], now: datetime) -> str:
-    until = parse_time(item.get("open_until"))
+def _open_text(item: AllowanceStatus, now: datetime) -> str:
+    until = parse_time(item.open_until)
     left = f", {format_duration(until - now)} left" if until else ""
-    return f"{item.get('name', '?')} open{left}"
+    return f"{item.name} open{left}"
 
 
-def _allowance_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
+def _allowance_lines(status: Status, now: datetime) -> list[str]:
     """An open allowance counts down; a closed one says what is left."""
-    if status.get("state") != "active":
+    if not status.active:
         return []
     lines = []
-    for item in _allowances(status):
-        if item.get("open"):
+    for item in status.allowances:
+        if item.open:
             lines.append(_open_text(item, now).replace(" open, ", " open — ", 1))
-        elif item.get("next_window") and not item.get("minutes_left_today"):
-            start = parse_time(item.get("next_window"))
+        elif item.next_window and not item.minutes_left_today:
+            start = parse_time(item.next_window)
             if start is not None:
-                lines.append(f"{item.get('name', '?')}: next window {format_moment(start, now)}")
+                lines.append(f"{item.name}: next window {format_moment(start, now)}")
     return lines
 
 
-def day_of(status: Mapping[str, Any], now: datetime) -> str:
+def day_of(status: Status, now: datetime) -> str:
     """``Day 3 of 14``: day 1 is the first 24 hours."""
-    started = parse_time(status.get("started_at"))
-    ends = parse_time(status.get("ends_at"))
+    started = parse_time(status.started_at)
+    ends = parse_time(status.ends_at)
     if started is None or ends is None:
         return "Detox active"
     # Rounded: a restart or a clock jump can move the end by seconds to hours, not a day.
@@ -212,98 +212,72 @@ def format_duration(left: timedelta) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-def _detox_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
-    if status.get("state") != "active":
+def _detox_lines(status: Status, now: datetime) -> list[str]:
+    if not status.active:
         return ["No detox running", "Start one with: sudo detoxd start"]
-    ends = parse_time(status.get("ends_at"))
+    ends = parse_time(status.ends_at)
     first = day_of(status, now) + (f" — ends {format_moment(ends, now)}" if ends else "")
-    lines = [first, f"{_count(status.get('domains_blocked'))} sites blocked"]
-    if status.get("lock") == "peers":
+    lines = [first, statustext.names_blocked(status.domains_blocked)]
+    if status.lock == "peers":
         lines.append(_peer_lock_line(status))
-    elif status.get("locked"):
+    elif status.locked:
         lines.append("Locked: it cannot be ended early")
     return lines
 
 
-def _peer_lock_line(status: Mapping[str, Any]) -> str:
+def _peer_lock_line(status: Status) -> str:
     """`lock: peers`: how many of the peers' cards it takes to end the detox early."""
-    needed = _count(status.get("peers_needed"))
-    details = status.get("peer_lock")
-    holders = details.get("holders") if isinstance(details, Mapping) else None
-    of = f" of {len(holders)}" if isinstance(holders, list) else ""
+    needed = "?" if status.peers_needed is None else status.peers_needed
+    of = f" of {len(status.peer_lock.holders)}" if status.peer_lock is not None else ""
     return f"Lock: peers — ending early needs {needed}{of} peers' cards"
 
 
-def _problems(status: Mapping[str, Any]) -> list[str]:
-    problems = status.get("problems")
-    return [str(problem) for problem in problems] if isinstance(problems, list) else []
+def _age(status: Status) -> str:
+    age = status.snapshot_age_seconds
+    return f"{age:.0f} s" if age is not None else "some time"
 
 
-def _age(status: Mapping[str, Any]) -> str:
-    age = status.get("snapshot_age_seconds")
-    return f"{age:.0f} s" if isinstance(age, int | float) else "some time"
-
-
-def _health_lines(status: Mapping[str, Any], view: TrayView) -> list[str]:
+def _health_lines(status: Status, view: TrayView) -> list[str]:
     lines: list[str] = []
-    if status.get("stale"):
+    if status.stale:
         lines.append(f"This status is {_age(status)} old: the daemon is stuck or frozen, and "
                      "nothing confirms the block is in place")
-    lines += [f"Problem: {problem}" for problem in _problems(status) if not problem.startswith(
+    lines += [f"Problem: {problem}" for problem in status.problems if not problem.startswith(
         "the daemon's main loop")]  # said just above
-    if status.get("state_error"):
-        lines.append(f"Detox state: {status['state_error']}")
-    held = status.get("time_held")
-    if isinstance(held, Mapping) and status.get("state") == "active":
-        days = float(held.get("seconds") or 0) / SECONDS_PER_DAY
-        lines.append(f"{days:.1f} days held: the clock is not confirmed (NTP); credited once it is")
-    if status.get("config_error"):
+    if status.state_error:
+        lines.append(f"Detox state: {status.state_error}")
+    held = status.time_held
+    if held is not None and status.active:
+        lines.append(f"{held.seconds / SECONDS_PER_DAY:.1f} days held: the clock is not confirmed (NTP); "
+                     "credited once it is")
+    if status.config_error:
         lines.append("Config error: the last good blocklist stays in force")
-        lines += [f"  {line}" for line in str(status["config_error"]).splitlines()[:3]]
-    missing = status.get("config_missing")
-    if isinstance(missing, list) and missing:
-        lines.append(f"Config missing: {', '.join(map(str, missing))} (a detox cannot start)")
-    problem = status.get("hosts_file_problem")
-    if isinstance(problem, Mapping) and problem.get("fix"):  # the reason is among the problems
-        lines.append(f"  Fix: {problem['fix']}")
-    elif status.get("hosts_in_sync") is False:
-        lines.append(f"{status.get('hosts_file', 'The hosts file')} is out of sync: restoring")
-    for row in status.get("network") or []:
-        if isinstance(row, Mapping):
-            lines.append(network.engine_line(dict(row)))
-    tampers = status.get("tamper_events")
-    if isinstance(tampers, int) and tampers > 0:
-        lines.append(f"Tampering undone {_times(tampers)}")
+        lines += [f"  {line}" for line in status.config_error.splitlines()[:3]]
+    if status.config_missing:
+        lines.append(f"Config missing: {', '.join(status.config_missing)} (a detox cannot start)")
+    problem = status.hosts_file_problem
+    if problem is not None and problem.fix:  # the reason is among the problems
+        lines.append(f"  Fix: {problem.fix}")
+    elif not status.hosts_in_sync:
+        lines.append(f"{status.hosts_file or 'The hosts file'} is out of sync: restoring")
+    lines += [statustext.engine_line(row, details=False) for row in status.network]
+    if status.tamper_events > 0:
+        lines.append(statustext.tampering_undone(status.tamper_events))
     elif view.tampered:
         lines.append("The hosts file was tampered with: block restored")
     return lines
 
 
-def _plan_lines(status: Mapping[str, Any], now: datetime) -> list[str]:
+def _plan_lines(status: Status, now: datetime) -> list[str]:
     lines: list[str] = []
-    seat = status.get("current_hot_seat")
-    if isinstance(seat, Mapping):
-        seat_ends = parse_time(seat.get("ends_at"))
+    seat = status.current_hot_seat
+    if seat is not None:
+        seat_ends = parse_time(seat.ends_at)
         left = f" — {format_duration(seat_ends - now)} left" if seat_ends else ""
-        lines.append(f"Hot seat: {seat.get('name', '?')}{left}")
-    session = status.get("next_session")
-    if isinstance(session, Mapping):
-        start = parse_time(session.get("start"))
+        lines.append(f"Hot seat: {seat.name}{left}")
+    session = status.next_session
+    if session is not None:
+        start = parse_time(session.start)
         if start is not None:
             lines.append(f"Next peer session: {format_moment(start, now)}")
     return lines
-
-
-def _days_left_text(status: Mapping[str, Any]) -> str:
-    days = status.get("days_left")
-    if not isinstance(days, int):
-        return "detox active"
-    return "1 day left" if days == 1 else f"{days} days left"
-
-
-def _times(count: int) -> str:
-    return "once" if count == 1 else f"{count} times"
-
-
-def _count(value: Any) -> str:
-    return str(value) if isinstance(value, int) else "?"

@@ -447,31 +447,3 @@ def pihole_plan(present: Iterable[PiholeEntry], wanted: Iterable[str], group: in
             repair.append(name)
     delete = sorted(e.domain for e in by_name.values() if e.ours and e.domain not in wanted_set)
     return PiholePlan(tuple(add), tuple(repair), tuple(delete), tuple(foreign))
-
-
-# ---- how status, the tray and doctor describe an engine ----
-
-STATE_TEXT = {
-    "in_sync": "holds the detox",
-    "idle": "holds nothing of detoxd's",
-    "pending": "being set up",
-    "no_agent": "no network agent reports (is detoxd-network running?)",
-    "unreachable": "unreachable, retrying",
-    "auth_failed": "refuses the credentials",
-    "tls_error": "certificate problem",
-    "refused": "refused the request, retrying",
-    "error": "error, retrying",
-}
-
-
-def engine_label(row: dict[str, object]) -> str:
-    kind = str(row.get("engine", "?"))
-    where = row.get("url") or row.get("conf_dir") or ""
-    host = urlsplit(str(where)).hostname if row.get("url") else where
-    return f"{dnsengines.label(kind)} ({host})" if host else dnsengines.label(kind)
-
-
-def engine_line(row: dict[str, object]) -> str:
-    """One line per engine for the tray menu and doctor, e.g. "Pi-hole (pi.hole): holds the detox"."""
-    state = str(row.get("state", "?"))
-    return f"{engine_label(row)}: {STATE_TEXT.get(state, state)}"

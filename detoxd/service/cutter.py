@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from detoxd.core.domains import normalize_domain
+from detoxd.core.statustext import count
 from detoxd.service import connections, state_store
 
 log = logging.getLogger("detoxd.cutter")
@@ -82,7 +83,8 @@ class CutReport:
 
     def summary(self) -> str:
         cut = self.report.summary() if self.report is not None else "nothing newly blocked"
-        return f"{self.requests} request(s): {cut}; {self.remembered} addresses remembered"
+        return (f"{count(self.requests, 'request')}: {cut}; "
+                f"{count(self.remembered, 'address', 'addresses')} remembered")
 
 
 def run(cutter_dir: Path, *, ss: str | None = None, resolve: Resolver | None = None,

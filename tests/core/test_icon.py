@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from detoxd.core.icon import NOTICE_DOT, PALETTES, Face, Kind, days_text, face_for, render, render_opaque
+from detoxd.protocol import Status
 
 SIZES = (16, 22, 24, 32, 48)
 ACTIVE = {"state": "active", "days_left": 12, "hosts_in_sync": True, "config_error": None}
@@ -117,7 +118,7 @@ def test_tiny_sizes_are_refused() -> None:
     ({"state": "idle", "hosts_in_sync": True, "config_error": None}, False, Face(Kind.IDLE, None)),
 ])
 def test_face_for_status(status: dict[str, object] | None, tampered: bool, expected: Face) -> None:
-    assert face_for(status, tampered=tampered) == expected
+    assert face_for(typed(status), tampered=tampered) == expected
 
 
 @pytest.mark.parametrize(("days", "text"), [(14, "14"), (1, "1"), (0, "0"), (150, "99+"), (None, "?"),
@@ -154,12 +155,17 @@ def test_a_window_that_is_not_square_does_not_stretch_the_glyph(width: int, heig
 
 def test_a_notice_dot_shows_on_every_face_and_only_when_asked() -> None:
     active = {"state": "active", "days_left": 3, "hosts_in_sync": True, "config_error": None}
-    for status, kind in ((None, Kind.UNREACHABLE), ({**active, "config_error": "x"}, Kind.CONFIG_ERROR),
-                         ({**active, "problems": ["p"]}, Kind.TAMPERED), (active, Kind.ACTIVE),
-                         ({"state": "idle"}, Kind.IDLE)):
+    for document, kind in ((None, Kind.UNREACHABLE), ({**active, "config_error": "x"}, Kind.CONFIG_ERROR),
+                           ({**active, "problems": ["p"]}, Kind.TAMPERED), (active, Kind.ACTIVE),
+                           ({"state": "idle", "hosts_in_sync": True}, Kind.IDLE)):
+        status = typed(document)
         assert face_for(status, notice=True) == Face(kind, face_for(status).text, True)
         assert face_for(status).notice is False
-    assert face_for(active) == Face(Kind.ACTIVE, "3")  # not tampered unless the agent says so
+    assert face_for(typed(active)) == Face(Kind.ACTIVE, "3")  # not tampered unless the agent says so
+
+
+def typed(document: dict[str, object] | None) -> Status | None:
+    return None if document is None else Status.from_json(document)
 
 
 @pytest.mark.parametrize("text", ["9", "99", "99+"])

@@ -21,6 +21,7 @@ from detoxd.core.menu import (
     title,
     unheard,
 )
+from detoxd.protocol import Status
 
 NOW = datetime(2025, 11, 27, 10, 0, tzinfo=UTC)
 ACTIVE: dict[str, Any] = {
@@ -34,14 +35,18 @@ IDLE: dict[str, Any] = {**ACTIVE, "state": "idle", "locked": False, "started_at"
                         "days_left": None, "seconds_left": None, "domains_blocked": 0}
 
 
+def typed(status: dict[str, Any]) -> Status:
+    return Status.from_json(status)
+
+
 def view(status: dict[str, Any] | None, **kwargs: Any) -> TrayView:
-    return TrayView(status, NOW, **kwargs)
+    return TrayView(None if status is None else typed(status), NOW, **kwargs)
 
 
 def test_active_detox_lines_match_the_issue_wording() -> None:
     lines = status_lines(view(ACTIVE, dnd_label="GNOME"))
     assert lines[0] == "Day 3 of 14 — ends Tue 9 Dec 08:00"
-    assert lines[1] == "57 sites blocked"
+    assert lines[1] == "57 names blocked"
     assert "Locked: it cannot be ended early" in lines
     assert "Notifications silenced (GNOME)" in lines
 
@@ -58,7 +63,7 @@ def test_plan_lines_for_hot_seat_and_next_session() -> None:
 
 def test_times_are_shown_in_the_viewers_time_zone() -> None:
     paris = timezone(timedelta(hours=1))
-    lines = status_lines(TrayView(ACTIVE, NOW.astimezone(paris)))
+    lines = status_lines(TrayView(typed(ACTIVE), NOW.astimezone(paris)))
     assert lines[0] == "Day 3 of 14 — ends Tue 9 Dec 09:00"
 
 
@@ -89,7 +94,7 @@ def test_health_lines() -> None:
     assert "  blocklist.yaml:3: domains[0]: not a host name" in lines
     assert "  fourth" not in lines, "long errors are cut to three lines"
     assert "/etc/hosts is out of sync: restoring" in lines
-    assert "Tampering undone 2 times" in lines
+    assert "Tampering undone: 2 times" in lines
 
 
 def test_problems_and_a_lost_state_are_shown_and_lead_the_title() -> None:
@@ -111,11 +116,11 @@ def test_a_stale_status_never_looks_in_sync() -> None:
 
 
 def test_a_status_not_heard_again_for_long_goes_stale_in_the_tray() -> None:
-    assert unheard(ACTIVE, 3.0) == ACTIVE
-    old = unheard({**ACTIVE, "snapshot_age_seconds": 1.0}, 20.0)
-    assert old["stale"] is True and old["hosts_in_sync"] is False
-    assert old["snapshot_age_seconds"] == 21.0
-    assert "not responding (status 21 s old)" in title(view(old))
+    assert unheard(typed(ACTIVE), 3.0) == typed(ACTIVE)
+    old = unheard(typed({**ACTIVE, "snapshot_age_seconds": 1.0}), 20.0)
+    assert old.stale is True and old.hosts_in_sync is False
+    assert old.snapshot_age_seconds == 21.0
+    assert "not responding (status 21 s old)" in title(TrayView(old, NOW))
 
 
 def test_a_hosts_file_that_cannot_be_enforced_shows_why_and_the_fix() -> None:
@@ -191,16 +196,16 @@ def test_without_a_menu_a_click_shows_the_status() -> None:
     (datetime(2025, 11, 20, 7, 0, tzinfo=UTC), "Day 1 of 14"),  # clock set back
 ])
 def test_day_of(now: datetime, expected: str) -> None:
-    assert day_of(ACTIVE, now) == expected
+    assert day_of(typed(ACTIVE), now) == expected
 
 
 def test_day_of_counts_the_length_in_whole_days_after_a_restart_moved_the_end() -> None:
     status = {**ACTIVE, "ends_at": "2025-12-09T08:00:01.500000+00:00"}
-    assert day_of(status, NOW) == "Day 3 of 14"
+    assert day_of(typed(status), NOW) == "Day 3 of 14"
 
 
 def test_day_of_without_dates() -> None:
-    assert day_of({"state": "active"}, NOW) == "Detox active"
+    assert day_of(typed({"state": "active"}), NOW) == "Detox active"
 
 
 def test_formatting_helpers() -> None:
@@ -255,7 +260,7 @@ def test_an_open_allowance_counts_down_in_the_title_and_the_menu() -> None:
     status = {**ACTIVE, "allowances": [allowance(open=True, open_until="2025-11-27T10:09:00+00:00")]}
     assert title(view(status)) == "detoxd: Day 3 of 14, twitter open, 9 min left"
     assert "twitter open — 9 min left" in status_lines(view(status))
-    later = TrayView(status, NOW + timedelta(minutes=8, seconds=30))
+    later = TrayView(typed(status), NOW + timedelta(minutes=8, seconds=30))
     assert title(later) == "detoxd: Day 3 of 14, twitter open, 1 min left"
 
 
@@ -297,7 +302,7 @@ def test_every_health_line_in_its_order() -> None:
         "Config error: the last good blocklist stays in force", "  a", "  b", "  c",
         "Config missing: /etc/detoxd/blocklist.yaml, /etc/detoxd/detoxd.yaml (a detox cannot start)",
         "/etc/hosts is out of sync: restoring",
-        "Tampering undone once",
+        "Tampering undone: once",
     ]
     # Idle: time held belongs to a running detox only; nothing missing is no line; the agent's own
     # sighting of a tamper shows when the daemon counted none; the hosts file by its own name.
@@ -372,10 +377,10 @@ def test_an_open_allowance_and_the_next_window_in_the_status_lines() -> None:
 
 
 def test_the_tray_goes_stale_after_15_silent_seconds_and_counts_the_age_to_a_tenth() -> None:
-    assert unheard(ACTIVE, 15.0) == ACTIVE
-    stale = unheard(ACTIVE, 15.04)
-    assert stale["stale"] is True and stale["snapshot_age_seconds"] == 15.0
-    assert unheard({**ACTIVE, "snapshot_age_seconds": 2.26}, 16.0)["snapshot_age_seconds"] == 18.3
+    assert unheard(typed(ACTIVE), 15.0) == typed(ACTIVE)
+    stale = unheard(typed(ACTIVE), 15.04)
+    assert stale.stale is True and stale.snapshot_age_seconds == 15.0
+    assert unheard(typed({**ACTIVE, "snapshot_age_seconds": 2.26}), 16.0).snapshot_age_seconds == 18.3
     assert "not responding (status some time old)" in title(view({**ACTIVE, "stale": True}))
 
 
@@ -395,4 +400,4 @@ def test_a_silence_that_did_not_take_is_shown_after_the_other_lines_unless_not_w
 
 def test_a_detox_shorter_than_half_a_day_is_day_1_of_1() -> None:
     short = {**ACTIVE, "started_at": "2025-11-27T09:00:00+00:00", "ends_at": "2025-11-27T10:00:00+00:00"}
-    assert day_of(short, NOW) == "Day 1 of 1"
+    assert day_of(typed(short), NOW) == "Day 1 of 1"

@@ -327,12 +327,3 @@ def test_json_that_is_not_an_engine_is_refused() -> None:
         assert str(raised.value) == message
     with pytest.raises(KeyError):
         engine_from_json({})
-
-
-def test_engine_labels_name_the_host_or_the_directory() -> None:
-    assert network.engine_label({"engine": "pihole", "url": "https://pi.hole:8443/x"}) == "Pi-hole (pi.hole)"
-    assert network.engine_label({"engine": "dnsmasq", "conf_dir": "/etc/dnsmasq.d"}) == (
-        "dnsmasq (/etc/dnsmasq.d)")
-    assert network.engine_label({"engine": "unbound"}) == "Unbound"
-    assert network.engine_label({"engine": "bind9"}) == "bind9"
-    assert network.engine_label({}) == "?"

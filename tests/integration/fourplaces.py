@@ -19,6 +19,7 @@ from typing import Any
 from conftest import DetoxdEnv
 
 from detoxd.core import menu
+from detoxd.protocol import Status
 from detoxd.service import journal
 
 # Fixed shell text; the files travel as positional arguments.
@@ -72,5 +73,5 @@ def doctor_check(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 def tray_text(status: dict[str, Any]) -> str:
     """The tray's title and menu lines for ``status``, as the tray agent draws them."""
-    view = menu.TrayView(status, datetime.now(UTC))
+    view = menu.TrayView(Status.from_json(status), datetime.now(UTC))
     return "\n".join([menu.title(view), *menu.status_lines(view)])

@@ -129,7 +129,7 @@ def test_panel_reads_the_item_menu_and_clicks(indicator_session: tuple[Desktop, 
             connection.recv_until_filtered(updates, timeout=60)
         wait_for(lambda: any(label.startswith("Day 1 of 14 — ends ") for label in panel.layout()),
                  timeout=60, what="the detox in a new layout")
-        assert f"{detoxd_env.status()['domains_blocked']} sites blocked" in panel.layout()
+        assert f"{detoxd_env.status()['domains_blocked']} names blocked" in panel.layout()
         assert panel.property("Title") == "detoxd: Day 1 of 14, 14 days left"
 
         assert "Quit tray" not in panel.layout(), "during a detox quitting would lift the silence"

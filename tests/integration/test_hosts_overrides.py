@@ -87,7 +87,8 @@ def test_a_line_overriding_a_blocked_name_is_neutralised_counted_loud_and_given_
         status = detox.status()
         assert status["hosts_in_sync"] is False
         assert [found["names"] for found in status["hosts_overrides"]] == [["twitter.com"]]
-        [problem] = [p for p in status["problems"] if "give a blocked name another address" in p]
+        [problem] = [p for p in status["problems"] if "gives a blocked name another address" in p]
+        assert problem.startswith("1 line of ")
         assert line in problem
         assert line in tray_text(status)  # the tray draws its lines from this status
         assert line in detox.cli("status").stdout

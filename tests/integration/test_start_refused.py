@@ -1,7 +1,7 @@
 """Issue 21, bullet 8: `detoxd start` on a config in error starts nothing, against a real daemon.
 
 Before, a typo or a world-writable config directory made `sudo detoxd start` print "Detox
-started: 1 names blocked … It is locked … Good luck!" and exit 0: a locked 14-day detox of the
+started: 1 name blocked … It is locked … Good luck!" and exit 0: a locked 14-day detox of the
 built-in defaults. Now it exits 1 with every error (file, line, key), and the refusal shows in
 the journal, in `detoxd status`, in `detoxd doctor` and in the tray's lines.
 """

@@ -16,6 +16,7 @@ from typing import Any
 from conftest import DetoxdEnv, wait_for
 
 from detoxd.client import ControlClient
+from detoxd.core import statustext
 from detoxd.protocol import Status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +78,11 @@ def test_real_status_matches_the_schema_and_the_typed_status(detoxd_env: DetoxdE
         assert typed.to_json() == document and typed.extra == {}
     typed = Status.from_json(active)
     assert typed.active and typed.allowances[0].name == "social" and typed.network[0].state == "no_agent"
+    # `detoxd status` prints what the one renderer makes of the typed status.
+    lines = detoxd_env.cli("status").stdout.splitlines()
+    assert lines[1] == statustext.status_lines(typed, start_command="detoxd start")[1]
+    assert "Allowance social: 20 min left today, 1 open left" in lines
+    assert "Engine dnsmasq (" in "\n".join(lines)
 
 
 def test_the_schema_refuses_what_breaks_the_contract(detoxd_env: DetoxdEnv) -> None:

@@ -115,8 +115,9 @@ class HostsTarget:
             return []
         shown = "; ".join(repr(found["line"]) for found in overrides[:5])
         more = f" and {len(overrides) - 5} more" if len(overrides) > 5 else ""
-        return [f"{len(overrides)} line(s) of {self.path} give a blocked name another address "
-                f"(being commented out): {shown}{more}"]
+        lines = f"1 line of {self.path} gives" if len(overrides) == 1 \
+            else f"{len(overrides)} lines of {self.path} give"
+        return [f"{lines} a blocked name another address (being commented out): {shown}{more}"]
 
     # ---- for the daemon's select() loop ----
 

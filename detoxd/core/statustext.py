@@ -1,0 +1,150 @@
+"""The daemon's status in words: the one renderer behind `detoxd status`, the tray's menu and
+doctor, so that they say the same thing the same way, singular or plural as the count is.
+
+Pure, and cheap to import (`detoxd status` starts in a few tens of milliseconds): the standard
+library's datetime only; the engines' labels (:mod:`detoxd.core.dnsengines`) are imported when an
+engine is shown.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
+if TYPE_CHECKING:
+    from detoxd.protocol import AllowanceStatus, EngineRow, Status
+
+SECONDS_PER_DAY = 86400
+
+# How status, the tray and doctor describe an engine's state (EngineRow.state).
+ENGINE_STATE_TEXT = {
+    "in_sync": "holds the detox",
+    "idle": "holds nothing of detoxd's",
+    "pending": "being set up",
+    "no_agent": "no network agent reports (is detoxd-network running?)",
+    "unreachable": "unreachable, retrying",
+    "auth_failed": "refuses the credentials",
+    "tls_error": "certificate problem",
+    "refused": "refused the request, retrying",
+    "error": "error, retrying",
+}
+
+
+# ---- counting words ----
+
+def count(number: int | None, noun: str, plural: str | None = None) -> str:
+    """"1 name", "2 names", "0 names"; "? names" when the number is unknown."""
+    if number is None:
+        return f"? {plural or noun + 's'}"
+    return f"{number} {noun if number == 1 else plural or noun + 's'}"
+
+
+def times(number: int) -> str:
+    """"once", "2 times"."""
+    return "once" if number == 1 else f"{number} times"
+
+
+def names_blocked(number: int | None) -> str:
+    return f"{count(number, 'name')} blocked"
+
+
+def tampering_undone(number: int) -> str:
+    return f"Tampering undone: {times(number)}"
+
+
+def days_left(days: int | None) -> str:
+    """"1 day left", "12 days left"; "detox active" when the daemon did not say."""
+    return "detox active" if days is None else f"{count(days, 'day')} left"
+
+
+def time_left(status: Status) -> str:
+    """"14 days", then under a day "2 h 5 min", "3 min"."""
+    seconds = status.seconds_left or 0
+    if seconds >= SECONDS_PER_DAY and status.days_left is not None:
+        return count(status.days_left, "day")
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def clock_time(text: str) -> str:
+    """"Tue 12:50" in this machine's time zone, from an ISO 8601 time of the status."""
+    return datetime.fromisoformat(text).astimezone().strftime("%a %H:%M")
+
+
+# ---- one line per record ----
+
+def engine_label(row: EngineRow) -> str:
+    """"Pi-hole (pi.hole)", "Unbound (/etc/unbound/unbound.conf.d)"."""
+    from urllib.parse import urlsplit
+
+    from detoxd.core import dnsengines
+
+    name = dnsengines.label(row.engine)
+    host = urlsplit(row.url).hostname if row.url else row.conf_dir
+    return f"{name} ({host})" if host else name
+
+
+def engine_line(row: EngineRow, *, details: bool = True) -> str:
+    """"Pi-hole (pi.hole): holds the detox, 146 names (last ok …)": ``details`` adds the
+    names, the last success and the error (what `detoxd status` and doctor show)."""
+    text = f"{engine_label(row)}: {ENGINE_STATE_TEXT.get(row.state, row.state)}"
+    if not details:
+        return text
+    text += f", {count(row.names, 'name')}"
+    if row.last_ok:
+        text += f" (last ok {row.last_ok})"
+    return text + (f": {row.error}" if row.error else "")
+
+
+def allowance_line(allowance: AllowanceStatus) -> str:
+    """"Allowance twitter: open until Tue 12:50, 14 min left today, 1 open left"."""
+    parts = [f"open until {clock_time(allowance.open_until)}"] if allowance.open and allowance.open_until \
+        else []
+    parts.append(f"{allowance.minutes_left_today} min left today")
+    if allowance.opens_left_today is not None:
+        parts.append(f"{count(allowance.opens_left_today, 'open')} left")
+    if allowance.next_window:
+        parts.append(f"next window {clock_time(allowance.next_window)}")
+    return f"Allowance {allowance.name}: " + ", ".join(parts)
+
+
+def warning_line(text: str) -> str:
+    """"Warning: …", saying "warning" once: a config issue's text carries its own
+    ("blocklist.yaml:3: allowances[0]: warning: …", as `detoxd check` prints it)."""
+    return "Warning: " + text.removeprefix("warning: ").replace(": warning: ", ": ", 1)
+
+
+# ---- `detoxd status` ----
+
+def status_lines(status: Status, start_command: str = "sudo detoxd start") -> list[str]:
+    """What `detoxd status` prints."""
+    lines: list[str] = []
+    if status.active:
+        lock = " (locked)" if status.locked else ""
+        if status.lock == "peers":
+            lock = f" (lock: peers, {status.peers_needed} peers' cards end it early)"
+        lines.append(f"Detox active{lock}: {time_left(status)} left, ends {status.ends_at}")
+    else:
+        lines.append(f"No detox running. Start one with `{start_command}`.")
+    sync = "in sync" if status.hosts_in_sync else "OUT OF SYNC"
+    if status.stale:  # served from an old snapshot: nothing confirms the file
+        age = "?" if status.snapshot_age_seconds is None else f"{status.snapshot_age_seconds:g}"
+        sync = f"NOT CONFIRMED: this status is {age} s old"
+    lines.append(f"{names_blocked(status.domains_blocked)} in {status.hosts_file} ({sync})")
+    if status.apps_closed:
+        closed = ", ".join(f"{app} ({number})" for app, number in status.apps_closed.items())
+        lines.append(f"Apps closed: {closed}")
+    if status.tamper_events:
+        lines.append(tampering_undone(status.tamper_events))
+    if status.active:  # outside a detox allowances do nothing
+        lines += [allowance_line(allowance) for allowance in status.allowances]
+    lines += [f"Engine {engine_line(row)}" for row in status.network]
+    lines += [warning_line(warning) for warning in status.warnings]
+    if status.config_error:
+        lines.append("Config error (the last good blocklist stays in force):")
+        lines += ["  " + line for line in status.config_error.splitlines()]
+    return lines
+
+
+def format_status(status: Status, start_command: str = "sudo detoxd start") -> str:
+    return "\n".join(status_lines(status, start_command))

@@ -1,0 +1,81 @@
+"""The one renderer of the status: every sentence, singular or plural as the count is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from detoxd.core import statustext
+from detoxd.core.statustext import format_status, status_lines
+from detoxd.protocol import AllowanceStatus, EngineRow, Status
+
+BASE: dict[str, Any] = {"state": "active", "locked": True, "ends_at": "2026-12-09T08:00:00+00:00",
+                        "domains_blocked": 4, "hosts_file": "/etc/hosts", "hosts_in_sync": True,
+                        "days_left": 3, "seconds_left": 3 * 86_400}
+
+
+def status(**fields: Any) -> Status:
+    return Status.from_json({**BASE, **fields})
+
+
+@pytest.mark.parametrize(("number", "expected"), [(0, "0 names"), (1, "1 name"), (2, "2 names"),
+                                                  (None, "? names")])
+def test_count_says_one_or_many(number: int | None, expected: str) -> None:
+    assert statustext.count(number, "name") == expected
+
+
+def test_every_counted_sentence_of_status_is_singular_for_one() -> None:
+    one = format_status(status(domains_blocked=1, tamper_events=1, allowances=[
+        {"name": "twitter", "open": False, "minutes_left_today": 14, "opens_left_today": 1}]))
+    assert "1 name blocked in /etc/hosts (in sync)" in one
+    assert "Tampering undone: once" in one
+    assert "Allowance twitter: 14 min left today, 1 open left" in one
+    assert "(s)" not in one and "1 names" not in one and "1 times" not in one
+    many = format_status(status(domains_blocked=2, tamper_events=2, allowances=[
+        {"name": "twitter", "open": False, "minutes_left_today": 14, "opens_left_today": 2}]))
+    assert "2 names blocked" in many and "Tampering undone: 2 times" in many and "2 opens left" in many
+
+
+def test_time_left_in_days_then_hours_and_minutes() -> None:
+    assert "14 days left" in format_status(status(days_left=14, seconds_left=14 * 86_400 - 5))
+    assert "1 day left" in format_status(status(days_left=1, seconds_left=86_400))
+    assert "2 h 5 min left" in format_status(status(days_left=1, seconds_left=7500))
+    assert "3 min left" in format_status(status(days_left=1, seconds_left=180))
+
+
+def test_a_config_warning_says_warning_once() -> None:
+    text = format_status(status(warnings=[
+        "/etc/detoxd/blocklist.yaml:7: allowances[1]: warning: new allowance 'x' refused",
+        "warning: sessions: no peers", "the disk is full"]))
+    assert "Warning: /etc/detoxd/blocklist.yaml:7: allowances[1]: new allowance 'x' refused" in text
+    assert "Warning: sessions: no peers" in text and "Warning: the disk is full" in text
+    assert text.lower().count("warning") == 3
+
+
+def test_one_engine_row_in_the_same_words_everywhere() -> None:
+    row = EngineRow(engine="pihole", url="https://pi.hole:8443/admin", state="unreachable", names=146,
+                    last_ok="2026-12-01T09:00:00+00:00", error="connection refused")
+    assert statustext.engine_line(row) == ("Pi-hole (pi.hole): unreachable, retrying, 146 names "
+                                           "(last ok 2026-12-01T09:00:00+00:00): connection refused")
+    assert statustext.engine_line(row, details=False) == "Pi-hole (pi.hole): unreachable, retrying"
+    assert statustext.engine_line(EngineRow(engine="unbound", state="in_sync", names=1)) == (
+        "Unbound: holds the detox, 1 name")
+    assert f"Engine {statustext.engine_line(row)}" in status_lines(status(network=[row.to_json()]))
+
+
+def test_engine_labels_name_the_host_or_the_directory() -> None:
+    pihole = EngineRow(engine="pihole", url="https://pi.hole:8443/x")
+    assert statustext.engine_label(pihole) == "Pi-hole (pi.hole)"
+    assert statustext.engine_label(EngineRow(engine="dnsmasq", conf_dir="/etc/dnsmasq.d")) == (
+        "dnsmasq (/etc/dnsmasq.d)")
+    assert statustext.engine_label(EngineRow(engine="bind9")) == "bind9"
+
+
+def test_allowance_line_with_its_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    line = statustext.allowance_line(AllowanceStatus(
+        name="twitter", open=True, open_until="2026-12-01T12:50:00+00:00", minutes_left_today=14,
+        opens_left_today=0, next_window="2026-12-05T10:00:00+00:00"))
+    assert line == ("Allowance twitter: open until Tue 12:50, 14 min left today, 0 opens left, "
+                    "next window Sat 10:00")
