@@ -151,9 +151,12 @@ def _positive_days(text: str) -> float:
         days = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < days <= 365:
-        raise argparse.ArgumentTypeError("days must be more than 0 and at most 365")
-    return days
+    from detoxd.core.detox import DAYS_RULE, checked_days  # the daemon's check, in one place
+
+    checked = checked_days(days)
+    if checked is None:
+        raise argparse.ArgumentTypeError(DAYS_RULE)
+    return checked
 
 
 def _positive_minutes(text: str) -> float:

@@ -7,8 +7,10 @@
   current state and every event the daemon publishes, one ``{"event": "...", ...}`` per line,
   until either side closes.
 
-Anyone who can reach the socket may read (it is 0666); mutating commands need the peer's
-uid, from ``SO_PEERCRED``, to be root (or the server's own euid).
+Anyone who can reach the socket may read (it is 0666); who may call each command (root, a
+person at the seat, the network agent, anyone) is one table, :data:`COMMANDS`, checked against
+the peer's uid from ``SO_PEERCRED`` (:mod:`detoxd.service.commands` binds each name to its
+handler). Every refusal and error is built by :func:`error_response`.
 
 Shared by the client (:mod:`detoxd.client`) and the server (:mod:`detoxd.service.control`);
 standard library only, so that ``detoxd status`` starts quickly.
@@ -29,8 +31,32 @@ if TYPE_CHECKING:
     from typing import Any, NamedTuple, Self
 
 DEFAULT_SOCKET_PATH = Path("/run/detoxd/control.sock")
-MUTATING_COMMANDS: frozenset[str] = frozenset({"start", "end", "reload"})
 SUBSCRIBE_COMMAND = "subscribe"
+
+# Who may call a command.
+ROOT = "root"  # uid 0 (or the daemon's own euid): what changes the detox
+SEAT = "seat"  # a person at this machine's seat, as logind says (or root): allowances
+AGENT = "agent"  # the network agent's user (or root): the names may come from root-only lists
+ANYONE = "anyone"  # whoever reaches the socket; a reply shows them only what they may see
+CALLERS = (ROOT, SEAT, AGENT, ANYONE)
+
+COMMANDS: dict[str, str] = {  # the wire's commands and who may call each
+    "status": ANYONE,
+    "subscribe": ANYONE,  # answered by the control server itself: status events until closed
+    "report": ANYONE,  # the report as the asking user may see it
+    "calendar": ANYONE,
+    "peer_lock": ANYONE,  # public values only
+    "activity_targets": ANYONE,
+    "activity_report": ANYONE,  # for the caller's own uid only
+    "agent_report": ANYONE,  # for the caller's own uid only; it informs, never enforces
+    "open": SEAT,
+    "close": SEAT,
+    "network_sync": AGENT,
+    "start": ROOT,
+    "end": ROOT,
+    "reload": ROOT,
+}
+MUTATING_COMMANDS: frozenset[str] = frozenset(name for name, who in COMMANDS.items() if who == ROOT)
 
 MAX_REQUEST_BYTES = 64 * 1024
 # Responses and events come from the (trusted) daemon and may carry a whole status.
@@ -47,7 +73,35 @@ TIMEOUT = "timeout"
 NOT_AUTHORIZED = "not_authorized"
 BUSY = "busy"
 INTERNAL_ERROR = "internal_error"
+REFUSED = "refused"
 
+
+def error_response(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """The one shape of a refusal or an error: ``{"ok": false, "error": ..., "code": ...}``,
+    with the ``details`` some carry (a config's ``errors``, a peer lock's ``retry_in_seconds``)."""
+    return {"ok": False, "error": message, "code": code, **details}
+
+
+class ErrorReply(Exception):
+    """Raised by a command's handler (or what it calls) to answer with :func:`error_response`:
+    the command table turns it into the reply."""
+
+    def __init__(self, code: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def reply(self) -> dict[str, Any]:
+        return error_response(self.code, self.message, **self.details)
+
+
+def bad_request(message: str) -> ErrorReply:
+    return ErrorReply(BAD_REQUEST, message)
+
+
+def refused(message: str, **details: Any) -> ErrorReply:
+    return ErrorReply(REFUSED, message, **details)
 
 
 class ControlError(Exception):

@@ -93,6 +93,19 @@ DRIFT_ALLOWANCE = 0.001
 MAX_DAYS = 365
 """Longest detox accepted: a locked detox cannot be undone, so a typo must not lock for years."""
 
+DAYS_RULE = f"days must be more than 0 and at most {MAX_DAYS}"
+
+
+def checked_days(value: object) -> float | None:
+    """``value`` as a detox's length in days (a number, more than 0, at most :data:`MAX_DAYS`),
+    else None (then :data:`DAYS_RULE` says why): for the start command, the last good config and
+    the command line alike."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None  # a string is no number on the wire or in a file (the CLI parses its text)
+    days = float(value)
+    return days if math.isfinite(days) and 0 < days <= MAX_DAYS else None
+
+
 FREE_PEER_ATTEMPTS = 3
 """Failed `end --with-peers` attempts checked without a wait (the CLI checks every word and the
 shares' own digest first, so a failure that reaches the daemon is rarely a typo)."""

@@ -3,7 +3,9 @@ the system time zone, a state file, and logind for who may open.
 
 The engine asks which blocked names the open allowances let through (:meth:`unblocked`), calls
 :meth:`tick` every second (a change in what is open means: apply the block again, everywhere), and
-passes ``open``/``close`` requests with the peer from SO_PEERCRED.
+passes ``open``/``close`` requests with the peer from SO_PEERCRED: the command table
+(:mod:`detoxd.service.commands`) has already checked it is a person at the seat, as logind (here
+:attr:`AllowanceKeeper.logind`) says. A refusal is raised as an :class:`~detoxd.protocol.ErrorReply`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from detoxd.clock import Clock
 from detoxd.core import allowances as al
 from detoxd.core.detox import BootReading, Refusal
-from detoxd.protocol import Peer
+from detoxd.protocol import Peer, bad_request, refused
 from detoxd.service import seat, state_store
 from detoxd.service.scheduler import local_zone
 
@@ -141,10 +143,7 @@ class AllowanceKeeper:
         name, minutes = request.get("name"), request.get("minutes")
         if not isinstance(name, str) or (minutes is not None and (
                 isinstance(minutes, bool) or not isinstance(minutes, int | float))):
-            return _bad("open needs a name and optional minutes (a number)")
-        refusal = self._who(peer, "open", name)
-        if refusal is not None:
-            return refusal
+            raise bad_request("open needs a name and optional minutes (a number)")
         self.tick()
         rule = al.find(self.rules, name)
         result = rule if isinstance(rule, Refusal) else al.open_allowance(
@@ -152,7 +151,7 @@ class AllowanceKeeper:
             detox_active=detox_active)
         if isinstance(result, Refusal):
             log.warning("refused open %s from uid %d: %s", name[:64], peer.uid, result.reason)
-            return {"ok": False, "code": "refused", "error": result.reason}
+            raise refused(result.reason)
         self.state = result.state
         log.info("allowance %s opened by uid %d for %.1f min", name, peer.uid, result.granted_seconds / 60)
         self._refresh(peer.uid)
@@ -162,27 +161,17 @@ class AllowanceKeeper:
     def close(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         name = request.get("name")
         if not isinstance(name, str):
-            return _bad("close needs a name")
-        refusal = self._who(peer, "close", name)
-        if refusal is not None:
-            return refusal
+            raise bad_request("close needs a name")
         self.tick()
         rule = al.find(self.rules, name)
         result = rule if isinstance(rule, Refusal) else al.close_allowance(self.state, rule, self.tz)
         if isinstance(result, Refusal):
-            return {"ok": False, "code": "refused", "error": result.reason}
+            raise refused(result.reason)
         self.state, message = result
         log.info("allowance %s closed by uid %d", name, peer.uid)
         self._refresh(peer.uid)
         self.save()
         return {"ok": True, "message": message}
-
-    def _who(self, peer: Peer, action: str, name: str) -> dict[str, Any] | None:
-        reason = seat.check_peer(peer.uid, peer.pid, self.logind)
-        if reason is None:
-            return None
-        log.warning("refused %s %s from uid %d: %s", action, name[:64], peer.uid, reason)
-        return {"ok": False, "code": "not_authorized", "error": reason}
 
     # ---- status and state ----
 
@@ -247,10 +236,6 @@ def _shape(document: dict[str, Any]) -> Any:
              | {"session": (fields.get("session") or {}).get("until")}
              for name, fields in (document.get("usage") or {}).items()}
     return usage, document.get("ceiling")
-
-
-def _bad(message: str) -> dict[str, Any]:
-    return {"ok": False, "code": "bad_request", "error": message}
 
 
 def _default_logind() -> seat.Logind | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from detoxd.core import report
-from detoxd.protocol import Peer
+from detoxd.protocol import BUSY, ErrorReply, Peer, bad_request
 from detoxd.service import journal
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ MAX_LOOKUP_ENTRIES = 256  # devices × days in one report
 MAX_DEVICE_CHARS = 64
 
 
-def _bad(message: str) -> dict[str, Any]:
-    return {"ok": False, "code": "bad_request", "error": message}
-
-
 class Audit:
     """Thread-compatible: the engine calls it with its lock held (except :meth:`report`)."""
 
@@ -61,39 +57,38 @@ class Audit:
                         tz: tzinfo) -> dict[str, Any]:
         available = request.get("available")
         if not isinstance(available, bool):
-            return _bad("available must be true or false")
+            raise bad_request("available must be true or false")
         if not available:
             return self._unavailable(request.get("reason"), peer)
         if window is None:
-            return {"ok": False, "code": "no_detox", "error": "no detox to report activity for"}
+            raise ErrorReply("no_detox", "no detox to report activity for")
         days = request.get("days")
         if not isinstance(days, list) or len(days) > MAX_DAYS_PER_REPORT:
-            return _bad(f"days must be a list of at most {MAX_DAYS_PER_REPORT} days")
+            raise bad_request(f"days must be a list of at most {MAX_DAYS_PER_REPORT} days")
         first, last = _reportable_dates(window, tz)
         parsed: list[tuple[str, dict[str, float], dict[str, float]]] = []
         ignored = 0
         for day in days:
             problem, entry, dropped = _parse_day(day, first, last, blocked_names, blocked_apps)
             if problem:
-                return _bad(problem)
+                raise bad_request(problem)
             assert entry is not None
             parsed.append(entry)
             ignored += dropped
         if not self._within_budget(peer.uid, sum(self._changed(peer.uid, *entry) for entry in parsed)):
-            return {"ok": False, "code": "busy",
-                    "error": f"more than {JOURNAL_BUDGET_EVENTS} activity changes in "
-                             f"{JOURNAL_BUDGET_SECONDS:g} s: try again later"}
+            raise ErrorReply(BUSY, f"more than {JOURNAL_BUDGET_EVENTS} activity changes in "
+                             f"{JOURNAL_BUDGET_SECONDS:g} s: try again later")
         journalled = sum(self._journal_day(peer.uid, window, tz, *entry) for entry in parsed)
         self._last_unavailable.pop(peer.uid, None)
         return {"ok": True, "journalled": journalled, "ignored_names": ignored}
 
     def _unavailable(self, reason: Any, peer: Peer) -> dict[str, Any]:
         if not isinstance(reason, str):
-            return _bad("reason must be a string")
+            raise bad_request("reason must be a string")
         reason = " ".join(reason.split())[:MAX_REASON_CHARS]
         if self._last_unavailable.get(peer.uid) != reason:
             if not self._within_budget(peer.uid, 1):
-                return {"ok": False, "code": "busy", "error": "too many activity reports: try again later"}
+                raise ErrorReply(BUSY, "too many activity reports: try again later")
             self._last_unavailable[peer.uid] = reason
             journal.record("activity_unavailable", uid=peer.uid, reason=reason)
         return {"ok": True, "journalled": 0, "ignored_names": 0}

@@ -1,6 +1,7 @@
-"""The control socket's server: framing, size limits, timeouts and the SO_PEERCRED check.
+"""The control socket's server: framing, size limits, timeouts and SO_PEERCRED.
 
-The daemon supplies the handler that does the work; the protocol is in :mod:`detoxd.protocol`.
+The daemon supplies the handler that does the work, and checks who may call each command (the
+command table, :mod:`detoxd.service.commands`); the protocol is in :mod:`detoxd.protocol`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,6 @@ from detoxd.protocol import (
     BUSY,
     INTERNAL_ERROR,
     MAX_REQUEST_BYTES,
-    MUTATING_COMMANDS,
-    NOT_AUTHORIZED,
     SOCKET_DIR_MODE,
     SOCKET_MODE,
     SUBSCRIBE_COMMAND,
@@ -38,6 +37,7 @@ from detoxd.protocol import (
     Peer,
     decode_object,
     encode,
+    error_response,
 )
 
 _LOG = logging.getLogger(__name__)
@@ -61,10 +61,6 @@ def peer_credentials(sock: socket.socket) -> Peer:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
     pid, uid, gid = struct.unpack(_SO_PEERCRED_FORMAT, raw)
     return Peer(pid=pid, uid=uid, gid=gid)
-
-
-def error_response(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message, "code": code}
 
 
 class _Connection:
@@ -97,7 +93,8 @@ class ControlServer:
     """Serves the control socket from background threads: one per connection, capped.
 
     The handler is called concurrently from connection threads, so it must be
-    thread-safe; it gets every request except ``subscribe`` that passed the checks here.
+    thread-safe; it gets every request except ``subscribe`` that passed the checks here (framing
+    and size: who may call what is the handler's to check, with the peer it is given).
     """
 
     def __init__(
@@ -106,7 +103,6 @@ class ControlServer:
         handler: Handler,
         *,
         snapshot: Snapshot | None = None,
-        mutating: Collection[str] = MUTATING_COMMANDS,
         max_connections: int = 64,
         max_connections_per_uid: int = 16,
         request_timeout: float = 10.0,
@@ -121,7 +117,6 @@ class ControlServer:
         # A subscriber that heard nothing for this long gets the snapshot again: a status that
         # stopped changing (a stuck main loop) then shows its age instead of looking current.
         self._heartbeat_seconds = heartbeat_seconds
-        self._mutating = frozenset(mutating)
         self._privileged_uids = frozenset({0, os.geteuid()})
         self._max_connections = max_connections
         self._max_connections_per_uid = max_connections_per_uid
@@ -365,8 +360,6 @@ class ControlServer:
         command = request.get("cmd")
         if not isinstance(command, str):
             return error_response(BAD_REQUEST, "request needs a string 'cmd'")
-        if command in self._mutating and peer.uid not in self._privileged_uids:
-            return error_response(NOT_AUTHORIZED, f"'{command}' needs root")
         try:
             response = self._handler(request, peer)
         except Exception:

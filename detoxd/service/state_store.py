@@ -11,7 +11,8 @@ backup beside the state file and a copy in the runtime directory, which survives
 directory's removal until a reboot); :func:`load_first` reads the first usable one. Every read
 is bounded (:data:`MAX_STATE_BYTES`, :data:`MAX_RATCHET_BYTES`), refuses anything but a regular
 file (a directory, a FIFO, a symlink to ``/dev/zero``) and validates every value as strictly as
-the config: each ratchet name must be one detoxd could have written.
+the config: each ratchet name must be one detoxd could have written. The last good blocklist
+(``applied.json``) and the app rules a locked detox keeps are read and written here too.
 """
 
 from __future__ import annotations
@@ -27,12 +28,24 @@ import os
 import re
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from detoxd.core import domains, peerkey
-from detoxd.core.detox import BootReading, Checkpoint, DetoxState, HeldTime, PeerLock, Phase
+from detoxd.core.apps import AppRule, rules_from_json, rules_to_json
+from detoxd.core.config import LockMode
+from detoxd.core.detox import (
+    DAYS_RULE,
+    BootReading,
+    Checkpoint,
+    DetoxState,
+    HeldTime,
+    PeerLock,
+    Phase,
+    checked_days,
+)
 from detoxd.durable import replace_file
 
 FORMAT_VERSION = 1
@@ -457,3 +470,74 @@ def _ensure_private_dir(directory: Path) -> None:
     directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     os.chmod(directory, DIR_MODE)  # mkdir's mode is filtered by the umask
 
+
+
+# ---- the last good blocklist (applied.json) and the kept app rules ----
+
+@dataclass(frozen=True)
+class Applied:
+    """The last blocklist that loaded cleanly, kept so a broken edit never unblocks anything."""
+
+    names: frozenset[str]
+    order: tuple[str, ...]  # the names in the config's order: the block lists them so
+    days: float
+    lock: bool
+    browser_policies: bool = True
+    suppress_notifications: bool = True
+    lock_mode: LockMode = LockMode.ON
+    peers_needed: int = 3
+
+
+def load_applied(path: Path) -> Applied | None:
+    """The last good blocklist, validated as strictly as the config; None when missing or damaged
+    (logged): the config on disk then decides alone."""
+    try:
+        # It holds the whole blocklist (up to the loader's names limit): bounded like the
+        # ratchet's side file, not like state.json, or a large block is dropped at restart.
+        return decode_applied(read_json(path, MAX_RATCHET_BYTES))
+    except FileNotFoundError:
+        return None
+    except (StateFileError, KeyError, TypeError, ValueError) as exc:
+        log.error("ignoring unusable %s: %s", path, exc)
+        return None
+
+
+def decode_applied(data: object) -> Applied:
+    """Raises KeyError, TypeError or ValueError on anything :func:`encode_applied` never writes."""
+    if not isinstance(data, dict):
+        raise TypeError("expected a JSON object")
+    order = tuple(dict.fromkeys(checked_names(data["names"], "names")))
+    days, lock = checked_days(data["days"]), data["lock"]
+    if days is None:
+        raise ValueError(f"{DAYS_RULE}, got {data['days']!r}")
+    policies = data.get("browser_policies", True)
+    suppress = data.get("suppress_notifications", True)
+    if not all(isinstance(flag, bool) for flag in (lock, policies, suppress)):
+        raise TypeError("lock and the switches must be true or false")
+    peers_needed = data.get("peers_needed", 3)
+    if type(peers_needed) is not int or not 1 <= peers_needed <= 64:
+        raise ValueError(f"peers_needed must be a small whole number, got {peers_needed!r}")
+    return Applied(frozenset(order), order, days, lock, policies, suppress,
+                   LockMode(data.get("lock_mode", "true" if lock else "false")), peers_needed)
+
+
+def encode_applied(applied: Applied) -> bytes:
+    return json.dumps({"version": 1, "names": applied.order, "days": applied.days, "lock": applied.lock,
+                       "browser_policies": applied.browser_policies,
+                       "suppress_notifications": applied.suppress_notifications,
+                       "lock_mode": applied.lock_mode.value, "peers_needed": applied.peers_needed}).encode()
+
+
+def load_kept_apps(path: Path) -> tuple[AppRule, ...]:
+    """The app rules a locked detox keeps (see :func:`encode_kept_apps`); () when missing or damaged."""
+    try:
+        return rules_from_json(read_json(path))
+    except FileNotFoundError:
+        return ()
+    except (OSError, StateFileError, ValueError) as exc:
+        log.error("ignoring unreadable %s: %s", path, exc)
+        return ()
+
+
+def encode_kept_apps(rules: tuple[AppRule, ...]) -> bytes:
+    return json.dumps(rules_to_json(rules)).encode()

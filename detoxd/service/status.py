@@ -84,7 +84,8 @@ class StatusBuilder:
             network=tuple(EngineRow.from_json(row) for row in engine.network.state()["network"]),
             # Read by each user's tray agent, which owns the desktop's do-not-disturb switch.
             notifications_suppress=engine.applied.suppress_notifications,
-            agents=tuple(AgentReport.from_json(report) for report in engine._agent_reports()),
+            agents=tuple(AgentReport.from_json(report)
+                         for report in engine.agents.reports(during_detox=state.active)),
             tamper_events=state.tamper_events,
             apps_closed=engine.app_watcher.closed_counts(),
             clock_jumps=state.clock_jumps,

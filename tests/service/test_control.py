@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from detoxd.client import ControlClient, DaemonUnreachable
-from detoxd.protocol import MAX_REQUEST_BYTES, MUTATING_COMMANDS, AlreadyRunning, Peer
+from detoxd.protocol import ANYONE, MAX_REQUEST_BYTES, ROOT, AlreadyRunning, Peer
+from detoxd.service.commands import Authorizer, Command, CommandTable
 from detoxd.service.control import ControlServer, peer_credentials
 from tests.otheruser import user_python
 
@@ -39,6 +40,15 @@ class RecordingHandler:
     def commands(self) -> list[str]:
         with self._lock:
             return [request["cmd"] for request, _ in self.calls]
+
+
+def table_over(handler: RecordingHandler) -> CommandTable:
+    """The command table's checks in front of ``handler``: status for anyone; start, pause for root."""
+    def run(engine: Any, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
+        return handler(request, peer)
+    entries = {name: Command(name, who, run, locked=False)
+               for name, who in (("status", ANYONE), ("start", ROOT), ("pause", ROOT))}
+    return CommandTable(None, Authorizer(lambda: None), entries)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -115,9 +125,12 @@ def test_request_reaches_handler_with_args_and_peer(
     assert peer == Peer(os.getpid(), os.getuid(), os.getgid())
 
 
-def test_root_may_run_mutating_commands(server: ControlServer, handler: RecordingHandler) -> None:
+def test_root_may_run_mutating_commands(
+    make_server: Callable[..., ControlServer], handler: RecordingHandler
+) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: checks that uid 0 passes the mutating-command check")
+    server = make_server(handler=table_over(handler))
     assert ControlClient(server.path).request("start")["ok"] is True
     assert handler.commands() == ["start"]
 
@@ -297,7 +310,7 @@ def test_unprivileged_user_may_read_but_not_change(
 ) -> None:
     server = make_server(
         shared_dir / "c.sock",
-        mutating=MUTATING_COMMANDS | {"pause"},
+        handler=table_over(handler),
         snapshot=lambda: {"event": "status", "active": True},
     )
 

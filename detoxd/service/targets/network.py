@@ -25,6 +25,7 @@ from typing import Any
 
 from detoxd.core.dnsengines import AGENT_KINDS, serves
 from detoxd.core.network import DnsEngineConfig, engine_from_json, engine_to_json
+from detoxd.protocol import BAD_REQUEST, error_response
 from detoxd.service import state_store
 from detoxd.service.targets import Drift
 
@@ -122,7 +123,7 @@ class NetworkTarget:
         """One agent's ``network_sync``: take its reports, give it what to hold."""
         kind = request.get("agent", "all")
         if kind not in AGENT_KINDS:
-            return {"ok": False, "code": "bad_request", "error": f"agent must be one of {AGENT_KINDS}"}
+            return error_response(BAD_REQUEST, f"agent must be one of {AGENT_KINDS}")
         self._take_reports(request.get("report"), request.get("drift"))
         engines = [e for e in self.engines() if serves(kind, e.engine)]
         names, allowed, digest = self._sorted()

@@ -1,0 +1,191 @@
+"""The command table: each wire command's handler, checked against who may call it.
+
+Like fail2ban's transmitter or firewalld's decorated D-Bus methods, every command the control
+socket takes is declared once, with :func:`command`: its name, who may call it (from
+:data:`detoxd.protocol.COMMANDS`: root, a person at the seat, the network agent, anyone) and
+whether it runs with the engine's lock held. :class:`CommandTable` is the control server's
+handler: it answers an unknown command, refuses a caller the table does not allow, and turns an
+:class:`~detoxd.protocol.ErrorReply` a handler raises into the reply, all with
+:func:`~detoxd.protocol.error_response`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from detoxd.protocol import (
+    AGENT,
+    ANYONE,
+    BAD_REQUEST,
+    COMMANDS,
+    NOT_AUTHORIZED,
+    ROOT,
+    SEAT,
+    SUBSCRIBE_COMMAND,
+    ErrorReply,
+    Peer,
+    error_response,
+)
+from detoxd.service import seat
+from detoxd.service.targets.network import agent_uids
+
+if TYPE_CHECKING:
+    from detoxd.service.engine import Engine
+
+log = logging.getLogger("detoxd")
+
+Reply = dict[str, Any]
+Run = Callable[["Engine", dict[str, Any], Peer], Reply]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    who: str  # ROOT, SEAT, AGENT or ANYONE
+    run: Run
+    locked: bool  # run with the engine's lock held (else the handler takes it where it needs it)
+
+
+TABLE: dict[str, Command] = {}
+
+
+def command(name: str, *, locked: bool = True) -> Callable[[Run], Run]:
+    """Declare ``name``'s handler; who may call it is :data:`detoxd.protocol.COMMANDS`'s word."""
+    def register(run: Run) -> Run:
+        if name in TABLE:
+            raise ValueError(f"command {name!r} declared twice")
+        TABLE[name] = Command(name, COMMANDS[name], run, locked)
+        return run
+    return register
+
+
+class Authorizer:
+    """Who the peer (from SO_PEERCRED) is, against what a command asks for."""
+
+    def __init__(self, logind: Callable[[], seat.Logind | None], *,
+                 privileged: frozenset[int] | None = None,
+                 agents: Callable[[], frozenset[int]] = agent_uids) -> None:
+        self._logind = logind
+        self._privileged = privileged if privileged is not None else frozenset({0, os.geteuid()})
+        self._agents = agents
+
+    def refusal(self, name: str, who: str, peer: Peer) -> str | None:
+        """None when ``peer`` may call command ``name``, else why not (the reply's error)."""
+        if who == ANYONE:
+            return None
+        if who == ROOT:
+            return None if peer.uid in self._privileged else f"'{name}' needs root"
+        if who == AGENT:
+            return None if peer.uid in self._agents() else f"'{name}' is for the network agent"
+        if who == SEAT:
+            return seat.check_peer(peer.uid, peer.pid, self._logind())
+        return f"'{name}' has no rule for who may call it"  # never: a test checks every command
+
+
+class CommandTable:
+    """The control server's handler for one engine (thread-safe: see :class:`Command`.locked)."""
+
+    def __init__(self, engine: Engine, authorizer: Authorizer,
+                 table: Mapping[str, Command] = TABLE) -> None:
+        self.engine = engine
+        self.authorizer = authorizer
+        self.table = table
+
+    def __call__(self, request: dict[str, Any], peer: Peer) -> Reply:
+        name = request.get("cmd")
+        found = self.table.get(name) if isinstance(name, str) else None
+        if found is None:
+            return error_response(BAD_REQUEST, f"unknown command {name!r}")
+        refusal = self.authorizer.refusal(found.name, found.who, peer)
+        if refusal is not None:
+            log.warning("refused %s from uid %d: %s", found.name, peer.uid, refusal)
+            return error_response(NOT_AUTHORIZED, refusal)
+        try:
+            if not found.locked:
+                return found.run(self.engine, request, peer)
+            with self.engine.lock:
+                return found.run(self.engine, request, peer)
+        except ErrorReply as error:
+            return error.reply()
+
+
+# ---- the commands ----
+
+@command("status", locked=False)  # never waits on a busy engine: see Engine.current_status
+def _status(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return {"ok": True, "status": engine.current_status(private=peer.uid == 0)}
+
+
+@command("report", locked=False)  # built outside the lock: reading the journal takes a while
+def _report(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.report(peer)
+
+
+@command("reload", locked=False)  # reads the config outside the lock
+def _reload(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.reload_command(peer)
+
+
+@command("start", locked=False)
+def _start(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    # The config as it is on disk now, read outside the lock like every reload: a start right
+    # after an edit must see that edit (the watcher settles for a moment first).
+    engine.reload()
+    with engine.lock:
+        return engine.detox.start(request.get("days"), peer, request.get("peer_lock"))
+
+
+@command("end")
+def _end(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    if "peers_proof" in request:
+        return engine.detox.end_with_peers(request["peers_proof"], peer)
+    return engine.detox.end(peer)
+
+
+@command("peer_lock")
+def _peer_lock(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.detox.peer_lock()
+
+
+@command("calendar")
+def _calendar(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.calendar()
+
+
+@command("activity_targets")
+def _activity_targets(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.activity_targets()
+
+
+@command("activity_report")
+def _activity_report(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.activity_report(request, peer)
+
+
+@command("agent_report")
+def _agent_report(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.agents.report(request, peer, during_detox=engine.state.active)
+
+
+@command("network_sync")
+def _network_sync(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.network_sync(request)
+
+
+@command("open")
+def _open(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.allowance_changed(engine.allowances.open(request, peer, detox_active=engine.state.active))
+
+
+@command("close")
+def _close(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.allowance_changed(engine.allowances.close(request, peer))
+
+
+def unbound() -> frozenset[str]:
+    """Commands of the wire without a handler here (the control server answers ``subscribe``)."""
+    return frozenset(COMMANDS) - frozenset(TABLE) - {SUBSCRIBE_COMMAND}

@@ -1,0 +1,257 @@
+"""The detox's life: start, end (plainly or with the peers' shares), the detox clock's tick,
+failing closed when the state is lost, and the windows reports and audits read.
+
+The keeper holds no state of its own beyond the last ended detox's window: the detox state is the
+engine's (:attr:`Engine.state`), saved by its checkpoint; every method runs with the engine's lock
+held. A refusal is raised as an :class:`~detoxd.protocol.ErrorReply` (the command table replies).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from detoxd.core import detox, peerkey
+from detoxd.core.config import LockMode
+from detoxd.core.report import DetoxWindow
+from detoxd.protocol import ErrorReply, Peer, bad_request, refused
+from detoxd.service import journal
+from detoxd.service.loader import missing_files_error
+from detoxd.service.status import duration_text
+
+if TYPE_CHECKING:
+    from detoxd.service.engine import Engine
+
+log = logging.getLogger("detoxd")
+
+
+class DetoxKeeper:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.last_window: DetoxWindow | None = None  # of the detox that ended while this daemon ran
+
+    # ---- start and end ----
+
+    def start(self, days: Any, peer: Peer, peer_lock: Any = None) -> dict[str, Any]:
+        engine = self.engine
+        self._refuse_on_config_error(peer)
+        wanted = engine.applied.days if days is None else detox.checked_days(days)
+        if wanted is None:
+            raise bad_request(detox.DAYS_RULE)
+        verifier = self._start_verifier(peer_lock, peer)
+        result = detox.start(engine.state, now=engine.clock.now(), boot=engine.boot_reading(),
+                             days=wanted, locked=engine.applied.lock, peer_lock=verifier)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused start from uid %d: %s", peer.uid, result.reason)
+            raise refused(result.reason)
+        engine.state = result
+        engine.state_error = None  # a new detox: whatever was recovered before is settled
+        engine.app_watcher.reset_counts()  # apps_closed counts this detox, like tamper_events
+        engine.checkpoint()
+        engine.allowances.detox_started(locked=result.locked)
+        engine.enforce()
+        how = "locked" if result.locked else "unlocked"
+        if verifier is not None:
+            how = (f"peer lock: {verifier.needed} of {len(verifier.holders)} peers' shares end it "
+                   f"early (share set {peerkey.set_words(verifier.share_set)!r})")
+        log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, wanted, how,
+                 len(engine.hosts.names))
+        engine.lifecycle("detox_started", days=wanted, locked=result.locked, names=len(engine.hosts.names),
+                         ends_at=_iso(detox.ends_at(engine.state, engine.clock.now())), by_uid=peer.uid)
+        engine.publish("detox_started")
+        return {"ok": True, "status": engine.status(private=True)}
+
+    def _refuse_on_config_error(self, peer: Peer) -> None:
+        """A detox starts only on the config the user wrote, as written: never on the last good
+        one while the files are in error, never on built-in defaults of a missing file."""
+        engine = self.engine
+        error = engine.config_error
+        if error is None and engine.config_missing:
+            error = missing_files_error(engine.paths.config_dir, engine.config_missing)
+        if error is None:
+            return
+        log.warning("refused start from uid %d: the config is in error: %s", peer.uid,
+                    "; ".join(str(issue.redacted()) for issue in error.issues))
+        journal.record("start_refused", by_uid=peer.uid, errors=error.total, reason="config in error")
+        raise ErrorReply("invalid_config", str(error), errors=[str(issue) for issue in error.issues],
+                         total=error.total)
+
+    def _start_verifier(self, data: Any, peer: Peer) -> peerkey.Verifier | None:
+        """The verifier a `lock: peers` start must carry (None for other locks), or a refusal."""
+        try:
+            return self._verifier(data)
+        except ErrorReply as refusal:
+            log.warning("refused start from uid %d: %s", peer.uid, refusal.message)
+            raise
+
+    def _verifier(self, data: Any) -> peerkey.Verifier | None:
+        applied = self.engine.applied
+        peers = applied.lock_mode is LockMode.PEERS
+        if data is None:
+            if not peers:
+                return None
+            raise refused("detoxd.yaml has `lock: peers`: start with `sudo detoxd start --shares-out "
+                          "DIR`, which writes each peer's card to DIR")
+        if not peers:
+            raise refused(f"a peer lock was sent but detoxd.yaml has `lock: {applied.lock_mode.value}`, "
+                          "not `lock: peers`")
+        try:
+            verifier = peerkey.verifier_from_json(data)
+        except ValueError as error:
+            raise bad_request(f"peer_lock: {error}") from None
+        if verifier.needed != applied.peers_needed:
+            raise refused(f"the shares need {verifier.needed} peers but detoxd.yaml says "
+                          f"peers_needed: {applied.peers_needed}")
+        return verifier
+
+    def end(self, peer: Peer) -> dict[str, Any]:
+        engine = self.engine
+        result = detox.request_end(engine.state)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused end from uid %d: %s", peer.uid, result.reason)
+            raise refused(result.reason)
+        self.last_window = self.window_of(engine.state, ended_at=engine.clock.now())
+        engine.state = result
+        engine.checkpoint()
+        log.info("detox ended early by uid %d (it was not locked)", peer.uid)
+        return self._ended(reason=f"ended early by uid {peer.uid}")
+
+    def end_with_peers(self, proof_hex: Any, peer: Peer) -> dict[str, Any]:
+        """`end --with-peers`: the CLI recovered the secret from the shares and sends a proof
+        derived from it (never the secret or a share); attempts are rate-limited and logged."""
+        engine = self.engine
+        try:
+            proof = bytes.fromhex(proof_hex) if isinstance(proof_hex, str) else b""
+        except ValueError:
+            proof = b""
+        if len(proof) != peerkey.PROOF_BYTES:
+            raise bad_request(f"peers_proof must be {peerkey.PROOF_BYTES} bytes in hex")
+        engine.tick()  # credited time decides the wait, and a due detox has ended
+        before = engine.state
+        attempt = detox.end_with_peers(before, proof)
+        lock = before.peer_lock if attempt.ended else attempt.state.peer_lock
+        failures = lock.failed_attempts if lock else 0
+        if attempt.ended:
+            self.last_window = self.window_of(before, ended_at=engine.clock.now())
+        if attempt.state is not before:
+            engine.state = attempt.state
+            engine.checkpoint()  # a failure is counted before anyone can retry, across restarts
+        journal.record("peer_end_attempt", ended=attempt.ended, by_uid=peer.uid,
+                       failed_attempts=failures, reason=attempt.reason)
+        if not attempt.ended:
+            log.warning("refused end with peers from uid %d (%d failed attempts): %s",
+                        peer.uid, failures, attempt.reason)
+            engine.publish("peer_attempt_failed", failed_attempts=failures)
+            raise refused(attempt.reason or "refused", failed_attempts=failures,
+                          retry_in_seconds=round(attempt.retry_in))
+        log.warning("detox ended early by uid %d with the peers' shares", peer.uid)
+        return self._ended(reason=f"ended early with the peers' shares by uid {peer.uid}")
+
+    def _ended(self, *, reason: str) -> dict[str, Any]:
+        engine = self.engine
+        engine.allowances.detox_ended()
+        engine.enforce()
+        engine.lifecycle("detox_ended", early=True, reason=reason)
+        engine.publish("detox_ended")
+        return {"ok": True, "status": engine.status(private=True)}
+
+    def peer_lock(self) -> dict[str, Any]:
+        """What `end --with-peers` needs to check shares and derive the proof: public values
+        only (the salt, scrypt's parameters, the share set's identifier, who holds which share)."""
+        engine = self.engine
+        engine.tick()
+        state = engine.state
+        lock = state.peer_lock
+        earlier = [{"share_set": known.identifier, "started_at": _iso(known.started_at)}
+                   for known in state.past_share_sets]
+        if not state.active or lock is None:
+            # The earlier sets still: a new detox's shares must not begin like an old one's.
+            raise ErrorReply("no_peer_lock", "no detox started with `lock: peers` is running",
+                             earlier_share_sets=earlier)
+        verifier = lock.verifier
+        return {"ok": True, "needed": verifier.needed, "holders": list(verifier.holders),
+                "share_set": verifier.share_set, "salt": verifier.salt.hex(),
+                "kdf": {"name": "scrypt", "n": verifier.kdf.n, "r": verifier.kdf.r, "p": verifier.kdf.p},
+                "failed_attempts": lock.failed_attempts,
+                "retry_in_seconds": round(detox.peer_retry_in(state)),
+                "earlier_share_sets": earlier}
+
+    def fail_closed(self, reason: str) -> None:
+        """No copy of the state survived, but the block in the hosts file shows a detox was
+        running. Its end cannot be known: a new locked detox of the configured length starts
+        now (never ends early), keeping every name the file blocks, and status says so."""
+        engine = self.engine
+        days = engine.applied.days
+        result = detox.start(detox.DetoxState(), now=engine.clock.now(), boot=engine.boot_reading(),
+                             days=days, locked=True)
+        assert isinstance(result, detox.DetoxState)  # an idle state can always start
+        engine.state = detox.update_ratchet(result, engine.recovery.block_names_in_hosts_file())
+        engine.state_error = (f"the detox state was lost ({reason}), so a locked detox of "
+                              f"{days:g} days was started again")
+        log.error("%s", engine.state_error)
+        engine.lifecycle("state_lost", reason=reason, failed_closed=True)
+        ends_at = _iso(detox.ends_at(engine.state, engine.clock.now()))
+        engine.lifecycle("detox_started", days=days, locked=True, names=len(engine.state.ratchet),
+                         ends_at=ends_at, reason="failed closed")
+
+    # ---- the detox clock ----
+
+    def tick(self) -> None:
+        engine, paths = self.engine, self.engine.paths
+        before = engine.state
+        now, boot = engine.clock.now(), engine.boot_reading()
+        sync = engine.clock.time_sync() if detox.needs_time_sync(before, now=now, boot=boot) else None
+        engine.state = detox.tick(before, now=now, boot=boot, sync=sync)
+        self._report_held_time(before, engine.state)
+        if engine.state.clock_jumps > before.clock_jumps and before.checkpoint is not None:
+            wall = (now - before.checkpoint.wall).total_seconds()
+            credited = boot.seconds - before.checkpoint.boot.seconds
+            journal.record("clock_jump", seconds=round(wall - credited))
+        engine.recovery.watch_state_dir()
+        if (engine.state.active or "state" in engine.problems) and not os.path.lexists(paths.state_file):
+            # Removed (or never written: the disk was full): a kill now would lose the detox.
+            if "state" not in engine.problems:
+                log.warning("the state file %s is gone: writing it again", paths.state_file)
+            engine.checkpoint()
+        if before.active and not engine.state.active:
+            log.info("detox finished: removing the block from %s", paths.hosts_file)
+            engine.lifecycle("detox_ended", early=False, reason="finished")
+            self.last_window = self.window_of(before, ended_at=now)
+            engine.checkpoint()
+            engine.allowances.detox_ended()
+            engine.enforce()
+            engine.publish("detox_ended")
+
+    def _report_held_time(self, before: detox.DetoxState, after: detox.DetoxState) -> None:
+        """Time the wall clock claims across a reboot without confirmation: held, loudly."""
+        was, held = detox.held_seconds(before), detox.held_seconds(after)
+        if held > was and after.held is not None:
+            log.warning("%s of downtime held, not credited: %s", duration_text(held), after.held.reason)
+            journal.record("time_held", seconds=round(held), reason=after.held.reason)
+            self.engine.publish("status")
+        elif was and not held:
+            credited = after.credited_seconds - before.credited_seconds if after.active else None
+            log.info("the clock is confirmed: held time released (%s held)", duration_text(was))
+            journal.record("time_released", held_seconds=round(was),
+                           credited_seconds=None if credited is None else round(credited))
+            self.engine.publish("status")
+
+    # ---- windows ----
+
+    def report_window(self) -> DetoxWindow | None:
+        """The running detox; else the one that ended while this daemon ran; else None (the
+        report then takes the latest one in the journal)."""
+        running = self.window_of(self.engine.state)
+        return running if running is not None else self.last_window
+
+    def window_of(self, state: detox.DetoxState, ended_at: datetime | None = None) -> DetoxWindow | None:
+        started, ends = state.started_at, detox.ends_at(state, self.engine.clock.now())
+        if not state.active or started is None or ends is None:
+            return None
+        return DetoxWindow(started, ends, ended_at)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None

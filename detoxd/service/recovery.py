@@ -1,0 +1,104 @@
+"""The detox state brought back at start-up, and kept when its directory goes while detoxd runs.
+
+At start the state comes from the first usable copy (:func:`state_store.load_first`); damaged
+copies are set aside as evidence; a running detox keeps every name detoxd's block in the hosts file
+still holds. When no copy is usable, the traces outside the state (:mod:`detoxd.service.traces`)
+decide: a detox was running (the engine fails closed at boot), none was, or nothing says (loud).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from detoxd.core import detox, evidence, hosts
+from detoxd.service import state_store, traces
+
+if TYPE_CHECKING:
+    from detoxd.service.engine import Engine
+
+log = logging.getLogger("detoxd")
+
+
+class StateRecovery:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.lost: str | None = None  # no copy of the state could be used, and a detox ran: why
+        self.lost_at_start: str | None = None  # copies were gone at start (journalled at boot)
+        self._state_dir_missing = False  # removed while running, and not made again yet
+
+    def load(self) -> detox.DetoxState:
+        """The state from the first usable copy. When none is usable but the hosts file still
+        holds detoxd's block (a detox was running), :attr:`lost` says why: boot fails closed."""
+        engine, paths = self.engine, self.engine.paths
+        state, problems = state_store.load_first((paths.state_file, *engine.state_copies()))
+        for problem in problems:
+            log.error("state file unusable: %s", problem)
+            if not isinstance(problem, state_store.MissingRatchetError) and os.path.lexists(problem.path):
+                state_store.set_aside(problem.path)  # the evidence, out of the way of the next save
+        if state is not None:
+            if state.active:  # every name detoxd's block holds was enforced: the ratchet keeps it
+                state = detox.update_ratchet(state, self.block_names_in_hosts_file(known=state.ratchet))
+            if problems:
+                used = "a copy" if not isinstance(problems[-1], state_store.MissingRatchetError) else "it"
+                engine.state_error = f"{problems[0].path.name}: {problems[0].reason}; resumed from {used}"
+            elif not os.path.lexists(paths.state_file):  # removed while detoxd was stopped
+                engine.state_error = f"{paths.state_file} was gone; resumed from a copy"
+                self.lost_at_start = engine.state_error
+            return state
+        reason = problems[0].reason if problems else "no state file"
+        verdict = traces.verdict(paths, in_hosts_file=bool(self.block_names_in_hosts_file()),
+                                 damaged=bool(problems))
+        if verdict.word is evidence.Word.RUNNING:
+            self.lost = f"{reason}; {verdict}"
+        elif verdict.word is evidence.Word.SILENT:
+            self.lost_at_start = (f"every copy of the detox state is gone ({reason}) and nothing left "
+                                  f"says whether a detox was running ({verdict.source}): if one was, "
+                                  "its traces vanished")
+            engine.state_error = self.lost_at_start
+            engine.problems["lost state"] = self.lost_at_start
+            log.error("%s", self.lost_at_start)
+        elif problems:
+            log.error("state unusable (%s), and %s: no detox was running", reason, verdict)
+        return detox.DetoxState()
+
+    def block_names_in_hosts_file(self, known: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The names detoxd's block in the hosts file holds, beyond ``known`` ones (validated)."""
+        try:
+            text = self.engine.hosts.file.read()
+        except OSError:
+            return frozenset()
+        # Names the ratchet already holds were validated when they got there: at a million names
+        # validating them all again doubled a restart.
+        names = hosts.split(text).names - known
+        try:
+            return frozenset(state_store.checked_names(sorted(names), "the hosts block"))
+        except (TypeError, ValueError):
+            return frozenset(name for name in names if state_store.is_valid_name(name))
+
+    def watch_state_dir(self) -> None:
+        """Each tick: a state directory removed while running is written again at once."""
+        directory = self.engine.paths.state_dir
+        missing = not os.path.lexists(directory)  # (something else there: see problems)
+        if missing and not self._state_dir_missing:
+            self._state_dir_removed()  # once: it stays missing only when it cannot be made again
+        self._state_dir_missing = missing and not os.path.lexists(directory)
+
+    def _state_dir_removed(self) -> None:
+        """`rm -rf /var/lib/detoxd` while running: everything is written again from memory at
+        once (the state, the last good blocklist, the kept app rules), and it is said in the
+        event journal (started again), the ledger, the log and status."""
+        engine = self.engine
+        engine.state_error = (f"the state directory {engine.paths.state_dir} was removed while detoxd "
+                              f"ran (at {_iso(engine.clock.now())}); written again from memory; the "
+                              "event journal before that is gone")
+        log.error("%s", engine.state_error)
+        engine.rewrite_state_files()
+        engine.lifecycle("state_lost", reason="state directory removed while running",
+                         during_detox=engine.state.active)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
