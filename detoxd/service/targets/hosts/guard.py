@@ -32,7 +32,7 @@ from detoxd.core import hosts
 from detoxd.service import inotify
 from detoxd.service.targets.hosts.fsops import HostsFileError
 from detoxd.service.targets.hosts.hostsbytes import common_tail_start
-from detoxd.service.targets.hosts.hostsfile import DEFAULT_READ_LIMIT, HostsFile
+from detoxd.service.targets.hosts.hostsfile import DEFAULT_READ_LIMIT, ChangedSinceRead, HostsFile
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,13 @@ class HostsGuard:
         self._in_sync = False
         current = self._read_after_writer()
         desired = self._desired(current)
-        written = self.file.write(desired.text, current, in_place=under_writer)
+        try:
+            written = self.file.write(desired.text, current, in_place=under_writer)
+        except ChangedSinceRead:
+            # Someone wrote since the read (a big write seen half done): restoring now would
+            # overwrite the rest of their bytes. Their change settles first, then a new look.
+            self._mark_pending(writer_open=True)
+            return Outcome(False, False, ())
         if written and under_writer:
             self._restored_under_writer = (desired.text, self._monotonic())
         if written:

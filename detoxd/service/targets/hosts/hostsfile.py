@@ -131,6 +131,22 @@ DEFAULT_READ_LIMIT = 256 << 20
 UNUSABLE_SUFFIX = ".unusable"
 
 
+class ChangedSinceRead(Exception):
+    """The file changed after the read a write was computed from (a writer mid-write: a single
+    ``write`` of megabytes is seen half done). Writing now would put detoxd's block over the rest
+    of their bytes and, in place, truncate them away: nothing is written; look again once their
+    change has settled."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} changed while detoxd was reading it")
+
+
+# A read is retried this often while the file's size is not the length read (a write in
+# progress); after that it is taken as it is and a write computed from it is refused.
+_CONSISTENT_READ_TRIES = 5
+_UNSETTLED = (-1,)  # the identity of a read that never settled: equal to no file's
+
+
 class Recovery(StrEnum):
     NOTHING = "no interrupted write"
     FINISHED = "finished an interrupted write"
@@ -162,17 +178,38 @@ class HostsFile:
         self.recovery_error: OSError | None = None  # why a kept journal could not be replayed
         self.unsynced = False  # an append not fsynced yet (see sync)
         self._written = mode == "inplace"  # the first write tries the usual way (see write)
+        self._read_identity: tuple[int, ...] = ()  # the file as the last read saw it
 
     def read(self) -> bytes:
         """The file's bytes; a missing file reads as empty. Raises HostsFileError when the path
         is no regular file (a link is followed and its target checked) or holds more than
-        :attr:`limit` bytes, OSError when it cannot be read."""
+        :attr:`limit` bytes, OSError when it cannot be read.
+
+        Reads run beside writes (the kernel does not order them): a read during someone's big
+        write sees part of it. Such a read is retried; :meth:`write` refuses to build on one
+        that never settled or that the file has moved on from (:class:`ChangedSinceRead`)."""
+        data = b""
+        for _ in range(_CONSISTENT_READ_TRIES):
+            try:
+                data = read_regular(self.path, self.limit, follow_links=True)
+            except FileNotFoundError:
+                data = b""
+            except OSError as error:
+                raise explain(error, self.path) from None
+            identity = self._identity()
+            if (identity[1] if identity else 0) == len(data):
+                self._read_identity = identity
+                return data
+        self._read_identity = _UNSETTLED
+        return data
+
+    def _identity(self) -> tuple[int, ...]:
+        """What tells a changed file from the same one: inode, size and times (empty: missing)."""
         try:
-            return read_regular(self.path, self.limit, follow_links=True)
-        except FileNotFoundError:
-            return b""
-        except OSError as error:
-            raise explain(error, self.path) from None
+            info = os.stat(self.path)
+        except OSError:
+            return ()
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
     def size(self) -> int:
         """The file's size without reading it (0 when it is missing or odd)."""
@@ -193,6 +230,8 @@ class HostsFile:
             current = self.read()
         if current == content:  # a missing file counts as empty: no write creates an empty one
             return False
+        if self._identity() != self._read_identity:
+            raise ChangedSinceRead(self.path)
         # Not before the first write has found out whether rename works: in place, that write
         # makes the reserve a later journal may need on a full disk.
         if self._written and self.mode != "rename" and (

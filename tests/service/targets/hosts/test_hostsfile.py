@@ -19,7 +19,7 @@ import pytest
 from detoxd.service.targets.hosts import hostsfile as hostsfile_module
 from detoxd.service.targets.hosts.fsops import HostsFileError
 from detoxd.service.targets.hosts.hostsbytes import Journal, encode_journal, is_torn_between
-from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, HostsFile, Recovery
+from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, ChangedSinceRead, HostsFile, Recovery
 
 OLD = b"127.0.0.1 localhost\n# mine\n" * 400  # 10.8 kB: several pages
 NEW = b"127.0.0.1 localhost\n0.0.0.0 facebook.com\n:: facebook.com\n" * 150  # 8.7 kB
@@ -126,7 +126,7 @@ def test_an_append_keeps_the_inode_writes_no_journal_and_is_fsynced_at_the_next_
     hosts_file.sync()
     assert not hosts_file.unsynced
     hosts.write_bytes(b"")  # truncated: the whole content is the tail
-    assert hosts_file.write(NEW, b"") is True
+    assert hosts_file.write(NEW, hosts_file.read()) is True
     assert hosts.read_bytes() == NEW and os.stat(hosts).st_ino == inode
 
 
@@ -143,12 +143,40 @@ def test_a_change_within_one_page_is_patched_in_place_and_anything_wider_is_not(
     assert hosts.read_bytes() == two_pages and os.stat(hosts).st_ino != inode
 
 
-def test_a_stale_view_of_the_file_is_never_appended_to(hosts: Path, tmp_path: Path) -> None:
-    """``current`` no longer what the file holds (it grew meanwhile): written the usual way."""
+@pytest.mark.parametrize("mode", ["auto", "rename", "inplace"])
+def test_a_write_computed_from_a_read_the_file_has_moved_on_from_writes_nothing(
+        hosts: Path, tmp_path: Path, mode: str) -> None:
+    """Someone wrote after the read (a writer mid-write): writing would put the block over the
+    rest of their bytes (before: written the usual way, their later lines lost)."""
     hosts_file = written_once(hosts, tmp_path)
-    inode = os.stat(hosts).st_ino
-    assert hosts_file.write(OLD[:100] + NEW, OLD[:100]) is True
-    assert hosts.read_bytes() == OLD[:100] + NEW and os.stat(hosts).st_ino != inode
+    hosts_file.mode = mode
+    seen = hosts_file.read()
+    with hosts.open("ab") as writer:
+        writer.write(b"# theirs, after the read\n")
+    with pytest.raises(ChangedSinceRead):
+        hosts_file.write(seen + NEW, seen)
+    assert hosts.read_bytes() == OLD + b"# theirs, after the read\n"
+    assert hosts_file.write(hosts_file.read() + NEW) is True  # a fresh look: written
+    assert hosts.read_bytes() == OLD + b"# theirs, after the read\n" + NEW
+
+
+def test_a_read_that_saw_a_write_half_done_is_read_again(
+        hosts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads are not ordered with writes: one can return the first part of a big write in
+    progress (here the first read is made to return what such a read returns: a prefix of the
+    file, shorter than its size). It is read again; if it never settles, a write is refused."""
+    real_read = hostsfile_module.read_regular
+    halves = iter([OLD[: len(OLD) // 2]])
+    monkeypatch.setattr(hostsfile_module, "read_regular",
+                        lambda *args, **kwargs: next(halves, None) or real_read(*args, **kwargs))
+    hosts_file = HostsFile(hosts, tmp_path / "state")
+    assert hosts_file.read() == OLD
+    monkeypatch.setattr(hostsfile_module, "read_regular", lambda *args, **kwargs: OLD[:100])
+    seen = hosts_file.read()
+    assert seen == OLD[:100]
+    with pytest.raises(ChangedSinceRead):
+        hosts_file.write(seen + NEW, seen)
+    assert hosts.read_bytes() == OLD
 
 
 def test_the_rename_mode_never_appends(hosts: Path, tmp_path: Path) -> None:
