@@ -15,16 +15,18 @@ from __future__ import annotations
 class DnsEngineSpec:
     """What detoxd knows about one kind of DNS engine before talking to it."""
 
-    __slots__ = ("defaults", "keys", "kind", "label", "remote", "required")
+    __slots__ = ("defaults", "keys", "kind", "label", "mac_clients", "remote", "required")
 
     def __init__(self, kind: str, label: str, *, keys: tuple[str, ...], remote: bool,
-                 required: tuple[str, ...] = (), defaults: tuple[tuple[str, str], ...] = ()) -> None:
+                 required: tuple[str, ...] = (), defaults: tuple[tuple[str, str], ...] = (),
+                 mac_clients: bool = False) -> None:
         self.kind = kind  # the config's and the JSON's ``engine:`` value: never rename
         self.label = label  # what users read: "Pi-hole"
         self.keys = keys  # the keys of its ``network:`` entry besides ``engine``
         self.remote = remote  # reached over the network (a web API) rather than on this machine
         self.required = required
         self.defaults = dict(defaults)
+        self.mac_clients = mac_clients  # ``clients:`` may name a device by its MAC address
 
     @property
     def agent_unit(self) -> str:
@@ -38,7 +40,10 @@ class DnsEngineSpec:
 _WEB_API_KEYS = ("url", "password_file", "tls_fingerprint", "clients")
 
 DNS_ENGINES: tuple[DnsEngineSpec, ...] = (
-    DnsEngineSpec("pihole", "Pi-hole", keys=_WEB_API_KEYS, remote=True, required=("url", "password_file")),
+    DnsEngineSpec("pihole", "Pi-hole", keys=_WEB_API_KEYS, remote=True, required=("url", "password_file"),
+                  mac_clients=True),
+    # AdGuard Home's $client modifier matches IPs, CIDRs and client names; a MAC address
+    # identifies a device only when AdGuard Home is the network's DHCP server.
     DnsEngineSpec("adguardhome", "AdGuard Home", keys=_WEB_API_KEYS, remote=True,
                   required=("url", "password_file")),
     DnsEngineSpec("dnsmasq", "dnsmasq", keys=("conf_dir", "service"), remote=False,
@@ -72,6 +77,13 @@ def agent_unit(engine_kind: str) -> str:
     """The unit to look at for an engine (an unknown kind is named like a local one)."""
     spec = BY_KIND.get(engine_kind)
     return spec.agent_unit if spec else f"detoxd-network-{engine_kind}"
+
+
+def agent_kinds_help() -> str:
+    """``--engines``' help: "remote: Pi-hole, AdGuard Home; local: dnsmasq and Unbound; ..."."""
+    remote = ", ".join(spec.label for spec in DNS_ENGINES if spec.remote)
+    local = " and ".join(spec.label for spec in DNS_ENGINES if not spec.remote)
+    return f"remote: {remote}; local: {local}; or one local engine (default: all)"
 
 
 def label(engine_kind: str) -> str:

@@ -127,7 +127,7 @@ def _parse_engine(source: Source, node: Node, path: str, index: int) -> DnsEngin
     url = _url(source, text("url"), join(path, "url"))
     password_file = _relative_file(source, text("password_file"), join(path, "password_file"))
     fingerprint = _fingerprint(source, text("tls_fingerprint"), join(path, "tls_fingerprint"))
-    clients = _clients(source, fields.get("clients"), join(path, "clients"), kind)
+    clients = _clients(source, fields.get("clients"), join(path, "clients"), spec)
     conf_dir = _absolute_path(source, text("conf_dir"), join(path, "conf_dir"))
     control_config = _absolute_path(source, text("control_config"), join(path, "control_config"))
     service = _service(source, text("service"), join(path, "service"))
@@ -229,7 +229,8 @@ def normalize_client(raw: str) -> tuple[str | None, str]:
         return None, f"{raw[:80]!r} is not an IP address, a CIDR range or a MAC address"
 
 
-def _clients(source: Source, node: Node | None, path: str, kind: str) -> tuple[str, ...]:
+def _clients(source: Source, node: Node | None, path: str,
+             spec: dnsengines.DnsEngineSpec) -> tuple[str, ...]:
     if node is None:
         return ()
     clients: list[str] = []
@@ -241,10 +242,8 @@ def _clients(source: Source, node: Node | None, path: str, kind: str) -> tuple[s
         client, kind_or_error = normalize_client(raw)
         if client is None:
             source.error(line, item_path, kind_or_error)
-        elif kind == "adguardhome" and kind_or_error == "mac":
-            # AdGuard Home's $client modifier matches IPs, CIDRs and client names; a MAC address
-            # identifies a device only when AdGuard Home is the network's DHCP server.
-            source.error(line, item_path, "AdGuard Home rules match IP addresses or CIDR ranges, "
+        elif kind_or_error == "mac" and not spec.mac_clients:
+            source.error(line, item_path, f"{spec.label} rules match IP addresses or CIDR ranges, "
                          "not MAC addresses: give the device's IP address")
         elif client not in clients:
             clients.append(client)

@@ -140,7 +140,7 @@ def test_only_root_or_the_agent_user_gets_the_names(detoxd_env: DetoxdEnv, tmp_p
 def test_remote_agent_with_systemd_credentials_against_the_pihole_standin(
         detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
     """`detoxd netagent --engines remote` as its unit runs it: the password comes from
-    $CREDENTIALS_DIRECTORY (LoadCredential=), the Pi-hole is the stand-in (tests/service/targets/
+    $CREDENTIALS_DIRECTORY (LoadCredential=), the Pi-hole is the stand-in (tests/netagent/
     standins.py, written from FTL's OpenAPI spec, API 6.0) since Pi-hole cannot be installed here."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netagent"))
     from standins import pihole_standin

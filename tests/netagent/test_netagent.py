@@ -1,7 +1,7 @@
 """The network agent and the daemon's side of it, in-process: a real Engine (scratch files,
 FakeClock), a NetAgent whose requests go straight to the engine's handler (what the control
 socket would carry), and engine targets that record what they were told — the real targets are
-tested against real engines in tests/integration and against the stand-ins in tests/service/targets.
+tested against real engines in tests/integration and against the stand-ins in tests/netagent/standins.py.
 """
 
 from __future__ import annotations

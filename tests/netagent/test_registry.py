@@ -86,3 +86,15 @@ def test_the_agent_kinds_follow_the_engine_list() -> None:
         assert not dnsengines.serves("local" if spec.remote else "remote", spec.kind)
         assert dnsengines.agent_unit(spec.kind) == ("detoxd-network" if spec.remote
                                                      else f"detoxd-network-{spec.kind}")
+
+
+def test_the_cli_offers_the_agent_kinds_of_the_table() -> None:
+    """The parser keeps its own copy (`detoxd status` starts without importing detoxd.core):
+    this holds the two together."""
+    from detoxd.cli import build_parser
+
+    parser = build_parser()
+    netagent = next(action for action in parser._subparsers._group_actions[0].choices["netagent"]._actions
+                    if "--engines" in action.option_strings)
+    assert tuple(netagent.choices or ()) == dnsengines.AGENT_KINDS
+    assert netagent.help == dnsengines.agent_kinds_help()
