@@ -324,11 +324,24 @@ def unbound_zones(names: Sequence[str], allowed: Sequence[str]) -> dict[str, str
     return zones
 
 
+_ZONE_LINE_PREFIX = '    local-zone: "'
+
+
 def render_unbound(zones: dict[str, str]) -> str:
     lines = [f"# {MARKER_COMMENT}.", "# Written by detoxd; loaded at start-up so a restart keeps the block.",
              "server:"]
-    lines += [f'    local-zone: "{name}." {kind}' for name, kind in sorted(zones.items())]
+    lines += [f'{_ZONE_LINE_PREFIX}{name}." {kind}' for name, kind in sorted(zones.items())]
     return "\n".join(lines) + "\n"
+
+
+def unbound_include_zones(text: str | None) -> dict[str, str]:
+    """The zones an include file :func:`render_unbound` wrote lists (what detoxd added)."""
+    zones: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        if line.startswith(_ZONE_LINE_PREFIX):
+            name, _, kind = line[len(_ZONE_LINE_PREFIX):].partition('." ')
+            zones[name] = kind.strip()
+    return zones
 
 
 def parse_unbound_local_zones(text: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from detoxd.core.network import (
     DnsEngineConfig,
     parse_unbound_local_zones,
     render_unbound,
+    unbound_include_zones,
     unbound_zones,
     zone_changes,
 )
@@ -43,19 +44,6 @@ from detoxd.netagent.engines import (
 log = logging.getLogger("detoxd.network")
 
 CONTROL_TIMEOUT = 60.0
-_ZONE_LINE_PREFIX = '    local-zone: "'
-
-
-def zones_in_include(text: str | None) -> dict[str, str]:
-    """The zones an include file written by detoxd lists (what detoxd added)."""
-    zones: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        if line.startswith(_ZONE_LINE_PREFIX):
-            name, _, kind = line[len(_ZONE_LINE_PREFIX):].partition('." ')
-            zones[name] = kind.strip()
-    return zones
-
-
 class UnboundEngine(DnsEngine):
     spec = dnsengines.BY_KIND["unbound"]
     fixes: ClassVar[dict[str, str]] = {
@@ -78,7 +66,7 @@ class UnboundEngine(DnsEngine):
 
     def apply(self, names: Sequence[str], allowed: Sequence[str]) -> None:
         wanted = unbound_zones(names, allowed)
-        before = zones_in_include(read_text(self.path))
+        before = unbound_include_zones(read_text(self.path))
         include = render_unbound(wanted)
         # The include file first: after a crash it still lists every zone detoxd may have added.
         if read_text(self.path) != include:
@@ -110,7 +98,7 @@ class UnboundEngine(DnsEngine):
         return drift
 
     def remove(self) -> None:
-        ours = {**zones_in_include(read_text(self.path)), **(self._wanted or {})}
+        ours = {**unbound_include_zones(read_text(self.path)), **(self._wanted or {})}
         if ours:
             present = self._list_zones()
             mine = sorted(name for name, kind in ours.items() if present.get(name) == kind)
@@ -128,7 +116,8 @@ class UnboundEngine(DnsEngine):
     def describe(self) -> str:
         status = self._run("status", "")
         version = next((line for line in status.splitlines() if line.startswith("version")), "version ?")
-        return f"unbound: {version.strip()}, {len(zones_in_include(read_text(self.path)))} zones of detoxd's"
+        ours = unbound_include_zones(read_text(self.path))
+        return f"unbound: {version.strip()}, {len(ours)} zones of detoxd's"
 
     def _add(self, zones: dict[str, str]) -> None:
         self._run("local_zones", "".join(f"{name} {kind}\n" for name, kind in sorted(zones.items())))

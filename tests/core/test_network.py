@@ -24,6 +24,7 @@ from detoxd.core.network import (
     pihole_plan,
     render_dnsmasq,
     render_unbound,
+    unbound_include_zones,
     unbound_zones,
     zone_changes,
 )
@@ -327,3 +328,10 @@ def test_json_that_is_not_an_engine_is_refused() -> None:
         assert str(raised.value) == message
     with pytest.raises(KeyError):
         engine_from_json({})
+
+
+def test_the_unbound_include_file_reads_back_as_the_zones_it_was_rendered_from() -> None:
+    zones = unbound_zones(("a.example", CANARY), ("ok.a.example",))
+    assert unbound_include_zones(render_unbound(zones)) == zones
+    assert unbound_include_zones(None) == {}
+    assert unbound_include_zones('server:\n    local-zone: "x.example." static\n') == {"x.example": "static"}

@@ -16,9 +16,9 @@ import pytest
 from conftest import wait_for
 from dnsnet import ENGINE_IP, UNBOUND_IP, HouseholdNet, household, missing_tools
 
-from detoxd.core.network import CANARY, DnsEngineConfig, engine_names, exceptions
+from detoxd.core.network import CANARY, DnsEngineConfig, engine_names, exceptions, unbound_include_zones
 from detoxd.netagent.dnsmasq import DnsmasqEngine
-from detoxd.netagent.unbound import UnboundEngine, zones_in_include
+from detoxd.netagent.unbound import UnboundEngine
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or bool(missing_tools()),
@@ -120,7 +120,7 @@ def test_unbound_after_a_crash_a_new_agent_removes_everything_without_duplicates
     again.apply(*names())
     listed = net.in_engine(["unbound-control", "-c", str(net.unbound_conf), "list_local_zones"]).stdout
     assert listed.splitlines().count("twitter.com. always_null") == 1
-    include = zones_in_include((net.unbound_conf_dir / "detoxd.conf").read_text())
+    include = unbound_include_zones((net.unbound_conf_dir / "detoxd.conf").read_text())
     assert set(include) == {*BLOCK, CANARY, *ALLOW}
 
     fresh = UnboundEngine(unbound_config(net))  # restarted after the end: nothing in memory

@@ -2,8 +2,13 @@
 
 Every target has the same small shape (:class:`Target`): ``apply`` the desired names, ``check``
 for drift (and undo it), ``remove`` exactly what it added, report its ``state``. The engine decides
-*what* is blocked; a target only knows *how* to put it in its place (the hosts file, browser
-policies, and — through helper processes — the household's DNS engines).
+*what* is blocked; a target only knows *how* to put it in its place.
+
+The daemon's targets, each in its place here: :mod:`.hosts` (the hosts file, with its guard and
+crash-safe writer), :mod:`.browser` (browser policies, with the policy files), and
+:mod:`.network` (the daemon's side of the network agents, which drive the household's DNS
+engines from their own process: :mod:`detoxd.netagent`, behind its own interface,
+:class:`detoxd.netagent.engines.DnsEngine`).
 """
 
 from __future__ import annotations
