@@ -351,13 +351,15 @@ class TrayAgent:
         if self._shown is None or face != self._shown[0]:
             self._face = face
             image = icons.render(face, ICON_SIZE)
+        # The menu first: a panel that sees the new title then finds the menu that goes with it
+        # (a rebuilt menu has new item ids; a click on the old one's is lost).
+        self.icon.menu = self._pystray_menu(view)
         if self.backend_name == "xorg":
             _update_on_xorg(self.icon, image, title)
         else:
             if image is not None:
                 self.icon.icon = image
             self.icon.title = title
-        self.icon.menu = self._pystray_menu(view)
         self._shown = shown
         log.info("tray: %s", title)
 

@@ -37,6 +37,15 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_quietly(predicate: Callable[[], Any], timeout: float) -> bool:
+    """Whether ``predicate`` became true within ``timeout`` (for a step that is retried)."""
+    try:
+        wait_for(predicate, timeout=timeout)
+    except AssertionError:
+        return False
+    return True
+
+
 @dataclass
 class DetoxdEnv:
     root: Path

@@ -5,12 +5,12 @@ follows the daemon going away and coming back. The screenshots are kept in tests
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import DetoxdEnv, have, wait_for
+from conftest import DetoxdEnv, have, wait_for, wait_quietly
 from desktop import Desktop, desktop_session, start_tray, stop
 from PIL import Image, ImageChops, ImageStat
 
@@ -82,14 +82,6 @@ def docked_with(desktop: Desktop, fragment: str) -> Window:
     except AssertionError as error:
         details = f"--- windows:\n{tree(desktop)}\n--- agent:\n{desktop.log('tray')}"
         raise AssertionError(f"{error}\n{details}") from None
-
-
-def wait_quietly(predicate: Callable[[], bool], timeout: float) -> bool:
-    try:
-        wait_for(predicate, timeout=timeout)
-    except AssertionError:
-        return False
-    return True
 
 
 def screenshot(desktop: Desktop, name: str) -> Image.Image:
