@@ -134,7 +134,7 @@ def check_daemon(facts: Facts) -> Check:
 
 def check_service(enabled: str | None) -> Check:
     if enabled is None:
-        return Check("service", Level.SKIP, "systemctl is not available: cannot tell")
+        return Check("service", Level.SKIP, "no systemd unit directory: cannot tell")
     if enabled in ("enabled", "enabled-runtime", "static", "alias"):
         return Check("service", Level.OK, f"{SERVICE} is {enabled}: it starts at boot")
     state = enabled or "not installed"
@@ -146,7 +146,7 @@ def check_cutter(enabled: str | None, stuck: int) -> Check:
     """The connection cutter closes open connections when sites are blocked again (allowances,
     config edits): without it new connections are still blocked, open tabs keep working."""
     if enabled is None:
-        return Check("connection cutter", Level.SKIP, "systemctl is not available: cannot tell")
+        return Check("connection cutter", Level.SKIP, "no systemd unit directory: cannot tell")
     if enabled not in ("enabled", "enabled-runtime", "static", "alias"):
         return Check("connection cutter", Level.WARN,
                      f"{CUTTER_PATH_UNIT} is {enabled or 'not installed'}: open connections to sites "
@@ -637,17 +637,8 @@ def _cutter_stuck(paths: Paths) -> int:
 
 
 def _service_enabled(root: Path, unit: str = SERVICE) -> str | None:
-    import shutil
-    import subprocess
+    """`systemctl is-enabled`'s answer, from the unit files: a normal user's systemctl needs the
+    system D-Bus, and without it would make an installed unit look missing."""
+    from detoxd.unitfiles import unit_state
 
-    systemctl = shutil.which("systemctl")
-    if systemctl is None:
-        return None
-    root_option = [] if root.resolve() == Path("/") else [f"--root={root}"]
-    try:
-        # Fixed arguments and a path, as a list: no shell.
-        result = subprocess.run([systemctl, *root_option, "is-enabled", unit], capture_output=True,
-                                text=True, timeout=10, check=False, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip()
+    return unit_state(root, unit)

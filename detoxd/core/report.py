@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
+from detoxd.core import statustext
+
 REPORT_VERSION = 1
 BEFORE_DAYS = 14
 MAX_TAMPERS_LISTED = 200  # the latest; every one is counted in the days
@@ -334,10 +336,6 @@ def duration_text(seconds: float | None) -> str:
     return f"{minutes // 60} h {minutes % 60} min"
 
 
-def _times(count: int) -> str:
-    return "once" if count == 1 else f"{count} times"
-
-
 def _app_label(name: str) -> str:
     return name[:1].upper() + name[1:]
 
@@ -352,17 +350,20 @@ def summary(document: Mapping[str, Any]) -> str:
     if over:
         elapsed = detox["days_elapsed"]
         count = round(elapsed) if abs(elapsed - round(elapsed)) < 0.05 else round(elapsed, 1)
-        head = f"{count} day{'s' if count != 1 else ''}"
+        head = statustext.count(count, "day")
     else:
-        head = f"Day {days} of {round(detox['days_total'])} so far"
+        # Calendar days: a detox shorter than half a day is not "Day 1 of 0", and one started in
+        # the evening is not "Day 15 of 14" on its last morning.
+        total = max(days, round(detox["days_total"]))
+        head = f"Day {days} of {total} so far"
     attempts = during["tamper_attempts"]
-    parts = [f"{attempts} tamper attempt{'s' if attempts != 1 else ''}"]
-    parts += [f"{_app_label(app)} closed {_times(count)}" for app, count in during["apps_closed"].items()]
+    parts = [statustext.count(attempts, "tamper attempt")]
+    parts += [f"{_app_label(app)} closed {statustext.times(count)}"
+              for app, count in during["apps_closed"].items()]
     if during["blocked_lookups"] is not None:
-        parts.append(f"{during['blocked_lookups']} blocked lookups")
+        parts.append(statustext.count(during["blocked_lookups"], "blocked lookup"))
     if during["end_attempts"]:
-        parts.append(f"{during['end_attempts']} attempt{'s' if during['end_attempts'] != 1 else ''} "
-                     "to end it early")
+        parts.append(f"{statustext.count(during['end_attempts'], 'attempt')} to end it early")
     if during["allowance_minutes"]:
         parts.append(f"{round(during['allowance_minutes'])} min of allowances")
     if during["blocked_site_seconds"] is None and before["blocked_site_seconds"] is None:

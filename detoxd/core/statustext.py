@@ -32,7 +32,7 @@ ENGINE_STATE_TEXT = {
 
 # ---- counting words ----
 
-def count(number: int | None, noun: str, plural: str | None = None) -> str:
+def count(number: float | None, noun: str, plural: str | None = None) -> str:
     """"1 name", "2 names", "0 names"; "? names" when the number is unknown."""
     if number is None:
         return f"? {plural or noun + 's'}"

@@ -361,9 +361,28 @@ def test_the_summary_says_one_in_the_singular() -> None:
     journal.add(START + timedelta(hours=1), "activity_day", uid=1000, date="2026-11-17", sites={"x.com": 60})
     journal.add(ends, "detox_ended", early=False, reason="finished")
     document = report.build(journal.events, now=ends + timedelta(hours=1), tz=UTC)
-    assert document["summary"] == ("1 day: 1 tamper attempt, Discord closed once, 1 blocked lookups, "
+    assert document["summary"] == ("1 day: 1 tamper attempt, Discord closed once, 1 blocked lookup, "
                                    "2 attempts to end it early, 0 h 1 min on blocked sites vs "
                                    "0 h 10 min in the 1 day ActivityWatch saw before")
+
+
+def test_a_detox_shorter_than_half_a_day_is_day_1_of_1() -> None:
+    journal = Journal()
+    ends = START + timedelta(minutes=15)
+    journal.add(START, "detox_started", days=0.01, ends_at=ends.isoformat())
+    document = report.build(journal.events, now=START + timedelta(minutes=5), tz=UTC)
+    assert document["detox"]["days_total"] == 0.01
+    assert document["summary"].startswith("Day 1 of 1 so far: 0 tamper attempts")
+
+
+def test_a_detox_started_in_the_evening_never_says_day_15_of_14() -> None:
+    journal = Journal()
+    start = START.replace(hour=20)
+    ends = start + timedelta(days=14)
+    journal.add(start, "detox_started", days=14, ends_at=ends.isoformat())
+    document = report.build(journal.events, now=ends - timedelta(hours=1), tz=UTC)
+    assert document["detox"]["days_so_far"] == 15
+    assert document["summary"].startswith("Day 15 of 15 so far")
 
 
 def test_a_detox_ended_early_counts_its_days_to_a_tenth() -> None:
