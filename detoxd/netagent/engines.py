@@ -28,7 +28,7 @@ from detoxd.core import dnsengines
 from detoxd.core.dnsengines import DnsEngineSpec
 from detoxd.core.lookups import Lookup
 from detoxd.core.network import DnsEngineConfig
-from detoxd.durable import replace_file
+from detoxd.durable import remove_stale_temporaries, replace_file
 
 
 class DnsEngineError(Exception):
@@ -153,7 +153,9 @@ def directory_problem(directory: Path, engine: DnsEngine, package: str) -> Probl
 
 def write_config_file(path: Path, text: str) -> None:
     """Replace a config file an engine reads (mode 0644) through :mod:`detoxd.durable`: the
-    engine sees the old file or the new one, whole, also after a crash."""
+    engine sees the old file or the new one, whole, also after a crash (whose temporary file,
+    if one was left beside it, goes first)."""
+    remove_stale_temporaries(path.parent, only_for=path.name)
     replace_file(path, text.encode(), mode=0o644)
 
 

@@ -1,6 +1,6 @@
 """The network agent and the daemon's side of it, in-process: a real Engine (scratch files,
 FakeClock), a NetAgent whose requests go straight to the engine's handler (what the control
-socket would carry), and engine targets that record what they were told — the real targets are
+socket would carry), and DNS engines that record what they were told — the real classes are
 tested against real engines in tests/integration and against the stand-ins in tests/netagent/standins.py.
 """
 
@@ -30,11 +30,11 @@ NETWORK = ("network:\n"
            "  - engine: unbound\n    conf_dir: /etc/unbound/unbound.conf.d\n")
 
 
-class RecordingTarget(DnsEngine):
+class RecordingEngine(DnsEngine):
     """Holds what it was told; ``down`` makes every call fail as an unreachable engine would."""
 
     @classmethod
-    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> RecordingTarget:
+    def from_config(cls, config: DnsEngineConfig, secret: str | None) -> RecordingEngine:
         return cls(config, secret)
 
     def __init__(self, config: DnsEngineConfig, secret: str | None) -> None:
@@ -104,11 +104,11 @@ def engine(paths: Paths, clock: FakeClock) -> Iterator[Engine]:
     engine.shutdown()
 
 
-def agent_for(engine: Engine, paths: Paths, clock: FakeClock) -> tuple[NetAgent, dict[str, RecordingTarget]]:
-    targets: dict[str, RecordingTarget] = {}
+def agent_for(engine: Engine, paths: Paths, clock: FakeClock) -> tuple[NetAgent, dict[str, RecordingEngine]]:
+    targets: dict[str, RecordingEngine] = {}
 
-    def make(config: DnsEngineConfig, secret: str | None) -> RecordingTarget:
-        targets[config.engine] = RecordingTarget(config, secret)
+    def make(config: DnsEngineConfig, secret: str | None) -> RecordingEngine:
+        targets[config.engine] = RecordingEngine(config, secret)
         return targets[config.engine]
 
     agent = NetAgent(InProcessClient(engine), paths.config_dir, make=make,
