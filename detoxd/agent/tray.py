@@ -54,6 +54,8 @@ FAST_RECHECK_SECONDS = 0.5  # when the desktop's changes cannot be watched (no s
 REPORT_SECONDS = 10.0  # heartbeat to the daemon, which forgets an agent after 60 s of silence
 TAMPER_MEMORY = timedelta(hours=1)
 NOTICE_MEMORY = timedelta(hours=1)
+ANSWER_MEMORY = timedelta(minutes=10)  # an answer to the user's own request, in the menu
+CRITICAL = 2  # the notification urgency do-not-disturb lets through (GNOME, KDE, Xfce, ...)
 BACKENDS_IN_ORDER = ("appindicator", "xorg")
 
 
@@ -68,6 +70,7 @@ class Model:
 
     status: Status | None = None
     status_at: float = 0.0  # time.monotonic() when the daemon last sent it
+    last_known: Status | None = None  # kept while the daemon is unreachable: the days left, the end
     unreachable_reason: str = "not connected yet"
     tampered_at: datetime | None = None
     notices: list[menu.Notice] = field(default_factory=list)
@@ -82,7 +85,7 @@ class Model:
         if status is not None:  # a daemon frozen since it last spoke must not look in sync
             status = menu.unheard(status, time.monotonic() - self.status_at)
         return menu.TrayView(status, moment, label, dnd.reasserted if dnd else 0, tampered,
-                             tuple(self.notices), dnd_problem=problem)
+                             tuple(self.notices), dnd_problem=problem, last_known=self.last_known)
 
     def wants_silence(self) -> bool | None:
         """True/False once the daemon said; None while it is unreachable (change nothing)."""
@@ -195,6 +198,7 @@ class TrayAgent:
 
     def _set_unreachable(self, reason: str) -> None:
         with self.lock:
+            self.model.last_known = self.model.status or self.model.last_known
             self.model.status = None
             self.model.unreachable_reason = reason
         self._wake.set()
@@ -213,7 +217,7 @@ class TrayAgent:
                 self.model.notices = [n for n in self.model.notices if n.until > moment] + [notice[1]]
         if notice is not None:
             # The user's own allowance closing gets through do-not-disturb (critical urgency).
-            self._outbox.put((notice[0], notice[1].text, 2 if kind == "allowance_closing" else 1))
+            self._outbox.put((notice[0], notice[1].text, CRITICAL if kind == "allowance_closing" else 1))
         log.debug("event %s", kind)
         self._wake.set()
 
@@ -413,7 +417,17 @@ class TrayAgent:
         except ControlError as error:
             response = {"ok": False, "error": str(error)}
         text = str(response.get("message") if response.get("ok") else response.get("error", "refused"))
-        self._outbox.put(("detoxd allowance", text, 1))
+        self.answer("detoxd allowance", f"{name}: {text}" if not response.get("ok") else text)
+
+    def answer(self, summary: str, text: str) -> None:
+        """The daemon's answer to what the user asked from the tray: in the menu and as a dot on
+        the icon for ANSWER_MEMORY, and as a notification marked critical, which the desktops'
+        do-not-disturb (detoxd's own) lets through where the server supports it."""
+        moment = now()
+        with self.lock:
+            self.model.notices = [n for n in self.model.notices if n.until > moment] + [
+                menu.Notice(text, moment + ANSWER_MEMORY)]
+        self._outbox.put((summary, text, CRITICAL))
         self._wake.set()
 
     def show_status(self) -> None:
@@ -476,7 +490,7 @@ class TrayAgent:
             with self._window.stdin:
                 self._window.stdin.write(text.encode())
             return
-        self._outbox.put((heading, text, 1))
+        self._outbox.put((heading, text, CRITICAL))  # asked for by the user: shown during the silence
         self._wake.set()
 
 

@@ -43,7 +43,9 @@ TRAY_OPEN_MINUTES = 10  # what the tray offers per open: a short look, not the w
 
 @dataclass(frozen=True)
 class Notice:
-    """A reminder or hot-seat handover pushed by the daemon, shown until ``until``."""
+    """A reminder or hot-seat handover pushed by the daemon, or the daemon's answer to what the
+    tray asked (an allowance opened or refused), shown until ``until``: in the menu and as a dot
+    on the icon, which do-not-disturb does not hide."""
 
     text: str
     until: datetime
@@ -60,6 +62,7 @@ class TrayView:
     tampered: bool = False  # the agent saw a ``tamper`` event recently
     notices: Sequence[Notice] = field(default_factory=tuple)
     dnd_problem: tuple[str, str] | None = None  # (reason, fix) when silencing did not take
+    last_known: Status | None = None  # while the daemon is unreachable: what it last said
 
     def current_notices(self) -> list[Notice]:
         return [notice for notice in self.notices if notice.until > self.now]
@@ -90,6 +93,10 @@ def title(view: TrayView) -> str:
     """The one-line status for the icon's title / tooltip."""
     status = view.status
     if status is None:
+        last = view.last_known
+        if last is not None and last.active:
+            return (f"detoxd: daemon not reachable, retrying; tampering is not undone "
+                    f"({_days_left_from(last, view.now)}, last known)")
         return "detoxd: daemon not reachable, retrying"
     if status.stale:
         return f"detoxd: the daemon is not responding (status {_age(status)} old)"
@@ -112,7 +119,7 @@ def status_lines(view: TrayView) -> list[str]:
     """The informational lines at the top of the menu (and in the status window)."""
     status = view.status
     if status is None:
-        return ["The detoxd daemon is not reachable", "Retrying; the block in /etc/hosts stays as it was"]
+        return [*_unreachable_lines(view), *(notice.text for notice in view.current_notices())]
     lines = _detox_lines(status, view.now)
     lines += _health_lines(status, view)
     if view.dnd_problem and status.active and status.notifications_suppress:
@@ -210,6 +217,27 @@ def format_duration(left: timedelta) -> str:
     if minutes < 60:
         return f"{minutes} min"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _unreachable_lines(view: TrayView) -> list[str]:
+    """The daemon does not answer: the detox as last known, and that nothing guards it now."""
+    lines = ["The detoxd daemon is not reachable"]
+    last = view.last_known
+    if last is not None and last.active:
+        ends = parse_time(last.ends_at)
+        lines.append(f"Last known: {day_of(last, view.now)}, {_days_left_from(last, view.now)}"
+                     + (f" — ends {format_moment(ends, view.now)}" if ends else ""))
+        lines.append("Tampering is not undone until the daemon is back")
+    lines.append("Retrying; the block in /etc/hosts stays as it was")
+    return lines
+
+
+def _days_left_from(status: Status, now: datetime) -> str:
+    """Whole days left at ``now`` (rounded up, as the daemon counts them), from the end it said."""
+    ends = parse_time(status.ends_at)
+    if ends is None:
+        return statustext.days_left(status.days_left)
+    return statustext.days_left(max(0, math.ceil((ends - now).total_seconds() / SECONDS_PER_DAY)))
 
 
 def _detox_lines(status: Status, now: datetime) -> list[str]:

@@ -79,6 +79,26 @@ def test_unreachable_daemon() -> None:
     assert status_lines(view(None))[0] == "The detoxd daemon is not reachable"
 
 
+def test_an_unreachable_daemon_keeps_the_last_known_days_and_says_nothing_undoes_tampering() -> None:
+    later = NOW + timedelta(days=1, hours=2)  # the daemon said 12 days a day ago: 11 now
+    gone = TrayView(None, later, last_known=typed(ACTIVE))
+    assert title(gone) == ("detoxd: daemon not reachable, retrying; tampering is not undone "
+                           "(11 days left, last known)")
+    assert status_lines(gone) == ["The detoxd daemon is not reachable",
+                                  "Last known: Day 4 of 14, 11 days left — ends Tue 9 Dec 08:00",
+                                  "Tampering is not undone until the daemon is back",
+                                  "Retrying; the block in /etc/hosts stays as it was"]
+    idle = TrayView(None, later, last_known=typed(IDLE))
+    assert title(idle) == "detoxd: daemon not reachable, retrying"
+    assert not any("Tampering" in line for line in status_lines(idle))
+
+
+def test_the_answer_to_the_users_own_request_shows_also_while_the_daemon_is_unreachable() -> None:
+    answer = Notice("twitter: the daemon is not reachable", NOW + timedelta(minutes=10))
+    assert status_lines(view(None, notices=(answer,)))[-1] == "twitter: the daemon is not reachable"
+    assert status_lines(view(ACTIVE, notices=(answer,)))[-1] == "twitter: the daemon is not reachable"
+
+
 def test_titles_for_trouble_take_priority_over_the_countdown() -> None:
     assert title(view(ACTIVE)) == "detoxd: Day 3 of 14, 12 days left"
     assert "config error" in title(view({**ACTIVE, "config_error": "blocklist.yaml:2: bad"}))

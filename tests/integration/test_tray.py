@@ -176,6 +176,9 @@ def test_icon_shows_an_unreachable_daemon_and_reconnects(tray_session: Desktop,
     detoxd_env.stop_daemon()
     gone = docked_with(tray_session, "daemon not reachable")
     shows(tray_session, gone, Face(Kind.UNREACHABLE, "?"), "tray-xorg-unreachable.png")
+    # What it last knew, and that nothing undoes tampering now.
+    assert gone.title == ("detoxd: daemon not reachable, retrying; tampering is not undone "
+                          "(14 days left, last known)")
 
     detoxd_env.start_daemon()
     docked_with(tray_session, "Day 1 of 14")
