@@ -15,8 +15,10 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from detoxd.core import activity, ics
 from detoxd.protocol import (
     AGENT,
     ANYONE,
@@ -31,6 +33,7 @@ from detoxd.protocol import (
     error_response,
 )
 from detoxd.service import seat
+from detoxd.service.scheduler import local_zone
 from detoxd.service.targets.network import agent_uids
 
 if TYPE_CHECKING:
@@ -122,12 +125,23 @@ def _status(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
 
 @command("report", locked=False)  # built outside the lock: reading the journal takes a while
 def _report(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.report(peer)
+    with engine.lock:
+        window, now = engine.detox.report_window(), engine.clock.now()
+    return engine.audit.report(peer, now=now, tz=local_zone(), window=window)
 
 
 @command("reload", locked=False)  # reads the config outside the lock
 def _reload(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.reload_command(peer)
+    # `ExecReload=detoxd reload` is synchronous; tell systemd too, so that the unit shows
+    # "reloading" and the following READY=1 ends it (matched by MONOTONIC_USEC on systemd 253+).
+    engine.notifier.reloading(status="reloading the config")
+    error = engine.reload()
+    with engine.lock:
+        engine.notifier.ready(status=engine.one_line())
+        log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
+        if error:
+            raise ErrorReply("invalid_config", str(error), errors=[str(issue) for issue in error.issues])
+        return {"ok": True, "status": engine.status(private=True)}
 
 
 @command("start", locked=False)
@@ -153,17 +167,36 @@ def _peer_lock(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
 
 @command("calendar")
 def _calendar(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.calendar()
+    """The sessions as iCalendar text, for the tray's "export" (the agent cannot read /etc
+    files that need root, and must not need a second copy of the config logic)."""
+    planned = engine.sessions.plan
+    if planned is None:
+        raise ErrorReply("no_sessions", "no sessions planned in detoxd.yaml")
+    return {"ok": True, "ics": ics.calendar(planned, engine.clock.now()).decode()}
 
 
 @command("activity_targets")
 def _activity_targets(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.activity_targets()
+    """What a tray agent measures in ActivityWatch: the blocked names (the hosts file shows
+    them to everyone anyway) and the window names of the blocked apps."""
+    window = engine.detox.report_window()
+    if window is None:
+        return {"ok": True, "detox": None, "names": [], "apps": {}}
+    names = engine.applied.block_order(engine.hosts.names) if engine.hosts.names else engine.applied.order
+    rules = {rule.name: rule for rule in engine.apps.rules()}
+    return {"ok": True,
+            "detox": {"started_at": _iso(window.started_at), "ends_at": _iso(window.ends_at),
+                      "ended_at": _iso(window.ended_at)},
+            "names": list(names[:activity.MAX_NAMES_IN_QUERY]),
+            "apps": activity.window_app_names(rules.values())}
 
 
 @command("activity_report")
 def _activity_report(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.activity_report(request, peer)
+    """A tray agent's ActivityWatch totals on blocked names and apps (see Audit)."""
+    return engine.audit.activity_report(
+        request, peer, window=engine.detox.report_window(), tz=local_zone(),
+        blocked_names=engine.hosts.names | engine.applied.names, blocked_apps=engine.apps.names())
 
 
 @command("agent_report")
@@ -173,17 +206,32 @@ def _agent_report(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
 
 @command("network_sync")
 def _network_sync(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.network_sync(request)
+    """A network agent fetches the engines and names and reports each engine's state."""
+    response = engine.network.sync(request)
+    if response.get("ok") and "lookups" in request:  # counts of the engines' query logs
+        response["journalled_lookups"] = engine.record_blocked_lookups(request["lookups"])
+    engine.check(engine.clock.monotonic(), full=False)  # count the tampering it reported at once
+    return response
 
 
-@command("open")
+@command("open")  # `detoxd open NAME [MINUTES]`: applied to every target before the answer
 def _open(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.allowance_changed(engine.allowances.open(request, peer, detox_active=engine.state.active))
+    return _allowance_changed(engine, engine.allowances.open(request, peer, detox_active=engine.state.active))
 
 
 @command("close")
 def _close(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return engine.allowance_changed(engine.allowances.close(request, peer))
+    return _allowance_changed(engine, engine.allowances.close(request, peer))
+
+
+def _allowance_changed(engine: Engine, response: Reply) -> Reply:
+    engine.enforce()
+    engine.publish("allowance")
+    return response
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
 
 
 def unbound() -> frozenset[str]:

@@ -41,7 +41,7 @@ class DetoxKeeper:
         if wanted is None:
             raise bad_request(detox.DAYS_RULE)
         verifier = self._start_verifier(peer_lock, peer)
-        result = detox.start(engine.state, now=engine.clock.now(), boot=engine.boot_reading(),
+        result = detox.start(engine.state, now=engine.clock.now(), boot=self.boot_reading(),
                              days=wanted, locked=engine.applied.lock, peer_lock=verifier)
         if isinstance(result, detox.Refusal):
             log.warning("refused start from uid %d: %s", peer.uid, result.reason)
@@ -58,8 +58,9 @@ class DetoxKeeper:
                    f"early (share set {peerkey.set_words(verifier.share_set)!r})")
         log.info("detox started by uid %d: %g days, %s, %d names blocked", peer.uid, wanted, how,
                  len(engine.hosts.names))
-        engine.lifecycle("detox_started", days=wanted, locked=result.locked, names=len(engine.hosts.names),
-                         ends_at=_iso(detox.ends_at(engine.state, engine.clock.now())), by_uid=peer.uid)
+        ends_at = _iso(detox.ends_at(engine.state, engine.clock.now()))
+        engine.recovery.lifecycle("detox_started", days=wanted, locked=result.locked,
+                                  names=len(engine.hosts.names), ends_at=ends_at, by_uid=peer.uid)
         engine.publish("detox_started")
         return {"ok": True, "status": engine.status(private=True)}
 
@@ -153,7 +154,7 @@ class DetoxKeeper:
         engine = self.engine
         engine.allowances.detox_ended()
         engine.enforce()
-        engine.lifecycle("detox_ended", early=True, reason=reason)
+        engine.recovery.lifecycle("detox_ended", early=True, reason=reason)
         engine.publish("detox_ended")
         return {"ok": True, "status": engine.status(private=True)}
 
@@ -184,24 +185,24 @@ class DetoxKeeper:
         now (never ends early), keeping every name the file blocks, and status says so."""
         engine = self.engine
         days = engine.applied.days
-        result = detox.start(detox.DetoxState(), now=engine.clock.now(), boot=engine.boot_reading(),
+        result = detox.start(detox.DetoxState(), now=engine.clock.now(), boot=self.boot_reading(),
                              days=days, locked=True)
         assert isinstance(result, detox.DetoxState)  # an idle state can always start
         engine.state = detox.update_ratchet(result, engine.recovery.block_names_in_hosts_file())
         engine.state_error = (f"the detox state was lost ({reason}), so a locked detox of "
                               f"{days:g} days was started again")
         log.error("%s", engine.state_error)
-        engine.lifecycle("state_lost", reason=reason, failed_closed=True)
+        engine.recovery.lifecycle("state_lost", reason=reason, failed_closed=True)
         ends_at = _iso(detox.ends_at(engine.state, engine.clock.now()))
-        engine.lifecycle("detox_started", days=days, locked=True, names=len(engine.state.ratchet),
-                         ends_at=ends_at, reason="failed closed")
+        engine.recovery.lifecycle("detox_started", days=days, locked=True, names=len(engine.state.ratchet),
+                                  ends_at=ends_at, reason="failed closed")
 
     # ---- the detox clock ----
 
     def tick(self) -> None:
         engine, paths = self.engine, self.engine.paths
         before = engine.state
-        now, boot = engine.clock.now(), engine.boot_reading()
+        now, boot = engine.clock.now(), self.boot_reading()
         sync = engine.clock.time_sync() if detox.needs_time_sync(before, now=now, boot=boot) else None
         engine.state = detox.tick(before, now=now, boot=boot, sync=sync)
         self._report_held_time(before, engine.state)
@@ -217,7 +218,7 @@ class DetoxKeeper:
             engine.checkpoint()
         if before.active and not engine.state.active:
             log.info("detox finished: removing the block from %s", paths.hosts_file)
-            engine.lifecycle("detox_ended", early=False, reason="finished")
+            engine.recovery.lifecycle("detox_ended", early=False, reason="finished")
             self.last_window = self.window_of(before, ended_at=now)
             engine.checkpoint()
             engine.allowances.detox_ended()
@@ -238,6 +239,9 @@ class DetoxKeeper:
                            credited_seconds=None if credited is None else round(credited))
             self.engine.publish("status")
 
+    def boot_reading(self) -> detox.BootReading:
+        return detox.BootReading(self.engine.clock.boot_id(), self.engine.clock.boottime())
+
     # ---- windows ----
 
     def report_window(self) -> DetoxWindow | None:
@@ -245,6 +249,11 @@ class DetoxKeeper:
         report then takes the latest one in the journal)."""
         running = self.window_of(self.engine.state)
         return running if running is not None else self.last_window
+
+    def journal_header(self) -> dict[str, Any]:
+        window = self.window_of(self.engine.state)
+        return {"detox_started_at": _iso(window.started_at) if window else None,
+                "detox_ends_at": _iso(window.ends_at) if window else None}
 
     def window_of(self, state: detox.DetoxState, ended_at: datetime | None = None) -> DetoxWindow | None:
         started, ends = state.started_at, detox.ends_at(state, self.engine.clock.now())

@@ -12,28 +12,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from detoxd import __version__
 from detoxd.clock import Clock
-from detoxd.core import activity, apps, detox, ics, plan
+from detoxd.core import detox, plan
 from detoxd.core.network import CANARY
 from detoxd.core.yamlsource import ConfigError
-from detoxd.durable import remove_stale_temporaries
 from detoxd.paths import Paths
-from detoxd.protocol import ErrorReply, Peer
-from detoxd.service import cutter, journal, ledger, state_store
+from detoxd.protocol import Peer
+from detoxd.service import cutter, journal, state_store
 from detoxd.service.agents import AgentRegistry
 from detoxd.service.allowance_keeper import AllowanceKeeper
+from detoxd.service.apps_keeper import AppsKeeper
 from detoxd.service.appwatch import AppWatcher
 from detoxd.service.audit import Audit
 from detoxd.service.commands import Authorizer, CommandTable
 from detoxd.service.detox_keeper import DetoxKeeper
 from detoxd.service.loader import LoadedConfig, load_config
 from detoxd.service.recovery import StateRecovery
-from detoxd.service.scheduler import SessionScheduler, local_zone, system_timezone
+from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
 from detoxd.service.state_store import Applied
 from detoxd.service.status import StatusBuilder
@@ -85,19 +84,9 @@ class Engine:
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
         self._names_applied: frozenset[str] = frozenset()  # what enforce() last gave the targets
         self._hosts_names_logged: frozenset[str] = frozenset()
-        try:
-            paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:  # a file in its place, a read-only parent: loud, never fatal
-            reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
-            self.problems["state"] = f"cannot use the state directory {paths.state_dir}: {reason}"
-            log.error("%s (enforcement goes on; retrying every %gs)", self.problems["state"], TICK_SECONDS)
-        self._evidence_failed = False  # the evidence directory could not be written (said once)
-        self._make_evidence_dir()
-        # Temporary files a kill left between write and rename (a full-size hosts copy each).
-        remove_stale_temporaries(paths.state_dir)
-        remove_stale_temporaries(paths.hosts_file.parent, only_for=paths.hosts_file.name)
+        self.recovery = StateRecovery(self)  # the state directory, the evidence outside it
+        self.recovery.prepare_directories()
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
-        self.recovery = StateRecovery(self)
         self.state = self.recovery.load()
         self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
         if self.browser.policies is not None:  # before any writer runs, as for the hosts file
@@ -106,15 +95,14 @@ class Engine:
         self.network = NetworkTarget(paths.state_dir, clock.monotonic)
         self.targets: tuple[Target, ...] = (self.hosts, self.browser, self.network)
         self.app_watcher = app_watcher or AppWatcher()
-        self._configured_apps: tuple[apps.AppRule, ...] = ()
-        self._kept_apps = state_store.load_kept_apps(paths.apps_ratchet_file)
+        self.apps = AppsKeeper(self.app_watcher, paths.apps_ratchet_file, self._persist)
         self.sessions = SessionScheduler(clock, self._publish_session_event,
                                          fired_file=paths.sessions_announced_file)
         # Sites that may leave the block for a while (allowances: in blocklist.yaml).
         self.allowances = allowances or AllowanceKeeper(paths.allowances_file, clock)
         # The audit trail: every decision worth a line in `detoxd report` (journal.record).
         self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock,
-                                       header=self._journal_header)
+                                       header=lambda: self.detox.journal_header())
         journal.install(self.journal)
         self.audit = Audit(self.journal.directory, clock.monotonic)
         self.detox = DetoxKeeper(self)  # start, end, peers, the detox clock, failing closed
@@ -128,7 +116,7 @@ class Engine:
 
         The config is read without holding :attr:`lock` (like every reload)."""
         with self.lock:
-            self.lifecycle("daemon_started", version=__version__)
+            self.recovery.lifecycle("daemon_started", version=__version__)
             if self.hosts.recovery is not Recovery.NOTHING:  # a crash interrupted a hosts write
                 journal.record("hosts_write_recovered", outcome=self.hosts.recovery.name.lower(),
                                detail=self.hosts.recovery.value)
@@ -137,7 +125,7 @@ class Engine:
                 self.detox.fail_closed(self.recovery.lost)
                 self.recovery.lost = None
             elif self.recovery.lost_at_start is not None:
-                self.lifecycle("state_lost", reason=self.recovery.lost_at_start, failed_closed=False)
+                self.recovery.lifecycle("state_lost", reason=self.recovery.lost_at_start, failed_closed=False)
             self.tick()
             self.checkpoint()
         self.reload()
@@ -158,47 +146,16 @@ class Engine:
         """Save the state (and its copies); a full or broken disk is reported, never raised."""
         paths = self.paths
         saved = self._persist("state", lambda: state_store.save(
-            paths.state_file, self.state, copies=self.state_copies()))
+            paths.state_file, self.state, copies=self.recovery.state_copies()))
         if saved and self._applied_unsaved:
             self._save_applied()
-
-    def state_copies(self) -> tuple[Path, ...]:
-        paths = self.paths
-        return (paths.state_backup_file, paths.runtime_state_file, paths.evidence_state_file)
 
     def rewrite_state_files(self) -> None:
         """Everything the state directory holds, written again from memory (it was removed)."""
         self._applied_unsaved = True
         self.checkpoint()  # makes the directory again
-        if self._kept_apps:
-            self._save_kept_apps(self._kept_apps)
-
-    def boot_reading(self) -> detox.BootReading:
-        return detox.BootReading(self.clock.boot_id(), self.clock.boottime())
-
-    def _make_evidence_dir(self) -> None:
-        """The evidence directory (LogsDirectory= makes it under systemd), private like the state."""
-        try:
-            self.paths.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            self._evidence_unwritable(exc)
-
-    def _evidence_unwritable(self, exc: OSError) -> None:
-        if not self._evidence_failed:
-            self._evidence_failed = True
-            log.error("cannot keep evidence of the detox in %s: %s (a removed state directory would "
-                      "then lose the detox)", self.paths.evidence_dir, exc.strerror or exc)
-
-    def lifecycle(self, kind: str, **fields: Any) -> None:
-        """A detox's start or end (and the daemon's, and a lost state): in the event journal and
-        in the ledger outside the state directory, so that its removal leaves a trace."""
-        journal.record(kind, **fields)
-        try:
-            ledger.append(self.paths.ledger_file, kind, self.clock.now(), **fields)
-        except OSError as exc:
-            self._evidence_unwritable(exc)
-        else:
-            self._evidence_failed = False
+        if self.apps.kept:
+            self.apps.save()
 
     def _persist(self, what: str, write: Callable[[], None]) -> bool:
         """Run a write to the state directory; on OSError keep running and say so loudly."""
@@ -259,7 +216,7 @@ class Engine:
         self.config_error = None
         self.config_missing = loaded.missing
         self.warnings = [str(warning) for warning in loaded.warnings]
-        self._configured_apps = loaded.blocklist.apps
+        self.apps.configured = loaded.blocklist.apps
         self.allowances.configure(loaded.blocklist.allowances)
         for warning in self.warnings:
             log.warning("%s", warning)
@@ -289,7 +246,7 @@ class Engine:
                 # Saved at once, not at the next 30 s checkpoint: a kill -9 in between, with the
                 # YAML and applied.json damaged, must not shrink the block.
                 self.checkpoint()
-        self._enforce_app_rules()
+        self.apps.enforce(locked=self.state.active and self.state.locked)
         enforced = detox.enforced_names(self.state, self.applied.names)
         if self.state.active:
             # Firefox's canary: NXDOMAIN (or a null answer) turns its default DNS-over-HTTPS off.
@@ -299,7 +256,7 @@ class Engine:
         # Open allowances take their names out of every target for a while.
         names = enforced - self.allowances.unblocked(enforced, detox_active=self.state.active)
         before = self._names_applied
-        order = self._block_order(names)
+        order = self.applied.block_order(names)
         if self._apply(self.hosts, names, order) and names != self._hosts_names_logged:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(self._hosts_names_logged), self.paths.hosts_file)
@@ -409,44 +366,10 @@ class Engine:
             journal.record("tamper", target=found.target, restored=found.detail)
             self.publish("tamper", target=found.target)
 
-    def _enforce_app_rules(self) -> None:
-        """Like the names: while a locked detox runs, app rules only accumulate (kept in the
-        state directory, so a restart with the app removed from the YAML still closes it)."""
-        locked = self.state.active and self.state.locked
-        configured = self._configured_apps
-        rules = apps.ratchet_rules(self._kept_apps, configured) if locked else configured
-        kept = rules if locked else ()
-        if kept != self._kept_apps and self._save_kept_apps(kept):
-            self._kept_apps = kept  # else retried at the next enforce
-        self.app_watcher.set_rules(rules)
-
-    def _save_kept_apps(self, kept: tuple[apps.AppRule, ...]) -> bool:
-        data = state_store.encode_kept_apps(kept)
-        return self._persist("kept app rules", lambda: state_store.write_atomic(
-            self.paths.apps_ratchet_file, data))
-
     def watch_apps(self, now: float) -> None:
         """Close blocked apps started since the last tick; only while a detox runs."""
-        if not self.state.active:
-            self.app_watcher.pause()
-            return
-        try:
-            closures = self.app_watcher.scan(now)
-            for closure in closures:
-                journal.record("app_closed", app=closure.app, uid=closure.root.real_uid, pid=closure.root.pid)
-            if closures:
-                self.publish("status")
-        except OSError as exc:  # /proc unreadable: everything else keeps working
-            log.error("cannot watch for blocked apps: %s", exc)
-
-    def _block_order(self, names: frozenset[str]) -> tuple[str, ...]:
-        """The config's order, then names the ratchet keeps after they left the config, sorted."""
-        if not names:
-            return ()
-        configured = self.applied.order if names >= self.applied.names else tuple(
-            name for name in self.applied.order if name in names)
-        kept = names - self.applied.names
-        return configured + tuple(sorted(kept)) if kept else configured
+        if self.apps.watch(now, active=self.state.active):
+            self.publish("status")
 
     # ---- the detox clock ----
 
@@ -482,78 +405,9 @@ class Engine:
         """The control server's handler: the command table checks who may call what."""
         return self._commands(request, peer)
 
-    def reload_command(self, peer: Peer) -> dict[str, Any]:
-        # `ExecReload=detoxd reload` is synchronous; tell systemd too, so that the unit shows
-        # "reloading" and the following READY=1 ends it (matched by MONOTONIC_USEC on systemd 253+).
-        self.notifier.reloading(status="reloading the config")
-        error = self.reload()
-        with self.lock:
-            self.notifier.ready(status=self.one_line())
-            log.info("reload requested by uid %d: %s", peer.uid, "failed" if error else "ok")
-            if error:
-                raise ErrorReply("invalid_config", str(error), errors=[str(issue) for issue in error.issues])
-            return {"ok": True, "status": self.status(private=True)}
-
-    def allowance_changed(self, response: dict[str, Any]) -> dict[str, Any]:
-        """`detoxd open NAME [MINUTES]` and `detoxd close NAME` (any person at the seat): applied
-        to every target before the answer."""
-        self.enforce()
-        self.publish("allowance")
-        return response
-
-    def network_sync(self, request: dict[str, Any]) -> dict[str, Any]:
-        """A network agent fetches the engines and names and reports each engine's state."""
-        response = self.network.sync(request)
-        if response.get("ok") and "lookups" in request:  # counts of the engines' query logs
-            response["journalled_lookups"] = self.record_blocked_lookups(request["lookups"])
-        self.check(self.clock.monotonic(), full=False)  # count the tampering it reported at once
-        return response
-
-    def report(self, peer: Peer) -> dict[str, Any]:
-        """`detoxd report`: built outside the lock (reading the journal takes a while)."""
-        with self.lock:
-            window, now = self.detox.report_window(), self.clock.now()
-        return self.audit.report(peer, now=now, tz=local_zone(), window=window)
-
-    def activity_report(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
-        """A tray agent's ActivityWatch totals on blocked names and apps (see Audit)."""
-        return self.audit.activity_report(
-            request, peer, window=self.detox.report_window(), tz=local_zone(),
-            blocked_names=self.hosts.names | self.applied.names, blocked_apps=self._blocked_app_names())
-
-    def activity_targets(self) -> dict[str, Any]:
-        """What a tray agent measures in ActivityWatch: the blocked names (the hosts file shows
-        them to everyone anyway) and the window names of the blocked apps."""
-        window = self.detox.report_window()
-        if window is None:
-            return {"ok": True, "detox": None, "names": [], "apps": {}}
-        names = self._block_order(self.hosts.names) if self.hosts.names else self.applied.order
-        rules = {rule.name: rule for rule in (*self._configured_apps, *self._kept_apps)}
-        return {"ok": True,
-                "detox": {"started_at": _iso(window.started_at), "ends_at": _iso(window.ends_at),
-                          "ended_at": _iso(window.ended_at)},
-                "names": list(names[:activity.MAX_NAMES_IN_QUERY]),
-                "apps": activity.window_app_names(rules.values())}
-
     def record_blocked_lookups(self, entries: Any) -> int:
         """For the network agent's reports (engines that keep a query log): see Audit.blocked_lookups."""
         return self.audit.blocked_lookups(entries, blocked_names=self.hosts.names | self.applied.names)
-
-    def _journal_header(self) -> dict[str, Any]:
-        window = self.detox.window_of(self.state)
-        return {"detox_started_at": _iso(window.started_at) if window else None,
-                "detox_ends_at": _iso(window.ends_at) if window else None}
-
-    def _blocked_app_names(self) -> frozenset[str]:
-        return frozenset(rule.name for rule in (*self._configured_apps, *self._kept_apps))
-
-    def calendar(self) -> dict[str, Any]:
-        """The sessions as iCalendar text, for the tray's "export" (the agent cannot read /etc
-        files that need root, and must not need a second copy of the config logic)."""
-        planned = self.sessions.plan
-        if planned is None:
-            raise ErrorReply("no_sessions", "no sessions planned in detoxd.yaml")
-        return {"ok": True, "ics": ics.calendar(planned, self.clock.now()).decode()}
 
     # ---- status ----
 
@@ -594,6 +448,3 @@ class Engine:
                                person=details.get("name"), starts_at=details.get("starts_at"))
             self.publish(event, **details)
 
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment else None

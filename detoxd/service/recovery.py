@@ -1,4 +1,5 @@
-"""The detox state brought back at start-up, and kept when its directory goes while detoxd runs.
+"""The detox state brought back at start-up, and kept when its directory goes while detoxd runs;
+the evidence outside the state directory (the ledger of lifecycle events) that makes that possible.
 
 At start the state comes from the first usable copy (:func:`state_store.load_first`); damaged
 copies are set aside as evidence; a running detox keeps every name detoxd's block in the hosts file
@@ -11,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from detoxd.core import detox, evidence, hosts
-from detoxd.service import state_store, traces
+from detoxd.durable import remove_stale_temporaries
+from detoxd.service import journal, ledger, state_store, traces
 
 if TYPE_CHECKING:
     from detoxd.service.engine import Engine
@@ -28,12 +31,54 @@ class StateRecovery:
         self.lost: str | None = None  # no copy of the state could be used, and a detox ran: why
         self.lost_at_start: str | None = None  # copies were gone at start (journalled at boot)
         self._state_dir_missing = False  # removed while running, and not made again yet
+        self._evidence_failed = False  # the evidence directory could not be written (said once)
+
+    def prepare_directories(self) -> None:
+        """The state directory and the evidence directory (LogsDirectory= makes it under
+        systemd), private; the temporary files a kill left between write and rename."""
+        from detoxd.service.engine import TICK_SECONDS  # (loaded: the engine is being made)
+
+        paths, problems = self.engine.paths, self.engine.problems
+        try:
+            paths.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:  # a file in its place, a read-only parent: loud, never fatal
+            reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+            problems["state"] = f"cannot use the state directory {paths.state_dir}: {reason}"
+            log.error("%s (enforcement goes on; retrying every %gs)", problems["state"], TICK_SECONDS)
+        try:
+            paths.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            self._evidence_unwritable(exc)
+        remove_stale_temporaries(paths.state_dir)  # a full-size hosts copy each, at worst
+        remove_stale_temporaries(paths.hosts_file.parent, only_for=paths.hosts_file.name)
+
+    def state_copies(self) -> tuple[Path, ...]:
+        """Beside state.json, the other places that know the detox's end."""
+        paths = self.engine.paths
+        return (paths.state_backup_file, paths.runtime_state_file, paths.evidence_state_file)
+
+    def lifecycle(self, kind: str, **fields: Any) -> None:
+        """A detox's start or end (and the daemon's, and a lost state): in the event journal and
+        in the ledger outside the state directory, so that its removal leaves a trace."""
+        journal.record(kind, **fields)
+        try:
+            ledger.append(self.engine.paths.ledger_file, kind, self.engine.clock.now(), **fields)
+        except OSError as exc:
+            self._evidence_unwritable(exc)
+        else:
+            self._evidence_failed = False
+
+    def _evidence_unwritable(self, exc: OSError) -> None:
+        if not self._evidence_failed:
+            self._evidence_failed = True
+            log.error("cannot keep evidence of the detox in %s: %s (a removed state directory would "
+                      "then lose the detox)", self.engine.paths.evidence_dir, exc.strerror or exc)
 
     def load(self) -> detox.DetoxState:
         """The state from the first usable copy. When none is usable but the hosts file still
         holds detoxd's block (a detox was running), :attr:`lost` says why: boot fails closed."""
         engine, paths = self.engine, self.engine.paths
-        state, problems = state_store.load_first((paths.state_file, *engine.state_copies()))
+        state, problems = state_store.load_first((paths.state_file, *self.state_copies()))
         for problem in problems:
             log.error("state file unusable: %s", problem)
             if not isinstance(problem, state_store.MissingRatchetError) and os.path.lexists(problem.path):
@@ -96,7 +141,7 @@ class StateRecovery:
                               "event journal before that is gone")
         log.error("%s", engine.state_error)
         engine.rewrite_state_files()
-        engine.lifecycle("state_lost", reason="state directory removed while running",
+        self.lifecycle("state_lost", reason="state directory removed while running",
                          during_detox=engine.state.active)
 
 

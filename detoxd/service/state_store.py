@@ -487,6 +487,15 @@ class Applied:
     lock_mode: LockMode = LockMode.ON
     peers_needed: int = 3
 
+    def block_order(self, names: frozenset[str]) -> tuple[str, ...]:
+        """The config's order, then names the ratchet keeps after they left the config, sorted."""
+        if not names:
+            return ()
+        configured = self.order if names >= self.names else tuple(
+            name for name in self.order if name in names)
+        kept = names - self.names
+        return configured + tuple(sorted(kept)) if kept else configured
+
 
 def load_applied(path: Path) -> Applied | None:
     """The last good blocklist, validated as strictly as the config; None when missing or damaged
