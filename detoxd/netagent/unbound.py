@@ -14,6 +14,7 @@ detoxd's: only those are ever removed, never a local zone of the user's.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -111,6 +112,10 @@ class UnboundEngine(DnsEngine):
     def problem(self) -> Problem | None:
         if shutil.which(self._control) is None:
             return Problem(f"{self._control} not found", "apt-get install unbound")
+        assert self.config.control_config is not None
+        if not os.access(self.config.control_config, os.R_OK):
+            return Problem(f"{self.config.control_config} cannot be read (unbound-control's config)",
+                           "set control_config: in detoxd.yaml to the unbound.conf that has remote-control:")
         return directory_problem(self.path.parent, self, "unbound")
 
     def describe(self) -> str:

@@ -98,3 +98,11 @@ def test_the_cli_offers_the_agent_kinds_of_the_table() -> None:
                     if "--engines" in action.option_strings)
     assert tuple(netagent.choices or ()) == dnsengines.AGENT_KINDS
     assert netagent.help == dnsengines.agent_kinds_help()
+
+
+def test_check_names_unbound_config_it_cannot_read(tmp_path: Path) -> None:
+    config = DnsEngineConfig("unbound", 0, 1, conf_dir=str(tmp_path),
+                             control_config=str(tmp_path / "missing.conf"))
+    ((ok, line),) = describe_engines((config,), tmp_path)
+    assert not ok
+    assert f"{tmp_path / 'missing.conf'} cannot be read" in line and "fix: set control_config:" in line
