@@ -26,7 +26,8 @@ import pytest
 from detoxd.service.targets.hosts.hostsfile import JOURNAL_NAME, HostsFile, Recovery
 
 REPO = Path(__file__).resolve().parents[2]
-TRIALS = 30
+TRIALS = 30  # at least; more (up to MAX_TRIALS) until a kill tore the file and recovery finished it
+MAX_TRIALS = 300
 
 WRITER = r"""
 import sys
@@ -79,7 +80,10 @@ def test_sigkill_during_in_place_writes_leaves_old_or_new(tmp_path: Path) -> Non
     rng = random.Random(seed)
     torn_files = 0  # killed mid-overwrite: neither version before recovery
     outcomes: Counter[Recovery] = Counter()
-    for trial in range(TRIALS):
+    trial = 0
+    # A loaded machine can let 30 kills all miss the overwrite: kill on until one tore the file.
+    while trial < TRIALS or (trial < MAX_TRIALS and not (torn_files and outcomes[Recovery.FINISHED])):
+        trial += 1
         writer = subprocess.Popen(
             [sys.executable, "-c", WRITER, str(target), str(state),
              str(tmp_path / "first"), str(tmp_path / "second")],
@@ -98,7 +102,7 @@ def test_sigkill_during_in_place_writes_leaves_old_or_new(tmp_path: Path) -> Non
         content = target.read_bytes()
         assert content in versions, f"trial {trial} (seed {seed}): a mix of both versions"
         assert not (state / JOURNAL_NAME).exists()
-    report = (f"seed {seed}: {torn_files} of {TRIALS} kills tore the file; "
+    report = (f"seed {seed}: {torn_files} of {trial} kills tore the file; "
               f"recover(): {', '.join(f'{k.name} {v}' for k, v in outcomes.items())}")
     print(report)
     # Meaningful only if kills tore the file and recovery had to finish writes.
