@@ -2,7 +2,7 @@
 
 The daemon keeps a detox's state in four places (the state directory, a backup beside it, the
 runtime directory, the evidence directory). When none is usable at start, the traces decide
-(see ``Engine._load_state``): detoxd's block in the hosts file, the ledger in the evidence
+(see ``StateRecovery.load``): detoxd's block in the hosts file, the ledger in the evidence
 directory, the event journal in the state directory, systemd's journal of the unit. Each is read
 into a list of events; :func:`last_word` says what its latest word on a detox is.
 """

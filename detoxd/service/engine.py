@@ -1,10 +1,11 @@
-"""The daemon's decisions: what is blocked now, and what each command and tick changes.
+"""The daemon's decisions as a facade: reload, enforce, check and tick, over keepers.
 
-The engine holds the detox state, the config in force and the enforcement targets. It reads
-time only from its :class:`~detoxd.clock.Clock` and never waits, so every decision is tested
-in-process with a FakeClock in milliseconds. The daemon (:mod:`detoxd.service.daemon`) only
-wires it to select(), signals, the control socket's threads and the config watcher; every call
-into the engine is made with :attr:`Engine.lock` held.
+The engine holds the detox state, the config in force and the enforcement targets; the detox's
+life is :class:`DetoxKeeper`'s, recovery and evidence :class:`StateRecovery`'s, allowances, apps
+and tray agents their keepers', the commands :mod:`detoxd.service.commands`' table. It reads time
+only from its :class:`~detoxd.clock.Clock` and never waits, so every decision is tested in-process
+with a FakeClock. The daemon (:mod:`detoxd.service.daemon`) wires it to select(), signals, the
+control socket's threads and the config watcher; every call is made with :attr:`Engine.lock` held.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class Engine:
         self.network = NetworkTarget(paths.state_dir, clock.monotonic)
         self.targets: tuple[Target, ...] = (self.hosts, self.browser, self.network)
         self.app_watcher = app_watcher or AppWatcher()
-        self.apps = AppsKeeper(self.app_watcher, paths.apps_ratchet_file, self._persist)
+        self.apps = AppsKeeper(self.app_watcher, paths.apps_ratchet_file, self.recovery.persist)
         self.sessions = SessionScheduler(clock, self._publish_session_event,
                                          fired_file=paths.sessions_announced_file)
         # Sites that may leave the block for a while (allowances: in blocklist.yaml).
@@ -112,9 +113,8 @@ class Engine:
     # ---- life cycle ----
 
     def boot(self) -> None:
-        """At start-up: the last good config, the detox clock, then the config on disk.
-
-        The config is read without holding :attr:`lock` (like every reload)."""
+        """At start-up: the last good config, the detox clock, then the config on disk (read
+        without holding :attr:`lock`, like every reload)."""
         with self.lock:
             self.recovery.lifecycle("daemon_started", version=__version__)
             if self.hosts.recovery is not Recovery.NOTHING:  # a crash interrupted a hosts write
@@ -145,7 +145,7 @@ class Engine:
     def checkpoint(self) -> None:
         """Save the state (and its copies); a full or broken disk is reported, never raised."""
         paths = self.paths
-        saved = self._persist("state", lambda: state_store.save(
+        saved = self.recovery.persist("state", lambda: state_store.save(
             paths.state_file, self.state, copies=self.recovery.state_copies()))
         if saved and self._applied_unsaved:
             self._save_applied()
@@ -156,23 +156,6 @@ class Engine:
         self.checkpoint()  # makes the directory again
         if self.apps.kept:
             self.apps.save()
-
-    def _persist(self, what: str, write: Callable[[], None]) -> bool:
-        """Run a write to the state directory; on OSError keep running and say so loudly."""
-        try:
-            write()
-        except OSError as exc:
-            message = f"cannot save the {what} in {self.paths.state_dir}: {exc.strerror or exc}"
-            if self.problems.get("state") != message:
-                log.error("%s (enforcement goes on; retrying every %gs)", message, TICK_SECONDS)
-                self.problems["state"] = message
-                self.notifier.status(message)
-                self.publish("status")
-            return False
-        if self.problems.pop("state", None) is not None:
-            log.info("the state directory %s is writable again", self.paths.state_dir)
-            self.publish("status")
-        return True
 
     # ---- config ----
 
@@ -396,7 +379,7 @@ class Engine:
 
     def _save_applied(self) -> None:
         encoded = state_store.encode_applied(self.applied)
-        self._applied_unsaved = not self._persist(
+        self._applied_unsaved = not self.recovery.persist(
             "last good blocklist", lambda: state_store.write_atomic(self.paths.applied_file, encoded))
 
     # ---- commands (from the control socket: see detoxd.service.commands) ----

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,27 @@ class StateRecovery:
         """Beside state.json, the other places that know the detox's end."""
         paths = self.engine.paths
         return (paths.state_backup_file, paths.runtime_state_file, paths.evidence_state_file)
+
+    def persist(self, what: str, write: Callable[[], None]) -> bool:
+        """Run a write to the state directory; on OSError keep running and say so loudly (status
+        shows it as the "state" problem until a write works again)."""
+        from detoxd.service.engine import TICK_SECONDS
+
+        engine = self.engine
+        try:
+            write()
+        except OSError as exc:
+            message = f"cannot save the {what} in {engine.paths.state_dir}: {exc.strerror or exc}"
+            if engine.problems.get("state") != message:
+                log.error("%s (enforcement goes on; retrying every %gs)", message, TICK_SECONDS)
+                engine.problems["state"] = message
+                engine.notifier.status(message)
+                engine.publish("status")
+            return False
+        if engine.problems.pop("state", None) is not None:
+            log.info("the state directory %s is writable again", engine.paths.state_dir)
+            engine.publish("status")
+        return True
 
     def lifecycle(self, kind: str, **fields: Any) -> None:
         """A detox's start or end (and the daemon's, and a lost state): in the event journal and
