@@ -8,6 +8,7 @@ bob over ssh only); the real sd-login calls are tested in test_seat.py.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -155,3 +156,32 @@ def test_no_error_reply_is_built_by_hand_in_the_daemon() -> None:
                     and value.value is False for key, value in zip(node.keys, node.values, strict=True)):
                 found.append(f"{source.relative_to(package)}:{node.lineno}")
     assert found == []
+
+
+def sent_commands() -> set[str]:
+    """The command names detoxd's clients send: ``x.request("name", ...)``, ``ask("name")`` and
+    the CLI's ``_ask(paths, "name")`` (``ask_or_exit``) anywhere outside the daemon."""
+    package = Path(detoxd.__file__).parent
+    found: set[str] = set()
+    for source in sorted(package.rglob("*.py")):
+        if source.is_relative_to(package / "service"):
+            continue
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name not in ("request", "ask", "_ask", "ask_or_exit"):
+                continue
+            for arg in node.args[:2]:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
+                        and re.fullmatch(r"[a-z][a-z_]*", arg.value):
+                    found.add(arg.value)
+                    break
+    return found
+
+
+def test_every_command_a_client_sends_is_in_the_table() -> None:
+    sent = sent_commands()
+    assert {"status", "start", "end", "reload", "open", "close", "report", "network_sync"} <= sent
+    assert sent - set(COMMANDS) == set()
