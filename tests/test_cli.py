@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.cli import EXIT_UNREACHABLE, main
+from detoxd.cli import main
+from detoxd.commands.common import EXIT_UNREACHABLE
 from detoxd.core.statustext import format_status
 from detoxd.protocol import Status
 

@@ -1,14 +1,12 @@
 """The daemon's status in words: the one renderer behind `detoxd status`, the tray's menu and
 doctor, so that they say the same thing the same way, singular or plural as the count is.
 
-Pure, and cheap to import (`detoxd status` starts in a few tens of milliseconds): the standard
-library's datetime only; the engines' labels (:mod:`detoxd.core.dnsengines`) are imported when an
-engine is shown.
+Pure, and cheap to import (`detoxd status` starts in a few tens of milliseconds): datetime
+(for an allowance's times) and the engines' labels (:mod:`detoxd.core.dnsengines`) are imported
+only when there is one to show.
 """
 
 from __future__ import annotations
-
-from datetime import datetime
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
@@ -68,6 +66,8 @@ def time_left(status: Status) -> str:
 
 def clock_time(text: str) -> str:
     """"Tue 12:50" in this machine's time zone, from an ISO 8601 time of the status."""
+    from datetime import datetime
+
     return datetime.fromisoformat(text).astimezone().strftime("%a %H:%M")
 
 

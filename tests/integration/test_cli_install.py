@@ -50,7 +50,9 @@ def test_uninstall_is_refused_during_a_locked_detox(detoxd_env: DetoxdEnv, tmp_p
     assert (root / "etc/systemd/system/detoxd.service").exists()
     # Also with the daemon stopped: the state file still says locked.
     detoxd_env.stop_daemon()
-    assert detoxd_env.cli("uninstall", "--root", str(root)).returncode == 3
+    offline = detoxd_env.cli("uninstall", "--root", str(root))
+    assert offline.returncode == 3
+    assert "uninstall refused: a locked detox is running (14 days left)" in offline.stderr
 
 
 def test_uninstall_ends_an_unlocked_detox_and_restores_hosts(detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
