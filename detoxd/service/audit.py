@@ -143,12 +143,12 @@ class Audit:
             journalled += 1
         return journalled
 
-    def report(self, peer: Peer, *, now: datetime, tz: tzinfo,
+    def report(self, viewer: int | None, *, now: datetime, tz: tzinfo,
                window: report.DetoxWindow | None) -> dict[str, Any]:
-        """Read the journal and build the report for ``peer``. Called without the engine's lock:
-        the journal is append-only and its reader skips a line being written."""
+        """Read the journal and build the report as ``viewer`` may see it (None: root, see
+        :func:`detoxd.service.commands.viewer`). Called without the engine's lock: the journal
+        is append-only and its reader skips a line being written."""
         events, stats = journal.read_events(self.journal_dir)
-        viewer = None if peer.uid == 0 else peer.uid
         visible = report.visible_events(events, viewer)
         window = window or report.find_window(visible)
         document = report.build(visible, now=now, tz=tz, window=window,

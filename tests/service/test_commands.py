@@ -185,3 +185,9 @@ def test_every_command_a_client_sends_is_in_the_table() -> None:
     sent = sent_commands()
     assert {"status", "start", "end", "reload", "open", "close", "report", "network_sync"} <= sent
     assert sent - set(COMMANDS) == set()
+
+
+def test_root_sees_everything_a_user_their_own(engine: Engine) -> None:
+    assert engine.handle({"cmd": "report"}, ROOT_PEER)["report"]["scope"] == "all"
+    assert engine.handle({"cmd": "report"}, ALICE)["report"]["scope"] == "uid 1000"
+    assert commands.viewer(ROOT_PEER) is None and commands.viewer(ALICE) == 1000
