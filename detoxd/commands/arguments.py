@@ -35,7 +35,16 @@ def number_in_range(low: float, high: float, message: str, *, low_included: bool
     return parse
 
 
-DAYS = number_in_range(0, 365, "days must be more than 0 and at most 365", low_included=False)
+def DAYS(text: str) -> float:
+    """A detox's length, by the daemon's own rule (core.detox, imported only when one is given)."""
+    from detoxd.core.detox import DAYS_RULE, checked_days
+
+    checked = checked_days(number_in_range(float("-inf"), float("inf"), DAYS_RULE)(text))
+    if checked is None:
+        raise argparse.ArgumentTypeError(DAYS_RULE)
+    return checked
+
+
 MINUTES = number_in_range(0, 1440, "minutes must be more than 0 and at most 1440", low_included=False)
 # Tampering on an engine must be found within 30 s.
 CHECK_SECONDS = number_in_range(1, 30, "must be from 1 to 30 seconds")

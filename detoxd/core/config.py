@@ -15,6 +15,7 @@ from typing import Any
 from detoxd.core import domains, peerkey
 from detoxd.core.allowances import Allowance, SiteCatalog, builtin_catalog, parse_allowances
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
+from detoxd.core.detox import MAX_DAYS
 from detoxd.core.network import DnsEngineConfig, parse_network
 from detoxd.core.sessions import (
     CHALLENGE_PEERS,
@@ -38,7 +39,7 @@ from detoxd.core.yamlsource import (
 
 MAIN_FILE = "detoxd.yaml"
 BLOCKLIST_FILE = "blocklist.yaml"
-MAX_DETOX_DAYS = 365.0
+MAX_DETOX_DAYS = float(MAX_DAYS)  # the detox's own rule (detox.checked_days)
 
 
 class LockMode(StrEnum):

@@ -7,6 +7,7 @@ bob over ssh only); the real sd-login calls are tested in test_seat.py.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 import detoxd
 from detoxd import protocol
 from detoxd.clock import FakeClock
+from detoxd.commands import arguments
 from detoxd.paths import Paths
 from detoxd.protocol import ANYONE, CALLERS, COMMANDS, ROOT, Peer
 from detoxd.service import commands
@@ -191,3 +193,12 @@ def test_root_sees_everything_a_user_their_own(engine: Engine) -> None:
     assert engine.handle({"cmd": "report"}, ROOT_PEER)["report"]["scope"] == "all"
     assert engine.handle({"cmd": "report"}, ALICE)["report"]["scope"] == "uid 1000"
     assert commands.viewer(ROOT_PEER) is None and commands.viewer(ALICE) == 1000
+
+
+@pytest.mark.parametrize("days", [0, -1, 366, 1e9])
+def test_the_cli_and_the_daemon_refuse_a_length_by_one_rule(engine: Engine, days: float) -> None:
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        arguments.DAYS(str(days))
+    reply = engine.handle({"cmd": "start", "days": days}, ROOT_PEER)
+    assert reply == {"ok": False, "error": str(refused.value), "code": "bad_request"}
+    assert arguments.DAYS("365") == 365.0 and engine.status()["state"] == "idle"
