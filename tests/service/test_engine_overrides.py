@@ -45,7 +45,8 @@ def test_an_overriding_line_is_shown_while_present_then_neutralised_counted_and_
     status = engine.status()
     assert status["hosts_in_sync"] is False
     assert status["hosts_overrides"] == [{"line": ATTACK.decode().strip(), "names": ["twitter.com"]}]
-    assert any("give a blocked name another address" in problem and "twitter.com" in problem
+    assert any("1 line of " in problem and "gives a blocked name another address" in problem
+               and "twitter.com" in problem
                for problem in status["problems"])
 
     settle(engine, clock)
