@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 
 from detoxd import doctor
-from detoxd.doctor import Facts, Level
+from detoxd.core import doctorchecks as checks
+from detoxd.core.doctorchecks import Facts, Level
+from detoxd.core.policies import InstalledBrowsers
 from detoxd.protocol import Status
-from detoxd.service.targets.browser.policyfiles import InstalledBrowsers
 
 BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
 STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00:00",
@@ -36,11 +37,11 @@ def healthy(**changes: Any) -> Facts:
 
 
 def levels(facts: Facts) -> dict[str, Level]:
-    return {check.name: check.level for check in doctor.evaluate(facts).checks}
+    return {check.name: check.level for check in checks.evaluate(facts).checks}
 
 
-def failed(facts: Facts) -> dict[str, doctor.Check]:
-    report = doctor.evaluate(facts)
+def failed(facts: Facts) -> dict[str, checks.Check]:
+    report = checks.evaluate(facts)
     assert not report.effective
     failures = {check.name: check for check in report.checks if check.level is Level.FAIL}
     assert all(check.fix for check in failures.values()), "each failed check says what to do"
@@ -48,8 +49,8 @@ def failed(facts: Facts) -> dict[str, doctor.Check]:
 
 
 def test_a_healthy_machine_is_effective() -> None:
-    report = doctor.evaluate(healthy())
-    assert report.effective, doctor.format_human(report)
+    report = checks.evaluate(healthy())
+    assert report.effective, checks.format_human(report)
     assert levels(healthy())["notifications"] is Level.SKIP  # no tray agent reported
 
 
@@ -88,22 +89,22 @@ def test_what_blocks_the_hosts_file_is_the_reason_and_its_fix_the_fix() -> None:
 
 
 def test_resolved_drop_ins_are_applied_in_order() -> None:
-    assert doctor.reads_etc_hosts([]) is True
-    assert doctor.reads_etc_hosts(["[Resolve]\nReadEtcHosts=no\n", "[Resolve]\nReadEtcHosts=yes\n"])
-    assert not doctor.reads_etc_hosts(["[Resolve]\nDNS=1.1.1.1\n", "[Resolve]\nReadEtcHosts=false\n"])
+    assert checks.reads_etc_hosts([]) is True
+    assert checks.reads_etc_hosts(["[Resolve]\nReadEtcHosts=no\n", "[Resolve]\nReadEtcHosts=yes\n"])
+    assert not checks.reads_etc_hosts(["[Resolve]\nDNS=1.1.1.1\n", "[Resolve]\nReadEtcHosts=false\n"])
     stopped = healthy(resolved_running=False, resolved_configs=("[Resolve]\nReadEtcHosts=no\n",))
     assert levels(stopped)["systemd-resolved"] is Level.SKIP
 
 
 def test_nsswitch_with_resolve_first_relies_on_resolved() -> None:
-    check = doctor.check_nsswitch("hosts: resolve [!UNAVAIL=return] files myhostname dns\n")
+    check = checks.check_nsswitch("hosts: resolve [!UNAVAIL=return] files myhostname dns\n")
     assert check.level is Level.OK and "ReadEtcHosts" in check.message
 
 
 def test_uncovered_browsers_and_switched_off_policies_warn_only() -> None:
     facts = healthy(browsers=InstalledBrowsers((), ("firefox (snap/bin/firefox)",)))
     assert levels(facts)["browser policies: firefox (snap/bin/firefox)"] is Level.WARN
-    assert doctor.evaluate(facts).effective
+    assert checks.evaluate(facts).effective
     assert levels(healthy(browser_policies_enabled=False))["browser policies"] is Level.WARN
 
 
@@ -111,7 +112,7 @@ def test_an_agent_that_could_not_silence_says_why_and_what_to_do() -> None:
     agent = {"uid": 1000, "notifications_silenced": False, "backend": "mako",
              "reason": "mako's do-not-disturb mode does not hide notifications (/home/a/.config/mako/config)",
              "fix": "add '[mode=do-not-disturb]' and 'invisible=1' to /home/a/.config/mako/config"}
-    check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "agents": [agent]})).checks
+    check = next(c for c in checks.evaluate(healthy(status={**STATUS, "agents": [agent]})).checks
                  if c.name == "notifications")
     assert check.level is Level.FAIL
     assert "uid 1000: mako's do-not-disturb mode does not hide notifications" in check.message
@@ -125,21 +126,21 @@ def test_silenced_agents_pass() -> None:
 
 def test_engines_are_asked_about_an_evenly_spaced_sample() -> None:
     names = [f"site{number:06}.example" for number in range(100_000)]
-    chosen = doctor.sample(names)
-    assert len(chosen) == doctor.SAMPLE_SIZE == len(set(chosen))
-    assert chosen == doctor.sample(list(reversed(names)))
+    chosen = checks.sample(names)
+    assert len(chosen) == checks.SAMPLE_SIZE == len(set(chosen))
+    assert chosen == checks.sample(list(reversed(names)))
     assert chosen[0] == "site000000.example" and chosen[-1].startswith("site08")
-    assert doctor.sample(["b.example", "a.example"]) == ["a.example", "b.example"]
+    assert checks.sample(["b.example", "a.example"]) == ["a.example", "b.example"]
 
 
 def test_a_sample_of_lookups_says_so() -> None:
     looked = {f"site{number}.example": ("0.0.0.0", "::") for number in range(200)}
-    report = doctor.check_lookups(looked, 100_000, active=True)
+    report = checks.check_lookups(looked, 100_000, active=True)
     assert report.level is Level.OK and "a random sample of 200 of 100000" in report.message
 
 
 def test_a_name_that_does_not_resolve_is_not_an_escape() -> None:
-    report = doctor.check_lookups({"twitter.com": None, "www.twitter.com": ("0.0.0.0", "::")}, 2, True)
+    report = checks.check_lookups({"twitter.com": None, "www.twitter.com": ("0.0.0.0", "::")}, 2, True)
     assert report.level is Level.WARN
     assert "1 did not resolve at all (nothing escapes" in report.message and "twitter.com" in report.message
     assert "escape the block" not in report.message
@@ -162,12 +163,12 @@ def test_the_last_hosts_line_of_nsswitch_is_the_one_glibc_uses() -> None:
 
 
 def test_output_formats() -> None:
-    report = doctor.evaluate(healthy(nsswitch="hosts: dns files\n"))
-    text = doctor.format_human(report)
+    report = checks.evaluate(healthy(nsswitch="hosts: dns files\n"))
+    text = checks.format_human(report)
     assert "[FAIL] nsswitch: hosts: dns files asks dns before files" in text
     assert "-> in /etc/nsswitch.conf put files before dns" in text
     assert text.endswith("The detox is NOT effective: 1 check failed.")
-    document = json.loads(doctor.format_json(report))
+    document = json.loads(checks.format_json(report))
     assert document["effective"] is False
     assert {"name": "nsswitch", "level": "FAIL", "message": "hosts: dns files asks dns before files",
             "fix": "in /etc/nsswitch.conf put files before dns: hosts: files dns"} in document["checks"]
@@ -204,14 +205,14 @@ def test_lookups_stop_at_the_budget_once_the_minimum_is_done(monkeypatch: pytest
 
 PIHOLE_ROW = {"engine": "pihole", "url": "https://pi.hole", "state": "in_sync", "clients": 0,
               "names": 3, "last_ok": "2030-01-01T00:00:00+00:00", "error": None}
-NULL = doctor.dnswire.Answer("NOERROR", ("0.0.0.0",))
+NULL = checks.dnswire.Answer("NOERROR", ("0.0.0.0",))
 
 
 def test_household_engines_holding_the_detox_pass() -> None:
     facts = healthy(status={**STATUS, "network": [PIHOLE_ROW]},
                     engine_answers={"Pi-hole (pi.hole)": {"twitter.com": NULL, "www.twitter.com": NULL}})
-    report = doctor.evaluate(facts)
-    assert report.effective, doctor.format_human(report)
+    report = checks.evaluate(facts)
+    assert report.effective, checks.format_human(report)
     check = next(c for c in report.checks if c.name == "engine Pi-hole (pi.hole)")
     assert check.message == "holds the detox: 2 sampled names blocked over DNS"
 
@@ -221,7 +222,7 @@ def test_household_engines_holding_the_detox_pass() -> None:
      "Pi-hole (pi.hole): unreachable, retrying, 3 names (last ok 2030-01-01T00:00:00+00:00): "
      "https://pi.hole: connection refused"),
     ({**PIHOLE_ROW, "state": "no_agent"}, {}, "no network agent reports"),
-    (PIHOLE_ROW, {"twitter.com": doctor.dnswire.Answer("NOERROR", ("104.244.42.1",))},
+    (PIHOLE_ROW, {"twitter.com": checks.dnswire.Answer("NOERROR", ("104.244.42.1",))},
      "answers 1 of 1 sampled blocked names normally over DNS: twitter.com"),
 ])
 def test_household_engine_failures(row: dict[str, Any], answers: dict[str, Any], expected: str) -> None:
@@ -233,13 +234,13 @@ def test_household_engine_failures(row: dict[str, Any], answers: dict[str, Any],
 def test_an_engine_scoped_to_clients_is_not_asked_from_here() -> None:
     row = {**PIHOLE_ROW, "clients": 2}
     assert doctor.ask_engines(Status.from_json({"network": [row]}), BLOCKED) == {}
-    check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "network": [row]})).checks
+    check = next(c for c in checks.evaluate(healthy(status={**STATUS, "network": [row]})).checks
                  if c.name.startswith("engine"))
     assert check.level is Level.OK and "dig @pi.hole" in check.message
 
 
 def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
-    check_detox = doctor.check_detox
+    check_detox = checks.check_detox
     active = {"state": "active", "days_left": 3, "ends_at": "2026-12-15T10:00:00+00:00"}
     assert check_detox(Status.from_json(active)).level is Level.OK
     full = check_detox(Status.from_json({**active, "problems": ["cannot save the state: No space left"]}))
@@ -260,7 +261,7 @@ def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
 ])
 def test_the_connection_cutter_is_checked_but_does_not_decide_effectiveness(
         changes: dict[str, Any], level: Level, words: str) -> None:
-    report = doctor.evaluate(healthy(**changes))
+    report = checks.evaluate(healthy(**changes))
     [check] = [check for check in report.checks if check.name == "connection cutter"]
     assert check.level is level and words in check.message
     assert report.effective  # new connections are blocked either way
@@ -268,7 +269,7 @@ def test_the_connection_cutter_is_checked_but_does_not_decide_effectiveness(
 
 def test_held_time_is_a_warning_with_the_fix() -> None:
     held = {"seconds": 15 * 86400, "since": "2030-01-01T00:00:00+00:00", "reason": "no source confirms"}
-    check = next(c for c in doctor.evaluate(healthy(status={**STATUS, "time_held": held})).checks
+    check = next(c for c in checks.evaluate(healthy(status={**STATUS, "time_held": held})).checks
                  if c.name == "detox clock")
     assert check.level is Level.WARN and "15.0 days since 2030-01-01" in check.message
     assert "timedatectl set-ntp true" in check.fix

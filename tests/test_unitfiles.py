@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from detoxd import doctor
+from detoxd.core import doctorchecks as checks
 from detoxd.unitfiles import unit_state
 
 SERVICE = "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
@@ -73,5 +74,5 @@ def test_doctor_asks_no_program_and_no_bus(root: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("PATH", "")
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
     assert doctor._service_enabled(root) == "enabled"
-    assert doctor.check_service(doctor._service_enabled(root)).level is doctor.Level.OK
+    assert checks.check_service(doctor._service_enabled(root)).level is checks.Level.OK
     assert doctor._service_enabled(root, "detoxd-cutter.path") == ""

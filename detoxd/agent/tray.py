@@ -35,7 +35,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from detoxd.agent import activitywatch, reportpage
+from detoxd.agent import activitywatch, reportpage, xorg
 from detoxd.agent.dnd import DndKeeper, DndReport, choose, probe_session, state_dir
 from detoxd.client import ControlClient, ControlError
 from detoxd.core import icon as icons
@@ -134,8 +134,8 @@ class TrayAgent:
                                       menu.title(view), self._pystray_menu(view))
         self._face = icons.face_for(None)
         if backend_name == "xorg":
-            _enable_clicks_on_xorg(self.icon)
-            _draw_to_fit_on_xorg(self.icon, lambda: self._face)
+            xorg.enable_clicks_on_xorg(self.icon)
+            xorg.draw_to_fit_on_xorg(self.icon, lambda: self._face)
 
     # ---- lifecycle ----
 
@@ -154,7 +154,7 @@ class TrayAgent:
 
     def _setup(self, icon: Any) -> None:
         if self.backend_name == "xorg":
-            _show_on_xorg(icon)
+            xorg.show_on_xorg(icon)
         else:
             icon.visible = True
         for target, name in ((self._connection_loop, "detoxd-tray-connection"),
@@ -339,7 +339,7 @@ class TrayAgent:
     def _show(self) -> None:
         self.refresh()
         if self.backend_name == "xorg":
-            _push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
+            xorg.push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
 
     def refresh(self) -> None:
         """Push the current view to the icon, if anything visible changed."""
@@ -359,7 +359,7 @@ class TrayAgent:
         # (a rebuilt menu has new item ids; a click on the old one's is lost).
         self.icon.menu = self._pystray_menu(view)
         if self.backend_name == "xorg":
-            _update_on_xorg(self.icon, image, title)
+            xorg.update_on_xorg(self.icon, image, title)
         else:
             if image is not None:
                 self.icon.icon = image
@@ -492,76 +492,6 @@ class TrayAgent:
             return
         self._outbox.put((heading, text, CRITICAL))  # asked for by the user: shown during the silence
         self._wake.set()
-
-
-def _enable_clicks_on_xorg(icon: Any) -> None:
-    """pystray 0.19.5's xorg window never selects ButtonPress, so clicks are lost (pystray#151)."""
-    import importlib
-
-    x = importlib.import_module("Xlib.X")  # python-xlib, a dependency of pystray; untyped
-    window, display = getattr(icon, "_window", None), getattr(icon, "_display", None)
-    if window is None or display is None:
-        log.warning("cannot enable clicks on this pystray version: no _window")
-        return
-    window.change_attributes(event_mask=x.ExposureMask | x.StructureNotifyMask | x.ButtonPressMask)
-    display.flush()
-
-
-def _draw_to_fit_on_xorg(icon: Any, face: Callable[[], icons.Face]) -> None:
-    """pystray's xorg back-end scales the icon to its window on black: transparent corners turn
-    black and a window trayer makes wider than high stretches it. Draw the face for the window's
-    exact size instead, opaque (``icon.render_opaque``)."""
-
-    def assert_icon_data(width: int, height: int) -> None:
-        data = getattr(icon, "_icon_data", None)
-        if data is not None and data.size == (width, height):
-            return  # pystray resets it to None when the icon changes
-        data = icons.render_opaque(face(), width, height)
-        # As pystray does, for old python-xlib; setattr: typed Pillow (PyPI) has no such attribute,
-        # Debian's untyped python3-pil says nothing, and mypy must pass with both.
-        setattr(data, "tostring", data.tobytes)  # noqa: B010
-        icon._icon_data = data
-
-    if not hasattr(icon, "_assert_icon_data"):
-        log.warning("cannot draw the icon to fit on this pystray version")
-        return
-    icon._assert_icon_data = assert_icon_data
-
-
-def _show_on_xorg(icon: Any) -> None:
-    """``icon.visible = True`` without pystray's waiting dispatcher (see _update_on_xorg)."""
-    implementation = type(icon)
-    if not icon._icon_valid:  # what the setter does first
-        implementation._update_icon(icon)
-    implementation._show(icon)
-    icon._visible = True
-    _push_to_x_server(icon)
-
-
-def _update_on_xorg(icon: Any, image: Any, title: str) -> None:
-    """pystray's xorg setters hand the work to its X thread by a client message and then wait,
-    without a timeout, for the answer; python-xlib shared between threads can leave that message
-    unsent, and the tray froze on its first status (seen in about one start in five under load).
-    pystray imports Xlib.threaded, so requests are safe from this thread: do the work here, with
-    the class's own implementations (the instance's are the waiting dispatchers)."""
-    implementation = type(icon)
-    if image is not None:
-        icon._icon, icon._icon_valid = image, False
-        if icon.visible:
-            implementation._update_icon(icon)
-    if title != icon._title:
-        icon._title = title
-        if icon.visible:
-            implementation._update_title(icon)
-    _push_to_x_server(icon)
-
-
-def _push_to_x_server(icon: Any) -> None:
-    """Send what pystray's X thread queued. python-xlib shared between threads can leave the last
-    request of a burst (the new title or image) unsent until the next one; a round trip sends it."""
-    display = getattr(icon, "_display", None)
-    if display is not None:
-        display.sync()
 
 
 def _notice_for(kind: str, event: dict[str, Any], moment: datetime) -> tuple[str, menu.Notice] | None:

@@ -75,7 +75,8 @@ def _end_detox(paths: Paths) -> str | None:
 
 def cmd_doctor(args: argparse.Namespace, paths: Paths) -> int:
     from detoxd import doctor
+    from detoxd.core.doctorchecks import format_human, format_json
 
     report = doctor.run(paths, root=Path(args.root))
-    print(doctor.format_json(report) if args.json else doctor.format_human(report))
+    print(format_json(report) if args.json else format_human(report))
     return EXIT_OK if report.effective else EXIT_NOT_EFFECTIVE

@@ -181,3 +181,11 @@ def _optional_str(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"expected text, got {value!r}")
     return value
+
+
+@dataclass(frozen=True)
+class InstalledBrowsers:
+    """The browsers found on the machine (doctor checks their policies)."""
+
+    covered: tuple[str, ...]  # installed where the system policy files reach them
+    uncovered: tuple[str, ...]  # e.g. "firefox (snap/bin/firefox)": not reachable by /etc policies

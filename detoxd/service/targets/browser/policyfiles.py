@@ -24,7 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from detoxd.core import policies
-from detoxd.core.policies import PolicyError, PolicySpec, Record
+from detoxd.core.policies import InstalledBrowsers, PolicyError, PolicySpec, Record
 from detoxd.durable import remove_file, remove_stale_temporaries, replace_file
 from detoxd.paths import BROWSER_POLICIES_FILE
 from detoxd.service import state_store
@@ -71,10 +71,6 @@ class PolicyResult:
         return f"{self.browser} policy {self.path}: {self.action.value}{detail}"
 
 
-@dataclass(frozen=True)
-class InstalledBrowsers:
-    covered: tuple[str, ...]  # installed where the system policy files reach them
-    uncovered: tuple[str, ...]  # e.g. "firefox (snap/bin/firefox)": not reachable by /etc policies
 
 
 def installed_browsers(root: Path = Path("/")) -> InstalledBrowsers:
