@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from detoxd.core.hosts import Neutralised
+from detoxd.core.statustext import count
 from detoxd.service.targets import Drift
 from detoxd.service.targets.hosts.fsops import HostsFileError, explain
 from detoxd.service.targets.hosts.guard import HostsGuard, Outcome
@@ -140,6 +141,6 @@ def _drift(outcome: Outcome | None) -> list[Drift]:
     if outcome.neutralised:
         lines = "; ".join(f"{line} ({', '.join(line.names)})" for line in outcome.neutralised[:5])
         more = f" and {len(outcome.neutralised) - 5} more" if len(outcome.neutralised) > 5 else ""
-        return [Drift(NAME, f"neutralised {len(outcome.neutralised)} line(s) giving a blocked name "
-                      f"another address: {lines}{more}")]
+        return [Drift(NAME, f"neutralised {count(len(outcome.neutralised), 'line')} giving a blocked "
+                      f"name another address: {lines}{more}")]
     return [Drift(NAME, "block restored")]
