@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import shamir_mnemonic
 from conftest import DetoxdEnv, wait_for
+from test_status_schema import schema_errors
 
 from detoxd.core import peerkey
 
@@ -141,6 +142,7 @@ def test_three_of_five_end_it_two_do_not_and_nothing_secret_is_kept(
     shares = start_with_cards(env, relay, tmp_path / "cards")
     status = env.status()
     assert status["lock"] == "peers" and status["peers_needed"] == 3 and status["state"] == "active"
+    assert len(status["peer_lock"]["holders"]) == 5 and schema_errors(status) == [[]]  # the contract
     assert "lock: peers, 3 peers' cards end it early" in env.cli("status").stdout
 
     plain = run(env, relay, "end")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import DetoxdEnv, wait_for
+from threadstop import daemon_answers, main_thread_stopped
 
 from detoxd.client import ControlClient
 from detoxd.core import statustext
@@ -97,3 +98,16 @@ def test_the_schema_refuses_what_breaks_the_contract(detoxd_env: DetoxdEnv) -> N
     assert any("tampers" in error for error in errors[1])
     assert len(errors[2]) == 2
     assert any("network/0" in error and "required" in error for error in errors[3])
+
+
+def test_a_stale_status_from_a_stuck_main_loop_keeps_the_contract(detoxd_env: DetoxdEnv) -> None:
+    """The status a stuck daemon serves (its extra keys: stale, snapshot_age_seconds) is in the
+    schema too, and reads back through the typed status."""
+    detoxd_env.start_daemon()
+    assert detoxd_env.process is not None and detoxd_env.cli("start").returncode == 0
+    with main_thread_stopped(detoxd_env.process.pid, daemon_answers(detoxd_env.socket)):
+        stale = wait_for(lambda: (s := detoxd_env.status())["stale"] and s, timeout=30, what="a stale status")
+    assert "snapshot_age_seconds" in stale and stale["hosts_in_sync"] is False
+    assert schema_errors(stale) == [[]]
+    typed = Status.from_json(stale)
+    assert typed.to_json() == stale and typed.stale and typed.snapshot_age_seconds is not None
