@@ -27,7 +27,8 @@ set -euo pipefail
 scratch="$1" detoxd="$2"
 for dir in /etc /var /run; do
     mkdir -p "$scratch/upper$dir" "$scratch/work$dir"
-    mount -t overlay "detoxd-try" -o "lowerdir=$dir,upperdir=$scratch/upper$dir,workdir=$scratch/work$dir" "$dir"
+    layers="lowerdir=$dir,upperdir=$scratch/upper$dir,workdir=$scratch/work$dir"
+    mount -t overlay detoxd-try -o "$layers" "$dir"
 done
 scripts/try > "$scratch/try.log" 2>&1 &
 for _ in $(seq 2400); do  # until the daemon listens (or has exited)
@@ -35,7 +36,9 @@ for _ in $(seq 2400); do  # until the daemon listens (or has exited)
     kill -0 $! 2>/dev/null || break
     sleep 0.05
 done
-"$detoxd" start --days 0.002 > "$scratch/start.out" 2>&1 && echo 0 > "$scratch/start.rc" || echo $? > "$scratch/start.rc"
+rc=0
+"$detoxd" start --days 0.002 > "$scratch/start.out" 2>&1 || rc=$?
+echo "$rc" > "$scratch/start.rc"
 getent ahosts twitter.com > "$scratch/getent.out" || true
 "$detoxd" status --json > "$scratch/status.json" || true
 """
