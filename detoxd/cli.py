@@ -6,9 +6,21 @@ from __future__ import annotations
 import sys
 
 from detoxd.commands import main
-from detoxd.commands.arguments import build_parser
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option (:mod:`detoxd.commands.arguments`; imported here only when asked
+    for: `detoxd status` needs no parser)."""
+    from detoxd.commands.arguments import build_parser as build
+
+    return build()
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,3 +1,4 @@
+import json
 import os
 import socket
 import threading
@@ -106,26 +107,50 @@ def test_status_shows_a_daemon_side_error_instead_of_a_key_error(
     assert "the handler failed" in capsys.readouterr().err
 
 
-def test_the_status_command_imports_no_server_code_nor_typing() -> None:
-    """`detoxd status` must start fast and must not need the daemon's modules: a fresh
-    interpreter runs it and lists what it imported."""
+def imported_by(*argv: str) -> set[str]:
+    """The modules a fresh interpreter imports running ``detoxd ARGV`` against no daemon."""
     import subprocess
     import sys
 
     probe = ("import sys\nfrom detoxd.cli import main\n"
-             "try:\n    main(['--socket', '/nonexistent/detoxd.sock', 'status'])\n"
+             f"try:\n    main({list(argv)!r})\n"
              "except SystemExit:\n    pass\n"
              "print(' '.join(sorted(sys.modules)))")
     # Without the coverage hook scripts/test installs in subprocesses: coverage imports typing.
     env = {key: value for key, value in os.environ.items() if not key.startswith("COVERAGE")}
+    env["DETOXD_SOCKET"] = "/nonexistent/detoxd.sock"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30,
                           check=True, env=env)
-    modules = set(done.stdout.split())
-    assert "detoxd.client" in modules
-    assert not {m for m in modules if m.startswith(("detoxd.service", "detoxd.core", "detoxd.agent"))}
-    # dataclasses is the typed status's (detoxd.protocol.Status): the startup it costs is measured
-    # against `python -c pass` in benchmarks/ (daemon_costs.status_latency).
-    assert "dataclasses" in modules
-    assert not modules & {"typing", "shutil", "yaml", "watchdog", "apscheduler"}
+    return set(done.stdout.split())
+
+
+def test_the_status_command_imports_no_server_code_nor_typing() -> None:
+    """`detoxd status` must start fast and must not need the daemon's modules: a fresh
+    interpreter runs it and lists what it imported."""
+    for argv in (["--socket", "/nonexistent/detoxd.sock", "status"], ["status"], ["status", "--json"]):
+        modules = imported_by(*argv)
+        assert "detoxd.client" in modules
+        assert not {m for m in modules if m.startswith(("detoxd.service", "detoxd.core", "detoxd.agent"))}
+        # The typed status is no dataclasses.dataclass for this: dataclasses imports inspect.
+        assert not modules & {"typing", "dataclasses", "inspect", "shutil", "yaml", "watchdog", "apscheduler"}
+    # Its two plain forms need no parser: argparse and 16 commands' parsers are a third of its start.
+    assert "argparse" not in imported_by("status") | imported_by("status", "--json")
+    assert "argparse" in imported_by("status", "--help")
+
+
+def test_the_parserless_status_is_the_parsed_one(
+        answering: tuple[Path, list[bytes]], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, replies = answering
+    monkeypatch.setenv("DETOXD_SOCKET", str(path))
+    document = {"state": "idle", "domains_blocked": 1, "hosts_file": "/etc/hosts", "hosts_in_sync": True}
+    outputs = []
+    for argv in (["status", "--json"], ["--socket", str(path), "status", "--json"], ["status"],
+                 ["--socket", str(path), "status"]):
+        replies.append(json.dumps({"ok": True, "status": document}).encode() + b"\n")
+        assert main(argv) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and json.loads(outputs[0]) == document
+    assert outputs[2] == outputs[3] and "1 name blocked in /etc/hosts (in sync)" in outputs[2]
 
 

@@ -8,7 +8,6 @@ the daemon checks the budget again.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 from collections.abc import Sequence
@@ -86,7 +85,7 @@ def unheard(status: Status, silence: float) -> Status:
     if silence <= SILENCE_SECONDS:
         return status
     age = silence + (status.snapshot_age_seconds or 0.0)
-    return dataclasses.replace(status, stale=True, hosts_in_sync=False, snapshot_age_seconds=round(age, 1))
+    return status.replace(stale=True, hosts_in_sync=False, snapshot_age_seconds=round(age, 1))
 
 
 def title(view: TrayView) -> str:

@@ -11,7 +11,6 @@ is marked stale and never "in sync".
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -175,7 +174,7 @@ class StatusBuilder:
             problems.append(f"{engine.guard_problem}: systemd's watchdog is not fed, it restarts detoxd")
         if not problems:
             return status
-        return dataclasses.replace(status, hosts_in_sync=False, problems=(*status.problems, *problems),
+        return status.replace(hosts_in_sync=False, problems=(*status.problems, *problems),
                                    warnings=(*problems, *status.warnings))
 
     def _timely(self, private: bool) -> Status:
@@ -195,7 +194,7 @@ class StatusBuilder:
             with engine.lock:  # no tick yet: nothing to show but the real thing
                 return self.build(private=private)
         age = engine.clock.monotonic() - taken
-        snapshot = dataclasses.replace(full if private else public, snapshot_age_seconds=round(age, 1))
+        snapshot = (full if private else public).replace(snapshot_age_seconds=round(age, 1))
         return self._stale(snapshot, taken, age) if age > STALE_SECONDS else snapshot
 
     def _stale(self, status: Status, since: float | None, age: float) -> Status:
@@ -207,7 +206,7 @@ class StatusBuilder:
             self._stale_reported = since
             log.error("%s (a status was asked for)", problem)
             journal.record_nowait("status_stale", seconds=round(age, 1))
-        return dataclasses.replace(status, stale=True, hosts_in_sync=False,
+        return status.replace(stale=True, hosts_in_sync=False,
                                    snapshot_age_seconds=round(age, 1),
                                    problems=(problem, *status.problems),
                                    warnings=(problem, *status.warnings))
