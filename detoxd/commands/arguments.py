@@ -1,7 +1,8 @@
 """The command line's declarations: every command, option and argument (what `detoxd --help`
 and the manual page, generated from :func:`build_parser`, show), and one range validator.
 
-Imports only argparse and os: every `detoxd` command, `status` first, builds this parser.
+Imports only argparse and os: every `detoxd` command but the two plain forms of `status` (see
+:func:`detoxd.commands.main`) builds this parser.
 """
 
 from __future__ import annotations
