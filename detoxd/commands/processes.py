@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
+    import gc
+
     from detoxd.clock import SystemClock
     from detoxd.service.daemon import Daemon
     from detoxd.service.logsetup import setup_logging
@@ -32,6 +34,10 @@ def cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from detoxd.service.timesync import stand_in_from_environment
 
     clock = SystemClock(stand_in_from_environment(paths.state_dir, Path(DEFAULTS["state_dir"])))
+    # No cyclic garbage collection while the state, the last good blocklist and the config are
+    # read (up to a million names each): the collections then walked every set of names again
+    # and again. Daemon.run turns it back on once the block is in place.
+    gc.disable()
     return Daemon(paths, clock, policy_root=Path(policy_root) if policy_root else None).run()
 
 

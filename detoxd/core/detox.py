@@ -382,7 +382,9 @@ def enforced_names(state: DetoxState, configured_names: Iterable[str]) -> frozen
         return frozenset()
     configured = frozenset(configured_names)
     if state.locked:
-        return configured | state.ratchet
+        # The ratchet holds the configured names already when update_ratchet ran first: then it
+        # is the answer itself, not a copy of (up to) a million names.
+        return state.ratchet if configured <= state.ratchet else configured | state.ratchet
     return configured
 
 

@@ -99,6 +99,8 @@ _ENTRY_PREFIXES = (IPV4_ADDRESS.encode() + b" ", IPV6_ADDRESS.encode() + b" ")
 _NAME_CHARACTERS_AND_NEWLINE = b"abcdefghijklmnopqrstuvwxyz0123456789._-\n"
 _NAME = re.compile(r"[a-z0-9._-]+")
 _ENTRY_LINE = re.compile(rb"^(?:0\.0\.0\.0|::) ([^\s#]+)\r?$", re.MULTILINE)
+# The same on the text (ASCII, undecodable bytes as surrogates): no decode per name.
+_ENTRY_LINE_TEXT = re.compile(r"^(?:0\.0\.0\.0|::) ([^\s#]+)\r?$", re.MULTILINE | re.ASCII)
 # A line that may give a name an address: not blank, not a comment, not a null entry. One regex
 # scan skips the rest (a large list of 0.0.0.0 lines costs no Python per line).
 _CANDIDATE_LINE = re.compile(rb"^[ \t]*+(?![#\r\n]|0\.0\.0\.0[ \t]|::[ \t])[^\n]+", re.MULTILINE)
@@ -359,8 +361,7 @@ class Parsed:
         """The names in the intact block's entry lines (empty without an intact block)."""
         if self.block is None:
             return frozenset()
-        found = set(_ENTRY_LINE.findall(self.block))
-        return frozenset(name.decode("ascii", "surrogateescape") for name in found)
+        return frozenset(_ENTRY_LINE_TEXT.findall(self.block.decode("ascii", "surrogateescape")))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ watcher starts before the first read, so an edit saved during start-up is not lo
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import select
@@ -69,6 +70,10 @@ class Daemon:
         # Watching first: an edit saved while the config is read at start-up wakes a reload.
         self.observer = self._watch_config()
         engine.boot()
+        # What start-up read stays for the daemon's life: out of the collector's sight (cmd_run
+        # turned it off for the start-up), so no collection walks a million names again.
+        gc.freeze()
+        gc.enable()
         self._watch_list_directories()
         self._config_worker.start()
         self.server = ControlServer(self.paths.socket, engine.handle, snapshot=engine.status_event,

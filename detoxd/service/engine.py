@@ -231,13 +231,14 @@ class Engine:
                 self.checkpoint()
         self.apps.enforce(locked=self.state.active and self.state.locked)
         enforced = detox.enforced_names(self.state, self.applied.names)
-        if self.state.active:
+        if self.state.active and CANARY not in enforced:  # (a copy only when it is not in yet)
             # Firefox's canary: NXDOMAIN (or a null answer) turns its default DNS-over-HTTPS off.
             enforced = enforced | {CANARY}
         self.network.configure(self.network.configured, self.network.allowed,
                                active=self.state.active, locked=self.state.locked)
         # Open allowances take their names out of every target for a while.
-        names = enforced - self.allowances.unblocked(enforced, detox_active=self.state.active)
+        unblocked = self.allowances.unblocked(enforced, detox_active=self.state.active)
+        names = enforced - unblocked if unblocked else enforced
         before = self._names_applied
         order = self.applied.block_order(names)
         if self._apply(self.hosts, names, order) and names != self._hosts_names_logged:
@@ -372,7 +373,8 @@ class Engine:
 
     def _load_applied(self) -> None:
         """The last good blocklist (ignored when damaged): enforced until a config loads."""
-        applied = state_store.load_applied(self.paths.applied_file)
+        # The ratchet's names were validated as the state was read: not again.
+        applied = state_store.load_applied(self.paths.applied_file, known=self.state.ratchet)
         if applied is not None:
             self.applied = applied
             self.browser.browser_policies = applied.browser_policies

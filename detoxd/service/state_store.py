@@ -183,7 +183,10 @@ def load(path: Path) -> DetoxState:
         document["ratchet"] = []
         state = _decode_checked(path, document)
         raise MissingRatchetError(path, f"ratchet file unusable: {_short(str(error))}", state) from error
-    return _decode_checked(path, document)
+    state = _decode_checked(path, document)
+    if isinstance(reference, dict):  # its side file holds this ratchet: the next save needs none
+        _written_ratchets[path] = (state.ratchet, reference["file"])
+    return state
 
 
 def _decode_checked(path: Path, document: dict[str, Any]) -> DetoxState:
@@ -436,11 +439,12 @@ def _decode_names(value: object) -> frozenset[str]:
     return frozenset(checked_names(value, "ratchet"))
 
 
-def checked_names(value: object, what: str) -> list[str]:
+def checked_names(value: object, what: str, known: frozenset[str] = frozenset()) -> list[str]:
     """``value`` as a list of host names detoxd could have written, or ValueError/TypeError.
 
     A string is no list (``names: "abc"`` must not block ``a``, ``b`` and ``c``), and every name
-    must come back unchanged from the same validation the config's names pass."""
+    must come back unchanged from the same validation the config's names pass. Names in
+    ``known`` passed it already (the ratchet's, at start-up): only the others are validated."""
     if not isinstance(value, list | tuple):
         raise TypeError(f"{what} must be a list, got {type(value).__name__}")
     if len(value) > MAX_RATCHET_NAMES:
@@ -448,8 +452,9 @@ def checked_names(value: object, what: str) -> list[str]:
     if not all(isinstance(name, str) for name in value):
         raise TypeError(f"{what} must hold only strings")
     names = list(value)
-    valid, issues = domains.parse_list_text("\n".join(names), max_issues=1)
-    if issues or valid != names:
+    unknown = [name for name in names if name not in known] if known else names
+    valid, issues = domains.parse_list_text("\n".join(unknown), max_issues=1)
+    if issues or valid != unknown:
         raise ValueError(f"{what} holds a name detoxd never writes")
     return names
 
@@ -497,13 +502,14 @@ class Applied:
         return configured + tuple(sorted(kept)) if kept else configured
 
 
-def load_applied(path: Path) -> Applied | None:
+def load_applied(path: Path, known: frozenset[str] = frozenset()) -> Applied | None:
     """The last good blocklist, validated as strictly as the config; None when missing or damaged
-    (logged): the config on disk then decides alone."""
+    (logged): the config on disk then decides alone. ``known``: names validated already (the
+    ratchet's), not validated again: at a million names that halves the read."""
     try:
         # It holds the whole blocklist (up to the loader's names limit): bounded like the
         # ratchet's side file, not like state.json, or a large block is dropped at restart.
-        return decode_applied(read_json(path, MAX_RATCHET_BYTES))
+        return decode_applied(read_json(path, MAX_RATCHET_BYTES), known)
     except FileNotFoundError:
         return None
     except (StateFileError, KeyError, TypeError, ValueError) as exc:
@@ -511,11 +517,11 @@ def load_applied(path: Path) -> Applied | None:
         return None
 
 
-def decode_applied(data: object) -> Applied:
+def decode_applied(data: object, known: frozenset[str] = frozenset()) -> Applied:
     """Raises KeyError, TypeError or ValueError on anything :func:`encode_applied` never writes."""
     if not isinstance(data, dict):
         raise TypeError("expected a JSON object")
-    order = tuple(dict.fromkeys(checked_names(data["names"], "names")))
+    order = tuple(dict.fromkeys(checked_names(data["names"], "names", known)))
     days, lock = checked_days(data["days"]), data["lock"]
     if days is None:
         raise ValueError(f"{DAYS_RULE}, got {data['days']!r}")

@@ -263,6 +263,61 @@ def test_a_missing_ratchet_side_file_keeps_the_detox_and_the_names_in_the_block(
     assert {"host0.example.com", "other.example"} <= blocked(paths)  # the ratchet held
 
 
+def _large_list(paths: Paths, count: int) -> set[str]:
+    names = {f"host{number}.example.com" for number in range(count)}
+    (paths.config_dir / "many.txt").write_text("".join(f"{name}\n" for name in sorted(names)))
+    (paths.config_dir / "blocklist.yaml").write_text("lists: [many.txt]\n")
+    return names
+
+
+@pytest.mark.parametrize("config", [b"lists: [\n", b"domains: [other.example]\n", None])
+def test_a_start_with_a_large_applied_state_keeps_every_enforced_name(
+        paths: Paths, clock: FakeClock, config: bytes | None) -> None:
+    """#12's fail-safe at a restart with a ratchet in its side file and applied.json holding the
+    same names (read without validating them twice): a broken, shrunk or unreadable config
+    loses none of them, in the block, the ratchet and applied.json."""
+    names = _large_list(paths, state_store.INLINE_RATCHET_MAX + 500)
+    engine = Engine(paths, clock)
+    engine.boot()
+    started(engine, clock)
+    enforced = blocked(paths)
+    assert names <= enforced
+    blocklist = paths.config_dir / "blocklist.yaml"
+    if config is None:
+        blocklist.chmod(0)  # cannot be read (root reads it anyway: then it is simply unchanged)
+    else:
+        blocklist.write_bytes(config)
+    again = restarted(engine, paths, clock)
+    assert blocked(paths) >= enforced
+    assert again.state.ratchet >= enforced
+    assert again.status()["domains_blocked"] >= len(enforced)
+    again.shutdown()
+    once_more = Engine(paths, clock)  # and again, now from what that start saved
+    once_more.boot()
+    assert blocked(paths) >= enforced and once_more.state.ratchet >= enforced
+    once_more.shutdown()
+
+
+def test_applied_names_beyond_the_ratchet_are_still_validated(
+        paths: Paths, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    """Only names the ratchet holds (validated as the state was read) skip the check."""
+    names = _large_list(paths, state_store.INLINE_RATCHET_MAX + 5)
+    engine = Engine(paths, clock)
+    engine.boot()
+    started(engine, clock)
+    engine.shutdown()
+    applied = json.loads(paths.applied_file.read_text())
+    applied["names"].append("a\n0.0.0.0 evil")
+    paths.applied_file.write_text(json.dumps(applied))
+    (paths.config_dir / "blocklist.yaml").write_text("lists: [\n")
+    again = Engine(paths, clock)
+    again.boot()
+    assert "ignoring unusable" in caplog.text
+    assert names <= blocked(paths)  # the ratchet held them
+    assert not any("evil" in name for name in again.applied.names | blocked(paths))
+    again.shutdown()
+
+
 def test_removed_state_file_is_written_again_within_a_tick(
         engine: Engine, paths: Paths, clock: FakeClock) -> None:
     started(engine, clock)
