@@ -85,6 +85,7 @@ class Engine:
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
         self._names_applied: frozenset[str] = frozenset()  # what enforce() last gave the targets
         self._hosts_names_logged: frozenset[str] = frozenset()
+        self._order_cache: tuple[frozenset[str], Applied, tuple[str, ...]] | None = None
         self.recovery = StateRecovery(self)  # the state directory, the evidence outside it
         self.recovery.prepare_directories()
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
@@ -240,7 +241,7 @@ class Engine:
         unblocked = self.allowances.unblocked(enforced, detox_active=self.state.active)
         names = enforced - unblocked if unblocked else enforced
         before = self._names_applied
-        order = self.applied.block_order(names)
+        order = self._block_order(names)
         if self._apply(self.hosts, names, order) and names != self._hosts_names_logged:
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(self._hosts_names_logged), self.paths.hosts_file)
@@ -256,6 +257,16 @@ class Engine:
             self._request_cut(blocked=names - before, opened=before - names)
             self.publish("status")
         self._journal_allowances(enforced)
+
+    def _block_order(self, names: frozenset[str]) -> tuple[str, ...]:
+        """The block's order for ``names``; the same as last time for the same names and config
+        (a start enforces twice: the second pass over a million names is not needed)."""
+        cached = self._order_cache
+        if cached is not None and cached[0] is names and cached[1] is self.applied:
+            return cached[2]
+        order = self.applied.block_order(names)
+        self._order_cache = (names, self.applied, order)
+        return order
 
     def _request_cut(self, *, blocked: frozenset[str], opened: frozenset[str]) -> None:
         """Ask the connection cutter (detoxd-cutter.service) to close open connections to the

@@ -102,7 +102,11 @@ class HostsGuard:
         if order is not None and len(order) != len(names):
             raise ValueError("order must hold each of the names once")
         # No copy while nothing else is managed: at a million names a copy is 32 MB.
-        managed = self._managed | names if self._managed else names
+        # Nor when the same names come again (a start applies them twice).
+        if names is self._managed or not names:
+            managed = self._managed
+        else:
+            managed = self._managed | names if self._managed else names
         if managed is not self._managed:
             self.file.limit = read_limit(managed)
         self._managed = managed
