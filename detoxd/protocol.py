@@ -25,7 +25,7 @@ from pathlib import Path
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
-    import socket
+    import _socket
     from collections.abc import Callable, Mapping
     from typing import Any, ClassVar, NamedTuple, Self, TypeVar, dataclass_transform
 
@@ -151,7 +151,7 @@ class IncompleteLine(Exception):
 class LineReader:
     """Reads newline-terminated lines from a socket with a size cap and a deadline."""
 
-    def __init__(self, sock: socket.socket, max_line: int) -> None:
+    def __init__(self, sock: _socket.socket, max_line: int) -> None:
         self._sock = sock
         self._max_line = max_line
         self._buffer = bytearray()
