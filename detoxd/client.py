@@ -9,7 +9,6 @@ from __future__ import annotations
 # tenth of `detoxd status`'s start. Its sockets are the same (close-on-exec, timeouts, errors).
 import _socket
 import time
-from pathlib import Path
 
 from detoxd.protocol import (
     DEFAULT_SOCKET_PATH,
@@ -29,7 +28,10 @@ from detoxd.protocol import (
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import Any
+
+    SocketPath = str | PathLike[str]
 
 __all__ = ["ControlClient", "ControlError", "DaemonUnreachable", "ProtocolError", "RequestRefused",
            "Subscription"]
@@ -37,7 +39,7 @@ __all__ = ["ControlClient", "ControlError", "DaemonUnreachable", "ProtocolError"
 class ControlClient:
     """Talks to a running daemon. Used by the CLI (requests) and the tray (subscribe)."""
 
-    def __init__(self, path: Path = DEFAULT_SOCKET_PATH) -> None:
+    def __init__(self, path: SocketPath = DEFAULT_SOCKET_PATH) -> None:
         self.path = path
 
     def request(self, cmd: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
@@ -105,7 +107,7 @@ class Subscription:
     """The stream of pushed events; iterating ends when the daemon closes it."""
 
     def __init__(
-        self, sock: _socket.socket, reader: LineReader, timeout: float | None, path: Path
+        self, sock: _socket.socket, reader: LineReader, timeout: float | None, path: SocketPath
     ) -> None:
         self._sock = sock
         self._reader = reader
@@ -135,7 +137,7 @@ class Subscription:
         self.close()
 
 
-def _receive(reader: LineReader, deadline: float | None, path: Path) -> dict[str, Any]:
+def _receive(reader: LineReader, deadline: float | None, path: SocketPath) -> dict[str, Any]:
     """The next message from the daemon. Raises _EndOfStream at a clean end."""
     try:
         line = reader.read_line(deadline)

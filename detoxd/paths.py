@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 DEFAULTS = {
     "config_dir": "/etc/detoxd",
@@ -53,6 +56,8 @@ class Paths:
         self.hosts_file = hosts_file
         self.socket = socket
         if evidence_dir is None:
+            from pathlib import Path
+
             default_state = state_dir == Path(DEFAULTS["state_dir"])
             evidence_dir = (Path(DEFAULT_EVIDENCE_DIR) if default_state
                             else state_dir.with_name(state_dir.name + "-evidence"))
@@ -75,6 +80,8 @@ class Paths:
     def resolve(
         cls, options: Mapping[str, str | None], environ: Mapping[str, str] = os.environ
     ) -> Paths:
+        from pathlib import Path
+
         def pick(key: str) -> Path:
             value = options.get(key) or environ.get(ENVIRONMENT[key]) or DEFAULTS[key]
             return Path(value).absolute()
@@ -139,3 +146,9 @@ class Paths:
     def cutter_dir(self) -> Path:
         """Requests to the connection cutter (detoxd-cutter.path watches its requests/)."""
         return self.socket.parent / "cutter"
+
+
+def socket_path(option: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
+    """The control socket as :meth:`Paths.resolve` finds it, as a string: `detoxd status` needs
+    nothing else, and pathlib is a tenth of its start."""
+    return os.path.join(os.getcwd(), option or environ.get(ENVIRONMENT["socket"]) or DEFAULTS["socket"])

@@ -138,6 +138,27 @@ def test_the_status_command_imports_no_server_code_nor_typing() -> None:
     assert "argparse" in imported_by("status", "--help")
 
 
+def test_the_plain_status_imports_neither_pathlib_nor_the_socket_module() -> None:
+    """Each a tenth of `detoxd status`'s start: the plain forms resolve the socket's path alone
+    and connect with _socket. Without site (-S): the development venv's editable finder imports
+    pathlib itself; a plain install's does not."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("COVERAGE")}
+    env.update(DETOXD_SOCKET="/nonexistent/detoxd.sock", PYTHONPATH=str(repo))
+    for argv in (["status"], ["status", "--json"]):
+        probe = ("import sys\nfrom detoxd.cli import main\n"
+                 f"assert main({argv!r}) == 4\n"
+                 "print(' '.join(sorted(sys.modules)))")
+        done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True,
+                              timeout=30, check=True, env=env)
+        modules = set(done.stdout.split())
+        assert "detoxd.client" in modules
+        assert not modules & {"pathlib", "socket", "selectors"}
+
+
 def test_the_parserless_status_is_the_parsed_one(
         answering: tuple[Path, list[bytes]], capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,14 +59,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace | _StatusArguments) -> int:
     from detoxd.commands.common import CommandExit
-    from detoxd.paths import Paths
 
-    paths = Paths.resolve({option: getattr(args, option) for option in PATH_OPTIONS})
-    module = f"detoxd.commands.{GROUPS[args.command]}"
-    __import__(module)  # the builtin: importlib would cost `detoxd status` an import
-    handler: Callable[[argparse.Namespace | _StatusArguments, Paths], int] = getattr(
-        sys.modules[module], f"cmd_{args.command}")
     try:
+        if isinstance(args, _StatusArguments):
+            # Only the socket's path: Paths holds pathlib's paths, a tenth of `detoxd status`.
+            from detoxd.commands.detox import show_status
+            from detoxd.paths import socket_path
+
+            return show_status(socket_path(), as_json=args.json)
+        from detoxd.paths import Paths
+
+        paths = Paths.resolve({option: getattr(args, option) for option in PATH_OPTIONS})
+        module = f"detoxd.commands.{GROUPS[args.command]}"
+        __import__(module)  # the builtin: importlib would cost `detoxd status` an import
+        handler: Callable[[argparse.Namespace, Paths], int] = getattr(
+            sys.modules[module], f"cmd_{args.command}")
         return handler(args, paths)
     except CommandExit as stop:
         return stop.code

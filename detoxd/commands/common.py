@@ -30,14 +30,16 @@ class CommandExit(Exception):
         self.code = code
 
 
-def ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any] | None:
-    """The daemon's reply; None, after saying why on stderr, when there is none."""
+def ask(paths: Paths | str, command: str, timeout: float = 10.0, **args: Any) -> dict[str, Any] | None:
+    """The daemon's reply; None, after saying why on stderr, when there is none. ``paths``: or
+    just the socket's (`detoxd status` resolves no other path)."""
     from detoxd.client import ControlClient, DaemonUnreachable, ProtocolError
 
+    socket = paths if isinstance(paths, str) else paths.socket
     try:
-        return ControlClient(paths.socket).request(command, timeout=timeout, **args)
+        return ControlClient(socket).request(command, timeout=timeout, **args)
     except DaemonUnreachable as exc:
-        print(f"detoxd: the daemon is not reachable at {paths.socket}: {exc}", file=sys.stderr)
+        print(f"detoxd: the daemon is not reachable at {socket}: {exc}", file=sys.stderr)
         print("Is it running? `systemctl status detoxd` or `sudo detoxd run`", file=sys.stderr)
         print("While it is not running, a detox's block stays in the hosts file but nothing "
               "restores it: `sudo systemctl start detoxd`", file=sys.stderr)
@@ -47,7 +49,7 @@ def ask(paths: Paths, command: str, timeout: float = 10.0, **args: Any) -> dict[
     return None
 
 
-def ask_or_exit(paths: Paths, command: str, *, timeout: float = 10.0, root_helps: bool = True,
+def ask_or_exit(paths: Paths | str, command: str, *, timeout: float = 10.0, root_helps: bool = True,
                 invalid_config: Callable[[dict[str, Any]], list[str]] | None = None,
                 **args: Any) -> dict[str, Any]:
     """The daemon's successful reply; else :class:`CommandExit` with the exit code (4: no daemon,

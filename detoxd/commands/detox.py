@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 from detoxd.commands.common import (
     EXIT_INVALID_CONFIG,
@@ -23,21 +22,27 @@ from detoxd.paths import DEFAULTS, Paths
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
     import argparse
+    from pathlib import Path
     from typing import Any
 
     from detoxd.service.connections import Resolution
 
 
 def cmd_status(args: argparse.Namespace, paths: Paths) -> int:
-    response = ask_or_exit(paths, "status")
-    if args.json:  # the daemon's document as it is: the contract (detoxd/data/status.schema.json)
+    return show_status(str(paths.socket), as_json=args.json)
+
+
+def show_status(socket: str, *, as_json: bool) -> int:
+    """`detoxd status` for the daemon at ``socket`` (no other path: no pathlib to import)."""
+    response = ask_or_exit(socket, "status")
+    if as_json:  # the daemon's document as it is: the contract (detoxd/data/status.schema.json)
         print(json.dumps(response["status"], indent=2, sort_keys=True))
     else:
         from detoxd.core.statustext import format_status
         from detoxd.protocol import Status
 
         # A daemon on another socket is a demo or a test (scripts/try): no sudo needed there.
-        start = "sudo detoxd start" if paths.socket == Path(DEFAULTS["socket"]) else "detoxd start"
+        start = "sudo detoxd start" if socket == DEFAULTS["socket"] else "detoxd start"
         print(format_status(Status.from_json(response["status"]), start_command=start))
     return EXIT_OK
 
