@@ -254,7 +254,8 @@ class Engine:
             self._names_applied = names
             self._apply(self.browser, names, order)
             self._apply(self.network, names, order)
-            self._request_cut(blocked=names - before, opened=before - names)
+            # (At start-up nothing was applied before: no copy of every name for that.)
+            self._request_cut(blocked=names - before if before else names, opened=before - names)
             self.publish("status")
         self._journal_allowances(enforced)
 
