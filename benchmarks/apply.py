@@ -157,9 +157,19 @@ def bench_daemon_start(count: int) -> dict[str, Any]:
         # (Firefox's canary, blocked during every detox)
         block_ok = blocked == distinct + 3 and state.get("hosts_in_sync") is True and in_file
         time.sleep(1.0)  # let the first checkpoint and tick pass before reading the peak
+        peak = env.peak_rss_kib() or 0
+        # And restarted with that block applied: the ratchet (a side file), applied.json and
+        # the hosts block each hold every name, and #12's fail-safe reads them all.
+        env.stop()
+        restarted = env.start(timeout=300)
+        again = (env.request("status", timeout=30) or {}).get("status", {})
+        kept = again.get("domains_blocked") == blocked and again.get("hosts_in_sync") is True
+        time.sleep(1.0)
         return {
             "entries": count, "distinct_names": distinct,
             "until_status_answers_s": round(answered, 3),
             "domains_blocked": blocked, "block_in_file": block_ok,
-            "daemon_peak_rss_mib": round((env.peak_rss_kib() or 0) / 1024, 1),
+            "daemon_peak_rss_mib": round(peak / 1024, 1),
+            "restart_until_status_answers_s": round(restarted, 3), "restart_kept_every_name": kept,
+            "restart_peak_rss_mib": round((env.peak_rss_kib() or 0) / 1024, 1),
         }

@@ -42,13 +42,16 @@ def status_latency(env: DaemonEnv, runs: int, python: str = PYTHON) -> dict[str,
     status_command = [str(script)] if python != PYTHON and script.exists() else [python, "-m", "detoxd"]
     status_command += ["status", "--json"]
     pass_command = [python, "-c", "pass"]
+    environment = dict(env.env)
+    if python != PYTHON:  # the plain install's own code, not the checkout's on PYTHONPATH
+        environment.pop("PYTHONPATH", None)
     for _ in range(3):  # warm the page cache and .pyc files
-        _wall(status_command, env.env)
-        _wall(pass_command, env.env)
+        _wall(status_command, environment)
+        _wall(pass_command, environment)
     status_times, pass_times = [], []
     for _ in range(runs):
-        status_times.append(_wall(status_command, env.env))
-        pass_times.append(_wall(pass_command, env.env))
+        status_times.append(_wall(status_command, environment))
+        pass_times.append(_wall(pass_command, environment))
     status_median, pass_median = median(status_times), median(pass_times)
     return {"runs": runs, "status_median_ms": ms(status_median), "pass_median_ms": ms(pass_median),
             "ratio": round(status_median / pass_median, 2), "python": python}
