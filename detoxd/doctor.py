@@ -31,6 +31,7 @@ from typing import Any
 from detoxd.core import dnswire, hosts, policies, statustext
 from detoxd.core.doctorchecks import (
     CUTTER_PATH_UNIT,
+    EXECWATCH_UNIT,
     SAMPLE_SIZE,
     SERVICE,
     Facts,
@@ -112,6 +113,7 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         service_enabled=_service_enabled(root),
         cutter_enabled=_service_enabled(root, CUTTER_PATH_UNIT),
         cutter_stuck=_cutter_stuck(paths),
+        execwatch_enabled=_service_enabled(root, EXECWATCH_UNIT),
         engine_answers=ask_engines(status, block_names) if active else {},
     )
 

@@ -32,6 +32,7 @@ TRAY_UNIT = "detoxd-tray.service"
 TRAY_AUTOSTART = "detoxd-tray.desktop"
 CUTTER_UNIT = "detoxd-cutter.service"  # closes connections to newly blocked sites, on demand
 CUTTER_PATH_UNIT = "detoxd-cutter.path"  # starts it when the daemon queues a request
+EXECWATCH_UNIT = "detoxd-execwatch.service"  # the kernel's exec events -> blocked apps closed at once
 # The household's DNS engines (README "The whole household"): installed, never enabled by
 # install, since each needs a `network:` config for its engine first.
 NETWORK_UNITS = ("detoxd-network.service", "detoxd-network-dnsmasq.service",
@@ -47,6 +48,7 @@ TRAY_UNIT_PATH = Path("etc/systemd/user") / TRAY_UNIT
 TRAY_AUTOSTART_PATH = Path("etc/xdg/autostart") / TRAY_AUTOSTART
 CUTTER_UNIT_PATH = Path("etc/systemd/system") / CUTTER_UNIT
 CUTTER_PATH_UNIT_PATH = Path("etc/systemd/system") / CUTTER_PATH_UNIT
+EXECWATCH_UNIT_PATH = Path("etc/systemd/system") / EXECWATCH_UNIT
 NETWORK_UNIT_PATHS = tuple(Path("etc/systemd/system") / name for name in NETWORK_UNITS)
 SYSUSERS_PATH = Path("etc/sysusers.d/detoxd.conf")
 CONFIG_DIR = Path("etc/detoxd")
@@ -107,6 +109,7 @@ class Bundle:
     config: Mapping[str, str]  # file name in /etc/detoxd -> default text
     cutter_unit: str = field(default_factory=lambda: _unit_template(CUTTER_UNIT))
     cutter_path_unit: str = field(default_factory=lambda: _unit_template(CUTTER_PATH_UNIT))
+    execwatch_unit: str = field(default_factory=lambda: _unit_template(EXECWATCH_UNIT))
     network_units: Mapping[str, str] = field(
         default_factory=lambda: {name: _unit_template(name) for name in NETWORK_UNITS})
     network_sysusers: str = field(default_factory=lambda: _unit_template(NETWORK_SYSUSERS))
@@ -248,6 +251,10 @@ def install(
         manager.run("enable", *(["--now"] if now and manager.live and manager.booted else []),
                     CUTTER_PATH_UNIT)
         report.did(f"enabled {CUTTER_PATH_UNIT}: open connections are closed when sites are blocked")
+    if not manager.is_enabled(EXECWATCH_UNIT):
+        manager.run("enable", *(["--now"] if now and manager.live and manager.booted else []),
+                    EXECWATCH_UNIT)
+        report.did(f"enabled {EXECWATCH_UNIT}: blocked apps are closed as they start")
     if now:
         _start(manager, restart=units_changed, report=report)
     if not report.changed:
@@ -289,6 +296,10 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
         if manager.is_enabled(SYSTEM_UNIT):
             manager.run("disable", SYSTEM_UNIT)
             report.did(f"disabled {SYSTEM_UNIT}")
+    execwatch_installed = (root / EXECWATCH_UNIT_PATH).exists() or packaged is not None
+    if execwatch_installed and manager.is_enabled(EXECWATCH_UNIT):
+        manager.run("disable", *(["--now"] if manager.live and manager.booted else []), EXECWATCH_UNIT)
+        report.did(f"disabled {EXECWATCH_UNIT}")
     cutter_installed = (root / CUTTER_PATH_UNIT_PATH).exists() or packaged is not None
     if cutter_installed and manager.is_enabled(CUTTER_PATH_UNIT):
         manager.run("disable", *(["--now"] if manager.live and manager.booted else []), CUTTER_PATH_UNIT)
@@ -327,7 +338,7 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
     removed."""
     removed = []
     for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH, CUTTER_UNIT_PATH,
-                     CUTTER_PATH_UNIT_PATH, *NETWORK_UNIT_PATHS, SYSUSERS_PATH):
+                     CUTTER_PATH_UNIT_PATH, EXECWATCH_UNIT_PATH, *NETWORK_UNIT_PATHS, SYSUSERS_PATH):
         path = root / relative
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -383,6 +394,7 @@ def _install_units(
         TRAY_AUTOSTART_PATH: render(bundle.tray_autostart, executable),
         CUTTER_UNIT_PATH: render(bundle.cutter_unit, executable),
         CUTTER_PATH_UNIT_PATH: bundle.cutter_path_unit,
+        EXECWATCH_UNIT_PATH: render(bundle.execwatch_unit, executable),
         **{path: render(bundle.network_units[name], executable)
            for name, path in zip(NETWORK_UNITS, NETWORK_UNIT_PATHS, strict=True)},
         SYSUSERS_PATH: bundle.network_sysusers,

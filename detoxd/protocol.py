@@ -55,8 +55,11 @@ COMMANDS: dict[str, str] = {  # the wire's commands and who may call each
     "start": ROOT,
     "end": ROOT,
     "reload": ROOT,
+    "exec_events": ROOT,  # detoxd-execwatch: "these PIDs just exec()d"; the daemon looks itself
 }
-MUTATING_COMMANDS: frozenset[str] = frozenset(name for name, who in COMMANDS.items() if who == ROOT)
+# What changes the detox (exec_events only makes the daemon look at processes sooner).
+MUTATING_COMMANDS: frozenset[str] = frozenset(name for name, who in COMMANDS.items()
+                                              if who == ROOT and name != "exec_events")
 
 MAX_REQUEST_BYTES = 64 * 1024
 # Responses and events come from the (trusted) daemon and may carry a whole status.
@@ -479,6 +482,8 @@ class Status(_Record):
     agents: tuple[AgentReport, ...] = ()
     tamper_events: int = 0
     apps_closed: dict[str, int] = field(default_factory=dict)  # app name -> times closed
+    # How blocked apps are found: "exec_events" (the kernel's, via detoxd-execwatch) or "polling".
+    apps_watch: str = "polling"
     clock_jumps: int = 0
     time_held: TimeHeld | None = None
     stale: bool = False  # served from an old snapshot: nothing confirms the block

@@ -274,3 +274,16 @@ def test_held_time_is_a_warning_with_the_fix() -> None:
     assert check.level is Level.WARN and "15.0 days since 2030-01-01" in check.message
     assert "timedatectl set-ntp true" in check.fix
     assert levels(healthy())["detox clock"] is Level.OK
+
+
+@pytest.mark.parametrize(("changes", "level", "words"), [
+    ({"status": {**STATUS, "apps_watch": "exec_events"}}, Level.OK, "closed at exec"),
+    ({"execwatch_enabled": "enabled"}, Level.WARN, "polling /proc every second"),
+    ({"execwatch_enabled": "disabled"}, Level.WARN, "detoxd-execwatch.service is disabled"),
+    ({"execwatch_enabled": ""}, Level.WARN, "detoxd-execwatch.service is not installed"),
+    ({"status": None, "daemon_error": "refused"}, Level.SKIP, "cannot tell"),
+])
+def test_doctor_says_how_blocked_apps_are_found(changes: dict[str, Any], level: Level, words: str) -> None:
+    [check] = [check for check in checks.evaluate(healthy(**changes)).checks if check.name == "apps"]
+    assert check.level is level and words in check.message
+    assert level is not Level.WARN or "systemctl enable --now detoxd-execwatch.service" in check.fix

@@ -98,6 +98,10 @@ def test_install_places_files_and_enables_units(
     cutter = (tmp_path / "etc/systemd/system/detoxd-cutter.service").read_text()
     assert f"ExecStart={executable} cut\n" in cutter
     assert systemctl(tmp_path, "is-enabled", "detoxd-cutter.path").stdout.strip() == "enabled"
+    execwatch = (tmp_path / "etc/systemd/system/detoxd-execwatch.service").read_text()
+    assert f"ExecStart={executable} execwatch\n" in execwatch
+    assert systemctl(tmp_path, "is-enabled", "detoxd-execwatch.service").stdout.strip() == "enabled"
+    assert "enabled detoxd-execwatch.service: blocked apps are closed as they start" in lines
 
 
 def test_second_install_changes_nothing_and_says_so(
@@ -311,6 +315,7 @@ def test_packaged_units_are_enabled_not_copied(tmp_path: Path, bundle: Bundle, e
     packaged.write_text(bundle.system_unit)
     (packaged.parent / "detoxd-cutter.service").write_text(bundle.cutter_unit)
     (packaged.parent / "detoxd-cutter.path").write_text(bundle.cutter_path_unit)
+    (packaged.parent / "detoxd-execwatch.service").write_text(bundle.execwatch_unit)
     tray = tmp_path / "usr/lib/systemd/user/detoxd-tray.service"
     tray.parent.mkdir(parents=True)
     tray.write_text(bundle.tray_unit)
@@ -321,6 +326,7 @@ def test_packaged_units_are_enabled_not_copied(tmp_path: Path, bundle: Bundle, e
     assert systemctl(tmp_path, "is-enabled", "detoxd.service").stdout.strip() == "enabled"
     assert systemctl(tmp_path, "is-enabled", "detoxd-cutter.path").stdout.strip() == "enabled"
     assert not (tmp_path / "etc/systemd/system/detoxd-cutter.path").exists()
+    assert systemctl(tmp_path, "is-enabled", "detoxd-execwatch.service").stdout.strip() == "enabled"
 
 
 def test_uninstall_removes_the_empty_policy_dirs_and_says_what_it_keeps(

@@ -26,6 +26,7 @@ GROUPS = {
     "check": "config", "sessions": "config",
     "report": "report",
     "run": "processes", "netagent": "processes", "tray": "processes", "cut": "processes",
+    "execwatch": "processes",
     "install": "system", "uninstall": "system", "doctor": "system",
 }
 # The paths' options of every command (None: from the environment, else the default).

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     close.add_argument("name", help="the allowance's name in blocklist.yaml")
     commands.add_parser(
         "cut", help="close open connections to newly blocked sites (what detoxd-cutter.service runs)")
+    commands.add_parser(
+        "execwatch", help="pass the kernel's exec events to the daemon, which closes blocked apps at "
+        "once (what detoxd-execwatch.service runs)")
     commands.add_parser("reload", help="reload the config now; exit 1 with the errors if invalid")
     status = commands.add_parser("status", help="show the detox status")
     status.add_argument("--json", action="store_true", help="machine-readable output")

@@ -1,4 +1,4 @@
-"""`detoxd run`, `netagent`, `tray`, `cut`: the long-running processes (and the cutter's one shot)."""
+"""`detoxd run`, `netagent`, `tray`, `execwatch`, `cut`: the long-running processes (the cutter: one shot)."""
 
 from __future__ import annotations
 
@@ -61,6 +61,20 @@ def cmd_tray(args: argparse.Namespace, paths: Paths) -> int:
 
     setup_logging(verbose=args.verbose)
     return run_agent(paths)
+
+
+def cmd_execwatch(_args: argparse.Namespace, paths: Paths) -> int:
+    import signal
+
+    from detoxd.client import ControlClient
+    from detoxd.service.execwatch import ExecWatcher
+    from detoxd.service.logsetup import setup_logging
+
+    setup_logging(verbose=False)
+    watcher = ExecWatcher(ControlClient(paths.socket))
+    signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
+    signal.signal(signal.SIGINT, lambda *_: watcher.stop())
+    return watcher.run()
 
 
 def cmd_cut(_args: argparse.Namespace, paths: Paths) -> int:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 SAMPLE_SIZE = 5  # names asked of each household DNS engine
 SERVICE = "detoxd.service"
 CUTTER_PATH_UNIT = "detoxd-cutter.path"
+EXECWATCH_UNIT = "detoxd-execwatch.service"
 
 
 class Level(StrEnum):
@@ -60,6 +61,7 @@ class Facts:
     service_enabled: str | None = None  # `systemctl is-enabled` output; None: cannot tell
     cutter_enabled: str | None = None  # the same for detoxd-cutter.path
     cutter_stuck: int = 0  # requests to the connection cutter waiting for over a minute
+    execwatch_enabled: str | None = None  # the same for detoxd-execwatch.service
     # The household's engines asked over DNS, as a client of the detox would: engine label ->
     # name -> answer (None: no answer in time).
     engine_answers: dict[str, dict[str, dnswire.Answer | None]] = field(default_factory=dict)
@@ -82,6 +84,7 @@ def evaluate(facts: Facts) -> Report:
         check_daemon(facts),
         check_service(facts.service_enabled),
         check_cutter(facts.cutter_enabled, facts.cutter_stuck),
+        check_apps_watch(facts.status, facts.execwatch_enabled),
         check_detox(facts.status),
         check_config(facts.status),
         check_detox_clock(facts.status),
@@ -134,6 +137,23 @@ def check_cutter(enabled: str | None, stuck: int) -> Check:
                      f"{'waits' if stuck == 1 else 'wait'} for over a minute",
                      "systemctl status detoxd-cutter.path detoxd-cutter.service")
     return Check("connection cutter", Level.OK, f"{CUTTER_PATH_UNIT} is {enabled}")
+
+
+def check_apps_watch(status: Status | None, enabled: str | None) -> Check:
+    """How blocked apps are found: at exec from the kernel's events (detoxd-execwatch), or by
+    polling /proc every second (up to a second late) where the events do not reach the daemon."""
+    if status is None:
+        return Check("apps", Level.SKIP, "the daemon does not answer: cannot tell")
+    if status.apps_watch == "exec_events":
+        return Check("apps", Level.OK, "blocked apps are closed at exec: the kernel's exec events reach "
+                     f"the daemon through {EXECWATCH_UNIT}")
+    why = (f"{EXECWATCH_UNIT} is {enabled or 'not installed'}" if enabled is not None
+           and enabled not in ("enabled", "enabled-runtime", "static", "alias")
+           else f"no exec events from {EXECWATCH_UNIT}")
+    return Check("apps", Level.WARN, f"blocked apps are found by polling /proc every second (closed up "
+                 f"to a second after they start): {why}",
+                 f"sudo systemctl enable --now {EXECWATCH_UNIT}; why it stopped: "
+                 "journalctl -u detoxd-execwatch")
 
 
 def check_detox(status: Status | None) -> Check:

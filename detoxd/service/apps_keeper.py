@@ -14,7 +14,7 @@ from pathlib import Path
 
 from detoxd.core import apps
 from detoxd.service import journal, state_store
-from detoxd.service.appwatch import AppWatcher
+from detoxd.service.appwatch import AppWatcher, Closure
 
 log = logging.getLogger("detoxd")
 
@@ -28,6 +28,7 @@ class AppsKeeper:
         self._persist = persist
         self.configured: tuple[apps.AppRule, ...] = ()
         self.kept = state_store.load_kept_apps(kept_file)
+        self._how: str | None = None  # how apps were found when last said (see how())
 
     def rules(self) -> tuple[apps.AppRule, ...]:
         """Every rule in force, configured or kept (a kept one may repeat a configured name)."""
@@ -59,6 +60,38 @@ class AppsKeeper:
         except OSError as exc:  # /proc unreadable: everything else keeps working
             log.error("cannot watch for blocked apps: %s", exc)
             return False
+        self._say_how(now)
+        return self._journal(closures)
+
+    def exec_events(self, pids: list[int], now: float, *, active: bool, lease_seconds: float,
+                    watching: bool, lost: bool) -> bool:
+        """The exec watcher's PIDs: closed at once if blocked apps (only while a detox runs).
+        True when some were closed."""
+        try:
+            closures = self.watcher.exec_events(pids if active else (), now, lease_seconds=lease_seconds,
+                                                watching=watching, lost=lost)
+        except OSError as exc:
+            log.error("cannot look at exec'd processes: %s", exc)
+            return False
+        self._say_how(now)
+        return self._journal(closures)
+
+    def how(self, now: float) -> str:
+        """How blocked apps are found: "exec_events" (the kernel tells) or "polling" (/proc)."""
+        return "exec_events" if self.watcher.events_in_force(now) else "polling"
+
+    def _say_how(self, now: float) -> None:
+        how = self.how(now)
+        if how != self._how:
+            if how == "exec_events":
+                log.info("blocked apps are closed at exec: the exec watcher passes on the kernel's events")
+            elif self._how is not None:
+                log.warning("no exec events from detoxd-execwatch any more: polling /proc for blocked apps")
+            self._how = how
+
+    @staticmethod
+    def _journal(closures: list[Closure]) -> bool:
         for closure in closures:
-            journal.record("app_closed", app=closure.app, uid=closure.root.real_uid, pid=closure.root.pid)
+            journal.record("app_closed", app=closure.app, uid=closure.root.real_uid, pid=closure.root.pid,
+                           via=closure.via)
         return bool(closures)

@@ -15,6 +15,10 @@ Closing is SIGTERM (and SIGCONT, so that a stopped process can act on it) to the
 tree, then SIGKILL for whatever still runs after ``grace_seconds``. Nothing here sleeps: the
 pending kills carry deadlines that later scans act on, so ``scan`` can run in the daemon's tick.
 Signals go through psutil handles, which refuse to signal a PID that was reused meanwhile.
+
+With the exec watcher running (:mod:`detoxd.service.execwatch`), the kernel says which PID just
+exec()d: :meth:`AppWatcher.exec_events` looks at those PIDs at once, and while its lease holds the
+scan lists /proc only every ``recheck_seconds`` (a safety net), or at once when events were lost.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Closure:
     root: ProcessInfo
     deadline: float
     members: dict[int, psutil.Process] = field(default_factory=dict)
+    via: str = "scan"  # what found it: "scan" (polling /proc) or "exec_event" (the kernel said)
 
 
 class AppWatcher:
@@ -74,6 +79,8 @@ class AppWatcher:
         self._primed = False  # False: the next scan looks at every process
         self._next_recheck = 0.0
         self._last_pid: int | None = None  # the last PID the kernel handed out, at the last scan
+        self._events_until = float("-inf")  # exec events are in force until then (monotonic)
+        self.events_lost = 0  # times the lease lapsed or the kernel dropped events
 
     # ---- what the daemon calls ----
 
@@ -90,7 +97,34 @@ class AppWatcher:
         if not self.rules:
             self.pause()
             return []
-        candidates = self._candidates(now)
+        if self.events_in_force(now) and self._primed and now < self._next_recheck:
+            return []  # the kernel tells of every exec: no need to list /proc
+        return self._look_at(self._candidates(now), now, "scan")
+
+    # ---- exec events (see detoxd.service.execwatch) ----
+
+    def events_in_force(self, now: float) -> bool:
+        return now < self._events_until
+
+    def exec_events(self, pids: Iterable[int], now: float, *, lease_seconds: float,
+                    watching: bool = True, lost: bool = False) -> list[Closure]:
+        """The exec watcher's word: ``pids`` exec()d just now. Closes those that are blocked apps
+        (during a detox: only while rules are set). ``lease_seconds``: how long events may be
+        trusted without another word; ``lost``: the kernel dropped some, so list /proc again."""
+        was = self.events_in_force(now)
+        self._events_until = now + lease_seconds if watching else float("-inf")
+        if lost or (was and not watching):
+            self.events_lost += lost
+            self._primed = False  # the next scan lists every process
+        self._finish_closures(now)
+        if not self.rules:
+            return []
+        pids = set(pids)
+        for pid in pids:
+            self._second_look.discard(pid)
+        return self._look_at(pids, now, "exec_event")
+
+    def _look_at(self, candidates: Iterable[int], now: float, via: str) -> list[Closure]:
         started: list[Closure] = []
         cache: dict[int, ProcessInfo | None] = {}
 
@@ -107,7 +141,7 @@ class AppWatcher:
             rule = apps.rule_for(self.rules, info)
             if rule is None or info.zombie or apps.protection(info, self.own_pid):
                 continue
-            closure = self._close(rule, apps.tree_root(info, rule, look, self.own_pid), info, now)
+            closure = self._close(rule, apps.tree_root(info, rule, look, self.own_pid), info, now, via)
             if closure is not None:
                 started.append(closure)
         return started
@@ -159,7 +193,8 @@ class AppWatcher:
 
     # ---- closing ----
 
-    def _close(self, rule: AppRule, root: ProcessInfo, found: ProcessInfo, now: float) -> Closure | None:
+    def _close(self, rule: AppRule, root: ProcessInfo, found: ProcessInfo, now: float,
+               via: str) -> Closure | None:
         if self._join_pending(found, root) is not None:
             return None
         try:
@@ -172,7 +207,7 @@ class AppWatcher:
         check = describe(root.pid, self.proc)
         if check is None or not rule.matches(check) or apps.protection(check, self.own_pid):
             return None
-        closure = Closure(rule.name, root, now + self.grace_seconds)
+        closure = Closure(rule.name, root, now + self.grace_seconds, via=via)
         for member in tree:
             self._terminate(closure, member)
         if not closure.members:
@@ -180,8 +215,8 @@ class AppWatcher:
         self.pending.append(closure)
         self.closed[rule.name] += 1
         log.info("closed %s: pid %d %s (uid %s) and %d more processes: SIGTERM, SIGKILL in %gs if "
-                 "still running", rule.name, root.pid, root.exe or root.argv0 or root.name,
-                 root.real_uid, len(closure.members) - 1, self.grace_seconds)
+                 "still running (found by %s)", rule.name, root.pid, root.exe or root.argv0 or root.name,
+                 root.real_uid, len(closure.members) - 1, self.grace_seconds, via.replace("_", " "))
         return closure
 
     def _join_pending(self, found: ProcessInfo, root: ProcessInfo) -> Closure | None:

@@ -230,6 +230,22 @@ def _close(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
     return _allowance_changed(engine, engine.allowances.close(request, peer))
 
 
+@command("exec_events")
+def _exec_events(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    """detoxd-execwatch: ``pids`` exec()d just now (as the daemon sees them); ``watching``
+    false when it stops, ``lost`` when the kernel dropped events, ``lease_seconds`` how long
+    to trust events without another word."""
+    pids, lease = request.get("pids", []), request.get("lease_seconds", 0)
+    if (not isinstance(pids, list) or len(pids) > 1024
+            or not all(type(pid) is int and pid > 0 for pid in pids)):
+        raise ErrorReply(BAD_REQUEST, "pids: a list of at most 1024 positive integers")
+    if type(lease) not in (int, float) or not 0 <= lease <= 600:
+        raise ErrorReply(BAD_REQUEST, "lease_seconds: a number from 0 to 600")
+    engine.exec_events(pids, lease_seconds=float(lease), watching=request.get("watching") is True,
+                       lost=request.get("lost") is True)
+    return {"ok": True}
+
+
 def _allowance_changed(engine: Engine, response: Reply) -> Reply:
     engine.enforce()
     engine.publish("allowance")

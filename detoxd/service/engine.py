@@ -362,6 +362,12 @@ class Engine:
             journal.record("tamper", target=found.target, restored=found.detail)
             self.publish("tamper", target=found.target)
 
+    def exec_events(self, pids: list[int], *, lease_seconds: float, watching: bool, lost: bool) -> None:
+        """The exec watcher's PIDs (see detoxd.service.execwatch): closed at once if blocked."""
+        if self.apps.exec_events(pids, self.clock.monotonic(), active=self.state.active,
+                                 lease_seconds=lease_seconds, watching=watching, lost=lost):
+            self.publish("status")
+
     def watch_apps(self, now: float) -> None:
         """Close blocked apps started since the last tick; only while a detox runs."""
         if self.apps.watch(now, active=self.state.active):

@@ -78,7 +78,7 @@ KINDS: dict[str, str] = {
     "status_stale": "seconds (the main loop had not gone round for that long when status was asked)",
     "watchdog_withheld": "reason (not guarding: systemd's watchdog is not fed and restarts detoxd)",
     "watchdog_resumed": "(the hosts file is verified again)",
-    "app_closed": "app (rule name), uid, pid",
+    "app_closed": "app (rule name), uid, pid, via (scan or exec_event)",
     "allowance_opened": "uid, names (list), minutes",
     "allowance_closed": "uid, minutes_used",
     "session_started": "session (1 or 2), starts_at",

@@ -87,6 +87,7 @@ class StatusBuilder:
                          for report in engine.agents.reports(during_detox=state.active)),
             tamper_events=state.tamper_events,
             apps_closed=engine.app_watcher.closed_counts(),
+            apps_watch=engine.apps.how(engine.clock.monotonic()),
             clock_jumps=state.clock_jumps,
             time_held=held,  # downtime not credited until the clock is confirmed
             stale=False,  # true only in a status served from an old snapshot (see current)

@@ -59,7 +59,8 @@ NETWORK_UNITS = ("detoxd-network.service", "detoxd-network-dnsmasq.service",
                  "detoxd-network-unbound.service")
 # README "The whole household" and "Install as a service" (systemd-analyze security).
 UNIT_EXPOSURE = {"detoxd-network.service": 1.1, "detoxd-network-dnsmasq.service": 0.7,
-                 "detoxd-network-unbound.service": 0.7, "detoxd-cutter.service": 2.0}
+                 "detoxd-network-unbound.service": 0.7, "detoxd-cutter.service": 2.0,
+                 "detoxd-execwatch.service": 1.7}
 
 
 def run(*command: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -256,10 +257,13 @@ def _units_enabled() -> tuple[bool, str]:
     service = run("systemctl", "is-enabled", "detoxd.service").stdout.strip()
     tray = run("systemctl", "--global", "is-enabled", "detoxd-tray.service").stdout.strip()
     cutter = run("systemctl", "is-enabled", "detoxd-cutter.path").stdout.strip()
+    # Enabled; in this container its ConditionVirtualization= skips it (no process events here).
+    execwatch = run("systemctl", "is-enabled", "detoxd-execwatch.service").stdout.strip()
     conffiles = run("dpkg-query", "-W", "-f=${Conffiles}", "detoxd").stdout.split()
-    ok = service == tray == cutter == "enabled" and "/etc/detoxd/blocklist.yaml" in conffiles
+    ok = service == tray == cutter == execwatch == "enabled" and "/etc/detoxd/blocklist.yaml" in conffiles
     return ok, (f"detoxd.service {service}, detoxd-tray.service (global) {tray}, detoxd-cutter.path "
-                f"{cutter}; conffiles: {', '.join(c for c in conffiles if c.startswith('/'))}")
+                f"{cutter}, detoxd-execwatch.service {execwatch}; "
+                f"conffiles: {', '.join(c for c in conffiles if c.startswith('/'))}")
 
 
 def _tamper(trials: int, *, rename: bool) -> tuple[bool, str]:
@@ -632,7 +636,7 @@ def _exposures(names: tuple[str, ...]) -> tuple[bool, str]:
 def _household_units() -> tuple[bool, str]:
     states = {name: run("systemctl", "is-enabled", name).stdout.strip() for name in NETWORK_UNITS}
     user = run("getent", "passwd", "detoxd-network").stdout.strip()
-    exposed_ok, exposed = _exposures((*NETWORK_UNITS, "detoxd-cutter.service"))
+    exposed_ok, exposed = _exposures((*NETWORK_UNITS, "detoxd-cutter.service", "detoxd-execwatch.service"))
     ok = all(state == "disabled" for state in states.values()) and user.endswith(":/usr/sbin/nologin")
     enabled = ", ".join(f"{name} {state}" for name, state in states.items())
     return ok and exposed_ok, f"{enabled}; user: {user or 'MISSING'}; exposure: {exposed}"

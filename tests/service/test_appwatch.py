@@ -309,3 +309,31 @@ def test_the_last_pid_moves_when_a_process_starts(spawn: Spawner) -> None:
     after = appwatch.read_last_pid()
     assert before is not None and after is not None and after != before
     assert before < process.pid <= after or after < before  # (or the PIDs wrapped around)
+
+
+def test_exec_events_close_at_once_and_spare_the_scan_its_listing(spawn: Spawner) -> None:
+    watch = watcher(apps.builtin_presets()["slack"])
+    now = time.monotonic()
+    assert watch.scan(now) == []  # primed: every process looked at once
+    watch.exec_events([], now, lease_seconds=60)
+    assert watch.events_in_force(now + 59) and not watch.events_in_force(now + 61)
+    slack = spawn.start([spawn.binary("slack"), "60"])
+    assert watch.scan(now + 1) == []  # events in force: no listing, the event will tell
+    assert slack.poll() is None
+    closures = watch.exec_events([slack.pid], now + 1, lease_seconds=60)
+    assert [(c.app, c.root.pid, c.via) for c in closures] == [("slack", slack.pid, "exec_event")]
+    assert exited(slack) == -signal.SIGTERM
+
+
+def test_lost_events_or_a_lapsed_lease_bring_the_listing_back(spawn: Spawner) -> None:
+    watch = watcher(apps.builtin_presets()["slack"])
+    now = time.monotonic()
+    watch.scan(now)
+    watch.exec_events([], now, lease_seconds=60)
+    slack = spawn.start([spawn.binary("slack"), "60"])
+    watch.exec_events([], now + 1, lease_seconds=60, lost=True)  # the kernel dropped its event
+    assert [(c.root.pid, c.via) for c in watch.scan(now + 1)] == [(slack.pid, "scan")]
+    assert exited(slack) == -signal.SIGTERM
+    other = spawn.start([spawn.binary("slack"), "60"])
+    assert [(c.root.pid, c.via) for c in watch.scan(now + 61)] == [(other.pid, "scan")]  # lease over
+    assert exited(other) == -signal.SIGTERM

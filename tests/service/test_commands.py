@@ -78,7 +78,8 @@ def test_every_wire_command_has_a_handler_and_a_rule_for_who_may_call_it() -> No
         assert entry.name == name and entry.who in CALLERS, name
     # The contract kept: what needed root before the table needs it still, and nothing else does.
     assert {"start", "end", "reload"} == protocol.MUTATING_COMMANDS
-    assert {name for name, entry in commands.TABLE.items() if entry.who == ROOT} == {"start", "end", "reload"}
+    assert ({name for name, entry in commands.TABLE.items() if entry.who == ROOT}
+            == {"start", "end", "reload", "exec_events"})  # exec_events: root, not mutating
 
 
 def test_a_command_declared_twice_is_an_error() -> None:
@@ -91,6 +92,19 @@ def test_a_seat_user_is_refused_a_root_command_in_the_one_shape(engine: Engine, 
         reply = engine.handle({"cmd": name}, ALICE)
         assert reply == {"ok": False, "error": f"'{name}' needs root", "code": "not_authorized"}
     assert engine.status()["state"] == "idle" and not blocked(paths)
+
+
+def test_only_root_may_pass_on_exec_events_and_they_change_how_apps_are_found(engine: Engine) -> None:
+    request = {"cmd": "exec_events", "pids": [], "watching": True, "lease_seconds": 150}
+    assert engine.handle(request, ALICE) == {"ok": False, "error": "'exec_events' needs root",
+                                             "code": "not_authorized"}
+    assert engine.status()["apps_watch"] == "polling"
+    assert engine.handle(request, ROOT_PEER) == {"ok": True}
+    assert engine.status()["apps_watch"] == "exec_events"
+    for bad in ({"pids": ["1"]}, {"pids": [0]}, {"pids": list(range(1, 1026))}, {"lease_seconds": 601}):
+        assert engine.handle({**request, **bad}, ROOT_PEER)["code"] == "bad_request", bad
+    assert engine.handle({**request, "watching": False}, ROOT_PEER) == {"ok": True}  # the watcher stops
+    assert engine.status()["apps_watch"] == "polling"
 
 
 def test_only_the_network_agent_may_sync(engine: Engine) -> None:

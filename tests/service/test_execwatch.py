@@ -1,0 +1,43 @@
+"""The exec watcher's reading of the kernel's process events (it closes nothing itself: the
+daemon does, see tests/integration/test_apps_exec_events.py)."""
+
+from __future__ import annotations
+
+import os
+import select
+import struct
+import subprocess
+
+import pytest
+
+from detoxd.service import execwatch
+
+
+def event(what: int, pid: int, tgid: int) -> bytes:
+    body = struct.pack("=IIQII", what, 0, 123, pid, tgid)
+    cn = struct.pack("=IIIIHH", execwatch.CN_IDX_PROC, execwatch.CN_VAL_PROC, 0, 0, len(body), 0) + body
+    return struct.pack("=IHHII", 16 + len(cn), execwatch.NLMSG_DONE, 0, 0, 0) + cn
+
+
+def test_exec_events_give_their_process_ids_and_nothing_else() -> None:
+    fork = 0x00000001
+    datagram = event(execwatch.PROC_EVENT_EXEC, 41, 40) + event(fork, 50, 50) + event(
+        execwatch.PROC_EVENT_EXEC, 60, 60)
+    assert execwatch.exec_pids(datagram) == [40, 60]
+    assert execwatch.exec_pids(datagram[:-3]) == [40]  # a cut message is not read
+    assert execwatch.exec_pids(b"") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the process connector needs CAP_NET_ADMIN")
+def test_the_kernel_tells_of_an_exec_here() -> None:
+    try:
+        sock = execwatch.open_connector()
+    except execwatch.EventsUnavailable as error:
+        pytest.fail(f"this machine's kernel offers process events to root: {error}")
+    with sock:
+        child = subprocess.Popen(["/bin/true"])
+        child.wait()
+        seen: list[int] = []
+        while child.pid not in seen:
+            assert select.select([sock], [], [], 10)[0], "no exec event within 10 s"
+            seen.extend(execwatch.exec_pids(sock.recv(65536)))
