@@ -34,7 +34,6 @@ import struct
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from detoxd.client import ControlClient, DaemonUnreachable
 from detoxd.core import apps
@@ -307,11 +306,11 @@ class ExecWatcher:
         return True
 
 
-def server_pid_of(path: Path) -> int:
+def server_pid_of(path: str | os.PathLike[str]) -> int:
     """The PID of the process listening on the control socket ``path`` (SO_PEERCRED)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(5.0)
-        sock.connect(str(path))
+        sock.connect(os.fspath(path))
         pid = struct.unpack("=iII", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
     if pid <= 0:
         raise LookupError(f"the daemon on {path} runs where its PID cannot be seen")
