@@ -133,7 +133,9 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
     lines.append(f"{names_blocked(status.domains_blocked)} in {status.hosts_file} ({sync})")
     if status.apps_closed:
         closed = ", ".join(f"{app} ({number})" for app, number in status.apps_closed.items())
-        lines.append(f"Apps closed: {closed}")
+        how = ("at exec" if status.apps_watch == "exec_events"
+               else "by polling /proc: no exec events from detoxd-execwatch")
+        lines.append(f"Apps closed: {closed} ({how})")
     if status.tamper_events:
         lines.append(tampering_undone(status.tamper_events))
     if status.active:  # outside a detox allowances do nothing

@@ -79,3 +79,10 @@ def test_allowance_line_with_its_window(monkeypatch: pytest.MonkeyPatch) -> None
         opens_left_today=0, next_window="2026-12-05T10:00:00+00:00"))
     assert line == ("Allowance twitter: open until Tue 12:50, 14 min left today, 0 opens left, "
                     "next window Sat 10:00")
+
+
+def test_the_apps_line_says_how_apps_are_found() -> None:
+    closed = {"state": "active", "apps_closed": {"slack": 2}}
+    assert "Apps closed: slack (2) (at exec)" in status_lines(status(**closed, apps_watch="exec_events"))
+    polling = status_lines(status(**closed, apps_watch="polling"))
+    assert "Apps closed: slack (2) (by polling /proc: no exec events from detoxd-execwatch)" in polling
