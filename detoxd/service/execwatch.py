@@ -33,7 +33,7 @@ import socket
 import struct
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from detoxd.client import ControlClient, DaemonUnreachable
 from detoxd.core import apps
@@ -161,7 +161,6 @@ class Scope:
     inode: int  # the daemon's PID namespace
     level: int  # its depth: 0 for the initial namespace
     proc: str = PROC
-    _below: dict[int, bool] = field(default_factory=dict)  # namespace inode -> inside the scope
 
     @classmethod
     def of(cls, daemon_pid: int, proc: str = PROC) -> Scope:
@@ -190,14 +189,8 @@ class Scope:
             return False
         if inode == self.inode:
             return True
-        known = self._below.get(inode)
-        if known is not None:
-            return known
-        inside = self._ancestor_is_scope(pid, depth)
-        if len(self._below) > 4096:
-            self._below.clear()
-        self._below[inode] = inside
-        return inside
+        # Walked each time, not cached by inode: a namespace's inode number is reused after it ends.
+        return self._ancestor_is_scope(pid, depth)
 
     def _ancestor_is_scope(self, pid: int, depth: int) -> bool:
         try:

@@ -194,3 +194,23 @@ def test_the_scope_is_the_daemons_namespace_with_its_own_pids(namespace: Namespa
     finally:
         outsider.kill()
         outsider.wait()
+
+
+def test_the_scope_takes_in_namespaces_below_the_daemons(namespace: Namespace) -> None:
+    from detoxd.service.execwatch import Scope, namespace_pids
+
+    nested = subprocess.Popen([*namespace.enter(), "unshare", "--pid", "--fork", "--kill-child", "setpriv",
+                               f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups",
+                               "/bin/sleep", "120"])
+    try:
+        def app() -> int | None:
+            found = [p for p in psutil.Process(nested.pid).children(recursive=True)
+                     if p.name() == "sleep" and p.uids().real == USER_UID]
+            return found[0].pid if found else None
+        pid = wait_for(app, what="the app two namespaces down")
+        levels = namespace_pids(pid)
+        assert len(levels) == 3  # here, the test's namespace, the one below it
+        assert Scope.of(namespace.init_pid).translate(pid) == levels[1]
+    finally:
+        nested.kill()
+        nested.wait()
