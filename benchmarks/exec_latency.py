@@ -73,7 +73,7 @@ def pid_namespace() -> Iterator[int]:
 
 
 def enter(init_pid: int, *extra: str) -> list[str]:
-    return ["nsenter", f"--target={init_pid}", "--pid", "--mount", *extra, "--"]
+    return ["nsenter", f"--target={init_pid}", "--pid", "--mount", "--root", "--wd", *extra, "--"]
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:

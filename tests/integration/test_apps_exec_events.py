@@ -24,11 +24,16 @@ import psutil
 import pytest
 from conftest import DetoxdEnv, wait_for
 
+from tests.pidns import NOT_INITIAL_REASON, in_initial_pid_namespace
+
 USER_UID = 4242
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None,
-    reason="needs root (namespaces, processes of another user) and unshare/nsenter (util-linux)")
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None,
+        reason="needs root (namespaces, processes of another user) and unshare/nsenter (util-linux)"),
+    pytest.mark.skipif(not in_initial_pid_namespace(), reason=NOT_INITIAL_REASON),
+]
 
 
 class Namespace:
@@ -49,7 +54,7 @@ class Namespace:
         return None
 
     def enter(self, *extra: str) -> list[str]:
-        return ["nsenter", f"--target={self.init_pid}", "--pid", "--mount", *extra, "--"]
+        return ["nsenter", f"--target={self.init_pid}", "--pid", "--mount", "--root", "--wd", *extra, "--"]
 
     def start_app(self, binary: str) -> subprocess.Popen[bytes]:
         # nsenter forks the app into the namespace, waits, and dies of the app's signal.

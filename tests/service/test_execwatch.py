@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from detoxd.service import execwatch
+from tests.pidns import NOT_INITIAL_REASON, in_initial_pid_namespace
 
 
 def event(what: int, pid: int, tgid: int) -> bytes:
@@ -29,6 +30,7 @@ def test_exec_events_give_their_process_ids_and_nothing_else() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the process connector needs CAP_NET_ADMIN")
+@pytest.mark.skipif(not in_initial_pid_namespace(), reason=NOT_INITIAL_REASON)
 def test_the_kernel_tells_of_an_exec_here() -> None:
     try:
         sock = execwatch.open_connector()
