@@ -12,6 +12,11 @@ Three threads, each with one job:
   do-not-disturb setting (``BusWatcher``: change signals, or watched method calls), so a
   switched-off do-not-disturb is back on within milliseconds; a slow poll is the safety net.
 
+Idle, nothing here runs on a short timer (issue 26): the daemon pushes every change and a
+keepalive once a minute; the desktop thread sleeps until an event, the safety-net poll
+(:data:`RECHECK_SECONDS`) or the moment a silent daemon must be shown as not responding
+(:data:`menu.SILENCE_SECONDS` after it last spoke), whichever comes first.
+
 What to show is decided by the pure modules ``menu`` and ``icon``; this module only wires.
 The agent reads and subscribes; nothing here can end a detox. The one request that changes
 enforcement opens an allowance within its budget ("Open twitter for 10 minutes"), which the
@@ -48,10 +53,13 @@ log = logging.getLogger(__name__)
 
 ICON_SIZE = 64
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-# The safety-net poll; changes normally arrive as D-Bus signals within milliseconds.
-RECHECK_SECONDS = float(os.environ.get("DETOXD_TRAY_RECHECK_SECONDS", "10"))
+# The safety-net poll; changes normally arrive as D-Bus signals within milliseconds. Once a minute:
+# it only catches a signal the desktop failed to send, and each round costs D-Bus round trips.
+RECHECK_SECONDS = float(os.environ.get("DETOXD_TRAY_RECHECK_SECONDS", "60"))
 FAST_RECHECK_SECONDS = 0.5  # when the desktop's changes cannot be watched (no signal, no monitor)
-REPORT_SECONDS = 10.0  # heartbeat to the daemon, which forgets an agent after 60 s of silence
+# The agent reports what the desktop says when it changes and on each (re)connection; while its
+# subscription is open the daemon knows it is alive, so this sign of life is rare.
+REPORT_SECONDS = 3600.0
 TAMPER_MEMORY = timedelta(hours=1)
 NOTICE_MEMORY = timedelta(hours=1)
 ANSWER_MEMORY = timedelta(minutes=10)  # an answer to the user's own request, in the menu
@@ -125,6 +133,8 @@ class TrayAgent:
         self._watcher: Any = None  # BusWatcher, once there is a session bus
         self._watching: str | None = None  # the back-end whose changes the watcher listens to
         self._poll_seconds = RECHECK_SECONDS
+        self._dnd_due = True  # look at do-not-disturb in the next round (else at the poll)
+        self._dnd_checked_at = 0.0
         self._reported: tuple[Any, ...] | None = None
         self._reported_at = 0.0
         self._shown: tuple[Any, ...] | None = None
@@ -184,6 +194,9 @@ class TrayAgent:
                 with client.subscribe() as subscription:
                     log.info("connected to the daemon at %s", self.paths.socket)
                     failures = 0
+                    with self.lock:
+                        self._reported = None  # a restarted daemon knows no agent: report again
+                        self._dnd_due = True
                     for event in subscription:
                         self.on_event(event)
                 reason = "the daemon closed the connection"
@@ -208,8 +221,11 @@ class TrayAgent:
         moment = now()
         with self.lock:
             if isinstance(event.get("status"), dict):
+                wanted = self.model.wants_silence()
                 self.model.status = Status.from_json(event["status"])
                 self.model.status_at = time.monotonic()
+                if self.model.wants_silence() != wanted:
+                    self._dnd_due = True
             if kind == "tamper":
                 self.model.tampered_at = moment
             notice = _notice_for(kind, event, moment)
@@ -229,24 +245,47 @@ class TrayAgent:
                 try:
                     # The icon first: probing the desktop can wait on D-Bus (a notification server
                     # started on demand), and the status must not wait for it.
-                    self._show()
-                    self._keep_notifications_in_line()
+                    shown = self._show(push=False)
+                    if self._dnd_round_due():
+                        self._keep_notifications_in_line()
+                        shown = True
                     self._send_notifications()
-                    self._show()
+                    self._show(push=shown)
                 except Exception:  # this thread keeps the silence: it must outlive any one failure
                     log.exception("the desktop round failed; trying again")
                     self.stopping.wait(1.0)
-                self._wake.wait(self._poll_seconds)
+                self._wake.wait(self._sleep_seconds())
                 self._wake.clear()
         finally:
             if self._watcher is not None:
                 self._watcher.stop()
+
+    def _dnd_round_due(self) -> bool:
+        """Whether to look at do-not-disturb now: asked for (a desktop change, the detox's wish
+        changed, a new connection) or the safety-net poll is due."""
+        moment = time.monotonic()
+        with self.lock:
+            due = self._dnd_due or moment - self._dnd_checked_at >= self._poll_seconds
+            if due:
+                self._dnd_due, self._dnd_checked_at = False, moment
+        return due
+
+    def _sleep_seconds(self) -> float:
+        """Until the safety-net poll, or until a daemon that fell silent must show as stale."""
+        moment = time.monotonic()
+        with self.lock:
+            wait = self._dnd_checked_at + self._poll_seconds - moment
+            if self.model.status is not None and not self.model.status.stale:
+                wait = min(wait, self.model.status_at + menu.SILENCE_SECONDS + 0.1 - moment)
+        return max(0.0, wait)
 
     def on_desktop_change(self, what: str) -> None:
         """From the bus watcher's threads: the do-not-disturb setting or the server changed."""
         log.debug("desktop change: %s", what)
         if what in ("server", "bus"):
             self._reprobe.set()
+        with self.lock:
+            self._dnd_due = True
         self._wake.set()
 
     def _keep_notifications_in_line(self) -> None:
@@ -336,13 +375,15 @@ class TrayAgent:
             except BusError as error:
                 log.warning("cannot show a desktop notification (%s): %s", summary, error)
 
-    def _show(self) -> None:
-        self.refresh()
-        if self.backend_name == "xorg":
+    def _show(self, push: bool = True) -> bool:
+        """Refresh the icon; True if it changed. On xorg, a change (or ``push``) is sent at once."""
+        changed = self.refresh()
+        if self.backend_name == "xorg" and (changed or push):
             xorg.push_to_x_server(self.icon)  # also what pystray's thread drew on Expose
+        return changed
 
-    def refresh(self) -> None:
-        """Push the current view to the icon, if anything visible changed."""
+    def refresh(self) -> bool:
+        """Push the current view to the icon, if anything visible changed (then True)."""
         with self.lock:
             view = self.model.view(now())
         face = icons.face_for(view.status, tampered=view.tampered, notice=bool(view.current_notices()))
@@ -350,7 +391,7 @@ class TrayAgent:
         entries = menu.entries(view, has_menu=self.icon.HAS_MENU)
         shown = (face, title, tuple(entries))
         if shown == self._shown:
-            return
+            return False
         image = None
         if self._shown is None or face != self._shown[0]:
             self._face = face
@@ -366,6 +407,7 @@ class TrayAgent:
             self.icon.title = title
         self._shown = shown
         log.info("tray: %s", title)
+        return True
 
     def _pystray_menu(self, view: menu.TrayView) -> Any:
         pystray = self.pystray

@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from detoxd.protocol import AllowanceStatus, Status
 
 SECONDS_PER_DAY = 86400
-# The daemon sends its status at least every 5 s; heard nothing for this long, the tray says the
+# The daemon sends its status at least once a minute (its keepalive, daemon.HEARTBEAT_SECONDS) and at
+# every change; heard nothing for this long (the keepalive plus slack for a loaded machine), the tray says the
 # status is old rather than go on showing "in sync" from a daemon that may be frozen.
-SILENCE_SECONDS = 15.0
+SILENCE_SECONDS = 90.0
 
 
 class Action(enum.Enum):

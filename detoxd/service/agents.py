@@ -2,7 +2,9 @@
 
 Any user may report, but only for their own uid (from SO_PEERCRED), and a report only informs
 (status and doctor show it): nothing a tray says changes enforcement. An agent that stops
-reporting is forgotten after :data:`AGENT_REPORT_SECONDS`, and journalled as gone.
+reporting is forgotten after :data:`AGENT_REPORT_SECONDS`, and journalled as gone. An agent reports
+when what it sees changes; while its subscription to the daemon's events stays open it is alive
+and needs no report to say so (issue 26: no wake-ups for a sign of life).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from detoxd.protocol import BUSY, ErrorReply, Peer, bad_request
 from detoxd.service import journal
 
 MAX_AGENT_TEXT = 400  # a tray's reason or fix, as shown by doctor
-AGENT_REPORT_SECONDS = 60.0  # tray agents report every 10 s; older reports are from gone agents
+AGENT_REPORT_SECONDS = 60.0  # without a subscription open, older reports are from gone agents
 MAX_AGENTS = 256
 
 
@@ -24,6 +26,8 @@ class AgentRegistry:
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
         self._agents: dict[int, tuple[float, dict[str, Any]]] = {}  # uid -> (when, tray report)
+        # The uids with a subscription open now (the control server's); their agents are alive.
+        self.subscribed: Callable[[], frozenset[int]] = frozenset
 
     def report(self, request: dict[str, Any], peer: Peer, *, during_detox: bool) -> dict[str, Any]:
         """A tray agent says whether it silenced its user's notifications (for status/doctor)."""
@@ -46,7 +50,8 @@ class AgentRegistry:
     def reports(self, *, during_detox: bool) -> list[dict[str, Any]]:
         """The fresh reports; agents that went away are forgotten (and journalled) here."""
         fresh_since = self._monotonic() - AGENT_REPORT_SECONDS
-        for uid in [uid for uid, (at, _) in self._agents.items() if at < fresh_since]:
+        alive = self.subscribed() if self._agents else frozenset()
+        for uid in [uid for uid, (at, _) in self._agents.items() if at < fresh_since and uid not in alive]:
             del self._agents[uid]  # that agent stopped, or its session ended
             journal.record("agent_disconnected", uid=uid, during_detox=during_detox)
         return [report for _, report in self._agents.values()]

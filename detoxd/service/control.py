@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import queue
+import select
 import socket
 import stat
 import struct
@@ -83,10 +84,44 @@ class _Connection:
 
 
 class _Subscriber:
+    """Its events, and a pipe that wakes its thread: the thread sleeps in one ``select()`` on the
+    socket (a hang-up) and the pipe (an event) until its next heartbeat, never on a timer."""
+
     def __init__(self, connection: _Connection, queue_size: int) -> None:
         self.connection = connection
         self.lines: queue.Queue[bytes] = queue.Queue(maxsize=queue_size)
         self.dropped = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._fd_lock = threading.Lock()  # publishers never write to a closed (reused) descriptor
+        self.snapshot_wanted = False  # send the snapshot now (see ControlServer.push_snapshot)
+
+    def put(self, line: bytes) -> None:
+        """Raises queue.Full."""
+        self.lines.put_nowait(line)
+        self.wake()
+
+    def wake(self) -> None:
+        with self._fd_lock, contextlib.suppress(OSError):  # full: the thread is awake anyway
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"x")
+
+    def wait(self, sock: socket.socket, timeout: float | None) -> bool:
+        """Sleep until an event, the peer's side or ``timeout``; True if the socket is readable."""
+        poller = select.poll()  # not select(): descriptors above 1023 are fine
+        poller.register(sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll(None if timeout is None else timeout * 1000)}
+        if self._wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
+        return sock.fileno() in ready
+
+    def close(self) -> None:
+        with self._fd_lock:
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
 
 
 class ControlServer:
@@ -213,9 +248,17 @@ class ControlServer:
             subscribers = list(self._subscribers)
         for subscriber in subscribers:
             try:
-                subscriber.lines.put_nowait(line)
+                subscriber.put(line)
             except queue.Full:
                 self._drop(subscriber, "too slow to read events")
+
+    def push_snapshot(self) -> None:
+        """Send every subscriber the snapshot now (e.g. it just went stale): never blocks."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for subscriber in subscribers:
+            subscriber.snapshot_wanted = True
+            subscriber.wake()
 
     # start-up checks
 
@@ -398,6 +441,7 @@ class ControlServer:
         finally:
             with self._lock:
                 self._subscribers.discard(subscriber)
+            subscriber.close()
 
     def _current_state(self) -> dict[str, Any]:
         state = dict(self._snapshot()) if self._snapshot is not None else {}
@@ -405,16 +449,24 @@ class ControlServer:
         return state
 
     def _stream_events(self, subscriber: _Subscriber) -> None:
+        """Send each event as it comes, and the snapshot after ``heartbeat_seconds`` of quiet.
+
+        Between them the thread sleeps in select(): woken by an event, by the peer (hanging up,
+        or sending something, read and ignored) or by the heartbeat, never by a timer of its own."""
         connection = subscriber.connection
         last_sent = time.monotonic()
         while not (self._closing.is_set() or subscriber.dropped.is_set()):
             try:
-                line = subscriber.lines.get(timeout=0.5)
+                line = subscriber.lines.get_nowait()
             except queue.Empty:
-                if _peer_has_hung_up(connection.sock):
-                    return
-                if not self._heartbeat_due(last_sent):
+                timeout = 0.0 if subscriber.snapshot_wanted else self._until_heartbeat(last_sent)
+                if subscriber.wait(connection.sock, timeout):
+                    if _peer_has_hung_up(connection.sock):
+                        return
                     continue
+                if not (subscriber.snapshot_wanted or self._heartbeat_due(last_sent)):
+                    continue
+                subscriber.snapshot_wanted = False
                 line = encode(self._current_state())
             try:
                 self._send_line(connection, line)
@@ -423,9 +475,22 @@ class ControlServer:
                 _log().info("dropping control subscriber pid %d: not reading", connection.peer.pid)
                 return
 
+    def _until_heartbeat(self, last_sent: float) -> float | None:
+        """Seconds until the next heartbeat is due; None: no heartbeats, wait for an event."""
+        beat = self._heartbeat_seconds
+        if beat is None or self._snapshot is None:
+            return None
+        return max(0.0, last_sent + beat - time.monotonic())
+
     def _heartbeat_due(self, last_sent: float) -> bool:
         beat = self._heartbeat_seconds
         return beat is not None and self._snapshot is not None and time.monotonic() - last_sent >= beat
+
+    @property
+    def subscriber_uids(self) -> frozenset[int]:
+        """The users with a subscription open now (their tray agents are alive)."""
+        with self._lock:
+            return frozenset(subscriber.connection.peer.uid for subscriber in self._subscribers)
 
     def _drop(self, subscriber: _Subscriber, reason: str) -> None:
         if subscriber.dropped.is_set():

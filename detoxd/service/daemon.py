@@ -37,7 +37,9 @@ log = logging.getLogger("detoxd")
 CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
 FULL_VERIFY_SECONDS = 60.0  # a full read-and-compare even when stat() saw no change
 CONFIG_SETTLE_SECONDS = 0.02  # editors write a file in several steps
-HEARTBEAT_SECONDS = 5.0  # a quiet subscriber (the tray) gets the status again this often
+HEARTBEAT_SECONDS = 60.0  # a quiet subscriber (the tray) gets the status again this often: the
+# keepalive issue 26 allows (at most once a minute); the tray calls a daemon unheard for longer
+# than menu.SILENCE_SECONDS stale, so that must stay above it
 
 
 class Daemon:
@@ -80,6 +82,8 @@ class Daemon:
                                     heartbeat_seconds=HEARTBEAT_SECONDS)
         self.server.start()
         engine.publish_to = self.server.publish
+        engine.status_builder.on_stale_change = self.server.push_snapshot
+        engine.agents.subscribed = lambda: self.server.subscriber_uids if self.server else frozenset()
         log.info("detoxd %s running: hosts file %s, config %s, socket %s", __version__,
                  self.paths.hosts_file, self.paths.config_dir, self.paths.socket)
         self.notifier.ready(status=engine.one_line())
@@ -148,6 +152,8 @@ class Daemon:
                     hosts.handle_events()
                     now = self.clock.monotonic()
                 engine.settle(now)
+                if engine.status_builder.ran_after_stale():  # the trays saw it stale: fresh again
+                    engine.publish("status")
                 if now >= next_tick:
                     next_tick = now + TICK_SECONDS
                     engine.tick()

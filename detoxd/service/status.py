@@ -12,6 +12,7 @@ is marked stale and never "in sync".
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,10 @@ class StatusBuilder:
         self.engine = engine
         self._snapshots: tuple[Status, Status, float] = (Status(), Status(), -1.0)
         self._stale_reported: float | None = None  # the stall already logged (its start)
+        # Called (from the thread that found it) when a status first goes stale, and when the
+        # loop runs again after one: the daemon pushes the status to the trays at once, as an
+        # event, instead of leaving it to their once-a-minute keepalive.
+        self.on_stale_change: Callable[[], None] | None = None
 
     def build(self, *, private: bool = False) -> Status:
         """The status now (``private``: config errors unredacted, for root). Under the lock."""
@@ -161,6 +166,13 @@ class StatusBuilder:
         self._snapshots = (self.build(private=False), self.build(private=True),
                            self.engine.clock.monotonic())
 
+    def ran_after_stale(self) -> bool:
+        """From the loop: True once after a stale status was reported (it is fresh again)."""
+        if self._stale_reported is None:
+            return False
+        self._stale_reported = None
+        return True
+
     def current(self, *, private: bool = False) -> Status:
         """The status without waiting on a busy engine, and honest about it: see :meth:`_timely`;
         under the daemon's loop, never "in sync" when the hosts file was not verified within
@@ -207,6 +219,8 @@ class StatusBuilder:
             self._stale_reported = since
             log.error("%s (a status was asked for)", problem)
             journal.record_nowait("status_stale", seconds=round(age, 1))
+            if self.on_stale_change is not None:
+                self.on_stale_change()
         return status.replace(stale=True, hosts_in_sync=False,
                                    snapshot_age_seconds=round(age, 1),
                                    problems=(problem, *status.problems),

@@ -382,6 +382,29 @@ def test_no_heartbeat_unless_asked(make_server: Callable[..., ControlServer]) ->
         assert next(events) == {"event": "ended"}  # nothing in between
 
 
+def test_a_pushed_snapshot_arrives_at_once_not_at_the_next_heartbeat(
+    make_server: Callable[..., ControlServer],
+) -> None:
+    """Issue 26: the keepalive is rare (once a minute in the daemon); a status that goes stale is
+    pushed as an event instead of waiting for it."""
+    state = {"seen": 0}
+
+    def snapshot() -> dict[str, Any]:
+        state["seen"] += 1
+        return {"event": "status", "n": state["seen"]}
+
+    server = make_server(snapshot=snapshot, heartbeat_seconds=3600)
+    with ControlClient(server.path).subscribe(timeout=30) as events:
+        assert next(events)["n"] == 1
+        server.push_snapshot()
+        assert next(events)["n"] == 2
+        server.publish({"event": "tamper"})
+        assert next(events) == {"event": "tamper"}
+        assert server.subscriber_uids == frozenset({os.getuid()})
+    wait_until(lambda: server.subscriber_count == 0)
+    assert server.subscriber_uids == frozenset()
+
+
 def test_subscribe_needs_no_privilege_and_bypasses_the_handler(
     server: ControlServer, handler: RecordingHandler
 ) -> None:

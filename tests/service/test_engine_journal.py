@@ -179,6 +179,22 @@ def test_agents_connecting_and_disappearing_during_a_detox(engine: Engine, paths
     assert agents == [("agent_connected", 1000, True), ("agent_disconnected", 1000, True)]
 
 
+def test_an_agent_whose_subscription_stays_open_needs_no_report_to_stay_known(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    """Issue 26: the tray reports when something changes; its open subscription says it lives."""
+    subscribed = {1000}
+    engine.agents.subscribed = lambda: frozenset(subscribed)
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.handle({"cmd": "agent_report", "notifications_silenced": True, "backend": "dunst"}, ADA)
+    clock.advance(3600)
+    engine.tick()
+    assert [report["uid"] for report in engine.status()["agents"]] == [1000]
+    subscribed.clear()  # the agent's connection closed
+    engine.tick()
+    agents = [event["kind"] for event in events(paths) if event["kind"].startswith("agent_")]
+    assert agents == ["agent_connected", "agent_disconnected"]
+
+
 def test_hot_seat_handovers_are_journalled(engine: Engine, paths: Paths) -> None:
     details = {"session": 1, "seat": 1, "of": 6, "name": "Robert Craven",
                "starts_at": "2026-03-05T09:00:00+00:00", "ends_at": "2026-03-05T09:30:00+00:00",

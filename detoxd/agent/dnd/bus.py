@@ -8,8 +8,10 @@ thread-safe, and these calls are rare. The KDE back-end holds its own long-lived
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -191,12 +193,15 @@ class BusWatcher:
     always watched (``what`` is then ``"server"``).
     """
 
-    RECEIVE_TIMEOUT = 0.5  # how often the threads look at the stop flag
+    STOP_TIMEOUT = 1.0  # how long stop() waits for a thread to see its connection shut down
 
     def __init__(self, on_change: Callable[[str], None]) -> None:
         self.on_change = on_change
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Their threads block in receive() with no timeout (issue 26: no wake-ups while the bus is
+        # quiet); stop() shuts the sockets down, which ends the receive.
+        self._connections: list[DBusConnection] = []
         self.monitoring = False  # BecomeMonitor was granted
 
     def start(self, signals: Sequence[Mapping[str, Any]], calls: Sequence[Mapping[str, Any]]) -> None:
@@ -226,23 +231,24 @@ class BusWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
-            thread.join(timeout=2 * self.RECEIVE_TIMEOUT)
-        self._threads = []
+            thread.join(timeout=self.STOP_TIMEOUT)
+        self._threads, self._connections = [], []
 
     def _spawn(self, connection: DBusConnection, stop: threading.Event, kind: str) -> None:
         thread = threading.Thread(target=self._receive, args=(connection, stop, kind),
                                   name=f"detoxd-tray-watch-{kind}", daemon=True)
         self._threads.append(thread)
+        self._connections.append(connection)
         thread.start()
 
     def _receive(self, connection: DBusConnection, stop: threading.Event, kind: str) -> None:
         try:
             while not stop.is_set():
-                try:
-                    message = connection.receive(timeout=self.RECEIVE_TIMEOUT)
-                except TimeoutError:
-                    continue
+                message = connection.receive()
                 what = _describe(message, kind)
                 if what is not None:
                     self.on_change(what)

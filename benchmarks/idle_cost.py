@@ -1,0 +1,159 @@
+"""Issue 26's idle cost: wake-ups a minute and memory of the daemon and the tray agent while a
+detox runs and nothing happens.
+
+One command: ``.venv/bin/python benchmarks/idle_cost.py [--seconds 300]``. It starts a real
+``detoxd run`` (temporary directories, as the other benchmarks) with a detox of 150 names, 9 app
+rules and 2 allowances (one with a daily window), and a real ``detoxd tray`` under Xvfb with a
+private session bus (dunst as the notification server when it is installed), exactly as the tray
+tests do. After a settling minute, it counts the voluntary context switches of every thread of
+both processes over the window (``/proc/PID/task/*/status``): each is one time a thread went to
+sleep, i.e. one wake-up. Nothing touches the hosts file, starts an app or edits a file meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness import REPO, BenchmarkError, DaemonEnv, code_version, machine_description, machine_line
+
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "integration"))  # its conftest before tests/conftest
+
+NAMES = 150
+SETTLE_SECONDS = 60.0
+APPS = ("slack", "discord", "teams", "telegram", "whatsapp", "signal", "element", "skype")
+BLOCKLIST_HEAD = """\
+allowances:
+  - name: twitter
+    sites: [twitter.com]
+    minutes_per_day: 20
+  - name: news
+    sites: [news.example-0.test]
+    minutes_per_day: 30
+    windows: ["Mon-Sun 03:00-03:20"]
+"""
+
+
+def blocklist() -> str:
+    names = "".join(f"  - site{index}.example.test\n" for index in range(NAMES - 2))
+    apps = "".join(f"  - {app}\n" for app in APPS) + "  - name: my-chat\n    match: [my-chat-client]\n"
+    return (f"{BLOCKLIST_HEAD}domains:\n  - twitter.com\n  - news.example-0.test\n{names}"
+            f"apps:\n{apps}")
+
+
+def threads(pid: int) -> dict[str, tuple[str, int]]:
+    """Thread id → (name, voluntary context switches) of every thread of ``pid``."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name, switches = "?", 0
+        with contextlib.suppress(OSError):
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("Name:"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("voluntary_ctxt_switches:"):
+                    switches = int(line.split()[1])
+        found[task.name] = (name, switches)
+    return found
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def wakeups(pid: int, seconds: float) -> dict[str, Any]:
+    before = threads(pid)
+    time.sleep(seconds)
+    after = threads(pid)
+    per_minute = 60.0 / seconds
+    rows = []
+    for tid, (name, count) in sorted(after.items(), key=lambda item: int(item[0])):
+        start = before.get(tid, (name, 0))[1]
+        rows.append({"tid": int(tid), "name": name,
+                     "per_minute": round((count - start) * per_minute, 1)})
+    total = round(sum(row["per_minute"] for row in rows), 1)
+    return {"per_minute": total, "threads": rows, "rss_mib": rss_mib(pid)}
+
+
+@contextlib.contextmanager
+def tray(env: DaemonEnv, root: Path) -> Iterator[subprocess.Popen[bytes]]:
+    from desktop import desktop_session, start_dunst, tray_command
+
+    with desktop_session(root / "desktop") as desktop:
+        if shutil.which("dunst"):
+            start_dunst(desktop)
+        tray_env = {**desktop.env, "DETOXD_SOCKET": str(env.socket),
+                    "DETOXD_CONFIG_DIR": str(env.config_dir), "PYSTRAY_BACKEND": "xorg",
+                    "PYTHONPATH": str(REPO)}
+        yield desktop.spawn(tray_command(), "tray", env=tray_env)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=300.0, help="the window (default 300)")
+    parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
+                        help="seconds after start-up before counting (default 60)")
+    parser.add_argument("--json", action="store_true", help="the figures as JSON")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="detoxd-idle-"))
+    env = DaemonEnv(root)
+    try:
+        env.prepare(blocklist())
+        env.start()
+        status = env.start_detox()
+        if len(status.get("allowances") or []) != 2:
+            raise BenchmarkError(f"expected 2 allowances: {status.get('allowances')}")
+        assert env.process is not None
+        with tray(env, root) as agent:
+            time.sleep(args.settle)
+            if agent.poll() is not None:
+                raise BenchmarkError(f"the tray exited with {agent.returncode}")
+            load_before = load_average()
+            # Both windows at once: the two processes are measured over the same minutes.
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                daemon_job = pool.submit(wakeups, env.process.pid, args.seconds)
+                tray_job = pool.submit(wakeups, agent.pid, args.seconds)
+                daemon, tray_figures = daemon_job.result(), tray_job.result()
+            result = {"code": code_version(), "machine": machine_line(machine_description(root)),
+                      "window_s": args.seconds, "load_average_before": load_before,
+                      "load_average_after": load_average(), "names": NAMES, "app_rules": len(APPS) + 1,
+                      "allowances": 2, "daemon": daemon, "tray": tray_figures}
+    finally:
+        env.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"code {result['code']}; {result['machine']}")
+    print(f"window {args.seconds:g} s; load average {result['load_average_before']} before, "
+          f"{result['load_average_after']} after")
+    for label in ("daemon", "tray"):
+        figures = result[label]
+        print(f"{label}: {figures['per_minute']} wake-ups a minute, RSS {figures['rss_mib']} MiB")
+        for row in figures["threads"]:
+            print(f"    {row['name']:<20} {row['per_minute']:>7}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(REPO)
+    sys.exit(main())
