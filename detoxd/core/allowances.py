@@ -393,6 +393,26 @@ def closing_soon(
     return found
 
 
+def next_change(state: AllowancesState, rules: Sequence[Allowance], tz: tzinfo,
+                notice_seconds: float = NOTICE_SECONDS) -> datetime | None:
+    """The next moment, on the trusted clock, at which something about the allowances happens by
+    itself: an open one closes or is announced as closing, a window opens. None: nothing is due.
+    The daemon sleeps until then instead of ticking every second (issue 26)."""
+    if state.clock is None:
+        return None
+    now = state.clock.at
+    moments = []
+    for rule in rules:
+        until = open_until(state, rule, tz)
+        if until is not None:
+            moments += [until, until - timedelta(seconds=notice_seconds)]
+        following = next_window(rule, now, tz)
+        if following is not None:
+            moments.append(following[0])
+    later = [moment for moment in moments if moment > now]
+    return min(later) if later else None
+
+
 # ---- status ----
 
 def status(

@@ -92,6 +92,14 @@ class AllowanceKeeper:
         self.state = al.settle(al.tick(self.state, self.clock.now(), boot), self.rules, self.tz)
         return self._refresh()
 
+    def seconds_to_next_change(self) -> float | None:
+        """Seconds from the last tick until an allowance opens, closes or is announced as closing
+        by itself (see :func:`allowances.next_change`); None: nothing is due."""
+        moment = al.next_change(self.state, self.rules, self.tz)
+        if moment is None or self.state.clock is None:
+            return None
+        return (moment - self.state.clock.at).total_seconds()
+
     def _refresh(self, uid: int | None = None) -> bool:
         """Notice what opened and closed; ``uid`` made the change (None: a window or the clock)."""
         now_open = frozenset(rule.name for rule in al.open_rules(self.state, self.rules, self.tz))

@@ -49,6 +49,10 @@ class AppsKeeper:
         data = state_store.encode_kept_apps(self.kept if kept is None else kept)
         return self._persist("kept app rules", lambda: state_store.write_atomic(self._kept_file, data))
 
+    def next_due(self, now: float, *, active: bool) -> float | None:
+        """When :meth:`watch` must run again (monotonic); None: nothing to watch."""
+        return self.watcher.next_due(now) if active else None
+
     def watch(self, now: float, *, active: bool) -> bool:
         """Close blocked apps started since the last tick, only while a detox runs. True when
         some were closed (journalled; status changed)."""

@@ -40,6 +40,9 @@ log = logging.getLogger("detoxd.core.apps")
 
 GRACE_SECONDS = 5.0  # Electron apps save their state and quit well within this
 RECHECK_SECONDS = 30.0  # how late a process that exec()s into an app may be noticed
+# How often the daemon scans for new processes while there are app rules: the one wake-up a
+# second left in an idle daemon (issue 26 item 2 replaces it by the kernel's exec events).
+POLL_SECONDS = 1.0
 PROC = "/proc"
 _CMDLINE_BYTES = 8192  # enough for argv[0..2]; a huge command line is not read whole
 
@@ -69,6 +72,7 @@ class AppWatcher:
     ) -> None:
         self.grace_seconds = grace_seconds
         self.recheck_seconds = recheck_seconds
+        self.poll_seconds = POLL_SECONDS
         self.own_pid = os.getpid() if own_pid is None else own_pid
         self.proc = proc
         self.rules: tuple[AppRule, ...] = ()
@@ -145,6 +149,14 @@ class AppWatcher:
             if closure is not None:
                 started.append(closure)
         return started
+
+    def next_due(self, now: float) -> float | None:
+        """When the daemon must scan again (monotonic): the poll while there are rules, sooner a
+        pending SIGKILL; None when there is nothing to watch."""
+        due = [closure.deadline for closure in self.pending]
+        if self.rules:
+            due.append(now + self.poll_seconds)
+        return min(due) if due else None
 
     def pause(self) -> None:
         """No detox (or no rules): stop watching and forget what was seen, so that the next scan

@@ -1,8 +1,11 @@
 """`detoxd run`: the root service's shell around the :class:`~detoxd.service.engine.Engine`.
 
 The daemon owns the threads and descriptors: the main loop waits on inotify (the hosts file), a
-wake-up pipe (config edits, signals) and a timer (ticks, periodic checks, checkpoints); the
-control socket's threads call into the engine with its lock held. Every decision is the engine's.
+wake-up pipe (config edits, signals, commands) and a timer set to the next thing that is due
+(:meth:`Engine.next_tick_due`: an allowance opening or closing, the detox's end, the app scan,
+the periodic check for lost events, the watchdog's ping); the control socket's threads call into
+the engine with its lock held. Every decision is the engine's. Idle, the loop wakes every
+:data:`~detoxd.service.engine.QUIET_SECONDS` (issue 26), not every second.
 
 Config edits are read by a worker thread, never by the main loop and never with the engine's
 lock held: a large or hostile config costs that thread time, while tampers are still restored
@@ -28,14 +31,23 @@ from detoxd.clock import Clock
 from detoxd.paths import Paths
 from detoxd.service import journal
 from detoxd.service.control import ControlServer
-from detoxd.service.engine import TICK_SECONDS, Engine
-from detoxd.service.liveness import MAX_SLEEP_SECONDS, VERIFIED_WITHIN_SECONDS, HeldUp, not_guarding
+from detoxd.service.engine import Engine
+from detoxd.service.liveness import VERIFIED_WITHIN_SECONDS, HeldUp, not_guarding
 from detoxd.service.sdnotify import Notifier
 
 log = logging.getLogger("detoxd")
 
 CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
-FULL_VERIFY_SECONDS = 60.0  # a full read-and-compare even when stat() saw no change
+# A full read-and-compare even when stat() saw no change. Tampering is restored from inotify's
+# events within milliseconds; the stat() at every tick (QUIET_SECONDS idle) catches a lost event,
+# and this catches a change stat() cannot see (same size and times): five minutes bound it.
+FULL_VERIFY_SECONDS = 300.0
+# Under a watchdog, for a window after each change of the hosts file, the loop wakes this often, so
+# that a process stopped and continued in a loop (issue 21: SIGSTOP, edit, SIGCONT) shows as held
+# up; idle it sleeps until the next due thing (issue 26), and a freeze then harms nothing.
+WATCHFUL_SLEEP_SECONDS = 0.2
+RESUMED_SECONDS = 1.0  # CLOCK_BOOTTIME ran ahead of CLOCK_MONOTONIC by this much: a suspend
+OBSERVER_TIMEOUT_SECONDS = 300.0
 CONFIG_SETTLE_SECONDS = 0.02  # editors write a file in several steps
 HEARTBEAT_SECONDS = 60.0  # a quiet subscriber (the tray) gets the status again this often: the
 # keepalive issue 26 allows (at most once a minute); the tray calls a daemon unheard for longer
@@ -53,6 +65,7 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._reload_due: float | None = None
         self._reload_wanted = threading.Event()
+        self._replan = False  # set from other threads: plan the next wake-up again
         self._config_worker = threading.Thread(target=self._read_configs, name="config-reader",
                                                daemon=True)
         self._held_up = HeldUp()  # when the loop woke later than it asked (see liveness)
@@ -81,7 +94,7 @@ class Daemon:
         self.server = ControlServer(self.paths.socket, engine.handle, snapshot=engine.status_event,
                                     heartbeat_seconds=HEARTBEAT_SECONDS)
         self.server.start()
-        engine.publish_to = self.server.publish
+        engine.publish_to = self._publish
         engine.status_builder.on_stale_change = self.server.push_snapshot
         engine.agents.subscribed = lambda: self.server.subscriber_uids if self.server else frozenset()
         log.info("detoxd %s running: hosts file %s, config %s, socket %s", __version__,
@@ -122,30 +135,55 @@ class Daemon:
         with self.engine.lock:
             self.engine.shutdown()
 
+    def _publish(self, event: dict[str, Any]) -> None:
+        """The engine's events go to the subscribers; one from another thread (a command: a
+        detox started, an allowance opened) also makes the loop plan its next wake-up again."""
+        if self.server is not None:
+            self.server.publish(event)
+        if threading.current_thread() is not threading.main_thread():
+            self._replan = True
+            self._wake()
+
     def _loop(self) -> None:
         engine, hosts = self.engine, self.engine.hosts
         next_tick = self.clock.monotonic()
+        next_apps: float | None = next_tick
         next_checkpoint = next_tick + CHECKPOINT_SECONDS
         next_full_verify = next_tick + FULL_VERIFY_SECONDS
         watchdog = self.notifier.watchdog_interval()
         next_ping = next_tick
+        suspended = self.clock.boottime() - next_tick  # grows by the time spent suspended
+        watchful_until = next_tick  # see WATCHFUL_SLEEP_SECONDS
         while not self._stop.is_set():
             now = self.clock.monotonic()
-            deadlines = [next_tick, hosts.deadline(), self._reload_due]
-            if watchdog is not None:  # woken often, a stop of the process shows as lateness
-                deadlines.append(now + MAX_SLEEP_SECONDS)
+            deadlines = [next_tick, next_apps, hosts.deadline(), self._reload_due]
+            if watchdog is not None:
+                deadlines.append(next_ping)
+                if now < watchful_until:  # the hosts file changed lately: a freeze shows as lateness
+                    deadlines.append(now + WATCHFUL_SLEEP_SECONDS)
             wake_at = max(now, min(d for d in deadlines if d is not None))
+            engine.loop_due = wake_at  # woken much later than this, the status says stale
             readable, _, _ = select.select([hosts.fileno(), self._wake_r], [], [], wake_at - now)
-            engine.loop_seen = self.clock.monotonic()  # a status older than this is stale
+            engine.loop_seen = self.clock.monotonic()
             self._held_up.woke(wake_at, engine.loop_seen)
             if self._wake_r in readable:
                 self._drain_wake()
             now = self.clock.monotonic()
+            was_suspended, suspended = suspended, self.clock.boottime() - now
+            if suspended - was_suspended > RESUMED_SECONDS:
+                # The timers here and APScheduler's stopped while the machine slept: look now.
+                log.info("resumed after %.0f s suspended", suspended - was_suspended)
+                engine.sessions.wakeup()
+                self._replan = True
+            if self._replan:  # a command changed what is due: tick now, and plan from there
+                self._replan = False
+                next_tick, next_apps = now, now
             if self._reload_due is not None and now >= self._reload_due:
                 self._reload_due = None
                 self._reload_wanted.set()  # the worker reads it; enforcement goes on here
             with engine.lock:
                 if hosts.fileno() in readable:
+                    watchful_until = self.clock.monotonic() + self._held_up.window
                     # Under the lock: a write made from another thread (`start`, a reload)
                     # drains its own events; read here meanwhile, its append's IN_MODIFY was
                     # taken for a writer's and status said "out of sync" for 30 ms.
@@ -155,13 +193,17 @@ class Daemon:
                 if engine.status_builder.ran_after_stale():  # the trays saw it stale: fresh again
                     engine.publish("status")
                 if now >= next_tick:
-                    next_tick = now + TICK_SECONDS
                     engine.tick()
                     full = now >= next_full_verify
                     if full:
                         next_full_verify = now + FULL_VERIFY_SECONDS
                     engine.check(now, full=full)
+                    next_tick = engine.next_tick_due(now, watchdog)
+                if next_apps is not None and now >= next_apps:
                     engine.watch_apps(now)
+                    next_apps = engine.next_scan_due(now)
+                elif next_apps is None:
+                    next_apps = engine.next_scan_due(now)
                 if now >= next_checkpoint:
                     next_checkpoint = now + CHECKPOINT_SECONDS
                     engine.checkpoint()
@@ -244,7 +286,9 @@ class Daemon:
                     daemon.request_reload()
 
         self.paths.config_dir.mkdir(parents=True, exist_ok=True)
-        observer = Observer()
+        # Its dispatching thread waits on its queue with this timeout only to see stop() (the
+        # default, 1 s, woke it every second: issue 26); nothing waits for it to stop.
+        observer = Observer(timeout=OBSERVER_TIMEOUT_SECONDS)
         self._config_handler = ConfigHandler()
         observer.schedule(self._config_handler, str(self.paths.config_dir), recursive=False)
         observer.daemon = True

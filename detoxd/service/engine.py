@@ -46,7 +46,13 @@ from detoxd.service.targets.network import NetworkTarget
 
 log = logging.getLogger("detoxd")
 
-TICK_SECONDS = 1.0  # how often the daemon ticks: the detox clock is read and targets checked
+TICK_SECONDS = 1.0  # how often the daemon ticks while a target cannot be enforced (it retries)
+# The longest the daemon's loop sleeps when nothing else is due (issue 26: idle costs battery).
+# Each tick reads the detox clock, stat()s the hosts file for an event inotify lost, forgets gone
+# agents, syncs the journal and feeds the watchdog (half its WatchdogSec=30 s). Tampering does not
+# wait for it: inotify wakes the loop within milliseconds. 15 s bounds how late a lost event, a
+# removed state file or a resume from suspend (the loop's timer stops while suspended) is seen.
+QUIET_SECONDS = 15.0
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=always starts the daemon again
 
 Publish = Callable[[dict[str, Any]], None]
@@ -75,6 +81,7 @@ class Engine:
         # When the daemon's main loop last went round (monotonic; None without a loop, as in
         # tests): a loop stuck outside the lock must not be hidden by a fresh-looking status.
         self.loop_seen: float | None = None
+        self.loop_due: float | None = None  # when the loop asked to be woken (monotonic)
         # When the hosts file was last seen as it should be, with no change waiting to settle, or
         # found impossible to enforce and reported (monotonic): what the watchdog is fed on.
         self.hosts_checked_at: float | None = None
@@ -372,6 +379,28 @@ class Engine:
         """Close blocked apps started since the last tick; only while a detox runs."""
         if self.apps.watch(now, active=self.state.active):
             self.publish("status")
+
+    # ---- when the loop must wake ----
+
+    def next_tick_due(self, now: float, watchdog: float | None = None) -> float:
+        """Monotonic time of the next tick, right after one: the soonest of an allowance opening,
+        closing or announced as closing, the detox's end, a retry while a target fails, the
+        watchdog's ping (``watchdog`` seconds apart), and :data:`QUIET_SECONDS`."""
+        waits = [QUIET_SECONDS]
+        if watchdog is not None:
+            waits.append(watchdog)
+        if self.problems:
+            waits.append(TICK_SECONDS)
+        if self.state.active:
+            waits.append(detox.remaining(self.state).total_seconds())
+        allowance = self.allowances.seconds_to_next_change()
+        if allowance is not None:
+            waits.append(allowance)
+        return now + max(0.0, min(waits))
+
+    def next_scan_due(self, now: float) -> float | None:
+        """When to look for blocked apps again (None: no detox or no app rules)."""
+        return self.apps.next_due(now, active=self.state.active)
 
     # ---- the detox clock ----
 

@@ -41,10 +41,10 @@ EVENT_SESSION_ENDED = "session_ended"
 
 MIN_REMINDER_GRACE = timedelta(minutes=1)
 SESSION_END_GRACE = timedelta(minutes=5)
-# APScheduler sleeps on a monotonic clock, which stops while the machine is suspended; waking it
-# this often bounds how late a job notices that its time has come after a resume.
-HEARTBEAT_SECONDS = 30
-HEARTBEAT_JOB_ID = "heartbeat"
+# APScheduler sleeps on a monotonic clock, which stops while the machine is suspended: the daemon's
+# loop notices a resume (CLOCK_BOOTTIME moved further than CLOCK_MONOTONIC) within its quiet period
+# and calls SessionScheduler.wakeup(). (A heartbeat job every 30 s did that before issue 26; it woke
+# the scheduler's thread twice a minute for nothing.)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,6 @@ class SessionScheduler:
             job_defaults={"coalesce": True, "max_instances": 1},
             daemon=True,
         )
-        self._scheduler.add_job(_heartbeat, "interval", seconds=HEARTBEAT_SECONDS, id=HEARTBEAT_JOB_ID)
 
     def start(self) -> None:
         self._scheduler.start()
@@ -161,7 +160,7 @@ class SessionScheduler:
             self._save_fired()
         wanted_ids = {job.id for job in wanted}
         for job in self._scheduler.get_jobs():
-            if job.id != HEARTBEAT_JOB_ID and job.id not in wanted_ids:
+            if job.id not in wanted_ids:
                 self._remove(job.id)
         for job in wanted:
             self._scheduler.add_job(
@@ -176,7 +175,7 @@ class SessionScheduler:
     def scheduled(self) -> dict[str, datetime]:
         """Job id → next run time, for logs and tests."""
         return {job.id: job.next_run_time for job in self._scheduler.get_jobs()
-                if job.id != HEARTBEAT_JOB_ID and job.next_run_time is not None}
+                if job.next_run_time is not None}
 
     def _remove(self, job_id: str) -> None:
         from apscheduler.jobstores.base import JobLookupError
@@ -214,10 +213,6 @@ class SessionScheduler:
             self._publish(job.event, dict(job.details))
         except Exception:  # a failing subscriber must not silence later handovers
             log.exception("publishing %s failed", job.event)
-
-
-def _heartbeat() -> None:
-    """Does nothing: its only purpose is to wake the scheduler (see HEARTBEAT_SECONDS)."""
 
 
 # ---- the system's time zone ----

@@ -5,8 +5,8 @@ without waiting on a busy engine.
 The engine owns the state; this module only reads it. :meth:`StatusBuilder.build` runs with
 :attr:`Engine.lock` held; :meth:`StatusBuilder.current` is what the control server's threads
 call: it waits at most :data:`STATUS_LOCK_WAIT` for the lock, else answers from the snapshot of
-the last tick, marked with its age, and a status nobody has confirmed for :data:`STALE_SECONDS`
-is marked stale and never "in sync".
+the last tick, marked with its age, and a status from a main loop :data:`STALE_SECONDS` late for
+its wake-up is marked stale and never "in sync".
 """
 
 from __future__ import annotations
@@ -191,24 +191,32 @@ class StatusBuilder:
                                    warnings=(*problems, *status.warnings))
 
     def _timely(self, private: bool) -> Status:
-        """Marked stale when it is older than :data:`STALE_SECONDS`, or the main loop has not
-        gone round for as long."""
+        """Marked stale when the main loop is :data:`STALE_SECONDS` late for the wake-up it asked
+        for (or, before it asked one, has not gone round for as long)."""
         engine = self.engine
         if engine.lock.acquire(timeout=STATUS_LOCK_WAIT):
             try:
                 status = self.build(private=private)
             finally:
                 engine.lock.release()
-            seen = engine.loop_seen
-            age = 0.0 if seen is None else engine.clock.monotonic() - seen
-            return self._stale(status, seen, age) if age > STALE_SECONDS else status
+            seen, now = engine.loop_seen, engine.clock.monotonic()
+            age = 0.0 if seen is None else now - seen
+            return self._stale(status, seen, age) if self._overdue(now, seen) else status
         public, full, taken = self._snapshots
         if taken < 0:
             with engine.lock:  # no tick yet: nothing to show but the real thing
                 return self.build(private=private)
-        age = engine.clock.monotonic() - taken
+        now = engine.clock.monotonic()
+        age = now - taken
         snapshot = (full if private else public).replace(snapshot_age_seconds=round(age, 1))
-        return self._stale(snapshot, taken, age) if age > STALE_SECONDS else snapshot
+        return self._stale(snapshot, taken, age) if self._overdue(now, taken) else snapshot
+
+    def _overdue(self, now: float, seen: float | None) -> bool:
+        """The main loop is late by more than :data:`STALE_SECONDS`: later than the wake-up it
+        asked for (it sleeps until the next due thing, up to a quarter minute idle, so its last
+        round may be that old without anything wrong), or, before it asked, than ``seen``."""
+        due = self.engine.loop_due if self.engine.loop_due is not None else seen
+        return due is not None and now - due > STALE_SECONDS
 
     def _stale(self, status: Status, since: float | None, age: float) -> Status:
         """A status nobody has confirmed for ``age`` seconds: it cannot say the hosts file is in

@@ -9,10 +9,10 @@ import pytest
 
 from detoxd.core.menu import (
     SEPARATOR,
+    SILENCE_SECONDS,
     Action,
     MenuEntry,
     Notice,
-    SILENCE_SECONDS,
     TrayView,
     day_of,
     entries,

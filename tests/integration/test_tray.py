@@ -153,6 +153,16 @@ def test_tray_icon_docks_and_follows_the_detox(tray_session: Desktop, detoxd_env
     assert white >= 0.05 * active.width * active.height, "the white number is visible"
 
 
+def test_the_tray_hears_a_pushed_change_without_polling(tray_session: Desktop,
+                                                        detoxd_env: DetoxdEnv) -> None:
+    """Issue 26: the tray's safety-net poll set to a day and the daemon's keepalive a minute
+    apart, a detox started still shows at once: the daemon pushed it and the tray woke for it."""
+    start_tray(tray_session, detoxd_env, "xorg", {"DETOXD_TRAY_RECHECK_SECONDS": "86400"})
+    docked_with(tray_session, "no detox running")
+    assert detoxd_env.cli("start").returncode == 0
+    docked_with(tray_session, "Day 1 of 14, 14 days left")
+
+
 def test_click_shows_the_full_status_in_a_window(tray_session: Desktop, detoxd_env: DetoxdEnv) -> None:
     start_tray(tray_session, detoxd_env, "xorg")
     assert detoxd_env.cli("start").returncode == 0

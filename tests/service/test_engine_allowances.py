@@ -202,3 +202,60 @@ def test_when_the_detox_ends_the_budgets_and_the_ceiling_go(
     assert engine.allowances.state.ceiling is None
     assert all(usage.spent_seconds == 0 and usage.session is None
                for usage in engine.allowances.state.usage.values())
+
+
+# ---- when the daemon's loop must wake (issue 26: not every second) ----
+
+def test_idle_the_loop_sleeps_the_quiet_period(engine: Engine, clock: FakeClock) -> None:
+    from detoxd.service.engine import QUIET_SECONDS
+
+    now = clock.monotonic()
+    assert engine.next_tick_due(now) == now + QUIET_SECONDS  # no detox: nothing else is due
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.tick()
+    assert engine.next_tick_due(now) == now + QUIET_SECONDS  # a 14-day detox, the window at 12:30
+    assert engine.next_tick_due(now, watchdog=5.0) == now + 5.0  # the watchdog's ping is sooner
+
+
+def test_the_loop_wakes_when_a_window_opens(engine: Engine, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    clock.advance(3 * 3600 + 29 * 60 + 50)  # Monday 12:29:50 in Berlin: the window opens at 12:30
+    engine.tick()
+    assert engine.next_tick_due(clock.monotonic()) == pytest.approx(clock.monotonic() + 10)
+
+
+def test_the_loop_wakes_to_announce_and_to_close_an_open_allowance(
+        engine: Engine, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start"}, ROOT)
+    assert engine.handle({"cmd": "open", "name": "twitter", "minutes": 5}, ALICE)["ok"]
+    engine.tick()
+    now = clock.monotonic()
+    assert engine.next_tick_due(now) == pytest.approx(now + 15)  # the quiet period comes first
+    clock.advance(2 * 60 + 50)  # 2 min 10 s left: the notice is due 2 minutes before the close
+    engine.tick()
+    assert engine.next_tick_due(clock.monotonic()) == pytest.approx(clock.monotonic() + 10)
+    clock.advance(10)
+    engine.tick()  # announced now: the close is next, in 2 minutes
+    clock.advance(110)
+    engine.tick()
+    assert engine.next_tick_due(clock.monotonic()) == pytest.approx(clock.monotonic() + 10)
+
+
+def test_the_loop_wakes_at_the_detox_end(engine: Engine, clock: FakeClock) -> None:
+    engine.handle({"cmd": "start", "days": 1}, ROOT)
+    clock.advance(86400 - 5)
+    engine.tick()
+    assert engine.state.active
+    assert engine.next_tick_due(clock.monotonic()) == pytest.approx(clock.monotonic() + 5, abs=0.01)
+
+
+def test_app_rules_are_scanned_for_only_during_a_detox(paths: Paths, clock: FakeClock) -> None:
+    from detoxd.core.apps import AppRule
+
+    engine = make_engine(paths, clock)
+    engine.apps.watcher.set_rules([AppRule("my-chat", ())])
+    assert engine.next_scan_due(clock.monotonic()) is None  # no detox: no scan at all
+    engine.handle({"cmd": "start"}, ROOT)
+    assert engine.next_scan_due(clock.monotonic()) is None  # the config has no app rules
+    engine.apps.watcher.set_rules([AppRule("my-chat", ())])
+    assert engine.next_scan_due(clock.monotonic()) == clock.monotonic() + engine.apps.watcher.poll_seconds

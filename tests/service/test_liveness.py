@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from detoxd.service.liveness import LATE_SECONDS, HeldUp, not_guarding
+from detoxd.service.engine import QUIET_SECONDS
+from detoxd.service.liveness import LATE_SECONDS, VERIFIED_WITHIN_SECONDS, HeldUp, not_guarding
 
 
 def test_a_loop_that_wakes_when_it_asked_is_never_held_up() -> None:
@@ -25,10 +26,17 @@ def test_stops_count_within_the_window_only() -> None:
 
 
 def test_fed_only_while_verified_lately_and_not_held_up() -> None:
-    assert not_guarding(100.0, checked_at=95.0, held_up=0.0) is None
+    # The default window is VERIFIED_WITHIN_SECONDS (40 s: two idle checks, QUIET_SECONDS apart).
+    assert not_guarding(100.0, checked_at=85.0, held_up=0.0) is None
     assert not_guarding(100.0, checked_at=None, held_up=0.0) == "the hosts file was last verified never"
-    assert not_guarding(100.0, checked_at=80.0, held_up=0.0) == "the hosts file was last verified 20 s ago"
-    reason = not_guarding(100.0, checked_at=99.9, held_up=4.0)  # restored at each thaw, yet frozen
+    assert not_guarding(100.0, checked_at=50.0, held_up=0.0) == "the hosts file was last verified 50 s ago"
+    reason = not_guarding(100.0, checked_at=99.9, held_up=4.0, window=10.0)  # restored at each thaw
     assert reason is not None and "held up (stopped and continued?) for 4 s of the last 10 s" in reason
-    assert not_guarding(100.0, checked_at=99.0, held_up=2.0) is None
+    assert not_guarding(100.0, checked_at=99.0, held_up=2.0, window=10.0) is None
     assert not_guarding(100.0, checked_at=97.0, held_up=0.0, window=2.0) is not None  # WatchdogSec=2
+
+
+def test_the_window_outlasts_two_idle_checks() -> None:
+    """Issue 26: idle, the loop checks the hosts file every QUIET_SECONDS, not every second."""
+    assert VERIFIED_WITHIN_SECONDS >= 2 * QUIET_SECONDS
+    assert not_guarding(100.0, checked_at=100.0 - 2 * QUIET_SECONDS, held_up=0.0) is None
