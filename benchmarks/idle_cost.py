@@ -4,8 +4,8 @@ detox runs and nothing happens.
 One command: ``.venv/bin/python benchmarks/idle_cost.py [--seconds 300]``. It starts a real
 ``detoxd run`` (temporary directories, as the other benchmarks) with a detox of 150 names, 9 app
 rules and 2 allowances (one with a daily window), and a real ``detoxd tray`` under Xvfb with a
-private session bus (dunst as the notification server when it is installed), exactly as the tray
-tests do. After a settling minute, it counts the voluntary context switches of every thread of
+private session bus (dunst as the notification server and trayer as the panel, when installed),
+as the tray tests do. After a settling minute, it counts the voluntary context switches of every thread of
 both processes over the window (``/proc/PID/task/*/status``): each is one time a thread went to
 sleep, i.e. one wake-up. Nothing touches the hosts file, starts an app or edits a file meanwhile.
 """
@@ -31,6 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "tests" / "integration"))  # its conftest before tests/conftest
 
 NAMES = 150
+TRAYER = ["trayer", "--edge", "top", "--align", "left", "--widthtype", "pixel", "--width", "160",
+          "--height", "32", "--transparent", "false", "--SetDockType", "true"]
 SETTLE_SECONDS = 60.0
 APPS = ("slack", "discord", "teams", "telegram", "whatsapp", "signal", "element", "skype")
 BLOCKLIST_HEAD = """\
@@ -45,9 +47,10 @@ allowances:
 """
 
 
-def blocklist() -> str:
+def blocklist(app_rules: int = len(APPS) + 1) -> str:
     names = "".join(f"  - site{index}.example.test\n" for index in range(NAMES - 2))
-    apps = "".join(f"  - {app}\n" for app in APPS) + "  - name: my-chat\n    match: [my-chat-client]\n"
+    rules = [f"  - {app}\n" for app in APPS] + ["  - name: my-chat\n    match: [my-chat-client]\n"]
+    apps = "".join(rules[:app_rules]) or " []\n"
     return (f"{BLOCKLIST_HEAD}domains:\n  - twitter.com\n  - news.example-0.test\n{names}"
             f"apps:\n{apps}")
 
@@ -89,16 +92,22 @@ def wakeups(pid: int, seconds: float) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def tray(env: DaemonEnv, root: Path) -> Iterator[subprocess.Popen[bytes]]:
+def tray(env: DaemonEnv, root: Path, logs: bool = False) -> Iterator[subprocess.Popen[bytes]]:
     from desktop import desktop_session, start_dunst, tray_command
 
-    with desktop_session(root / "desktop") as desktop:
+    with desktop_session(root / "desktop", screen="320x240x24") as desktop:
         if shutil.which("dunst"):
             start_dunst(desktop)
+        if shutil.which("trayer"):  # a panel to dock in, as the tray tests have
+            desktop.spawn(TRAYER, "trayer")
         tray_env = {**desktop.env, "DETOXD_SOCKET": str(env.socket),
                     "DETOXD_CONFIG_DIR": str(env.config_dir), "PYSTRAY_BACKEND": "xorg",
                     "PYTHONPATH": str(REPO)}
-        yield desktop.spawn(tray_command(), "tray", env=tray_env)
+        try:
+            yield desktop.spawn(tray_command(), "tray", env=tray_env)
+        finally:
+            if logs:
+                print("--- tray log (end)\n" + desktop.log("tray")[-3000:], file=sys.stderr)
 
 
 def load_average() -> str:
@@ -110,18 +119,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=300.0, help="the window (default 300)")
     parser.add_argument("--settle", type=float, default=SETTLE_SECONDS,
                         help="seconds after start-up before counting (default 60)")
+    parser.add_argument("--app-rules", type=int, default=len(APPS) + 1,
+                        help="how many app rules (default 9; 0 shows the cost without the app scan)")
+    parser.add_argument("--logs", action="store_true", help="print the end of both logs")
     parser.add_argument("--json", action="store_true", help="the figures as JSON")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="detoxd-idle-"))
     env = DaemonEnv(root)
     try:
-        env.prepare(blocklist())
+        env.prepare(blocklist(args.app_rules))
         env.start()
         status = env.start_detox()
         if len(status.get("allowances") or []) != 2:
             raise BenchmarkError(f"expected 2 allowances: {status.get('allowances')}")
         assert env.process is not None
-        with tray(env, root) as agent:
+        with tray(env, root, args.logs) as agent:
             time.sleep(args.settle)
             if agent.poll() is not None:
                 raise BenchmarkError(f"the tray exited with {agent.returncode}")
@@ -135,15 +147,18 @@ def main() -> int:
                 daemon, tray_figures = daemon_job.result(), tray_job.result()
             result = {"code": code_version(), "machine": machine_line(machine_description(root)),
                       "window_s": args.seconds, "load_average_before": load_before,
-                      "load_average_after": load_average(), "names": NAMES, "app_rules": len(APPS) + 1,
+                      "load_average_after": load_average(), "names": NAMES, "app_rules": args.app_rules,
                       "allowances": 2, "daemon": daemon, "tray": tray_figures}
     finally:
+        if args.logs:
+            print("--- daemon log (end)\n" + env.log()[-3000:], file=sys.stderr)
         env.stop()
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"code {result['code']}; {result['machine']}")
+    print(f"{NAMES} names, {args.app_rules} app rules, 2 allowances (one with a window)")
     print(f"window {args.seconds:g} s; load average {result['load_average_before']} before, "
           f"{result['load_average_after']} after")
     for label in ("daemon", "tray"):

@@ -53,9 +53,10 @@ log = logging.getLogger(__name__)
 
 ICON_SIZE = 64
 BACKOFF_SECONDS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-# The safety-net poll; changes normally arrive as D-Bus signals within milliseconds. Once a minute:
-# it only catches a signal the desktop failed to send, and each round costs D-Bus round trips.
-RECHECK_SECONDS = float(os.environ.get("DETOXD_TRAY_RECHECK_SECONDS", "60"))
+# The safety-net poll; changes normally arrive as D-Bus signals within milliseconds. Every five
+# minutes: it only catches a signal the desktop failed to send, and each round costs D-Bus round
+# trips (issue 26). Where changes cannot be watched, FAST_RECHECK_SECONDS applies instead.
+RECHECK_SECONDS = float(os.environ.get("DETOXD_TRAY_RECHECK_SECONDS", "300"))
 FAST_RECHECK_SECONDS = 0.5  # when the desktop's changes cannot be watched (no signal, no monitor)
 # The agent reports what the desktop says when it changes and on each (re)connection; while its
 # subscription is open the daemon knows it is alive, so this sign of life is rare.

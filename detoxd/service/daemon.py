@@ -37,7 +37,10 @@ from detoxd.service.sdnotify import Notifier
 
 log = logging.getLogger("detoxd")
 
-CHECKPOINT_SECONDS = 30.0  # how much credited time a kill -9 can lose (it is re-credited by wall time)
+# How much credited time a kill -9 can lose (it is re-credited by wall time when the clock is
+# trusted; otherwise the detox only lasts longer). Each checkpoint fsyncs four files: every 30 s,
+# they were most of an idle daemon's wake-ups (issue 26).
+CHECKPOINT_SECONDS = 120.0
 # A full read-and-compare even when stat() saw no change. Tampering is restored from inotify's
 # events within milliseconds; the stat() at every tick (QUIET_SECONDS idle) catches a lost event,
 # and this catches a change stat() cannot see (same size and times): five minutes bound it.
@@ -163,7 +166,9 @@ class Daemon:
                     deadlines.append(now + WATCHFUL_SLEEP_SECONDS)
             wake_at = max(now, min(d for d in deadlines if d is not None))
             engine.loop_due = wake_at  # woken much later than this, the status says stale
-            readable, _, _ = select.select([hosts.fileno(), self._wake_r], [], [], wake_at - now)
+            policies = engine.browser.fileno()  # browser policy edits (None: nothing watched)
+            watched = [hosts.fileno(), self._wake_r] + ([policies] if policies is not None else [])
+            readable, _, _ = select.select(watched, [], [], wake_at - now)
             engine.loop_seen = self.clock.monotonic()
             self._held_up.woke(wake_at, engine.loop_seen)
             if self._wake_r in readable:
@@ -190,6 +195,9 @@ class Daemon:
                     hosts.handle_events()
                     now = self.clock.monotonic()
                 engine.settle(now)
+                if policies is not None and policies in readable:
+                    engine.browser.drain_events()
+                    engine.check(now, full=False)  # restores the policy now, not at the tick
                 if engine.status_builder.ran_after_stale():  # the trays saw it stale: fresh again
                     engine.publish("status")
                 if now >= next_tick:
