@@ -40,8 +40,8 @@ log = logging.getLogger("detoxd.core.apps")
 
 GRACE_SECONDS = 5.0  # Electron apps save their state and quit well within this
 RECHECK_SECONDS = 30.0  # how late a process that exec()s into an app may be noticed
-# How often the daemon scans for new processes while there are app rules: the one wake-up a
-# second left in an idle daemon (issue 26 item 2 replaces it by the kernel's exec events).
+# How often the daemon scans for new processes while there are app rules and no exec events
+# (detoxd-execwatch) are in force: the one wake-up a second left in an idle daemon then.
 POLL_SECONDS = 1.0
 PROC = "/proc"
 _CMDLINE_BYTES = 8192  # enough for argv[0..2]; a huge command line is not read whole
@@ -154,7 +154,11 @@ class AppWatcher:
         """When the daemon must scan again (monotonic): the poll while there are rules, sooner a
         pending SIGKILL; None when there is nothing to watch."""
         due = [closure.deadline for closure in self.pending]
-        if self.rules:
+        if self.rules and self.events_in_force(now) and self._primed:
+            # The kernel tells of every exec: list /proc again at the safety net or when the
+            # exec watcher's lease runs out, not every second.
+            due.append(min(self._next_recheck, self._events_until))
+        elif self.rules:
             due.append(now + self.poll_seconds)
         return min(due) if due else None
 

@@ -32,15 +32,21 @@ from detoxd.paths import Paths
 from detoxd.service import journal
 from detoxd.service.control import ControlServer
 from detoxd.service.engine import Engine
-from detoxd.service.liveness import VERIFIED_WITHIN_SECONDS, HeldUp, not_guarding
+from detoxd.service.liveness import (
+    HELD_UP_SHARE,
+    LATE_SECONDS,
+    VERIFIED_WITHIN_SECONDS,
+    HeldUp,
+    not_guarding,
+)
 from detoxd.service.sdnotify import Notifier
 
 log = logging.getLogger("detoxd")
 
 # How much credited time a kill -9 can lose (it is re-credited by wall time when the clock is
-# trusted; otherwise the detox only lasts longer). Each checkpoint fsyncs four files: every 30 s,
-# they were most of an idle daemon's wake-ups (issue 26).
-CHECKPOINT_SECONDS = 120.0
+# trusted; otherwise the detox only lasts longer, never shorter). Each checkpoint fsyncs four files
+# and their directories: every 30 s, they were most of an idle daemon's wake-ups (issue 26).
+CHECKPOINT_SECONDS = 600.0
 # A full read-and-compare even when stat() saw no change. Tampering is restored from inotify's
 # events within milliseconds; the stat() at every tick (QUIET_SECONDS idle) catches a lost event,
 # and this catches a change stat() cannot see (same size and times): five minutes bound it.
@@ -69,6 +75,7 @@ class Daemon:
         self._reload_due: float | None = None
         self._reload_wanted = threading.Event()
         self._replan = False  # set from other threads: plan the next wake-up again
+        self._continued = False  # SIGCONT came: the process was stopped (see _loop)
         self._config_worker = threading.Thread(target=self._read_configs, name="config-reader",
                                                daemon=True)
         self._held_up = HeldUp()  # when the loop woke later than it asked (see liveness)
@@ -83,6 +90,7 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+        signal.signal(signal.SIGCONT, self._on_continued)
         engine = self.engine
         engine.sessions.start()
         # Watching first: an edit saved while the config is read at start-up wakes a reload.
@@ -113,6 +121,10 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
         self._reload_wanted.set()
+        self._wake()
+
+    def _on_continued(self, _signum: int, _frame: FrameType | None) -> None:
+        self._continued = True
         self._wake()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -168,9 +180,19 @@ class Daemon:
             engine.loop_due = wake_at  # woken much later than this, the status says stale
             policies = engine.browser.fileno()  # browser policy edits (None: nothing watched)
             watched = [hosts.fileno(), self._wake_r] + ([policies] if policies is not None else [])
+            went_to_sleep = self.clock.monotonic()
             readable, _, _ = select.select(watched, [], [], wake_at - now)
             engine.loop_seen = self.clock.monotonic()
             self._held_up.woke(wake_at, engine.loop_seen)
+            if self._continued:
+                # Stopped (SIGSTOP) and continued. Idle, the loop sleeps long and shows no
+                # lateness, and how long it was stopped is unknown: the signal itself counts as
+                # held up past the share of the window (for most of a window), so a daemon stopped
+                # again and again (issue 21) is not fed to the watchdog, which restarts it.
+                self._continued = False
+                window = self._held_up.window
+                since = engine.loop_seen - (HELD_UP_SHARE * window + LATE_SECONDS)
+                self._held_up.woke(min(went_to_sleep, since), engine.loop_seen)
             if self._wake_r in readable:
                 self._drain_wake()
             now = self.clock.monotonic()
