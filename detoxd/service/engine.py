@@ -389,7 +389,9 @@ class Engine:
         waits = [QUIET_SECONDS]
         if watchdog is not None:
             waits.append(watchdog)
-        if self.problems:
+        if self.problems or self.state.held is not None:
+            # A target failing is retried every second; held time waits for the kernel to
+            # confirm the clock (NTP), which no event announces: looked at every second too.
             waits.append(TICK_SECONDS)
         if self.state.active:
             waits.append(detox.remaining(self.state).total_seconds())

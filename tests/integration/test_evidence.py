@@ -46,7 +46,8 @@ def test_the_state_directory_removed_while_running_comes_back_and_says_so(detoxd
     assert detoxd_env.cli("start").returncode == 0
     ends_at = detoxd_env.status()["ends_at"]
     shutil.rmtree(detoxd_env.state_dir)
-    lost = wait_for(lambda: events(detoxd_env, "state_lost"), what="state_lost in a new journal")
+    # Seen at the loop's next tick: at most QUIET_SECONDS (15 s) when nothing else is due.
+    lost = wait_for(lambda: events(detoxd_env, "state_lost"), timeout=45, what="state_lost in a new journal")
     assert lost[0]["reason"] == "state directory removed while running"
     assert [event["kind"] for event in events(detoxd_env, "journal_lost")] == ["journal_lost"]
     assert (detoxd_env.state_dir / "state.json").exists()
