@@ -24,6 +24,7 @@ events (``ENOBUFS``: ``lost``), the daemon scans /proc again and polls until eve
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
@@ -93,11 +94,42 @@ def open_connector(proc: str = PROC) -> socket.socket:
             sock.setsockopt(socket.SOL_SOCKET, 33, with_margin)  # SO_RCVBUFFORCE (CAP_NET_ADMIN)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, with_margin)
+        attach_exec_filter(sock)
         sock.send(_control_message(PROC_CN_MCAST_LISTEN))
     except OSError as error:
         sock.close()
         raise EventsUnavailable(error.errno, f"cannot listen to process events: {error.strerror}") from error
     return sock
+
+
+# A classic BPF program the kernel runs on each event before it reaches the socket: only exec
+# events pass. The connector sends every fork, exit, uid change and comm change on the machine
+# too; without it each of them woke the watcher (issue 26: idle means no wake-ups).
+_BPF_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS: A = the 32-bit word at k, read big-endian
+_BPF_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
+_BPF_RET_K = 0x06  # BPF_RET | BPF_K: keep k bytes (0: drop)
+_SOCK_FILTER = struct.Struct("=HBBI")  # code, jt, jf, k
+SO_ATTACH_FILTER = 26
+
+
+def exec_filter_program() -> list[tuple[int, int, int, int]]:
+    """(code, jt, jf, k) of the filter: the event's ``what`` is PROC_EVENT_EXEC, or drop it."""
+    # BPF reads words in network order; the event is in host order: compare with htonl().
+    return [
+        (_BPF_LD_W_ABS, 0, 0, _EVENT_OFFSET),
+        (_BPF_JEQ_K, 0, 1, socket.htonl(PROC_EVENT_EXEC)),
+        (_BPF_RET_K, 0, 0, 0xFFFFFFFF),
+        (_BPF_RET_K, 0, 0, 0),
+    ]
+
+
+def attach_exec_filter(sock: socket.socket) -> None:
+    """Let only exec events through to ``sock`` (SO_ATTACH_FILTER)."""
+    program = b"".join(_SOCK_FILTER.pack(*step) for step in exec_filter_program())
+    code = ctypes.create_string_buffer(program, len(program))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }: native alignment.
+    fprog = struct.pack("@HP", len(program) // _SOCK_FILTER.size, ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)  # the kernel copies the program
 
 
 def _control_message(op: int) -> bytes:

@@ -7,6 +7,7 @@ import os
 import select
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -43,3 +44,22 @@ def test_the_kernel_tells_of_an_exec_here() -> None:
         while child.pid not in seen:
             assert select.select([sock], [], [], 10)[0], "no exec event within 10 s"
             seen.extend(execwatch.exec_pids(sock.recv(65536)))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the process connector needs CAP_NET_ADMIN")
+@pytest.mark.skipif(not in_initial_pid_namespace(), reason=NOT_INITIAL_REASON)
+def test_only_exec_events_wake_the_watcher() -> None:
+    """The kernel's filter drops forks and exits before they reach the socket: a process that
+    forks ten times and then execs a marker wakes the watcher with exec events only."""
+    with execwatch.open_connector() as sock:
+        forks = ("import os\nfor _ in range(10):\n    pid = os.fork()\n    if pid == 0: os._exit(0)\n"
+                 "    os.waitpid(pid, 0)\nos.execv('/bin/true', ['true'])\n")
+        child = subprocess.Popen([sys.executable, "-c", forks])
+        child.wait()
+        seen: list[int] = []
+        while child.pid not in seen:
+            assert select.select([sock], [], [], 10)[0], "no exec event within 10 s"
+            datagram = sock.recv(65536)
+            found = execwatch.exec_pids(datagram)
+            assert found, f"a datagram without an exec event passed the filter: {datagram.hex()}"
+            seen.extend(found)
