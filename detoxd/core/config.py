@@ -16,6 +16,7 @@ from detoxd.core import domains, peerkey
 from detoxd.core.allowances import Allowance, SiteCatalog, builtin_catalog, parse_allowances
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
 from detoxd.core.detox import MAX_DAYS
+from detoxd.core.mail import MailSettings, parse_mail, parse_peers_informed, parse_share_activity
 from detoxd.core.network import DnsEngineConfig, parse_network
 from detoxd.core.sessions import (
     CHALLENGE_PEERS,
@@ -85,6 +86,9 @@ class MainConfig:
     peers: tuple[Person, ...] = ()
     sessions: SessionSettings | None = None  # None: no peer sessions planned
     network: tuple[DnsEngineConfig, ...] = ()  # the household's DNS engines (detoxd.core.network)
+    mail: MailSettings | None = None  # the user's SMTP server (detoxd.core.mail); None: no mail
+    peers_informed: tuple[str, ...] = ()  # what the peers are told about (); () = nothing is sent
+    share_activity: bool = False  # the informed messages may carry ActivityWatch/browsing counts
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,18 @@ def _check_peer_lock(source: Source, config: MainConfig) -> None:
                      f"{peerkey.MAX_HOLDERS} peers; `peers:` lists {listed}")
 
 
+def _check_mail(source: Source, config: MainConfig, sections: dict[str, Node]) -> None:
+    """`peers_informed:` needs `mail:` and peers with an email; `share_activity:` goes with it."""
+    if config.peers_informed and "mail" not in sections:
+        source.error(sections["peers_informed"].line, "peers_informed",
+                     "needs `mail:`, the server the messages to the peers are sent through")
+    elif config.peers_informed and not any(peer.email for peer in config.peers):
+        source.warn(sections["peers_informed"].line, "peers_informed",
+                    "no peer in `peers:` has an email: nobody would be told")
+    if config.share_activity and not config.peers_informed:
+        source.warn(sections["share_activity"].line, "share_activity", "only used with `peers_informed:`")
+
+
 def _parse_notifications(source: Source, node: Node, path: str) -> NotificationSettings:
     fields = as_mapping(source, node, path, {"suppress"}) or {}
     if "suppress" not in fields:
@@ -192,6 +208,9 @@ MAIN_SECTIONS: dict[str, Callable[[Source, Node, str], Any]] = {
     "peers": parse_peers,
     "sessions": parse_sessions,
     "network": parse_network,
+    "mail": parse_mail,
+    "peers_informed": parse_peers_informed,
+    "share_activity": parse_share_activity,
 }
 
 
@@ -207,6 +226,7 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
     config = MainConfig(**values)
     check_people(source, config.me, config.peers, config.sessions)  # rules spanning sections
     _check_peer_lock(source, config)
+    _check_mail(source, config, sections)
     return config, source
 
 

@@ -172,23 +172,27 @@ def _read_trusted_list(
 
 
 def _check_secret_files(directory: int, main: MainConfig, trusted: frozenset[int]) -> list[ConfigIssue]:
-    """Each engine's password_file must be a regular file of root's that nobody else can read.
+    """Each engine's (and mail's) password_file must be a regular file of root's that nobody else
+    can read.
 
-    The file's content is never read here and never quoted: the network agent gets it through
-    systemd's LoadCredential=, not from the daemon."""
+    The file's content is never read here and never quoted: the network and mail agents get it
+    through systemd's LoadCredential=, not from the daemon."""
     issues: list[ConfigIssue] = []
-    for engine in main.network:
-        if engine.password_file is None:
+    secrets = [(engine.password_file, engine.password_file_line, f"{engine.location}.password_file")
+               for engine in main.network]
+    if main.mail is not None:
+        secrets.append((main.mail.password_file, main.mail.password_file_line, "mail.password_file"))
+    for name, line, where in secrets:
+        if name is None:
             continue
-        where = f"{engine.location}.password_file"
         try:
-            info = safeopen.stat_file(directory, engine.password_file, trusted)
+            info = safeopen.stat_file(directory, name, trusted)
         except safeopen.Untrusted as problem:
-            issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where, problem.reason))
+            issues.append(ConfigIssue(MAIN_FILE, line, where, problem.reason))
             continue
         if info.st_mode & 0o077:
             mode = stat.S_IMODE(info.st_mode)
-            issues.append(ConfigIssue(MAIN_FILE, engine.password_file_line, where,
-                                      f"refusing {engine.password_file!r}: mode {mode:04o}, must be "
-                                      f"0600 (chmod 600 {engine.password_file})"))
+            issues.append(ConfigIssue(MAIN_FILE, line, where,
+                                      f"refusing {name!r}: mode {mode:04o}, must be "
+                                      f"0600 (chmod 600 {name})"))
     return issues

@@ -66,7 +66,8 @@ def test_main_config_types_and_unknown_sections() -> None:
         "detoxd.yaml:2: detox.days: expected a number, got str",
         "detoxd.yaml:3: detox.lock: expected true, false or peers, got 'yes'",
         "detoxd.yaml:4: peer: unknown key "
-        "(expected one of: bypass, detox, me, network, notifications, peers, sessions)",
+        "(expected one of: bypass, detox, mail, me, network, notifications, peers, peers_informed, "
+        "sessions, share_activity)",
     ]
 
 

@@ -313,3 +313,20 @@ def test_a_list_may_be_given_by_absolute_path(tmp_path: Path) -> None:
     absolute.chmod(0o666)
     with pytest.raises(ConfigError, match="writable"):
         load_config(config)
+
+
+def test_mail_password_file_is_checked_like_the_engines_secrets(tmp_path: Path) -> None:
+    write(tmp_path, "detoxd.yaml", "mail:\n  server: smtp.example.com\n  from: a@example.com\n"
+                                   "  username: a@example.com\n  password_file: mail.secret\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value).startswith("detoxd.yaml:5: mail.password_file: cannot read 'mail.secret'")
+    secret = write(tmp_path, "mail.secret", "hunter2-mail\n", mode=0o640)
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path)
+    assert str(caught.value) == ("detoxd.yaml:5: mail.password_file: refusing 'mail.secret': "
+                                 "mode 0640, must be 0600 (chmod 600 mail.secret)")
+    secret.chmod(0o600)
+    loaded = load_config(tmp_path)
+    assert loaded.main.mail is not None and loaded.main.mail.password_file == "mail.secret"
+    assert "hunter2" not in repr(loaded.main)
