@@ -17,7 +17,6 @@ logged "found by exec event"), then with the watcher stopped (polling: "found by
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -26,54 +25,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 from harness import (
     PYTHON,
     BenchmarkError,
     daemon_env,
+    enter,
     machine_description,
     machine_line,
     median,
     ms,
     percentile,
+    pid_namespace,
 )
 
 USER_UID = 4242
 BLOCKLIST = "domains: [twitter.com]\napps: [slack]\n"
 OLD = {"median_ms": 620.0, "p95_ms": 1020.0}  # polling before issue 26 (docs/benchmarks.md)
 TARGET = {"median_ms": 100.0, "p95_ms": 250.0}
-
-
-@contextlib.contextmanager
-def pid_namespace() -> Iterator[int]:
-    """A PID namespace with its own /proc; yields the PID (here) of its placeholder init."""
-    holder = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
-                               "sleep 3600 & exec sleep 3600"])
-    init_pid = 0
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not init_pid:
-            children = psutil.Process(holder.pid).children()
-            if children and children[0].name() == "sleep" and len(children[0].children()) == 1:
-                init_pid = children[0].pid
-            time.sleep(0.01)
-        if not init_pid:
-            raise BenchmarkError("the PID namespace did not start")
-        yield init_pid
-    finally:
-        if init_pid:  # the kernel ends everything in the namespace with its init
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(init_pid, signal.SIGKILL)
-        holder.kill()
-        holder.wait()
-
-
-def enter(init_pid: int, *extra: str) -> list[str]:
-    return ["nsenter", f"--target={init_pid}", "--pid", "--mount", "--root", "--wd", *extra, "--"]
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:

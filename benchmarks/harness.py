@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -68,6 +70,34 @@ def run_in_own_pid_namespace() -> None:
 
 class BenchmarkError(RuntimeError):
     pass
+
+
+@contextlib.contextmanager
+def pid_namespace() -> Iterator[int]:
+    """A PID namespace with its own /proc; yields the PID (here) of its placeholder init."""
+    holder = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+                               "sleep 3600 & exec sleep 3600"])
+    init_pid = 0
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not init_pid:
+            children = psutil.Process(holder.pid).children()
+            if children and children[0].name() == "sleep" and len(children[0].children()) == 1:
+                init_pid = children[0].pid
+            time.sleep(0.01)
+        if not init_pid:
+            raise BenchmarkError("the PID namespace did not start")
+        yield init_pid
+    finally:
+        if init_pid:  # the kernel ends everything in the namespace with its init
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(init_pid, signal.SIGKILL)
+        holder.kill()
+        holder.wait()
+
+
+def enter(init_pid: int, *extra: str) -> list[str]:
+    return ["nsenter", f"--target={init_pid}", "--pid", "--mount", "--root", "--wd", *extra, "--"]
 
 
 # ---- statistics ----
@@ -263,11 +293,12 @@ class DaemonEnv:
         temporary.write_text(text)
         os.replace(temporary, self.config_dir / "blocklist.yaml")
 
-    def start(self, timeout: float = 120.0) -> float:
-        """Spawn `detoxd run -v`; returns seconds until the socket answers `status`."""
+    def start(self, timeout: float = 120.0, prefix: Sequence[str] = ()) -> float:
+        """Spawn `detoxd run -v` (after ``prefix``: :func:`enter`'s, for a PID namespace); returns
+        seconds until the socket answers `status`."""
         with self.log_path.open("ab") as log:
             self.spawned_at = time.perf_counter()
-            self.process = subprocess.Popen([PYTHON, "-m", "detoxd", "run", "-v"], env=self.env,
+            self.process = subprocess.Popen([*prefix, PYTHON, "-m", "detoxd", "run", "-v"], env=self.env,
                                             stdout=log, stderr=log, cwd=self.root)
         deadline = self.spawned_at + timeout
         while time.perf_counter() < deadline:

@@ -10,11 +10,18 @@ both processes over the window (``/proc/PID/task/*/status``): each is one time a
 sleep, i.e. one wake-up. Nothing touches the hosts file, starts an app or edits a file meanwhile.
 As root it re-runs itself in a PID namespace of its own: a daemon with app rules closes every
 matching process it can see (it closed a CI run's test processes once).
+
+``--exec-watcher`` adds ``detoxd execwatch`` (issue 26, item 2), which must run in the machine's
+own PID namespace (the kernel sends process events only there): the daemon then runs in a PID
+namespace made here, the watcher outside it, scoped to the daemon's namespace, and the watcher's
+wake-ups are counted too. They are the machine's exec rate (the kernel's filter passes exec events
+only); the load average says how busy the machine was.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -27,13 +34,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from harness import (
     REPO,
     BenchmarkError,
     DaemonEnv,
     code_version,
+    enter,
     machine_description,
     machine_line,
+    pid_namespace,
     run_in_own_pid_namespace,
 )
 
@@ -120,6 +130,62 @@ def tray(env: DaemonEnv, root: Path, logs: bool = False) -> Iterator[subprocess.
                 print("--- tray log (end)\n" + desktop.log("tray")[-3000:], file=sys.stderr)
 
 
+@contextlib.contextmanager
+def exec_watcher(env: DaemonEnv) -> Iterator[subprocess.Popen[bytes]]:
+    """`detoxd execwatch` in this PID namespace, until the daemon says it finds apps by events."""
+    with (env.root / "execwatch.log").open("ab") as log:
+        watcher = subprocess.Popen([sys.executable, "-m", "detoxd", "execwatch"], env=env.env,
+                                   stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while (env.request("status") or {}).get("status", {}).get("apps_watch") != "exec_events":
+            if time.monotonic() > deadline or watcher.poll() is not None:
+                raise BenchmarkError("the daemon did not take the exec watcher's events:\n"
+                                     + (env.root / "execwatch.log").read_text()[-2000:])
+            time.sleep(0.05)
+        yield watcher
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=30)
+
+
+def measure(env: DaemonEnv, root: Path, args: argparse.Namespace,
+            watcher: subprocess.Popen[bytes] | None) -> dict[str, Any]:
+    """Settle, then count every process's wake-ups over the same window."""
+    assert env.process is not None
+    with tray(env, root, args.logs) as agent:
+        time.sleep(args.settle)
+        if agent.poll() is not None:
+            raise BenchmarkError(f"the tray exited with {agent.returncode}")
+        if (env.request("status") or {}).get("status", {}).get("apps_watch") != (
+                "exec_events" if watcher else "polling"):
+            raise BenchmarkError("the daemon does not find apps the way this run measures")
+        load_before = load_average()
+        # (Under --exec-watcher the daemon's PID here is nsenter's: its child is the daemon.)
+        daemon_pid = daemon_process(env.process.pid)
+        processes = {"daemon": daemon_pid, "tray": agent.pid}
+        if watcher is not None:
+            processes["execwatch"] = watcher.pid
+        with concurrent.futures.ThreadPoolExecutor(len(processes)) as pool:
+            jobs = {label: pool.submit(wakeups, pid, args.seconds) for label, pid in processes.items()}
+            figures = {label: job.result() for label, job in jobs.items()}
+        return {"code": code_version(), "machine": machine_line(machine_description(root)),
+                "window_s": args.seconds, "load_average_before": load_before,
+                "load_average_after": load_average(), "names": NAMES, "app_rules": args.app_rules,
+                "allowances": 2, "apps_watch": "exec_events" if watcher else "polling", **figures}
+
+
+def daemon_process(pid: int) -> int:
+    """The `detoxd run` process: ``pid`` itself, or the child nsenter started it as."""
+    process = psutil.Process(pid)
+    if process.name() == "nsenter":
+        children = process.children()
+        if len(children) != 1:
+            raise BenchmarkError(f"nsenter {pid} has {len(children)} children")
+        return children[0].pid
+    return pid
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -131,35 +197,31 @@ def main() -> int:
                         help="seconds after start-up before counting (default 60)")
     parser.add_argument("--app-rules", type=int, default=len(APPS) + 1,
                         help="how many app rules (default 9; 0 shows the cost without the app scan)")
+    parser.add_argument("--exec-watcher", action="store_true",
+                        help="run `detoxd execwatch` too (the daemon finds apps by exec events)")
     parser.add_argument("--logs", action="store_true", help="print the end of both logs")
     parser.add_argument("--json", action="store_true", help="the figures as JSON")
     args = parser.parse_args()
-    run_in_own_pid_namespace()  # its daemon closes the apps it sees: only this run's
+    if not args.exec_watcher:
+        run_in_own_pid_namespace()  # its daemon closes the apps it sees: only this run's
     root = Path(tempfile.mkdtemp(prefix="detoxd-idle-"))
     env = DaemonEnv(root)
     try:
-        env.prepare(blocklist(args.app_rules))
-        env.start()
-        status = env.start_detox()
-        if len(status.get("allowances") or []) != 2:
-            raise BenchmarkError(f"expected 2 allowances: {status.get('allowances')}")
-        assert env.process is not None
-        with tray(env, root, args.logs) as agent:
-            time.sleep(args.settle)
-            if agent.poll() is not None:
-                raise BenchmarkError(f"the tray exited with {agent.returncode}")
-            load_before = load_average()
-            # Both windows at once: the two processes are measured over the same minutes.
-            import concurrent.futures
-
-            with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                daemon_job = pool.submit(wakeups, env.process.pid, args.seconds)
-                tray_job = pool.submit(wakeups, agent.pid, args.seconds)
-                daemon, tray_figures = daemon_job.result(), tray_job.result()
-            result = {"code": code_version(), "machine": machine_line(machine_description(root)),
-                      "window_s": args.seconds, "load_average_before": load_before,
-                      "load_average_after": load_average(), "names": NAMES, "app_rules": args.app_rules,
-                      "allowances": 2, "daemon": daemon, "tray": tray_figures}
+        with contextlib.ExitStack() as stack:
+            watcher = None
+            if args.exec_watcher:
+                init_pid = stack.enter_context(pid_namespace())
+                env.prepare(blocklist(args.app_rules))
+                env.start(prefix=enter(init_pid))
+                status = env.start_detox()
+                watcher = stack.enter_context(exec_watcher(env))
+            else:
+                env.prepare(blocklist(args.app_rules))
+                env.start()
+                status = env.start_detox()
+            if len(status.get("allowances") or []) != 2:
+                raise BenchmarkError(f"expected 2 allowances: {status.get('allowances')}")
+            result = measure(env, root, args, watcher)
     finally:
         if args.logs:
             print("--- daemon log (end)\n" + env.log()[-3000:], file=sys.stderr)
@@ -172,7 +234,9 @@ def main() -> int:
     print(f"{NAMES} names, {args.app_rules} app rules, 2 allowances (one with a window)")
     print(f"window {args.seconds:g} s; load average {result['load_average_before']} before, "
           f"{result['load_average_after']} after")
-    for label in ("daemon", "tray"):
+    for label in ("daemon", "tray", "execwatch"):
+        if label not in result:
+            continue
         figures = result[label]
         print(f"{label}: {figures['per_minute']} wake-ups a minute, RSS {figures['rss_mib']} MiB")
         for row in figures["threads"]:

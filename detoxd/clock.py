@@ -84,6 +84,7 @@ class FakeClock:
     wall: datetime
     boot: float = 1000.0
     boot_identity: str = "boot-1"
+    asleep: float = 0.0  # seconds suspended this boot: counted by boottime, not by monotonic
     # What the kernel would say of the wall clock: not synchronised unless a test says so.
     sync: TimeSync = field(default_factory=lambda: TimeSync(False, "a fake clock"))
 
@@ -104,7 +105,12 @@ class FakeClock:
         return self.boot_identity
 
     def monotonic(self) -> float:
-        return self.boot
+        return self.boot - self.asleep
+
+    def suspend(self, seconds: float) -> None:
+        """The machine slept: wall time and boottime went on, the monotonic clock did not."""
+        self.advance(seconds)
+        self.asleep += seconds
 
     def advance(self, seconds: float) -> None:
         self.wall += timedelta(seconds=seconds)
@@ -117,4 +123,5 @@ class FakeClock:
     def reboot(self, downtime_seconds: float, boot_id: str) -> None:
         self.wall += timedelta(seconds=downtime_seconds)
         self.boot = 10.0
+        self.asleep = 0.0
         self.boot_identity = boot_id

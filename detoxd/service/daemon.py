@@ -37,6 +37,7 @@ from detoxd.service.liveness import (
     LATE_SECONDS,
     VERIFIED_WITHIN_SECONDS,
     HeldUp,
+    SuspendWatch,
     not_guarding,
 )
 from detoxd.service.sdnotify import Notifier
@@ -167,7 +168,7 @@ class Daemon:
         next_full_verify = next_tick + FULL_VERIFY_SECONDS
         watchdog = self.notifier.watchdog_interval()
         next_ping = next_tick
-        suspended = self.clock.boottime() - next_tick  # grows by the time spent suspended
+        suspend = SuspendWatch(self.clock, RESUMED_SECONDS)
         watchful_until = next_tick  # see WATCHFUL_SLEEP_SECONDS
         while not self._stop.is_set():
             now = self.clock.monotonic()
@@ -196,10 +197,9 @@ class Daemon:
             if self._wake_r in readable:
                 self._drain_wake()
             now = self.clock.monotonic()
-            was_suspended, suspended = suspended, self.clock.boottime() - now
-            if suspended - was_suspended > RESUMED_SECONDS:
+            if slept := suspend.slept():
                 # The timers here and APScheduler's stopped while the machine slept: look now.
-                log.info("resumed after %.0f s suspended", suspended - was_suspended)
+                log.info("resumed after %.0f s suspended", slept)
                 engine.sessions.wakeup()
                 self._replan = True
             if self._replan:  # a command changed what is due: tick now, and plan from there

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from detoxd.clock import Clock
+
 # The window. Idle, the loop checks the hosts file every QUIET_SECONDS (15 s; issue 26 made it
 # sleep that long instead of ticking every second): two checks and slack for a loaded machine.
 VERIFIED_WITHIN_SECONDS = 40.0
@@ -45,6 +47,24 @@ class HeldUp:
         while self._periods and self._periods[0][1] <= start:
             self._periods.popleft()
         return sum(min(end, now) - max(begin, start) for begin, end in self._periods)
+
+
+class SuspendWatch:
+    """Tells when the machine slept: CLOCK_BOOTTIME counts a suspend, CLOCK_MONOTONIC does not.
+
+    The loop's timers run on CLOCK_MONOTONIC, so across a suspend whatever fell due meanwhile (an
+    allowance closing, the detox's end) would wait for the rest of a sleep planned before it; the
+    loop asks this after every wake-up and, when the machine slept, ticks at once."""
+
+    def __init__(self, clock: Clock, threshold: float) -> None:
+        self.clock = clock
+        self.threshold = threshold
+        self._gap = clock.boottime() - clock.monotonic()  # grows by the time spent suspended
+
+    def slept(self) -> float:
+        """Seconds the machine spent suspended since the last call (0.0 below the threshold)."""
+        was, self._gap = self._gap, self.clock.boottime() - self.clock.monotonic()
+        return self._gap - was if self._gap - was > self.threshold else 0.0
 
 
 def not_guarding(now: float, checked_at: float | None, held_up: float,

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from detoxd.clock import FakeClock
 from detoxd.service.engine import QUIET_SECONDS
-from detoxd.service.liveness import LATE_SECONDS, VERIFIED_WITHIN_SECONDS, HeldUp, not_guarding
+from detoxd.service.liveness import (
+    LATE_SECONDS,
+    VERIFIED_WITHIN_SECONDS,
+    HeldUp,
+    SuspendWatch,
+    not_guarding,
+)
 
 
 def test_a_loop_that_wakes_when_it_asked_is_never_held_up() -> None:
@@ -40,3 +49,19 @@ def test_the_window_outlasts_two_idle_checks() -> None:
     """Issue 26: idle, the loop checks the hosts file every QUIET_SECONDS, not every second."""
     assert VERIFIED_WITHIN_SECONDS >= 2 * QUIET_SECONDS
     assert not_guarding(100.0, checked_at=100.0 - 2 * QUIET_SECONDS, held_up=0.0) is None
+
+
+def test_a_suspend_is_told_once_and_a_busy_or_frozen_loop_is_not_a_suspend() -> None:
+    """A real suspend cannot be made on a test machine: the clocks are injected (FakeClock's
+    ``suspend`` moves wall time and CLOCK_BOOTTIME, not CLOCK_MONOTONIC, as the kernel does)."""
+    clock = FakeClock(datetime(2026, 12, 7, 9, 0, tzinfo=UTC))
+    watch = SuspendWatch(clock, threshold=1.0)
+    clock.advance(600.0)  # ten minutes running, or frozen by SIGSTOP: monotonic time passed too
+    assert watch.slept() == 0.0
+    clock.suspend(3600.0)  # the lid closed for an hour
+    assert watch.slept() == 3600.0
+    assert watch.slept() == 0.0  # told once
+    clock.suspend(0.5)  # below the threshold: a clock's jitter, not a suspend
+    assert watch.slept() == 0.0
+    clock.reboot(60.0, "boot-2")
+    assert SuspendWatch(clock, threshold=1.0).slept() == 0.0
