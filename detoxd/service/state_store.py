@@ -88,6 +88,11 @@ class MissingRatchetError(StateFileError):
 def read_bounded(path: Path, limit: int) -> bytes:
     """A regular file's bytes, at most ``limit``; FileNotFoundError when missing, else
     CorruptStateError for a directory, a device, a FIFO, a symlink or a file over ``limit``."""
+    return _read_bounded(path, limit)[0]
+
+
+def _read_bounded(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
+    """:func:`read_bounded`, and the file's status as it was read (its owner and mode)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -111,7 +116,7 @@ def read_bounded(path: Path, limit: int) -> bytes:
             total += len(chunk)
         if total > limit:
             raise CorruptStateError(path, f"larger than {limit >> 20} MiB")
-        return b"".join(chunks)
+        return b"".join(chunks), info
     except OSError as error:
         raise CorruptStateError(path, f"cannot read: {error.strerror}") from error
     finally:
@@ -177,22 +182,23 @@ def load(path: Path) -> DetoxState:
     _check_version(path, document.get("version"))
     reference = document.get("ratchet")
     try:
-        document["ratchet"] = _load_ratchet(path, reference)
+        document["ratchet"], verified = _load_ratchet(path, reference)
     except (KeyError, TypeError, ValueError, OSError, StateFileError) as error:
         if not isinstance(reference, dict):
             raise CorruptStateError(path, f"invalid state: {_short(str(error))}") from error
         document["ratchet"] = []
         state = _decode_checked(path, document)
         raise MissingRatchetError(path, f"ratchet file unusable: {_short(str(error))}", state) from error
-    state = _decode_checked(path, document)
+    state = _decode_checked(path, document, verified)
     if isinstance(reference, dict):  # its side file holds this ratchet: the next save needs none
         _written_ratchets[path] = (state.ratchet, reference["file"])
     return state
 
 
-def _decode_checked(path: Path, document: dict[str, Any]) -> DetoxState:
+def _decode_checked(path: Path, document: dict[str, Any],
+                    ratchet: frozenset[str] | None = None) -> DetoxState:
     try:
-        return decode(document)
+        return decode(document, ratchet)
     except KeyError as error:
         raise CorruptStateError(path, f"missing key {error}") from error
     except (TypeError, ValueError, OverflowError) as error:
@@ -248,21 +254,61 @@ def _remove_stale_ratchets(path: Path, keep: str | None) -> None:
                 side_file.unlink()
 
 
-def _load_ratchet(path: Path, reference: object) -> list[str]:
+def _load_ratchet(path: Path, reference: object) -> tuple[list[str], frozenset[str] | None]:
+    """The ratchet's names as stored (validated by :func:`decode`), and the same names as a set
+    when they need no validation: a side file that detoxd wrote, unchanged since (see
+    :func:`_written_by_us`)."""
     if isinstance(reference, list):  # small or older states keep the names inline
-        return reference
+        return reference, None
     if not isinstance(reference, dict) or not isinstance(reference.get("file"), str):
         raise TypeError("ratchet must be a list or {'file': name}")
     name = reference["file"]
     if not _RATCHET_FILE.fullmatch(name):
         raise ValueError(f"invalid ratchet file name {name!r}")
+    side_file = path.parent / name
     try:
-        names = read_json(path.parent / name, MAX_RATCHET_BYTES)
+        data, info = _read_bounded(side_file, MAX_RATCHET_BYTES)
     except FileNotFoundError as error:
         raise ValueError(f"{name} is missing") from error
+    try:
+        names = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise CorruptStateError(side_file, f"not valid JSON: {_short(str(error))}") from error
     if not isinstance(names, list):
         raise TypeError("ratchet file must hold a list")
-    return names
+    if not _written_by_us(side_file, data, info):
+        return names, None
+    # Still a list of strings (checked in C): what decode relies on beyond the names' form.
+    if len(names) > MAX_RATCHET_NAMES or not all(map(isinstance, names, repeat(str))):
+        return names, None
+    return names, frozenset(names)
+
+
+def _written_by_us(side_file: Path, data: bytes, info: os.stat_result) -> bool:
+    """Whether ``data`` is a ratchet side file exactly as detoxd wrote it: its name carries the
+    SHA-256 of the bytes detoxd wrote (:func:`_save_ratchet`), and only detoxd's own user can have
+    written it (the file and the state directory are this process's, writable by no one else).
+
+    Every name in such a file passed validation before detoxd wrote it, so it is not validated
+    again (at a million names that was a second of each start). The digest is no secret, so it
+    proves nothing against whoever may write the file, but that is root alone here (the state
+    directory is 0700 root's): root can change /etc/detoxd or stop the daemon as well, and is
+    not what the validation stops. What it stops — a file damaged on disk, cut short, edited by
+    hand, or the wrong file under the name — changes the bytes, and so the digest: such a file is
+    validated name by name, as before, and said in the log. The hosts file's writer checks every
+    name's characters again anyway (:func:`detoxd.core.hosts.render_block_in_order`)."""
+    expected = side_file.name.rsplit("-", 1)[1].removesuffix(".json")
+    if hashlib.sha256(data).hexdigest()[:32] != expected:
+        log.warning("%s does not match the digest in its name (changed since detoxd wrote it): "
+                    "validating every name in it", side_file)
+        return False
+    uid = os.geteuid()
+    try:
+        directory = os.stat(side_file.parent)
+    except OSError:
+        return False
+    return all(owner.st_uid == uid and not owner.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+               for owner in (info, directory))
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -292,8 +338,10 @@ def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
     }
 
 
-def decode(document: dict[str, Any]) -> DetoxState:
-    """Inverse of :func:`encode`; raises KeyError, TypeError or ValueError on bad input."""
+def decode(document: dict[str, Any], ratchet: frozenset[str] | None = None) -> DetoxState:
+    """Inverse of :func:`encode`; raises KeyError, TypeError or ValueError on bad input.
+    ``ratchet``: the ratchet's names, known valid (a side file detoxd wrote: see
+    :func:`_written_by_us`), instead of ``document["ratchet"]`` validated name by name."""
     state = DetoxState(
         phase=Phase(_typed(document, "phase", str)),
         locked=_typed(document, "locked", bool),
@@ -301,7 +349,7 @@ def decode(document: dict[str, Any]) -> DetoxState:
         duration_seconds=_number(document, "duration_seconds"),
         credited_seconds=_number(document, "credited_seconds"),
         checkpoint=_decode_checkpoint(document["checkpoint"]),
-        ratchet=_decode_names(document["ratchet"]),
+        ratchet=_decode_names(document["ratchet"]) if ratchet is None else ratchet,
         tamper_events=_count(document, "tamper_events"),
         clock_jumps=_count(document, "clock_jumps"),
         peer_lock=_decode_peer_lock(document.get("peer_lock")),

@@ -334,3 +334,67 @@ def test_a_state_without_peer_keys_still_loads(path: Path) -> None:
     write_document(path, document)
     state = state_store.load(path)
     assert state.peer_lock is None and state.past_share_sets == ()
+
+
+def _large_saved_state(tmp_path: Path) -> tuple[Path, Path, frozenset[str]]:
+    path = tmp_path / "state.json"
+    names = frozenset(f"n{i}.example" for i in range(state_store.INLINE_RATCHET_MAX + 1))
+    state_store.save(path, active_state(names))
+    state_store._written_ratchets.clear()  # as a new process: nothing known about the file
+    (side_file,) = tmp_path.glob("state.ratchet-*.json")
+    return path, side_file, names
+
+
+def _count_validations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from detoxd.core import domains
+
+    calls: list[int] = []
+    original = domains.parse_list_text
+
+    def counting(text: str, **kwargs: Any) -> Any:
+        calls.append(text.count("\n") + 1)
+        return original(text, **kwargs)
+
+    monkeypatch.setattr(domains, "parse_list_text", counting)
+    return calls
+
+
+def test_a_side_file_detoxd_wrote_is_not_validated_again(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _side_file, names = _large_saved_state(tmp_path)
+    calls = _count_validations(monkeypatch)
+    assert state_store.load(path).ratchet == names
+    assert calls == []  # its digest matches: every name passed validation before it was written
+
+
+def test_a_side_file_changed_since_detoxd_wrote_it_is_validated_name_by_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    path, side_file, names = _large_saved_state(tmp_path)
+    edited = sorted(names | {"added-by-hand.example"})
+    side_file.write_text(json.dumps(edited, separators=(",", ":")))  # same name, other bytes
+    calls = _count_validations(monkeypatch)
+    assert state_store.load(path).ratchet == frozenset(edited)  # valid names: kept, all of them
+    assert calls == [len(edited)]
+    assert "does not match the digest" in caplog.text
+
+
+def test_a_side_file_with_a_wrong_digest_and_a_bad_name_is_refused(tmp_path: Path) -> None:
+    path, side_file, names = _large_saved_state(tmp_path)
+    side_file.write_text(json.dumps([*sorted(names), "evil.example\n1.2.3.4 bank.example"]))
+    with pytest.raises(CorruptStateError, match="never writes"):
+        state_store.load(path)
+
+
+def test_a_side_file_someone_else_could_write_is_validated_even_with_its_digest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path, side_file, names = _large_saved_state(tmp_path)
+    for make_unsafe, undo in (
+            (lambda: side_file.chmod(0o622), lambda: side_file.chmod(0o600)),
+            (lambda: tmp_path.chmod(0o777), lambda: tmp_path.chmod(0o700)),
+            (lambda: os.chown(side_file, 4242, -1), lambda: os.chown(side_file, os.geteuid(), -1))):
+        make_unsafe()
+        calls = _count_validations(monkeypatch)
+        assert state_store.load(path).ratchet == names
+        assert calls == [len(names)]
+        undo()
+        state_store._written_ratchets.clear()
