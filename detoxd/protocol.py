@@ -52,7 +52,8 @@ COMMANDS: dict[str, str] = {  # the wire's commands and who may call each
     "open": SEAT,
     "close": SEAT,
     "network_sync": AGENT,
-    "start": ROOT,
+    "start": ROOT,  # with "at": plans the detox to begin then
+    "cancel": ROOT,  # a planned start (refused once it is locked by schedule)
     "end": ROOT,
     "reload": ROOT,
     "exec_events": ROOT,  # detoxd-execwatch: "these PIDs just exec()d"; the daemon looks itself
@@ -461,7 +462,7 @@ class HotSeat(_Record):
 class Status(_Record):
     """The daemon's status: the detox, the block and everything that keeps it from being whole."""
 
-    state: str = "idle"  # active | idle
+    state: str = "idle"  # active | scheduled (a detox planned: `start --at`) | idle
     locked: bool = False
     lock: bool | str | None = None  # detox.lock of the running detox: true, false or "peers"
     peers_needed: int | None = None
@@ -496,6 +497,9 @@ class Status(_Record):
     allowances: tuple[AllowanceStatus, ...] = ()
     next_session: NextSession | None = None
     current_hot_seat: HotSeat | None = None
+    starts_at: str | None = None  # state "scheduled": when the planned detox begins
+    cancellable_until: str | None = None  # scheduled and locked: `detoxd cancel` until then
+    cancellable: bool = False  # scheduled: `detoxd cancel` would be taken now
     version: str = "?"
     extra: dict[str, Any] = field(default_factory=dict)
     _OMITTED_WHEN_NONE = frozenset({"peer_lock", "snapshot_age_seconds"})

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # command -> the module of detoxd.commands that runs it, as cmd_<command>
 GROUPS = {
-    "start": "detox", "end": "detox", "reload": "detox", "status": "detox",
+    "start": "detox", "cancel": "detox", "end": "detox", "reload": "detox", "status": "detox",
     "open": "allowance", "close": "allowance",
     "check": "config", "sessions": "config",
     "report": "report",

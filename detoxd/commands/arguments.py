@@ -92,11 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the daemon in the foreground (what systemd starts)")
     run.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    start = commands.add_parser("start", help="begin a detox now")
+    start = commands.add_parser("start", help="begin a detox now, or plan one (--at)")
     start.add_argument("--days", type=DAYS, help="length in days (default: detox.days)")
+    start.add_argument("--at", metavar="'YYYY-MM-DD HH:MM'",
+                       help="plan the detox to begin then (local time), by itself; detoxd cancel "
+                       "undoes the plan, except in its last 24 hours with detox.lock")
     start.add_argument("--shares-out", metavar="DIR", type=Path,
                        help="with `lock: peers`: write each peer's card (their share of the "
                        "early-end key) and invitation to DIR")
+    commands.add_parser("cancel", help="cancel a planned detox (start --at); refused in its last 24 "
+                        "hours when locked")
     end = commands.add_parser("end", help="end a detox early (refused while it is locked)")
     end.add_argument("--with-peers", action="store_true",
                      help="with `lock: peers`: type peers_needed of the peers' shares (or pipe "

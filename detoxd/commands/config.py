@@ -91,6 +91,9 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     status = quiet_status(paths)
     if status is not None and status.active and status.started_at and status.ends_at:
         window = (datetime.fromisoformat(status.started_at), datetime.fromisoformat(status.ends_at))
+    elif status is not None and status.state == "scheduled" and status.starts_at:  # `start --at`
+        begins = datetime.fromisoformat(status.starts_at)
+        window = (begins, begins + timedelta(days=status.days_total or loaded.main.detox.days))
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     for text in plan.warnings(planned, *window):

@@ -11,6 +11,7 @@ from detoxd.commands.common import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
     CommandExit,
     ask,
     ask_or_exit,
@@ -50,6 +51,8 @@ def show_status(socket: str, *, as_json: bool) -> int:
 def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
     before = _addresses_before_block(paths)
     request: dict[str, Any] = {"days": args.days} if args.days else {}
+    if args.at is not None:
+        return _plan_start(args, paths, request)
     cards: list[Path] = []
     if args.shares_out is not None:
         request["peer_lock"], cards = _prepare_peer_lock(args, paths)
@@ -74,6 +77,29 @@ def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
     elif status.locked:
         print("It is locked: it cannot be ended early. Good luck!")
     _close_connections(before)
+    return EXIT_OK
+
+
+def _plan_start(args: argparse.Namespace, paths: Paths, request: dict[str, Any]) -> int:
+    """`start --at`: the daemon reads the time in this machine's zone and keeps the plan."""
+    if args.shares_out is not None:
+        print("detoxd: --shares-out cannot go with --at yet: a peer-locked detox starts now",
+              file=sys.stderr)
+        return EXIT_USAGE
+    response = ask_or_exit(paths, "start", invalid_config=lambda reply: [
+        f"{_errors(reply)} in {paths.config_dir}: no detox was planned; fix them (`detoxd check` "
+        "lists them) and plan again"], at=args.at, **request)
+    from detoxd.core.statustext import planned_lines
+    from detoxd.protocol import Status
+
+    for line in planned_lines(Status.from_json(response["status"])):
+        print(line)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace, paths: Paths) -> int:
+    ask_or_exit(paths, "cancel")
+    print("The planned detox is cancelled.")
     return EXIT_OK
 
 

@@ -170,6 +170,23 @@ class HeldTime:
 
 
 @dataclass(frozen=True)
+class PlannedStart:
+    """A detox planned to begin later (`detoxd start --at`): the wait is credited like a detox's
+    time (boot time, held downtime), so a clock set forward does not bring the start nearer. The
+    rules are :mod:`detoxd.core.planned`'s."""
+
+    starts_at: datetime  # the moment asked for (aware), as the clock read when it was planned
+    wait_seconds: float  # credited seconds from planning to the start
+    credited_seconds: float
+    checkpoint: Checkpoint
+    days: float
+    locked: bool
+    planned_at: datetime
+    clock_jumps: int = 0
+    held: HeldTime | None = None
+
+
+@dataclass(frozen=True)
 class DetoxState:
     """Everything that survives a restart. The default value is a fresh idle state."""
 
@@ -186,6 +203,7 @@ class DetoxState:
     # Identifiers of earlier detoxes' share sets (public), to name a share of one of them.
     past_share_sets: tuple[KnownSet, ...] = ()
     held: HeldTime | None = None  # downtime the clock claims but nothing confirmed yet
+    planned: PlannedStart | None = None  # a detox to begin later (only while idle)
 
     @property
     def active(self) -> bool:
@@ -203,6 +221,9 @@ def start(
         raise ValueError("now must be timezone-aware")
     if state.active:
         return Refusal("a detox is already running")
+    if state.planned is not None:
+        return Refusal(f"a detox is planned to start at {state.planned.starts_at:%Y-%m-%d %H:%M}: "
+                       "`detoxd cancel` it first")
     refusal = _refuse_days(days)
     if refusal is not None:
         return refusal

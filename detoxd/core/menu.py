@@ -112,6 +112,8 @@ def title(view: TrayView) -> str:
         opened = [_open_text(item, view.now) for item in status.allowances if item.open]
         return f"detoxd: {day_of(status, view.now)}, " + (
             ", ".join(opened) or statustext.days_left(status.days_left))
+    if status.state == "scheduled":
+        return f"detoxd: {planned_line(status, view.now)}"
     return "detoxd: no detox running"
 
 
@@ -241,6 +243,8 @@ def _days_left_from(status: Status, now: datetime) -> str:
 
 
 def _detox_lines(status: Status, now: datetime) -> list[str]:
+    if status.state == "scheduled":
+        return _planned_lines(status, now)
     if not status.active:
         return ["No detox running", "Start one with: sudo detoxd start"]
     ends = parse_time(status.ends_at)
@@ -250,6 +254,22 @@ def _detox_lines(status: Status, now: datetime) -> list[str]:
         lines.append(_peer_lock_line(status))
     elif status.locked:
         lines.append("Locked: it cannot be ended early")
+    return lines
+
+
+def planned_line(status: Status, now: datetime) -> str:
+    """"Detox begins Mon 14 Dec 09:00" (`detoxd start --at`)."""
+    start = parse_time(status.starts_at)
+    return f"Detox begins {format_moment(start, now)}" if start else "Detox planned"
+
+
+def _planned_lines(status: Status, now: datetime) -> list[str]:
+    lines = [planned_line(status, now)]
+    until = parse_time(status.cancellable_until)
+    if not status.cancellable:
+        lines.append("Locked: it can no longer be cancelled")
+    elif until is not None:
+        lines.append(f"Can be cancelled until {format_moment(until, now)}")
     return lines
 
 

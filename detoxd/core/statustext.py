@@ -124,6 +124,8 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
         if status.lock == "peers":
             lock = f" (lock: peers, {status.peers_needed} peers' cards end it early)"
         lines.append(f"Detox active{lock}: {time_left(status)} left, ends {status.ends_at}")
+    elif status.state == "scheduled":
+        lines += planned_lines(status)
     else:
         lines.append(f"No detox running. Start one with `{start_command}`.")
     sync = "in sync" if status.hosts_in_sync else "OUT OF SYNC"
@@ -146,6 +148,24 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
         lines.append("Config error (the last good blocklist stays in force):")
         lines += ["  " + line for line in status.config_error.splitlines()]
     return lines
+
+
+def planned_lines(status: Status) -> list[str]:
+    """A planned detox (`detoxd start --at`): when it begins, and whether it can still be cancelled."""
+    days = "" if status.days_total is None else f" of {count(_whole(status.days_total), 'day')}"
+    lines = [f"Detox planned{days}: begins {status.starts_at}"]
+    if not status.cancellable:
+        lines.append("It is locked: it cannot be cancelled any more; it begins by itself.")
+    elif status.cancellable_until is None:
+        lines.append("It can be cancelled until it begins (`detoxd cancel`).")
+    else:
+        lines.append(f"It can be cancelled until {status.cancellable_until} (`detoxd cancel`), "
+                     "then it is locked.")
+    return lines
+
+
+def _whole(days: float) -> float | int:
+    return int(days) if float(days).is_integer() else days
 
 
 def format_status(status: Status, start_command: str = "sudo detoxd start") -> str:

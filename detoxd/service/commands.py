@@ -156,7 +156,15 @@ def _start(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
     # after an edit must see that edit (the watcher settles for a moment first).
     engine.reload()
     with engine.lock:
+        if "at" in request:  # `start --at "YYYY-MM-DD HH:MM"`: a detox that begins later
+            return engine.detox.plan_start(request["at"], request.get("days"), peer,
+                                           request.get("peer_lock"))
         return engine.detox.start(request.get("days"), peer, request.get("peer_lock"))
+
+
+@command("cancel")
+def _cancel(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    return engine.detox.cancel(peer)
 
 
 @command("end")

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from detoxd.core import detox, peerkey
+from detoxd.core import detox, peerkey, planned
 from detoxd.core.config import LockMode
 from detoxd.core.report import DetoxWindow
 from detoxd.protocol import ErrorReply, Peer, bad_request, refused
 from detoxd.service import journal
 from detoxd.service.loader import missing_files_error
+from detoxd.service.scheduler import local_zone
 from detoxd.service.status import duration_text
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ class DetoxKeeper:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.last_window: DetoxWindow | None = None  # of the detox that ended while this daemon ran
+        self.local_zone: Callable[[], tzinfo] = local_zone  # what `start --at` times are read in
 
     # ---- start and end ----
 
@@ -63,6 +66,88 @@ class DetoxKeeper:
                                   names=len(engine.hosts.names), ends_at=ends_at, by_uid=peer.uid)
         engine.publish("detox_started")
         return {"ok": True, "status": engine.status(private=True)}
+
+    def plan_start(self, at: Any, days: Any, peer: Peer, peer_lock: Any = None) -> dict[str, Any]:
+        """`detoxd start --at "YYYY-MM-DD HH:MM"`: plan a detox to begin then (this machine's
+        local time), by itself, counted on the detox's clock (see :mod:`detoxd.core.planned`)."""
+        engine = self.engine
+        self._refuse_on_config_error(peer)
+        wanted = engine.applied.days if days is None else detox.checked_days(days)
+        if wanted is None:
+            raise bad_request(detox.DAYS_RULE)
+        if peer_lock is not None or engine.applied.lock_mode is LockMode.PEERS:
+            raise refused("`detox.lock: peers` cannot be planned ahead yet: start it with "
+                          "`sudo detoxd start --shares-out DIR` when it should begin")
+        now = engine.clock.now()
+        starts_at = planned.parse_at(at, self.local_zone(), now)
+        if isinstance(starts_at, detox.Refusal):
+            raise bad_request(starts_at.reason)
+        result = planned.plan(engine.state, now=now, boot=self.boot_reading(), starts_at=starts_at,
+                              days=wanted, locked=engine.applied.lock)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused a planned start from uid %d: %s", peer.uid, result.reason)
+            raise refused(result.reason)
+        engine.state = result
+        engine.checkpoint()
+        until = planned.cancellable_until(result)
+        log.info("detox planned by uid %d: %g days from %s, %s", peer.uid, wanted, _iso(starts_at),
+                 "locked" if result.locked else "unlocked")
+        journal.record("detox_planned", starts_at=_iso(starts_at), days=wanted,
+                       locked=engine.applied.lock, cancellable_until=_iso(until), by_uid=peer.uid)
+        engine.publish("detox_planned")
+        return {"ok": True, "status": engine.status(private=True)}
+
+    def cancel(self, peer: Peer) -> dict[str, Any]:
+        """`detoxd cancel`: drop a planned start, unless it is locked by schedule."""
+        engine = self.engine
+        engine.tick()  # the credited wait decides: a due plan has begun, a near one is locked
+        before = engine.state.planned
+        result = planned.cancel(engine.state)
+        if isinstance(result, detox.Refusal):
+            log.warning("refused cancel from uid %d: %s", peer.uid, result.reason)
+            journal.record("cancel_refused", by_uid=peer.uid, reason=result.reason)
+            raise refused(result.reason)
+        engine.state = result
+        engine.checkpoint()
+        assert before is not None
+        log.info("planned detox (%s) cancelled by uid %d", _iso(before.starts_at), peer.uid)
+        journal.record("detox_plan_cancelled", starts_at=_iso(before.starts_at), by_uid=peer.uid)
+        engine.publish("detox_plan_cancelled")
+        return {"ok": True, "status": engine.status(private=True)}
+
+    def _tick_planned(self, now: datetime, boot: detox.BootReading) -> None:
+        """The planned start's clock; the detox begins here when its wait is over."""
+        engine = self.engine
+        before = engine.state
+        sync = engine.clock.time_sync() if planned.needs_time_sync(before, now=now, boot=boot) else None
+        engine.state = planned.tick(before, now=now, boot=boot, sync=sync)
+        waiting = before.planned
+        if waiting is None:
+            return
+        after = engine.state.planned or waiting
+        if after.clock_jumps > waiting.clock_jumps:
+            wall = (now - waiting.checkpoint.wall).total_seconds()
+            credited = boot.seconds - waiting.checkpoint.boot.seconds
+            journal.record("clock_jump", seconds=round(wall - credited), waiting=True)
+        held = engine.state.planned.held if engine.state.planned is not None else None
+        if held is not None and held.seconds > (waiting.held.seconds if waiting.held else 0.0):
+            log.warning("%s of downtime held before the planned start: %s", duration_text(held.seconds),
+                        held.reason)
+            journal.record("time_held", seconds=round(held.seconds), reason=held.reason, waiting=True)
+        if not engine.state.active:
+            return
+        late = engine.state.credited_seconds
+        log.info("planned detox begins: %g days (planned for %s)", waiting.days, _iso(waiting.starts_at))
+        engine.state_error = None
+        engine.app_watcher.reset_counts()
+        engine.checkpoint()
+        engine.allowances.detox_started(locked=engine.state.locked)
+        engine.enforce()
+        ends_at = _iso(detox.ends_at(engine.state, now))
+        engine.recovery.lifecycle("detox_started", days=waiting.days, locked=engine.state.locked,
+                                  names=len(engine.hosts.names), ends_at=ends_at, reason="planned",
+                                  planned_for=_iso(waiting.starts_at), late_seconds=round(late))
+        engine.publish("detox_started")
 
     def _refuse_on_config_error(self, peer: Peer) -> None:
         """A detox starts only on the config the user wrote, as written: never on the last good
@@ -201,8 +286,10 @@ class DetoxKeeper:
 
     def tick(self) -> None:
         engine, paths = self.engine, self.engine.paths
-        before = engine.state
         now, boot = engine.clock.now(), self.boot_reading()
+        if engine.state.planned is not None:
+            self._tick_planned(now, boot)
+        before = engine.state
         sync = engine.clock.time_sync() if detox.needs_time_sync(before, now=now, boot=boot) else None
         engine.state = detox.tick(before, now=now, boot=boot, sync=sync)
         self._report_held_time(before, engine.state)
@@ -211,7 +298,8 @@ class DetoxKeeper:
             credited = boot.seconds - before.checkpoint.boot.seconds
             journal.record("clock_jump", seconds=round(wall - credited))
         engine.recovery.watch_state_dir()
-        if (engine.state.active or "state" in engine.problems) and not os.path.lexists(paths.state_file):
+        if (engine.state.active or engine.state.planned is not None or "state" in engine.problems) \
+                and not os.path.lexists(paths.state_file):
             # Removed (or never written: the disk was full): a kill now would lose the detox.
             if "state" not in engine.problems:
                 log.warning("the state file %s is gone: writing it again", paths.state_file)

@@ -18,7 +18,7 @@ from typing import Any
 
 from detoxd import __version__
 from detoxd.clock import Clock
-from detoxd.core import detox, plan
+from detoxd.core import detox, plan, planned
 from detoxd.core.network import CANARY
 from detoxd.core.yamlsource import ConfigError
 from detoxd.paths import Paths
@@ -389,16 +389,25 @@ class Engine:
         waits = [QUIET_SECONDS]
         if watchdog is not None:
             waits.append(watchdog)
-        if self.problems or self.state.held is not None:
+        if self.problems or self.state.held is not None or planned.held_seconds(self.state):
             # A target failing is retried every second; held time waits for the kernel to
             # confirm the clock (NTP), which no event announces: looked at every second too.
             waits.append(TICK_SECONDS)
         if self.state.active:
             waits.append(detox.remaining(self.state).total_seconds())
+        waits += self._planned_waits()
         allowance = self.allowances.seconds_to_next_change()
         if allowance is not None:
             waits.append(allowance)
         return now + max(0.0, min(waits))
+
+    def _planned_waits(self) -> list[float]:
+        """A planned start (`start --at`): its wait, and when it becomes locked by schedule."""
+        wait = planned.wait_left(self.state)
+        if wait is None:
+            return []
+        lock = wait - planned.CANCEL_LOCK_SECONDS
+        return [wait, lock] if self.state.planned and self.state.planned.locked and lock > 0 else [wait]
 
     def next_scan_due(self, now: float) -> float | None:
         """When to look for blocked apps again (None: no detox or no app rules)."""
@@ -457,7 +466,8 @@ class Engine:
         if self.problems:
             return "; ".join(sorted(self.problems.values()))
         if not self.state.active:
-            return "idle"
+            start = planned.starts_at(self.state)
+            return "idle" if start is None else f"detox planned for {plan.iso(start)}"
         return f"detox active, {detox.days_left(self.state)} days left, {len(self.hosts.names)} names"
 
     # ---- events ----

@@ -67,7 +67,11 @@ _KIND = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 # (and shown by `detoxd report --json` as counts), so a new kind needs no change here first.
 KINDS: dict[str, str] = {
     "daemon_started": "version",
-    "detox_started": "days, locked, names (count blocked), ends_at, by_uid",
+    "detox_started": "days, locked, names (count blocked), ends_at, by_uid; reason 'planned', "
+                     "planned_for, late_seconds when a planned detox began",
+    "detox_planned": "starts_at, days, locked, cancellable_until, by_uid (`start --at`)",
+    "detox_plan_cancelled": "starts_at, by_uid",
+    "cancel_refused": "by_uid, reason (the plan is locked by schedule, or there is none)",
     "detox_ended": "early (bool), reason ('finished' | 'ended early' | ...)",
     "tamper": "target ('hosts_file' | 'browser_policy' | 'engine:<name>'), restored (what was put back)",
     "clock_jump": "seconds (wall clock minus credited time; positive = set forward)",

@@ -45,6 +45,7 @@ from detoxd.core.detox import (
     HeldTime,
     PeerLock,
     Phase,
+    PlannedStart,
     checked_days,
 )
 from detoxd.durable import replace_file
@@ -335,6 +336,7 @@ def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
         "past_share_sets": [{"share_set": known.identifier, "started_at": _encode_time(known.started_at)}
                             for known in state.past_share_sets],
         "held": _encode_held(state.held),  # optional too
+        "planned": _encode_planned(state.planned),  # optional: `detoxd start --at`
     }
 
 
@@ -355,12 +357,42 @@ def decode(document: dict[str, Any], ratchet: frozenset[str] | None = None) -> D
         peer_lock=_decode_peer_lock(document.get("peer_lock")),
         past_share_sets=_decode_past_sets(document.get("past_share_sets", [])),
         held=_decode_held(document.get("held")),
+        planned=_decode_planned(document.get("planned")),
     )
     if state.active and (state.started_at is None or state.checkpoint is None):
         raise ValueError("an active detox needs started_at and checkpoint")
     if state.peer_lock is not None and not state.locked:
         raise ValueError("a detox with a peer lock must be locked")
+    if state.active and state.planned is not None:
+        raise ValueError("a running detox has no planned start")
     return state
+
+
+def _encode_planned(planned: PlannedStart | None) -> dict[str, Any] | None:
+    if planned is None:
+        return None
+    return {"starts_at": _encode_time(planned.starts_at), "wait_seconds": planned.wait_seconds,
+            "credited_seconds": planned.credited_seconds,
+            "checkpoint": _encode_checkpoint(planned.checkpoint), "days": planned.days,
+            "locked": planned.locked, "planned_at": _encode_time(planned.planned_at),
+            "clock_jumps": planned.clock_jumps, "held": _encode_held(planned.held)}
+
+
+def _decode_planned(value: object) -> PlannedStart | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise TypeError(f"planned must be an object, got {type(value).__name__}")
+    starts_at, planned_at = _decode_time(value["starts_at"]), _decode_time(value["planned_at"])
+    checkpoint = _decode_checkpoint(value["checkpoint"])
+    days = checked_days(value["days"])
+    if starts_at is None or planned_at is None or checkpoint is None:
+        raise ValueError("planned needs starts_at, planned_at and checkpoint")
+    if days is None:
+        raise ValueError(f"planned days: {DAYS_RULE}")
+    return PlannedStart(starts_at, _number(value, "wait_seconds"), _number(value, "credited_seconds"),
+                        checkpoint, days, _typed(value, "locked", bool), planned_at,
+                        _count(value, "clock_jumps"), _decode_held(value.get("held")))
 
 
 def _encode_held(held: HeldTime | None) -> dict[str, Any] | None:

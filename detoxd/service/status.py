@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from detoxd import __version__
 from detoxd.core import detox, peerkey, plan
 from detoxd.core.config import LockMode
+from detoxd.core.planned import cancel_locked, cancellable_until
+from detoxd.core.planned import starts_at as planned_start
 from detoxd.protocol import (
     AgentReport,
     AllowanceStatus,
@@ -69,7 +71,7 @@ class StatusBuilder:
         lock, peers_needed, peer_lock = self._lock_fields()
         upcoming, seat = sessions["next_session"], sessions["current_hot_seat"]
         return Status(
-            state="active" if active else "idle",
+            state="active" if active else "scheduled" if state.planned is not None else "idle",
             locked=active and state.locked,
             lock=lock,
             peers_needed=peers_needed,
@@ -78,7 +80,8 @@ class StatusBuilder:
             ends_at=_iso(detox.ends_at(state, now)),
             days_left=detox.days_left(state) if active else None,
             seconds_left=round(detox.remaining(state).total_seconds()) if active else None,
-            days_total=state.duration_seconds / detox.SECONDS_PER_DAY if active else None,
+            days_total=state.duration_seconds / detox.SECONDS_PER_DAY if active else
+            state.planned.days if state.planned is not None else None,
             domains_blocked=len(engine.hosts.names),
             domains_configured=len(engine.applied.names),
             hosts_file=hosts_state["hosts_file"],
@@ -108,6 +111,9 @@ class StatusBuilder:
                              for item in engine.allowances.status(detox_active=active)),
             next_session=NextSession.from_json(upcoming) if upcoming is not None else None,
             current_hot_seat=HotSeat.from_json(seat) if seat is not None else None,
+            starts_at=_iso(planned_start(state)),  # a planned detox (`start --at`)
+            cancellable_until=_iso(cancellable_until(state)),
+            cancellable=state.planned is not None and not cancel_locked(state),
             version=__version__,
         )
 
@@ -127,7 +133,7 @@ class StatusBuilder:
 
     def _time_held(self) -> TimeHeld | None:
         state = self.engine.state
-        held = state.held if state.active else None
+        held = state.held if state.active else state.planned.held if state.planned is not None else None
         if held is None:
             return None
         return TimeHeld(seconds=round(held.seconds), since=_iso(held.since), reason=held.reason)
@@ -156,6 +162,9 @@ class StatusBuilder:
             return []
         if engine.state.active:
             return plan.warnings(planned, engine.state.started_at, detox.ends_at(engine.state, now))
+        start = planned_start(engine.state)
+        if start is not None and engine.state.planned is not None:  # the sessions follow a planned start
+            return plan.warnings(planned, start, start + timedelta(days=engine.state.planned.days))
         return plan.warnings(planned, None, now + timedelta(days=engine.applied.days))
 
     # ---- served to the control server's threads ----

@@ -424,3 +424,13 @@ def test_a_silence_that_did_not_take_is_shown_after_the_other_lines_unless_not_w
 def test_a_detox_shorter_than_half_a_day_is_day_1_of_1() -> None:
     short = {**ACTIVE, "started_at": "2025-11-27T09:00:00+00:00", "ends_at": "2025-11-27T10:00:00+00:00"}
     assert day_of(typed(short), NOW) == "Day 1 of 1"
+
+
+def test_a_planned_detox_shows_when_it_begins_and_if_it_can_be_cancelled() -> None:
+    scheduled = {**IDLE, "state": "scheduled", "starts_at": "2025-12-01T09:00:00+00:00",
+                 "cancellable": True, "cancellable_until": "2025-11-30T09:00:00+00:00"}
+    assert title(view(scheduled)) == "detoxd: Detox begins Mon 1 Dec 09:00"
+    assert status_lines(view(scheduled))[:2] == ["Detox begins Mon 1 Dec 09:00",
+                                                  "Can be cancelled until Sun 30 Nov 09:00"]
+    locked = {**scheduled, "cancellable": False}
+    assert status_lines(view(locked))[1] == "Locked: it can no longer be cancelled"

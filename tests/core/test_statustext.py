@@ -86,3 +86,15 @@ def test_the_apps_line_says_how_apps_are_found() -> None:
     assert "Apps closed: slack (2) (at exec)" in status_lines(status(**closed, apps_watch="exec_events"))
     polling = status_lines(status(**closed, apps_watch="polling"))
     assert "Apps closed: slack (2) (by polling /proc: no exec events from detoxd-execwatch)" in polling
+
+
+def test_a_planned_detox_says_when_it_begins_and_whether_it_can_be_cancelled() -> None:
+    from detoxd.core.statustext import planned_lines, status_lines
+
+    status = Status(state="scheduled", starts_at="2026-12-14T09:00:00+00:00", days_total=14.0,
+                    cancellable=True, cancellable_until="2026-12-13T09:00:00+00:00")
+    assert status_lines(status)[:2] == [
+        "Detox planned of 14 days: begins 2026-12-14T09:00:00+00:00",
+        "It can be cancelled until 2026-12-13T09:00:00+00:00 (`detoxd cancel`), then it is locked."]
+    assert planned_lines(status.replace(cancellable=False))[1].startswith("It is locked")
+    assert "until it begins" in planned_lines(status.replace(cancellable_until=None))[1]

@@ -77,9 +77,9 @@ def test_every_wire_command_has_a_handler_and_a_rule_for_who_may_call_it() -> No
     for name, entry in commands.TABLE.items():
         assert entry.name == name and entry.who in CALLERS, name
     # The contract kept: what needed root before the table needs it still, and nothing else does.
-    assert {"start", "end", "reload"} == protocol.MUTATING_COMMANDS
+    assert {"start", "cancel", "end", "reload"} == protocol.MUTATING_COMMANDS
     assert ({name for name, entry in commands.TABLE.items() if entry.who == ROOT}
-            == {"start", "end", "reload", "exec_events"})  # exec_events: root, not mutating
+            == {"start", "cancel", "end", "reload", "exec_events"})  # exec_events: root, not mutating
 
 
 def test_a_command_declared_twice_is_an_error() -> None:
