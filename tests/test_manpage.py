@@ -102,6 +102,7 @@ def config_keys() -> dict[str, set[str]]:
         "notifications": ("main", "notifications: {zzz: 1}"), "bypass": ("main", "bypass: {zzz: 1}"),
         "me": ("main", "me: {zzz: 1}"), "peers": ("main", "peers: [{zzz: 1}]"),
         "sessions": ("main", "sessions: {zzz: 1}"), "network": ("main", "network: [{zzz: 1}]"),
+        "mail": ("main", "mail: {zzz: 1}"),
         "blocklist.yaml": ("blocklist", "zzz: 1"), "apps": ("blocklist", "apps: [{zzz: 1}]"),
         "allowances": ("blocklist", "allowances: [{zzz: 1}]"),
     }

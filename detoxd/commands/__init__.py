@@ -27,6 +27,7 @@ GROUPS = {
     "report": "report",
     "run": "processes", "netagent": "processes", "tray": "processes", "cut": "processes",
     "execwatch": "processes",
+    "mail-send": "mail",
     "install": "system", "uninstall": "system", "doctor": "system",
 }
 # The paths' options of every command (None: from the environment, else the default).
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace | _StatusArguments) -> int:
         module = f"detoxd.commands.{GROUPS[args.command]}"
         __import__(module)  # the builtin: importlib would cost `detoxd status` an import
         handler: Callable[[argparse.Namespace, Paths], int] = getattr(
-            sys.modules[module], f"cmd_{args.command}")
+            sys.modules[module], f"cmd_{args.command.replace('-', '_')}")
         return handler(args, paths)
     except CommandExit as stop:
         return stop.code

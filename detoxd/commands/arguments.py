@@ -146,7 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
     sessions.add_argument("--notes", metavar="FILE", help="write a Markdown worksheet (- for stdout)")
     sessions.add_argument("--cards", metavar="DIR", type=Path,
                           help="with --ics: also write each peer's own copy of the invitation, "
-                          "with their card from DIR (of `start --shares-out DIR`) attached, into DIR")
+                          "with their card from DIR (of `start --shares-out DIR`) attached, into DIR; "
+                          "with --send: attach each peer's card from DIR")
+    sessions.add_argument("--send", action="store_true",
+                          help="mail each peer with an email an invitation (iMIP) through mail:; "
+                          "a changed plan sends an update, a removed one a cancellation (root)")
+    mail_send = commands.add_parser(
+        "mail-send", help="send the outbox's messages through mail: (what detoxd-mail starts)")
+    mail_send.add_argument("--outbox", metavar="DIR", type=Path,
+                           help="send from this outbox directly (as root; default: ask the daemon)")
+    mail_send.add_argument("--once", action="store_true",
+                           help="try each queued message once, then exit (4 if any is left)")
+    mail_send.add_argument("--try-server", action="store_true",
+                           help="only connect, STARTTLS and AUTH (no message), say what fails")
+    mail_send.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     install = commands.add_parser("install", help="install and enable the systemd service")
     install.add_argument("--root", default="/", help="install into this root (default: /)")
     install.add_argument("--now", action="store_true", help="also start the service")

@@ -71,7 +71,7 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     if [args.json, args.ics == "-", args.notes == "-"].count(True) > 1:
         print("detoxd: only one of --json, --ics - and --notes - can use standard output", file=sys.stderr)
         return EXIT_USAGE
-    if args.cards is not None and not args.ics:
+    if args.cards is not None and not args.ics and not getattr(args, "send", False):
         print("detoxd: --cards DIR goes with --ics FILE (each peer's copy of the invitation)",
               file=sys.stderr)
         return EXIT_USAGE
@@ -81,6 +81,10 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         print(error, file=sys.stderr)
         return EXIT_INVALID_CONFIG
     planned = plan.from_config(loaded.main, system_timezone())
+    if planned is None and getattr(args, "send", False):  # cancels what was sent before
+        from detoxd.commands.mail import send_invitations
+
+        return send_invitations(loaded, None, paths, args.cards)
     if planned is None:
         print(f"detoxd: no sessions planned: add a `sessions:` section to {paths.config_dir}/detoxd.yaml",
               file=sys.stderr)
@@ -100,7 +104,7 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         print(f"warning: {text}", file=sys.stderr)
     if args.ics:
         write_output(args.ics, ics.calendar(planned, now))
-    if args.cards is not None:
+    if args.cards is not None and args.ics:
         from detoxd.peerlock import PeerLockError, write_invitations
 
         try:
@@ -113,6 +117,12 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         detox_settings = loaded.main.detox
         needed = detox_settings.peers_needed if detox_settings.peer_lock else None
         write_output(args.notes, ics.worksheet(planned, peers_needed=needed).encode())
+    if getattr(args, "send", False):
+        from detoxd.commands.mail import send_invitations
+
+        sent = send_invitations(loaded, planned, paths, args.cards)
+        if sent != EXIT_OK:
+            return sent
     if args.json:
         print(json.dumps(plan.to_json(planned), indent=2))
     elif "-" not in (args.ics, args.notes):

@@ -50,11 +50,14 @@ def sequence(stamp: datetime) -> int:
     return max(0, int((stamp - SEQUENCE_EPOCH).total_seconds() // 60))
 
 
-def calendar(plan: Plan, stamp: datetime, attachment: tuple[str, str] | None = None) -> bytes:
+def calendar(plan: Plan, stamp: datetime, attachment: tuple[str, str] | None = None,
+             sequence_number: int | None = None) -> bytes:
     """The two sessions as an iCalendar file; ``stamp`` (aware) is the export time (DTSTAMP).
 
     ``attachment`` (file name, text) is added inline to every event: one peer's card for that
-    peer's own copy of the invitation (`detoxd sessions --ics FILE --cards DIR`)."""
+    peer's own copy of the invitation (`detoxd sessions --ics FILE --cards DIR`).
+    ``sequence_number`` replaces the SEQUENCE ``stamp`` gives (a mailed update sent within the
+    same minute as the last one must still be higher)."""
     cal = icalendar.Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -62,7 +65,7 @@ def calendar(plan: Plan, stamp: datetime, attachment: tuple[str, str] | None = N
     if plan.me.email and any(peer.email for peer in plan.peers):
         cal.add("method", "REQUEST")  # an invitation: attendees are asked to reply
     for session in plan.sessions:
-        event = _event(plan, session, stamp)
+        event = _event(plan, session, stamp, sequence_number)
         if attachment is not None:
             event.add("attach", _inline(*attachment))
         cal.add_component(event)
@@ -124,11 +127,12 @@ def _transition(zone: ZoneInfo, earlier: datetime, later: datetime) -> datetime:
     return later
 
 
-def _event(plan: Plan, session: PlannedSession, stamp: datetime) -> icalendar.Event:
+def _event(plan: Plan, session: PlannedSession, stamp: datetime,
+           sequence_number: int | None = None) -> icalendar.Event:
     event = icalendar.Event()
     event.add("uid", event_uid(plan, session))
     event.add("dtstamp", stamp.astimezone(UTC))
-    event.add("sequence", sequence(stamp))
+    event.add("sequence", sequence(stamp) if sequence_number is None else sequence_number)
     event.add("dtstart", session.start, parameters=_tzid(session.start))
     event.add("dtend", session.end, parameters=_tzid(session.end))
     event.add("summary", f"Peer session {session.number} of {len(plan.sessions)}: "

@@ -62,28 +62,34 @@ class SecretError(Exception):
 
 def read_secret(config: DnsEngineConfig, config_dir: Path,
                 environ: dict[str, str] | None = None) -> str | None:
-    if config.password_file is None:
+    return read_secret_file(config.password_file, config.location, config_dir, environ)
+
+
+def read_secret_file(password_file: str | None, location: str, config_dir: Path,
+                     environ: dict[str, str] | None = None) -> str | None:
+    """A ``password_file``'s secret (of a ``network:`` engine or of ``mail:``, at ``location``)."""
+    if password_file is None:
         return None
     environ = dict(os.environ) if environ is None else environ
     credentials = environ.get("CREDENTIALS_DIRECTORY")
     if credentials:
-        flat = config.password_file.replace("/", "_")
+        flat = password_file.replace("/", "_")
         for name in (CREDENTIAL_PREFIX + flat, flat):
             path = Path(credentials) / name
             if path.is_file():
                 return path.read_text(encoding="utf-8").strip("\r\n")
-        raise SecretError(f"{config.location}.password_file: no credential {CREDENTIAL_PREFIX}{flat} "
+        raise SecretError(f"{location}.password_file: no credential {CREDENTIAL_PREFIX}{flat} "
                           "(LoadCredential= in the unit)")
-    path = config_dir / config.password_file
+    path = config_dir / password_file
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise SecretError(f"{config.location}.password_file: cannot read {config.password_file!r}: "
+        raise SecretError(f"{location}.password_file: cannot read {password_file!r}: "
                           f"{exc.strerror}") from exc
     with os.fdopen(fd, encoding="utf-8") as handle:
         info = os.fstat(handle.fileno())
         if info.st_uid not in (0, os.geteuid()) or info.st_mode & 0o077 or not stat.S_ISREG(info.st_mode):
-            raise SecretError(f"{config.location}.password_file: refusing {config.password_file!r}: "
+            raise SecretError(f"{location}.password_file: refusing {password_file!r}: "
                               "must be a regular file of root's with mode 0600")
         return handle.read().strip("\r\n")
 

@@ -22,6 +22,7 @@ ALLOWED = frozenset({
     "math", "operator", "posixpath", "re", "struct", "typing", "unicodedata", "urllib.parse", "zoneinfo",
     "importlib.resources",  # reading package data (the presets, the bundled fonts' paths)
     "uuid",  # ics: a calendar event's UID
+    "email.message", "email.policy", "email.utils",  # imip: composing a message (never sending it)
     "pathlib",  # icon, textimage: the path of a bundled font, opened by Pillow
 })
 # Third-party libraries that compute, with their submodules.
