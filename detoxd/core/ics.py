@@ -135,13 +135,17 @@ def _event(plan: Plan, session: PlannedSession, stamp: datetime,
     event.add("sequence", sequence(stamp) if sequence_number is None else sequence_number)
     event.add("dtstart", session.start, parameters=_tzid(session.start))
     event.add("dtend", session.end, parameters=_tzid(session.end))
-    event.add("summary", f"Peer session {session.number} of {len(plan.sessions)}: "
+    then = f", then {plan.repeat}" if recurrence(plan, session) is not None else ""
+    event.add("summary", f"Peer session {session.number} of {len(plan.sessions)}{then}: "
               "promote, help, connect")
     event.add("description", description(plan, session))
     if plan.location:
         event.add("location", plan.location)
     event.add("status", "CONFIRMED")
     event.add("transp", "OPAQUE")
+    rule = recurrence(plan, session)
+    if rule is not None:
+        event.add("rrule", rule)
     if plan.me.email:
         event.add("organizer", _address(plan.me, organizer=True))
     for peer in plan.peers:
@@ -150,6 +154,15 @@ def _event(plan: Plan, session: PlannedSession, stamp: datetime,
     for before in plan.reminders:
         event.add_component(_alarm(session, before))
     return event
+
+
+def recurrence(plan: Plan, session: PlannedSession) -> dict[str, str] | None:
+    """`sessions.repeat`: the last of the two sessions recurs weekly or monthly (RFC 5545 RRULE,
+    FREQ=WEEKLY or FREQ=MONTHLY, no end) with the same peers: its occurrences are
+    :func:`detoxd.core.plan.later_session`'s."""
+    if plan.repeat is None or session is not plan.sessions[-1]:
+        return None
+    return {"FREQ": "WEEKLY" if plan.repeat == "weekly" else "MONTHLY"}
 
 
 def _inline(name: str, text: str) -> icalendar.vBinary:
@@ -197,6 +210,8 @@ def description(plan: Plan, session: PlannedSession) -> str:
     ]
     others = [other for other in plan.sessions if other is not session]
     lines += ["", *(f"Also: {session_heading(other)}" for other in others)]
+    if recurrence(plan, session) is not None:
+        lines.append(f"This session repeats {plan.repeat}, with the same peers in the same order.")
     return "\n".join(lines)
 
 

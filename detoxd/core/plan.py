@@ -46,6 +46,7 @@ class Plan:
     location: str | None
     reminders: tuple[timedelta, ...]
     adjustments: tuple[str, ...] = ()  # local times that had to move (daylight-saving gaps)
+    repeat: str | None = None  # `sessions.repeat`: weekly | monthly after the two (see later_session)
 
 
 def build(
@@ -67,7 +68,7 @@ def build(
         seated = [people[position] for position in orders[index]]
         sessions.append(_session(index + 1, start, seated, settings))
     return Plan(tuple(sessions), zone_name, me, peers, settings.location, settings.reminders,
-                tuple(adjustments))
+                tuple(adjustments), settings.repeat)
 
 
 def from_config(main: MainConfig, system_zone: str) -> Plan | None:
@@ -121,16 +122,80 @@ def _session(number: int, start: datetime, seated: list[Person], settings: Sessi
     return PlannedSession(number, start, end, seats, reminders)
 
 
+# ---- `sessions.repeat`: further sessions after the two ----
+
+def later_session(plan: Plan, index: int) -> PlannedSession | None:
+    """The ``index``-th session after the two (1: the third), with the second's peers in the
+    second's order, at its local time ``index`` weeks or months later: the occurrences of the
+    calendar's RRULE (RFC 5545: a month without that day is skipped; a local time a clock change
+    skips is read with the offset before it, as :func:`localize` does). None without a repeat."""
+    if plan.repeat is None or index < 1:
+        return None
+    base = plan.sessions[-1]
+    zone = ZoneInfo(plan.timezone)
+    wall = base.start.astimezone(zone).replace(tzinfo=None)
+    if plan.repeat == "weekly":
+        wall += timedelta(weeks=index)
+    else:
+        wall = _months_later(wall, index)
+    start, _note = localize(wall, zone)
+    shift = start.astimezone(UTC) - base.start.astimezone(UTC)
+
+    def moved(moment: datetime) -> datetime:
+        return (moment.astimezone(UTC) + shift).astimezone(zone)
+
+    return PlannedSession(
+        len(plan.sessions) + index, start, moved(base.end),
+        tuple(HotSeat(seat.number, seat.person, moved(seat.start), moved(seat.end))
+              for seat in base.hot_seats),
+        tuple((before, moved(at)) for before, at in base.reminders))
+
+
+def _months_later(wall: datetime, index: int) -> datetime:
+    """The ``index``-th month after ``wall`` that has its day of the month (RRULE FREQ=MONTHLY)."""
+    found, month = 0, wall.year * 12 + wall.month - 1
+    while True:
+        month += 1
+        year, number = divmod(month, 12)
+        if wall.day <= _days_in_month(year, number + 1):
+            found += 1
+            if found == index:
+                return wall.replace(year=year, month=number + 1)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    following = datetime(year + month // 12, month % 12 + 1, 1)
+    return (following - timedelta(days=1)).day
+
+
+def next_repeated(plan: Plan, now: datetime) -> PlannedSession | None:
+    """The repeated session in progress at ``now``, else the next one (None: no repeat)."""
+    if plan.repeat is None:
+        return None
+    base = plan.sessions[-1]
+    # Weekly: start a week short of the answer; monthly (a few dozen a year at most): from the first.
+    weeks = int((now - base.start).total_seconds() // (7 * 86400)) - 1
+    index = max(1, weeks) if plan.repeat == "weekly" else 1
+    while True:
+        session = later_session(plan, index)
+        if session is None or now < session.end:
+            return session
+        index += 1
+
+
 # ---- questions about a moment ----
 
 def next_session(plan: Plan, now: datetime) -> PlannedSession | None:
-    """The session in progress, else the next to start; None once both are over."""
-    return next((session for session in plan.sessions if now < session.end), None)
+    """The session in progress, else the next to start; None once both are over (and no
+    ``repeat`` plans more)."""
+    found = next((session for session in plan.sessions if now < session.end), None)
+    return found if found is not None else next_repeated(plan, now)
 
 
 def current_hot_seat(plan: Plan, now: datetime) -> tuple[PlannedSession, HotSeat] | None:
     """Who is in the hot seat at ``now``; None outside sessions and during breaks."""
-    for session in plan.sessions:
+    later = next_repeated(plan, now) if now >= plan.sessions[-1].end else None
+    for session in (*plan.sessions, *((later,) if later is not None else ())):
         for seat in session.hot_seats:
             if seat.start <= now < seat.end:
                 return session, seat
@@ -214,6 +279,7 @@ def to_json(plan: Plan) -> dict[str, Any]:
         "me": _person_json(plan.me),
         "peers": [_person_json(peer) for peer in plan.peers],
         "reminders": [format_duration(before) for before in plan.reminders],
+        "repeat": plan.repeat,
         "sessions": [{
             "number": session.number,
             "start": iso(session.start),
@@ -256,5 +322,17 @@ def format_text(plan: Plan) -> str:
                 f"{at:%a %d %b %H:%M} ({format_duration(before)} before)"
                 for before, at in session.reminders))
         lines.append("")
+    if plan.repeat is not None:
+        lines += [repeat_text(plan), ""]
     lines.append(f"Times are in {plan.timezone}.")
     return "\n".join(lines)
+
+
+def repeat_text(plan: Plan) -> str:
+    """"Then weekly, with the same peers in session 2's order: Thursday 24 December 2026, …"."""
+    following = [session for session in (later_session(plan, index) for index in (1, 2, 3))
+                 if session is not None]
+    when = ", ".join(f"{session.start:%a} {session.start.day} {session.start:%b %Y %H:%M}"
+                     for session in following)
+    return (f"Then {plan.repeat}, with the same peers in session {len(plan.sessions)}'s order: "
+            f"{when}, …")

@@ -40,8 +40,9 @@ _FIRST_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%
 
 SESSION_KEYS = {
     "first", "timezone", "repeat_after_days", "minutes_per_business", "break_minutes",
-    "location", "reminders",
+    "location", "reminders", "repeat",
 }
+REPEATS = ("weekly", "monthly")  # `sessions.repeat`: further sessions after the two
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class SessionSettings:
     location: str | None = None
     reminders: tuple[timedelta, ...] = ()  # before each session, longest first
     line: int = field(default=0, compare=False)  # of `sessions.first`, for warnings about it
+    repeat: str | None = None  # "weekly" | "monthly": further sessions after the two, same peers
 
 
 # ---- `me` and `peers` ----
@@ -164,10 +166,11 @@ def parse_sessions(source: Source, node: Node, path: str) -> SessionSettings | N
                             allow_zero=True)
     location = _location(source, fields, path)
     reminders = _reminders(source, fields, path)
+    repeat = _repeat(source, fields, path)
     if first is None:
         return None
     return SessionSettings(first, timezone, repeat_after_days, slot_length, break_length,
-                           location, reminders, line=fields["first"].line)
+                           location, reminders, line=fields["first"].line, repeat=repeat)
 
 
 def _first(source: Source, node: Node, path: str) -> datetime | None:
@@ -214,6 +217,21 @@ def valid_timezone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def _repeat(source: Source, fields: dict[str, Node], path: str) -> str | None:
+    """`repeat: weekly|monthly` (left out: the two sessions only)."""
+    if "repeat" not in fields:
+        return None
+    node, key_path = fields["repeat"], join(path, "repeat")
+    text = as_str(source, node, key_path)
+    if text is None:
+        return None
+    if text.strip().lower() in REPEATS:
+        return text.strip().lower()
+    source.error(node.line, key_path, f"{text!r} is not a repeat: weekly or monthly (or leave it "
+                 "out for the two sessions only)")
+    return None
 
 
 def _repeat_days(source: Source, fields: dict[str, Node], path: str) -> int:

@@ -26,7 +26,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from detoxd.clock import Clock
-from detoxd.core.plan import Plan, PlannedSession, format_duration, iso, status_fields
+from detoxd.core.plan import (
+    Plan,
+    PlannedSession,
+    format_duration,
+    iso,
+    later_session,
+    next_repeated,
+    status_fields,
+)
 from detoxd.core.sessions import valid_timezone
 from detoxd.service.state_store import StateFileError, read_json, write_atomic
 
@@ -92,8 +100,17 @@ def _session_jobs(plan: Plan, session: PlannedSession) -> Iterable[PlannedJob]:
                              EVENT_BREAK, {"session": session.number, "until": iso(following.start),
                                            "next_name": next_name})
     later = [other for other in plan.sessions if other.start > session.start]
+    repeated = later_session(plan, session.number - len(plan.sessions) + 1) if not later else None
+    after = later[0] if later else repeated
     yield PlannedJob(f"{prefix}-end", session.end, SESSION_END_GRACE, EVENT_SESSION_ENDED, {
-        "session": session.number, "next_session": iso(later[0].start) if later else None})
+        "session": session.number, "next_session": iso(after.start) if after else None})
+
+
+def repeated_jobs(plan: Plan, now: datetime) -> list[PlannedJob]:
+    """`sessions.repeat`: the jobs of the repeated session in progress at ``now`` or next (the
+    one after it is scheduled when it ends: :meth:`SessionScheduler._fire`)."""
+    session = next_repeated(plan, now)
+    return [] if session is None else sorted(_session_jobs(plan, session), key=lambda job: job.at)
 
 
 def jobs_to_schedule(plan: Plan | None, now: datetime, fired: Iterable[str] = ()) -> list[PlannedJob]:
@@ -101,7 +118,8 @@ def jobs_to_schedule(plan: Plan | None, now: datetime, fired: Iterable[str] = ()
     if plan is None:
         return []
     done = set(fired)
-    return [job for job in planned_jobs(plan) if now <= job.at + job.grace and job.key not in done]
+    return [job for job in (*planned_jobs(plan), *repeated_jobs(plan, now))
+            if now <= job.at + job.grace and job.key not in done]
 
 
 # ---- shell: APScheduler ----
@@ -156,7 +174,8 @@ class SessionScheduler:
         with self._lock:
             self._plan = plan
             wanted = jobs_to_schedule(plan, now, self._fired)
-            self._fired &= {job.key for job in planned_jobs(plan)} if plan else set()
+            known = [*planned_jobs(plan), *repeated_jobs(plan, now)] if plan else []
+            self._fired &= {job.key for job in known}
             self._save_fired()
         wanted_ids = {job.id for job in wanted}
         for job in self._scheduler.get_jobs():
@@ -213,6 +232,9 @@ class SessionScheduler:
             self._publish(job.event, dict(job.details))
         except Exception:  # a failing subscriber must not silence later handovers
             log.exception("publishing %s failed", job.event)
+        plan = self.plan
+        if job.event == EVENT_SESSION_ENDED and plan is not None and plan.repeat is not None:
+            self.update(plan)  # `sessions.repeat`: the next session's jobs
 
 
 # ---- the system's time zone ----

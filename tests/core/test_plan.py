@@ -309,7 +309,7 @@ def test_the_whole_json_and_text_of_a_plan() -> None:
                   {"name": "Alan Turing", "email": None},
                   {"name": "Katherine Johnson", "email": "kj@example.com"},
                   {"name": "Tim Berners-Lee", "email": "tim@example.com"}],
-        "reminders": ["1h"], "adjustments": []}
+        "reminders": ["1h"], "repeat": None, "adjustments": []}
     assert {key: data["sessions"][0][key] for key in ("number", "start", "end")} == {
         "number": 1, "start": "2026-12-03T09:00:00+00:00", "end": "2026-12-03T12:00:00+00:00"}
     names = ["Robert Craven", "Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson",

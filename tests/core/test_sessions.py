@@ -117,7 +117,7 @@ def test_every_session_error_is_reported_at_once() -> None:
         "detoxd.yaml:6: sessions.reminders[1]: 'soon' is not a duration (such as 30m, 1h, 1d)",
         "detoxd.yaml:6: sessions.reminders[2]: must be between 1m and 30d before the session",
         "detoxd.yaml:7: sessions.colour: unknown key (expected one of: break_minutes, first, location, "
-        "minutes_per_business, reminders, repeat_after_days, timezone)",
+        "minutes_per_business, reminders, repeat, repeat_after_days, timezone)",
     ]
 
 
