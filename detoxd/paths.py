@@ -26,6 +26,7 @@ STATE_FILE = "state.json"
 STATE_BACKUP_FILE = "state.backup.json"  # a second copy of what fixes the end time
 RUNTIME_STATE_FILE = "detox-state.json"  # a third, in the runtime directory (survives the state dir)
 APPLIED_FILE = "applied.json"
+HOSTS_BLOCK_FILE = "hosts-block.json"  # the digest of detoxd's block in the hosts file (a restart's shortcut)
 APPS_RATCHET_FILE = "apps-kept.json"
 SESSIONS_ANNOUNCED_FILE = "sessions-announced.json"
 HOSTS_JOURNAL_FILE = "hosts-write.journal"
@@ -121,6 +122,12 @@ class Paths:
     def applied_file(self) -> Path:
         """The last blocklist that loaded cleanly: enforced while the YAML is broken."""
         return self.state_dir / APPLIED_FILE
+
+    @property
+    def hosts_block_file(self) -> Path:
+        """What detoxd's block in the hosts file held when last in sync: its digest and the names
+        beyond the ratchet (see :class:`detoxd.service.state_store.BlockRecord`)."""
+        return self.state_dir / HOSTS_BLOCK_FILE
 
     @property
     def sessions_announced_file(self) -> Path:

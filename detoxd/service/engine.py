@@ -93,6 +93,7 @@ class Engine:
         self._names_applied: frozenset[str] = frozenset()  # what enforce() last gave the targets
         self._hosts_names_logged: frozenset[str] = frozenset()
         self._order_cache: tuple[frozenset[str], Applied, tuple[str, ...]] | None = None
+        self._block_recorded: state_store.BlockRecord | None = None  # hosts-block.json, as written
         self.recovery = StateRecovery(self)  # the state directory, the evidence outside it
         self.recovery.prepare_directories()
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
@@ -121,14 +122,18 @@ class Engine:
     # ---- life cycle ----
 
     def boot(self) -> None:
-        """At start-up: the last good config, the detox clock, then the config on disk (read
-        without holding :attr:`lock`, like every reload)."""
+        """At start-up: the config on disk (read without holding :attr:`lock`, like every
+        reload), or the last good one when it cannot be read; the detox clock; then the block."""
+        with self._read_lock:
+            result = self._read_config()
         with self.lock:
             self.recovery.lifecycle("daemon_started", version=__version__)
             if self.hosts.recovery is not Recovery.NOTHING:  # a crash interrupted a hosts write
                 journal.record("hosts_write_recovered", outcome=self.hosts.recovery.name.lower(),
                                detail=self.hosts.recovery.value)
-            self._load_applied()
+            # The names in force from the start (an unlocked detox's too, should the clock's
+            # tick enforce before the config is applied): the config's, else the last good ones.
+            self._load_applied(result)
             if self.recovery.lost is not None:
                 self.detox.fail_closed(self.recovery.lost)
                 self.recovery.lost = None
@@ -136,7 +141,7 @@ class Engine:
                 self.recovery.lifecycle("state_lost", reason=self.recovery.lost_at_start, failed_closed=False)
             self.tick()
             self.checkpoint()
-        self.reload()
+            self.apply_config(result)
         with self.lock:
             self.allowances.sync_lock(active=self.state.active, locked=self.state.locked)
             self.enforce()
@@ -171,12 +176,15 @@ class Engine:
         """Read the config *without* :attr:`lock` (a large or hostile config must not stall
         enforcement or status), then apply the result under it."""
         with self._read_lock:
-            try:
-                result: LoadedConfig | ConfigError = load_config(self.paths.config_dir)
-            except ConfigError as error:
-                result = error
+            result = self._read_config()
             with self.lock:
                 return self.apply_config(result)
+
+    def _read_config(self) -> LoadedConfig | ConfigError:
+        try:
+            return load_config(self.paths.config_dir)
+        except ConfigError as error:
+            return error
 
     def apply_config(self, result: LoadedConfig | ConfigError) -> ConfigError | None:
         if isinstance(result, ConfigError):
@@ -211,9 +219,7 @@ class Engine:
         self.allowances.configure(loaded.blocklist.allowances)
         for warning in self.warnings:
             log.warning("%s", warning)
-        self.applied = Applied(loaded.names, loaded.order, loaded.main.detox.days, loaded.main.detox.lock,
-                               loaded.main.bypass.browser_policies, loaded.main.notifications.suppress,
-                               loaded.main.detox.lock_mode, loaded.main.detox.peers_needed)
+        self.applied = _applied_from(loaded)
         self.list_directories = frozenset(
             (self.paths.config_dir / ref.path).parent for ref in loaded.blocklist.lists)
         self.browser.browser_policies = self.applied.browser_policies
@@ -265,6 +271,28 @@ class Engine:
             self._request_cut(blocked=names - before if before else names, opened=before - names)
             self.publish("status")
         self._journal_allowances(enforced)
+        self._record_hosts_block()
+
+    def _record_hosts_block(self) -> None:
+        """What the block in the hosts file holds, for the next start (see
+        :class:`state_store.BlockRecord`): written when the block or the ratchet's file changed."""
+        if not self.state.active:
+            return
+        side_file = state_store.ratchet_side_file(self.state.ratchet)
+        found = self.hosts.guard.block_digest() if side_file is not None else None
+        if side_file is None or found is None:
+            return
+        digest, names = found
+        known = self._block_recorded or self.recovery.block_record
+        if known is not None and (known.digest, known.ratchet_file) == (digest, side_file):
+            return
+        beyond = names - self.state.ratchet
+        if len(beyond) > state_store.MAX_BEYOND_RATCHET:
+            return  # the start reads the block (a stale record stays true: both files are named)
+        record = state_store.BlockRecord(digest, side_file, beyond)
+        if self.recovery.persist("hosts block's digest", lambda: state_store.write_atomic(
+                self.paths.hosts_block_file, state_store.encode_block_record(record))):
+            self._block_recorded = record
 
     def _block_order(self, names: frozenset[str]) -> tuple[str, ...]:
         """The block's order for ``names``; the same as last time for the same names and config
@@ -429,10 +457,18 @@ class Engine:
 
     # ---- the last good blocklist ----
 
-    def _load_applied(self) -> None:
-        """The last good blocklist (ignored when damaged): enforced until a config loads."""
-        # The ratchet's names were validated as the state was read: not again.
-        applied = state_store.load_applied(self.paths.applied_file, known=self.state.ratchet)
+    def _load_applied(self, config: LoadedConfig | ConfigError) -> None:
+        """At start: the config read, or when it cannot be, the last good blocklist (ignored
+        when damaged). applied.json is read only then: while the config loads it is only
+        compared with what it should hold (at a million names, reading it cost half a second)."""
+        applied: Applied | None
+        if isinstance(config, LoadedConfig):
+            applied = _applied_from(config)
+            if not state_store.file_holds(self.paths.applied_file, state_store.encode_applied(applied)):
+                self._applied_unsaved = True  # written at the first checkpoint
+        else:
+            # The ratchet's names were validated as the state was read: not again.
+            applied = state_store.load_applied(self.paths.applied_file, known=self.state.ratchet)
         if applied is not None:
             self.applied = applied
             self.browser.browser_policies = applied.browser_policies
@@ -492,3 +528,8 @@ class Engine:
                                person=details.get("name"), starts_at=details.get("starts_at"))
             self.publish(event, **details)
 
+
+def _applied_from(loaded: LoadedConfig) -> Applied:
+    main = loaded.main
+    return Applied(loaded.names, loaded.order, main.detox.days, main.detox.lock, main.bypass.browser_policies,
+                   main.notifications.suppress, main.detox.lock_mode, main.detox.peers_needed)

@@ -33,6 +33,8 @@ class StateRecovery:
         self.lost_at_start: str | None = None  # copies were gone at start (journalled at boot)
         self._state_dir_missing = False  # removed while running, and not made again yet
         self._evidence_failed = False  # the evidence directory could not be written (said once)
+        # The record of the hosts block that start-up found true (the block as detoxd left it).
+        self.block_record: state_store.BlockRecord | None = None
 
     def prepare_directories(self) -> None:
         """The state directory and the evidence directory (LogsDirectory= makes it under
@@ -107,7 +109,8 @@ class StateRecovery:
                 state_store.set_aside(problem.path)  # the evidence, out of the way of the next save
         if state is not None:
             if state.active:  # every name detoxd's block holds was enforced: the ratchet keeps it
-                state = detox.update_ratchet(state, self.block_names_in_hosts_file(known=state.ratchet))
+                state = detox.update_ratchet(state, self.block_names_in_hosts_file(
+                    known=state.ratchet, ratchet_file=state_store.ratchet_side_file(state.ratchet)))
             if problems:
                 used = "a copy" if not isinstance(problems[-1], state_store.MissingRatchetError) else "it"
                 engine.state_error = f"{problems[0].path.name}: {problems[0].reason}; resumed from {used}"
@@ -131,15 +134,29 @@ class StateRecovery:
             log.error("state unusable (%s), and %s: no detox was running", reason, verdict)
         return detox.DetoxState()
 
-    def block_names_in_hosts_file(self, known: frozenset[str] = frozenset()) -> frozenset[str]:
-        """The names detoxd's block in the hosts file holds, beyond ``known`` ones (validated)."""
+    def block_names_in_hosts_file(self, known: frozenset[str] = frozenset(),
+                                  ratchet_file: str | None = None) -> frozenset[str]:
+        """The names detoxd's block in the hosts file holds, beyond ``known`` ones (validated).
+
+        ``ratchet_file``: the side file ``known`` was read from. When the block is byte for byte
+        one whose names that file held (:class:`state_store.BlockRecord`), its names are not
+        parsed: a digest of the block says so (a second at a million names)."""
         try:
             text = self.engine.hosts.file.read()
         except OSError:
             return frozenset()
+        parsed = hosts.split(text)
+        if ratchet_file is not None and parsed.block is not None:
+            record = state_store.load_block_record(self.engine.paths.hosts_block_file)
+            if record is not None and record.ratchet_file == ratchet_file:
+                if record.digest == state_store.block_digest(parsed.block):
+                    self.block_record = record
+                    return record.beyond - known
+                log.info("detoxd's block in %s changed since detoxd last saw it: reading every name "
+                         "in it", self.engine.paths.hosts_file)
         # Names the ratchet already holds were validated when they got there: at a million names
         # validating them all again doubled a restart.
-        names = hosts.split(text).names - known
+        names = parsed.names - known
         try:
             return frozenset(state_store.checked_names(sorted(names), "the hosts block"))
         except (TypeError, ValueError):

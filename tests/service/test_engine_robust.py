@@ -318,6 +318,135 @@ def test_applied_names_beyond_the_ratchet_are_still_validated(
     again.shutdown()
 
 
+def _large_detox_stopped(paths: Paths, clock: FakeClock) -> tuple[Engine, set[str]]:
+    """A locked detox of a list big enough for the ratchet's side file, its block in the file."""
+    _large_list(paths, state_store.INLINE_RATCHET_MAX + 5)
+    engine = Engine(paths, clock)
+    engine.boot()
+    started(engine, clock)
+    enforced = blocked(paths)
+    assert paths.hosts_block_file.exists()
+    return engine, enforced
+
+
+def test_a_restart_knows_the_unchanged_block_from_its_digest(paths: Paths, clock: FakeClock) -> None:
+    engine, enforced = _large_detox_stopped(paths, clock)
+    before = paths.hosts_file.read_bytes()
+    again = restarted(engine, paths, clock)
+    assert again.recovery.block_record is not None  # the block was not read name by name
+    assert again.state.ratchet >= enforced and blocked(paths) == enforced
+    assert paths.hosts_file.read_bytes() == before and again.status()["hosts_in_sync"]
+    again.shutdown()
+
+
+def _edit_block(paths: Paths, edit: str) -> None:
+    text = paths.hosts_file.read_bytes()
+    if edit == "name added":
+        text = text.replace(END_MARKER, b"0.0.0.0 added-while-down.example\n" + END_MARKER)
+    elif edit == "names removed":
+        text = text.replace(b"0.0.0.0 host1.example.com\n", b"").replace(b":: host1.example.com\n", b"")
+    elif edit == "one byte":
+        text = text.replace(b"0.0.0.0 host2.example.com\n", b"0.0.0.0 host2.example.con\n")
+    else:  # the record itself names another block
+        record = json.loads(paths.hosts_block_file.read_text())
+        record["digest"] = "0" * 64
+        paths.hosts_block_file.write_text(json.dumps(record))
+        return
+    paths.hosts_file.write_bytes(text)
+
+
+@pytest.mark.parametrize("edit", ["name added", "names removed", "one byte", "record's digest"])
+def test_a_block_changed_while_detoxd_was_stopped_is_read_name_by_name_and_restored(
+        paths: Paths, clock: FakeClock, edit: str, caplog: pytest.LogCaptureFixture) -> None:
+    """#12's fail-safe past the digest: a block that is not byte for byte the recorded one is
+    parsed, every name in it is kept, and the block is put back whole."""
+    engine, enforced = _large_detox_stopped(paths, clock)
+    engine.shutdown()
+    _edit_block(paths, edit)
+    caplog.set_level(logging.INFO)
+    again = Engine(paths, clock)
+    again.boot()
+    assert again.recovery.block_record is None
+    if edit != "record's digest":
+        assert "changed since detoxd last saw it" in caplog.text
+    kept = enforced | ({"added-while-down.example"} if edit == "name added" else set())
+    kept |= {"host2.example.con"} if edit == "one byte" else set()  # was in the block: kept
+    assert again.state.ratchet >= kept
+    assert blocked(paths) == kept and again.status()["hosts_in_sync"]
+    again.shutdown()
+    once_more = Engine(paths, clock)  # the new record is of the block as it is now
+    once_more.boot()
+    assert once_more.recovery.block_record is not None and blocked(paths) == kept
+    once_more.shutdown()
+
+
+def test_a_record_anyone_else_could_write_is_ignored_loudly(
+        paths: Paths, clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    engine, enforced = _large_detox_stopped(paths, clock)
+    paths.hosts_block_file.chmod(0o666)
+    again = restarted(engine, paths, clock)
+    assert again.recovery.block_record is None
+    assert "another user than detoxd's may write it" in caplog.text
+    assert again.state.ratchet >= enforced and blocked(paths) == enforced
+    again.shutdown()
+
+
+def test_applied_json_is_read_only_when_the_config_cannot_be(
+        paths: Paths, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the config loads, applied.json is only compared with it (and written again when
+    it differs: the config changed while detoxd was stopped); read when the config is broken."""
+    engine = Engine(paths, clock)
+    engine.boot()
+    started(engine, clock)
+    engine.shutdown()
+    reads: list[Path] = []
+    original = state_store.load_applied
+    monkeypatch.setattr(state_store, "load_applied",
+                        lambda path, known=frozenset(): reads.append(path) or original(path, known))
+    written = paths.applied_file.stat().st_mtime_ns
+    again = Engine(paths, clock)
+    again.boot()
+    assert reads == [] and paths.applied_file.stat().st_mtime_ns == written  # the same: not written
+    assert blocked(paths) >= NAMES
+    again.shutdown()
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com, x.com]\n")
+    again = Engine(paths, clock)
+    again.boot()
+    assert reads == [] and "x.com" in json.loads(paths.applied_file.read_text())["names"]
+    again.shutdown()
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [\n")
+    again = Engine(paths, clock)
+    again.boot()
+    assert reads == [paths.applied_file] and "x.com" in again.applied.names
+    assert blocked(paths) >= NAMES | {"x.com"}
+    again.shutdown()
+
+
+def test_an_unlocked_detox_keeps_the_configs_names_from_the_start(
+        paths: Paths, clock: FakeClock) -> None:
+    """The names in force before the config is applied are the config's: an allowance closing
+    at the first tick enforces them, not an empty blocklist."""
+    (paths.config_dir / "detoxd.yaml").write_text("detox:\n  lock: false\n")
+    engine = Engine(paths, clock)
+    engine.boot()
+    started(engine, clock)
+    engine.shutdown()
+    again = Engine(paths, clock)
+    enforced: list[frozenset[str]] = []
+    original = again.enforce
+
+    def watching() -> None:
+        enforced.append(again.applied.names)
+        original()
+
+    again.enforce = watching  # type: ignore[method-assign]
+    again.tick = lambda: (again.enforce(), Engine.tick(again))  # type: ignore[method-assign,func-returns-value]
+    again.boot()
+    assert enforced and all(names >= NAMES for names in enforced)
+    assert blocked(paths) >= NAMES
+    again.shutdown()
+
+
 def test_removed_state_file_is_written_again_within_a_tick(
         engine: Engine, paths: Paths, clock: FakeClock) -> None:
     started(engine, clock)

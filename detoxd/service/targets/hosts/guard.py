@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detoxd.core import hosts
-from detoxd.service import inotify
+from detoxd.service import inotify, state_store
 from detoxd.service.targets.hosts.fsops import HostsFileError
 from detoxd.service.targets.hosts.hostsbytes import common_tail_start
 from detoxd.service.targets.hosts.hostsfile import DEFAULT_READ_LIMIT, ChangedSinceRead, HostsFile
@@ -78,6 +78,7 @@ class HostsGuard:
         self._enforced_order: Sequence[str] | None = None
         self._managed: frozenset[str] = frozenset()  # names detoxd may have in the file now
         self._block_cache: tuple[frozenset[str], bytes, bytes] | None = None
+        self._digest_cache: tuple[bytes, str] | None = None  # a block and its digest
         self._notify = inotify.Inotify()
         self._file_wd: int | None = None
         self._dir_wd = self._notify.add_watch(str(self.path.parent), DIR_EVENTS)
@@ -221,6 +222,19 @@ class HostsGuard:
         self._last_stat = self._stat()
         self._in_sync = True
         return Outcome(written, tampered, desired.neutralised if written else ())
+
+    def block_digest(self) -> tuple[str, frozenset[str]] | None:
+        """The digest of the block in the file (:func:`state_store.block_digest`) and its names,
+        while the file is as the last enforce left it; None otherwise (not known)."""
+        cached = self._block_cache
+        if not self.in_sync or cached is None or cached[0] is not self.names \
+                or self._enforced_names is not self.names:
+            return None
+        block = cached[2]
+        digest = self._digest_cache
+        if digest is None or digest[0] is not block:
+            digest = self._digest_cache = (block, state_store.block_digest(block))
+        return digest[1], self.names
 
     def overrides_in_file(self) -> tuple[hosts.Neutralised, ...]:
         """Lines of the file as it is now that give a blocked name another address (none when
