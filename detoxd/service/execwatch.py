@@ -289,8 +289,9 @@ class ExecWatcher:
             if sock.fileno() in ready:
                 pids = self._drain(sock)
             if pids or self.lost or time.monotonic() >= next_keepalive:
-                told = self._tell(pids, watching=True)
-                next_keepalive = time.monotonic() + (self.keepalive_seconds if told else RETRY_SECONDS)
+                told = self._tell(pids, watching=True, renew=time.monotonic() >= next_keepalive)
+                if told is not None:  # (None: nothing was sent, the lease was not renewed)
+                    next_keepalive = time.monotonic() + (self.keepalive_seconds if told else RETRY_SECONDS)
 
     def _drain(self, sock: socket.socket) -> list[int]:
         found: list[int] = []
@@ -308,16 +309,21 @@ class ExecWatcher:
             found.extend(exec_pids(datagram))
         return found
 
-    def _tell(self, pids: Iterable[int], *, watching: bool) -> bool:
-        """Pass ``pids`` on (those the daemon can see); False when the daemon did not take them."""
+    def _tell(self, pids: Iterable[int], *, watching: bool, renew: bool = True) -> bool | None:
+        """Pass ``pids`` on (those the daemon can see); False when the daemon did not take them,
+        None when none of them is the daemon's and the lease needs no ``renew``al yet: nothing sent.
+
+        Only a message the daemon received renews its lease. Execs it cannot see (other
+        namespaces, system users: on a laptop, most of them) must not put the keepalive off, or
+        the lease ran out on a busy machine and the daemon fell back to polling."""
         try:
             if self.scope is None:
                 self.scope = Scope.of(server_pid_of(self.client.path), self.proc)
                 log.info("passing on exec events of PID namespace %d (level %d)", self.scope.inode,
                          self.scope.level)
             translated = [p for pid in pids if (p := self.scope.translate(pid)) is not None]
-            if not translated and pids and not self.lost:
-                return True  # nothing the daemon can see
+            if not translated and pids and not self.lost and not renew:
+                return None  # nothing the daemon can see
             reply = self.client.request("exec_events", pids=translated[:MAX_PIDS_PER_MESSAGE],
                                         watching=watching, lost=self.lost, lease_seconds=self.lease_seconds)
         except (DaemonUnreachable, LookupError, OSError) as error:

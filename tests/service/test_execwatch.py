@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import select
+import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -63,3 +67,45 @@ def test_only_exec_events_wake_the_watcher() -> None:
             found = execwatch.exec_pids(datagram)
             assert found, f"a datagram without an exec event passed the filter: {datagram.hex()}"
             seen.extend(found)
+
+
+class RecordingDaemon:
+    """Stands in for the daemon's control socket: records each `exec_events` request."""
+
+    path = "/nonexistent/control.sock"
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.renewed = threading.Event()
+
+    def request(self, command: str, **fields: Any) -> dict[str, Any]:
+        assert command == "exec_events"
+        self.requests.append(fields)
+        if len(self.requests) > 1 and not fields["pids"]:
+            self.renewed.set()  # a keepalive after the first word
+        return {"ok": True}
+
+
+def test_execs_the_daemon_cannot_see_do_not_put_off_its_keepalive() -> None:
+    """On a laptop most execs are not the daemon's to close (system users, other namespaces):
+    they reach the watcher but must not postpone the keepalive, or the daemon's lease ran out
+    and it fell back to polling on a busy machine."""
+    daemon = RecordingDaemon()
+    watcher = execwatch.ExecWatcher(daemon, keepalive_seconds=0.2)  # type: ignore[arg-type]
+    watcher.scope = execwatch.Scope.of(os.getpid())
+    kernel, listener = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    no_such_pid = 4_194_305  # above any pid_max: nobody's, so not the daemon's
+    loop = threading.Thread(target=watcher._loop, args=(listener,), daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not daemon.renewed.is_set() and time.monotonic() < deadline:
+            kernel.send(event(execwatch.PROC_EVENT_EXEC, no_such_pid, no_such_pid))
+            daemon.renewed.wait(0.02)  # an exec every 20 ms, far more often than the keepalive
+        assert daemon.renewed.is_set(), f"no keepalive while execs went on: {daemon.requests}"
+        assert all(not request["pids"] for request in daemon.requests)
+    finally:
+        watcher.stop()
+        loop.join(timeout=10)
+        kernel.close()
+        listener.close()
