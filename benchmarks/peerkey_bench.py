@@ -4,7 +4,7 @@
 In process: the scrypt proof at the stored parameters, the SLIP-39 split into five shares,
 reading a share, naming a mistyped word. End to end, against a real daemon in temporary
 directories: `detoxd start --shares-out DIR` and `detoxd end --with-peers` (shares piped in),
-each a fresh CLI process, as a user runs them. Prints a Markdown table for the README.
+each a fresh CLI process, as a user runs them. Prints a Markdown table for docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """detoxd benchmarks: `.venv/bin/python benchmarks/run.py [--quick]`.
 
-Prints the machine and a Markdown table for the README; writes everything measured (with the
+Prints the machine and a Markdown table for docs/benchmarks.md; writes everything measured (with the
 per-benchmark details and profiles) as JSON to benchmarks/results/. Every daemon runs in its
 own temporary directories and is stopped at the end; nothing outside /tmp is touched.
 """

@@ -33,7 +33,7 @@ TRAY_AUTOSTART = "detoxd-tray.desktop"
 CUTTER_UNIT = "detoxd-cutter.service"  # closes connections to newly blocked sites, on demand
 CUTTER_PATH_UNIT = "detoxd-cutter.path"  # starts it when the daemon queues a request
 EXECWATCH_UNIT = "detoxd-execwatch.service"  # the kernel's exec events -> blocked apps closed at once
-# The household's DNS engines (README "The whole household"): installed, never enabled by
+# The household's DNS engines (docs/household-dns.md): installed, never enabled by
 # install, since each needs a `network:` config for its engine first.
 NETWORK_UNITS = ("detoxd-network.service", "detoxd-network-dnsmasq.service",
                  "detoxd-network-unbound.service")

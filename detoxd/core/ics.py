@@ -245,7 +245,7 @@ def worksheet(plan: Plan, number: int | None = None, peers_needed: int | None = 
 
 
 def ritual(name: str | None, peers: int, needed: int) -> str:
-    """The early-end key in two sentences (also in the README); ``name``: whose detox."""
+    """The early-end key in two sentences (also in docs/peer-lock.md); ``name``: whose detox."""
     whose, who = (f"{name}'s detox", name) if name else ("the detox", "the one on the detox")
     return (f"**The early-end key.** Each of the {peers} peers holds a card with 20 words, one share "
             f"of the key that ends {whose} early: any {needed} cards together open it, fewer "

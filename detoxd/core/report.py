@@ -2,7 +2,7 @@
 
 Input is the journal's events (dicts, oldest first, see :mod:`detoxd.service.journal`), the
 detox window and the viewer; output is the JSON document of ``detoxd report --json`` (a
-contract: fields are documented in the README, version in ``"version"``) and its text form.
+contract: fields are documented in docs/report.md, version in ``"version"``) and its text form.
 
 Days are local calendar days (the caller passes the time zone). The "before" days are the 14
 whole days before the detox's first day; the "during" days run from the start to its end, or to

@@ -131,7 +131,7 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         state = self.engine.state
         if state.active and state.locked:
-            # `systemctl stop` is not refused (see README: the unit must stay stoppable for
+            # `systemctl stop` is not refused (see docs/cannot-be-undone.md: the unit must stay stoppable for
             # upgrades and shutdown), so it is made loud: journalctl -p warning shows it.
             log.warning("signal %d: stopping during a locked detox: the block stays in %s, but "
                         "nothing restores it until detoxd runs again (at the next boot, or "

@@ -27,7 +27,7 @@ Properties, and why:
 
 Each line: ``{"v": 1, "seq": 42, "at": "2026-12-01T09:30:00+00:00", "kind": "...", ...fields}``;
 ``seq`` increases by one per event across segments and restarts, so a reader can see gaps.
-Event kinds and their fields are listed in :data:`KINDS` (and in the README).
+Event kinds and their fields are listed in :data:`KINDS` (and in docs/report.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Open config files the way sudo opens sudoers: only through paths nobody else could change.
 
 The daemon runs as root and reads files named by users' config, so every file it reads and every
-directory on the way to it is checked (the rules, also in the README):
+directory on the way to it is checked (the rules, also in docs/configuration.md):
 
 - each directory is walked with ``openat(O_NOFOLLOW)`` from ``/``, one component at a time, and
   checked on the open descriptor (``fstat``), so a component swapped after the check is not used;

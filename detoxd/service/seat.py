@@ -1,6 +1,6 @@
 """Who may open an allowance: a person at this machine, never a system or a remote user.
 
-The rule (documented in the README):
+The rule (documented in docs/allowances.md):
 
 - root may (``sudo detoxd open twitter``);
 - a system user (uid below 1000, and nobody, 65534) may not: services and sandboxed processes

@@ -381,7 +381,7 @@ def _stop_during_lock() -> tuple[bool, str]:
     # wait for the line itself, for up to 15 s (a slow line is not a wrong result).
     waited = wait_for(lambda: any("locked detox" in line for line in warnings_since(cursor)), 15, 0.2)
     warned = [line for line in warnings_since(cursor) if "locked detox" in line]
-    # As the README says to look (this boot; the message is only ever logged by a stop).
+    # As docs/cannot-be-undone.md says to look (this boot; the message is only ever logged by a stop).
     plain = run("journalctl", "-b", "-u", "detoxd", "-p", "warning", "--no-pager", "-o", "cat"
                 ).stdout.count("stopping during a locked detox")
     run("systemctl", "start", "detoxd.service")

@@ -257,7 +257,7 @@ def test_a_detox_whose_start_rotated_away_is_found_from_a_segment_header() -> No
 
 def test_the_json_fields_are_the_documented_contract() -> None:
     """`detoxd report --json` is for scripts: renaming or dropping a field must fail here (and in
-    the README's table) before it reaches anyone's script."""
+    docs/report.md's table) before it reaches anyone's script."""
     document = report.build(finished_detox().events, now=END + timedelta(days=1), tz=UTC,
                             journal_stats={"events": 1, "segments": 1, "corrupt_lines": 0,
                                            "newer_version_lines": 0})
