@@ -247,6 +247,9 @@ def test_detox_check_fails_on_problems_and_warns_on_recovered_state() -> None:
     assert full.level is Level.FAIL and "No space left" in full.message
     lost = check_detox(Status.from_json({**active, "state_error": "the detox state was lost"}))
     assert lost.level is Level.WARN and "state was lost" in lost.message
+    planned = check_detox(Status.from_json({"state": "scheduled", "starts_at": "2026-12-14T09:00:00+00:00"}))
+    assert planned.level is Level.FAIL and "planned to begin 2026-12-14T09:00:00+00:00" in planned.message
+    assert planned.fix is not None and "begins by itself" in planned.fix
 
 
 @pytest.mark.parametrize(("changes", "level", "words"), [

@@ -63,9 +63,11 @@ def _end_detox(paths: Paths) -> str | None:
     from detoxd.protocol import Status
 
     try:
-        if not Status.from_json(ControlClient(paths.socket).request("status")["status"]).active:
+        status = Status.from_json(ControlClient(paths.socket).request("status")["status"])
+        if not status.active and status.state != "scheduled":
             return None
-        response = ControlClient(paths.socket).request("end")
+        # A planned detox (`start --at`) is cancelled first: refused once it is locked by schedule.
+        response = ControlClient(paths.socket).request("end" if status.active else "cancel")
         return None if response.get("ok") else str(response.get("error", "refused"))
     except DaemonUnreachable:
         from detoxd.service.uninstall import end_detox_offline

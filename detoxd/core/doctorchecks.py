@@ -160,6 +160,10 @@ def check_detox(status: Status | None) -> Check:
     if status is None:
         return Check("detox", Level.SKIP, "unknown: the daemon does not answer")
     problems = status.problems
+    if status.state == "scheduled":  # `start --at`: nothing is blocked until it begins
+        return Check("detox", Level.FAIL, f"not yet: a detox is planned to begin {status.starts_at}; "
+                     "nothing is blocked until then", "nothing to do: it begins by itself (to begin now: "
+                     "sudo detoxd cancel, then sudo detoxd start)")
     if not status.active:
         if status.state_error:  # e.g. every trace of a detox gone while detoxd was stopped
             return Check("detox", Level.FAIL, f"no detox is running: {status.state_error}",

@@ -194,6 +194,8 @@ class DetoxKeeper:
 
     def end(self, peer: Peer) -> dict[str, Any]:
         engine = self.engine
+        if not engine.state.active and engine.state.planned is not None:
+            raise refused("no detox is running: one is planned (`detoxd cancel` cancels a plan)")
         result = detox.request_end(engine.state)
         if isinstance(result, detox.Refusal):
             log.warning("refused end from uid %d: %s", peer.uid, result.reason)

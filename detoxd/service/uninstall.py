@@ -4,7 +4,7 @@ service's side (the command line asks the daemon first, and only comes here when
 
 from __future__ import annotations
 
-from detoxd.core import detox, hosts
+from detoxd.core import detox, hosts, planned
 from detoxd.core.statustext import days_left
 from detoxd.paths import Paths
 from detoxd.service import state_store
@@ -26,6 +26,11 @@ def end_detox_offline(paths: Paths) -> str | None:
         if isinstance(ended, detox.Refusal):
             return ended.reason
         state_store.save(paths.state_file, ended)  # a reinstall must not resume it
+    elif state.planned is not None:  # `start --at`: as `detoxd cancel` (the wait as last counted)
+        cancelled = planned.cancel(state)
+        if isinstance(cancelled, detox.Refusal):
+            return cancelled.reason
+        state_store.save(paths.state_file, cancelled)
     return None
 
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import DetoxdEnv, wait_for
 from guardkit import NEEDS_ROOT_AND_UNSHARE, blocked, journal_events
 from test_daemon import FAKETIME_LIBRARY, fake_wall_clock
+from test_status_schema import schema_errors
 
 from detoxd.service.scheduler import local_zone
 
@@ -69,6 +70,7 @@ def test_a_clock_set_forward_does_not_bring_the_start_nearer(detoxd_env: DetoxdE
     detoxd_env.start_daemon()
     status = detoxd_env.status()
     assert status["state"] == "scheduled" and status["cancellable"] is True
+    assert schema_errors(status) == [[]]  # the contract: detoxd/data/status.schema.json
     jumps = wait_for(lambda: journal_events(detoxd_env, "clock_jump"), what="the jump journalled")
     assert jumps[0]["waiting"] is True and jumps[0]["seconds"] >= 3 * 86400 - 60
     # Still two real days away: shown against the daemon's (wrong) clock, three days later.

@@ -125,3 +125,24 @@ def test_status_warns_of_sessions_outside_the_planned_window(engine: Engine, clo
     warnings = engine.status()["warnings"]
     assert any("session 1" in w and "starts before the detox does" in w for w in warnings), warnings
     assert clock.now().tzinfo is UTC
+
+
+def test_end_while_planned_points_at_cancel_and_uninstall_respects_the_lock(
+        paths: Paths, clock: FakeClock) -> None:
+    from detoxd.service.uninstall import end_detox_offline
+
+    for at, locked in (("2026-03-05 09:00", False), ("2026-03-02 21:00", True)):  # 21:00: locked at once
+        engine = utc_engine(paths, clock)
+        try:
+            assert engine.handle({"cmd": "start", "at": at}, ROOT)["ok"]
+            reply = engine.handle({"cmd": "end"}, ROOT)
+            assert reply["code"] == "refused" and "detoxd cancel" in reply["error"]
+        finally:
+            engine.shutdown()
+        # `detoxd uninstall` with the daemon down: as `detoxd cancel`, refused once locked.
+        reason = end_detox_offline(paths)
+        kept = json.loads(paths.state_file.read_text())["planned"]
+        if locked:
+            assert reason is not None and "cannot be cancelled" in reason and kept is not None
+        else:
+            assert reason is None and kept is None
