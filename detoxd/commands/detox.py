@@ -11,7 +11,6 @@ from detoxd.commands.common import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNREACHABLE,
-    EXIT_USAGE,
     CommandExit,
     ask,
     ask_or_exit,
@@ -23,6 +22,7 @@ from detoxd.paths import DEFAULTS, Paths
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
     import argparse
+    from datetime import datetime
     from pathlib import Path
     from typing import Any
 
@@ -81,20 +81,42 @@ def cmd_start(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _plan_start(args: argparse.Namespace, paths: Paths, request: dict[str, Any]) -> int:
-    """`start --at`: the daemon reads the time in this machine's zone and keeps the plan."""
+    """`start --at`: the daemon reads the time in this machine's zone and keeps the plan; with
+    `lock: peers` the cards are written now (their end date counted from the planned start)."""
+    cards: list[Path] = []
     if args.shares_out is not None:
-        print("detoxd: --shares-out cannot go with --at yet: a peer-locked detox starts now",
-              file=sys.stderr)
-        return EXIT_USAGE
-    response = ask_or_exit(paths, "start", invalid_config=lambda reply: [
-        f"{_errors(reply)} in {paths.config_dir}: no detox was planned; fix them (`detoxd check` "
-        "lists them) and plan again"], at=args.at, **request)
+        request["peer_lock"], cards = _prepare_peer_lock(args, paths, begins=_planned_moment(args.at))
+    try:
+        response = ask_or_exit(paths, "start", invalid_config=lambda reply: [
+            f"{_errors(reply)} in {paths.config_dir}: no detox was planned; fix them (`detoxd check` "
+            "lists them) and plan again"], at=args.at, **request)
+    except CommandExit:
+        from detoxd.peerlock import remove_files
+
+        remove_files(cards)  # useless without the plan they belong to
+        raise
     from detoxd.core.statustext import planned_lines
     from detoxd.protocol import Status
 
     for line in planned_lines(Status.from_json(response["status"])):
         print(line)
+    if cards:
+        from detoxd.peerlock import started_message
+
+        print(started_message(cards, int(request["peer_lock"].get("needed", 0))))
     return EXIT_OK
+
+
+def _planned_moment(text: str) -> datetime | None:
+    """The planned start as this machine reads it (for the cards; the daemon decides)."""
+    from datetime import datetime
+
+    from detoxd.clock import SystemClock
+    from detoxd.core import planned
+    from detoxd.service.scheduler import local_zone
+
+    moment = planned.parse_at(text, local_zone(), SystemClock().now())
+    return moment if isinstance(moment, datetime) else None
 
 
 def cmd_cancel(args: argparse.Namespace, paths: Paths) -> int:
@@ -108,7 +130,8 @@ def _errors(reply: dict[str, Any]) -> str:
     return f"{count} error{'s' if count != 1 else ''}"
 
 
-def _prepare_peer_lock(args: argparse.Namespace, paths: Paths) -> tuple[dict[str, Any], list[Path]]:
+def _prepare_peer_lock(args: argparse.Namespace, paths: Paths,
+                       begins: datetime | None = None) -> tuple[dict[str, Any], list[Path]]:
     """The peers' cards written to --shares-out and the verifier for the daemon."""
     from detoxd.clock import SystemClock
     from detoxd.core.yamlsource import ConfigError
@@ -132,7 +155,7 @@ def _prepare_peer_lock(args: argparse.Namespace, paths: Paths) -> tuple[dict[str
     taken = [item["share_set"] for item in earlier.get("earlier_share_sets", [])]
     try:
         return prepare_start(loaded.main, args.shares_out, paths, args.days or loaded.main.detox.days,
-                             SystemClock().now(), taken)
+                             begins or SystemClock().now(), taken)
     except PeerLockError as error:
         print(f"detoxd: {error}", file=sys.stderr)
         raise CommandExit(error.code) from None

@@ -184,6 +184,7 @@ class PlannedStart:
     planned_at: datetime
     clock_jumps: int = 0
     held: HeldTime | None = None
+    peer_lock: Verifier | None = None  # `lock: peers`: the detox's verifier, from its cards
 
 
 @dataclass(frozen=True)

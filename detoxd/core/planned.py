@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 
 from detoxd.core import detox
 from detoxd.core.detox import BootReading, DetoxState, Phase, PlannedStart, Refusal
+from detoxd.core.peerkey import Verifier
 from detoxd.core.timesync import TimeSync
 
 AT_FORMAT = "%Y-%m-%d %H:%M"
@@ -69,8 +70,9 @@ def _zone_name(zone: tzinfo) -> str:
 
 
 def plan(state: DetoxState, *, now: datetime, boot: BootReading, starts_at: datetime, days: float,
-         locked: bool) -> DetoxState | Refusal:
-    """Plan a detox of ``days`` days to begin at ``starts_at`` (from :func:`parse_at`)."""
+         locked: bool, peer_lock: Verifier | None = None) -> DetoxState | Refusal:
+    """Plan a detox of ``days`` days to begin at ``starts_at`` (from :func:`parse_at`); with
+    ``peer_lock`` (`lock: peers`, the cards written when it was planned) it begins peer-locked."""
     if now.tzinfo is None or starts_at.tzinfo is None:
         raise ValueError("times must be timezone-aware")
     if state.active:
@@ -85,7 +87,8 @@ def plan(state: DetoxState, *, now: datetime, boot: BootReading, starts_at: date
         return Refusal("the start is in the past")
     return replace(state, planned=PlannedStart(
         starts_at=starts_at, wait_seconds=wait, credited_seconds=0.0,
-        checkpoint=detox.Checkpoint(wall=now, boot=boot), days=days, locked=locked, planned_at=now))
+        checkpoint=detox.Checkpoint(wall=now, boot=boot), days=days, locked=locked or peer_lock is not None,
+        planned_at=now, peer_lock=peer_lock))
 
 
 def _countdown(planned: PlannedStart) -> DetoxState:
@@ -108,7 +111,7 @@ def tick(state: DetoxState, *, now: datetime, boot: BootReading, sync: TimeSync 
         return replace(state, planned=planned)
     late = planned.credited_seconds - planned.wait_seconds
     begun = detox.start(replace(state, planned=None), now=now, boot=boot, days=planned.days,
-                        locked=planned.locked)
+                        locked=planned.locked, peer_lock=planned.peer_lock)
     assert isinstance(begun, DetoxState)  # idle, no plan, days checked when planned
     return replace(begun, started_at=now - timedelta(seconds=late), credited_seconds=late,
                    clock_jumps=planned.clock_jumps)

@@ -75,15 +75,13 @@ class DetoxKeeper:
         wanted = engine.applied.days if days is None else detox.checked_days(days)
         if wanted is None:
             raise bad_request(detox.DAYS_RULE)
-        if peer_lock is not None or engine.applied.lock_mode is LockMode.PEERS:
-            raise refused("`detox.lock: peers` cannot be planned ahead yet: start it with "
-                          "`sudo detoxd start --shares-out DIR` when it should begin")
+        verifier = self._start_verifier(peer_lock, peer)  # `lock: peers`: from the cards written now
         now = engine.clock.now()
         starts_at = planned.parse_at(at, self.local_zone(), now)
         if isinstance(starts_at, detox.Refusal):
             raise bad_request(starts_at.reason)
         result = planned.plan(engine.state, now=now, boot=self.boot_reading(), starts_at=starts_at,
-                              days=wanted, locked=engine.applied.lock)
+                              days=wanted, locked=engine.applied.lock, peer_lock=verifier)
         if isinstance(result, detox.Refusal):
             log.warning("refused a planned start from uid %d: %s", peer.uid, result.reason)
             raise refused(result.reason)
@@ -93,7 +91,8 @@ class DetoxKeeper:
         log.info("detox planned by uid %d: %g days from %s, %s", peer.uid, wanted, _iso(starts_at),
                  "locked" if result.locked else "unlocked")
         journal.record("detox_planned", starts_at=_iso(starts_at), days=wanted,
-                       locked=engine.applied.lock, cancellable_until=_iso(until), by_uid=peer.uid)
+                       locked=result.planned.locked if result.planned else True,
+                       peer_lock=verifier is not None, cancellable_until=_iso(until), by_uid=peer.uid)
         engine.publish("detox_planned")
         return {"ok": True, "status": engine.status(private=True)}
 

@@ -389,7 +389,8 @@ def _encode_planned(planned: PlannedStart | None) -> dict[str, Any] | None:
             "credited_seconds": planned.credited_seconds,
             "checkpoint": _encode_checkpoint(planned.checkpoint), "days": planned.days,
             "locked": planned.locked, "planned_at": _encode_time(planned.planned_at),
-            "clock_jumps": planned.clock_jumps, "held": _encode_held(planned.held)}
+            "clock_jumps": planned.clock_jumps, "held": _encode_held(planned.held),
+            "peer_lock": None if planned.peer_lock is None else peerkey.verifier_to_json(planned.peer_lock)}
 
 
 def _decode_planned(value: object) -> PlannedStart | None:
@@ -404,9 +405,14 @@ def _decode_planned(value: object) -> PlannedStart | None:
         raise ValueError("planned needs starts_at, planned_at and checkpoint")
     if days is None:
         raise ValueError(f"planned days: {DAYS_RULE}")
-    return PlannedStart(starts_at, _number(value, "wait_seconds"), _number(value, "credited_seconds"),
-                        checkpoint, days, _typed(value, "locked", bool), planned_at,
-                        _count(value, "clock_jumps"), _decode_held(value.get("held")))
+    verifier = value.get("peer_lock")
+    planned = PlannedStart(starts_at, _number(value, "wait_seconds"), _number(value, "credited_seconds"),
+                           checkpoint, days, _typed(value, "locked", bool), planned_at,
+                           _count(value, "clock_jumps"), _decode_held(value.get("held")),
+                           None if verifier is None else peerkey.verifier_from_json(verifier))
+    if planned.peer_lock is not None and not planned.locked:
+        raise ValueError("a planned detox with a peer lock must be locked")
+    return planned
 
 
 def _encode_held(held: HeldTime | None) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import DetoxdEnv, wait_for
@@ -101,3 +102,21 @@ def test_after_a_reboot_the_confirmed_downtime_starts_it(detoxd_env: DetoxdEnv) 
     assert status["state"] == "active"
     started = journal_events(detoxd_env, "detox_started")[-1]
     assert started["reason"] == "planned" and started["late_seconds"] >= 86400 - 120
+
+
+def test_a_peer_locked_detox_is_planned_with_its_cards_and_a_refused_plan_keeps_none(
+        detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
+    from test_peerlock import PEERS_CONFIG
+
+    detoxd_env.write_main(PEERS_CONFIG)
+    detoxd_env.start_daemon()
+    past = detoxd_env.cli("start", "--at", "2020-01-01 09:00", "--shares-out", str(tmp_path / "old"))
+    assert past.returncode == 2 and "in the past" in past.stderr
+    assert not list((tmp_path / "old").glob("*.txt"))  # cards of a plan that was refused: removed
+    at = local_text(datetime.now().astimezone() + timedelta(days=3))
+    planned = detoxd_env.cli("start", "--at", at, "--shares-out", str(tmp_path / "cards"))
+    assert planned.returncode == 0, planned.stderr
+    assert "3 of them end the detox early" in planned.stdout
+    assert len(list((tmp_path / "cards").glob("*.txt"))) == 5
+    assert detoxd_env.status()["state"] == "scheduled"
+    assert journal_events(detoxd_env, "detox_planned")[0]["peer_lock"] is True

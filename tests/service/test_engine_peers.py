@@ -127,3 +127,30 @@ def test_the_state_directory_holds_the_verifier_but_no_secret_or_share(engine: E
                   *(" ".join(share.split()[3:6]) for share in share_set.shares)):
         assert value.encode() not in everything
     assert secret not in everything
+
+
+def test_a_planned_peer_locked_detox_begins_with_the_cards_written_when_planned(
+        paths: Paths, clock: FakeClock) -> None:
+    from zoneinfo import ZoneInfo
+
+    from detoxd.service import state_store
+
+    share_set = peerkey.split(b"p" * 16, HOLDERS, 3, identifier=77, salt=b"s" * 16, kdf=FAST)
+    verifier = peerkey.verifier_to_json(share_set.verifier)
+    engine = Engine(paths, clock)
+    engine.detox.local_zone = lambda: ZoneInfo("UTC")
+    engine.boot()
+    try:
+        missing = engine.handle({"cmd": "start", "at": "2026-12-03 09:00"}, ROOT)
+        assert missing["code"] == "refused" and "--shares-out" in missing["error"]
+        reply = engine.handle({"cmd": "start", "at": "2026-12-03 09:00", "peer_lock": verifier}, ROOT)
+        assert reply["ok"] and reply["status"]["state"] == "scheduled"
+        saved = state_store.load(paths.state_file).planned
+        assert saved is not None and saved.peer_lock == share_set.verifier and saved.locked
+        clock.advance(2 * 86400)
+        engine.tick()
+        status = engine.status()
+        assert status["state"] == "active" and status["lock"] == "peers"
+        assert status["peer_lock"]["share_set"] == peerkey.set_words(77)
+    finally:
+        engine.shutdown()
