@@ -298,6 +298,9 @@ def _health_lines(status: Status, view: TrayView) -> list[str]:
     if held is not None and status.active:
         lines.append(f"{held.seconds / SECONDS_PER_DAY:.1f} days held: the clock is not confirmed (NTP); "
                      "credited once it is")
+    elif held is not None and status.state == "scheduled":
+        lines.append(f"{held.seconds / SECONDS_PER_DAY:.1f} days held: the planned start waits for the "
+                     "clock to be confirmed (NTP)")
     if status.config_error:
         lines.append("Config error: the last good blocklist stays in force")
         lines += [f"  {line}" for line in status.config_error.splitlines()[:3]]

@@ -134,6 +134,10 @@ class DetoxKeeper:
                         held.reason)
             journal.record("time_held", seconds=round(held.seconds), reason=held.reason, waiting=True)
         if not engine.state.active:
+            if planned.cancel_locked(engine.state) and not planned.cancel_locked(before):
+                log.info("the planned detox (%s) is locked by schedule: it can no longer be cancelled",
+                         _iso(waiting.starts_at))
+                engine.publish("status")  # the trays say so at once
             return
         late = engine.state.credited_seconds
         log.info("planned detox begins: %g days (planned for %s)", waiting.days, _iso(waiting.starts_at))

@@ -434,3 +434,10 @@ def test_a_planned_detox_shows_when_it_begins_and_if_it_can_be_cancelled() -> No
                                                   "Can be cancelled until Sun 30 Nov 09:00"]
     locked = {**scheduled, "cancellable": False}
     assert status_lines(view(locked))[1] == "Locked: it can no longer be cancelled"
+
+
+def test_a_planned_detox_whose_wait_is_held_says_so() -> None:
+    scheduled = {**IDLE, "state": "scheduled", "starts_at": "2025-12-01T09:00:00+00:00",
+                 "time_held": {"seconds": 2 * 86400, "since": "2025-11-25T08:00:00+00:00", "reason": "r"}}
+    assert "2.0 days held: the planned start waits for the clock to be confirmed (NTP)" in \
+        status_lines(view(scheduled))

@@ -68,9 +68,12 @@ def test_a_planned_detox_is_scheduled_then_begins_by_itself(engine: Engine, path
     clock.advance(DAY - 5)
     engine.tick()
     assert engine.next_tick_due(clock.monotonic()) == pytest.approx(clock.monotonic() + 5)
+    published: list[dict[str, Any]] = []
+    engine.publish_to = published.append
     clock.advance(DAY + 4)
     engine.tick()
     assert not engine.status()["cancellable"]
+    assert published and published[-1]["status"]["cancellable"] is False  # the trays are told at once
     assert engine.next_tick_due(clock.monotonic()) == pytest.approx(clock.monotonic() + 1)
     clock.advance(1)
     engine.tick()
