@@ -37,7 +37,13 @@ EXECWATCH_UNIT = "detoxd-execwatch.service"  # the kernel's exec events -> block
 # install, since each needs a `network:` config for its engine first.
 NETWORK_UNITS = ("detoxd-network.service", "detoxd-network-dnsmasq.service",
                  "detoxd-network-unbound.service")
-# The user detoxd-network.service runs as (systemd-sysusers). The Debian package ships it in
+# The messages to the peers through the user's SMTP server: installed, never enabled by install
+# (it needs a `mail:` config first).
+MAIL_UNIT = "detoxd-mail.service"
+# Every unit installed but left for the admin to enable.
+OPTIONAL_UNITS = (*NETWORK_UNITS, MAIL_UNIT)
+# The users detoxd-network.service and detoxd-mail.service run as (systemd-sysusers). The Debian
+# package ships it in
 # /usr/lib/sysusers.d/detoxd.conf; a source install puts it where the admin's own files go.
 NETWORK_SYSUSERS = "detoxd-network.sysusers"
 CONFIG_FILES = ("detoxd.yaml", "blocklist.yaml")
@@ -50,6 +56,7 @@ CUTTER_UNIT_PATH = Path("etc/systemd/system") / CUTTER_UNIT
 CUTTER_PATH_UNIT_PATH = Path("etc/systemd/system") / CUTTER_PATH_UNIT
 EXECWATCH_UNIT_PATH = Path("etc/systemd/system") / EXECWATCH_UNIT
 NETWORK_UNIT_PATHS = tuple(Path("etc/systemd/system") / name for name in NETWORK_UNITS)
+OPTIONAL_UNIT_PATHS = tuple(Path("etc/systemd/system") / name for name in OPTIONAL_UNITS)
 SYSUSERS_PATH = Path("etc/sysusers.d/detoxd.conf")
 CONFIG_DIR = Path("etc/detoxd")
 STATE_DIR = Path("var/lib/detoxd")
@@ -111,7 +118,7 @@ class Bundle:
     cutter_path_unit: str = field(default_factory=lambda: _unit_template(CUTTER_PATH_UNIT))
     execwatch_unit: str = field(default_factory=lambda: _unit_template(EXECWATCH_UNIT))
     network_units: Mapping[str, str] = field(
-        default_factory=lambda: {name: _unit_template(name) for name in NETWORK_UNITS})
+        default_factory=lambda: {name: _unit_template(name) for name in OPTIONAL_UNITS})
     network_sysusers: str = field(default_factory=lambda: _unit_template(NETWORK_SYSUSERS))
 
     @classmethod
@@ -239,6 +246,9 @@ def install(
         if not any(manager.is_enabled(name) for name in NETWORK_UNITS):
             report.note(f"{', '.join(NETWORK_UNITS)}: installed, not enabled (each needs a "
                         "network: config first; then `systemctl enable --now` the engine's unit)")
+        if not manager.is_enabled(MAIL_UNIT):
+            report.note(f"{MAIL_UNIT}: installed, not enabled (it needs a mail: config first; then "
+                        f"`systemctl enable --now {MAIL_UNIT}`)")
     if units_changed and manager.live and manager.booted:
         manager.run("daemon-reload")
     if not manager.is_enabled(SYSTEM_UNIT):
@@ -304,7 +314,7 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
     if cutter_installed and manager.is_enabled(CUTTER_PATH_UNIT):
         manager.run("disable", *(["--now"] if manager.live and manager.booted else []), CUTTER_PATH_UNIT)
         report.did(f"disabled {CUTTER_PATH_UNIT}")
-    for name, relative in zip(NETWORK_UNITS, NETWORK_UNIT_PATHS, strict=True):
+    for name, relative in zip(OPTIONAL_UNITS, OPTIONAL_UNIT_PATHS, strict=True):
         if ((root / relative).exists() or packaged is not None) and manager.is_enabled(name):
             manager.run("disable", *(["--now"] if manager.live and manager.booted else []), name)
             report.did(f"disabled {name}")
@@ -322,7 +332,7 @@ def uninstall(root: Path, *, purge: bool, systemctl: str = "systemctl") -> list[
     if not purge and (root / STATE_DIR).exists():
         report.note(f"kept /{STATE_DIR}: the ended detox's state (--purge removes it)")
     if any("sysusers" in line for line in removed):
-        report.note("kept the system user detoxd-network (system users are never deleted: "
+        report.note("kept the system users detoxd-network and detoxd-mail (system users are never deleted: "
                     "files it owned would pass to a later user of that uid)")
     if packaged is not None:
         report.note(f"the Debian package's files stay (/{packaged}, /usr/bin/detoxd): "
@@ -338,7 +348,7 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
     removed."""
     removed = []
     for relative in (SYSTEM_UNIT_PATH, TRAY_UNIT_PATH, TRAY_AUTOSTART_PATH, CUTTER_UNIT_PATH,
-                     CUTTER_PATH_UNIT_PATH, EXECWATCH_UNIT_PATH, *NETWORK_UNIT_PATHS, SYSUSERS_PATH):
+                     CUTTER_PATH_UNIT_PATH, EXECWATCH_UNIT_PATH, *OPTIONAL_UNIT_PATHS, SYSUSERS_PATH):
         path = root / relative
         if path.is_file() or path.is_symlink():
             path.unlink()
@@ -396,7 +406,7 @@ def _install_units(
         CUTTER_PATH_UNIT_PATH: bundle.cutter_path_unit,
         EXECWATCH_UNIT_PATH: render(bundle.execwatch_unit, executable),
         **{path: render(bundle.network_units[name], executable)
-           for name, path in zip(NETWORK_UNITS, NETWORK_UNIT_PATHS, strict=True)},
+           for name, path in zip(OPTIONAL_UNITS, OPTIONAL_UNIT_PATHS, strict=True)},
         SYSUSERS_PATH: bundle.network_sysusers,
     }
     changed = False
@@ -412,7 +422,7 @@ def _create_network_user(root: Path, report: _Report) -> None:
     offline with --root); without systemd-sysusers the unit fails until the user exists."""
     program = shutil.which("systemd-sysusers", path="/usr/bin:/bin:/usr/sbin:/sbin")
     if program is None:
-        report.note("systemd-sysusers is not installed: create the user detoxd-network "
+        report.note("systemd-sysusers is not installed: create the users detoxd-network and detoxd-mail "
                     f"(see /{SYSUSERS_PATH}) before enabling detoxd-network.service")
         return
     root_option = [] if root.resolve() == Path("/") else [f"--root={root}"]

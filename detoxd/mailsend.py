@@ -29,14 +29,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from detoxd import durable
 from detoxd.commands.common import EXIT_INVALID_CONFIG, EXIT_OK, EXIT_UNREACHABLE
-from detoxd.core.mail import MailSettings
+from detoxd.core.mail import MailSettings, settings_from_json
 from detoxd.netagent.webapi import _describe as describe_error
 from detoxd.netagent.webapi import fingerprint_text
-from detoxd.outbox import Outbox, Queued, outbox_dir
+from detoxd.outbox import Outbox, Queued
+from detoxd.protocol import ControlError
 
 if TYPE_CHECKING:
     import argparse
 
+    from detoxd.client import ControlClient
     from detoxd.paths import Paths
 
 log = logging.getLogger("detoxd.mail")
@@ -199,6 +201,80 @@ def run_loop(queue: Queue, settings: MailSettings, password: str | None, stop: t
         stop.wait(wait)
 
 
+class DaemonQueue:
+    """The daemon's outbox, through ``mail_sync`` on its control socket (detoxd-mail.service):
+    the messages and the server's settings come from there, and each accepted message is told
+    at once (a kill -9 between the server's 250 and this word sends it again, same Message-ID)."""
+
+    def __init__(self, client: ControlClient) -> None:
+        self.client = client
+        self.settings: MailSettings | None = None
+        self._items: list[Queued] = []
+
+    def _sync(self, **request: Any) -> dict[str, Any]:
+        try:
+            reply = self.client.request("mail_sync", timeout=30.0, **request)
+        except ControlError as error:
+            raise MailError("daemon", f"the daemon does not answer ({error})") from error
+        if not reply.get("ok"):
+            raise MailError("daemon", f"the daemon refused mail_sync: {reply.get('error')}")
+        return reply
+
+    def fetch(self) -> list[Queued]:
+        reply = self._sync()
+        settings = reply.get("mail")
+        self.settings = settings_from_json(settings) if isinstance(settings, dict) else None
+        sender = self.settings.sender if self.settings else ""
+        self._items = [Queued(str(item["name"]), str(item["to"]), sender, str(item["message_id"]),
+                              str(item["kind"]), str(item.get("subject", "")), str(item["queued_at"]),
+                              str(item["data"]).encode("ascii"))
+                       for item in reply.get("messages", []) if isinstance(item, dict)]
+        return self._items
+
+    def pending(self) -> list[Queued]:
+        return list(self._items)
+
+    def delivered(self, item: Queued, when: datetime) -> None:
+        self._sync(delivered=[item.name])
+
+    def report(self, result: Round) -> None:
+        record: dict[str, Any] = {"sent": result.sent, "left": result.left}
+        if result.error is not None:
+            record.update(code=result.error.code, error=result.error.reason, fix=result.error.fix)
+        self._sync(report=record)
+
+
+def run_daemon_loop(queue: DaemonQueue, config_dir: Path, stop: threading.Event, *,
+                    poll: float = POLL_SECONDS, cafile: str | None = None) -> None:
+    """detoxd-mail.service: a round every ``poll`` seconds; after a failure in 2, 4 … 300 s."""
+    from detoxd.netagent.agent import SecretError, read_secret_file
+
+    failures = 0
+    while not stop.is_set():
+        try:
+            items = queue.fetch()
+            result = Round()
+            if queue.settings is not None and items:
+                try:
+                    password = read_secret_file(queue.settings.password_file, "mail", config_dir)
+                except SecretError as error:
+                    result = Round(left=len(items), error=MailError("secret", str(error)))
+                else:
+                    result = send_round(queue, queue.settings, password, cafile=cafile)
+            if result.error is not None or result.sent:
+                queue.report(result)
+        except MailError as error:  # the daemon does not answer
+            result = Round(error=error)
+        if result.error is not None:
+            failures += 1
+            wait = min(MAX_BACKOFF_SECONDS, 2.0 ** failures)
+            log.error("%s (next try in %.0f s); fix: %s", result.error.reason, wait, result.error.fix)
+        else:
+            failures = 0
+            wait = poll
+        stop.wait(wait)
+
+
 class DirectoryState:
     """The sender's last round, for status, beside the outbox (direct mode)."""
 
@@ -221,6 +297,8 @@ def run_sender(args: argparse.Namespace, paths: Paths) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.outbox is None and not args.try_server:
+        return _run_with_daemon(paths, args)
     try:
         settings = load_config(paths.config_dir).main.mail
     except ConfigError as error:
@@ -242,7 +320,7 @@ def run_sender(args: argparse.Namespace, paths: Paths) -> int:
             print(f"[FAIL] {error.reason}\n       fix: {error.fix}")
             return EXIT_UNREACHABLE
         return EXIT_OK
-    directory = args.outbox if args.outbox is not None else outbox_dir(paths.state_dir)
+    directory = args.outbox
     outbox = Outbox(directory)
     state = DirectoryState(directory)
     if args.once:
@@ -257,6 +335,40 @@ def run_sender(args: argparse.Namespace, paths: Paths) -> int:
         signal.signal(signum, lambda *_: stop.set())
     log.info("sending %s's messages through %s", directory, settings.address)
     run_loop(outbox, settings, password, stop, report=state)
+    return EXIT_OK
+
+
+def _run_with_daemon(paths: Paths, args: argparse.Namespace) -> int:
+    from detoxd.client import ControlClient
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    queue = DaemonQueue(ControlClient(paths.socket))
+    if args.once:
+        try:
+            items = queue.fetch()
+        except MailError as error:
+            print(f"detoxd: {error.reason}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        if queue.settings is None:
+            print("detoxd: the daemon has no `mail:` to send through", file=sys.stderr)
+            return EXIT_INVALID_CONFIG if items else EXIT_OK
+        from detoxd.netagent.agent import SecretError, read_secret_file
+
+        try:
+            password = read_secret_file(queue.settings.password_file, "mail", paths.config_dir)
+        except SecretError as error:
+            print(f"detoxd: {error}; fix: {FIXES['secret']}", file=sys.stderr)
+            return EXIT_INVALID_CONFIG
+        result = send_round(queue, queue.settings, password)
+        queue.report(result)
+        print(f"sent {result.sent}, {result.left} left")
+        if result.error is not None:
+            print(f"detoxd: {result.error.reason}\n  fix: {result.error.fix}", file=sys.stderr)
+        return EXIT_OK if result.left == 0 else EXIT_UNREACHABLE
+    log.info("sending the daemon's outbox (%s)", paths.socket)
+    run_daemon_loop(queue, paths.config_dir, stop)
     return EXIT_OK
 
 

@@ -37,8 +37,9 @@ SUBSCRIBE_COMMAND = "subscribe"
 ROOT = "root"  # uid 0 (or the daemon's own euid): what changes the detox
 SEAT = "seat"  # a person at this machine's seat, as logind says (or root): allowances
 AGENT = "agent"  # the network agent's user (or root): the names may come from root-only lists
+MAILER = "mailer"  # the mail agent's user (or root): the messages to the peers
 ANYONE = "anyone"  # whoever reaches the socket; a reply shows them only what they may see
-CALLERS = (ROOT, SEAT, AGENT, ANYONE)
+CALLERS = (ROOT, SEAT, AGENT, MAILER, ANYONE)
 
 COMMANDS: dict[str, str] = {  # the wire's commands and who may call each
     "status": ANYONE,
@@ -52,6 +53,7 @@ COMMANDS: dict[str, str] = {  # the wire's commands and who may call each
     "open": SEAT,
     "close": SEAT,
     "network_sync": AGENT,
+    "mail_sync": MAILER,  # detoxd-mail: the queued messages out, which the server accepted in
     "start": ROOT,  # with "at": plans the detox to begin then
     "cancel": ROOT,  # a planned start (refused once it is locked by schedule)
     "end": ROOT,
@@ -459,6 +461,19 @@ class HotSeat(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class MailStatus(_Record):
+    """The messages to the peers (`mail:`): the server, what waits, what was sent to whom and when."""
+
+    server: str | None = None  # host:port; None: `mail:` was removed, messages may still wait
+    pending_count: int = 0
+    pending: tuple[dict[str, Any], ...] = ()  # {to, kind, queued_at}, oldest first (at most 10)
+    sent: tuple[dict[str, Any], ...] = ()  # {to, kind, sent_at}, the last 10 delivered
+    last_try: str | None = None  # the mail agent's last round
+    error: str | None = None  # why its last round failed (a problem in status too)
+    fix: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class Status(_Record):
     """The daemon's status: the detox, the block and everything that keeps it from being whole."""
 
@@ -501,8 +516,9 @@ class Status(_Record):
     cancellable_until: str | None = None  # scheduled and locked: `detoxd cancel` until then
     cancellable: bool = False  # scheduled: `detoxd cancel` would be taken now
     version: str = "?"
+    mail: MailStatus | None = None  # only with `mail:` (or an outbox left from it)
     extra: dict[str, Any] = field(default_factory=dict)
-    _OMITTED_WHEN_NONE = frozenset({"peer_lock", "snapshot_age_seconds"})
+    _OMITTED_WHEN_NONE = frozenset({"peer_lock", "snapshot_age_seconds", "mail"})
 
     @property
     def active(self) -> bool:
@@ -512,4 +528,4 @@ class Status(_Record):
 Status._NESTED = {"peer_lock": PeerLockStatus, "hosts_file_problem": HostsFileProblem,
                   "hosts_overrides": HostsOverride, "network": EngineRow, "agents": AgentReport,
                   "time_held": TimeHeld, "allowances": AllowanceStatus, "next_session": NextSession,
-                  "current_hot_seat": HotSeat}
+                  "current_hot_seat": HotSeat, "mail": MailStatus}

@@ -364,16 +364,21 @@ def test_household_units_and_their_user_are_installed_not_enabled(
     if shutil.which("systemd-sysusers", path="/usr/bin:/bin:/usr/sbin:/sbin"):
         # systemd-sysusers --root made the user in the scratch root's own passwd.
         passwd = (tmp_path / "etc/passwd").read_text().splitlines()
-        assert any(line.startswith("detoxd-network:") and line.endswith(":/usr/sbin/nologin")
-                   for line in passwd), passwd
+        for user in ("detoxd-network", "detoxd-mail"):
+            assert any(line.startswith(f"{user}:") and line.endswith(":/usr/sbin/nologin")
+                       for line in passwd), passwd
     assert any("installed, not enabled" in line and "detoxd-network-dnsmasq.service" in line
                for line in lines), lines
+    mail = (tmp_path / "etc/systemd/system" / installer.MAIL_UNIT).read_text()
+    assert f"ExecStart={executable} mail-send\n" in mail
+    assert systemctl(tmp_path, "is-enabled", installer.MAIL_UNIT).stdout.strip() == "disabled"
+    assert any(line.startswith(f"{installer.MAIL_UNIT}: installed, not enabled") for line in lines), lines
 
     removed = uninstall(tmp_path, purge=False)
-    for relative in installer.NETWORK_UNIT_PATHS:
+    for relative in installer.OPTIONAL_UNIT_PATHS:
         assert not (tmp_path / relative).exists()
     assert not (tmp_path / "etc/sysusers.d/detoxd.conf").exists()
-    assert any("kept the system user detoxd-network" in line for line in removed), removed
+    assert any("kept the system users detoxd-network and detoxd-mail" in line for line in removed), removed
 
 
 def test_uninstall_disables_an_enabled_household_unit(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from detoxd.core.network import _fingerprint, _relative_file
 from detoxd.core.sessions import _email
@@ -158,3 +159,17 @@ def parse_peers_informed(source: Source, node: Node, path: str) -> tuple[str, ..
 def parse_share_activity(source: Source, node: Node, path: str) -> bool:
     value = as_bool(source, node, path)
     return bool(value)
+
+
+def settings_to_json(settings: MailSettings) -> dict[str, Any]:
+    """For the mail agent. Holds no secret: only the password file's name."""
+    return {"server": settings.server, "port": settings.port, "security": settings.security,
+            "from": settings.sender, "username": settings.username, "password_file": settings.password_file,
+            "tls_fingerprint": settings.tls_fingerprint.hex() if settings.tls_fingerprint else None}
+
+
+def settings_from_json(data: dict[str, Any]) -> MailSettings:
+    pin = data.get("tls_fingerprint")
+    return MailSettings(str(data["server"]), int(data["port"]), str(data["security"]), str(data["from"]),
+                        data.get("username"), data.get("password_file"),
+                        bytes.fromhex(pin) if isinstance(pin, str) else None)

@@ -24,6 +24,7 @@ from detoxd.protocol import (
     ANYONE,
     BAD_REQUEST,
     COMMANDS,
+    MAILER,
     NOT_AUTHORIZED,
     ROOT,
     SEAT,
@@ -33,6 +34,7 @@ from detoxd.protocol import (
     error_response,
 )
 from detoxd.service import seat
+from detoxd.service.mail import mail_uids
 from detoxd.service.scheduler import local_zone
 from detoxd.service.targets.network import agent_uids
 
@@ -71,10 +73,12 @@ class Authorizer:
 
     def __init__(self, logind: Callable[[], seat.Logind | None], *,
                  privileged: frozenset[int] | None = None,
-                 agents: Callable[[], frozenset[int]] = agent_uids) -> None:
+                 agents: Callable[[], frozenset[int]] = agent_uids,
+                 mailers: Callable[[], frozenset[int]] = mail_uids) -> None:
         self._logind = logind
         self._privileged = privileged if privileged is not None else frozenset({0, os.geteuid()})
         self._agents = agents
+        self._mailers = mailers
 
     def refusal(self, name: str, who: str, peer: Peer) -> str | None:
         """None when ``peer`` may call command ``name``, else why not (the reply's error)."""
@@ -84,6 +88,8 @@ class Authorizer:
             return None if peer.uid in self._privileged else f"'{name}' needs root"
         if who == AGENT:
             return None if peer.uid in self._agents() else f"'{name}' is for the network agent"
+        if who == MAILER:
+            return None if peer.uid in self._mailers() else f"'{name}' is for the mail agent"
         if who == SEAT:
             return seat.check_peer(peer.uid, peer.pid, self._logind())
         return f"'{name}' has no rule for who may call it"  # never: a test checks every command
@@ -226,6 +232,12 @@ def _network_sync(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
         response["journalled_lookups"] = engine.record_blocked_lookups(request["lookups"])
     engine.check(engine.clock.monotonic(), full=False)  # count the tampering it reported at once
     return response
+
+
+@command("mail_sync")
+def _mail_sync(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    """The mail agent reports what the server accepted and fetches what waits (detoxd.service.mail)."""
+    return engine.mail.sync(request, engine.clock.now())
 
 
 @command("open")  # `detoxd open NAME [MINUTES]`: applied to every target before the answer

@@ -32,6 +32,7 @@ from detoxd.service.audit import Audit
 from detoxd.service.commands import Authorizer, CommandTable
 from detoxd.service.detox_keeper import DetoxKeeper
 from detoxd.service.loader import LoadedConfig, load_config
+from detoxd.service.mail import MailKeeper
 from detoxd.service.recovery import StateRecovery
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
@@ -104,6 +105,7 @@ class Engine:
         # The household's DNS engines, through the network agents (detoxd netagent).
         self.network = NetworkTarget(paths.state_dir, clock.monotonic)
         self.targets: tuple[Target, ...] = (self.hosts, self.browser, self.network)
+        self.mail = MailKeeper(paths.state_dir)  # the outbox to the peers (detoxd-mail.service sends it)
         self.app_watcher = app_watcher or AppWatcher()
         self.apps = AppsKeeper(self.app_watcher, paths.apps_ratchet_file, self.recovery.persist)
         self.sessions = SessionScheduler(clock, self._publish_session_event,
@@ -225,6 +227,7 @@ class Engine:
         self.browser.browser_policies = self.applied.browser_policies
         self.network.configure(loaded.main.network, loaded.blocklist.allow,
                                active=self.state.active, locked=self.state.locked)
+        self.mail.configure(loaded.main.mail)
         self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
         if changed or (self.applied.lock_mode, self.applied.peers_needed) != lock_before:
             self._save_applied()

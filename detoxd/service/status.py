@@ -28,6 +28,7 @@ from detoxd.protocol import (
     HostsFileProblem,
     HostsOverride,
     HotSeat,
+    MailStatus,
     NextSession,
     PeerLockStatus,
     Status,
@@ -103,7 +104,7 @@ class StatusBuilder:
             config_missing=tuple(engine.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             state_error=engine.state_error,
-            problems=(*sorted(engine.problems.values()), *overrides),
+            problems=(*sorted(engine.problems.values()), *overrides, *engine.mail.problems()),
             warnings=(*self._loud_warnings(), *overrides, *_held_warnings(held),
                       *self._missing_config_warnings(), *engine.warnings, *engine.allowances.warnings,
                       *self._session_warnings(now)),
@@ -115,6 +116,7 @@ class StatusBuilder:
             cancellable_until=_iso(cancellable_until(state)),
             cancellable=state.planned is not None and not cancel_locked(state),
             version=__version__,
+            mail=_mail_status(engine),
         )
 
     def _lock_fields(self) -> tuple[bool | str | None, int | None, PeerLockStatus | None]:
@@ -271,3 +273,8 @@ def duration_text(seconds: float) -> str:
 
 def _iso(moment: datetime | None) -> str | None:
     return plan.iso(moment) if moment else None
+
+
+def _mail_status(engine: Engine) -> MailStatus | None:
+    found = engine.mail.status()
+    return None if found is None else MailStatus.from_json(found)
