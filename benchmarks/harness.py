@@ -352,6 +352,15 @@ class DaemonEnv:
                     return int(line.split()[1])
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """The daemon's CPU time so far (user + system, every thread) while it still runs."""
+        if self.process is None:
+            return None
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]

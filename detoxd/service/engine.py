@@ -94,6 +94,8 @@ class Engine:
         self._names_applied: frozenset[str] = frozenset()  # what enforce() last gave the targets
         self._hosts_names_logged: frozenset[str] = frozenset()
         self._order_cache: tuple[frozenset[str], Applied, tuple[str, ...]] | None = None
+        # The config's names and a ratchet known to hold them all (the very sets).
+        self._ratchet_holds: tuple[frozenset[str], frozenset[str]] | None = None
         self._block_recorded: state_store.BlockRecord | None = None  # hosts-block.json, as written
         self.recovery = StateRecovery(self)  # the state directory, the evidence outside it
         self.recovery.prepare_directories()
@@ -239,15 +241,22 @@ class Engine:
 
     def enforce(self) -> None:
         """Put the names the detox calls for into every target."""
+        held = False  # the ratchet holds the config's names (known: no subset test of 1M names)
         if self.state.active:
             before = self.state.ratchet
-            self.state = detox.update_ratchet(self.state, self.applied.names)
-            if self.state.ratchet != before:
+            known = self._ratchet_holds
+            if known is None or known[0] is not self.applied.names or known[1] is not before:
+                self.state = detox.update_ratchet(self.state, self.applied.names)
+                self._ratchet_holds = (self.applied.names, self.state.ratchet)
+            held = True
+            # update_ratchet returns the same ratchet when nothing is new (a set's == compares
+            # every name, even with itself)
+            if self.state.ratchet is not before:
                 # Saved at once, not at the next 30 s checkpoint: a kill -9 in between, with the
                 # YAML and applied.json damaged, must not shrink the block.
                 self.checkpoint()
         self.apps.enforce(locked=self.state.active and self.state.locked)
-        enforced = detox.enforced_names(self.state, self.applied.names)
+        enforced = detox.enforced_names(self.state, self.applied.names, ratchet_holds_them=held)
         if self.state.active and CANARY not in enforced:  # (a copy only when it is not in yet)
             # Firefox's canary: NXDOMAIN (or a null answer) turns its default DNS-over-HTTPS off.
             enforced = enforced | {CANARY}
@@ -258,13 +267,13 @@ class Engine:
         names = enforced - unblocked if unblocked else enforced
         before = self._names_applied
         order = self._block_order(names)
-        if self._apply(self.hosts, names, order) and names != self._hosts_names_logged:
+        if self._apply(self.hosts, names, order) and not _same(names, self._hosts_names_logged):
             log.info("hosts block applied: %d names (%+d) in %s", len(names),
                      len(names) - len(self._hosts_names_logged), self.paths.hosts_file)
             self._hosts_names_logged = names
         # A tamper that landed while these names were applied (a config change): counted too.
         self._record_drift(self.hosts.take_drift())
-        if names != before:
+        if not _same(names, before):
             # Whether or not the hosts file could take them: a hosts file that cannot be
             # written must not hold back the browsers' policies and the household's engines.
             self._names_applied = names
@@ -536,3 +545,8 @@ def _applied_from(loaded: LoadedConfig) -> Applied:
     main = loaded.main
     return Applied(loaded.names, loaded.order, main.detox.days, main.detox.lock, main.bypass.browser_policies,
                    main.notifications.suppress, main.detox.lock_mode, main.detox.peers_needed)
+
+
+def _same(names: frozenset[str], other: frozenset[str]) -> bool:
+    """``names == other``, at once for the very same set (a set's == compares every name)."""
+    return names is other or names == other

@@ -377,6 +377,13 @@ def test_added_names_are_blocked_at_once_and_ratcheted(clock: FakeClock) -> None
     assert detox.enforced_names(state, set()) == {"a.com", "c.com"}
 
 
+def test_a_ratchet_known_to_hold_the_config_is_the_answer_itself(clock: FakeClock) -> None:
+    state = detox.update_ratchet(started(clock), {"a.com", "b.com"})
+    assert detox.enforced_names(state, {"a.com"}, ratchet_holds_them=True) is state.ratchet
+    unlocked = detox.update_ratchet(started(clock, locked=False), {"a.com", "b.com"})
+    assert detox.enforced_names(unlocked, {"a.com"}, ratchet_holds_them=True) == {"a.com"}
+
+
 def test_an_unlocked_detox_enforces_only_the_configured_names(clock: FakeClock) -> None:
     state = detox.update_ratchet(started(clock, locked=False), {"a.com", "b.com"})
     assert detox.enforced_names(state, {"a.com"}) == {"a.com"}

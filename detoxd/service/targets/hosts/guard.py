@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import select
 import stat
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -102,6 +103,11 @@ class HostsGuard:
         sorted. Within one run, a new order for the same names does not rewrite the block."""
         if order is not None and len(order) != len(names):
             raise ValueError("order must hold each of the names once")
+        if names is self.names is self._enforced_names and order is self._enforced_order and names \
+                and self._untouched():
+            # The very names just enforced, and the file as that left it (a start applies them
+            # twice: the second read and compare of a million names' block is not needed).
+            return Outcome(False, False, ())
         # No copy while nothing else is managed: at a million names a copy is 32 MB.
         # Nor when the same names come again (a start applies them twice).
         if names is self._managed or not names:
@@ -115,6 +121,10 @@ class HostsGuard:
         self._order = order
         # A change still settling is someone's write: restore in place if they may still write.
         return self.enforce(under_writer=self._pending_since is not None and self._writer_open)
+
+    def _untouched(self) -> bool:
+        """In sync, and no event waiting to be read either (a change not handled yet)."""
+        return self.in_sync and not select.select([self._notify.fd], [], [], 0)[0]
 
     def handle_events(self) -> None:
         """Drain inotify; remember that the file changed and whether a writer is mid-write
@@ -307,7 +317,7 @@ class HostsGuard:
 
     def _block(self, newline: bytes, names: frozenset[str], order: Sequence[str] | None) -> bytes:
         cached = self._block_cache
-        if cached is not None and cached[0] == names and cached[1] == newline:
+        if cached is not None and (cached[0] is names or cached[0] == names) and cached[1] == newline:
             return cached[2]
         block = (hosts.render_block(names, newline) if order is None
                  else hosts.render_block_in_order(order, newline))

@@ -77,6 +77,32 @@ def test_removed_block_is_restored_and_counted(guard: HostsGuard) -> None:
     assert guard.path.read_bytes() == expected()
 
 
+def test_the_same_names_again_are_not_read_again_while_the_file_is_untouched(
+        guard: HostsGuard, monkeypatch: pytest.MonkeyPatch) -> None:
+    order = tuple(sorted(NAMES))
+    guard.set_names(NAMES, order)
+    drive(guard, 0.05)  # our own write's events, drained
+    reads: list[int] = []
+    original = guard.file.read
+    monkeypatch.setattr(guard.file, "read", lambda: reads.append(1) or original())
+    assert guard.set_names(NAMES, order) == Outcome(written=False, tampered=False)
+    assert reads == []  # a start applies the names twice: the second costs no read
+
+
+def test_the_same_names_again_restore_a_change_not_handled_yet(guard: HostsGuard) -> None:
+    """The shortcut above never skips a change the loop has not handled yet (its event still
+    queued, or stat() showing it): the file is read and restored."""
+    order = tuple(sorted(NAMES))
+    guard.set_names(NAMES, order)
+    drive(guard, 0.05)
+    content = guard.path.read_bytes()
+    with guard.path.open("r+b") as file:  # in place, the way a tamper keeps the inode
+        file.write(content.replace(b"0.0.0.0 twitter.com", b"1.2.3.4 twitter.com"))
+    outcome = guard.set_names(NAMES, order)
+    assert outcome.written and outcome.tampered
+    assert guard.path.read_bytes() == content
+
+
 @pytest.mark.parametrize("pause", [0.015, 0.1])
 def test_slow_writer_after_truncate_leaves_no_torn_lines(guard: HostsGuard, pause: float) -> None:
     """A peer truncates, pauses, then writes: restoring on the truncate alone would let its
