@@ -11,7 +11,10 @@ from detoxd.paths import Paths
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
     import argparse
+    from datetime import datetime
     from typing import Any
+
+    from detoxd.service.loader import LoadedConfig
 
 
 def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
@@ -59,9 +62,21 @@ def _allowance_rule_line(allowance: Any, blocked: frozenset[str]) -> str:
     return f"allowance {allowance.name}: " + ", ".join(parts)
 
 
-def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
+def _detox_window(loaded: LoadedConfig, paths: Paths, now: datetime) -> tuple[datetime | None, datetime]:
+    """The detox the sessions go with: the running one if the daemon reports one, else the planned
+    one (`start --at`), else one started now (its start then None)."""
     from datetime import datetime, timedelta
 
+    status = quiet_status(paths)
+    if status is not None and status.active and status.started_at and status.ends_at:
+        return datetime.fromisoformat(status.started_at), datetime.fromisoformat(status.ends_at)
+    if status is not None and status.state == "scheduled" and status.starts_at:
+        begins = datetime.fromisoformat(status.starts_at)
+        return begins, begins + timedelta(days=status.days_total or loaded.main.detox.days)
+    return None, now + timedelta(days=loaded.main.detox.days)
+
+
+def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     from detoxd.clock import SystemClock
     from detoxd.core import ics, plan
     from detoxd.core.yamlsource import ConfigError
@@ -80,7 +95,13 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    planned = plan.from_config(loaded.main, system_timezone())
+    now = SystemClock().now()
+    window = _detox_window(loaded, paths, now)
+    # `first: "day N HH:MM"`: on the running or planned detox's days, else on a detox started now.
+    planned = plan.from_config(loaded.main, system_timezone(), window[0] or now)
+    if plan.follows_the_detox(loaded.main) and window[0] is None:
+        print("detoxd: sessions.first is a day of the detox: shown for a detox started now",
+              file=sys.stderr)
     if planned is None and getattr(args, "send", False):  # cancels what was sent before
         from detoxd.commands.mail import send_invitations
 
@@ -89,15 +110,6 @@ def cmd_sessions(args: argparse.Namespace, paths: Paths) -> int:
         print(f"detoxd: no sessions planned: add a `sessions:` section to {paths.config_dir}/detoxd.yaml",
               file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    now = SystemClock().now()
-    # The window: the running detox if the daemon reports one, else one started now.
-    window: tuple[datetime | None, datetime] = (None, now + timedelta(days=loaded.main.detox.days))
-    status = quiet_status(paths)
-    if status is not None and status.active and status.started_at and status.ends_at:
-        window = (datetime.fromisoformat(status.started_at), datetime.fromisoformat(status.ends_at))
-    elif status is not None and status.state == "scheduled" and status.starts_at:  # `start --at`
-        begins = datetime.fromisoformat(status.starts_at)
-        window = (begins, begins + timedelta(days=status.days_total or loaded.main.detox.days))
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     for text in plan.warnings(planned, *window):

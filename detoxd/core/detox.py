@@ -460,6 +460,7 @@ def _finished(state: DetoxState) -> DetoxState:
     return DetoxState(
         phase=Phase.IDLE,
         locked=state.locked,
+        started_at=state.started_at,  # of the latest detox, kept: sessions on its days stay put
         tamper_events=state.tamper_events,
         clock_jumps=state.clock_jumps,
         past_share_sets=past,

@@ -71,11 +71,24 @@ def build(
                 tuple(adjustments), settings.repeat)
 
 
-def from_config(main: MainConfig, system_zone: str) -> Plan | None:
-    """The plan of a parsed config, or None when it has no `sessions:` section."""
-    if main.sessions is None:
+def from_config(main: MainConfig, system_zone: str, detox_start: datetime | None = None) -> Plan | None:
+    """The plan of a parsed config, or None when it has no `sessions:` section. With `first:
+    "day N HH:MM"` the sessions follow the detox's start (``detox_start``: the running or planned
+    detox's, aware); None without one."""
+    settings = main.sessions
+    if settings is None:
         return None
-    return build(main.me, main.peers, main.sessions, system_zone)
+    if settings.first_day is not None:
+        if detox_start is None:
+            return None
+        zone = ZoneInfo(settings.timezone or system_zone)
+        settings = settings.anchored(detox_start.astimezone(zone).date())
+    return build(main.me, main.peers, settings, system_zone)
+
+
+def follows_the_detox(main: MainConfig) -> bool:
+    """`sessions.first: "day N HH:MM"`: the plan is made from the detox's start."""
+    return main.sessions is not None and main.sessions.first_day is not None
 
 
 def second_order(count: int) -> list[int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,6 +63,16 @@ class SessionSettings:
     reminders: tuple[timedelta, ...] = ()  # before each session, longest first
     line: int = field(default=0, compare=False)  # of `sessions.first`, for warnings about it
     repeat: str | None = None  # "weekly" | "monthly": further sessions after the two, same peers
+    # `first: "day N HH:MM"`: the detox's N-th day (day 1: the day it starts), then ``first``'s date
+    # is a placeholder and :meth:`anchored` gives the real one; None: ``first`` is a calendar time.
+    first_day: int | None = None
+
+    def anchored(self, detox_day_one: date) -> SessionSettings:
+        """The settings with ``first`` on the detox's day :attr:`first_day`, when it is relative."""
+        if self.first_day is None:
+            return self
+        day = detox_day_one + timedelta(days=self.first_day - 1)
+        return replace(self, first=datetime.combine(day, self.first.time()), first_day=None)
 
 
 # ---- `me` and `peers` ----
@@ -169,12 +179,30 @@ def parse_sessions(source: Source, node: Node, path: str) -> SessionSettings | N
     repeat = _repeat(source, fields, path)
     if first is None:
         return None
+    first_day = None
+    if isinstance(first, tuple):  # `day N HH:MM`
+        first_day, first = first
     return SessionSettings(first, timezone, repeat_after_days, slot_length, break_length,
-                           location, reminders, line=fields["first"].line, repeat=repeat)
+                           location, reminders, line=fields["first"].line, repeat=repeat,
+                           first_day=first_day)
 
 
-def _first(source: Source, node: Node, path: str) -> datetime | None:
+_RELATIVE_FIRST = re.compile(r"day\s+(\d{1,3})\s+(\d{1,2}):(\d{2})", re.IGNORECASE)
+MAX_FIRST_DAY = 365
+
+
+def _first(source: Source, node: Node, path: str) -> datetime | tuple[int, datetime] | None:
+    """A calendar time (naive, in `timezone`), or `day N HH:MM` as (N, that time on a placeholder
+    date): the detox's N-th day, so the sessions follow the detox's start (`start --at` too)."""
     value = node.value if node.kind == "scalar" else None
+    relative = _RELATIVE_FIRST.fullmatch(value.strip()) if isinstance(value, str) else None
+    if relative is not None:
+        day, hour, minute = (int(group) for group in relative.groups())
+        if not 1 <= day <= MAX_FIRST_DAY or hour > 23 or minute > 59:
+            source.error(node.line, path, f"{relative.group(0)!r}: day 1 to {MAX_FIRST_DAY} of the "
+                         "detox, at a time from 00:00 to 23:59")
+            return None
+        return day, datetime(2000, 1, 1, hour, minute)
     if isinstance(value, datetime):  # a YAML timestamp (it needs seconds: 2026-12-03 09:00:00)
         if value.tzinfo is not None:
             source.error(node.line, path, "give the local time without a UTC offset; "
@@ -192,7 +220,8 @@ def _first(source: Source, node: Node, path: str) -> datetime | None:
             return datetime.strptime(text.strip(), layout)
         except ValueError:
             continue
-    source.error(node.line, path, f"{text!r} is not a date and time (YYYY-MM-DD HH:MM)")
+    source.error(node.line, path, f"{text!r} is not a date and time (YYYY-MM-DD HH:MM, or "
+                 "day N HH:MM: the detox's N-th day)")
     return None
 
 

@@ -87,6 +87,7 @@ class DetoxKeeper:
             raise refused(result.reason)
         engine.state = result
         engine.checkpoint()
+        engine.refresh_sessions()  # sessions on the detox's days follow the planned start
         until = planned.cancellable_until(result)
         log.info("detox planned by uid %d: %g days from %s, %s", peer.uid, wanted, _iso(starts_at),
                  "locked" if result.locked else "unlocked")
@@ -108,6 +109,7 @@ class DetoxKeeper:
             raise refused(result.reason)
         engine.state = result
         engine.checkpoint()
+        engine.refresh_sessions()
         assert before is not None
         log.info("planned detox (%s) cancelled by uid %d", _iso(before.starts_at), peer.uid)
         journal.record("detox_plan_cancelled", starts_at=_iso(before.starts_at), by_uid=peer.uid)

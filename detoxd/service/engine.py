@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from detoxd import __version__
 from detoxd.clock import Clock
 from detoxd.core import detox, plan, planned
+from detoxd.core.config import MainConfig
 from detoxd.core.network import CANARY
 from detoxd.core.yamlsource import ConfigError
 from detoxd.paths import Paths
@@ -112,6 +114,8 @@ class Engine:
         self.apps = AppsKeeper(self.app_watcher, paths.apps_ratchet_file, self.recovery.persist)
         self.sessions = SessionScheduler(clock, self._publish_session_event,
                                          fired_file=paths.sessions_announced_file)
+        self._main: MainConfig | None = None  # detoxd.yaml in force (the sessions' plan is made from it)
+        self._sessions_anchor: datetime | None = None  # the detox start a relative plan was made from
         # Sites that may leave the block for a while (allowances: in blocklist.yaml).
         self.allowances = allowances or AllowanceKeeper(paths.allowances_file, clock)
         # The audit trail: every decision worth a line in `detoxd report` (journal.record).
@@ -230,17 +234,35 @@ class Engine:
         self.network.configure(loaded.main.network, loaded.blocklist.allow,
                                active=self.state.active, locked=self.state.locked)
         self.mail.configure(loaded.main.mail)
-        self.sessions.update(plan.from_config(loaded.main, system_timezone()), self.clock.now())
+        self._main = loaded.main
+        self.refresh_sessions(force=True)
         if changed or (self.applied.lock_mode, self.applied.peers_needed) != lock_before:
             self._save_applied()
         self.enforce()
         if changed:
             log.info("config loaded: %d names in the blocklist", len(loaded.names))
 
+    def refresh_sessions(self, *, force: bool = False) -> None:
+        """The sessions' plan again when it follows the detox (`sessions.first: "day N HH:MM"`)
+        and the detox's start changed: a detox started, planned (`start --at`), cancelled, ended."""
+        main = self._main
+        if main is None:
+            return
+        state = self.state
+        anchor = None
+        if plan.follows_the_detox(main):
+            # The running detox, else the planned one, else the latest (its start is kept when idle).
+            anchor = state.planned.starts_at if state.planned and not state.active else state.started_at
+        if anchor == self._sessions_anchor and not force:
+            return
+        self._sessions_anchor = anchor
+        self.sessions.update(plan.from_config(main, system_timezone(), anchor), self.clock.now())
+
     # ---- enforcement ----
 
     def enforce(self) -> None:
         """Put the names the detox calls for into every target."""
+        self.refresh_sessions()  # a detox started, began or ended: `first: "day N HH:MM"` follows it
         held = False  # the ratchet holds the config's names (known: no subset test of 1M names)
         if self.state.active:
             before = self.state.ratchet

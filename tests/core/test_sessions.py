@@ -272,7 +272,8 @@ def test_a_first_session_must_be_a_local_date_and_time() -> None:
         ("2026-03-02", "needs a time of day too: YYYY-MM-DD HH:MM"),
         ("2026-03-02 18:00:00+01:00",
          "give the local time without a UTC offset; the zone is sessions.timezone"),
-        ("'next monday'", "'next monday' is not a date and time (YYYY-MM-DD HH:MM)"),
+        ("'next monday'", "'next monday' is not a date and time (YYYY-MM-DD HH:MM, or day N HH:MM: "
+         "the detox's N-th day)"),
     ]:
         assert said(f"sessions:\n  first: {value}\n") == [f"detoxd.yaml:2: sessions.first: {error}"]
     for value in ("2026-03-02 18:00", "2026-03-02T18:00", "'2026-03-02 18:00:30'", "2026-03-02 18:00:00"):

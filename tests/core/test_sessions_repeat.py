@@ -124,3 +124,33 @@ def test_the_daemon_schedules_the_next_repeated_sessions_handovers() -> None:
     ended = [job for job in jobs_to_schedule(result, result.sessions[1].start) if job.id == "session2-end"]
     assert ended[0].details["next_session"] == "2026-12-17T09:00:00+00:00"
     assert not [job for job in jobs_to_schedule(build(datetime(2026, 12, 3, 9, 0), None), after)]
+
+
+# ---- `first: "day N HH:MM"`: the sessions follow the detox's start ----
+
+def test_a_first_session_on_a_day_of_the_detox_is_parsed() -> None:
+    main, source = parse_main(FIRST.replace("2026-12-03 09:00", "'Day 2 18:30'"))
+    assert source.errors == [] and main is not None and main.sessions is not None
+    assert main.sessions.first_day == 2 and main.sessions.first.time().isoformat() == "18:30:00"
+    assert plan.follows_the_detox(main)
+    for value, words in (("day 0 18:00", "'day 0 18:00': day 1 to 365"), ("day 2 24:00", "day 1 to 365"),
+                         ("day two 18:00", "is not a date and time")):
+        _, source = parse_main(FIRST.replace("2026-12-03 09:00", f"'{value}'"))
+        [error] = [str(issue) for issue in source.errors]
+        assert error.startswith("detoxd.yaml:4: sessions.first: ") and words in error, error
+
+
+def test_the_sessions_are_planned_from_the_detoxs_start_in_the_plans_zone() -> None:
+    main, _ = parse_main(FIRST.replace("2026-12-03 09:00", "day 2 18:00") + "  timezone: Europe/London\n")
+    assert main is not None
+    assert plan.from_config(main, "UTC") is None  # no detox to follow
+    # A detox planned to begin 14 Dec 2026 at 00:30 in Berlin: 13 Dec 23:30 in London, its day 1.
+    begins = datetime(2026, 12, 14, 0, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    planned = plan.from_config(main, "UTC", begins)
+    assert planned is not None
+    first, second = planned.sessions
+    assert first.start == datetime(2026, 12, 14, 18, 0, tzinfo=LONDON)
+    assert second.start == datetime(2026, 12, 21, 18, 0, tzinfo=LONDON)
+    fixed, _ = parse_main(FIRST)
+    assert fixed is not None and not plan.follows_the_detox(fixed)
+    assert plan.from_config(fixed, "UTC", begins) == plan.from_config(fixed, "UTC")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -120,3 +120,25 @@ def test_a_peer_locked_detox_is_planned_with_its_cards_and_a_refused_plan_keeps_
     assert len(list((tmp_path / "cards").glob("*.txt"))) == 5
     assert detoxd_env.status()["state"] == "scheduled"
     assert journal_events(detoxd_env, "detox_planned")[0]["peer_lock"] is True
+
+
+def test_detoxd_sessions_and_its_ics_follow_a_planned_start(detoxd_env: DetoxdEnv) -> None:
+    detoxd_env.write_main("detox: {days: 14, lock: false}\nme: {name: Robert Craven}\n"
+                          "peers: [Ada, Grace, Alan, Kate, Tim]\nsessions:\n  first: day 2 18:00\n"
+                          "  timezone: UTC\n  repeat: weekly\n")
+    detoxd_env.start_daemon()
+    begins = datetime.now().astimezone() + timedelta(days=3)
+    assert detoxd_env.cli("start", "--at", local_text(begins)).returncode == 0
+    day_two = (datetime.fromisoformat(detoxd_env.status()["starts_at"]).astimezone(UTC)
+               + timedelta(days=1)).date()
+    shown = detoxd_env.cli("sessions", "--json")
+    assert shown.returncode == 0, shown.stderr
+    sessions = json.loads(shown.stdout)["sessions"]
+    assert sessions[0]["start"] == f"{day_two.isoformat()}T18:00:00+00:00"
+    calendar = detoxd_env.cli("sessions", "--ics", "-").stdout
+    assert f"DTSTART:{day_two:%Y%m%d}T180000Z" in calendar or f"{day_two:%Y%m%d}T180000" in calendar
+    assert "RRULE:FREQ=WEEKLY" in calendar
+    assert detoxd_env.status()["next_session"]["start"] == sessions[0]["start"]
+    assert detoxd_env.cli("cancel").returncode == 0
+    now_shown = detoxd_env.cli("sessions")
+    assert "shown for a detox started now" in now_shown.stderr

@@ -149,3 +149,27 @@ def test_end_while_planned_points_at_cancel_and_uninstall_respects_the_lock(
             assert reason is not None and "cannot be cancelled" in reason and kept is not None
         else:
             assert reason is None and kept is None
+
+
+def test_sessions_on_the_detoxs_days_follow_a_planned_start(tmp_path: Path, clock: FakeClock) -> None:
+    relative = SESSIONS.replace('"2026-03-05 10:00"', '"day 2 18:00"')
+    paths = scratch_paths(tmp_path, blocklist="domains: [twitter.com]\n",
+                          main="detox:\n  days: 14\n  lock: false\n" + relative)
+    engine = utc_engine(paths, clock)
+    try:
+        assert engine.status()["next_session"] is None  # no detox to follow yet
+        assert engine.handle({"cmd": "start", "at": "2026-03-09 09:00"}, ROOT)["ok"]
+        assert engine.status()["next_session"]["start"] == "2026-03-10T18:00:00+00:00"
+        calendar = engine.handle({"cmd": "calendar"}, ROOT)["ics"]
+        assert "DTSTART:20260310T180000Z" in calendar or "20260310T180000" in calendar
+        assert engine.handle({"cmd": "cancel"}, ROOT)["ok"]
+        assert engine.status()["next_session"] is None
+        assert engine.handle({"cmd": "start", "at": "2026-03-04 09:00"}, ROOT)["ok"]
+        clock.advance(2 * DAY)
+        engine.tick()  # it began: the same days
+        status = engine.status()
+        assert status["state"] == "active" and status["next_session"]["start"] == "2026-03-05T18:00:00+00:00"
+        assert engine.handle({"cmd": "end"}, ROOT)["ok"]
+        assert engine.status()["next_session"]["start"] == "2026-03-05T18:00:00+00:00"  # the latest's
+    finally:
+        engine.shutdown()
