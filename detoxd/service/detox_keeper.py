@@ -125,8 +125,9 @@ class DetoxKeeper:
         waiting = before.planned
         if waiting is None:
             return
-        after = engine.state.planned or waiting
-        if after.clock_jumps > waiting.clock_jumps:
+        after = engine.state.planned
+        jumps = after.clock_jumps if after is not None else engine.state.clock_jumps  # (begun: carried)
+        if jumps > waiting.clock_jumps:
             wall = (now - waiting.checkpoint.wall).total_seconds()
             credited = boot.seconds - waiting.checkpoint.boot.seconds
             journal.record("clock_jump", seconds=round(wall - credited), waiting=True)
@@ -135,6 +136,10 @@ class DetoxKeeper:
             log.warning("%s of downtime held before the planned start: %s", duration_text(held.seconds),
                         held.reason)
             journal.record("time_held", seconds=round(held.seconds), reason=held.reason, waiting=True)
+        elif waiting.held is not None and held is None:
+            log.info("the clock is confirmed: the planned start's held time released (%s held)",
+                     duration_text(waiting.held.seconds))
+            journal.record("time_released", held_seconds=round(waiting.held.seconds), waiting=True)
         if not engine.state.active:
             if planned.cancel_locked(engine.state) and not planned.cancel_locked(before):
                 log.info("the planned detox (%s) is locked by schedule: it can no longer be cancelled",

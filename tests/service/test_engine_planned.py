@@ -173,3 +173,20 @@ def test_sessions_on_the_detoxs_days_follow_a_planned_start(tmp_path: Path, cloc
         assert engine.status()["next_session"]["start"] == "2026-03-05T18:00:00+00:00"  # the latest's
     finally:
         engine.shutdown()
+
+
+def test_the_wait_across_a_reboot_is_held_then_released_and_a_jump_journalled(
+        engine: Engine, paths: Paths, clock: FakeClock) -> None:
+    assert engine.handle({"cmd": "start", "at": "2026-03-09 09:00"}, ROOT)["ok"]
+    clock.jump(DAY)
+    engine.tick()
+    assert events(paths, "clock_jump")[-1] == {**events(paths, "clock_jump")[-1], "waiting": True}
+    clock.reboot(2 * DAY, "boot-2")
+    engine.tick()
+    held = engine.status()["time_held"]
+    assert held is not None and events(paths, "time_held")[-1]["waiting"] is True
+    assert any("held, not credited yet" in warning for warning in engine.status()["warnings"])
+    clock.synchronise()
+    engine.tick()
+    assert engine.status()["time_held"] is None and events(paths, "time_released")[-1]["waiting"] is True
+    assert engine.status()["state"] == "scheduled"
