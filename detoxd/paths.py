@@ -33,6 +33,7 @@ HOSTS_JOURNAL_FILE = "hosts-write.journal"
 HOSTS_RESERVE_FILE = "hosts-write.reserve"  # room kept free for that journal on a full disk
 BROWSER_POLICIES_FILE = "browser-policies.json"
 ALLOWANCES_FILE = "allowances.json"
+SCHEDULE_FILE = "schedule.json"
 EVIDENCE_STATE_FILE = "detox-state.json"  # a fourth copy of the state, in the evidence directory
 LEDGER_FILE = "ledger.jsonl"  # detoxes started and ended, in the evidence directory
 ENVIRONMENT = {
@@ -148,6 +149,11 @@ class Paths:
     def allowances_file(self) -> Path:
         """Allowance time spent today, open allowances, the lock's ceiling and the trusted clock."""
         return self.state_dir / ALLOWANCES_FILE
+
+    @property
+    def schedule_file(self) -> Path:
+        """The schedule's entries as last in force and its held edits (the windows' ratchet)."""
+        return self.state_dir / SCHEDULE_FILE
 
     @property
     def cutter_dir(self) -> Path:

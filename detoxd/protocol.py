@@ -441,6 +441,22 @@ class AllowanceStatus(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class ScheduleEntryStatus(_Record):
+    """One weekly block window (`schedule:` in detoxd.yaml): in force now or not, and when that changes."""
+
+    name: str = "?"
+    days: tuple[str, ...] = ()
+    window: str = ""  # "09:00-17:30" (local time)
+    blocks: str | tuple[str, ...] = "blocklist"
+    lock: bool = False
+    active: bool = False
+    next_change: str | None = None
+    after_detox: bool = False
+    waiting_for_detox_end: bool = False
+    pending: dict[str, Any] | None = None  # {"edit", "takes_effect"}: a loosening edit held
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class NextSession(_Record):
     number: int = 0
     start: str = ""
@@ -510,6 +526,7 @@ class Status(_Record):
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     allowances: tuple[AllowanceStatus, ...] = ()
+    schedule: tuple[ScheduleEntryStatus, ...] = ()  # weekly block windows (schedule: in detoxd.yaml)
     next_session: NextSession | None = None
     current_hot_seat: HotSeat | None = None
     starts_at: str | None = None  # state "scheduled": when the planned detox begins
@@ -527,5 +544,6 @@ class Status(_Record):
 
 Status._NESTED = {"peer_lock": PeerLockStatus, "hosts_file_problem": HostsFileProblem,
                   "hosts_overrides": HostsOverride, "network": EngineRow, "agents": AgentReport,
-                  "time_held": TimeHeld, "allowances": AllowanceStatus, "next_session": NextSession,
+                  "time_held": TimeHeld, "allowances": AllowanceStatus,
+                  "schedule": ScheduleEntryStatus, "next_session": NextSession,
                   "current_hot_seat": HotSeat, "mail": MailStatus}

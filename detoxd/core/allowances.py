@@ -38,7 +38,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from detoxd.core import domains as domain_names
 from detoxd.core.allowance_rules import (
@@ -72,8 +72,8 @@ from detoxd.core.detox import (
 
 __all__ = [  # the rules live in allowance_rules; callers keep importing them from here
     "ALLOWANCE_KEYS", "DAY_NAMES", "MAX_ALLOWANCES", "MAX_WINDOWS", "MINUTES_PER_DAY", "NOTICE_SECONDS",
-    "WEEK_MINUTES", "Allowance", "AllowancesState", "Checkpoint", "Opened", "RunningOpen", "SiteCatalog",
-    "TrustedClock", "Usage", "Window", "builtin_catalog", "close_allowance", "closing_soon",
+    "WEEK_MINUTES", "Allowance", "AllowancesState", "Checkpoint", "HasWindows", "Opened", "RunningOpen",
+    "SiteCatalog", "TrustedClock", "Usage", "Window", "builtin_catalog", "close_allowance", "closing_soon",
     "current_window", "day_of", "day_start", "ended", "find", "from_json", "intersect_windows",
     "is_open", "next_window", "open_allowance", "open_rules", "open_until", "parse_allowances",
     "parse_days", "parse_time", "parse_window", "ratchet", "settle", "site_of", "started", "status",
@@ -340,7 +340,14 @@ def open_until(state: AllowancesState, rule: Allowance, tz: tzinfo) -> datetime 
 
 # ---- windows as moments ----
 
-def window_spans(rule: Allowance, around: datetime, tz: tzinfo, *,
+class HasWindows(Protocol):
+    """Anything with weekly windows: an allowance, a schedule entry (detoxd.core.schedule)."""
+
+    @property
+    def windows(self) -> tuple[Window, ...]: ...
+
+
+def window_spans(rule: HasWindows, around: datetime, tz: tzinfo, *,
                  days_ahead: int = 8) -> list[tuple[datetime, datetime]]:
     """The rule's windows from two days before ``around`` to ``days_ahead`` days after, as
     (start, end) moments, with touching windows joined (Sun 23:30-24:00 and Mon 00:00-00:30 are
@@ -366,14 +373,14 @@ def window_spans(rule: Allowance, around: datetime, tz: tzinfo, *,
     return joined
 
 
-def current_window(rule: Allowance, now: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
+def current_window(rule: HasWindows, now: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
     if not rule.windows:
         return None
     # Two days ahead: enough to join windows that touch across midnights (called every tick).
     return next(((s, e) for s, e in window_spans(rule, now, tz, days_ahead=2) if s <= now < e), None)
 
 
-def next_window(rule: Allowance, now: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
+def next_window(rule: HasWindows, now: datetime, tz: tzinfo) -> tuple[datetime, datetime] | None:
     if not rule.windows:
         return None
     return next(((s, e) for s, e in window_spans(rule, now, tz) if s > now), None)

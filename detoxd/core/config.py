@@ -18,6 +18,7 @@ from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
 from detoxd.core.detox import MAX_DAYS
 from detoxd.core.mail import MailSettings, parse_mail, parse_peers_informed, parse_share_activity
 from detoxd.core.network import DnsEngineConfig, parse_network
+from detoxd.core.schedule import BlockWindow, check_after, parse_schedule
 from detoxd.core.sessions import (
     CHALLENGE_PEERS,
     Person,
@@ -59,6 +60,9 @@ class DetoxSettings:
     peers_needed: int = 3  # used with lock: peers
     line: int = field(default=0, compare=False)  # of `detox.lock` (or `detox`), for cross-checks
     peers_needed_line: int = field(default=0, compare=False)
+    # `detox.after`: schedule entries that take over when the detox ends (detoxd.core.schedule)
+    after: tuple[str, ...] = ()
+    after_lines: tuple[tuple[str, int, str], ...] = field(default=(), compare=False)
 
     @property
     def peer_lock(self) -> bool:
@@ -89,6 +93,7 @@ class MainConfig:
     mail: MailSettings | None = None  # the user's SMTP server (detoxd.core.mail); None: no mail
     peers_informed: tuple[str, ...] = ()  # what the peers are told about (); () = nothing is sent
     share_activity: bool = False  # the informed messages may carry ActivityWatch/browsing counts
+    schedule: tuple[BlockWindow, ...] = ()  # weekly block windows (detoxd.core.schedule)
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ class BlocklistConfig:
 # ---- detoxd.yaml ----
 
 def _parse_detox(source: Source, node: Node, path: str) -> DetoxSettings:
-    fields = as_mapping(source, node, path, {"days", "lock", "peers_needed"}) or {}
+    fields = as_mapping(source, node, path, {"days", "lock", "peers_needed", "after"}) or {}
     defaults = DetoxSettings()
     days = defaults.days
     if "days" in fields:
@@ -136,7 +141,15 @@ def _parse_detox(source: Source, node: Node, path: str) -> DetoxSettings:
         days=days, lock=mode is not LockMode.OFF, lock_mode=mode, peers_needed=needed,
         line=fields["lock"].line if "lock" in fields else node.line,
         peers_needed_line=fields["peers_needed"].line if "peers_needed" in fields else 0,
+        **_parse_after(source, fields, path),
     )
+
+
+def _parse_after(source: Source, fields: dict[str, Node], path: str) -> dict[str, Any]:
+    if "after" not in fields:
+        return {}
+    entries = as_str_list(source, fields["after"], join(path, "after"))
+    return {"after": tuple(dict.fromkeys(name for name, _, _ in entries)), "after_lines": tuple(entries)}
 
 
 def _lock_mode(source: Source, node: Node, path: str) -> LockMode | None:
@@ -211,6 +224,7 @@ MAIN_SECTIONS: dict[str, Callable[[Source, Node, str], Any]] = {
     "mail": parse_mail,
     "peers_informed": parse_peers_informed,
     "share_activity": parse_share_activity,
+    "schedule": parse_schedule,
 }
 
 
@@ -227,6 +241,7 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
     check_people(source, config.me, config.peers, config.sessions)  # rules spanning sections
     _check_peer_lock(source, config)
     _check_mail(source, config, sections)
+    check_after(source, config.detox.after_lines, config.schedule)
     return config, source
 
 

@@ -114,6 +114,9 @@ def title(view: TrayView) -> str:
             ", ".join(opened) or statustext.days_left(status.days_left))
     if status.state == "scheduled":
         return f"detoxd: {planned_line(status, view.now)}"
+    windows = _schedule_lines(status, view.now)
+    if windows:
+        return f"detoxd: {windows[0]}"
     return "detoxd: no detox running"
 
 
@@ -134,6 +137,7 @@ def status_lines(view: TrayView) -> list[str]:
                          "silenced again")
     lines += _plan_lines(status, view.now)
     lines += _allowance_lines(status, view.now)
+    lines += _schedule_lines(status, view.now)
     lines += [notice.text for notice in view.current_notices()]
     return lines
 
@@ -194,6 +198,16 @@ def _allowance_lines(status: Status, now: datetime) -> list[str]:
             if start is not None:
                 lines.append(f"{item.name}: next window {format_moment(start, now)}")
     return lines
+
+
+def _schedule_lines(status: Status, now: datetime) -> list[str]:
+    """"Blocked until 17:30 (workdays)" / "Next block 09:00 (workdays)": the soonest first."""
+    found = []
+    for entry in status.schedule:
+        text = statustext.schedule_text(entry, now)
+        if text is not None and not entry.waiting_for_detox_end:
+            found.append((not entry.active, entry.next_change or "~", f"{text} ({entry.name})"))
+    return [line for _, _, line in sorted(found)]
 
 
 def day_of(status: Status, now: datetime) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
 if TYPE_CHECKING:
-    from detoxd.protocol import AllowanceStatus, EngineRow, Status
+    from datetime import datetime
+
+    from detoxd.protocol import AllowanceStatus, EngineRow, ScheduleEntryStatus, Status
 
 SECONDS_PER_DAY = 86400
 
@@ -108,6 +110,32 @@ def allowance_line(allowance: AllowanceStatus) -> str:
     return f"Allowance {allowance.name}: " + ", ".join(parts)
 
 
+def schedule_text(entry: ScheduleEntryStatus, now: datetime | None = None) -> str | None:
+    """"Blocked until 17:30" (the window is in force) or "Next block 09:00" ("Mon 09:00" when not
+    today, always without ``now``), in the time zone of ``now`` (this machine's without it); None
+    when it never changes."""
+    from datetime import datetime
+
+    if not entry.next_change:
+        return "Blocked" if entry.active else None
+    moment = datetime.fromisoformat(entry.next_change)
+    local = moment.astimezone(now.tzinfo if now is not None else None)
+    same_day = now is not None and local.date() == now.date()
+    when = local.strftime("%H:%M" if same_day else "%a %H:%M")
+    return f"Blocked until {when}" if entry.active else f"Next block {when}"
+
+
+def schedule_line(entry: ScheduleEntryStatus, now: datetime | None = None) -> str:
+    """`detoxd status`'s line: "Schedule workdays (mon,tue 09:00-17:30): Blocked until Mon 17:30"."""
+    text = schedule_text(entry, now) or "never in force"
+    if entry.waiting_for_detox_end:
+        text = "begins when a detox ends"
+    line = f"Schedule {entry.name} ({','.join(entry.days)} {entry.window}): {text}"
+    if isinstance(entry.pending, dict):
+        line += f"; held edit ({entry.pending.get('edit')}) takes effect {entry.pending.get('takes_effect')}"
+    return line
+
+
 def warning_line(text: str) -> str:
     """"Warning: …", saying "warning" once: a config issue's text carries its own
     ("blocklist.yaml:3: allowances[0]: warning: …", as `detoxd check` prints it)."""
@@ -142,6 +170,7 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
         lines.append(tampering_undone(status.tamper_events))
     if status.active:  # outside a detox allowances do nothing
         lines += [allowance_line(allowance) for allowance in status.allowances]
+    lines += [schedule_line(entry) for entry in status.schedule]
     lines += [f"Engine {engine_line(row)}" for row in status.network]
     lines += [warning_line(warning) for warning in status.warnings]
     if status.config_error:

@@ -250,6 +250,7 @@ class DetoxKeeper:
     def _ended(self, *, reason: str) -> dict[str, Any]:
         engine = self.engine
         engine.allowances.detox_ended()
+        engine.schedule.detox_ended()
         engine.enforce()
         engine.recovery.lifecycle("detox_ended", early=True, reason=reason)
         engine.publish("detox_ended")
@@ -322,6 +323,7 @@ class DetoxKeeper:
             self.last_window = self.window_of(before, ended_at=now)
             engine.checkpoint()
             engine.allowances.detox_ended()
+            engine.schedule.detox_ended()
             engine.enforce()
             engine.publish("detox_ended")
 

@@ -36,6 +36,7 @@ from detoxd.service.detox_keeper import DetoxKeeper
 from detoxd.service.loader import LoadedConfig, load_config
 from detoxd.service.mail import MailKeeper
 from detoxd.service.recovery import StateRecovery
+from detoxd.service.schedule_keeper import ScheduleKeeper
 from detoxd.service.scheduler import SessionScheduler, system_timezone
 from detoxd.service.sdnotify import Notifier
 from detoxd.service.state_store import Applied
@@ -118,6 +119,9 @@ class Engine:
         self._sessions_anchor: datetime | None = None  # the detox start a relative plan was made from
         # Sites that may leave the block for a while (allowances: in blocklist.yaml).
         self.allowances = allowances or AllowanceKeeper(paths.allowances_file, clock)
+        # Weekly block windows (schedule: in detoxd.yaml), on the allowances' trusted clock.
+        self.schedule = ScheduleKeeper(paths.schedule_file, self._trusted_now, self._trusted_to_wall,
+                                       timezone=lambda: self.allowances.tz)
         # The audit trail: every decision worth a line in `detoxd report` (journal.record).
         self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock,
                                        header=lambda: self.detox.journal_header())
@@ -126,6 +130,15 @@ class Engine:
         self.detox = DetoxKeeper(self)  # start, end, peers, the detox clock, failing closed
         # The control socket's commands, checked against who may call each (logind: the seat).
         self._commands = CommandTable(self, Authorizer(lambda: self.allowances.logind))
+
+    def _trusted_now(self) -> datetime:
+        clock = self.allowances.state.clock
+        return clock.at if clock is not None else self.clock.now()
+
+    def _trusted_to_wall(self, moment: datetime) -> datetime:
+        clock = self.allowances.state.clock
+        # As the wall clock showed it at the trusted clock's last reading: exact between ticks.
+        return clock.to_wall(moment, clock.checkpoint.wall) if clock is not None else moment
 
     # ---- life cycle ----
 
@@ -225,6 +238,8 @@ class Engine:
         self.warnings = [str(warning) for warning in loaded.warnings]
         self.apps.configured = loaded.blocklist.apps
         self.allowances.configure(loaded.blocklist.allowances)
+        self.schedule.configure(loaded.main.schedule, loaded.main.detox.after, whole=loaded.names,
+                                allow=loaded.blocklist.allow)
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = _applied_from(loaded)
@@ -279,7 +294,10 @@ class Engine:
                 self.checkpoint()
         self.apps.enforce(locked=self.state.active and self.state.locked)
         enforced = detox.enforced_names(self.state, self.applied.names, ratchet_holds_them=held)
-        if self.state.active and CANARY not in enforced:  # (a copy only when it is not in yet)
+        windows = self.schedule.blocked  # weekly block windows in force now, detox or not
+        if windows and not (self.state.active and windows is self.applied.names) and not windows <= enforced:
+            enforced = enforced | windows  # (no copy of a million names when the detox has them all)
+        if (self.state.active or windows) and CANARY not in enforced:  # (a copy only when it is not in yet)
             # Firefox's canary: NXDOMAIN (or a null answer) turns its default DNS-over-HTTPS off.
             enforced = enforced | {CANARY}
         self.network.configure(self.network.configured, self.network.allowed,
@@ -341,7 +359,7 @@ class Engine:
     def _request_cut(self, *, blocked: frozenset[str], opened: frozenset[str]) -> None:
         """Ask the connection cutter (detoxd-cutter.service) to close open connections to the
         names just blocked, and to learn where names just let through point."""
-        if not self.state.active:
+        if not self.state.active and not self.schedule.blocked:
             return  # at the end of a detox everything is let through: nothing to cut
         try:
             cutter.request_cut(self.paths.cutter_dir, block=blocked, opened=opened)
@@ -354,6 +372,11 @@ class Engine:
             if kind == "allowance_opened":
                 opened = self.allowances.names_of(fields["allowance"], enforced)
                 fields = {**fields, "names": sorted(opened)[:100]}
+            journal.record(kind, **fields)
+        self._journal_schedule()
+
+    def _journal_schedule(self) -> None:
+        for kind, fields in self.schedule.drain_events():
             journal.record(kind, **fields)
 
     def _apply(self, target: Target, names: frozenset[str], order: tuple[str, ...]) -> bool:
@@ -461,6 +484,9 @@ class Engine:
         allowance = self.allowances.seconds_to_next_change()
         if allowance is not None:
             waits.append(allowance)
+        window = self.schedule.seconds_to_next_change()  # a window opens or closes, an edit is let go
+        if window is not None:
+            waits.append(window)
         return now + max(0.0, min(waits))
 
     def _planned_waits(self) -> list[float]:
@@ -482,6 +508,10 @@ class Engine:
         if self.allowances.tick():
             self.enforce()  # an allowance opened or closed by itself: every target follows
             self.publish("allowance")
+        if self.schedule.tick(detox_active=self.state.active):
+            self.enforce()  # a window opened or closed: every target follows
+            self.publish("schedule")
+        self._journal_schedule()
         for notice in self.allowances.notices(detox_active=self.state.active):
             # The tray shows it even under do-not-disturb: it is the user's own allowance.
             self.publish("allowance_closing", **notice)
@@ -506,6 +536,7 @@ class Engine:
         if applied is not None:
             self.applied = applied
             self.browser.browser_policies = applied.browser_policies
+            self.schedule.whole_changed(applied.names)
 
     def _save_applied(self) -> None:
         encoded = state_store.encode_applied(self.applied)

@@ -100,6 +100,11 @@ KINDS: dict[str, str] = {
     "enforcement_failed": "target ('hosts file' | 'browser policy' | ...), reason (and the fix in status)",
     "enforced_again": "target (the obstacle named by the last enforcement_failed is gone)",
     "hosts_write_recovered": "outcome (finished | set_aside | not_yet | ...), detail",
+    "window_opened": "entry (schedule: name), until (when it closes)",
+    "window_closed": "entry",
+    "schedule_edit_held": "entry, edit ('removed' | 'shorter' | ...), locked (bool), takes_effect",
+    "schedule_edit_released": "entry, edit (the held edit takes effect)",
+    "schedule_after_detox": "entries (detox.after: they take over from now)",
 }
 
 

@@ -31,6 +31,7 @@ from detoxd.protocol import (
     MailStatus,
     NextSession,
     PeerLockStatus,
+    ScheduleEntryStatus,
     Status,
     TimeHeld,
 )
@@ -107,9 +108,10 @@ class StatusBuilder:
             problems=(*sorted(engine.problems.values()), *overrides, *engine.mail.problems()),
             warnings=(*self._loud_warnings(), *overrides, *_held_warnings(held),
                       *self._missing_config_warnings(), *engine.warnings, *engine.allowances.warnings,
-                      *self._session_warnings(now)),
+                      *engine.schedule.warnings, *self._session_warnings(now)),
             allowances=tuple(AllowanceStatus.from_json(item)
                              for item in engine.allowances.status(detox_active=active)),
+            schedule=tuple(ScheduleEntryStatus.from_json(item) for item in engine.schedule.status()),
             next_session=NextSession.from_json(upcoming) if upcoming is not None else None,
             current_hot_seat=HotSeat.from_json(seat) if seat is not None else None,
             starts_at=_iso(planned_start(state)),  # a planned detox (`start --at`)

@@ -67,7 +67,7 @@ def test_main_config_types_and_unknown_sections() -> None:
         "detoxd.yaml:3: detox.lock: expected true, false or peers, got 'yes'",
         "detoxd.yaml:4: peer: unknown key "
         "(expected one of: bypass, detox, mail, me, network, notifications, peers, peers_informed, "
-        "sessions, share_activity)",
+        "schedule, sessions, share_activity)",
     ]
 
 

@@ -441,3 +441,24 @@ def test_a_planned_detox_whose_wait_is_held_says_so() -> None:
                  "time_held": {"seconds": 2 * 86400, "since": "2025-11-25T08:00:00+00:00", "reason": "r"}}
     assert "2.0 days held: the planned start waits for the clock to be confirmed (NTP)" in \
         status_lines(view(scheduled))
+
+
+def window(name: str, *, active: bool, next_change: str | None, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "days": ["mon", "tue", "wed", "thu", "fri"], "window": "09:00-17:30",
+            "blocks": "blocklist", "lock": False, "active": active, "next_change": next_change,
+            "after_detox": False, "waiting_for_detox_end": False, "pending": None, **fields}
+
+
+def test_the_tray_says_until_when_a_window_blocks_and_when_the_next_begins() -> None:
+    blocking = {**IDLE, "schedule": [
+        window("evening", active=False, next_change="2025-11-27T18:00:00+00:00"),
+        window("workdays", active=True, next_change="2025-11-27T17:30:00+00:00")]}
+    assert title(view(blocking)) == "detoxd: Blocked until 17:30 (workdays)"
+    assert status_lines(view(blocking))[-2:] == ["Blocked until 17:30 (workdays)",
+                                                 "Next block 18:00 (evening)"]
+    monday = "2025-12-01T09:00:00+00:00"
+    waiting = {**IDLE, "schedule": [window("workdays", active=False, next_change=monday)]}
+    assert title(view(waiting)) == "detoxd: Next block Mon 09:00 (workdays)"
+    after = {**IDLE, "schedule": [window("workdays", active=False, next_change="2025-12-01T09:00:00+00:00",
+                                         waiting_for_detox_end=True)]}
+    assert title(view(after)) == "detoxd: no detox running"

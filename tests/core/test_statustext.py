@@ -98,3 +98,14 @@ def test_a_planned_detox_says_when_it_begins_and_whether_it_can_be_cancelled() -
         "It can be cancelled until 2026-12-13T09:00:00+00:00 (`detoxd cancel`), then it is locked."]
     assert planned_lines(status.replace(cancellable=False))[1].startswith("It is locked")
     assert "until it begins" in planned_lines(status.replace(cancellable_until=None))[1]
+
+
+def test_status_prints_each_window_and_what_is_held() -> None:
+    entry = {"name": "workdays", "days": ["mon", "fri"], "window": "09:00-17:30", "blocks": "blocklist",
+             "lock": True, "active": True, "next_change": "2026-06-01T15:30:00+00:00",
+             "after_detox": False, "waiting_for_detox_end": False,
+             "pending": {"edit": "shorter", "takes_effect": "2026-06-02T15:30:00+00:00"}}
+    lines = status_lines(Status.from_json({"schedule": [entry]}))
+    [line] = [text for text in lines if text.startswith("Schedule ")]
+    assert line.startswith("Schedule workdays (mon,fri 09:00-17:30): Blocked until ")
+    assert line.endswith("; held edit (shorter) takes effect 2026-06-02T15:30:00+00:00")

@@ -1,0 +1,139 @@
+"""Weekly block windows in the engine, in-process: the hosts file (and every target, through the
+one place names are computed) follows the windows with or without a detox, the loop's next wake-up,
+the ratchet held across a restart under `lock: true`, the journal, status, `detox.after`.
+Time comes from a FakeClock; the zone is the allowances' (Berlin here).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from detoxd.clock import FakeClock
+from detoxd.core.network import CANARY
+from detoxd.paths import Paths
+from detoxd.service import journal
+from detoxd.service.allowance_keeper import AllowanceKeeper
+from detoxd.service.engine import Engine
+from tests.service.enginekit import ROOT, blocked, scratch_paths
+
+BERLIN = ZoneInfo("Europe/Berlin")
+BLOCKLIST = "domains: [reddit.com, news.example]\n"
+MAIN = """detox:
+  days: 1
+  lock: false
+schedule:
+  - name: workdays
+    days: [mon, tue, wed, thu, fri]
+    from: "09:00"
+    to: "17:30"
+    block:
+      domains: [news.example]
+  - name: night
+    days: [sun]
+    from: "22:00"
+    to: "07:00"
+    lock: true
+"""
+
+
+def make_engine(paths: Paths, clock: FakeClock) -> Engine:
+    keeper = AllowanceKeeper(paths.allowances_file, clock, timezone=lambda: BERLIN, logind=None)
+    engine = Engine(paths, clock, allowances=keeper)
+    engine.boot()
+    return engine
+
+
+def journalled(paths: Paths, kind: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for segment in sorted(journal.directory_for(paths.state_dir).glob("*.jsonl")):
+        events += [json.loads(line) for line in segment.read_text().splitlines() if line.strip()]
+    return [event for event in events if event["kind"] == kind]
+
+
+def run_until(engine: Engine, clock: FakeClock, moment: datetime) -> None:
+    """The daemon's loop: sleep until the engine's next due time, tick; until ``moment``."""
+    while clock.now() < moment:
+        now = clock.monotonic()
+        wait = min(engine.next_tick_due(now) - now, (moment - clock.now()).total_seconds())
+        clock.advance(max(wait, 0.001))
+        engine.tick()
+
+
+def test_windows_block_without_a_detox_and_the_loop_wakes_for_them(tmp_path: Path) -> None:
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST, main=MAIN)
+    clock = FakeClock(datetime(2026, 6, 1, 6, 0, tzinfo=UTC))  # Monday 08:00 in Berlin
+    engine = make_engine(paths, clock)
+    try:
+        assert blocked(paths) == set()
+        assert engine.next_tick_due(clock.monotonic()) - clock.monotonic() == 15.0  # quiet: 15 s
+        clock.advance(3600 - 5)
+        engine.tick()
+        assert engine.next_tick_due(clock.monotonic()) - clock.monotonic() == 5.0  # the window opens
+        run_until(engine, clock, datetime(2026, 6, 1, 7, 0, 1, tzinfo=UTC))
+        assert blocked(paths) == {"news.example", "www.news.example", CANARY}  # (Firefox's DoH off)
+        [row, night] = engine.status()["schedule"]
+        assert row["active"] and row["next_change"] == "2026-06-01T15:30:00+00:00"
+        assert not night["active"] and night["next_change"] == "2026-06-07T20:00:00+00:00"
+        run_until(engine, clock, datetime(2026, 6, 1, 15, 30, 1, tzinfo=UTC))
+        assert blocked(paths) == set()
+        # Sunday night: the whole blocklist, no detox running (the week between in one step, as
+        # after a suspend: the tick that follows sees the time that passed).
+        clock.advance((datetime(2026, 6, 7, 19, 59, tzinfo=UTC) - clock.now()).total_seconds())
+        engine.tick()
+        assert "reddit.com" not in blocked(paths)
+        run_until(engine, clock, datetime(2026, 6, 7, 20, 0, 1, tzinfo=UTC))
+        assert {"reddit.com", "news.example"} <= blocked(paths)
+        opened = [event["entry"] for event in journalled(paths, "window_opened")]
+        closed = [event["entry"] for event in journalled(paths, "window_closed")]
+        assert opened == ["workdays", "night"] and closed == ["workdays"]
+    finally:
+        engine.shutdown()
+
+
+def test_a_locked_window_removed_while_the_daemon_was_down_is_held(tmp_path: Path) -> None:
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST, main=MAIN)
+    clock = FakeClock(datetime(2026, 6, 3, 10, 0, tzinfo=UTC))  # Wednesday
+    engine = make_engine(paths, clock)
+    engine.shutdown()
+    (paths.config_dir / "detoxd.yaml").write_text(MAIN.split("  - name: night")[0])
+    engine = make_engine(paths, clock)
+    try:
+        [_, night] = engine.status()["schedule"]
+        assert night["pending"] == {"edit": "removed", "takes_effect": "2026-06-04T10:00:00+00:00"}
+        assert any("schedule entry 'night' removed: held until Thu 2026-06-04 12:00" in warning
+                   for warning in engine.status()["warnings"])
+        [held] = journalled(paths, "schedule_edit_held")
+        assert held["entry"] == "night" and held["locked"] is True
+        # Still held after another restart, from the same moment.
+        engine.shutdown()
+        clock.advance(3600)
+        engine = make_engine(paths, clock)
+        assert engine.status()["schedule"][1]["pending"]["takes_effect"] == "2026-06-04T10:00:00+00:00"
+        clock.advance((datetime(2026, 6, 4, 9, 59, tzinfo=UTC) - clock.now()).total_seconds())
+        engine.tick()
+        assert engine.status()["schedule"][1]["pending"] is not None
+        run_until(engine, clock, datetime(2026, 6, 4, 10, 0, 1, tzinfo=UTC))
+        assert [row["name"] for row in engine.status()["schedule"]] == ["workdays"]
+        assert [event["entry"] for event in journalled(paths, "schedule_edit_released")] == ["night"]
+    finally:
+        engine.shutdown()
+
+
+def test_after_entries_take_over_when_the_detox_ends(tmp_path: Path) -> None:
+    main = MAIN.replace("  lock: false\n", "  lock: false\n  after: [workdays]\n")
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST, main=main)
+    clock = FakeClock(datetime(2026, 6, 1, 8, 0, tzinfo=UTC))  # Monday 10:00: in the window
+    engine = make_engine(paths, clock)
+    try:
+        assert "news.example" not in blocked(paths)  # waits for a detox to end
+        assert engine.status()["schedule"][0]["waiting_for_detox_end"]
+        assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+        assert engine.handle({"cmd": "end"}, ROOT)["ok"]
+        assert blocked(paths) == {"news.example", "www.news.example", CANARY}
+        assert journalled(paths, "schedule_after_detox")[0]["entries"] == ["workdays"]
+    finally:
+        engine.shutdown()
