@@ -547,6 +547,8 @@ def _notice_for(kind: str, event: dict[str, Any], moment: datetime) -> tuple[str
         name = str(event.get("name") or "an allowance")
         return "detoxd allowance", menu.Notice(
             f"{name} closes at {closes.astimezone():%H:%M}: blocked again in 2 minutes", closes)
+    if kind == "detox_ended":
+        return "detoxd", menu.Notice(menu.closing_text(event.get("continues")), moment + NOTICE_MEMORY)
     if kind == "hot_seat":
         status = event.get("status")
         seat = Status.from_json(status).current_hot_seat if isinstance(status, dict) else None

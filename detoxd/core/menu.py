@@ -200,6 +200,14 @@ def _allowance_lines(status: Status, now: datetime) -> list[str]:
     return lines
 
 
+def closing_text(continues: object) -> str:
+    """The notice when a detox ends, with what continues (`detox.after`): a step down, not a cliff."""
+    kept = [str(item) for item in continues] if isinstance(continues, list) else []
+    if not kept:
+        return "The detox is over: nothing is blocked any more"
+    return "The detox is over. Continuing: " + "; ".join(kept)
+
+
 def _schedule_lines(status: Status, now: datetime) -> list[str]:
     """"Blocked until 17:30 (workdays)" / "Next block 09:00 (workdays)": the soonest first."""
     found = []

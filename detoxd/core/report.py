@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from detoxd.core import statustext
@@ -117,6 +117,10 @@ def build(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo,
         "tampers": [],
         "activitywatch": _activitywatch_status(events, window),
         "summary": None,
+        # Weekly block windows (schedule: in detoxd.yaml), detox or not: hours per day in force
+        # and the blocked attempts inside them; what continues after the detox (detox.after).
+        "schedule": schedule_days(events, now=now, tz=tz),
+        "continues": [],
         "journal": {**(journal_stats or {}), "lost_events": sum(
             int(_number(event.get("dropped"), 0)) for event in events if event.get("kind") == "journal_gap")},
     }
@@ -130,6 +134,7 @@ def build(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo,
     _add_lookups(rows, in_window, tz)
     _add_counts(rows, in_window, tz)
     document["detox"] = _detox_fields(window, now, days)
+    document["continues"] = _continues(events, window)
     document["days"] = list(rows.values())
     document["totals"] = _totals(document["days"])
     document["sessions"] = _sessions(in_window)
@@ -326,6 +331,77 @@ def _detox_fields(window: DetoxWindow, now: datetime,
     }
 
 
+# ---- weekly block windows ----
+
+SCHEDULE_DAYS = 28  # the report's schedule table: this many days back from now
+ATTEMPT_KINDS = frozenset({"tamper", "app_closed"})
+
+
+def _continues(events: Sequence[Mapping[str, Any]], window: DetoxWindow) -> list[str]:
+    """The schedule entries that took over when this detox ended (journal: schedule_after_detox)."""
+    if window.ended_at is None:
+        return []
+    found: list[str] = []
+    for event in events:
+        at = parse_time(event.get("at"))
+        if event.get("kind") == "schedule_after_detox" and at is not None \
+                and at >= window.ended_at.replace(microsecond=0):
+            found += [str(name) for name in event.get("entries") or [] if str(name) not in found]
+    return found
+
+
+def window_intervals(events: Sequence[Mapping[str, Any]], now: datetime) -> list[tuple[datetime, datetime]]:
+    """When any window was in force, from window_opened/window_closed (joined, oldest first).
+    A daemon restart journals an open window again: an open that is open already continues."""
+    opened: dict[str, datetime] = {}
+    spans: list[tuple[datetime, datetime]] = []
+    for event in events:
+        kind, at, entry = event.get("kind"), parse_time(event.get("at")), str(event.get("entry"))
+        if at is None:
+            continue
+        if kind == "window_opened":
+            opened.setdefault(entry, at)
+        elif kind == "window_closed" and entry in opened:
+            spans.append((opened.pop(entry), at))
+    spans += [(start, now) for start in opened.values() if start < now]
+    joined: list[tuple[datetime, datetime]] = []
+    for start, end in sorted(spans):
+        if joined and start <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], end))
+        else:
+            joined.append((start, end))
+    return joined
+
+
+def schedule_days(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo) -> list[dict[str, Any]]:
+    """Per local day of the last :data:`SCHEDULE_DAYS` with a window in force: ``scheduled_hours``
+    and ``attempts_in_windows`` (tampering and blocked apps closed while a window was in force)."""
+    spans = window_intervals(events, now)
+    if not spans:
+        return []
+    first = (now - timedelta(days=SCHEDULE_DAYS)).astimezone(tz).date()
+    hours: dict[date, float] = {}
+    for start, end in spans:
+        day = start.astimezone(tz).date()
+        while day <= end.astimezone(tz).date():
+            # Local midnights as UTC moments: a day of a DST change has 23 or 25 hours.
+            low = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+            following = day + timedelta(days=1)
+            high = datetime(following.year, following.month, following.day, tzinfo=tz).astimezone(UTC)
+            seconds = (min(end, high) - max(start, low)).total_seconds()
+            if seconds > 0 and day >= first:
+                hours[day] = hours.get(day, 0.0) + seconds / 3600
+            day += timedelta(days=1)
+    attempts: Counter[date] = Counter()
+    for event in events:
+        at = parse_time(event.get("at"))
+        if event.get("kind") in ATTEMPT_KINDS and at is not None \
+                and any(start <= at < end for start, end in spans):
+            attempts[at.astimezone(tz).date()] += 1
+    return [{"date": day.isoformat(), "scheduled_hours": round(hours[day], 2),
+             "attempts_in_windows": attempts.get(day, 0)} for day in sorted(hours)]
+
+
 # ---- words ----
 
 def duration_text(seconds: float | None) -> str:
@@ -386,7 +462,9 @@ def summary(document: Mapping[str, Any]) -> str:
     sessions = [session for session in document["sessions"] if session["hot_seats"]]
     if sessions:
         parts.append(f"{len(sessions)} peer session{'s' if len(sessions) != 1 else ''} held")
-    return f"{head}: " + ", ".join(parts)
+    continues = document.get("continues") or []
+    tail = f"; continuing: {', '.join(continues)}" if over and continues else ""
+    return f"{head}: " + ", ".join(parts) + tail
 
 
 def format_text(document: Mapping[str, Any]) -> str:
@@ -408,6 +486,10 @@ def format_text(document: Mapping[str, Any]) -> str:
     for session in document["sessions"]:
         people = ", ".join(seat["person"] for seat in session["hot_seats"]) or "no hot seats yet"
         lines.append(f"Session {session['session']} ({session['started_at']}): {people}")
+    if document.get("schedule"):
+        lines += ["", f"{'date':<10}  {'scheduled':>10}  blocked attempts inside the windows"]
+        lines += [f"{row['date']:<10}  {_short(row['scheduled_hours'] * 3600):>10}  "
+                  f"{row['attempts_in_windows']}" for row in document["schedule"]]
     return "\n".join(lines)
 
 

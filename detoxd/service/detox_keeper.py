@@ -253,7 +253,7 @@ class DetoxKeeper:
         engine.schedule.detox_ended()
         engine.enforce()
         engine.recovery.lifecycle("detox_ended", early=True, reason=reason)
-        engine.publish("detox_ended")
+        engine.publish("detox_ended", continues=engine.schedule.continuing())
         return {"ok": True, "status": engine.status(private=True)}
 
     def peer_lock(self) -> dict[str, Any]:
@@ -325,7 +325,7 @@ class DetoxKeeper:
             engine.allowances.detox_ended()
             engine.schedule.detox_ended()
             engine.enforce()
-            engine.publish("detox_ended")
+            engine.publish("detox_ended", continues=engine.schedule.continuing())
 
     def _report_held_time(self, before: detox.DetoxState, after: detox.DetoxState) -> None:
         """Time the wall clock claims across a reboot without confirmation: held, loudly."""

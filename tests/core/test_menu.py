@@ -462,3 +462,11 @@ def test_the_tray_says_until_when_a_window_blocks_and_when_the_next_begins() -> 
     after = {**IDLE, "schedule": [window("workdays", active=False, next_change="2025-12-01T09:00:00+00:00",
                                          waiting_for_detox_end=True)]}
     assert title(view(after)) == "detoxd: no detox running"
+
+
+def test_the_closing_notice_says_what_continues() -> None:
+    from detoxd.core.menu import closing_text
+
+    assert closing_text(["workdays (mon,tue 09:00-17:30: social)"]) == \
+        "The detox is over. Continuing: workdays (mon,tue 09:00-17:30: social)"
+    assert closing_text([]) == closing_text(None) == "The detox is over: nothing is blocked any more"

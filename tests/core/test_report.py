@@ -262,7 +262,7 @@ def test_the_json_fields_are_the_documented_contract() -> None:
                             journal_stats={"events": 1, "segments": 1, "corrupt_lines": 0,
                                            "newer_version_lines": 0})
     assert set(document) == {"version", "generated_at", "scope", "detox", "days", "totals", "tampers",
-                             "sessions", "activitywatch", "summary", "journal"}
+                             "sessions", "activitywatch", "summary", "schedule", "continues", "journal"}
     assert set(document["detox"]) == {"state", "started_at", "ends_at", "ended_at", "days_total",
                                       "days_so_far", "days_elapsed"}
     assert set(document["days"][0]) == {
@@ -425,3 +425,25 @@ def test_the_text_report_is_one_aligned_line_per_day() -> None:
     lines = report.format_text(document).split("\n")
     assert lines[1] == "" and lines[2].startswith("No ActivityWatch data. ") and lines[3] == ""
     assert lines[4].startswith("date ")
+
+
+def test_scheduled_hours_per_day_next_to_the_attempts_inside_the_windows() -> None:
+    journal = finished_detox()
+    after = END + timedelta(seconds=5)
+    journal.add(after, "schedule_after_detox", entries=["workdays"])
+    day = datetime(2026, 12, 2, tzinfo=UTC)
+    journal.add(day + timedelta(hours=9), "window_opened", entry="workdays", until="")
+    journal.add(day + timedelta(hours=10), "tamper", target="hosts_file", restored="x")
+    journal.add(day + timedelta(hours=12), "daemon_started", version="1")
+    journal.add(day + timedelta(hours=12), "window_opened", entry="workdays", until="")  # after a restart
+    journal.add(day + timedelta(hours=17, minutes=30), "window_closed", entry="workdays")
+    journal.add(day + timedelta(hours=18), "app_closed", app="slack", uid=1000, pid=1)  # outside
+    journal.add(day + timedelta(hours=23), "window_opened", entry="night", until="")
+    document = report.build(journal.events, now=day + timedelta(days=1, hours=2), tz=UTC)
+    assert document["schedule"] == [
+        {"date": "2026-12-02", "scheduled_hours": 9.5, "attempts_in_windows": 1},
+        {"date": "2026-12-03", "scheduled_hours": 2.0, "attempts_in_windows": 0}]
+    assert document["continues"] == ["workdays"]
+    assert document["summary"].endswith("; continuing: workdays")
+    text = report.format_text(document)
+    assert "2026-12-02  9 h 30 min  1" in text and "2026-12-03   2 h 0 min  0" in text

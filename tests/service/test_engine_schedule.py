@@ -131,8 +131,12 @@ def test_after_entries_take_over_when_the_detox_ends(tmp_path: Path) -> None:
     try:
         assert "news.example" not in blocked(paths)  # waits for a detox to end
         assert engine.status()["schedule"][0]["waiting_for_detox_end"]
+        published: list[dict[str, Any]] = []
+        engine.publish_to = published.append
         assert engine.handle({"cmd": "start"}, ROOT)["ok"]
         assert engine.handle({"cmd": "end"}, ROOT)["ok"]
+        [ended] = [event for event in published if event["event"] == "detox_ended"]
+        assert ended["continues"] == ["workdays (mon,tue,wed,thu,fri 09:00-17:30: news.example)"]
         assert blocked(paths) == {"news.example", "www.news.example", CANARY}
         assert journalled(paths, "schedule_after_detox")[0]["entries"] == ["workdays"]
     finally:
