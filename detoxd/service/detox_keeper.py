@@ -209,6 +209,7 @@ class DetoxKeeper:
         result = detox.request_end(engine.state)
         if isinstance(result, detox.Refusal):
             log.warning("refused end from uid %d: %s", peer.uid, result.reason)
+            journal.record("end_refused", by_uid=peer.uid, reason=result.reason)
             raise refused(result.reason)
         self.last_window = self.window_of(engine.state, ended_at=engine.clock.now())
         engine.state = result

@@ -37,7 +37,7 @@ from detoxd.service.loader import LoadedConfig, load_config
 from detoxd.service.mail import MailKeeper
 from detoxd.service.recovery import StateRecovery
 from detoxd.service.schedule_keeper import ScheduleKeeper
-from detoxd.service.scheduler import SessionScheduler, system_timezone
+from detoxd.service.scheduler import SessionScheduler, local_zone, system_timezone
 from detoxd.service.sdnotify import Notifier
 from detoxd.service.state_store import Applied
 from detoxd.service.status import StatusBuilder
@@ -126,6 +126,9 @@ class Engine:
         self.journal = journal.Journal(journal.directory_for(paths.state_dir), clock,
                                        header=lambda: self.detox.journal_header())
         journal.install(self.journal)
+        self.journal.listeners.append(  # peers_informed: what the peers are told about
+            lambda kind, fields: self.mail.on_event(kind, fields, active=self.state.active,
+                                                    now=self.clock.now()))
         self.audit = Audit(self.journal.directory, clock.monotonic)
         self.detox = DetoxKeeper(self)  # start, end, peers, the detox clock, failing closed
         # The control socket's commands, checked against who may call each (logind: the seat).
@@ -248,7 +251,7 @@ class Engine:
         self.browser.browser_policies = self.applied.browser_policies
         self.network.configure(loaded.main.network, loaded.blocklist.allow,
                                active=self.state.active, locked=self.state.locked)
-        self.mail.configure(loaded.main.mail)
+        self.mail.configure(loaded.main.mail, loaded.main)
         self._main = loaded.main
         self.refresh_sessions(force=True)
         if changed or (self.applied.lock_mode, self.applied.peers_needed) != lock_before:
@@ -516,8 +519,21 @@ class Engine:
             # The tray shows it even under do-not-disturb: it is the user's own allowance.
             self.publish("allowance_closing", **notice)
         self.agents.reports(during_detox=self.state.active)  # notices agents that went away
+        self.mail.tick(self.clock.now(), summary=self._report_document, activity=self._activity_line)
         self.journal.sync()
         self.status_builder.snapshot()
+
+    def _report_document(self) -> dict[str, Any] | None:
+        """The report of the detox that just ended, for the peers' closing note."""
+        window = self.detox.last_window
+        reply = self.audit.report(None, now=self.clock.now(), tz=local_zone(), window=window)
+        document = reply.get("report")
+        return document if isinstance(document, dict) else None
+
+    def _activity_line(self) -> str | None:
+        """With `share_activity: true` only: the blocked apps closed, in the peers' messages."""
+        closed = sum(self.app_watcher.closed_counts().values())
+        return f"Blocked apps closed during the detox: {closed}." if closed else None
 
     # ---- the last good blocklist ----
 

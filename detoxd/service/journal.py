@@ -97,6 +97,7 @@ KINDS: dict[str, str] = {
     "state_lost": "reason, failed_closed / during_detox (every copy gone at start, or removed while running)",
     "segment_started": "detox_started_at, detox_ends_at (the first line of every later segment)",
     "peer_end_attempt": "ended (bool), by_uid, failed_attempts, reason (why not; never a share)",
+    "end_refused": "by_uid, reason (`detoxd end` during a locked detox)",
     "enforcement_failed": "target ('hosts file' | 'browser policy' | ...), reason (and the fix in status)",
     "enforced_again": "target (the obstacle named by the last enforcement_failed is gone)",
     "hosts_write_recovered": "outcome (finished | set_aside | not_yet | ...), detail",
@@ -138,6 +139,9 @@ class Journal:
         self._last_sync = 0.0
         self._last_failure_log = -FAILURE_LOG_SECONDS
         self.written = 0
+        # Told of every event written (kind, fields), under the journal's lock: they must not
+        # record (the mail keeper counts the events the peers are told about).
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.dropped = 0  # since the last successful write; journalled as a journal_gap
         self.dropped_total = 0
 
@@ -198,6 +202,11 @@ class Journal:
             self._count_drop()
             return False
         if self._write_event(kind, fields):
+            for listener in self.listeners:
+                try:
+                    listener(kind, fields)
+                except Exception:  # a listener's bug must not stop the journal
+                    log.exception("journal: a listener failed on %s", kind)
             return True
         self._count_drop()
         return False

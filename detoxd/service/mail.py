@@ -9,15 +9,25 @@ how its last round went (a failure is a problem in status, with its fix, until a
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import pwd
+import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from detoxd import durable
+from detoxd.core import imip, informed
 from detoxd.core.mail import MailSettings, settings_to_json
-from detoxd.outbox import Outbox, outbox_dir
+from detoxd.core.sessions import Person
+from detoxd.outbox import MAX_MESSAGE_BYTES, Outbox, OutboxError, new_message_id, outbox_dir, read_bounded
 from detoxd.protocol import bad_request
+
+if TYPE_CHECKING:
+    from detoxd.core.config import MainConfig
 
 log = logging.getLogger("detoxd")
 
@@ -25,6 +35,7 @@ MAIL_USER = "detoxd-mail"
 MAX_MESSAGES_PER_SYNC = 20
 MESSAGES_BUDGET_BYTES = 3 << 20  # of a reply that may be 4 MiB (MAX_RESPONSE_BYTES)
 SENT_SHOWN = 10  # the last messages delivered, in status
+INFORMED_FILE = "informed.json"  # peers_informed: counted, told, the last message's time
 
 
 def mail_uids() -> frozenset[int]:
@@ -40,9 +51,97 @@ class MailKeeper:
         self.outbox = Outbox(outbox_dir(state_dir))
         self.settings: MailSettings | None = None
         self.last_round: dict[str, Any] | None = None  # the agent's last report
+        # `peers_informed:` (detoxd.core.informed): what is counted and told, kept across restarts.
+        self.chosen: tuple[str, ...] = ()
+        self.share_activity = False
+        self.me: Person = Person("me")
+        self.peers: tuple[Person, ...] = ()
+        self._informed_file = self.outbox.directory / INFORMED_FILE
+        self.informed = informed.InformedState.from_json(_read_state(self._informed_file))
+        self._informed_dirty = False
+        self._lock = threading.Lock()  # the journal's listener and the tick
+        # Events journalled at start-up before the config is read (daemon_started): counted then.
+        self._before_config: list[tuple[str, dict[str, Any], bool, datetime]] | None = []
 
-    def configure(self, settings: MailSettings | None) -> None:
+    def configure(self, settings: MailSettings | None, main: MainConfig | None = None) -> None:
         self.settings = settings
+        if main is not None:
+            self.chosen = main.peers_informed if settings is not None else ()
+            self.share_activity = main.share_activity
+            self.me = main.me or Person("me")
+            self.peers = main.peers
+        early, self._before_config = self._before_config, None
+        for kind, fields, active, at in early or ():
+            self.on_event(kind, fields, active=active, now=at)
+
+    # ---- peers_informed ----
+
+    def on_event(self, kind: str, fields: dict[str, Any], *, active: bool, now: datetime) -> None:
+        """A journal listener: count what the peers are to be told (during a detox only)."""
+        if self._before_config is not None:
+            if len(self._before_config) < 100:
+                self._before_config.append((kind, fields, active, now))
+            return
+        if not self.chosen:
+            return
+        with self._lock:
+            if kind == "detox_ended":
+                self.informed = dataclasses.replace(self.informed, closing_due=True)
+                self._informed_dirty = True
+            elif active:
+                counted = informed.count(self.informed, kind, self.chosen, now)
+                if counted is not self.informed:
+                    self.informed = counted
+                    self._informed_dirty = True
+
+    def tick(self, now: datetime, *, summary: Callable[[], dict[str, Any] | None],
+             activity: Callable[[], str | None]) -> None:
+        """Queue what is due: the counts (first at once, then at most hourly), the closing note."""
+        with self._lock:
+            state = self.informed
+            dirty = self._informed_dirty
+            self._informed_dirty = False
+        if self.chosen and self.settings is not None and informed.due(state, now):
+            subject, text = informed.message(self.me.name, state,
+                                             activity=activity() if self.share_activity else None)
+            self._queue_to_peers(subject, text, now, "informed")
+            with self._lock:
+                self.informed = informed.sent(self.informed, now)
+            dirty = True
+        if self.informed.closing_due:
+            document = summary() if self.chosen and self.settings is not None else None
+            if document is not None:
+                line = (str(document.get("summary")) if self.share_activity
+                        else informed.private_summary(document))
+                subject, text = informed.closing(self.me.name, self.informed, line)
+                self._queue_to_peers(subject, text, now, "closing")
+            with self._lock:
+                self.informed = informed.InformedState()
+            dirty = True
+        if dirty:
+            self._save_informed()
+
+    def _queue_to_peers(self, subject: str, text: str, now: datetime, kind: str) -> None:
+        assert self.settings is not None
+        for peer in self.peers:
+            if not peer.email:
+                continue
+            envelope = imip.plain(self.me, self.settings.sender, peer, subject, text, now,
+                                  new_message_id(self.settings.sender), kind)
+            try:
+                self.outbox.queue(envelope, self.settings.sender, subject, now)
+            except OSError as error:
+                log.error("mail: cannot queue the message to %s: %s", peer.email, error.strerror)
+                continue
+            log.info("mail: queued %s to %s (%s)", kind, peer.email, envelope.message_id)
+
+    def _save_informed(self) -> None:
+        try:
+            self.outbox.ensure()
+            data = json.dumps(self.informed.to_json()).encode()
+            durable.replace_file(self._informed_file, data, mode=0o600)
+        except OSError as error:
+            log.error("mail: cannot save %s: %s", self._informed_file, error.strerror)
 
     def sync(self, request: dict[str, Any], now: datetime) -> dict[str, Any]:
         delivered = request.get("delivered", [])
@@ -101,3 +200,11 @@ class MailKeeper:
             "error": last.get("error"),
             "fix": last.get("fix"),
         }
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(read_bounded(path, MAX_MESSAGE_BYTES))
+    except (FileNotFoundError, OutboxError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -101,3 +101,28 @@ def test_nothing_is_queued_or_sent_without_send_or_peers_informed(
         assert "sent 0, 0 left" in done.stdout
     assert server.handler.received == []
     assert env.status()["mail"]["pending_count"] == 0
+
+
+def test_an_informed_event_reaches_the_peers_within_the_bound(
+        detoxd_env: DetoxdEnv, certificates: Certificates) -> None:
+    env = detoxd_env
+    with smtpkit.running(certificates) as server:
+        configure(env, certificates, server.port)
+        with (env.config_dir / "detoxd.yaml").open("a") as main:
+            main.write("peers_informed: [end_attempt]\n")
+        env.start_daemon()
+        assert env.cli("start").returncode == 0
+        assert env.cli("end").returncode != 0  # locked: refused, an attempt to end early
+        # The first message is queued at the daemon's next tick: within the 5 minutes promised.
+        wait_for(lambda: env.status()["mail"]["pending_count"] == 2, timeout=300,
+                 what="the message queued")
+        done = env.cli("mail-send", "--once")
+        assert done.returncode == 0, done.stderr
+        assert server.handler.arrived.wait(WAIT)
+    received = sorted(server.handler.received, key=lambda r: r.rcpt_tos[0])
+    assert [r.rcpt_tos for r in received] == [["ada@example.com"], ["grace@example.com"]]
+    text = received[0].message.get_content()
+    assert "1 attempt to end the detox early" in text
+    assert "twitter" not in text and "facebook" not in text  # never which sites
+    assert [(row["to"], row["kind"]) for row in env.status()["mail"]["sent"]] == [
+        ("ada@example.com", "informed"), ("grace@example.com", "informed")]
