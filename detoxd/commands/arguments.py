@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check", help="validate the config files (no daemon needed)")
     report = commands.add_parser(
         "report", help="the detox day by day: blocked sites before vs during, attempts, apps closed")
-    report.add_argument("--json", action="store_true", help="machine-readable output (fields in docs/report.md)")
+    report.add_argument("--json", action="store_true",
+                        help="machine-readable output (fields in docs/report.md)")
     report.add_argument("--html", metavar="FILE", help="write one self-contained page with charts")
     netagent = commands.add_parser(
         "netagent", help="put the detox into the household's DNS engines (what detoxd-network starts)")
