@@ -155,9 +155,10 @@ class AppWatcher:
         pending SIGKILL; None when there is nothing to watch."""
         due = [closure.deadline for closure in self.pending]
         if self.rules and self.events_in_force(now) and self._primed:
-            # The kernel tells of every exec: list /proc again at the safety net or when the
-            # exec watcher's lease runs out, not every second.
-            due.append(min(self._next_recheck, self._events_until))
+            # The kernel tells of every exec: list /proc again when the exec watcher's lease runs
+            # out, not every second. The safety net (every ``recheck_seconds``) wakes no one: the
+            # daemon scans at every tick, which comes at least every QUIET_SECONDS anyway.
+            due.append(self._events_until)
         elif self.rules:
             due.append(now + self.poll_seconds)
         return min(due) if due else None

@@ -229,6 +229,8 @@ class Daemon:
                         next_full_verify = now + FULL_VERIFY_SECONDS
                     engine.check(now, full=full)
                     next_tick = engine.next_tick_due(now, watchdog)
+                    if next_apps is not None:  # the apps' safety net rides on the tick: no
+                        next_apps = now  # wake-up of its own (see AppWatcher.next_due)
                 if next_apps is not None and now >= next_apps:
                     engine.watch_apps(now)
                     next_apps = engine.next_scan_due(now)

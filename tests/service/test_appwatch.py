@@ -317,6 +317,8 @@ def test_exec_events_close_at_once_and_spare_the_scan_its_listing(spawn: Spawner
     assert watch.scan(now) == []  # primed: every process looked at once
     watch.exec_events([], now, lease_seconds=60)
     assert watch.events_in_force(now + 59) and not watch.events_in_force(now + 61)
+    # Only the lease's end wakes the daemon: the 30 s safety net rides on its ticks.
+    assert watch.next_due(now) == now + 60
     slack = spawn.start([spawn.binary("slack"), "60"])
     assert watch.scan(now + 1) == []  # events in force: no listing, the event will tell
     assert slack.poll() is None
