@@ -32,9 +32,11 @@ from detoxd.core import dnswire, hosts, policies, statustext
 from detoxd.core.doctorchecks import (
     CUTTER_PATH_UNIT,
     EXECWATCH_UNIT,
+    MAIL_UNIT,
     SAMPLE_SIZE,
     SERVICE,
     Facts,
+    MailTry,
     Report,
     dns_server,
     evaluate,
@@ -115,6 +117,7 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         cutter_stuck=_cutter_stuck(paths),
         execwatch_enabled=_service_enabled(root, EXECWATCH_UNIT),
         engine_answers=ask_engines(status, block_names) if active else {},
+        mail=try_mail(paths, root),
     )
 
 
@@ -238,6 +241,34 @@ def _browser_policies_enabled(paths: Paths) -> bool:
         return load_config(paths.config_dir).main.bypass.browser_policies
     except (ConfigError, OSError):
         return True  # the default; the daemon keeps its last good config anyway
+
+
+def try_mail(paths: Paths, root: Path = Path("/"), *, cafile: str | None = None) -> MailTry | None:
+    """`mail:`'s server tried as detoxd-mail would (connect, STARTTLS, AUTH; no message). Without
+    root the password file cannot be read: the server is tried without AUTH and doctor says so."""
+    from detoxd.core.yamlsource import ConfigError
+    from detoxd.mailsend import MailError, try_server
+    from detoxd.netagent.agent import SecretError, read_secret_file
+    from detoxd.service.loader import load_config
+
+    try:
+        settings = load_config(paths.config_dir).main.mail
+    except (ConfigError, OSError):
+        return None  # check_config says what is wrong with the config
+    if settings is None:
+        return None
+    enabled = _service_enabled(root, MAIL_UNIT)
+    note = ""
+    try:
+        password = read_secret_file(settings.password_file, "mail", paths.config_dir, environ={})
+    except SecretError as error:
+        password = None
+        note = f" (AUTH not tried: {error}; run doctor as root)"
+    try:
+        reached = try_server(settings, password if settings.username else None, cafile=cafile, timeout=10.0)
+    except MailError as error:
+        return MailTry(False, error.reason, error.fix, enabled)
+    return MailTry(True, reached + note, "", enabled)
 
 
 def _cutter_stuck(paths: Paths) -> int:

@@ -26,6 +26,7 @@ SAMPLE_SIZE = 5  # names asked of each household DNS engine
 SERVICE = "detoxd.service"
 CUTTER_PATH_UNIT = "detoxd-cutter.path"
 EXECWATCH_UNIT = "detoxd-execwatch.service"
+MAIL_UNIT = "detoxd-mail.service"
 
 
 class Level(StrEnum):
@@ -65,6 +66,17 @@ class Facts:
     # The household's engines asked over DNS, as a client of the detox would: engine label ->
     # name -> answer (None: no answer in time).
     engine_answers: dict[str, dict[str, dnswire.Answer | None]] = field(default_factory=dict)
+    mail: MailTry | None = None  # `mail:` configured: its server tried (no message sent)
+
+
+@dataclass(frozen=True)
+class MailTry:
+    """`mail:`'s server, tried by doctor: connect, STARTTLS, AUTH, no message."""
+
+    reached: bool
+    message: str  # what was reached, or what failed
+    fix: str = ""
+    unit_enabled: str | None = None  # `systemctl is-enabled detoxd-mail.service`; None: cannot tell
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,20 @@ def evaluate(facts: Facts) -> Report:
         *check_browser_policies(facts, active),
         check_notifications(facts.status),
         *check_network(facts.status, facts.engine_answers, active),
+        *check_mail(facts.mail),
     ))
+
+
+def check_mail(tried: MailTry | None) -> list[Check]:
+    """The server the messages to the peers go through, and the unit that sends them."""
+    if tried is None:
+        return []
+    checks = [Check("mail server", Level.OK if tried.reached else Level.FAIL, tried.message, tried.fix)]
+    if tried.unit_enabled is not None and tried.unit_enabled not in ("enabled", "enabled-runtime"):
+        state = tried.unit_enabled or "not installed"
+        checks.append(Check("mail agent", Level.FAIL, f"{MAIL_UNIT} is {state}: the messages to the peers "
+                            "wait in the outbox", f"sudo systemctl enable --now {MAIL_UNIT}"))
+    return checks
 
 
 def check_daemon(facts: Facts) -> Check:

@@ -138,6 +138,7 @@ def status_lines(view: TrayView) -> list[str]:
     lines += _plan_lines(status, view.now)
     lines += _allowance_lines(status, view.now)
     lines += _schedule_lines(status, view.now)
+    lines += statustext.mail_lines(status)  # what was sent to the peers, to whom and when
     lines += [notice.text for notice in view.current_notices()]
     return lines
 

@@ -172,10 +172,28 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
         lines += [allowance_line(allowance) for allowance in status.allowances]
     lines += [schedule_line(entry) for entry in status.schedule]
     lines += [f"Engine {engine_line(row)}" for row in status.network]
+    lines += mail_lines(status)
     lines += [warning_line(warning) for warning in status.warnings]
     if status.config_error:
         lines.append("Config error (the last good blocklist stays in force):")
         lines += ["  " + line for line in status.config_error.splitlines()]
+    return lines
+
+
+def mail_lines(status: Status, shown: int = 3) -> list[str]:
+    """The messages to the peers: what waits, the last sent (to whom, what, when)."""
+    mail = status.mail
+    if mail is None:
+        return []
+    via = f" via {mail.server}" if mail.server else ""
+    lines = []
+    if mail.pending_count:
+        lines.append(f"Mail to peers{via}: {count(mail.pending_count, 'message')} waiting"
+                     + (f" (last try {clock_time(mail.last_try)})" if mail.last_try else ""))
+    for row in list(mail.sent)[-shown:][::-1]:
+        at = row.get("sent_at")
+        when = clock_time(at) if isinstance(at, str) and at else "?"
+        lines.append(f"Mail sent: {row.get('kind', '?')} to {row.get('to', '?')} at {when}")
     return lines
 
 

@@ -470,3 +470,12 @@ def test_the_closing_notice_says_what_continues() -> None:
     assert closing_text(["workdays (mon,tue 09:00-17:30: social)"]) == \
         "The detox is over. Continuing: workdays (mon,tue 09:00-17:30: social)"
     assert closing_text([]) == closing_text(None) == "The detox is over: nothing is blocked any more"
+
+
+def test_the_tray_shows_what_was_mailed_to_the_peers() -> None:
+    sent = {"to": "ada@example.com", "kind": "informed", "sent_at": "2025-11-27T09:30:00+00:00"}
+    lines = status_lines(view({**ACTIVE, "mail": {"server": "smtp.example.com:587", "pending_count": 0,
+                                                   "pending": [], "sent": [sent], "last_try": None,
+                                                   "error": None, "fix": None}}))
+    assert any(line.startswith("Mail sent: informed to ada@example.com at ") for line in lines)
+    assert not any(line.startswith("Mail") for line in status_lines(view(ACTIVE)))

@@ -109,3 +109,20 @@ def test_status_prints_each_window_and_what_is_held() -> None:
     [line] = [text for text in lines if text.startswith("Schedule ")]
     assert line.startswith("Schedule workdays (mon,fri 09:00-17:30): Blocked until ")
     assert line.endswith("; held edit (shorter) takes effect 2026-06-02T15:30:00+00:00")
+
+
+def test_mail_lines_say_what_waits_and_what_was_sent_to_whom() -> None:
+    status = Status.from_json({"hosts_file": "/etc/hosts", "mail": {
+        "server": "smtp.example.com:587", "pending_count": 1,
+        "pending": [{"to": "grace@example.com", "kind": "informed",
+                     "queued_at": "2026-03-02T10:00:00+00:00"}],
+        "sent": [{"to": "ada@example.com", "kind": "invitation", "sent_at": "2026-03-02T09:00:00+00:00"}],
+        "last_try": "2026-03-02T10:01:00+00:00", "error": None, "fix": None}})
+    sent_at = statustext.clock_time("2026-03-02T09:00:00+00:00")
+    lines = statustext.mail_lines(status)
+    assert lines == [
+        f"Mail to peers via smtp.example.com:587: 1 message waiting "
+        f"(last try {statustext.clock_time('2026-03-02T10:01:00+00:00')})",
+        f"Mail sent: invitation to ada@example.com at {sent_at}"]
+    assert set(lines) <= set(status_lines(status))
+    assert statustext.mail_lines(Status.from_json({})) == []
