@@ -55,7 +55,7 @@ from detoxd.core.yamlsource import (
 )
 
 SCHEDULE_KEYS = {"name", "days", "from", "to", "block", "lock"}
-BLOCK_KEYS = {"presets", "domains"}
+BLOCK_KEYS = {"presets", "domains", "apps"}
 MAX_ENTRIES = 64
 LOCK_DELAY = timedelta(hours=24)
 
@@ -72,6 +72,7 @@ class BlockWindow:
     domains: tuple[str, ...] = ()
     lock: bool = False
     line: int = field(default=0, compare=False)
+    apps: tuple[str, ...] = field(default=(), kw_only=True)  # app rules of blocklist.yaml, by name
     index: int = field(default=0, compare=False)
     key_lines: tuple[tuple[str, int], ...] = field(default=(), compare=False)
 
@@ -142,15 +143,20 @@ def _parse_entry(source: Source, node: Node, path: str, index: int,
             end += MINUTES_PER_DAY  # past midnight: ends the next day
     presets: tuple[str, ...] | None = None
     names: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
     if "block" in fields:
-        presets, names = _block(source, fields["block"], join(path, "block"), known_presets)
+        presets, names, apps = _block(source, fields["block"], join(path, "block"), known_presets)
     lock = False
     if "lock" in fields:
         lock = bool(as_bool(source, fields["lock"], join(path, "lock")))
     if len(source.errors) > before or name is None or start is None or end is None:
         return None
-    return BlockWindow(name, days, start, end, presets, names, lock, node.line, index,
-                       tuple(node.key_lines.items()))
+    key_lines = tuple(node.key_lines.items())
+    block = fields.get("block")
+    if block is not None and block.kind == "map" and "apps" in block.value:
+        key_lines += (("block.apps", block.value["apps"].line),)
+    return BlockWindow(name, days, start, end, presets, names, lock, node.line, index, key_lines,
+                       apps=apps)
 
 
 def _days(source: Source, node: Node, path: str) -> frozenset[int]:
@@ -188,10 +194,10 @@ def _time(source: Source, node: Node, path: str, *, allow_24: bool = False) -> i
 
 
 def _block(source: Source, node: Node, path: str,
-           known: Sequence[str]) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+           known: Sequence[str]) -> tuple[tuple[str, ...] | None, tuple[str, ...], tuple[str, ...]]:
     fields = as_mapping(source, node, path, BLOCK_KEYS)
     if fields is None:
-        return None, ()
+        return None, (), ()
     presets: list[str] = []
     for raw, line, item_path in (as_str_list(source, fields["presets"], join(path, "presets"))
                                  if "presets" in fields else []):
@@ -209,10 +215,22 @@ def _block(source: Source, node: Node, path: str,
             source.error(line, item_path, checked.error or f"{raw!r} is not a valid domain name")
         elif checked.name not in names:
             names.append(checked.name)
-    if not presets and not names:
-        source.error(node.line, path, "name presets or domains to block (or leave block: out "
+    apps = tuple(dict.fromkeys(name for name, _, _ in (
+        as_str_list(source, fields["apps"], join(path, "apps")) if "apps" in fields else [])))
+    if not presets and not names and not apps:
+        source.error(node.line, path, "name presets, domains or apps to block (or leave block: out "
                      "to block the whole blocklist)")
-    return tuple(presets), tuple(names)
+    return tuple(presets), tuple(names), apps
+
+
+def check_apps(schedule: Sequence[BlockWindow], known: Iterable[str],
+               file: str = "detoxd.yaml") -> list[ConfigIssue]:
+    """`block.apps` names app rules of blocklist.yaml's `apps:` (a rule across the two files)."""
+    names = set(known)
+    listed = ", ".join(sorted(names)) or "none: blocklist.yaml has no apps:"
+    return [ConfigIssue(file, rule.line_of("block.apps"), f"schedule[{rule.index}].block.apps",
+                        f"no app rule named {app!r} in blocklist.yaml (apps: {listed})")
+            for rule in schedule for app in rule.apps if app not in names]
 
 
 def check_after(source: Source, after: Iterable[tuple[str, int, str]],
@@ -267,6 +285,8 @@ def plan_rule(rule: BlockWindow, now: datetime, tz: tzinfo) -> tuple[bool, datet
 class Plan:
     active: frozenset[str]  # names of the entries in force now
     blocked: frozenset[str]  # what they block
+    whole_apps: bool  # an entry with the whole blocklist is in force: every app rule too
+    apps: frozenset[str]  # the app rules the others name
     next_change: datetime | None  # when to plan again (trusted clock)
 
 
@@ -284,7 +304,9 @@ def plan(rules: Sequence[BlockWindow], names: Mapping[BlockWindow, frozenset[str
     found = [names.get(rule, frozenset()) for rule in active]
     blocked = found[0] if len(found) == 1 else frozenset().union(*found)
     later = [moment for moment in moments if moment > now]
-    return Plan(frozenset(rule.name for rule in active), blocked, min(later) if later else None)
+    return Plan(frozenset(rule.name for rule in active), blocked,
+                any(rule.whole_blocklist for rule in active),
+                frozenset(app for rule in active for app in rule.apps), min(later) if later else None)
 
 
 # ---- the ratchet ----
@@ -329,7 +351,8 @@ def loosening(old: BlockWindow, new: BlockWindow | None) -> str | None:
     elif intersect_windows(old.windows, new.windows) != tuple(sorted(old.windows)):
         given_up.append("shorter")
     if not new.whole_blocklist and (old.whole_blocklist or not (
-            set(old.presets or ()) <= set(new.presets or ()) and set(old.domains) <= set(new.domains))):
+            set(old.presets or ()) <= set(new.presets or ()) and set(old.domains) <= set(new.domains)
+            and set(old.apps) <= set(new.apps))):
         given_up.append("fewer names")
     if old.lock and not new.lock:
         given_up.append("lock taken off")
@@ -437,7 +460,7 @@ def status(rules: Sequence[BlockWindow], written: Sequence[BlockWindow], state: 
             "days": [DAY_NAMES[day] for day in sorted(rule.days)],
             "window": f"{_hhmm(rule.start)}-{_hhmm(rule.end % MINUTES_PER_DAY)}",
             "blocks": "blocklist" if rule.whole_blocklist else sorted(
-                [*(rule.presets or ()), *rule.domains]),
+                [*(rule.presets or ()), *rule.domains, *(f"app:{app}" for app in rule.apps)]),
             "lock": rule.lock,
             "active": active,
             "next_change": _iso(to_wall(min(changes))) if changes else None,
@@ -490,7 +513,8 @@ def from_json(data: Any) -> ScheduleState:
 def _rule_json(rule: BlockWindow) -> dict[str, Any]:
     return {"name": rule.name, "days": sorted(rule.days), "start": rule.start, "end": rule.end,
             "presets": None if rule.presets is None else list(rule.presets),
-            "domains": list(rule.domains), "lock": rule.lock, "line": rule.line, "index": rule.index}
+            "domains": list(rule.domains), "lock": rule.lock, "line": rule.line, "index": rule.index,
+            "apps": list(rule.apps)}
 
 
 def _rule_from(data: Any) -> BlockWindow:
@@ -508,7 +532,8 @@ def _rule_from(data: Any) -> BlockWindow:
         if domain_names.normalize_domain(name).name != name:
             raise ValueError(f"invalid domain {name!r}")
     return BlockWindow(str(data["name"])[:64], days, start, end, presets, names, bool(data["lock"]),
-                       int(data.get("line", 0)), int(data.get("index", 0)))
+                       int(data.get("line", 0)), int(data.get("index", 0)),
+                       apps=tuple(str(app)[:64] for app in data.get("apps", ())))
 
 
 def _moment(text: Any) -> datetime:

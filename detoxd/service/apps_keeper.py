@@ -37,9 +37,12 @@ class AppsKeeper:
     def names(self) -> frozenset[str]:
         return frozenset(rule.name for rule in self.rules())
 
-    def enforce(self, *, locked: bool) -> None:
+    def enforce(self, *, locked: bool, only: frozenset[str] | None = None) -> None:
+        """``only``: outside a detox, the rules a block window names (None: every rule)."""
         configured = self.configured
         rules = apps.ratchet_rules(self.kept, configured) if locked else configured
+        if only is not None:
+            rules = tuple(rule for rule in rules if rule.name in only)
         kept = rules if locked else ()
         if kept != self.kept and self.save(kept):
             self.kept = kept  # else retried at the next enforce

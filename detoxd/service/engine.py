@@ -242,7 +242,8 @@ class Engine:
         self.apps.configured = loaded.blocklist.apps
         self.allowances.configure(loaded.blocklist.allowances)
         self.schedule.configure(loaded.main.schedule, loaded.main.detox.after, whole=loaded.names,
-                                allow=loaded.blocklist.allow)
+                                allow=loaded.blocklist.allow,
+                                apps=frozenset(rule.name for rule in loaded.blocklist.apps))
         for warning in self.warnings:
             log.warning("%s", warning)
         self.applied = _applied_from(loaded)
@@ -295,7 +296,9 @@ class Engine:
                 # Saved at once, not at the next 30 s checkpoint: a kill -9 in between, with the
                 # YAML and applied.json damaged, must not shrink the block.
                 self.checkpoint()
-        self.apps.enforce(locked=self.state.active and self.state.locked)
+        # Outside a detox only the apps a window in force names (schedule: in detoxd.yaml).
+        self.apps.enforce(locked=self.state.active and self.state.locked,
+                          only=None if self.state.active else self.schedule.apps)
         enforced = detox.enforced_names(self.state, self.applied.names, ratchet_holds_them=held)
         windows = self.schedule.blocked  # weekly block windows in force now, detox or not
         if windows and not (self.state.active and windows is self.applied.names) and not windows <= enforced:
@@ -459,13 +462,13 @@ class Engine:
 
     def exec_events(self, pids: list[int], *, lease_seconds: float, watching: bool, lost: bool) -> None:
         """The exec watcher's PIDs (see detoxd.service.execwatch): closed at once if blocked."""
-        if self.apps.exec_events(pids, self.clock.monotonic(), active=self.state.active,
+        if self.apps.exec_events(pids, self.clock.monotonic(), active=self._closing_apps(),
                                  lease_seconds=lease_seconds, watching=watching, lost=lost):
             self.publish("status")
 
     def watch_apps(self, now: float) -> None:
         """Close blocked apps started since the last tick; only while a detox runs."""
-        if self.apps.watch(now, active=self.state.active):
+        if self.apps.watch(now, active=self._closing_apps()):
             self.publish("status")
 
     # ---- when the loop must wake ----
@@ -502,7 +505,11 @@ class Engine:
 
     def next_scan_due(self, now: float) -> float | None:
         """When to look for blocked apps again (None: no detox or no app rules)."""
-        return self.apps.next_due(now, active=self.state.active)
+        return self.apps.next_due(now, active=self._closing_apps())
+
+    def _closing_apps(self) -> bool:
+        """Blocked apps are closed during a detox and while a window names some."""
+        return self.state.active or bool(self.schedule.apps)
 
     # ---- the detox clock ----
 

@@ -18,6 +18,7 @@ from detoxd.core.config import (
     parse_blocklist,
     parse_main,
 )
+from detoxd.core.schedule import check_apps
 from detoxd.core.yamlsource import ConfigError, ConfigIssue, Source
 from detoxd.service import safeopen
 
@@ -60,6 +61,8 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
             issues += _privacy(main_source.issues, main_text) + _privacy(block_source.issues, block_text)
             if main is not None:
                 issues += _check_secret_files(directory, main, trusted)
+            if main is not None and blocklist is not None:  # `block.apps` names blocklist.yaml's apps
+                issues += check_apps(main.schedule, (rule.name for rule in blocklist.apps))
             list_names = (_read_lists(directory, blocklist.lists, trusted, issues)
                           if blocklist is not None else [])
     except safeopen.Untrusted as problem:

@@ -40,6 +40,8 @@ class ScheduleKeeper:
         self.warnings: list[str] = []
         self.events: list[tuple[str, dict[str, Any]]] = []  # for the journal, drained by the engine
         self.blocked: frozenset[str] = frozenset()  # what the active windows block now
+        self.apps: frozenset[str] = frozenset()  # the app rules they close now (by name)
+        self._app_names: frozenset[str] = frozenset()  # every app rule of the blocklist
         self._whole: frozenset[str] = frozenset()
         self._allow: frozenset[str] = frozenset()
         self._names: dict[sc.BlockWindow, frozenset[str]] = {}
@@ -53,14 +55,17 @@ class ScheduleKeeper:
     # ---- config and detox ----
 
     def configure(self, written: Sequence[sc.BlockWindow], after: Sequence[str], *,
-                  whole: frozenset[str], allow: frozenset[str], file: str = "detoxd.yaml") -> None:
+                  whole: frozenset[str], allow: frozenset[str], apps: frozenset[str] = frozenset(),
+                  file: str = "detoxd.yaml") -> None:
         """The schedule of a config that loaded: loosening edits are held (a warning each)."""
         before = {held.rule.name for held in self.state.held}
         self.tz = self._timezone()
         now = self._now()
         self.state, issues = sc.reconcile(self.state, written, now, self.tz, file=file)
         self.written, self.after = tuple(written), tuple(after)
-        self._whole, self._allow = whole, allow
+        if whole is not self._whole or allow != self._allow:
+            self._rules = ()  # names computed again: the blocklist changed
+        self._whole, self._allow, self._app_names = whole, allow, apps
         warnings = [str(issue) for issue in issues]
         for warning in warnings:
             if warning not in self.warnings:
@@ -71,14 +76,16 @@ class ScheduleKeeper:
                 self.events.append(("schedule_edit_held", {
                     "entry": held.rule.name, "edit": held.edit, "locked": held.rule.lock,
                     "takes_effect": _iso(self._to_wall(held.takes_effect(now, self.tz)))}))
-        self._planned = None  # plan again
+        self._planned = None  # plan again, now: the engine enforces right after a config loads
         self.save()
+        self.tick(detox_active=self._detox_active)
 
     def detox_ended(self) -> None:
         """The entries named in `detox.after` take over from now."""
         if self.after and self.state.after_since is None:
             self.state = sc.ScheduleState(self.state.known, self.state.held, self._now())
             self.events.append(("schedule_after_detox", {"entries": list(self.after)}))
+            self._planned = None
             self.save()
         self.tick(detox_active=False)  # before the engine enforces what the end leaves
 
@@ -128,8 +135,9 @@ class ScheduleKeeper:
         self._due = planned.next_change
         self._planned = (self.tz, detox_active)
         blocked = planned.blocked
-        changed = blocked != self.blocked
-        self.blocked = blocked
+        apps = self._app_names if planned.whole_apps else planned.apps & self._app_names
+        changed = blocked != self.blocked or apps != self.apps
+        self.blocked, self.apps = blocked, apps
         return changed
 
     def _until(self, name: str, now: datetime) -> dict[str, Any]:
@@ -141,6 +149,7 @@ class ScheduleKeeper:
         """The blocklist changed (a reload): entries without ``block:`` follow it."""
         if whole is not self._whole:
             self._whole, self._rules, self._planned = whole, (), None
+            self.tick(detox_active=self._detox_active)
 
     def seconds_to_next_change(self) -> float | None:
         if self._due is None:

@@ -70,3 +70,41 @@ def test_a_window_opens_and_closes_and_getent_sees_it(detoxd_env: DetoxdEnv) -> 
     assert [event["entry"] for event in journalled(detoxd_env, "window_opened")] == ["soon"]
     wait_for(lambda: journalled(detoxd_env, "window_closed"), what="window_closed in the journal")
     assert detoxd_env.status()["hosts_in_sync"] is True
+
+
+LOCKED = """schedule:
+  - name: evenings
+    days: [mon, tue, wed, thu, fri, sat, sun]
+    from: "{start}"
+    to: "{end}"
+    lock: true
+    block:
+      domains: [{name}, second-{name}]
+"""
+
+
+def test_the_ratchet_holds_a_locked_window_across_an_edit_and_a_restart(detoxd_env: DetoxdEnv) -> None:
+    """Removing a name from a locked window in force: held (a file:line warning, status pending),
+    the name still blocked, after a restart too; adding a name: blocked at once."""
+    now = datetime.now(local_zone())
+    # In force now and for 23 hours: from an hour ago to two hours ago (through midnight).
+    start, end = (now - timedelta(hours=1)).strftime("%H:%M"), (now - timedelta(hours=2)).strftime("%H:%M")
+    detoxd_env.write_main(LOCKED.format(start=start, end=end, name=NAME))
+    detoxd_env.start_daemon()
+    assert detoxd_env.status()["schedule"][0]["active"] is True
+    assert "0.0.0.0" in resolve(detoxd_env.hosts, f"second-{NAME}")
+    detoxd_env.write_main(LOCKED.format(start=start, end=end, name=NAME).replace(
+        f", second-{NAME}", ", added.example"))
+    status = wait_for(lambda: (s := detoxd_env.status())["schedule"][0]["pending"] and s,
+                      what="the edit to be held")
+    assert status["schedule"][0]["pending"]["edit"] == "fewer names"
+    assert any(warning.startswith("detoxd.yaml:2: schedule[0]: warning: schedule entry 'evenings' "
+                                  "fewer names: held until") for warning in status["warnings"])
+    assert "0.0.0.0" in resolve(detoxd_env.hosts, f"second-{NAME}")  # held: still blocked
+    assert "0.0.0.0" in resolve(detoxd_env.hosts, "added.example")  # widening: at once
+    detoxd_env.stop_daemon()
+    detoxd_env.start_daemon()
+    assert detoxd_env.status()["schedule"][0]["pending"] == status["schedule"][0]["pending"]
+    assert "0.0.0.0" in resolve(detoxd_env.hosts, f"second-{NAME}")
+    [held] = journalled(detoxd_env, "schedule_edit_held")
+    assert held["entry"] == "evenings" and held["edit"] == "fewer names" and held["locked"] is True

@@ -141,3 +141,60 @@ def test_after_entries_take_over_when_the_detox_ends(tmp_path: Path) -> None:
         assert journalled(paths, "schedule_after_detox")[0]["entries"] == ["workdays"]
     finally:
         engine.shutdown()
+
+
+def test_a_blocklist_edit_reaches_a_whole_blocklist_window_and_a_zone_change_moves_it(tmp_path: Path) -> None:
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST, main=MAIN)
+    clock = FakeClock(datetime(2026, 6, 7, 21, 0, tzinfo=UTC))  # Sunday 23:00 in Berlin: night
+    zone = [BERLIN]
+    keeper = AllowanceKeeper(paths.allowances_file, clock, timezone=lambda: zone[0], logind=None)
+    engine = Engine(paths, clock, allowances=keeper)
+    engine.boot()
+    try:
+        assert "reddit.com" in blocked(paths)
+        (paths.config_dir / "blocklist.yaml").write_text("domains: [reddit.com, added.example]\n")
+        engine.reload()
+        assert "added.example" in blocked(paths)
+        zone[0] = ZoneInfo("America/New_York")  # 17:00 on Sunday there: no window
+        clock.advance(1)
+        engine.tick()
+        assert blocked(paths) == set()
+        [_, night] = engine.status()["schedule"]
+        assert not night["active"] and night["next_change"] == "2026-06-08T02:00:00+00:00"
+    finally:
+        engine.shutdown()
+
+
+def test_a_window_that_names_an_app_closes_it_only_while_in_force(tmp_path: Path) -> None:
+    from detoxd.service.appwatch import AppWatcher
+
+    main = MAIN.replace("[news.example]\n", "[news.example]\n      apps: [slack]\n")
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST + "apps: [slack, discord]\n", main=main)
+    clock = FakeClock(datetime(2026, 6, 1, 6, 59, tzinfo=UTC))  # Monday 08:59 in Berlin
+    keeper = AllowanceKeeper(paths.allowances_file, clock, timezone=lambda: BERLIN, logind=None)
+    engine = Engine(paths, clock, allowances=keeper, app_watcher=AppWatcher(grace_seconds=0.5))
+    engine.boot()
+    try:
+        assert engine.app_watcher.rules == () and engine.next_scan_due(clock.monotonic()) is None
+        run_until(engine, clock, datetime(2026, 6, 1, 7, 0, 1, tzinfo=UTC))
+        assert [rule.name for rule in engine.app_watcher.rules] == ["slack"]  # not discord
+        assert engine.next_scan_due(clock.monotonic()) is not None
+        assert "app:slack" in engine.status()["schedule"][0]["blocks"]
+    finally:
+        engine.shutdown()
+
+
+def test_block_apps_must_name_an_app_rule(tmp_path: Path) -> None:
+    from detoxd.core.yamlsource import ConfigError
+    from detoxd.service.loader import load_config
+
+    main = MAIN.replace("[news.example]\n", "[news.example]\n      apps: [nosuch]\n")
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST, main=main)
+    try:
+        load_config(paths.config_dir)
+    except ConfigError as error:
+        assert [str(issue) for issue in error.issues] == [
+            "detoxd.yaml:11: schedule[0].block.apps: no app rule named 'nosuch' in blocklist.yaml "
+            "(apps: none: blocklist.yaml has no apps:)"]
+    else:
+        raise AssertionError("loaded a schedule naming an app rule that does not exist")
