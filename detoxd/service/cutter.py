@@ -69,6 +69,11 @@ def request_cut(cutter_dir: Path, *, block: Iterable[str] = (), opened: Iterable
     return path
 
 
+def shortest_names(names: Iterable[str]) -> list[str]:
+    """The names a request keeps (at most :data:`MAX_NAMES_PER_REQUEST`, the shortest first)."""
+    return _shortest_first(names)
+
+
 def _shortest_first(names: Iterable[str]) -> list[str]:
     # The main domains of a site come before its deep sub-domains (see connections.resolve).
     # Neither a sort of them all nor heapq.nsmallest (a Python loop): a restart with a million

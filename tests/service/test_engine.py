@@ -238,3 +238,37 @@ def test_a_large_last_good_blocklist_survives_a_restart_with_a_broken_file(
     assert len(again.applied.names) == 200_000
     assert "ignoring unusable" not in caplog.text
     again.shutdown()
+
+
+def _cut_requests(paths: Paths) -> list[dict[str, object]]:
+    directory = paths.cutter_dir / "requests"
+    found = [json.loads(path.read_text()) for path in sorted(directory.glob("*.json"))]
+    for path in directory.glob("*.json"):
+        path.unlink()
+    return found
+
+
+@pytest.mark.parametrize("changed_meanwhile", [False, True])
+def test_a_start_asks_to_cut_every_blocked_name_once_status_answers(
+        paths: Paths, clock: FakeClock, changed_meanwhile: bool) -> None:
+    """The daemon boots with cut_later: the request to cut connections to every name blocked
+    (all new to this process) comes from request_start_cut, after the socket opens; with the
+    names in force then (a config edit or a command in between)."""
+    engine = Engine(paths, clock)
+    engine.boot()
+    engine.handle({"cmd": "start"}, ROOT)
+    engine.shutdown()
+    _cut_requests(paths)
+    again = Engine(paths, clock)
+    again.boot(cut_later=True)
+    assert _cut_requests(paths) == []  # not yet: status answers first
+    if changed_meanwhile:
+        (paths.config_dir / "blocklist.yaml").write_text("domains: [twitter.com, linkedin.com, x.com]\n")
+        again.reload()
+        assert [request["block"] for request in _cut_requests(paths)] == [["x.com", "www.x.com"]]
+    again.request_start_cut()
+    (request,) = _cut_requests(paths)
+    assert set(request["block"]) == again.hosts.names >= {"twitter.com", "linkedin.com"}  # type: ignore[arg-type]
+    again.request_start_cut()  # once
+    assert _cut_requests(paths) == []
+    again.shutdown()
