@@ -347,17 +347,25 @@ class Engine:
         if not self.state.active:
             return
         side_file = state_store.ratchet_side_file(self.state.ratchet)
-        found = self.hosts.guard.block_digest() if side_file is not None else None
-        if side_file is None or found is None:
+        if side_file is None:
+            return
+        known = self._block_recorded or self.recovery.block_record
+        whole = self.hosts.guard.file_record()
+        if known is not None and whole is not None and (known.file, known.order) == whole \
+                and known.ratchet_file == side_file:
+            return  # the very file recorded (a start that took it as it was: no block rendered)
+        found = self.hosts.guard.block_digest()
+        if found is None:
             return
         digest, names = found
-        known = self._block_recorded or self.recovery.block_record
-        if known is not None and (known.digest, known.ratchet_file) == (digest, side_file):
+        if known is not None and (known.digest, known.ratchet_file, known.file, known.order) == (
+                digest, side_file, *(whole or (None, None))):
             return
         beyond = names - self.state.ratchet
         if len(beyond) > state_store.MAX_BEYOND_RATCHET:
             return  # the start reads the block (a stale record stays true: both files are named)
-        record = state_store.BlockRecord(digest, side_file, beyond)
+        file_digest, order_digest = whole or (None, None)
+        record = state_store.BlockRecord(digest, side_file, beyond, file_digest, order_digest)
         if self.recovery.persist("hosts block's digest", lambda: state_store.write_atomic(
                 self.paths.hosts_block_file, state_store.encode_block_record(record))):
             self._block_recorded = record

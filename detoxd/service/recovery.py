@@ -149,8 +149,13 @@ class StateRecovery:
         if ratchet_file is not None and parsed.block is not None:
             record = state_store.load_block_record(self.engine.paths.hosts_block_file)
             if record is not None and record.ratchet_file == ratchet_file:
-                if record.digest == state_store.block_digest(parsed.block):
+                whole = record.file is not None and record.file == state_store.file_digest(text)
+                if whole or record.digest == state_store.block_digest(parsed.block):
                     self.block_record = record
+                    if whole and record.file is not None and record.order is not None:
+                        # The very file detoxd left: the guard need not render the block to
+                        # know it, if the order is the same (it checks the file again).
+                        self.engine.hosts.guard.expect(record.file, record.order)
                     return record.beyond - known
                 log.info("detoxd's block in %s changed since detoxd last saw it: reading every name "
                          "in it", self.engine.paths.hosts_file)

@@ -722,6 +722,11 @@ class BlockRecord:
     digest: str  # block_digest() of the block as it is in the file
     ratchet_file: str
     beyond: frozenset[str]
+    # And, when known: the whole hosts file's SHA-256 as detoxd verified it (enforced and in
+    # sync) for the block order whose order_digest() is ``order``: a start that finds that very
+    # file and is to enforce that very order has nothing to render or compare (HostsGuard.expect).
+    file: str | None = None
+    order: str | None = None
 
 
 def block_digest(block: bytes) -> str:
@@ -730,9 +735,19 @@ def block_digest(block: bytes) -> str:
     return hashlib.sha256(memoryview(block)[block.find(b"\n") + 1:]).hexdigest()
 
 
+def file_digest(text: bytes) -> str:
+    return hashlib.sha256(text).hexdigest()
+
+
+def order_digest(order: Sequence[str]) -> str:
+    """SHA-256 of a block's names in their order (the block's bytes follow from it and the
+    newline, which the file's digest holds)."""
+    return hashlib.sha256("\n".join(order).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def encode_block_record(record: BlockRecord) -> bytes:
     return json.dumps({"version": 1, "digest": record.digest, "ratchet_file": record.ratchet_file,
-                       "beyond": sorted(record.beyond)}).encode()
+                       "beyond": sorted(record.beyond), "file": record.file, "order": record.order}).encode()
 
 
 def load_block_record(path: Path) -> BlockRecord | None:
@@ -760,7 +775,12 @@ def load_block_record(path: Path) -> BlockRecord | None:
         beyond = checked_names(document["beyond"], "beyond")
         if len(beyond) > MAX_BEYOND_RATCHET:
             raise ValueError(f"more than {MAX_BEYOND_RATCHET} names beyond the ratchet")
+        whole, order = document.get("file"), document.get("order")
+        if (whole is None) != (order is None) or not all(
+                value is None or (isinstance(value, str) and _DIGEST.fullmatch(value))
+                for value in (whole, order)):
+            raise ValueError("invalid file or order digest")
     except (ValueError, UnicodeDecodeError, RecursionError, KeyError, TypeError) as exc:
         log.error("ignoring unusable %s: %s", path, _short(str(exc)))
         return None
-    return BlockRecord(digest, ratchet_file, frozenset(beyond))
+    return BlockRecord(digest, ratchet_file, frozenset(beyond), whole, order)

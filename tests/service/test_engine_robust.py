@@ -339,6 +339,39 @@ def test_a_restart_knows_the_unchanged_block_from_its_digest(paths: Paths, clock
     again.shutdown()
 
 
+def test_a_restart_takes_the_very_file_it_left_without_rendering_the_block(
+        paths: Paths, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, enforced = _large_detox_stopped(paths, clock)
+    engine.shutdown()  # the last checkpoint records the whole file too
+    before = paths.hosts_file.read_bytes()
+    from detoxd.core import hosts as hosts_module
+
+    renders: list[int] = []
+    original = hosts_module.render_block_in_order
+    monkeypatch.setattr(hosts_module, "render_block_in_order",
+                        lambda order, newline=b"\n": renders.append(len(order)) or original(order, newline))
+    again = Engine(paths, clock)
+    again.boot()
+    assert renders == [] and again.recovery.block_record is not None
+    assert paths.hosts_file.read_bytes() == before and again.status()["hosts_in_sync"]
+    assert again.state.ratchet >= enforced
+    paths.hosts_file.write_bytes(before.replace(b"0.0.0.0 host3.example.com\n", b""))  # a tamper now
+    again.hosts.handle_events()
+    clock.advance(1.0)
+    again.settle(clock.monotonic())
+    assert paths.hosts_file.read_bytes() == before and renders  # rendered for the restore
+    again.shutdown()
+    # The same file, but the list's order changed while stopped: rendered, the block rewritten.
+    many = paths.config_dir / "many.txt"
+    many.write_text("".join(reversed(many.read_text().splitlines(keepends=True))))
+    renders.clear()
+    once_more = Engine(paths, clock)
+    once_more.boot()
+    assert renders and paths.hosts_file.read_bytes() != before
+    assert blocked(paths) == enforced and once_more.status()["hosts_in_sync"]
+    once_more.shutdown()
+
+
 def _edit_block(paths: Paths, edit: str) -> None:
     text = paths.hosts_file.read_bytes()
     if edit == "name added":
@@ -349,7 +382,7 @@ def _edit_block(paths: Paths, edit: str) -> None:
         text = text.replace(b"0.0.0.0 host2.example.com\n", b"0.0.0.0 host2.example.con\n")
     else:  # the record itself names another block
         record = json.loads(paths.hosts_block_file.read_text())
-        record["digest"] = "0" * 64
+        record["digest"], record["file"] = "0" * 64, "1" * 64
         paths.hosts_block_file.write_text(json.dumps(record))
         return
     paths.hosts_file.write_bytes(text)

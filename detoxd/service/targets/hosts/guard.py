@@ -80,6 +80,11 @@ class HostsGuard:
         self._managed: frozenset[str] = frozenset()  # names detoxd may have in the file now
         self._block_cache: tuple[frozenset[str], bytes, bytes] | None = None
         self._digest_cache: tuple[bytes, str] | None = None  # a block and its digest
+        # (file digest, order digest) of a file known to be as enforce leaves it for that order
+        # (hosts-block.json, at start: see expect); used once.
+        self._expected: tuple[str, str] | None = None
+        # (stat, order, file digest, order digest) of the file last recorded (file_record)
+        self._file_record: tuple[tuple[int, int, int, int] | None, Sequence[str], str, str] | None = None
         self._notify = inotify.Inotify()
         self._file_wd: int | None = None
         self._dir_wd = self._notify.add_watch(str(self.path.parent), DIR_EVENTS)
@@ -206,7 +211,8 @@ class HostsGuard:
         self._writer_open = False
         self._in_sync = False
         current = self._read_after_writer()
-        desired = self._desired(current)
+        # The file detoxd left for this very order (see expect): nothing to render or compare.
+        desired = hosts.Desired(current, ()) if self._as_expected(current) else self._desired(current)
         try:
             written = self.file.write(desired.text, current, in_place=under_writer)
         except ChangedSinceRead:
@@ -232,6 +238,36 @@ class HostsGuard:
         self._last_stat = self._stat()
         self._in_sync = True
         return Outcome(written, tampered, desired.neutralised if written else ())
+
+    def expect(self, file_digest: str, order_digest: str) -> None:
+        """The next enforce may take a file with ``file_digest`` as it is, when the order it
+        enforces has ``order_digest``: such a file is one this guard's enforce left in sync for
+        that order (hosts-block.json says so), and enforce leaves such a file as it is (it never
+        rewrites a correct file). Anything else is rendered and compared as always."""
+        self._expected = (file_digest, order_digest)
+
+    def _as_expected(self, current: bytes) -> bool:
+        expected, self._expected = self._expected, None
+        order = self._order
+        return (expected is not None and order is not None and bool(self.names)
+                and state_store.file_digest(current) == expected[0]
+                and state_store.order_digest(order) == expected[1])
+
+    def file_record(self) -> tuple[str, str] | None:
+        """(file digest, order digest) of the file as it is, while it is as the last enforce left
+        it (in sync, no event queued); None otherwise. Read and hashed once for each change."""
+        order = self._enforced_order
+        if order is None or not self.names or not self._untouched():
+            return None
+        known = self._file_record
+        if known is not None and known[0] == self._last_stat and known[1] is order:
+            return known[2], known[3]
+        text = self.file.read()
+        if self._stat() != self._last_stat:
+            return None  # changed while read
+        self._file_record = (self._last_stat, order, state_store.file_digest(text),
+                             state_store.order_digest(order))
+        return self._file_record[2], self._file_record[3]
 
     def block_digest(self) -> tuple[str, frozenset[str]] | None:
         """The digest of the block in the file (:func:`state_store.block_digest`) and its names,
