@@ -15,8 +15,8 @@ from detoxd.core.yamlsource import (
     ConfigIssue,
     Node,
     Source,
-    as_list,
     as_mapping,
+    as_named_list,
     as_number,
     as_str,
     as_str_list,
@@ -146,24 +146,9 @@ def parse_allowances(
     source: Source, node: Node, path: str, catalog: SiteCatalog
 ) -> tuple[Allowance, ...]:
     """The ``allowances:`` list of blocklist.yaml; every problem is reported to ``source``."""
-    result: list[Allowance] = []
-    names: dict[str, int] = {}
-    entries = as_list(source, node, path) or []
-    if len(entries) > MAX_ALLOWANCES:
-        source.error(node.line, path, f"at most {MAX_ALLOWANCES} allowances")
-        return ()
-    for index, entry in enumerate(entries):
-        item_path = join(path, index)
-        allowance = _parse_one(source, entry, item_path, catalog, index)
-        if allowance is None:
-            continue
-        if allowance.name in names:
-            source.error(entry.line, join(item_path, "name"),
-                         f"{allowance.name!r} is already the name of allowances[{names[allowance.name]}]")
-            continue
-        names[allowance.name] = index
-        result.append(allowance)
-    return tuple(result)
+    return tuple(as_named_list(source, node, path, limit=MAX_ALLOWANCES, noun="allowances",
+                               parse=lambda entry, item_path, index:
+                               _parse_one(source, entry, item_path, catalog, index)))
 
 
 def _parse_one(
@@ -193,11 +178,16 @@ def _name(source: Source, fields: dict[str, Node], node: Node, path: str) -> str
         source.error(node.line, path, "missing key name (what you type: detoxd open NAME)")
         return None
     name = as_str(source, fields["name"], join(path, "name"))
-    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", name):
+    if name is not None and not valid_name(name):
         source.error(fields["name"].line, join(path, "name"),
                      f"{name!r}: use lower-case letters, digits, '.', '_' or '-' (at most 64)")
         return None
     return name
+
+
+def valid_name(name: str) -> bool:
+    """A name people type (`detoxd open NAME`) or read in status: allowances, schedule entries."""
+    return re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", name) is not None
 
 
 def _sites(

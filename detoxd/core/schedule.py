@@ -26,7 +26,6 @@ it was keeps blocking next to the entry as written, so adding or widening is imm
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
@@ -40,6 +39,7 @@ from detoxd.core.allowance_rules import (
     Window,
     intersect_windows,
     parse_time,
+    valid_name,
 )
 from detoxd.core.allowances import current_window, next_window, window_spans
 from detoxd.core.yamlsource import (
@@ -47,8 +47,8 @@ from detoxd.core.yamlsource import (
     Node,
     Source,
     as_bool,
-    as_list,
     as_mapping,
+    as_named_list,
     as_str,
     as_str_list,
     join,
@@ -100,24 +100,9 @@ def parse_schedule(source: Source, node: Node, path: str) -> tuple[BlockWindow, 
     """The ``schedule:`` list of detoxd.yaml; every problem is reported to ``source``."""
     from detoxd.core.presets import PRESET_NAMES  # package data: the names of its files
 
-    entries = as_list(source, node, path) or []
-    if len(entries) > MAX_ENTRIES:
-        source.error(node.line, path, f"at most {MAX_ENTRIES} schedule entries")
-        return ()
-    result: list[BlockWindow] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        item_path = join(path, index)
-        parsed = _parse_entry(source, entry, item_path, index, PRESET_NAMES)
-        if parsed is None:
-            continue
-        if parsed.name in seen:
-            source.error(parsed.line_of("name"), join(item_path, "name"),
-                         f"{parsed.name!r} is already the name of schedule[{seen[parsed.name]}]")
-            continue
-        seen[parsed.name] = index
-        result.append(parsed)
-    return tuple(result)
+    return tuple(as_named_list(source, node, path, limit=MAX_ENTRIES, noun="schedule entries",
+                               parse=lambda entry, item_path, index:
+                               _parse_entry(source, entry, item_path, index, PRESET_NAMES)))
 
 
 def _parse_entry(source: Source, node: Node, path: str, index: int,
@@ -130,14 +115,14 @@ def _parse_entry(source: Source, node: Node, path: str, index: int,
         if key not in fields:
             source.error(node.line, path, f"missing key {key}")
     name = as_str(source, fields["name"], join(path, "name")) if "name" in fields else None
-    if name is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,63}", name):
+    if name is not None and not valid_name(name):
         source.error(fields["name"].line, join(path, "name"),
                      f"{name!r}: use lower-case letters, digits, '.', '_' or '-' (at most 64)")
     days = _days(source, fields["days"], join(path, "days")) if "days" in fields else frozenset()
     start = _time(source, fields["from"], join(path, "from")) if "from" in fields else None
     end = _time(source, fields["to"], join(path, "to"), allow_24=True) if "to" in fields else None
     if start is not None and end is not None:
-        if start == end % MINUTES_PER_DAY:
+        if start == end % MINUTES_PER_DAY and end != MINUTES_PER_DAY:  # ("00:00" to "24:00": a day)
             source.error(fields["to"].line, join(path, "to"), "a window must not end when it starts")
         elif end <= start:
             end += MINUTES_PER_DAY  # past midnight: ends the next day
@@ -272,12 +257,18 @@ def next_change_of(rule: BlockWindow, now: datetime, tz: tzinfo) -> datetime | N
 
 
 def plan_rule(rule: BlockWindow, now: datetime, tz: tzinfo) -> tuple[bool, datetime | None]:
-    """(active now, next change) from one look at the rule's spans (a tick's planning)."""
-    for start, end in window_spans(rule, now, tz):
-        if start <= now < end:
-            return True, end
-        if start > now:
-            return False, start
+    """(active now, next change) from one look at the rule's spans (a tick's planning): the next
+    two days first, the week when nothing is found there. A span cut at the end of what was looked
+    at only makes the plan come back sooner."""
+    for days_ahead in (1, 8):
+        spans = window_spans(rule, now, tz, days_ahead=days_ahead)
+        for start, end in spans:
+            if start <= now < end:
+                if days_ahead == 1 and end == spans[-1][1]:
+                    break  # may go on past what was looked at: look at the week
+                return True, end
+            if start > now:
+                return False, start
     return False, None
 
 

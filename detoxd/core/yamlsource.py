@@ -29,9 +29,9 @@ Past :data:`MAX_ERRORS_PER_FILE` errors a file's further errors are only counted
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import yaml
 
@@ -466,4 +466,36 @@ def as_str_list(source: Source, node: Node, path: str) -> list[tuple[str, int, s
         text = as_str(source, item, item_path)
         if text is not None:
             result.append((text, item.line, item_path))
+    return result
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+Named = TypeVar("Named", bound=_Named)
+
+
+def as_named_list(source: Source, node: Node, path: str, *, limit: int, noun: str,
+                  parse: Callable[[Node, str, int], Named | None]) -> list[Named]:
+    """A list of at most ``limit`` items, each parsed by ``parse(item, item_path, index)`` (None:
+    reported already), whose names are unique: a second item of a name is reported and left out."""
+    entries = as_list(source, node, path) or []
+    if len(entries) > limit:
+        source.error(node.line, path, f"at most {limit} {noun}")
+        return []
+    result: list[Named] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        item_path = join(path, index)
+        parsed = parse(entry, item_path, index)
+        if parsed is None:
+            continue
+        if parsed.name in seen:
+            source.error(entry.line, join(item_path, "name"),
+                         f"{parsed.name!r} is already the name of {path}[{seen[parsed.name]}]")
+            continue
+        seen[parsed.name] = index
+        result.append(parsed)
     return result

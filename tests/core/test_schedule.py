@@ -281,3 +281,22 @@ def test_status_rows() -> None:
                      "window": "09:00-17:30", "blocks": ["news.ycombinator.com", "social"], "lock": False,
                      "active": True, "next_change": "2026-06-01T15:30:00+00:00", "after_detox": False,
                      "waiting_for_detox_end": False, "pending": None}]
+
+
+def test_the_tick_plan_agrees_with_the_window_spans_over_four_weeks() -> None:
+    rules = entries(WORKDAYS) + entries(NIGHT)
+    names = {rule: frozenset({rule.name}) for rule in rules}
+    moment = local(1, 0, 7)
+    while moment < local(29, 0):
+        planned = sc.plan(rules, names, sc.ScheduleState(), moment, BERLIN)
+        assert planned.active == {rule.name for rule in rules if sc.is_active(rule, moment, BERLIN)}
+        changes = [sc.next_change_of(rule, moment, BERLIN) for rule in rules]
+        assert planned.next_change == min(change for change in changes if change is not None)
+        moment += timedelta(minutes=97)
+
+
+def test_a_window_that_never_ends_is_planned_again_at_most_weekly() -> None:
+    (always,) = entries(NIGHT.replace("[sun]", "[mon, tue, wed, thu, fri, sat, sun]")
+                        .replace('"22:00"', '"00:00"').replace('"07:00"', '"24:00"'))
+    active, change = sc.plan_rule(always, local(3, 12), BERLIN)
+    assert active and change is not None and change > local(3, 12) + timedelta(days=6)
