@@ -23,7 +23,15 @@ from detoxd import durable
 from detoxd.core import imip, informed
 from detoxd.core.mail import MailSettings, settings_to_json
 from detoxd.core.sessions import Person
-from detoxd.outbox import MAX_MESSAGE_BYTES, Outbox, OutboxError, new_message_id, outbox_dir, read_bounded
+from detoxd.outbox import (
+    MAX_MESSAGE_BYTES,
+    Outbox,
+    OutboxError,
+    Queued,
+    new_message_id,
+    outbox_dir,
+    read_bounded,
+)
 from detoxd.protocol import bad_request
 
 if TYPE_CHECKING:
@@ -60,6 +68,7 @@ class MailKeeper:
         self.informed = informed.InformedState.from_json(_read_state(self._informed_file))
         self._informed_dirty = False
         self._lock = threading.Lock()  # the journal's listener and the tick
+        self._status_cache: tuple[int | None, list[Queued], list[dict[str, Any]]] | None = None
         # Events journalled at start-up before the config is read (daemon_started): counted then.
         self._before_config: list[tuple[str, dict[str, Any], bool, datetime]] | None = []
 
@@ -133,6 +142,7 @@ class MailKeeper:
             except OSError as error:
                 log.error("mail: cannot queue the message to %s: %s", peer.email, error.strerror)
                 continue
+            self._status_cache = None
             log.info("mail: queued %s to %s (%s)", kind, peer.email, envelope.message_id)
 
     def _save_informed(self) -> None:
@@ -157,6 +167,7 @@ class MailKeeper:
             item = by_name.pop(name, None)
             if item is not None:
                 self.outbox.delivered(item, now)
+                self._status_cache = None
                 log.info("mail: %s to %s accepted by the server (%s)", item.kind, item.recipient,
                          item.message_id)
         if report is not None:
@@ -184,10 +195,18 @@ class MailKeeper:
         return [f"mail: {error}" + (f"; fix: {fix}" if fix else "")]
 
     def status(self) -> dict[str, Any] | None:
-        """For status and the tray: the server, what waits, what was sent to whom and when."""
-        if self.settings is None and not self.outbox.directory.exists():
+        """For status and the tray: the server, what waits, what was sent to whom and when.
+        The outbox is read again only when its directory changed (each tick builds a status)."""
+        try:
+            changed = self.outbox.directory.stat().st_mtime_ns
+        except OSError:
+            changed = None
+        if self.settings is None and changed is None:
             return None
-        pending = self.outbox.pending()
+        if self._status_cache is None or self._status_cache[0] != changed:
+            pending = self.outbox.pending()
+            self._status_cache = (changed, pending, self.outbox.sent())
+        _, pending, sent = self._status_cache
         last = self.last_round or {}
         return {
             "server": self.settings.address if self.settings is not None else None,
@@ -195,7 +214,7 @@ class MailKeeper:
                         for item in pending[:SENT_SHOWN]],
             "pending_count": len(pending),
             "sent": [{"to": record.get("to"), "kind": record.get("kind"), "sent_at": record.get("sent_at")}
-                     for record in self.outbox.sent()[-SENT_SHOWN:]],
+                     for record in sent[-SENT_SHOWN:]],
             "last_try": last.get("at"),
             "error": last.get("error"),
             "fix": last.get("fix"),

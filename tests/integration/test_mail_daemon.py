@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,30 @@ def test_an_informed_event_reaches_the_peers_within_the_bound(
     assert "twitter" not in text and "facebook" not in text  # never which sites
     assert [(row["to"], row["kind"]) for row in env.status()["mail"]["sent"]] == [
         ("ada@example.com", "informed"), ("grace@example.com", "informed")]
+
+
+def test_kill_9_of_the_mail_agent_mid_send_resends_the_same_message_id(
+        detoxd_env: DetoxdEnv, certificates: Certificates) -> None:
+    env = detoxd_env
+    with smtpkit.running(certificates) as server:
+        configure(env, certificates, server.port)
+        env.start_daemon()
+        assert env.cli("sessions", "--send").returncode == 0
+        queued = [row["to"] for row in env.status()["mail"]["pending"]]
+        server.handler.hold = held = threading.Event()
+        agent = subprocess.Popen([sys.executable, "-m", "detoxd", "mail-send"], env=env.env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert held.wait(WAIT), "the server never got the message"
+        finally:
+            agent.send_signal(signal.SIGKILL)  # the agent this test started, mid-DATA
+            agent.wait(timeout=WAIT)
+        assert [row["to"] for row in env.status()["mail"]["pending"]] == queued  # nothing lost
+        cut_off = server.handler.received[0].message["Message-ID"]
+        server.handler.hold = None
+        server.handler.release.set()
+        done = env.cli("mail-send", "--once")
+        assert done.returncode == 0, done.stderr
+    ids = [received.message["Message-ID"] for received in server.handler.received]
+    assert ids[1] == cut_off and len(ids) == 3 and len(set(ids)) == 2
+    assert env.status()["mail"]["pending_count"] == 0
