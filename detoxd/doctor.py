@@ -116,9 +116,19 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         cutter_enabled=_service_enabled(root, CUTTER_PATH_UNIT),
         cutter_stuck=_cutter_stuck(paths),
         execwatch_enabled=_service_enabled(root, EXECWATCH_UNIT),
+        exec_events_possible=_exec_events_possible(root),
         engine_answers=ask_engines(status, block_names) if active else {},
         mail=try_mail(paths, root),
     )
+
+
+def _exec_events_possible(root: Path) -> bool | None:
+    """Whether the kernel sends process events where detoxd runs (None: a --root, cannot tell)."""
+    if root != Path("/"):
+        return None
+    from detoxd.service.execwatch import in_initial_namespaces
+
+    return in_initial_namespaces()
 
 
 def look_up(names: Collection[str], budget: float = LOOKUP_BUDGET_SECONDS, minimum: int = MIN_SAMPLE,

@@ -14,6 +14,7 @@ from detoxd.core import doctorchecks as checks
 from detoxd.core.doctorchecks import Facts, Level
 from detoxd.core.policies import InstalledBrowsers
 from detoxd.protocol import Status
+from detoxd.service import execwatch
 
 BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
 STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00:00",
@@ -290,3 +291,13 @@ def test_doctor_says_how_blocked_apps_are_found(changes: dict[str, Any], level: 
     [check] = [check for check in checks.evaluate(healthy(**changes)).checks if check.name == "apps"]
     assert check.level is level and words in check.message
     assert level is not Level.WARN or "systemctl enable --now detoxd-execwatch.service" in check.fix
+
+
+def test_in_a_container_doctor_does_not_send_the_user_to_enable_the_exec_watcher() -> None:
+    """There the unit's condition keeps it from starting and no enabling would help."""
+    [check] = [check for check in checks.evaluate(healthy(execwatch_enabled="enabled",
+                                                          exec_events_possible=False)).checks
+               if check.name == "apps"]
+    assert check.level is Level.WARN and "in a container" in check.message
+    assert "systemctl" not in check.fix and "on the host" in check.fix
+    assert doctor._exec_events_possible(Path("/")) is execwatch.in_initial_namespaces()

@@ -63,6 +63,9 @@ class Facts:
     cutter_enabled: str | None = None  # the same for detoxd-cutter.path
     cutter_stuck: int = 0  # requests to the connection cutter waiting for over a minute
     execwatch_enabled: str | None = None  # the same for detoxd-execwatch.service
+    # Whether the kernel can send process events here (the initial PID and user namespaces; not
+    # in a container); None: cannot tell.
+    exec_events_possible: bool | None = None
     # The household's engines asked over DNS, as a client of the detox would: engine label ->
     # name -> answer (None: no answer in time).
     engine_answers: dict[str, dict[str, dnswire.Answer | None]] = field(default_factory=dict)
@@ -96,7 +99,7 @@ def evaluate(facts: Facts) -> Report:
         check_daemon(facts),
         check_service(facts.service_enabled),
         check_cutter(facts.cutter_enabled, facts.cutter_stuck),
-        check_apps_watch(facts.status, facts.execwatch_enabled),
+        check_apps_watch(facts.status, facts.execwatch_enabled, facts.exec_events_possible),
         check_detox(facts.status),
         check_config(facts.status),
         check_detox_clock(facts.status),
@@ -164,7 +167,7 @@ def check_cutter(enabled: str | None, stuck: int) -> Check:
     return Check("connection cutter", Level.OK, f"{CUTTER_PATH_UNIT} is {enabled}")
 
 
-def check_apps_watch(status: Status | None, enabled: str | None) -> Check:
+def check_apps_watch(status: Status | None, enabled: str | None, possible: bool | None = None) -> Check:
     """How blocked apps are found: at exec from the kernel's events (detoxd-execwatch), or by
     polling /proc every second (up to a second late) where the events do not reach the daemon."""
     if status is None:
@@ -172,11 +175,15 @@ def check_apps_watch(status: Status | None, enabled: str | None) -> Check:
     if status.apps_watch == "exec_events":
         return Check("apps", Level.OK, "blocked apps are closed at exec: the kernel's exec events reach "
                      f"the daemon through {EXECWATCH_UNIT}")
+    polling = "blocked apps are found by polling /proc every second (closed up to a second after they start)"
+    if possible is False:  # the unit's ConditionVirtualization=!container keeps it from starting
+        return Check("apps", Level.WARN, f"{polling}: in a container (or another PID or user namespace) "
+                     "the kernel sends no process events", "nothing to fix here: detoxd on the host "
+                     f"itself closes apps at exec ({EXECWATCH_UNIT})")
     why = (f"{EXECWATCH_UNIT} is {enabled or 'not installed'}" if enabled is not None
            and enabled not in ("enabled", "enabled-runtime", "static", "alias")
            else f"no exec events from {EXECWATCH_UNIT}")
-    return Check("apps", Level.WARN, f"blocked apps are found by polling /proc every second (closed up "
-                 f"to a second after they start): {why}",
+    return Check("apps", Level.WARN, f"{polling}: {why}",
                  f"sudo systemctl enable --now {EXECWATCH_UNIT}; why it stopped: "
                  "journalctl -u detoxd-execwatch")
 

@@ -72,14 +72,19 @@ PROC_PID_INIT_INO = 0xEFFFFFFC  # the kernel's inode numbers of the initial PID 
 PROC_USER_INIT_INO = 0xEFFFFFFD
 
 
+def in_initial_namespaces(proc: str = PROC) -> bool:
+    """Whether this process is in the initial PID and user namespaces: the only ones the kernel
+    sends process events to (a container, for one, is not)."""
+    try:
+        return (os.stat(f"{proc}/self/ns/pid").st_ino == PROC_PID_INIT_INO
+                and os.stat(f"{proc}/self/ns/user").st_ino == PROC_USER_INIT_INO)
+    except OSError:
+        return False
+
+
 def open_connector(proc: str = PROC) -> socket.socket:
     """A netlink socket subscribed to process events; EventsUnavailable when the kernel says no."""
-    try:
-        initial = (os.stat(f"{proc}/self/ns/pid").st_ino == PROC_PID_INIT_INO
-                   and os.stat(f"{proc}/self/ns/user").st_ino == PROC_USER_INIT_INO)
-    except OSError:
-        initial = False
-    if not initial:
+    if not in_initial_namespaces(proc):
         # The kernel ignores the subscription there without an error: it would be silence.
         raise EventsUnavailable(errno.EPERM, "not in the initial PID and user namespaces, where the "
                                 "kernel's process events are sent")

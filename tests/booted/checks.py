@@ -63,6 +63,9 @@ UNIT_EXPOSURE = {"detoxd-network.service": 1.1, "detoxd-network-dnsmasq.service"
                  "detoxd-execwatch.service": 1.7}
 
 
+EXECWATCH = "detoxd-execwatch.service"
+
+
 def run(*command: str, timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(command), capture_output=True, text=True, timeout=timeout,
                           check=False, **kwargs)  # type: ignore[call-overload]
@@ -224,6 +227,7 @@ def phase_package() -> None:
                   f"{(time.monotonic() - begun) * 1000:.0f} ms, getent facebook.com -> {resolved[:1]}")
         return result.returncode == 0 and waited is not None and resolved[:1] in (["0.0.0.0"], ["::"]), detail
     check("start -> block in /etc/hosts", start)
+    check("exec watcher: kept off in a container, the daemon polls, doctor says why", _execwatch_in_container)
     check("tamper in place (truncate + write), 20 trials", lambda: _tamper(20, rename=False))
     check("tamper by rename (as sed -i), 10 trials", lambda: _tamper(10, rename=True))
     check("systemctl kill -s KILL", _kill)
@@ -631,6 +635,20 @@ def _exposures(names: tuple[str, ...]) -> tuple[bool, str]:
     levels = {name: exposure(name) for name in names}
     ok = all(level <= UNIT_EXPOSURE[name] for name, level in levels.items())
     return ok, ", ".join(f"{name} {level} (README {UNIT_EXPOSURE[name]})" for name, level in levels.items())
+
+
+def _execwatch_in_container() -> tuple[bool, str]:
+    """The guest is a container: the kernel sends process events only to the host's initial
+    namespaces, so the unit's ConditionVirtualization=!container keeps it from starting (no
+    restart loop), the daemon polls for apps, and doctor names the reason instead of sending the
+    user to `systemctl enable`."""
+    condition = run("systemctl", "show", "-p", "ConditionResult", "--value", EXECWATCH).stdout.strip()
+    state = run("systemctl", "is-active", EXECWATCH).stdout.strip()
+    apps_watch = json.loads(run("detoxd", "status", "--json", timeout=20).stdout or "{}").get("apps_watch")
+    doctor = run("detoxd", "doctor", timeout=60).stdout
+    line = next((line for line in doctor.splitlines() if "polling /proc" in line), "no apps line")
+    ok = condition == "no" and state == "inactive" and apps_watch == "polling" and "in a container" in line
+    return ok, f"ConditionResult={condition}, {state}, apps_watch {apps_watch}; doctor: {line.strip()}"
 
 
 def _household_units() -> tuple[bool, str]:
