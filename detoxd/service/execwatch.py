@@ -56,9 +56,13 @@ _EVENT_HEAD = struct.Struct("=IIQ")  # what, cpu, timestamp_ns
 _EXEC = struct.Struct("=II")  # process_pid, process_tgid
 _EVENT_OFFSET = _NLMSGHDR.size + _CN_MSG.size
 
-KEEPALIVE_SECONDS = 60.0  # a quiet watcher's one wake-up a minute
+# A quiet watcher's one message every two minutes: each is a connection the daemon accepts (three
+# of its wake-ups), so once a minute kept an idle daemon above issue 26's six a minute. While a
+# watcher is gone the daemon's 30 s safety net still lists /proc; the lease only bounds how long
+# it goes on trusting a watcher that died without its goodbye (kill -9, a hang).
+KEEPALIVE_SECONDS = 120.0
 RETRY_SECONDS = 2.0  # the daemon did not answer (not started yet, restarting): asked again this soon
-LEASE_SECONDS = 150.0  # the daemon trusts events this long after the last message
+LEASE_SECONDS = 300.0  # the daemon trusts events this long after the last message
 MAX_PIDS_PER_MESSAGE = 256
 PROC = "/proc"
 EVENTS_UNAVAILABLE = 3  # the exit status when the kernel offers no events here (the unit does not restart)
