@@ -66,3 +66,12 @@ def test_no_mail_no_check_and_a_disabled_agent_fails() -> None:
     assert [check.level for check in checks] == [Level.OK, Level.FAIL]
     assert checks[1].fix == "sudo systemctl enable --now detoxd-mail.service"
     assert len(check_mail(MailTry(True, "ok", "", "enabled"))) == 1
+
+
+def test_a_mail_problem_fails_the_mail_check_not_the_detox() -> None:
+    from detoxd.core.doctorchecks import check_detox
+    from detoxd.protocol import Status
+
+    status = Status.from_json({"state": "active", "days_left": 3, "ends_at": "2030-01-01T00:00:00+00:00",
+                               "problems": ["mail: smtp.example.com:587: connection refused; fix: check"]})
+    assert check_detox(status).level is Level.OK

@@ -191,7 +191,7 @@ def check_apps_watch(status: Status | None, enabled: str | None, possible: bool 
 def check_detox(status: Status | None) -> Check:
     if status is None:
         return Check("detox", Level.SKIP, "unknown: the daemon does not answer")
-    problems = status.problems
+    problems = statustext.enforcement_problems(status)  # the mail server has its own check
     if status.state == "scheduled":  # `start --at`: nothing is blocked until it begins
         return Check("detox", Level.FAIL, f"not yet: a detox is planned to begin {status.starts_at}; "
                      "nothing is blocked until then", "nothing to do: it begins by itself (to begin now: "

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from detoxd.core import statustext
+
 if TYPE_CHECKING:
     from detoxd.protocol import Status
 
@@ -75,7 +77,7 @@ def face_for(status: Status | None, *, tampered: bool = False, notice: bool = Fa
         return Face(Kind.UNREACHABLE, "?", notice)
     if status.config_error:
         return Face(Kind.CONFIG_ERROR, "!", notice)
-    if tampered or not status.hosts_in_sync or status.problems:
+    if tampered or not status.hosts_in_sync or statustext.enforcement_problems(status):
         return Face(Kind.TAMPERED, "!", notice)
     if status.active:
         return Face(Kind.ACTIVE, days_text(status.days_left), notice)

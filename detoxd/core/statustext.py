@@ -180,6 +180,14 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
     return lines
 
 
+MAIL_PROBLEM = "mail: "  # a problem of the mail to the peers (detoxd.service.mail): the block is whole
+
+
+def enforcement_problems(status: Status) -> list[str]:
+    """The problems that put the block at risk (a failing mail server does not)."""
+    return [problem for problem in status.problems if not problem.startswith(MAIL_PROBLEM)]
+
+
 def mail_lines(status: Status, shown: int = 3) -> list[str]:
     """The messages to the peers: what waits, the last sent (to whom, what, when)."""
     mail = status.mail

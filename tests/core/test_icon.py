@@ -178,3 +178,8 @@ def test_the_days_are_centred_and_as_large_as_the_badge_allows(text: str) -> Non
     assert right - left <= 0.84 * size and bottom - top <= 0.84 * 0.8 * size + 1
     # Grown until one side reaches the margin: wide texts fill the width, a digit the height.
     assert right - left >= 0.7 * size if len(text) > 1 else bottom - top >= 0.6 * size
+
+
+def test_a_failing_mail_server_does_not_turn_the_badge_red() -> None:
+    mailing = typed({**ACTIVE, "problems": ["mail: smtp.example.com:587: connection refused; fix: …"]})
+    assert face_for(mailing) == Face(Kind.ACTIVE, "12")

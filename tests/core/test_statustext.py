@@ -126,3 +126,9 @@ def test_mail_lines_say_what_waits_and_what_was_sent_to_whom() -> None:
         f"Mail sent: invitation to ada@example.com at {sent_at}"]
     assert set(lines) <= set(status_lines(status))
     assert statustext.mail_lines(Status.from_json({})) == []
+
+
+def test_a_mail_problem_does_not_count_as_a_risk_to_the_block() -> None:
+    status = Status.from_json({"problems": ["mail: smtp.example.com:587: connection refused; fix: …",
+                                            "/: no space left on device"]})
+    assert statustext.enforcement_problems(status) == ["/: no space left on device"]
