@@ -241,7 +241,8 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
     check_people(source, config.me, config.peers, config.sessions)  # rules spanning sections
     _check_peer_lock(source, config)
     _check_mail(source, config, sections)
-    check_after(source, config.detox.after_lines, config.schedule)
+    if not any(issue.path.startswith("schedule") for issue in source.errors):  # (no echo of those)
+        check_after(source, config.detox.after_lines, config.schedule)
     return config, source
 
 

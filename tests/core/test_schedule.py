@@ -83,8 +83,17 @@ schedule:
                for text in found)
     assert any(text.startswith("detoxd.yaml:10: schedule[0].colour: unknown key") for text in found)
     assert "detoxd.yaml:14: schedule[1].to: a window must not end when it starts" in found
-    assert any(text.startswith("detoxd.yaml:2: detox.after[0]: no schedule entry named 'weekend'")
-               for text in found)
+
+
+def test_an_entry_in_error_is_not_also_reported_as_missing_from_detox_after() -> None:
+    _, source = parse_main("detox:\n  after: [workdays]\n" + WORKDAYS.replace('"17:30"', "17:30"))
+    assert [issue.path for issue in source.errors] == ["schedule[0].to"]
+
+
+def test_detox_after_must_name_an_entry() -> None:
+    _, source = parse_main("detox:\n  after: [weekend]\n" + WORKDAYS)
+    assert [str(issue) for issue in source.errors] == [
+        "detoxd.yaml:2: detox.after[0]: no schedule entry named 'weekend' (schedule entries: workdays)"]
 
 
 def test_detox_after_names_entries() -> None:
