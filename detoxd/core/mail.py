@@ -22,7 +22,8 @@ from detoxd.core.yamlsource import Node, Source, as_bool, as_mapping, as_number,
 
 SECURITY = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
-MAIL_KEYS = {"server", "port", "security", "from", "username", "password_file", "tls_fingerprint"}
+# `pin` (issue 25's word) and `tls_fingerprint` (the household engines' word) are one setting.
+MAIL_KEYS = {"server", "port", "security", "from", "username", "password_file", "tls_fingerprint", "pin"}
 # What the peers may be told about, as written in `peers_informed:`.
 INFORMED_KINDS = ("tamper", "stop", "end_attempt", "allowance")
 
@@ -101,9 +102,13 @@ def parse_mail(source: Source, node: Node, path: str) -> MailSettings | None:
         source.error(username[1], join(path, "username"), "must be a non-empty line of text")
         ok = False
     password_file = _relative_file(source, text("password_file"), join(path, "password_file"))
-    fingerprint = _fingerprint(source, text("tls_fingerprint"), join(path, "tls_fingerprint"))
+    pin_key = "pin" if "pin" in fields else "tls_fingerprint"
+    if "pin" in fields and "tls_fingerprint" in fields:
+        source.error(fields["pin"].line, join(path, "pin"), "give pin or tls_fingerprint, not both")
+        ok = False
+    fingerprint = _fingerprint(source, text(pin_key), join(path, pin_key))
     if ("password_file" in fields and password_file is None) or (
-            "tls_fingerprint" in fields and fingerprint is None):
+            pin_key in fields and fingerprint is None):
         ok = False
     if (username is None) != (password_file is None) and ok:
         missing, given_key = (("password_file", "username") if password_file is None
@@ -117,7 +122,7 @@ def parse_mail(source: Source, node: Node, path: str) -> MailSettings | None:
                      f"not {server!r}; use starttls or tls")
         ok = False
     if security == "none" and fingerprint is not None:
-        source.error(fields["tls_fingerprint"].line, join(path, "tls_fingerprint"),
+        source.error(fields[pin_key].line, join(path, pin_key),
                      "a certificate pin needs security: starttls or tls")
         ok = False
     if not ok or server is None or sender is None:

@@ -50,6 +50,14 @@ def test_a_pin_is_taken_like_the_household_engines() -> None:
                                 f"  tls_fingerprint: sha256:{pin}\n")
     assert not source.errors and config is not None and config.mail is not None
     assert config.mail.tls_fingerprint == bytes([0xAB] * 32)
+    config, source = parse_main(f"mail:\n  server: 192.168.1.5\n  from: a@b.example\n  pin: sha256:{pin}\n")
+    assert not source.errors and config is not None and config.mail is not None  # issue 25's word
+    assert config.mail.tls_fingerprint == bytes([0xAB] * 32)
+    assert errors(f"mail:\n  server: 192.168.1.5\n  from: a@b.example\n  pin: sha256:{pin}\n"
+                  f"  tls_fingerprint: sha256:{pin}\n") == [
+        "detoxd.yaml:4: mail.pin: give pin or tls_fingerprint, not both"]
+    assert errors("mail:\n  server: 192.168.1.5\n  from: a@b.example\n  pin: sha256:zz\n")[0].startswith(
+        "detoxd.yaml:4: mail.pin: ")
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -71,7 +79,7 @@ def test_a_pin_is_taken_like_the_household_engines() -> None:
     ("mail:\n  server: smtp.example.com\n  from: a@b.example\n  password_file: /etc/passwd\n",
      ["detoxd.yaml:4: mail.password_file: expected a file name relative to the config directory"]),
     ("mail:\n  server: smtp.example.com\n  from: a@b.example\n  password: hunter2\n",
-     ["detoxd.yaml:4: mail.password: unknown key (expected one of: from, password_file, port, security, "
+     ["detoxd.yaml:4: mail.password: unknown key (expected one of: from, password_file, pin, port, security, "
       "server, tls_fingerprint, username)"]),
     ("mail:\n  server: 127.0.0.1\n  from: a@b.example\n  security: none\n  tls_fingerprint: sha256:"
      + "00" * 32 + "\n",
