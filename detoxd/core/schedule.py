@@ -431,8 +431,9 @@ def next_change(rules: Sequence[BlockWindow], state: ScheduleState, now: datetim
 
 def status(rules: Sequence[BlockWindow], written: Sequence[BlockWindow], state: ScheduleState,
            now: datetime, tz: tzinfo, to_wall: Callable[[datetime], datetime],
-           *, detox_active: bool, after: Iterable[str]) -> list[dict[str, Any]]:
-    """``schedule`` in ``status --json``: one row per entry written or held."""
+           *, detox_active: bool, after: Iterable[str], private: bool = True) -> list[dict[str, Any]]:
+    """``schedule`` in ``status --json``: one row per entry written or held. Not ``private``
+    (any user's status): an entry's own domains are counted, not named (detoxd.yaml may be root's)."""
     forced = {id(rule) for rule in rules}
     after_names = set(after)
     rows: list[dict[str, Any]] = []
@@ -450,8 +451,7 @@ def status(rules: Sequence[BlockWindow], written: Sequence[BlockWindow], state: 
             "name": rule.name,
             "days": [DAY_NAMES[day] for day in sorted(rule.days)],
             "window": f"{_hhmm(rule.start)}-{_hhmm(rule.end % MINUTES_PER_DAY)}",
-            "blocks": "blocklist" if rule.whole_blocklist else sorted(
-                [*(rule.presets or ()), *rule.domains, *(f"app:{app}" for app in rule.apps)]),
+            "blocks": "blocklist" if rule.whole_blocklist else _blocks(rule, private),
             "lock": rule.lock,
             "active": active,
             "next_change": _iso(to_wall(min(changes))) if changes else None,
@@ -464,18 +464,10 @@ def status(rules: Sequence[BlockWindow], written: Sequence[BlockWindow], state: 
     return rows
 
 
-def spans_between(rule: BlockWindow, start: datetime, end: datetime,
-                  tz: tzinfo) -> list[tuple[datetime, datetime]]:
-    """The windows of ``rule`` that overlap [start, end), clipped (for the report's hours)."""
-    found: list[tuple[datetime, datetime]] = []
-    cursor = start
-    while cursor < end:
-        for low, high in window_spans(rule, cursor, tz, days_ahead=8):
-            low, high = max(low, start), min(high, end)
-            if low < high and (low, high) not in found:
-                found.append((low, high))
-        cursor += timedelta(days=7)
-    return sorted(found)
+def _blocks(rule: BlockWindow, private: bool) -> list[str]:
+    domains = list(rule.domains) if private else (
+        [f"{len(rule.domains)} domain{'s' if len(rule.domains) != 1 else ''}"] if rule.domains else [])
+    return sorted([*(rule.presets or ()), *domains, *(f"app:{app}" for app in rule.apps)])
 
 
 # ---- persistence ----

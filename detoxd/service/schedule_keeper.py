@@ -158,9 +158,9 @@ class ScheduleKeeper:
 
     # ---- status and state ----
 
-    def status(self) -> list[dict[str, Any]]:
+    def status(self, *, private: bool = True) -> list[dict[str, Any]]:
         return sc.status(self._rules, self.written, self.state, self._now(), self.tz, self._to_wall,
-                         detox_active=self._detox_active, after=self.after)
+                         detox_active=self._detox_active, after=self.after, private=private)
 
     def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
         events, self.events = self.events, []

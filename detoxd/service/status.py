@@ -111,7 +111,8 @@ class StatusBuilder:
                       *engine.schedule.warnings, *self._session_warnings(now)),
             allowances=tuple(AllowanceStatus.from_json(item)
                              for item in engine.allowances.status(detox_active=active)),
-            schedule=tuple(ScheduleEntryStatus.from_json(item) for item in engine.schedule.status()),
+            schedule=tuple(ScheduleEntryStatus.from_json(item)
+                           for item in engine.schedule.status(private=private)),
             next_session=NextSession.from_json(upcoming) if upcoming is not None else None,
             current_hot_seat=HotSeat.from_json(seat) if seat is not None else None,
             starts_at=_iso(planned_start(state)),  # a planned detox (`start --at`)

@@ -309,3 +309,10 @@ def test_a_window_that_never_ends_is_planned_again_at_most_weekly() -> None:
                         .replace('"22:00"', '"00:00"').replace('"07:00"', '"24:00"'))
     active, change = sc.plan_rule(always, local(3, 12), BERLIN)
     assert active and change is not None and change > local(3, 12) + timedelta(days=6)
+
+
+def test_any_users_status_counts_an_entrys_domains_instead_of_naming_them() -> None:
+    (workdays,) = entries(WORKDAYS)
+    [row] = sc.status((workdays,), (workdays,), sc.ScheduleState(), local(1, 10), BERLIN, lambda m: m,
+                      detox_active=False, after=(), private=False)
+    assert row["blocks"] == ["1 domain", "social"]
