@@ -197,6 +197,7 @@ class Engine:
     def rewrite_state_files(self) -> None:
         """Everything the state directory holds, written again from memory (it was removed)."""
         self._applied_unsaved = True
+        self._block_recorded = self.recovery.block_record = None  # hosts-block.json too
         self.checkpoint()  # makes the directory again
         if self.apps.kept:
             self.apps.save()

@@ -372,6 +372,21 @@ def test_a_restart_takes_the_very_file_it_left_without_rendering_the_block(
     once_more.shutdown()
 
 
+def test_the_hosts_blocks_record_is_written_again_with_a_removed_state_directory(
+        paths: Paths, clock: FakeClock) -> None:
+    # The state directory away from the hosts file's (as /var/lib/detoxd and /etc): its removal
+    # is no event where the hosts file is watched.
+    paths = Paths(paths.config_dir, paths.state_dir.parent / "var" / "state", paths.hosts_file,
+                  paths.socket)
+    engine, _enforced = _large_detox_stopped(paths, clock)
+    recorded = paths.hosts_block_file.read_bytes()
+    assert json.loads(recorded)["file"] is not None
+    shutil.rmtree(paths.state_dir)
+    engine.recovery.watch_state_dir()
+    assert paths.hosts_block_file.read_bytes() == recorded
+    engine.shutdown()
+
+
 def _edit_block(paths: Paths, edit: str) -> None:
     text = paths.hosts_file.read_bytes()
     if edit == "name added":
