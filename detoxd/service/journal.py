@@ -106,6 +106,7 @@ KINDS: dict[str, str] = {
     "schedule_edit_held": "entry, edit ('removed' | 'shorter' | ...), locked (bool), takes_effect",
     "schedule_edit_released": "entry, edit (the held edit takes effect)",
     "schedule_after_detox": "entries (detox.after: they take over from now)",
+    "schedule_state_unsaved": "reason (schedule.json cannot be written: a restart would forget held edits)",
 }
 
 

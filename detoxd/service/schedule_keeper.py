@@ -33,6 +33,7 @@ class ScheduleKeeper:
         self._to_wall = to_wall
         self._timezone = timezone
         self.tz = timezone()
+        self.load_problem: str | None = None  # a warning in status until the daemon restarts
         self.state = self._load()
         # Until a config loads, the entries last in force (a broken config does not end them).
         self.written: tuple[sc.BlockWindow, ...] = self.state.known
@@ -51,6 +52,7 @@ class ScheduleKeeper:
         self._planned: tuple[tzinfo, bool] | None = None  # (zone, detox_active) of the plan
         self._detox_active = False
         self._saved = ""
+        self.save_problem: str | None = None  # status `problems` while it lasts
 
     # ---- config and detox ----
 
@@ -162,6 +164,12 @@ class ScheduleKeeper:
         return sc.status(self._rules, self.written, self.state, self._now(), self.tz, self._to_wall,
                          detox_active=self._detox_active, after=self.after, private=private)
 
+    def problems(self) -> list[str]:
+        return [self.save_problem] if self.save_problem else []
+
+    def all_warnings(self) -> list[str]:
+        return [*([self.load_problem] if self.load_problem else []), *self.warnings]
+
     def drain_events(self) -> list[tuple[str, dict[str, Any]]]:
         events, self.events = self.events, []
         return events
@@ -170,13 +178,20 @@ class ScheduleKeeper:
         """Never raises (as the allowances' save): the next change saves again."""
         text = json.dumps(sc.to_json(self.state))
         if text == self._saved:
+            self.save_problem = None  # what the file holds is what is in force again
             return
         try:
             state_store.write_atomic(self.state_file, text.encode())
         except OSError as exc:
-            log.error("cannot save the schedule's state in %s: %s", self.state_file, exc.strerror)
+            problem = (f"cannot save the schedule's held edits in {self.state_file}: "
+                       f"{exc.strerror or exc} (a restart would forget them)")
+            if problem != self.save_problem:  # once, not every change
+                log.error("%s", problem)
+                self.events.append(("schedule_state_unsaved", {"reason": str(exc.strerror or exc)}))
+                self.save_problem = problem
             return
         self._saved = text
+        self.save_problem = None
 
     def _load(self) -> sc.ScheduleState:
         try:
@@ -186,6 +201,8 @@ class ScheduleKeeper:
         except (OSError, state_store.StateFileError, ValueError, KeyError, TypeError) as exc:
             aside = state_store.set_aside(self.state_file)
             log.error("schedule state %s unreadable (%s): moved to %s", self.state_file, exc, aside)
+            self.load_problem = (f"the schedule's state {self.state_file} was unreadable ({exc}) and "
+                                 f"was moved to {aside}: edits held by the ratchet were lost")
             return sc.ScheduleState()
 
 

@@ -105,10 +105,11 @@ class StatusBuilder:
             config_missing=tuple(engine.config_missing),  # files read as built-in defaults
             # Loud while it lasts: a full disk, a hosts file that cannot be written, lost state.
             state_error=engine.state_error,
-            problems=(*sorted(engine.problems.values()), *overrides, *engine.mail.problems()),
+            problems=(*sorted(engine.problems.values()), *overrides, *engine.mail.problems(),
+                      *engine.schedule.problems()),
             warnings=(*self._loud_warnings(), *overrides, *_held_warnings(held),
                       *self._missing_config_warnings(), *engine.warnings, *engine.allowances.warnings,
-                      *engine.schedule.warnings, *self._session_warnings(now)),
+                      *engine.schedule.all_warnings(), *self._session_warnings(now)),
             allowances=tuple(AllowanceStatus.from_json(item)
                              for item in engine.allowances.status(detox_active=active)),
             schedule=tuple(ScheduleEntryStatus.from_json(item)

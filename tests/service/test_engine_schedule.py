@@ -198,3 +198,27 @@ def test_block_apps_must_name_an_app_rule(tmp_path: Path) -> None:
             "(apps: none: blocklist.yaml has no apps:)"]
     else:
         raise AssertionError("loaded a schedule naming an app rule that does not exist")
+
+
+def test_a_schedule_state_that_cannot_be_saved_or_read_is_said_loudly(tmp_path: Path) -> None:
+    paths = scratch_paths(tmp_path, blocklist=BLOCKLIST, main=MAIN)
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    paths.schedule_file.write_text("{not json")
+    clock = FakeClock(datetime(2026, 6, 3, 10, 0, tzinfo=UTC))
+    engine = make_engine(paths, clock)
+    try:
+        assert any("was unreadable" in warning and "edits held by the ratchet were lost" in warning
+                   for warning in engine.status()["warnings"])
+        paths.schedule_file.unlink()
+        paths.schedule_file.mkdir()  # nothing can be renamed over a directory
+        (paths.config_dir / "detoxd.yaml").write_text(MAIN.split("  - name: night")[0])  # held edit
+        engine.reload()
+        [problem] = [text for text in engine.status()["problems"] if "schedule" in text]
+        assert "cannot save the schedule's held edits" in problem and "restart would forget" in problem
+        assert journalled(paths, "schedule_state_unsaved")
+        paths.schedule_file.rmdir()
+        (paths.config_dir / "detoxd.yaml").write_text(MAIN)  # the edit undone: saved again
+        engine.reload()
+        assert not [text for text in engine.status()["problems"] if "schedule" in text]
+    finally:
+        engine.shutdown()
