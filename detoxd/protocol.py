@@ -505,6 +505,7 @@ class Status(_Record):
     days_total: float | None = None
     domains_blocked: int = 0
     domains_configured: int = 0
+    paths_blocked: tuple[str, ...] = ()  # `paths:` entries the browsers' policies block now
     hosts_file: str = ""
     hosts_in_sync: bool = False
     hosts_file_problem: HostsFileProblem | None = None

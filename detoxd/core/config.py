@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from detoxd.core import domains, peerkey
+from detoxd.core import domains, paths, peerkey, policies
 from detoxd.core.allowances import Allowance, SiteCatalog, builtin_catalog, parse_allowances
 from detoxd.core.apps import AppPresets, AppRule, builtin_presets, parse_rules
 from detoxd.core.detox import MAX_DAYS
@@ -115,6 +115,7 @@ class BlocklistConfig:
     lists: tuple[ListRef, ...] = ()
     apps: tuple[AppRule, ...] = ()  # apps closed while a detox runs
     allowances: tuple[Allowance, ...] = ()  # sites that may leave the block for a while
+    paths: tuple[str, ...] = ()  # `host/path-prefix` entries blocked by browser policy (core.paths)
 
 
 # ---- detoxd.yaml ----
@@ -248,7 +249,7 @@ def parse_main(text: str, file: str = MAIN_FILE) -> tuple[MainConfig | None, Sou
 
 # ---- blocklist.yaml ----
 
-BLOCKLIST_KEYS = {"presets", "domains", "allow", "lists", "apps", "allowances"}
+BLOCKLIST_KEYS = {"presets", "domains", "allow", "lists", "apps", "allowances", "paths"}
 
 
 def parse_blocklist(
@@ -270,7 +271,7 @@ def parse_blocklist(
 
     config = BlocklistConfig(
         presets=_presets(source, items("presets"), known_presets),
-        domains=tuple(dict.fromkeys(_domain_names(source, items("domains")))),
+        domains=tuple(dict.fromkeys(_domain_names(source, items("domains"), suggest_paths=True))),
         allow=frozenset(_domain_names(source, items("allow"))),
         lists=tuple(ListRef(path, line, key_path) for path, line, key_path in items("lists")
                     if _list_path_ok(source, path, line, key_path)),
@@ -280,8 +281,26 @@ def parse_blocklist(
             source, fields["allowances"], "allowances",
             builtin_catalog() if site_catalog is None else site_catalog)
         if "allowances" in fields else (),
+        paths=_paths(source, items("paths")),
     )
     return config, source
+
+
+def _paths(source: Source, entries: list[tuple[str, int, str]]) -> tuple[str, ...]:
+    found: list[str] = []
+    for raw, line, path in entries:
+        result = paths.normalize_path(raw)
+        if result.entry is None:
+            source.error(line, path, result.error or f"{raw!r} is not a host/path entry")
+            continue
+        if result.warning:
+            source.warn(line, path, result.warning)
+        found.append(result.entry)
+    unique = tuple(dict.fromkeys(found))
+    if len(unique) > policies.CHROMIUM_URL_LIMIT and entries:
+        source.error(entries[policies.CHROMIUM_URL_LIMIT][1], "paths",
+                     f"{len(unique)} paths: browsers take at most {policies.CHROMIUM_URL_LIMIT}")
+    return unique
 
 
 def _presets(
@@ -296,9 +315,16 @@ def _presets(
     return tuple(chosen)
 
 
-def _domain_names(source: Source, entries: list[tuple[str, int, str]]) -> list[str]:
+def _domain_names(source: Source, entries: list[tuple[str, int, str]], *,
+                  suggest_paths: bool = False) -> list[str]:
     names: list[str] = []
     for raw, line, path in entries:
+        entry = paths.url_path_entry(raw) if suggest_paths else None
+        if entry is not None:
+            source.error(line, path, f"{raw!r} has a path: `domains:` blocks whole sites; to block only "
+                         f"that path write it under `paths:` as '- {entry}' (the rest of "
+                         f"{paths.host_of(entry)} stays reachable)")
+            continue
         result = domains.normalize_domain(raw)
         if result.warning:
             source.warn(line, path, result.warning)

@@ -58,7 +58,8 @@ The ratchet
 -----------
 ``ratchet`` is the union of every blocklist applied during this detox. While a
 locked detox runs, :func:`enforced_names` keeps every ratcheted name blocked, so
-removing a domain from the configuration does not unblock it early.
+removing a domain from the configuration does not unblock it early. ``paths_ratchet`` does
+the same for the `paths:` entries (:func:`enforced_paths`).
 
 Counters (``tamper_events``, ``clock_jumps``) belong to the latest detox: they are
 reset by :func:`start` and kept after it ends, so the status can report them.
@@ -198,6 +199,7 @@ class DetoxState:
     credited_seconds: float = 0.0
     checkpoint: Checkpoint | None = None
     ratchet: frozenset[str] = field(default_factory=frozenset)
+    paths_ratchet: frozenset[str] = field(default_factory=frozenset)  # `paths:` entries, the same rule
     tamper_events: int = 0
     clock_jumps: int = 0
     peer_lock: PeerLock | None = None
@@ -385,17 +387,19 @@ def record_tamper(state: DetoxState) -> DetoxState:
     return replace(state, tamper_events=state.tamper_events + 1)
 
 
-def update_ratchet(state: DetoxState, names: Iterable[str]) -> DetoxState:
-    """Remember every name applied during this detox.
+def update_ratchet(state: DetoxState, names: Iterable[str], paths: Iterable[str] = ()) -> DetoxState:
+    """Remember every name (and `paths:` entry) applied during this detox.
 
     Returns ``state`` itself when nothing is new, so the caller can skip saving.
     """
     if not state.active:
         return state
     new_names = frozenset(names) - state.ratchet
-    if not new_names:
+    new_paths = frozenset(paths) - state.paths_ratchet
+    if not new_names and not new_paths:
         return state
-    return replace(state, ratchet=state.ratchet | new_names)
+    return replace(state, ratchet=state.ratchet | new_names if new_names else state.ratchet,
+                   paths_ratchet=state.paths_ratchet | new_paths if new_paths else state.paths_ratchet)
 
 
 def enforced_names(state: DetoxState, configured_names: Iterable[str], *,
@@ -403,15 +407,25 @@ def enforced_names(state: DetoxState, configured_names: Iterable[str], *,
     """The names to block now: a locked detox never lets a ratcheted name go.
     ``ratchet_holds_them``: the caller knows the ratchet holds every configured name
     (update_ratchet made it so), which spares a subset test of up to a million names."""
+    return _ratcheted(state, state.ratchet, configured_names, ratchet_holds_them)
+
+
+def enforced_paths(state: DetoxState, configured_paths: Iterable[str]) -> frozenset[str]:
+    """The `paths:` entries to block now: the same rule as :func:`enforced_names`."""
+    return _ratcheted(state, state.paths_ratchet, configured_paths, False)
+
+
+def _ratcheted(state: DetoxState, ratchet: frozenset[str], configured_items: Iterable[str],
+               ratchet_holds_them: bool) -> frozenset[str]:
     if not state.active:
         return frozenset()
-    configured = frozenset(configured_names)
+    configured = frozenset(configured_items)
     if state.locked:
         # The ratchet holds the configured names already when update_ratchet ran first: then it
         # is the answer itself, not a copy of (up to) a million names.
-        if ratchet_holds_them or configured <= state.ratchet:
-            return state.ratchet
-        return configured | state.ratchet
+        if ratchet_holds_them or configured <= ratchet:
+            return ratchet
+        return configured | ratchet
     return configured
 
 

@@ -287,6 +287,10 @@ def _normalize_carefully(raw: str) -> Normalized:
     name, refusal = _normalize_host(host, _quote(host))
     if name is None:
         return Normalized(None, f"{shown} is a URL and its host is unusable: {refusal}")
+    if name.startswith("www.") and name.count(".") >= 2:
+        # The user meant the site: the bare name and (through with_www) its www. variant.
+        bare = name.removeprefix("www.")
+        return Normalized(bare, None, f"{shown} is a URL; blocking its host '{bare}' and 'www.{bare}'")
     return Normalized(name, None, f"{shown} is a URL; using its host '{name}'")
 
 

@@ -161,6 +161,8 @@ def status_lines(status: Status, start_command: str = "sudo detoxd start") -> li
         age = "?" if status.snapshot_age_seconds is None else f"{status.snapshot_age_seconds:g}"
         sync = f"NOT CONFIRMED: this status is {age} s old"
     lines.append(f"{names_blocked(status.domains_blocked)} in {status.hosts_file} ({sync})")
+    if status.paths_blocked:
+        lines.append(f"Paths blocked in the browsers: {', '.join(status.paths_blocked)}")
     if status.apps_closed:
         closed = ", ".join(f"{app} ({number})" for app, number in status.apps_closed.items())
         how = ("at exec" if status.apps_watch == "exec_events"

@@ -297,16 +297,20 @@ class Engine:
             if known is None or known[0] is not self.applied.names or known[1] is not before:
                 self.state = detox.update_ratchet(self.state, self.applied.names)
                 self._ratchet_holds = (self.applied.names, self.state.ratchet)
+            paths_before = self.state.paths_ratchet
+            if self.applied.paths:
+                self.state = detox.update_ratchet(self.state, (), self.applied.paths)
             held = True
             # update_ratchet returns the same ratchet when nothing is new (a set's == compares
             # every name, even with itself)
-            if self.state.ratchet is not before:
+            if self.state.ratchet is not before or self.state.paths_ratchet is not paths_before:
                 # Saved at once, not at the next 30 s checkpoint: a kill -9 in between, with the
                 # YAML and applied.json damaged, must not shrink the block.
                 self.checkpoint()
         # Outside a detox only the apps a window in force names (schedule: in detoxd.yaml).
         self.apps.enforce(locked=self.state.active and self.state.locked,
                           only=None if self.state.active else self.schedule.apps)
+        self.browser.set_paths(detox.enforced_paths(self.state, self.applied.paths))
         enforced = detox.enforced_names(self.state, self.applied.names, ratchet_holds_them=held)
         windows = self.schedule.blocked  # weekly block windows in force now, detox or not
         if windows and not (self.state.active and windows is self.applied.names) and not windows <= enforced:
@@ -654,7 +658,8 @@ class Engine:
 def _applied_from(loaded: LoadedConfig) -> Applied:
     main = loaded.main
     return Applied(loaded.names, loaded.order, main.detox.days, main.detox.lock, main.bypass.browser_policies,
-                   main.notifications.suppress, main.detox.lock_mode, main.detox.peers_needed)
+                   main.notifications.suppress, main.detox.lock_mode, main.detox.peers_needed,
+                   loaded.blocklist.paths)
 
 
 def _same(names: frozenset[str], other: frozenset[str]) -> bool:

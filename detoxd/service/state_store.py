@@ -48,6 +48,7 @@ from detoxd.core.detox import (
     PlannedStart,
     checked_days,
 )
+from detoxd.core.paths import normalize_path
 from detoxd.durable import replace_file
 
 FORMAT_VERSION = 1
@@ -351,6 +352,7 @@ def encode(state: DetoxState, *, with_ratchet: bool = True) -> dict[str, Any]:
         "tamper_events": state.tamper_events,
         "clock_jumps": state.clock_jumps,
         "ratchet": _sorted_names(state.ratchet) if with_ratchet else [],
+        **({"paths_ratchet": sorted(state.paths_ratchet)} if state.paths_ratchet else {}),  # optional
         # Optional keys (absent in older files): a verifier and public identifiers, never a secret.
         "peer_lock": _encode_peer_lock(state.peer_lock),
         "past_share_sets": [{"share_set": known.identifier, "started_at": _encode_time(known.started_at)}
@@ -372,6 +374,7 @@ def decode(document: dict[str, Any], ratchet: frozenset[str] | None = None) -> D
         credited_seconds=_number(document, "credited_seconds"),
         checkpoint=_decode_checkpoint(document["checkpoint"]),
         ratchet=_decode_names(document["ratchet"]) if ratchet is None else ratchet,
+        paths_ratchet=frozenset(decode_paths(document.get("paths_ratchet", []), "paths_ratchet")),
         tamper_events=_count(document, "tamper_events"),
         clock_jumps=_count(document, "clock_jumps"),
         peer_lock=_decode_peer_lock(document.get("peer_lock")),
@@ -542,6 +545,16 @@ def _sorted_names(names: frozenset[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def decode_paths(value: object, what: str) -> tuple[str, ...]:
+    """`paths:` entries as detoxd writes them: each comes back unchanged from the config's check."""
+    if not isinstance(value, list):
+        raise TypeError(f"{what} must be a list")
+    for entry in value:
+        if not isinstance(entry, str) or normalize_path(entry).entry != entry:
+            raise ValueError(f"{what} holds an entry detoxd never writes: {entry!r:.80}")
+    return tuple(dict.fromkeys(value))
+
+
 def _decode_names(value: object) -> frozenset[str]:
     return _checked_names(value, "ratchet", frozenset())[1]
 
@@ -606,6 +619,7 @@ class Applied:
     suppress_notifications: bool = True
     lock_mode: LockMode = LockMode.ON
     peers_needed: int = 3
+    paths: tuple[str, ...] = ()  # `paths:` of the blocklist (detoxd.core.paths)
 
     def block_order(self, names: frozenset[str]) -> tuple[str, ...]:
         """The config's order, then names the ratchet keeps after they left the config, sorted."""
@@ -651,7 +665,8 @@ def decode_applied(data: object, known: frozenset[str] = frozenset()) -> Applied
     if type(peers_needed) is not int or not 1 <= peers_needed <= 64:
         raise ValueError(f"peers_needed must be a small whole number, got {peers_needed!r}")
     return Applied(unique, order, days, lock, policies, suppress,
-                   LockMode(data.get("lock_mode", "true" if lock else "false")), peers_needed)
+                   LockMode(data.get("lock_mode", "true" if lock else "false")), peers_needed,
+                   decode_paths(data.get("paths", []), "paths"))
 
 
 def encode_applied(applied: Applied) -> bytes:
@@ -659,6 +674,8 @@ def encode_applied(applied: Applied) -> bytes:
                 "browser_policies": applied.browser_policies,
                 "suppress_notifications": applied.suppress_notifications,
                 "lock_mode": applied.lock_mode.value, "peers_needed": applied.peers_needed}
+    if applied.paths:
+        document["paths"] = list(applied.paths)
     names = _json_strings(applied.order)
     if names is None:
         document["names"] = applied.order

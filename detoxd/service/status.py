@@ -86,6 +86,7 @@ class StatusBuilder:
             state.planned.days if state.planned is not None else None,
             domains_blocked=len(engine.hosts.names),
             domains_configured=len(engine.applied.names),
+            paths_blocked=tuple(sorted(engine.browser.paths)),
             hosts_file=hosts_state["hosts_file"],
             hosts_in_sync=hosts_state["hosts_in_sync"],
             hosts_file_problem=None if problem is None else HostsFileProblem.from_json(problem),

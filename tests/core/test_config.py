@@ -47,10 +47,46 @@ def test_all_errors_reported_together_with_file_line_and_path() -> None:
 
 
 def test_url_is_reduced_to_its_host_with_a_warning() -> None:
-    blocklist, source = parse_blocklist("domains: ['https://twitter.com/home']\n", PRESETS)
+    blocklist, source = parse_blocklist("domains: ['https://twitter.com/']\n", PRESETS)
     assert blocklist is not None and "twitter.com" in blocklist.domains
     assert source.issues[0].severity == "warning"
     assert source.issues[0].line == 1
+
+
+def test_a_urls_www_host_blocks_the_bare_name_too() -> None:
+    blocklist, source = parse_blocklist("domains: ['https://www.reddit.com']\n", PRESETS)
+    assert blocklist is not None and blocklist.domains == ("reddit.com",)  # the loader adds www.
+    assert "'reddit.com' and 'www.reddit.com'" in source.issues[0].message
+
+
+def test_a_url_with_a_path_in_domains_is_an_error_that_suggests_paths() -> None:
+    text = "domains:\n  - ok.example.com\n  - https://www.reddit.com/r/all\n"
+    blocklist, source = parse_blocklist(text, PRESETS)
+    assert [str(issue) for issue in source.errors] == [
+        "blocklist.yaml:3: domains[1]: 'https://www.reddit.com/r/all' has a path: `domains:` blocks whole "
+        "sites; to block only that path write it under `paths:` as '- reddit.com/r/all' (the rest of "
+        "reddit.com stays reachable)"]
+    assert blocklist is not None and blocklist.domains == ("ok.example.com",)
+
+
+def test_paths_are_normalised_and_checked_with_file_and_line() -> None:
+    text = ("paths:\n  - linkedin.com/feed\n  - https://www.youtube.com/shorts\n  - reddit.com/\n"
+            "  - x.com/a*b\n  - ex ample.com/x\n  - linkedin.com/feed\n")
+    blocklist, source = parse_blocklist(text, PRESETS)
+    assert blocklist is not None and blocklist.paths == ("linkedin.com/feed", "youtube.com/shorts")
+    errors = [str(issue) for issue in source.errors]
+    assert errors[0].startswith("blocklist.yaml:4: paths[2]: 'reddit.com/' names no path")
+    assert errors[1].startswith("blocklist.yaml:5: paths[3]: 'x.com/a*b': the path may hold")
+    assert errors[2].startswith("blocklist.yaml:6: paths[4]: 'ex ample.com/x': the host is unusable")
+    assert len(errors) == 3
+    warning = next(issue for issue in source.issues if issue.severity == "warning")
+    assert (warning.line, warning.message) == (3, "'https://www.youtube.com/shorts' is a URL; "
+                                                   "blocking 'youtube.com/shorts'")
+
+
+def test_no_paths_key_means_no_paths() -> None:
+    blocklist, source = parse_blocklist("domains: [a.example.com]\n", PRESETS)
+    assert blocklist is not None and blocklist.paths == () and not source.issues
 
 
 def test_injection_attempts_never_become_domains() -> None:

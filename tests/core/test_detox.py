@@ -530,3 +530,12 @@ def test_the_end_shown_does_not_creep_between_ticks_or_across_a_stop(clock: Fake
     state = ticked(state, clock)
     assert detox.ends_at(state, clock.now()) == promised
     assert detox.ends_at(detox.DetoxState(), clock.now()) is None
+
+
+def test_paths_follow_the_ratchet_like_names(clock: FakeClock) -> None:
+    locked = detox.update_ratchet(started(clock), {"a.example.com"}, {"linkedin.com/feed"})
+    assert detox.enforced_paths(locked, {"youtube.com/shorts"}) == {"linkedin.com/feed", "youtube.com/shorts"}
+    assert detox.update_ratchet(locked, {"a.example.com"}, {"linkedin.com/feed"}) is locked  # nothing new
+    unlocked = detox.update_ratchet(started(clock, locked=False), (), {"linkedin.com/feed"})
+    assert detox.enforced_paths(unlocked, ()) == frozenset()  # an unlocked detox follows the config
+    assert detox.enforced_paths(DetoxState(), {"linkedin.com/feed"}) == frozenset()  # idle: nothing

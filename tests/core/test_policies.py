@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from detoxd.core import policies
 from detoxd.core.policies import PolicyError, Record
 
-FIREFOX, CHROME, CHROMIUM = policies.SPECS
+FIREFOX, CHROME, CHROMIUM = policies.SPECS[:3]
 
 
 def test_firefox_policy_merges_into_a_users_file_and_unmerges_to_it() -> None:
@@ -115,10 +115,10 @@ def test_the_file_is_written_as_indented_json_or_given_back_byte_for_byte() -> N
 
 def test_tampering_is_undone_without_touching_the_rest() -> None:
     tampered = {"policies": {"DNSOverHTTPS": {"Enabled": True}, "DisableTelemetry": True}}
-    assert policies.reapply(tampered, FIREFOX) == {
+    assert policies.reapply(tampered, FIREFOX)[0] == {
         "policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}, "DisableTelemetry": True}}
     assert tampered["policies"]["DNSOverHTTPS"] == {"Enabled": True}  # a copy, not the argument
-    assert policies.reapply(None, CHROME) == {"DnsOverHttpsMode": "off"}
+    assert policies.reapply(None, CHROME)[0] == {"DnsOverHttpsMode": "off"}
 
 
 def test_a_broken_file_or_record_is_refused_with_the_reason() -> None:
@@ -143,3 +143,39 @@ def test_a_broken_file_or_record_is_refused_with_the_reason() -> None:
         with pytest.raises(ValueError) as error:
             Record.from_json({**good, "key_path": key_path})
         assert str(error.value) == f"invalid key path {key_path!r}"
+
+
+def test_paths_join_a_users_firefox_website_filter_and_leave_it_as_it_was() -> None:
+    spec = policies.path_specs(("linkedin.com/feed",))[0]
+    assert spec.key_path == ("policies", "WebsiteFilter", "Block")
+    users = {"policies": {"WebsiteFilter": {"Block": ["*://*.example.org/*"], "Exceptions": ["x"]}}}
+    merged, record = policies.merge(users, spec)
+    assert merged["policies"]["WebsiteFilter"]["Block"] == ["*://*.example.org/*", "*://*.linkedin.com/feed*"]
+    assert record.added == ("*://*.linkedin.com/feed*",)
+    assert policies.is_applied(merged, spec, record)
+    assert policies.unmerge(merged, record, spec) == users
+
+
+def test_chromium_family_paths_are_url_blocklist_entries_in_detoxds_own_files() -> None:
+    specs = policies.path_specs(("linkedin.com/feed", "youtube.com/shorts"))
+    chromium = [spec for spec in specs if spec.browser != policies.FIREFOX]
+    assert {spec.browser for spec in chromium} == {"chrome", "chromium", "brave", "edge", "vivaldi"}
+    merged, record = policies.merge({"DnsOverHttpsMode": "off"}, chromium[0])
+    assert merged == {"DnsOverHttpsMode": "off", "URLBlocklist": ["linkedin.com/feed", "youtube.com/shorts"]}
+    assert policies.unmerge(merged, record, chromium[0]) == {"DnsOverHttpsMode": "off"}
+    assert policies.path_specs(()) == ()
+
+
+def test_a_grown_path_list_is_added_and_a_shrunk_one_taken_out_keeping_the_users_entries() -> None:
+    first = policies.path_specs(("a.example.com/x",))[1]
+    merged, record = policies.merge({"URLBlocklist": ["users.example/y"]}, first)
+    grown = policies.path_specs(("a.example.com/x", "b.example.com/z"))[1]
+    assert not policies.is_applied(merged, grown, record)
+    merged, updated = policies.reapply(merged, grown, record)
+    assert updated is not None and updated.added == ("a.example.com/x", "b.example.com/z")
+    shrunk = policies.path_specs(("b.example.com/z",))[1]
+    merged, updated = policies.reapply(merged, shrunk, updated)
+    assert merged == {"URLBlocklist": ["users.example/y", "b.example.com/z"]}
+    assert updated is not None and updated.added == ("b.example.com/z",)
+    assert policies.unmerge(merged, updated, shrunk) == {"URLBlocklist": ["users.example/y"]}
+    assert Record.from_json(updated.to_json()) == updated

@@ -132,3 +132,9 @@ def test_a_mail_problem_does_not_count_as_a_risk_to_the_block() -> None:
     status = Status.from_json({"problems": ["mail: smtp.example.com:587: connection refused; fix: …",
                                             "/: no space left on device"]})
     assert statustext.enforcement_problems(status) == ["/: no space left on device"]
+
+
+def test_status_lists_the_blocked_paths_and_says_nothing_without_them() -> None:
+    status = Status(state="active", paths_blocked=("linkedin.com/feed", "youtube.com/shorts"))
+    assert "Paths blocked in the browsers: linkedin.com/feed, youtube.com/shorts" in status_lines(status)
+    assert not any("Paths" in line for line in status_lines(Status(state="active")))

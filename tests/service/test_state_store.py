@@ -398,3 +398,16 @@ def test_a_side_file_someone_else_could_write_is_validated_even_with_its_digest(
         assert calls == [len(names)]
         undo()
         state_store._written_ratchets.clear()
+
+
+def test_the_paths_ratchet_and_the_applied_paths_round_trip_and_are_checked(path: Path) -> None:
+    state = replace(active_state(), paths_ratchet=frozenset({"linkedin.com/feed", "youtube.com/shorts"}))
+    state_store.save(path, state)
+    assert state_store.load(path) == state
+    assert "paths_ratchet" not in state_store.encode(active_state())  # absent: older files read alike
+    applied = state_store.Applied(frozenset({"a.example.com"}), ("a.example.com",), 14.0, True,
+                                  paths=("linkedin.com/feed",))
+    assert state_store.decode_applied(json.loads(state_store.encode_applied(applied))) == applied
+    bad = dict(json.loads(state_store.encode_applied(applied)), paths=["linkedin.com/feed\n0.0.0.0 x.com"])
+    with pytest.raises(ValueError, match="never writes"):
+        state_store.decode_applied(bad)

@@ -41,6 +41,7 @@ class BrowserTarget:
         self.policies = BrowserPolicies(state_dir, policy_root) if policy_root is not None else None
         self.browser_policies = True  # `bypass.browser_policies` of the config in force
         self._names: frozenset[str] = frozenset()
+        self._paths: frozenset[str] = frozenset()  # `paths:` entries in force (the engine's ratchet)
         self._notify: inotify.Inotify | None = None
         self._watches: dict[Path, int] = {}  # policy directory -> its watch
 
@@ -62,7 +63,8 @@ class BrowserTarget:
         if self.policies is None:
             return
         policies = self.policies
-        wanted = {policies.path(spec).parent for spec in policies.specs.values()} if self._names else set()
+        wanted = ({policies.path(spec).parent for spec in policies.specs.values()}
+                  if self._names or self._paths else set())
         wanted = {directory for directory in wanted if directory.is_dir()}
         if wanted and self._notify is None:
             self._notify = inotify.Inotify()
@@ -76,6 +78,17 @@ class BrowserTarget:
             except OSError as exc:  # the periodic check still finds an edit, later
                 log.warning("cannot watch %s for policy edits: %s", directory, exc.strerror)
 
+    def set_paths(self, paths: frozenset[str]) -> None:
+        """The `paths:` entries to block through the browsers' policies (empty: none)."""
+        if paths == self._paths:
+            return
+        self._paths = paths
+        self.sync_policies(self._names, browser_policies=self.browser_policies)
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return self._paths
+
     def apply(self, names: frozenset[str], order: Sequence[str] = ()) -> None:
         changed = names != self._names
         self._names = names
@@ -88,11 +101,12 @@ class BrowserTarget:
         return [Drift(NAME, "policy restored") for _ in range(self.verify(self._names))]
 
     def remove(self) -> None:
+        self._paths = frozenset()
         self.apply(frozenset())
 
     def state(self) -> dict[str, Any]:
         records = self.policies.records() if self.policies is not None else ()
-        return {"browser_policies": len(records)}
+        return {"browser_policies": len(records), "paths": sorted(self._paths)}
 
     def block_changed(self, names: frozenset[str], *, browser_policies: bool) -> None:
         """After the hosts file changed: flush caches; put policies in place or take them out.
@@ -107,16 +121,23 @@ class BrowserTarget:
     def sync_policies(self, names: frozenset[str], *, browser_policies: bool) -> None:
         if self.policies is None:
             return
-        wanted = bool(names) and (browser_policies or bool(self.policies.records()))
-        for result in self.policies.apply() if wanted else self.policies.lift():
+        base = bool(names) and (browser_policies or self._base_records())
+        self.policies.set_paths(self._paths, base=base)
+        for result in self.policies.apply() if base or self._paths else self.policies.lift():
             log.info("%s", result)
         self._watch_directories()
 
+    def _base_records(self) -> bool:
+        """Whether a secure-DNS policy of detoxd's is in place (kept until the block is lifted)."""
+        assert self.policies is not None
+        base = {spec.key for spec in self.policies.base_specs}
+        return any(key in base for key in self.policies.records())
+
     def verify(self, names: frozenset[str]) -> int:
         """Restore edited or deleted policies while blocking; returns how many were restored."""
-        if self.policies is None or not names:
+        if self.policies is None or not (names or self._paths):
             return 0
-        if not (self.browser_policies or self.policies.records()):
+        if not (self.browser_policies or self.policies.records() or self._paths):
             # Switched off (`bypass.browser_policies: false`) and nothing of detoxd's in place:
             # nothing to restore. (Before issue 26 the tick a second after `start` wrote them.)
             return 0

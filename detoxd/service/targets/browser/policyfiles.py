@@ -18,7 +18,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -31,6 +31,7 @@ from detoxd.service import state_store
 
 log = logging.getLogger(__name__)
 
+Key = tuple[str, tuple[str, ...]]  # (file, key path): one record each
 STATE_NAME = BROWSER_POLICIES_FILE
 STATE_VERSION = 1
 FILE_MODE = 0o644
@@ -42,6 +43,9 @@ BROWSER_LOCATIONS: dict[str, tuple[str, ...]] = {
     policies.FIREFOX: ("usr/lib/firefox*", "usr/bin/firefox", "usr/bin/firefox-esr"),
     policies.CHROME: ("opt/google/chrome",),
     policies.CHROMIUM: ("usr/bin/chromium", "usr/lib/chromium"),
+    policies.BRAVE: ("opt/brave.com/brave", "usr/bin/brave-browser"),
+    policies.EDGE: ("opt/microsoft/msedge", "usr/bin/microsoft-edge"),
+    policies.VIVALDI: ("opt/vivaldi", "usr/bin/vivaldi"),
 }
 UNCOVERED_LOCATIONS: dict[str, tuple[str, ...]] = {
     policies.FIREFOX: ("snap/bin/firefox", "var/lib/flatpak/app/org.mozilla.firefox"),
@@ -53,6 +57,7 @@ UNCOVERED_LOCATIONS: dict[str, tuple[str, ...]] = {
 class Action(StrEnum):
     INSTALLED = "installed"
     IN_PLACE = "already in place"
+    UPDATED = "updated (paths changed)"
     RESTORED = "restored after tampering"
     REMOVED = "removed"
     LEFT = "left as it is (changed by someone else)"
@@ -91,13 +96,27 @@ class BrowserPolicies:
                  specs: Sequence[PolicySpec] = policies.SPECS) -> None:
         self.root = Path(root)
         self.state_path = Path(state_dir) / STATE_NAME
-        self.specs = {spec.file: spec for spec in specs}
+        self.base_specs = tuple(specs)
+        self.specs: dict[Key, PolicySpec] = {spec.key: spec for spec in specs}
+        self.paths: tuple[str, ...] = ()
         self._seen: dict[str, tuple[int, int, int] | None] = {}
+
+    def set_paths(self, paths: Iterable[str], *, base: bool = True) -> None:
+        """The `paths:` entries to block from now on (and whether the base specs, secure DNS off,
+        are wanted): the next :meth:`apply` puts them in and takes out what is no longer wanted."""
+        self.paths = tuple(sorted(paths))
+        wanted = (*(self.base_specs if base else ()), *policies.path_specs(self.paths))
+        self.specs = {spec.key: spec for spec in wanted}
+        self._seen.clear()
+
+    def all_specs(self) -> tuple[PolicySpec, ...]:
+        """Every spec that could be in force (for watching directories)."""
+        return (*self.base_specs, *policies.path_specs(("example.com/x",)))
 
     def remove_stale_temporaries(self) -> None:
         """At start-up: the temporary copies a kill between write and rename left beside each
         policy file (only those of detoxd's own policy files)."""
-        for spec in self.specs.values():
+        for spec in self.all_specs():
             path = self.path(spec)
             remove_stale_temporaries(path.parent, only_for=path.name)
 
@@ -110,49 +129,68 @@ class BrowserPolicies:
         """Install (or restore) the policy for every installed browser. Never raises."""
         browsers = installed_browsers(self.root).covered
         records = self._load()
-        results = [self._apply_one(spec, records) for spec in self.specs.values()
-                   if spec.browser in browsers]
+        results = [self._lift_record(key, records) for key in list(records) if key not in self.specs]
+        results += [self._apply_one(spec, records) for spec in self.specs.values()
+                    if spec.browser in browsers]
         self._remember_stats()
         return results
 
     def verify(self) -> list[PolicyResult]:
         """The periodic check: apply again only when a policy file changed (cheap stat)."""
-        if all(self._stat(spec) == self._seen.get(spec.file) for spec in self.specs.values()):
+        if self._seen and all(self._stat(spec) == self._seen.get(spec.file) for spec in self.specs.values()):
             return []
         return self.apply()
 
     def lift(self) -> list[PolicyResult]:
         """Remove exactly what detoxd added; forget each record once it is undone. Never raises."""
         records = self._load()
-        results = []
-        for file in list(records):
-            result = self._lift_one(records[file])
-            results.append(result)
-            if result.action is not Action.FAILED:
-                del records[file]
-                self._save(records)
+        results = [self._lift_record(key, records) for key in reversed(list(records))]
         self._seen.clear()
         return results
 
-    def records(self) -> dict[str, Record]:
+    def records(self) -> dict[Key, Record]:
         return self._load()
+
+    def _lift_record(self, key: Key, records: dict[Key, Record]) -> PolicyResult:
+        """Undo one record and forget it; a file detoxd created stays detoxd's to remove while
+        another record of the same file remains (the created flag passes on to it)."""
+        record = records[key]
+        siblings = [other for other in records if other != key and other[0] == record.file]
+        result = self._lift_one(record, last_of_file=not siblings)
+        if result.action is not Action.FAILED:
+            del records[key]
+            if siblings and record.created_file:
+                heir = records[siblings[0]]
+                records[siblings[0]] = dataclasses.replace(
+                    heir, created_file=True, original_text=record.original_text)
+            self._save(records)
+        return result
 
     # ---- one file ----
 
-    def _apply_one(self, spec: PolicySpec, records: dict[str, Record]) -> PolicyResult:
+    def _apply_one(self, spec: PolicySpec, records: dict[Key, Record]) -> PolicyResult:
         path = self.path(spec)
         try:
             text = _read(path)
             document = policies.parse(text, str(path))
-            if spec.file in records:
-                if policies.is_applied(document, spec):
+            known = records.get(spec.key)
+            if known is not None:
+                if policies.is_applied(document, spec, known):
                     return PolicyResult(spec.browser, path, Action.IN_PLACE)
-                _write(path, policies.render(policies.reapply(document, spec)))
+                merged, updated = policies.reapply(document, spec, known)
+                if updated is not None and updated != known:  # a list's entries changed
+                    records[spec.key] = updated
+                    self._save(records)  # first, as for a new record
+                _write(path, policies.render(merged))
+                if updated != known:
+                    return PolicyResult(spec.browser, path, Action.UPDATED)
                 log.warning("browser policy %s was changed or removed: restored", path)
                 return PolicyResult(spec.browser, path, Action.RESTORED)
             merged, record = policies.merge(document, spec)
-            record = dataclasses.replace(record, original_text=text)
-            records[spec.file] = record
+            others = [other for other in records.values() if other.file == spec.file]
+            record = dataclasses.replace(record, original_text=text if not others else None,
+                                         created_file=record.created_file and not others)
+            records[spec.key] = record
             self._save(records)  # first: a crash after the write still knows what to undo
             if document != merged:
                 _write(path, policies.render(merged))
@@ -161,8 +199,8 @@ class BrowserPolicies:
             log.error("cannot install the %s policy in %s: %s", spec.browser, path, error)
             return PolicyResult(spec.browser, path, Action.FAILED, str(error))
 
-    def _lift_one(self, record: Record) -> PolicyResult:
-        spec = self.specs.get(record.file)
+    def _lift_one(self, record: Record, *, last_of_file: bool = True) -> PolicyResult:
+        spec = self._spec_for(record)
         path = self.root / record.file
         browser = spec.browser if spec else "unknown"
         try:
@@ -170,9 +208,11 @@ class BrowserPolicies:
                 raise PolicyError(f"no policy known for {record.file}")
             text = _read(path)
             document = policies.parse(text, str(path))
-            if not policies.is_applied(document, spec):
+            if not spec.members and not policies.is_applied(document, spec):
                 return PolicyResult(browser, path, Action.LEFT)
             remaining = policies.unmerge(document, record, spec)
+            if remaining is not None and not remaining and record.created_file and last_of_file:
+                remaining = None
             if remaining is None:
                 remove_file(path)
             else:
@@ -184,12 +224,23 @@ class BrowserPolicies:
             log.error("cannot remove the %s policy from %s: %s", browser, path, error)
             return PolicyResult(browser, path, Action.FAILED, str(error))
 
+    def _spec_for(self, record: Record) -> PolicySpec | None:
+        """The spec a record was made for: a base spec, or (a list) any path spec of its key."""
+        spec = self.specs.get(record.key)
+        if spec is not None:
+            return spec
+        for known in self.all_specs():
+            if known.key == record.key:
+                return dataclasses.replace(known, value=tuple(record.added or ())) if known.members else known
+        return None
+
     # ---- records ----
 
-    def _load(self) -> dict[str, Record]:
+    def _load(self) -> dict[Key, Record]:
         try:
             data = state_store.read_json(self.state_path)
-            return {item["file"]: Record.from_json(item) for item in data["records"]}
+            records = (Record.from_json(item) for item in data["records"])
+            return {record.key: record for record in records}
         except FileNotFoundError:
             return {}
         except (OSError, state_store.StateFileError, ValueError, KeyError, TypeError) as error:
@@ -198,7 +249,7 @@ class BrowserPolicies:
             log.error("unreadable %s (%s): moved to %s", self.state_path, error, aside)
             return {}
 
-    def _save(self, records: dict[str, Record]) -> None:
+    def _save(self, records: dict[Key, Record]) -> None:
         if not records:
             self.state_path.unlink(missing_ok=True)
             return

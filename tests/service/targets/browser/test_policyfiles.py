@@ -121,7 +121,7 @@ def test_a_crash_between_remembering_and_writing_is_settled(
         BrowserPolicies(tmp_path / "state", root).apply()
     assert users.read_text() == USER_FIREFOX_POLICIES
     restarted = BrowserPolicies(tmp_path / "state", root)  # a new daemon process
-    assert "etc/firefox/policies/policies.json" in restarted.records()
+    assert "etc/firefox/policies/policies.json" in {file for file, _ in restarted.records()}
     assert {r.browser: r.action for r in restarted.apply()}["firefox"] is Action.RESTORED
     restarted.lift()
     assert users.read_text() == USER_FIREFOX_POLICIES
@@ -142,3 +142,34 @@ def test_a_corrupt_record_file_is_moved_aside(root: Path, tmp_path: Path) -> Non
     (state / policyfiles.STATE_NAME).write_text("garbage")
     assert BrowserPolicies(state, root).records() == {}
     assert (state / "browser-policies.corrupt").read_text() == "garbage"
+
+
+def test_paths_share_the_files_and_everything_goes_at_the_end(root: Path, tmp_path: Path) -> None:
+    users = firefox_file(root)
+    users.parent.mkdir(parents=True)
+    users.write_text(USER_FIREFOX_POLICIES)
+    chrome = root / "etc/opt/chrome/policies/managed/detoxd.json"
+    policies_ = BrowserPolicies(tmp_path / "state", root)
+    policies_.apply()  # secure DNS off first (the detox starts), then a path is added
+    policies_.set_paths({"linkedin.com/feed"})
+    assert {result.action for result in policies_.apply()} == {Action.IN_PLACE, Action.INSTALLED}
+    assert json.loads(chrome.read_text()) == {"DnsOverHttpsMode": "off",
+                                              "URLBlocklist": ["linkedin.com/feed"]}
+    firefox = json.loads(users.read_text())["policies"]
+    assert firefox["WebsiteFilter"] == {"Block": ["*://*.linkedin.com/feed*"]}
+    assert firefox["DisableTelemetry"] is True and firefox["DNSOverHTTPS"]["Locked"] is True
+    policies_.set_paths({"linkedin.com/feed", "youtube.com/shorts"})
+    assert Action.UPDATED in {result.action for result in policies_.apply()}
+    assert json.loads(chrome.read_text())["URLBlocklist"] == ["linkedin.com/feed", "youtube.com/shorts"]
+    chrome.write_text('{"DnsOverHttpsMode": "off"}')  # tampering
+    assert Action.RESTORED in {result.action for result in policies_.verify()}
+    assert json.loads(chrome.read_text())["URLBlocklist"] == ["linkedin.com/feed", "youtube.com/shorts"]
+    policies_.set_paths(())  # an unlocked detox's paths removed: only they go
+    policies_.apply()
+    assert json.loads(chrome.read_text()) == {"DnsOverHttpsMode": "off"}
+    policies_.set_paths({"linkedin.com/feed"})
+    policies_.apply()
+    restarted = BrowserPolicies(tmp_path / "state", root)  # a new daemon lifts what the old one added
+    restarted.lift()
+    assert users.read_text() == USER_FIREFOX_POLICIES
+    assert not chrome.exists() and restarted.records() == {}
