@@ -62,6 +62,7 @@ def render(document: Mapping[str, Any]) -> str:
             sections += [f"<section><div class=note>{html.escape(NO_CHARTS)}</div></section>",
                          _activitywatch_note(document), _sites_table(document)]
         sections += [_sessions(document), _table(document, shown=not charts)]
+    sections.append(_schedule(document))  # weekly block windows: detox or not
     sections.append(_footer(document))
     return _PAGE.format(title=html.escape(_title(document)), body="\n".join(s for s in sections if s))
 
@@ -255,6 +256,21 @@ def _table(document: Mapping[str, Any], shown: bool = False) -> str:
     opened = " open" if shown else ""
     return (f"<section><details{opened}><summary>Day by day</summary><table>" + head + "".join(rows)
             + "</table></details></section>")
+
+
+def _schedule(document: Mapping[str, Any]) -> str:
+    """Scheduled hours per day next to the blocked attempts inside the windows (schedule:)."""
+    days = document.get("schedule") or []
+    if not days:
+        return ""
+    rows = "".join(f"<tr><td>{html.escape(str(row['date']))}</td>"
+                   f"<td>{_cell(float(row['scheduled_hours']) * 3600)}</td>"
+                   f"<td>{int(row['attempts_in_windows']) or ''}</td></tr>" for row in days)
+    continues = document.get("continues") or []
+    after = (f"<p>Continuing after the detox: {html.escape(', '.join(map(str, continues)))}</p>"
+             if continues else "")
+    return ("<section><h2>Block windows</h2>" + after + "<table><tr><th>date</th><th>scheduled</th>"
+            "<th>blocked attempts inside</th></tr>" + rows + "</table></section>")
 
 
 def _cell(seconds: float | None) -> str:

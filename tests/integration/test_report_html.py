@@ -130,3 +130,17 @@ def test_chromium_renders_the_charts(tmp_path: Path) -> None:
         assert sum(count for count, colour in colours if colour == rgb) > 500, hex_colour
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(screenshot, ARTIFACTS / "report.png")
+
+
+def test_the_page_shows_the_block_windows_hours_and_what_continues() -> None:
+    events = sample_journal()
+    end = START + timedelta(days=14)
+    events.append({"v": 1, "seq": 900, "at": (end + timedelta(seconds=1)).isoformat(),
+                   "kind": "schedule_after_detox", "entries": ["<workdays>"]})
+    midnight = (START + timedelta(days=15)).replace(hour=0)
+    for seq, (hours, kind) in enumerate([(9, "window_opened"), (18.5, "window_closed")]):
+        at = (midnight + timedelta(hours=hours)).isoformat()
+        events.append({"v": 1, "seq": 901 + seq, "at": at, "kind": kind, "entry": "<workdays>"})
+    page = report_html.render(report.build(events, now=START + timedelta(days=16), tz=UTC))
+    assert "<h2>Block windows</h2>" in page and "<td>9 h 30 min</td>" in page
+    assert "Continuing after the detox: &lt;workdays&gt;" in page and "<workdays>" not in page
