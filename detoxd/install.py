@@ -70,6 +70,10 @@ BROWSER_POLICY_DIRS = (
     Path("etc/firefox/policies"),
     Path("etc/opt/chrome/policies/managed"),
     Path("etc/chromium/policies/managed"),
+    Path("etc/brave/policies/managed"),
+    Path("etc/opt/edge/policies/managed"),
+    Path("etc/opt/vivaldi/policies/managed"),
+    Path("etc/chromium-browser/policies/managed"),  # the Chromium snap reads this one
 )
 _POLICY_DIR_STOPS = (Path("etc"), Path("etc/opt"))
 SOURCE_INSTALL_HINT = (

@@ -301,3 +301,28 @@ def test_in_a_container_doctor_does_not_send_the_user_to_enable_the_exec_watcher
     assert check.level is Level.WARN and "in a container" in check.message
     assert "systemctl" not in check.fix and "on the host" in check.fix
     assert doctor._exec_events_possible(Path("/")) is execwatch.in_initial_namespaces()
+
+
+def test_paths_are_checked_in_each_installed_browsers_policy() -> None:
+    status = {**STATUS, "paths_blocked": ["linkedin.com/feed"]}
+    firefox = {"policies": {**FIREFOX_ON["policies"], "WebsiteFilter": {"Block": ["*://*.linkedin.com/feed*"]}}}
+    facts = healthy(status=status, policy_documents={
+        "etc/firefox/policies/policies.json": firefox,
+        "etc/opt/chrome/policies/managed/detoxd.json": {"DnsOverHttpsMode": "off"}})
+    found = levels(facts)
+    assert found["browser paths: firefox"] is Level.OK
+    failure = failed(facts)["browser paths: chrome"]
+    assert failure.message == ("URLBlocklist in /etc/opt/chrome/policies/managed/detoxd.json does not hold "
+                               "every path of `paths:` (1)")
+    assert "browser paths: chromium" not in found  # not installed: not listed
+    assert not any(name.startswith("browser paths") for name in levels(healthy()))  # no paths: no check
+
+
+def test_brave_edge_and_vivaldi_are_listed_with_a_fix_when_their_policy_is_missing() -> None:
+    facts = healthy(browsers=InstalledBrowsers(("brave", "edge", "vivaldi"), ()), policy_documents={
+        "etc/brave/policies/managed/detoxd.json": {"DnsOverHttpsMode": "off"}})
+    assert levels(facts)["browser policies: brave"] is Level.OK
+    failures = failed(facts)
+    assert failures["browser policies: edge"].message == (
+        "/etc/opt/edge/policies/managed/detoxd.json does not switch DNS-over-HTTPS off")
+    assert "browser policies: vivaldi" in failures

@@ -350,17 +350,42 @@ def reads_etc_hosts(configs: Sequence[str]) -> bool:
 
 
 def check_browser_policies(facts: Facts, active: bool) -> list[Check]:
+    """Each installed browser: its secure DNS off, and the `paths:` blocked, by policy."""
     if not active:
         return [Check("browser policies", Level.SKIP, "no detox running")]
     if not facts.browser_policies_enabled:
         return [Check("browser policies", Level.WARN, "switched off (bypass.browser_policies: false): "
-                      "browsers with DNS-over-HTTPS skip the block")]
+                      "browsers with DNS-over-HTTPS skip the block"), *_path_checks(facts)]
     checks = [_policy_check(spec, facts) for spec in policies.SPECS if spec.browser in facts.browsers.covered]
+    checks += _path_checks(facts)
     checks += [Check(f"browser policies: {item}", Level.WARN,
                      "a snap or flatpak browser may not read the system policies in /etc",
                      "switch its secure DNS (DNS over HTTPS) off in its settings")
                for item in facts.browsers.uncovered]
     return checks or [Check("browser policies", Level.SKIP, "no supported browser installed")]
+
+
+def _path_checks(facts: Facts) -> list[Check]:
+    """`paths:` in force (status ``paths_blocked``): each installed browser's list holds them."""
+    paths = facts.status.paths_blocked if facts.status is not None else ()
+    checks = []
+    for spec in policies.path_specs(tuple(paths)):
+        if spec.browser not in facts.browsers.covered:
+            continue
+        name = f"browser paths: {spec.browser}"
+        document = facts.policy_documents.get(spec.file)
+        path = f"/{spec.file}"
+        policy = ".".join(spec.key_path[1:] if spec.key_path[0] == "policies" else spec.key_path)
+        if isinstance(document, str):
+            checks.append(Check(name, Level.FAIL, document, f"repair the JSON in {path}"))
+        elif not policies.is_applied(document, spec):
+            checks.append(Check(name, Level.FAIL, f"{policy} in {path} does not hold every path of "
+                                f"`paths:` ({len(paths)})", "sudo systemctl restart detoxd (it installs "
+                                "the policy), then restart the browser"))
+        else:
+            checks.append(Check(name, Level.OK, f"{policy} in {path} blocks {len(paths)} "
+                                f"path{'' if len(paths) == 1 else 's'}"))
+    return checks
 
 
 def _policy_check(spec: policies.PolicySpec, facts: Facts) -> Check:

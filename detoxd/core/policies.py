@@ -32,6 +32,7 @@ CHROMIUM = "chromium"
 BRAVE = "brave"
 EDGE = "edge"
 VIVALDI = "vivaldi"
+CHROMIUM_SNAP = "chromium (snap)"
 
 
 class PolicyError(ValueError):
@@ -99,6 +100,8 @@ CHROMIUM_FAMILY_FILES: tuple[tuple[str, str], ...] = (
     (BRAVE, "etc/brave/policies/managed/detoxd.json"),
     (EDGE, "etc/opt/edge/policies/managed/detoxd.json"),
     (VIVALDI, "etc/opt/vivaldi/policies/managed/detoxd.json"),
+    # The Chromium snap (Ubuntu's chromium) reads the host's /etc/chromium-browser/policies.
+    (CHROMIUM_SNAP, "etc/chromium-browser/policies/managed/detoxd.json"),
 )
 SPECS: tuple[PolicySpec, ...] = (
     PolicySpec(FIREFOX, FIREFOX_FILE, ("policies", "DNSOverHTTPS"), FIREFOX_DOH_OFF),

@@ -159,7 +159,8 @@ def test_paths_join_a_users_firefox_website_filter_and_leave_it_as_it_was() -> N
 def test_chromium_family_paths_are_url_blocklist_entries_in_detoxds_own_files() -> None:
     specs = policies.path_specs(("linkedin.com/feed", "youtube.com/shorts"))
     chromium = [spec for spec in specs if spec.browser != policies.FIREFOX]
-    assert {spec.browser for spec in chromium} == {"chrome", "chromium", "brave", "edge", "vivaldi"}
+    assert {spec.browser for spec in chromium} == {"chrome", "chromium", "brave", "edge", "vivaldi",
+                                                   "chromium (snap)"}
     merged, record = policies.merge({"DnsOverHttpsMode": "off"}, chromium[0])
     assert merged == {"DnsOverHttpsMode": "off", "URLBlocklist": ["linkedin.com/feed", "youtube.com/shorts"]}
     assert policies.unmerge(merged, record, chromium[0]) == {"DnsOverHttpsMode": "off"}

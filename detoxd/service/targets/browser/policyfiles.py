@@ -37,20 +37,26 @@ STATE_VERSION = 1
 FILE_MODE = 0o644
 DIR_MODE = 0o755
 
-# Where each browser is found, relative to the root. Snap and flatpak builds are sandboxed
-# with their own view of /etc: system policy files cannot be relied on to reach them.
+# Where each browser is found, relative to the root. Flatpak builds (and the snaps not listed as
+# covered) are sandboxed with their own view of /etc: system policy files cannot be relied on to
+# reach them (docs/cannot-be-undone.md says which do and which do not).
 BROWSER_LOCATIONS: dict[str, tuple[str, ...]] = {
-    policies.FIREFOX: ("usr/lib/firefox*", "usr/bin/firefox", "usr/bin/firefox-esr"),
+    # The Firefox snap reads /etc/firefox/policies too (Mozilla bug 1717216).
+    policies.FIREFOX: ("usr/lib/firefox*", "usr/bin/firefox", "usr/bin/firefox-esr", "snap/bin/firefox"),
     policies.CHROME: ("opt/google/chrome",),
     policies.CHROMIUM: ("usr/bin/chromium", "usr/lib/chromium"),
     policies.BRAVE: ("opt/brave.com/brave", "usr/bin/brave-browser"),
     policies.EDGE: ("opt/microsoft/msedge", "usr/bin/microsoft-edge"),
     policies.VIVALDI: ("opt/vivaldi", "usr/bin/vivaldi"),
+    policies.CHROMIUM_SNAP: ("snap/bin/chromium",),
 }
 UNCOVERED_LOCATIONS: dict[str, tuple[str, ...]] = {
-    policies.FIREFOX: ("snap/bin/firefox", "var/lib/flatpak/app/org.mozilla.firefox"),
-    policies.CHROMIUM: ("snap/bin/chromium", "var/lib/flatpak/app/org.chromium.Chromium"),
+    policies.FIREFOX: ("var/lib/flatpak/app/org.mozilla.firefox",),
+    policies.CHROMIUM: ("var/lib/flatpak/app/org.chromium.Chromium",),
     policies.CHROME: ("var/lib/flatpak/app/com.google.Chrome",),
+    policies.BRAVE: ("snap/bin/brave", "var/lib/flatpak/app/com.brave.Browser"),
+    policies.EDGE: ("var/lib/flatpak/app/com.microsoft.Edge",),
+    policies.VIVALDI: ("snap/bin/vivaldi", "var/lib/flatpak/app/com.vivaldi.Vivaldi"),
 }
 
 

@@ -34,10 +34,15 @@ def firefox_file(root: Path) -> Path:
 
 
 def test_detection_of_installed_browsers(tmp_path: Path) -> None:
-    install_browser(tmp_path, "usr/bin/chromium", "snap/bin/firefox")
+    install_browser(tmp_path, "usr/bin/chromium", "var/lib/flatpak/app/org.mozilla.firefox")
     found = installed_browsers(tmp_path)
     assert found.covered == ("chromium",)
-    assert found.uncovered == ("firefox (snap/bin/firefox)",)
+    assert found.uncovered == ("firefox (var/lib/flatpak/app/org.mozilla.firefox)",)
+    # The snaps of Firefox and Chromium read host policies; Brave's, Edge's, Vivaldi's own dirs.
+    install_browser(tmp_path, "snap/bin/firefox", "snap/bin/chromium", "opt/brave.com/brave",
+                    "opt/microsoft/msedge", "opt/vivaldi")
+    assert installed_browsers(tmp_path).covered == (
+        "firefox", "chromium", "brave", "edge", "vivaldi", "chromium (snap)")
     assert installed_browsers(tmp_path / "empty") == policyfiles.InstalledBrowsers((), ())
 
 
