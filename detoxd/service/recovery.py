@@ -145,20 +145,24 @@ class StateRecovery:
             text = self.engine.hosts.file.read()
         except OSError:
             return frozenset()
-        parsed = hosts.split(text)
-        if ratchet_file is not None and parsed.block is not None:
-            record = state_store.load_block_record(self.engine.paths.hosts_block_file)
-            if record is not None and record.ratchet_file == ratchet_file:
-                whole = record.file is not None and record.file == state_store.file_digest(text)
-                if whole or record.digest == state_store.block_digest(parsed.block):
-                    self.block_record = record
-                    if whole and record.file is not None and record.order is not None:
-                        # The very file detoxd left: the guard need not render the block to
-                        # know it, if the order is the same (it checks the file again).
-                        self.engine.hosts.guard.expect(record.file, record.order)
-                    return record.beyond - known
-                log.info("detoxd's block in %s changed since detoxd last saw it: reading every name "
-                         "in it", self.engine.paths.hosts_file)
+        record = None if ratchet_file is None else state_store.load_block_record(
+            self.engine.paths.hosts_block_file)
+        if record is not None and record.ratchet_file == ratchet_file:
+            if record.file is not None and record.order is not None \
+                    and record.file == state_store.file_digest(text):
+                # The very file detoxd left (its block with it): the guard need not render the
+                # block to know it either, if the order is the same (it checks the file again).
+                self.block_record = record
+                self.engine.hosts.guard.expect(record.file, record.order)
+                return record.beyond - known
+            parsed = hosts.split(text)
+            if parsed.block is not None and record.digest == state_store.block_digest(parsed.block):
+                self.block_record = record
+                return record.beyond - known
+            log.info("detoxd's block in %s changed since detoxd last saw it: reading every name "
+                     "in it", self.engine.paths.hosts_file)
+        else:
+            parsed = hosts.split(text)
         # Names the ratchet already holds were validated when they got there: at a million names
         # validating them all again doubled a restart.
         names = parsed.names - known
