@@ -240,6 +240,20 @@ def unmerge(document: JsonObject | None, record: Record, spec: PolicySpec) -> Js
     return result
 
 
+def without_empty_containers(document: JsonObject, original: JsonObject | None) -> JsonObject:
+    """``document`` without the empty objects that ``original`` (the file before detoxd; None: no
+    file) did not have: what detoxd's records, undone one by one, can leave behind."""
+    result: JsonObject = {}
+    for key, value in document.items():
+        before = original.get(key) if original is not None else None
+        if isinstance(value, dict):
+            value = without_empty_containers(value, before if isinstance(before, dict) else None)
+            if not value and (original is None or key not in original):
+                continue
+        result[key] = value
+    return result
+
+
 def _unmerge_members(document: JsonObject, record: Record) -> JsonObject | None:
     """Take out the entries detoxd added (those still there); the list and the containers detoxd
     made go when they are empty again."""

@@ -1,6 +1,7 @@
 """`paths:` against the real browsers: Debian's chromium and firefox-esr, headless.
 
-detoxd writes its policy files under a scratch root (``DETOXD_POLICY_ROOT``'s way: every file
+blocklist.yaml's `paths:` go through the daemon's engine (in-process: a detox started and ended
+on a fake clock), which writes its policy files under a scratch root (``DETOXD_POLICY_ROOT``'s way: every file
 under it); each browser then runs in a mount namespace of its own (``unshare -m``) where /etc is
 an overlay (the machine's /etc is never written) and the scratch policy directories are bound over
 /etc/chromium/policies and /etc/firefox/policies. A local HTTP server on 127.0.0.1 (a port the
@@ -17,14 +18,16 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from detoxd.core.config import parse_blocklist
-from detoxd.service.targets.browser.policyfiles import BrowserPolicies
+from detoxd.clock import FakeClock
+from detoxd.service.engine import Engine
+from tests.service.enginekit import DAY, ROOT, scratch_paths
 
 HOST = "paths-test.example"
 BLOCKLIST = f"paths:\n  - {HOST}/feed\n"
@@ -78,18 +81,28 @@ def site(tmp_path: Path) -> Iterator[Site]:
     served.close()
 
 
-def policies_from_config(tmp_path: Path) -> tuple[BrowserPolicies, Path]:
-    """detoxd's policy files for the blocklist's `paths:`, under a scratch root."""
-    blocklist, source = parse_blocklist(BLOCKLIST, ())
-    assert blocklist is not None and not source.errors
-    root = tmp_path / "policy-root"
-    for browser in ("usr/bin/chromium", "usr/bin/firefox-esr"):  # what detoxd looks for
-        (root / browser).parent.mkdir(parents=True, exist_ok=True)
-        (root / browser).touch()
-    policies = BrowserPolicies(tmp_path / "state", root)
-    policies.set_paths(blocklist.paths)
-    policies.apply()
-    return policies, root
+class Detox:
+    """blocklist.yaml's `paths:` in force through the daemon's engine (in-process, fake clock),
+    its browser policy files under a scratch root as ``DETOXD_POLICY_ROOT`` puts them."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path / "policy-root"
+        for browser in ("usr/bin/chromium", "usr/bin/firefox-esr"):  # what detoxd looks for
+            (self.root / browser).parent.mkdir(parents=True, exist_ok=True)
+            (self.root / browser).touch()
+        self.clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+        (tmp_path / "detoxd").mkdir()
+        paths = scratch_paths(tmp_path / "detoxd", blocklist=BLOCKLIST)
+        self.engine = Engine(paths, self.clock, policy_root=self.root)
+        self.engine.boot()
+        assert self.engine.handle({"cmd": "start"}, ROOT)["ok"]
+        assert self.engine.status()["paths_blocked"] == [f"{HOST}/feed"]
+
+    def end(self) -> None:
+        self.clock.advance(15 * DAY)
+        self.engine.tick()
+        assert self.engine.status()["state"] == "idle"
+        self.engine.shutdown()
 
 
 def in_namespace(tmp_path: Path, root: Path, command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -136,23 +149,25 @@ def firefox_screenshot(tmp_path: Path, root: Path, url: str, profile: str) -> Pa
 
 
 def test_chromium_blocks_the_path_and_loads_the_rest_of_the_site(tmp_path: Path, site: Site) -> None:
-    policies, root = policies_from_config(tmp_path)
+    detox = Detox(tmp_path)
+    root = detox.root
     assert "HOME OK" in chromium_dom(tmp_path, root, site.url("/"), "profile-home")
     assert "FEED CONTENT" not in chromium_dom(tmp_path, root, site.url("/feed/"), "profile-feed")
     assert "/" in site.requested and "/feed/" not in site.requested
-    policies.lift()  # the detox ended: the same browser reaches the path again
+    detox.end()  # the detox ended: the same browser reaches the path again
     assert not (root / "etc/chromium/policies/managed/detoxd.json").exists()
     assert "FEED CONTENT" in chromium_dom(tmp_path, root, site.url("/feed/"), "profile-after")
     assert "/feed/" in site.requested
 
 
 def test_firefox_esr_blocks_the_path_and_loads_the_rest_of_the_site(tmp_path: Path, site: Site) -> None:
-    policies, root = policies_from_config(tmp_path)
+    detox = Detox(tmp_path)
+    root = detox.root
     # A blocked top-level page never finishes loading for --screenshot (it waits on); a page of
     # the site that frames the blocked path shows both at once and lets firefox exit.
     firefox_screenshot(tmp_path, root, site.url("/probe.html"), "profile-during")
     assert "/probe.html" in site.requested and "/feed/" not in site.requested  # the frame never reached it
-    policies.lift()
+    detox.end()
     assert not (root / "etc/firefox/policies/policies.json").exists()
     firefox_screenshot(tmp_path, root, site.url("/probe.html"), "profile-after")
     assert "/feed/" in site.requested

@@ -165,10 +165,12 @@ class BrowserPolicies:
         result = self._lift_one(record, last_of_file=not siblings)
         if result.action is not Action.FAILED:
             del records[key]
-            if siblings and record.created_file:
-                heir = records[siblings[0]]
+            if siblings and (record.created_file or record.original_text is not None):
+                heir = records[siblings[0]]  # it now knows what the file was before detoxd
                 records[siblings[0]] = dataclasses.replace(
-                    heir, created_file=True, original_text=record.original_text)
+                    heir, created_file=heir.created_file or record.created_file,
+                    original_text=heir.original_text if heir.original_text is not None
+                    else record.original_text)
             self._save(records)
         return result
 
@@ -217,8 +219,12 @@ class BrowserPolicies:
             if not spec.members and not policies.is_applied(document, spec):
                 return PolicyResult(browser, path, Action.LEFT)
             remaining = policies.unmerge(document, record, spec)
-            if remaining is not None and not remaining and record.created_file and last_of_file:
-                remaining = None
+            if remaining is not None and last_of_file and (record.created_file or record.original_text):
+                # The file's last record: containers another record of detoxd's made go too.
+                original = None if record.created_file else policies.parse(record.original_text, str(path))
+                remaining = policies.without_empty_containers(remaining, original)
+                if not remaining and record.created_file:
+                    remaining = None
             if remaining is None:
                 remove_file(path)
             else:

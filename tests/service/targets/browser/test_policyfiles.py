@@ -178,3 +178,24 @@ def test_paths_share_the_files_and_everything_goes_at_the_end(root: Path, tmp_pa
     restarted.lift()
     assert users.read_text() == USER_FIREFOX_POLICIES
     assert not chrome.exists() and restarted.records() == {}
+
+
+@pytest.mark.parametrize("users_text", [None, '{"policies": {"DisableTelemetry": true}}\n', '{"other": 1}\n'])
+def test_paths_first_then_secure_dns_then_paths_lifted_alone_leave_the_file_as_it_was(
+        root: Path, tmp_path: Path, users_text: str | None) -> None:
+    """The order a detox's start and end take: paths are set before the names are applied."""
+    users = firefox_file(root)
+    if users_text is not None:
+        users.parent.mkdir(parents=True)
+        users.write_text(users_text)
+    policies_ = BrowserPolicies(tmp_path / "state", root)
+    policies_.set_paths({"linkedin.com/feed"}, base=False)
+    policies_.apply()
+    policies_.set_paths({"linkedin.com/feed"})
+    policies_.apply()
+    assert "DNSOverHTTPS" in json.loads(users.read_text())["policies"]
+    policies_.set_paths(())  # the end: paths go first, the names' policies after
+    policies_.apply()
+    policies_.lift()
+    assert (users.read_text() if users.exists() else None) == users_text
+    assert policies_.records() == {}
