@@ -126,10 +126,10 @@ def in_namespace(tmp_path: Path, root: Path, command: list[str]) -> subprocess.C
                                                          "HOME": str(tmp_path)})
 
 
-def chromium_dom(tmp_path: Path, root: Path, url: str, profile: str) -> str:
+def chromium_dom(tmp_path: Path, root: Path, url: str, profile: str, *extra: str) -> str:
     assert CHROMIUM is not None, "needs Debian's chromium (scripts/setup --test installs it)"
     done = in_namespace(tmp_path, root, [
-        CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / profile}",
+        CHROMIUM, *CHROMIUM_FLAGS, *extra, f"--user-data-dir={tmp_path / profile}",
         f"--host-resolver-rules=MAP {HOST} 127.0.0.1", "--dump-dom", url])
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -153,7 +153,9 @@ def test_chromium_blocks_the_path_and_loads_the_rest_of_the_site(tmp_path: Path,
     root = detox.root
     assert "HOME OK" in chromium_dom(tmp_path, root, site.url("/"), "profile-home")
     assert "FEED CONTENT" not in chromium_dom(tmp_path, root, site.url("/feed/"), "profile-feed")
-    assert "/" in site.requested and "/feed/" not in site.requested
+    assert "FEED CONTENT" not in chromium_dom(tmp_path, root, site.url("/feed/x"), "profile-private",
+                                              "--incognito")  # private windows too, and deeper pages
+    assert "/" in site.requested and not any(path.startswith("/feed") for path in site.requested)
     detox.end()  # the detox ended: the same browser reaches the path again
     assert not (root / "etc/chromium/policies/managed/detoxd.json").exists()
     assert "FEED CONTENT" in chromium_dom(tmp_path, root, site.url("/feed/"), "profile-after")
