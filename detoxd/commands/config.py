@@ -33,6 +33,8 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
     print(f"{paths.config_dir}: ok, {len(loaded.names)} names would be blocked")
+    if loaded.blocklist.paths:
+        print(f"paths blocked in the browsers (by policy): {', '.join(loaded.blocklist.paths)}")
     for allowance in loaded.blocklist.allowances:
         print(_allowance_rule_line(allowance, loaded.names))
     if loaded.main.network:

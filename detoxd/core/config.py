@@ -116,6 +116,7 @@ class BlocklistConfig:
     apps: tuple[AppRule, ...] = ()  # apps closed while a detox runs
     allowances: tuple[Allowance, ...] = ()  # sites that may leave the block for a while
     paths: tuple[str, ...] = ()  # `host/path-prefix` entries blocked by browser policy (core.paths)
+    path_lines: tuple[tuple[str, int, str], ...] = field(default=(), compare=False)  # entry, line, key
 
 
 # ---- detoxd.yaml ----
@@ -281,13 +282,13 @@ def parse_blocklist(
             source, fields["allowances"], "allowances",
             builtin_catalog() if site_catalog is None else site_catalog)
         if "allowances" in fields else (),
-        paths=_paths(source, items("paths")),
+        **_paths(source, items("paths")),
     )
     return config, source
 
 
-def _paths(source: Source, entries: list[tuple[str, int, str]]) -> tuple[str, ...]:
-    found: list[str] = []
+def _paths(source: Source, entries: list[tuple[str, int, str]]) -> dict[str, Any]:
+    found: list[tuple[str, int, str]] = []
     for raw, line, path in entries:
         result = paths.normalize_path(raw)
         if result.entry is None:
@@ -295,12 +296,25 @@ def _paths(source: Source, entries: list[tuple[str, int, str]]) -> tuple[str, ..
             continue
         if result.warning:
             source.warn(line, path, result.warning)
-        found.append(result.entry)
-    unique = tuple(dict.fromkeys(found))
+        found.append((result.entry, line, path))
+    unique = tuple(dict.fromkeys(entry for entry, _, _ in found))
     if len(unique) > policies.CHROMIUM_URL_LIMIT and entries:
         source.error(entries[policies.CHROMIUM_URL_LIMIT][1], "paths",
                      f"{len(unique)} paths: browsers take at most {policies.CHROMIUM_URL_LIMIT}")
-    return unique
+    return {"paths": unique, "path_lines": tuple(found)}
+
+
+def paths_blocked_whole(blocklist: BlocklistConfig, names: Collection[str]) -> list[tuple[int, str, str]]:
+    """(line, key path, message) for each `paths:` entry whose site the blocklist blocks whole
+    (a preset, `domains:`, a list): the path adds nothing, and the site it meant to keep is gone."""
+    found = []
+    for entry, line, key in blocklist.path_lines:
+        host = paths.host_of(entry)
+        if host in names or f"www.{host}" in names:
+            found.append((line, key, f"'{host}' is blocked whole (presets, domains or lists): "
+                                     f"'{entry}' adds nothing; to keep the rest of the site, "
+                                     "take it out of those"))
+    return found
 
 
 def _presets(

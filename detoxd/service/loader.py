@@ -17,6 +17,7 @@ from detoxd.core.config import (
     MainConfig,
     parse_blocklist,
     parse_main,
+    paths_blocked_whole,
 )
 from detoxd.core.schedule import check_apps
 from detoxd.core.yamlsource import ConfigError, ConfigIssue, Source
@@ -79,6 +80,10 @@ def load_config(config_dir: Path, trusted_uids: Collection[int] | None = None) -
             lists=list_names,
             allow=blocklist.allow,
         )
+        if blocklist.path_lines:
+            blocked_names = frozenset(order)
+            issues += [ConfigIssue(BLOCKLIST_FILE, line, key, message, "warning")
+                       for line, key, message in paths_blocked_whole(blocklist, blocked_names)]
         if len(order) > MAX_BLOCKED_NAMES:
             issues.append(ConfigIssue(BLOCKLIST_FILE, 0, "", f"{len(order)} names to block: at most "
                                       f"{MAX_BLOCKED_NAMES} are supported"))

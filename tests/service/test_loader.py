@@ -103,12 +103,12 @@ def test_the_order_of_names_follows_the_config_in_every_process(tmp_path: Path) 
 
 
 def test_warnings_travel_with_the_errors(tmp_path: Path) -> None:
-    write(tmp_path, "blocklist.yaml", "domains:\n  - 'a..b'\n  - https://x.com/home\n")
+    write(tmp_path, "blocklist.yaml", "domains:\n  - 'a..b'\n  - https://x.com/\n")
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path)
     assert [issue.line for issue in caught.value.issues] == [2]
     assert [str(w) for w in caught.value.warnings] == [
-        "blocklist.yaml:3: domains[1]: warning: 'https://x.com/home' is a URL; using its host 'x.com'"]
+        "blocklist.yaml:3: domains[1]: warning: 'https://x.com/' is a URL; using its host 'x.com'"]
 
 
 NETWORK = ("network:\n"
@@ -330,3 +330,14 @@ def test_mail_password_file_is_checked_like_the_engines_secrets(tmp_path: Path) 
     loaded = load_config(tmp_path)
     assert loaded.main.mail is not None and loaded.main.mail.password_file == "mail.secret"
     assert "hunter2" not in repr(loaded.main)
+
+
+def test_a_path_of_a_site_blocked_whole_is_a_warning_that_says_why(tmp_path: Path) -> None:
+    write(tmp_path, "blocklist.yaml", "presets: [professional-networking]\n"
+          "paths:\n  - youtube.com/shorts\n  - linkedin.com/feed\n")
+    loaded = load_config(tmp_path)
+    assert loaded.blocklist.paths == ("youtube.com/shorts", "linkedin.com/feed")
+    assert [(issue.line, issue.path, issue.severity) for issue in loaded.warnings] == [
+        (4, "paths[1]", "warning")]
+    assert loaded.warnings[0].message.startswith("'linkedin.com' is blocked whole (presets, domains")
+    assert "linkedin.com" in loaded.names and "youtube.com" not in loaded.names  # the host stays reachable
