@@ -239,6 +239,7 @@ def phase_package() -> None:
     check("household units: packaged, not enabled, their user, exposure", _household_units)
     check("household: detoxd-network-dnsmasq.service -> a real dnsmasq blocks", _dnsmasq_engine)
     check("household: detoxd-network.service, LoadCredential= and an unreachable Pi-hole", _pihole_credential)
+    check("mail: detoxd-mail.service delivers sessions --send to an SMTP server in the guest", _mail_unit)
     check("systemctl stop during a locked detox", _stop_during_lock)
     check("uninstall refused while locked", _uninstall_refused)
     check("apt remove refused while locked, nothing half-removed", _apt_remove_refused)
@@ -742,6 +743,64 @@ def _pihole_credential() -> tuple[bool, str]:
                 f"$CREDENTIALS_DIRECTORY set: {has_directory}; status network pihole {PIHOLE_URL}: state "
                 f"{entry.get('state')}, error {str(entry.get('error'))[:80]!r}; "
                 f"the secret in: {leaked or 'nowhere'}")
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) == 0
+
+
+MAIL_PEERS = ("ada@guest.test", "grace@guest.test", "kj@guest.test", "tim@guest.test")
+
+
+def _mail_unit() -> tuple[bool, str]:
+    """Issue 25 under the real systemd: a real SMTP server (aiosmtpd, Maildir) on the guest's
+    loopback, the peers and `mail:` in detoxd.yaml, `detoxd sessions --send` queues the
+    invitations in the root daemon's outbox, and detoxd-mail.service (its own user, network only,
+    the password file through LoadCredential=) delivers them: one iMIP REQUEST per peer with an email."""
+    import email
+    from email import policy
+
+    maildir = Path("/var/tmp/detoxd-ci-maildir")
+    server = subprocess.Popen(["python3", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:2525", "-c",
+                               "aiosmtpd.handlers.Mailbox", str(maildir)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        listening = wait_for(lambda: _accepts("127.0.0.1", 2525), 30, 0.1)
+        before = DETOXD_YAML.read_text()
+        DETOXD_YAML.write_text(before + (
+            "\nme: {name: Robert, email: robert@guest.test}\npeers:\n"
+            + "".join(f"  - {{name: Peer{i}, email: {address}}}\n" for i, address in enumerate(MAIL_PEERS))
+            + "  - {name: Alan}\nsessions:\n  first: \"day 2 18:00\"\n"
+            "mail:\n  server: 127.0.0.1\n  port: 2525\n  security: none\n  from: robert@guest.test\n"))
+        checked = run("detoxd", "check")
+        enabled = run("systemctl", "enable", "--now", "detoxd-mail.service")
+        sent = run("detoxd", "sessions", "--send", timeout=60)
+
+        def delivered() -> list[Path]:
+            files = sorted((maildir / "new").glob("*")) if (maildir / "new").is_dir() else []
+            return files if len(files) >= len(MAIL_PEERS) else []
+        wait_for(delivered, 60, 0.2)
+        files = delivered()
+        messages = [email.message_from_bytes(path.read_bytes(), policy=policy.default) for path in files]
+        recipients = sorted(str(message["To"]) for message in messages)
+        methods = sorted({part.get_param("method") or "" for message in messages for part in message.walk()
+                          if part.get_content_type() == "text/calendar"})
+        shown = _show("detoxd-mail.service", "ActiveState", "User")
+        ok = (listening is not None and checked.returncode == 0 and enabled.returncode == 0
+              and sent.returncode == 0 and len(messages) == len(MAIL_PEERS)
+              and all(any(address in to for to in recipients) for address in MAIL_PEERS)
+              and methods == ["REQUEST"] and shown["ActiveState"] == "active"
+              and shown["User"] == "detoxd-mail")
+        said = (sent.stdout or sent.stderr).strip()[-160:]
+        return ok, (f"check exit {checked.returncode}; enable --now exit {enabled.returncode}; "
+                    f"sessions --send exit {sent.returncode}: {said!r}; {len(messages)} messages in the "
+                    f"guest's Maildir, to {recipients}; text/calendar method {methods}; unit "
+                    f"{shown['ActiveState']} as {shown['User']}")
+    finally:
+        run("systemctl", "disable", "--now", "detoxd-mail.service")
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _dnsmasq_after_end() -> tuple[bool, str]:
