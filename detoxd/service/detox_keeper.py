@@ -287,7 +287,8 @@ class DetoxKeeper:
         result = detox.start(detox.DetoxState(), now=engine.clock.now(), boot=self.boot_reading(),
                              days=days, locked=True)
         assert isinstance(result, detox.DetoxState)  # an idle state can always start
-        engine.state = detox.update_ratchet(result, engine.recovery.block_names_in_hosts_file())
+        engine.state = detox.update_ratchet(result, engine.recovery.block_names_in_hosts_file(),
+                                            engine.browser.paths_in_policy_files())
         engine.state_error = (f"the detox state was lost ({reason}), so a locked detox of "
                               f"{days:g} days was started again")
         log.error("%s", engine.state_error)

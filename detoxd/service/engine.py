@@ -104,8 +104,9 @@ class Engine:
         self.recovery = StateRecovery(self)  # the state directory, the evidence outside it
         self.recovery.prepare_directories()
         self.hosts = HostsTarget(paths.hosts_file, paths.state_dir, clock.monotonic)
-        self.state = self.recovery.load()
+        # (Before the state: a ratchet rebuilt after a lost state keeps the paths its files hold.)
         self.browser = BrowserTarget(paths.hosts_file, paths.state_dir, policy_root)
+        self.state = self.recovery.load()
         if self.browser.policies is not None:  # before any writer runs, as for the hosts file
             self.browser.policies.remove_stale_temporaries()
         # The household's DNS engines, through the network agents (detoxd netagent).

@@ -110,7 +110,8 @@ class StateRecovery:
         if state is not None:
             if state.active:  # every name detoxd's block holds was enforced: the ratchet keeps it
                 state = detox.update_ratchet(state, self.block_names_in_hosts_file(
-                    known=state.ratchet, ratchet_file=state_store.ratchet_side_file(state.ratchet)))
+                    known=state.ratchet, ratchet_file=state_store.ratchet_side_file(state.ratchet)),
+                    engine.browser.paths_in_policy_files())
             if problems:
                 used = "a copy" if not isinstance(problems[-1], state_store.MissingRatchetError) else "it"
                 engine.state_error = f"{problems[0].path.name}: {problems[0].reason}; resumed from {used}"

@@ -98,3 +98,26 @@ def test_the_paths_in_force_survive_a_restart(tmp_path: Path, clock: FakeClock, 
         assert url_blocklist(policy_root) == ["linkedin.com/feed"]
     finally:
         restarted.shutdown()
+
+
+def test_a_lost_state_keeps_the_paths_the_policy_files_hold(
+        tmp_path: Path, clock: FakeClock, policy_root: Path) -> None:
+    """Every copy of the state gone (a kill, then `rm`), the path taken out of the config: the
+    locked detox that starts again (fail closed) keeps the path its own policy files still hold."""
+    engine, paths = make_engine(tmp_path, clock, policy_root,
+                                "domains: [a.example.com]\npaths: [linkedin.com/feed]\n")
+    assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+    engine.hosts.close()  # killed: no shutdown
+    for path in (paths.state_file, paths.state_backup_file, paths.runtime_state_file,
+                 paths.evidence_state_file):
+        path.unlink()
+    (paths.config_dir / "blocklist.yaml").write_text("domains: [a.example.com]\n")
+    again = Engine(paths, clock, policy_root=policy_root)
+    again.boot()
+    try:
+        status = again.status()
+        assert status["state"] == "active" and "state was lost" in status["state_error"]
+        assert status["paths_blocked"] == ["linkedin.com/feed"]
+        assert url_blocklist(policy_root) == ["linkedin.com/feed"]
+    finally:
+        again.shutdown()

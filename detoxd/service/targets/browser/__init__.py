@@ -89,6 +89,10 @@ class BrowserTarget:
     def paths(self) -> frozenset[str]:
         return self._paths
 
+    def paths_in_policy_files(self) -> frozenset[str]:
+        """The paths detoxd's policy files block now (for a ratchet rebuilt after a lost state)."""
+        return self.policies.paths_in_files() if self.policies is not None else frozenset()
+
     def apply(self, names: frozenset[str], order: Sequence[str] = ()) -> None:
         changed = names != self._names
         self._names = names

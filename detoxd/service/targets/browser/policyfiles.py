@@ -24,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from detoxd.core import policies
+from detoxd.core.paths import normalize_path
 from detoxd.core.policies import InstalledBrowsers, PolicyError, PolicySpec, Record
 from detoxd.durable import remove_file, remove_stale_temporaries, replace_file
 from detoxd.paths import BROWSER_POLICIES_FILE
@@ -114,6 +115,21 @@ class BrowserPolicies:
         wanted = (*(self.base_specs if base else ()), *policies.path_specs(self.paths))
         self.specs = {spec.key: spec for spec in wanted}
         self._seen.clear()
+
+    def paths_in_files(self) -> frozenset[str]:
+        """The `paths:` entries detoxd's own Chromium-family files hold now: every one was in force,
+        so a ratchet rebuilt after a lost state keeps them (as it keeps the hosts file's names)."""
+        found: set[str] = set()
+        for _, file in policies.CHROMIUM_FAMILY_FILES:
+            try:
+                document = policies.parse(_read(self.root / file), file) or {}
+            except (OSError, PolicyError):
+                continue
+            entries = document.get("URLBlocklist")
+            if isinstance(entries, list):
+                found.update(entry for entry in entries
+                             if isinstance(entry, str) and normalize_path(entry).entry == entry)
+        return frozenset(found)
 
     def all_specs(self) -> tuple[PolicySpec, ...]:
         """Every spec that could be in force (for watching directories)."""
