@@ -174,7 +174,7 @@ class Daemon:
         watchful_until = next_tick  # see WATCHFUL_SLEEP_SECONDS
         while not self._stop.is_set():
             now = self.clock.monotonic()
-            deadlines = [next_tick, next_apps, hosts.deadline(), self._reload_due]
+            deadlines = [next_tick, next_apps, hosts.deadline(), engine.browser.deadline(), self._reload_due]
             if watchdog is not None:
                 deadlines.append(next_ping)
                 if now < watchful_until:  # the hosts file changed lately: a freeze shows as lateness
@@ -219,9 +219,12 @@ class Daemon:
                     hosts.handle_events()
                     now = self.clock.monotonic()
                 engine.settle(now)
+                settle = engine.browser.deadline()
                 if policies is not None and policies in readable:
-                    engine.browser.drain_events()
+                    engine.browser.drain_events(now)
                     engine.check(now, full=False)  # restores the policy now, not at the tick
+                elif settle is not None and now >= settle:  # a policy's writer kept it open
+                    engine.check(now, full=False)
                 if engine.status_builder.ran_after_stale():  # the trays saw it stale: fresh again
                     engine.publish("status")
                 if now >= next_tick:

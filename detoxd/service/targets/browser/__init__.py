@@ -25,6 +25,12 @@ SYSTEM_HOSTS_FILE = Path("/etc/hosts")
 
 
 NAME = "browser policy"
+# A policy file being written (modified, not yet closed) is not restored until its writer closes
+# it: read between `open(O_TRUNC)` and the write, it looked empty, and the restore (by rename)
+# left the user's write to the replaced file: their own policies were lost at the end (CI,
+# test_daemon_bypass). A writer that keeps it open holds the restore back this long at most.
+WRITER_SETTLE_SECONDS = 1.0
+_WRITE_DONE = inotify.IN_CLOSE_WRITE | inotify.IN_DELETE | inotify.IN_MOVED_FROM | inotify.IN_MOVED_TO
 POLICY_CHANGES = (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_MOVED_FROM
                   | inotify.IN_CREATE | inotify.IN_DELETE | inotify.IN_ATTRIB)
 
@@ -44,6 +50,8 @@ class BrowserTarget:
         self._paths: frozenset[str] = frozenset()  # `paths:` entries in force (the engine's ratchet)
         self._notify: inotify.Inotify | None = None
         self._watches: dict[Path, int] = {}  # policy directory -> its watch
+        self._being_written: set[tuple[int, str]] = set()  # (watch, file name) modified, not closed
+        self._settle_until: float | None = None  # no restore before then while a file is written
 
     # ---- for the daemon's loop: policy edits wake it ----
 
@@ -51,12 +59,30 @@ class BrowserTarget:
         """Readable when a policy directory changed; None while nothing is watched."""
         return self._notify.fd if self._notify is not None and self._watches else None
 
-    def drain_events(self) -> None:
+    def drain_events(self, now: float) -> None:
         if self._notify is None:
             return
-        while self._notify.read_events():
-            pass
+        while events := self._notify.read_events():
+            for event in events:
+                if event.mask & _WRITE_DONE:
+                    self._being_written.discard((event.wd, event.name))
+                elif event.mask & inotify.IN_MODIFY:
+                    self._being_written.add((event.wd, event.name))
+        if not self._being_written:
+            self._settle_until = None
+        elif self._settle_until is None:
+            self._settle_until = now + WRITER_SETTLE_SECONDS
         self._watch_directories()  # a directory removed and made again: watched again
+
+    def deadline(self) -> float | None:
+        """When to look again at a policy file still being written (None: none is)."""
+        return self._settle_until
+
+    def _settled(self, now: float) -> bool:
+        if self._settle_until is not None and now >= self._settle_until:
+            self._being_written.clear()  # a writer keeping the file open does not hold it off
+            self._settle_until = None
+        return self._settle_until is None
 
     def _watch_directories(self) -> None:
         """Watch the directory of every policy file while the block is on, none otherwise."""
@@ -102,6 +128,8 @@ class BrowserTarget:
             self.sync_policies(names, browser_policies=self.browser_policies)
 
     def check(self, now: float, *, full: bool) -> list[Drift]:
+        if not self._settled(now):
+            return []  # looked at again when its writer closes it, or at the deadline
         return [Drift(NAME, "policy restored") for _ in range(self.verify(self._names))]
 
     def remove(self) -> None:
