@@ -73,6 +73,7 @@ BROWSER_POLICY_DIRS = (
     Path("etc/brave/policies/managed"),
     Path("etc/opt/edge/policies/managed"),
     Path("etc/opt/vivaldi/policies/managed"),
+    Path("etc/vivaldi/policies/managed"),
     Path("etc/chromium-browser/policies/managed"),  # the Chromium snap reads this one
 )
 _POLICY_DIR_STOPS = (Path("etc"), Path("etc/opt"))

@@ -21,7 +21,7 @@ MAX_EXPOSURE = 1.5
 # detoxd.core.policiesSPECS: where browsers read managed policies (relative to /etc).
 BROWSER_POLICY_DIRS = ("firefox/policies", "opt/chrome/policies/managed", "chromium/policies/managed",
                        "brave/policies/managed", "opt/edge/policies/managed", "opt/vivaldi/policies/managed",
-                       "chromium-browser/policies/managed")
+                       "vivaldi/policies/managed", "chromium-browser/policies/managed")
 XDG_GENERATOR = Path("/usr/lib/systemd/user-generators/systemd-xdg-autostart-generator")
 
 pytestmark = pytest.mark.skipif(

@@ -99,7 +99,9 @@ CHROMIUM_FAMILY_FILES: tuple[tuple[str, str], ...] = (
     (CHROMIUM, "etc/chromium/policies/managed/detoxd.json"),
     (BRAVE, "etc/brave/policies/managed/detoxd.json"),
     (EDGE, "etc/opt/edge/policies/managed/detoxd.json"),
+    # Vivaldi's Linux directory is given as both in the wild; detoxd writes both (its own files).
     (VIVALDI, "etc/opt/vivaldi/policies/managed/detoxd.json"),
+    (VIVALDI, "etc/vivaldi/policies/managed/detoxd.json"),
     # The Chromium snap (Ubuntu's chromium) reads the host's /etc/chromium-browser/policies.
     (CHROMIUM_SNAP, "etc/chromium-browser/policies/managed/detoxd.json"),
 )
