@@ -27,14 +27,16 @@ USER_HOSTS = (
 )
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
+             what: str | Callable[[], str] = "condition") -> Any:
+    """``predicate``'s first true value; ``what`` may be a function, for logs read at the timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
 
 
 def wait_quietly(predicate: Callable[[], Any], timeout: float) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -331,7 +332,11 @@ def shown(d: WaylandDesktop, name: str) -> bool:
 
 
 def wait_state(d: WaylandDesktop, predicate: Callable[[], bool], what: str) -> None:
-    wait_for(predicate, timeout=30, what=f"{what}\n--- agent:\n{d.log('tray')}")
+    def logs() -> str:  # read at the timeout: the agent's and the servers' last words
+        servers = "".join(f"\n--- {path.stem}:\n{path.read_text(errors='replace')[-2000:]}"
+                          for path in sorted(d.root.glob("*.log")) if path.stem != "tray")
+        return f"{what}\n--- agent:\n{d.log('tray')}{servers}"
+    wait_for(predicate, timeout=30, what=logs)
 
 
 def reassert_seconds(d: WaylandDesktop, program: Program) -> float:
@@ -379,24 +384,38 @@ def run_detoxes(d: WaylandDesktop, daemon: DetoxdEnv, program: Program, *, can_s
     assert "Traceback" not in d.log("tray"), d.log("tray")
 
 
+MAKO_ATTEMPTS = 3
+
+
 @pytest.mark.parametrize("program", REAL_PROGRAMS)
 def test_real_server_is_silenced_reasserted_and_restored(sway: WaylandDesktop, daemon: DetoxdEnv,
                                                          program: Program) -> None:
     if isinstance(program, Dunst):
         (sway.root / "dunstrc").write_text(DUNSTRC)
-    server = sway.spawn(program.command, program.name)
-    agent = None
-    try:
-        wait_for(lambda: program.ready(sway), timeout=30, what=f"{program.name} on the bus:\n"
-                 + sway.log(program.name))
-        agent = start_agent(sway, daemon)
-        run_detoxes(sway, daemon, program, can_show=True)
-        assert f"do-not-disturb back-end: {program.name}" in sway.log("tray")
-    finally:
-        end_cleanly(sway, daemon)  # whatever failed, the next program starts without a detox
-        if agent is not None:
-            sway.forget(agent)
-        sway.forget(server)
+    for attempt in range(1, MAKO_ATTEMPTS + 1):
+        server = sway.spawn(program.command, program.name)
+        agent = None
+        try:
+            wait_for(lambda: program.ready(sway), timeout=30, what=f"{program.name} on the bus:\n"
+                     + sway.log(program.name))
+            agent = start_agent(sway, daemon)
+            run_detoxes(sway, daemon, program, can_show=True)
+            assert f"do-not-disturb back-end: {program.name}" in sway.log("tray")
+            return
+        except AssertionError:
+            # Debian 12's mako 1.7.1 segfaults now and then when its modes change (seen 1 run in
+            # 8-15 here, in mako itself: SIGSEGV; emersion/mako#493's family, fixed in 1.9). A
+            # session's D-Bus activation would start it again; here the whole round runs again.
+            # Any other failure, or a crash every time, fails the test.
+            crashed = isinstance(program, Mako) and server.poll() == -signal.SIGSEGV
+            if not crashed or attempt == MAKO_ATTEMPTS:
+                raise
+            print(f"mako crashed (SIGSEGV) in attempt {attempt}: running the rounds again")
+        finally:
+            end_cleanly(sway, daemon)  # whatever failed, the next program starts without a detox
+            if agent is not None:
+                sway.forget(agent)
+            sway.forget(server)
 
 
 class StandInShell(FakeBusService):
