@@ -228,9 +228,7 @@ def unmerge(document: JsonObject | None, record: Record, spec: PolicySpec) -> Js
     if not is_applied(document, spec):
         return document
     result: JsonObject = _copy(document)
-    parents = [result]
-    for key in record.key_path[:-1]:
-        parents.append(parents[-1][key])
+    parents = _containers(result, record.key_path)
     last = record.key_path[-1]
     if record.had_previous:
         parents[-1][last] = _copy(record.previous)
@@ -256,6 +254,14 @@ def without_empty_containers(document: JsonObject, original: JsonObject | None) 
     return result
 
 
+def _containers(document: JsonObject, key_path: tuple[str, ...]) -> list[JsonObject]:
+    """The objects along ``key_path`` in ``document``, outermost first, down to the last key's."""
+    parents = [document]
+    for key in key_path[:-1]:
+        parents.append(parents[-1][key])
+    return parents
+
+
 def _unmerge_members(document: JsonObject, record: Record) -> JsonObject | None:
     """Take out the entries detoxd added (those still there); the list and the containers detoxd
     made go when they are empty again."""
@@ -263,9 +269,7 @@ def _unmerge_members(document: JsonObject, record: Record) -> JsonObject | None:
     if not found or not isinstance(value, list):
         return document
     result: JsonObject = _copy(document)
-    parents = [result]
-    for key in record.key_path[:-1]:
-        parents.append(parents[-1][key])
+    parents = _containers(result, record.key_path)
     last = record.key_path[-1]
     added = set(record.added or ())
     remaining = [item for item in parents[-1][last] if item not in added]
