@@ -228,7 +228,8 @@ def open_allowance(
 ) -> Opened | Refusal:
     """``detoxd open NAME [MINUTES]``: within the budget, the opens and the gap. Settle first."""
     if not detox_active:
-        return Refusal("no detox is running: nothing is blocked, so there is nothing to open")
+        return Refusal("no detox is running and no block window is in force: nothing is blocked, "
+                       "so there is nothing to open")
     if state.clock is None:
         raise ValueError("tick() before opening")
     if minutes is not None and not (math.isfinite(minutes) and minutes > 0):

@@ -165,8 +165,9 @@ def entries(view: TrayView, *, has_menu: bool) -> list[MenuEntry]:
 
 
 def allowance_entries(status: Status) -> list[MenuEntry]:
-    """"Open twitter for 10 minutes (14 left today)" for each allowance that can open now."""
-    if not status.active:
+    """"Open twitter for 10 minutes (14 left today)" for each allowance that can open now: during
+    a detox, and while a block window is in force (the daemon's rule, Engine.allowances_in_force)."""
+    if not status.active and not any(entry.active for entry in status.schedule):
         return []
     entries = []
     for item in status.allowances:

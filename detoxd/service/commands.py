@@ -242,7 +242,8 @@ def _mail_sync(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
 
 @command("open")  # `detoxd open NAME [MINUTES]`: applied to every target before the answer
 def _open(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    return _allowance_changed(engine, engine.allowances.open(request, peer, detox_active=engine.state.active))
+    return _allowance_changed(engine, engine.allowances.open(request, peer,
+                                                                    detox_active=engine.allowances_in_force))
 
 
 @command("close")

@@ -322,7 +322,7 @@ class Engine:
         self.network.configure(self.network.configured, self.network.allowed,
                                active=self.state.active, locked=self.state.locked)
         # Open allowances take their names out of every target for a while.
-        unblocked = self.allowances.unblocked(enforced, detox_active=self.state.active)
+        unblocked = self.allowances.unblocked(enforced, detox_active=self.allowances_in_force)
         names = enforced - unblocked if unblocked else enforced
         before = self._names_applied
         order = self._block_order(names)
@@ -550,6 +550,13 @@ class Engine:
         """Blocked apps are closed during a detox and while a window names some."""
         return self.state.active or bool(self.schedule.apps)
 
+    @property
+    def allowances_in_force(self) -> bool:
+        """Allowances open what is blocked during a detox, and while a block window is in force
+        (detox or not): after the detox, `detox.after`'s windows and the allowances together are
+        the step down the challenge's readers asked for ("cut back instead of cutting off")."""
+        return self.state.active or bool(self.schedule.blocked)
+
     # ---- the detox clock ----
 
     def tick(self) -> None:
@@ -561,7 +568,7 @@ class Engine:
             self.enforce()  # a window opened or closed: every target follows
             self.publish("schedule")
         self._journal_schedule()
-        for notice in self.allowances.notices(detox_active=self.state.active):
+        for notice in self.allowances.notices(detox_active=self.allowances_in_force):
             # The tray shows it even under do-not-disturb: it is the user's own allowance.
             self.publish("allowance_closing", **notice)
         self.agents.reports(during_detox=self.state.active)  # notices agents that went away

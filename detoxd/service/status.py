@@ -112,7 +112,7 @@ class StatusBuilder:
                       *self._missing_config_warnings(), *engine.warnings, *engine.allowances.warnings,
                       *engine.schedule.all_warnings(), *self._session_warnings(now)),
             allowances=tuple(AllowanceStatus.from_json(item)
-                             for item in engine.allowances.status(detox_active=active)),
+                             for item in engine.allowances.status(detox_active=engine.allowances_in_force)),
             schedule=tuple(ScheduleEntryStatus.from_json(item)
                            for item in engine.schedule.status(private=private)),
             next_session=NextSession.from_json(upcoming) if upcoming is not None else None,

@@ -277,6 +277,15 @@ def test_no_offer_outside_a_detox() -> None:
     assert not any(entry.action is Action.OPEN_ALLOWANCE for entry in entries(view(status), has_menu=True))
 
 
+def test_an_offer_outside_a_detox_while_a_block_window_is_in_force() -> None:
+    window = {"name": "workdays", "days": ["mon"], "window": "09:00-17:30", "active": True}
+    status = {**IDLE, "allowances": [allowance()], "schedule": [window]}
+    assert [entry.allowance for entry in entries(view(status), has_menu=True)
+            if entry.action is Action.OPEN_ALLOWANCE] == ["twitter"]
+    status = {**status, "schedule": [{**window, "active": False}]}
+    assert not any(entry.action is Action.OPEN_ALLOWANCE for entry in entries(view(status), has_menu=True))
+
+
 def test_an_open_allowance_counts_down_in_the_title_and_the_menu() -> None:
     status = {**ACTIVE, "allowances": [allowance(open=True, open_until="2025-11-27T10:09:00+00:00")]}
     assert title(view(status)) == "detoxd: Day 3 of 14, twitter open, 9 min left"

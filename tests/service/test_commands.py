@@ -151,8 +151,9 @@ def test_a_refusal_raised_deep_down_becomes_the_one_reply_with_its_details(engin
     assert engine.handle({"cmd": "start", "days": "14"}, ROOT_PEER) == {
         "ok": False, "error": "days must be more than 0 and at most 365", "code": "bad_request"}
     assert engine.handle({"cmd": "open", "name": "twitter"}, ALICE) == {
-        "ok": False, "error": "no detox is running: nothing is blocked, so there is nothing to open",
-        "code": "refused"}
+        "ok": False, "code": "refused",
+        "error": ("no detox is running and no block window is in force: nothing is blocked, so "
+                  "there is nothing to open")}
 
 
 def test_an_unknown_caller_level_is_refused() -> None:

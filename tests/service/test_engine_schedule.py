@@ -15,9 +15,11 @@ from zoneinfo import ZoneInfo
 from detoxd.clock import FakeClock
 from detoxd.core.network import CANARY
 from detoxd.paths import Paths
+from detoxd.protocol import Peer
 from detoxd.service import journal
 from detoxd.service.allowance_keeper import AllowanceKeeper
 from detoxd.service.engine import Engine
+from detoxd.service.seat import SessionFacts
 from tests.service.enginekit import ROOT, blocked, scratch_paths
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -220,5 +222,41 @@ def test_a_schedule_state_that_cannot_be_saved_or_read_is_said_loudly(tmp_path: 
         (paths.config_dir / "detoxd.yaml").write_text(MAIN)  # the edit undone: saved again
         engine.reload()
         assert not [text for text in engine.status()["problems"] if "schedule" in text]
+    finally:
+        engine.shutdown()
+
+
+class SeatOfAlice:
+    def facts(self, uid: int, pid: int) -> SessionFacts:
+        return SessionFacts(None, active_seats=("seat0",) if uid == ALICE.uid else ())
+
+
+ALICE = Peer(pid=2, uid=1000, gid=1000)
+
+
+def test_after_the_detox_the_allowances_open_what_a_window_blocks(tmp_path: Path) -> None:
+    """Issue 24's step down: `detox.after`'s window *plus* the allowances, not a cliff."""
+    main = MAIN.replace("  lock: false\n", "  lock: false\n  after: [workdays]\n")
+    blocklist = (BLOCKLIST
+                 + "allowances:\n  - name: news\n    sites: [news.example]\n    minutes_per_day: 10\n")
+    paths = scratch_paths(tmp_path, blocklist=blocklist, main=main)
+    clock = FakeClock(datetime(2026, 6, 1, 8, 0, tzinfo=UTC))  # Monday 10:00: in the window
+    keeper = AllowanceKeeper(paths.allowances_file, clock, timezone=lambda: BERLIN, logind=SeatOfAlice())
+    engine = Engine(paths, clock, allowances=keeper)
+    engine.boot()
+    try:
+        assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+        assert engine.handle({"cmd": "end"}, ROOT)["ok"]
+        assert "news.example" in blocked(paths)  # the window took over
+        assert engine.handle({"cmd": "open", "name": "news", "minutes": 5}, ALICE)["ok"]
+        assert "news.example" not in blocked(paths)
+        [news] = engine.status()["allowances"]
+        assert news["open"]
+        run_until(engine, clock, datetime(2026, 6, 1, 8, 5, 30, tzinfo=UTC))
+        assert "news.example" in blocked(paths)  # closed by itself after its 5 minutes
+        run_until(engine, clock, datetime(2026, 6, 1, 15, 31, tzinfo=UTC))  # 17:31: the window ended
+        assert blocked(paths) == set()
+        refused = engine.handle({"cmd": "open", "name": "news"}, ALICE)
+        assert not refused["ok"] and "nothing is blocked" in refused["error"]
     finally:
         engine.shutdown()
