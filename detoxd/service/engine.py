@@ -311,7 +311,10 @@ class Engine:
         # Outside a detox only the apps a window in force names (schedule: in detoxd.yaml).
         self.apps.enforce(locked=self.state.active and self.state.locked,
                           only=None if self.state.active else self.schedule.apps)
-        self.browser.set_paths(detox.enforced_paths(self.state, self.applied.paths))
+        paths = detox.enforced_paths(self.state, self.applied.paths)
+        if self.schedule.whole_in_force and not paths.issuperset(self.applied.paths):
+            paths = paths.union(self.applied.paths)  # a window of the whole blocklist: its pages too
+        self.browser.set_paths(paths)
         enforced = detox.enforced_names(self.state, self.applied.names, ratchet_holds_them=held)
         windows = self.schedule.blocked  # weekly block windows in force now, detox or not
         if windows and not (self.state.active and windows is self.applied.names) and not windows <= enforced:

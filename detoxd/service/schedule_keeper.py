@@ -42,6 +42,7 @@ class ScheduleKeeper:
         self.events: list[tuple[str, dict[str, Any]]] = []  # for the journal, drained by the engine
         self.blocked: frozenset[str] = frozenset()  # what the active windows block now
         self.apps: frozenset[str] = frozenset()  # the app rules they close now (by name)
+        self.whole_in_force = False  # an entry without `block:` is in force: the blocklist's paths too
         self._app_names: frozenset[str] = frozenset()  # every app rule of the blocklist
         self._whole: frozenset[str] = frozenset()
         self._allow: frozenset[str] = frozenset()
@@ -138,8 +139,9 @@ class ScheduleKeeper:
         self._planned = (self.tz, detox_active)
         blocked = planned.blocked
         apps = self._app_names if planned.whole_apps else planned.apps & self._app_names
-        changed = blocked != self.blocked or apps != self.apps
-        self.blocked, self.apps = blocked, apps
+        changed = (blocked != self.blocked or apps != self.apps
+                   or planned.whole_apps != self.whole_in_force)
+        self.blocked, self.apps, self.whole_in_force = blocked, apps, planned.whole_apps
         return changed
 
     def _until(self, name: str, now: datetime) -> dict[str, Any]:

@@ -260,3 +260,22 @@ def test_after_the_detox_the_allowances_open_what_a_window_blocks(tmp_path: Path
         assert not refused["ok"] and "nothing is blocked" in refused["error"]
     finally:
         engine.shutdown()
+
+
+def test_a_window_of_the_whole_blocklist_blocks_its_paths_too(tmp_path: Path) -> None:
+    """`paths:` (pages, through the browsers' policies) follow a window without `block:` like
+    the blocklist's names do; a window naming its own domains leaves them out."""
+    blocklist = BLOCKLIST + "paths: [linkedin.com/feed]\n"
+    paths = scratch_paths(tmp_path, blocklist=blocklist, main=MAIN)
+    clock = FakeClock(datetime(2026, 6, 7, 19, 0, tzinfo=UTC))  # Sunday 21:00 in Berlin
+    engine = make_engine(paths, clock)
+    try:
+        assert engine.status()["paths_blocked"] == []
+        run_until(engine, clock, datetime(2026, 6, 7, 20, 0, 1, tzinfo=UTC))  # 22:00: "night" opens
+        assert engine.status()["paths_blocked"] == ["linkedin.com/feed"]
+        assert "reddit.com" in blocked(paths)
+        run_until(engine, clock, datetime(2026, 6, 8, 7, 0, 1, tzinfo=UTC))  # Monday 09:00: workdays only
+        assert engine.status()["paths_blocked"] == []
+        assert blocked(paths) == {"news.example", "www.news.example", CANARY}
+    finally:
+        engine.shutdown()
