@@ -102,6 +102,8 @@ class ScheduleKeeper:
     def tick(self, *, detox_active: bool) -> bool:
         """Release held edits whose time came, open and close windows. True: :attr:`blocked` changed."""
         self._detox_active = detox_active
+        if self.save_problem is not None:
+            self.save()  # the obstacle may be gone (a full disk freed, a state directory back)
         tz = self._timezone()
         now = self._now()
         if tz != self.tz:
