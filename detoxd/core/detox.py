@@ -222,12 +222,7 @@ def start(
     With ``peer_lock`` the detox is locked, except to a proof of the peers' secret."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    if state.active:
-        return Refusal("a detox is already running")
-    if state.planned is not None:
-        return Refusal(f"a detox is planned to start at {state.planned.starts_at:%Y-%m-%d %H:%M}: "
-                       "`detoxd cancel` it first")
-    refusal = _refuse_days(days)
+    refusal = refuse_busy(state) or refuse_days(days)
     if refusal is not None:
         return refusal
     return DetoxState(
@@ -458,7 +453,17 @@ def days_left(state: DetoxState) -> int:
     return math.ceil(remaining(state).total_seconds() / SECONDS_PER_DAY)
 
 
-def _refuse_days(days: float) -> Refusal | None:
+def refuse_busy(state: DetoxState) -> Refusal | None:
+    """Why no detox can be started or planned now: one runs, or one is planned (None: neither)."""
+    if state.active:
+        return Refusal("a detox is already running")
+    if state.planned is not None:
+        return Refusal(f"a detox is already planned to start at {state.planned.starts_at:%Y-%m-%d %H:%M}: "
+                       "`detoxd cancel` it first")
+    return None
+
+
+def refuse_days(days: float) -> Refusal | None:
     if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
         return Refusal(f"a detox lasts more than 0 and at most {MAX_DAYS} days, not {days!r}")
     return None

@@ -75,13 +75,9 @@ def plan(state: DetoxState, *, now: datetime, boot: BootReading, starts_at: date
     ``peer_lock`` (`lock: peers`, the cards written when it was planned) it begins peer-locked."""
     if now.tzinfo is None or starts_at.tzinfo is None:
         raise ValueError("times must be timezone-aware")
-    if state.active:
-        return Refusal("a detox is already running")
-    if state.planned is not None:
-        return Refusal(f"a detox is already planned for {state.planned.starts_at:%Y-%m-%d %H:%M}: "
-                       "`detoxd cancel` it first")
-    if not (math.isfinite(days) and 0 < days <= detox.MAX_DAYS):
-        return Refusal(f"a detox lasts more than 0 and at most {detox.MAX_DAYS} days, not {days!r}")
+    refusal = detox.refuse_busy(state) or detox.refuse_days(days)
+    if refusal is not None:
+        return refusal
     wait = (starts_at - now).total_seconds()
     if wait <= 0:
         return Refusal("the start is in the past")
