@@ -5,7 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
-from detoxd.commands.common import EXIT_INVALID_CONFIG, EXIT_OK, EXIT_USAGE, quiet_status, write_output
+from detoxd.commands.common import (
+    EXIT_INVALID_CONFIG,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    quiet_status,
+    write_output,
+)
 from detoxd.paths import Paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `detoxd status` starts faster
@@ -37,16 +44,19 @@ def cmd_check(_args: argparse.Namespace, paths: Paths) -> int:
         print(f"paths blocked in the browsers (by policy): {', '.join(loaded.blocklist.paths)}")
     for allowance in loaded.blocklist.allowances:
         print(_allowance_rule_line(allowance, loaded.names))
+    unreached = 0
     if loaded.main.network:
         from detoxd.netagent.agent import describe_engines
 
         for reached, line in describe_engines(loaded.main.network, paths.config_dir):
             print(f"[{'  ok' if reached else 'FAIL'}] {line}")
+            unreached += not reached
     if loaded.blocklist.apps:
         from detoxd.service.appwatch import check_report
 
         print(check_report(loaded.blocklist.apps))
-    return EXIT_OK
+    # A FAIL line under exit 0 would tell a script all is well: the files are valid, an engine is not.
+    return EXIT_UNREACHABLE if unreached else EXIT_OK
 
 
 def _allowance_rule_line(allowance: Any, blocked: frozenset[str]) -> str:

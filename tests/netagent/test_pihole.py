@@ -188,7 +188,7 @@ def test_detoxd_check_reaches_the_engine_and_says_what_it_found(
     secret.write_text(PASSWORD + "\n")
     secret.chmod(0o600)
     tmp_path.chmod(0o755)
-    assert main(["--config-dir", str(tmp_path), "check"]) == 0
+    assert main(["--config-dir", str(tmp_path), "check"]) == 4  # valid files, an engine not reached
     out = capsys.readouterr().out
     assert f"[  ok] Pi-hole at {pihole.url}: FTL v6.4.1, password accepted" in out
     assert "[FAIL] adguardhome http://127.0.0.1:9: " in out
