@@ -52,6 +52,10 @@ COMMANDS: dict[str, str] = {  # the wire's commands and who may call each
     "agent_report": ANYONE,  # for the caller's own uid only; it informs, never enforces
     "open": SEAT,
     "close": SEAT,
+    # The browser extension, through `detoxd browser-host` as the browser's user (issue 23):
+    "browser_check": ANYONE,  # {"url"}: blocked now, by which rule, which allowance opens it
+    "browser_attempt": SEAT,  # {"url"}: a blocked navigation, counted per rule per day
+    "browser_time": SEAT,  # {"day", "seconds": {rule or allowance: s}}: the day's totals so far
     "network_sync": AGENT,
     "mail_sync": MAILER,  # detoxd-mail: the queued messages out, which the server accepted in
     "start": ROOT,  # with "at": plans the detox to begin then

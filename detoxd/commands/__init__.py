@@ -26,7 +26,7 @@ GROUPS = {
     "check": "config", "sessions": "config",
     "report": "report",
     "run": "processes", "netagent": "processes", "tray": "processes", "cut": "processes",
-    "execwatch": "processes",
+    "execwatch": "processes", "browser-host": "processes",
     "mail-send": "mail",
     "install": "system", "uninstall": "system", "doctor": "system",
 }

@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     netagent.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     tray = commands.add_parser("tray", help="run the tray agent in this desktop session")
     tray.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    browser_host = commands.add_parser(
+        "browser-host", help="relay the detoxd browser extension's messages to the daemon, as the "
+        "browser's user (what the browser starts: native messaging host org.detoxd.browser_host)")
+    browser_host.add_argument("caller", nargs=argparse.REMAINDER,
+                              help="what the browser passes (its caller's origin; ignored)")
     doctor = commands.add_parser("doctor", help="check that the detox is effective (exit 0 only then)")
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
     doctor.add_argument("--root", default="/", help="check the system files under this root (default: /)")

@@ -1,4 +1,5 @@
-"""`detoxd run`, `netagent`, `tray`, `execwatch`, `cut`: the long-running processes (the cutter: one shot)."""
+"""`detoxd run`, `netagent`, `tray`, `execwatch`, `browser-host`, `cut`: the long-running processes
+(the cutter: one shot)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,12 @@ def cmd_execwatch(_args: argparse.Namespace, paths: Paths) -> int:
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
     signal.signal(signal.SIGINT, lambda *_: watcher.stop())
     return watcher.run()
+
+
+def cmd_browser_host(_args: argparse.Namespace, paths: Paths) -> int:
+    from detoxd.browserhost import main
+
+    return main(str(paths.socket))
 
 
 def cmd_cut(_args: argparse.Namespace, paths: Paths) -> int:

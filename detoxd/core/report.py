@@ -32,10 +32,10 @@ ACTIVITYWATCH_HELP = (
 )
 # Events whose "uid" is a person's: only they and root see them.
 PERSONAL_KINDS = frozenset({"app_closed", "activity_day", "activity_unavailable", "agent_connected",
-                            "agent_disconnected"})
+                            "agent_disconnected", "browser_day"})
 # The household's events that name who did it: everyone sees them, only root sees who.
 WHO_FIELDS = {"allowance_opened": "uid", "allowance_closed": "uid", "detox_started": "by_uid",
-              "peer_end_attempt": "by_uid"}
+              "peer_end_attempt": "by_uid", "browser_attempts": "uid"}
 
 
 @dataclass(frozen=True)

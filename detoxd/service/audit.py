@@ -9,12 +9,20 @@ the journal even by mistake; a day is journalled only when its figures changed.
 (:func:`detoxd.core.report.visible_events`): root sees everything; a user sees the system's
 events (detox, tampering, sessions, blocked-lookup counts without devices) and their own
 (apps closed, allowances, ActivityWatch time). The journal itself stays root-only (0600).
+
+``browser_attempt`` and ``browser_time`` (a person at the seat, through the browser extension's
+native-messaging host): a navigation to a blocked name or path, counted per rule per local day for
+the caller's uid (journalled as ``browser_attempts``: the day's new attempts per rule, like the
+household's blocked lookups, source "browser"); and the time the focused tab spent on blocked
+names, paths and allowance sites that day (``browser_day``: the day's running totals, replaced).
+Both share the uid's journal budget with the ActivityWatch reports.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -39,6 +47,7 @@ JOURNAL_BUDGET_SECONDS = 600.0
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_LOOKUP_ENTRIES = 256  # devices × days in one report
 MAX_DEVICE_CHARS = 64
+MAX_RULES_PER_DAY = 1024  # distinct rules counted per uid and day (browser_attempt)
 
 
 class Audit:
@@ -51,6 +60,9 @@ class Audit:
         self._last_days: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
         self._last_unavailable: dict[int, str] = {}
         self._last_lookups: dict[tuple[str, str], dict[str, int]] = {}
+        self._attempts: dict[tuple[int, str], Counter[str]] = {}  # (uid, day) -> rule -> attempts
+        self._attempts_unjournalled: dict[tuple[int, str], Counter[str]] = {}  # over the budget
+        self._browser_days: dict[tuple[int, str], dict[str, int]] = {}
 
     def activity_report(self, request: dict[str, Any], peer: Peer, *, window: report.DetoxWindow | None,
                         blocked_names: Collection[str], blocked_apps: Collection[str],
@@ -142,6 +154,42 @@ class Audit:
             journal.record("blocked_lookups", date=day, device=device, counts=counts)
             journalled += 1
         return journalled
+
+    def browser_attempt(self, uid: int, day: str, rule: str) -> int:
+        """One blocked navigation: the uid's attempts on ``rule`` that day, this one included.
+        Journalled at once, or with the next attempt once the uid's journal budget allows."""
+        key = (uid, day)
+        counts = self._attempts.get(key)
+        if counts is None:
+            if len(self._attempts) >= MAX_REMEMBERED_DAYS:
+                self._attempts.clear()
+            counts = self._attempts[key] = Counter()
+        if rule not in counts and len(counts) >= MAX_RULES_PER_DAY:
+            return 0  # (a million blocked names: the figures stay bounded)
+        counts[rule] += 1
+        self._attempts_unjournalled.setdefault(key, Counter())[rule] += 1
+        for waiting in [waiting for waiting in self._attempts_unjournalled if waiting[0] == uid]:
+            if not self._within_budget(uid, 1):
+                break
+            new = self._attempts_unjournalled.pop(waiting)
+            journal.record("browser_attempts", uid=uid, date=waiting[1], counts=dict(sorted(new.items())),
+                           source="browser")
+        return counts[rule]
+
+    def browser_time(self, uid: int, day: str, seconds: dict[str, int]) -> int:
+        """The uid's running totals of ``day`` (replacing the last); 1 when journalled, 0 when
+        unchanged. Raises ErrorReply(BUSY) past the uid's journal budget."""
+        key = (uid, day)
+        if self._browser_days.get(key) == seconds:
+            return 0
+        if not self._within_budget(uid, 1):
+            raise ErrorReply(BUSY, f"more than {JOURNAL_BUDGET_EVENTS} reports in "
+                             f"{JOURNAL_BUDGET_SECONDS:g} s: try again later")
+        if key not in self._browser_days and len(self._browser_days) >= MAX_REMEMBERED_DAYS:
+            self._browser_days.clear()
+        self._browser_days[key] = seconds
+        journal.record("browser_day", uid=uid, date=day, seconds=seconds)
+        return 1
 
     def report(self, viewer: int | None, *, now: datetime, tz: tzinfo,
                window: report.DetoxWindow | None) -> dict[str, Any]:

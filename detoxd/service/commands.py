@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from detoxd.core import activity, ics
+from detoxd.core import activity, browser, ics
 from detoxd.protocol import (
     AGENT,
     ANYONE,
@@ -31,9 +31,10 @@ from detoxd.protocol import (
     SUBSCRIBE_COMMAND,
     ErrorReply,
     Peer,
+    bad_request,
     error_response,
 )
-from detoxd.service import seat
+from detoxd.service import audit, seat
 from detoxd.service.mail import mail_uids
 from detoxd.service.scheduler import local_zone
 from detoxd.service.targets.network import agent_uids
@@ -265,6 +266,60 @@ def _exec_events(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
     engine.exec_events(pids, lease_seconds=float(lease), watching=request.get("watching") is True,
                        lost=request.get("lost") is True)
     return {"ok": True}
+
+
+@command("browser_check")
+def _browser_check(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    """The extension, at a main-frame navigation: blocked now? By what, and what would open it."""
+    return {"ok": True, **_verdict(engine, request).to_json()}
+
+
+@command("browser_attempt")
+def _browser_attempt(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    """The extension showed its block page: counted per rule per local day, for the caller. A URL
+    that is not blocked (an allowance opened meanwhile) is not counted, nor journalled."""
+    verdict = _verdict(engine, request)
+    if not verdict.blocked or verdict.rule is None:
+        return {"ok": True, "attempts_today": 0, "blocked": False}
+    day = engine.clock.now().astimezone(local_zone()).date().isoformat()
+    count = engine.audit.browser_attempt(peer.uid, day, verdict.rule)
+    return {"ok": True, "attempts_today": count, "blocked": True, "rule": verdict.rule, "date": day}
+
+
+@command("browser_time")
+def _browser_time(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
+    """The focused tab's time that local day on blocked names and paths and on allowance sites:
+    the caller's running totals (replacing the last). Other names are dropped, never kept."""
+    today = engine.clock.now().astimezone(local_zone()).date()
+    try:
+        day = browser.parse_day(request.get("day"), today=today, days_back=audit.MAX_DAYS_PER_REPORT)
+        seconds, ignored = browser.parse_seconds(request.get("seconds"), _BrowserRules(engine))
+    except ValueError as error:
+        raise bad_request(str(error)) from None
+    journalled = engine.audit.browser_time(peer.uid, day.isoformat(), seconds)
+    return {"ok": True, "journalled": journalled, "ignored": ignored}
+
+
+def _verdict(engine: Engine, request: dict[str, Any]) -> browser.Verdict:
+    try:
+        url = browser.parse_url(request.get("url"))
+    except browser.UrlError as error:
+        raise bad_request(str(error)) from None
+    return browser.check(url, blocked=engine.names_blocked, enforced=engine.names_enforced,
+                         paths=engine.browser.paths, allowances=engine.allowances.rules)
+
+
+class _BrowserRules:
+    """What browser_time may name: a name or path blocked now (or let through by an open
+    allowance), or an allowance."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __contains__(self, name: object) -> bool:
+        engine = self._engine
+        return (name in engine.names_enforced or name in engine.browser.paths
+                or any(rule.name == name for rule in engine.allowances.rules))
 
 
 def _allowance_changed(engine: Engine, response: Reply) -> Reply:

@@ -95,6 +95,8 @@ class Engine:
         self._read_lock = threading.Lock()  # one config read at a time, outside self.lock
         self.list_directories: frozenset[Path] = frozenset()  # of `lists:` files, to watch
         self._names_applied: frozenset[str] = frozenset()  # what enforce() last gave the targets
+        # What enforce() last found blocked, with the names open allowances let through.
+        self.names_enforced: frozenset[str] = frozenset()
         self._hosts_names_logged: frozenset[str] = frozenset()
         self._order_cache: tuple[frozenset[str], Applied, tuple[str, ...]] | None = None
         self._start_cut_due = False  # boot(cut_later=True) until request_start_cut
@@ -325,6 +327,7 @@ class Engine:
         self.network.configure(self.network.configured, self.network.allowed,
                                active=self.state.active, locked=self.state.locked)
         # Open allowances take their names out of every target for a while.
+        self.names_enforced = enforced
         unblocked = self.allowances.unblocked(enforced, detox_active=self.allowances_in_force)
         names = enforced - unblocked if unblocked else enforced
         before = self._names_applied
@@ -620,6 +623,11 @@ class Engine:
     def handle(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
         """The control server's handler: the command table checks who may call what."""
         return self._commands(request, peer)
+
+    @property
+    def names_blocked(self) -> frozenset[str]:
+        """The names the targets block now (the hosts file's, open allowances taken out)."""
+        return self._names_applied
 
     def record_blocked_lookups(self, entries: Any) -> int:
         """For the network agent's reports (engines that keep a query log): see Audit.blocked_lookups."""
