@@ -1,0 +1,70 @@
+"""detoxd's extension in Firefox: the policies that force-install it (pure: values in, values out).
+
+Firefox reads ``/etc/firefox/policies/policies.json``; detoxd adds, as records of
+:mod:`detoxd.core.policies` (undone exactly at the end, restored when edited):
+
+- ``ExtensionSettings["browser@detoxd.org"]``: ``force_installed`` from a ``file://`` XPI under the
+  policy root, ``private_browsing: true`` (it runs in private windows too). A force-installed
+  extension cannot be disabled or removed by the user, in any profile.
+- ``Preferences["xpinstall.signatures.required"]``: false, locked. Measured on Debian's
+  firefox-esr 153: without it the policy's install fails with ``ERROR_SIGNEDSTATE_REQUIRED`` (the
+  XPI is not signed by Mozilla); with it the extension is installed and active (signedState
+  "missing"). ESR honours the pref; Mozilla's release and beta builds ignore it (signing is
+  compiled in), so a non-ESR Firefox needs a Mozilla-signed XPI (docs/browsers.md).
+- The native-messaging host manifest ``/usr/lib/mozilla/native-messaging-hosts/org.detoxd.browser_host.json``
+  (``allowed_extensions``: the extension's id), one spec per key: detoxd's own file, removed at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detoxd.core.policies import FIREFOX, FIREFOX_FILE, PolicySpec
+
+FIREFOX_ID = "browser@detoxd.org"  # contract: the Firefox extension's id
+HOST_NAME = "org.detoxd.browser_host"  # contract: the native-messaging host's name
+FIREFOX_DIR = "var/lib/detoxd/browser/firefox"  # under the policy root
+XPI_NAME = "detoxd.xpi"
+HOST_DIR = "usr/lib/mozilla/native-messaging-hosts"
+HOST_FILE = f"{HOST_DIR}/{HOST_NAME}.json"
+SIGNATURES_PREF = "xpinstall.signatures.required"
+EXTENSION_KEY = ("policies", "ExtensionSettings", FIREFOX_ID)
+SIGNATURES_KEY = ("policies", "Preferences", SIGNATURES_PREF)
+
+
+def extension_setting(xpi_url: str) -> dict[str, Any]:
+    """The ``ExtensionSettings`` entry that force-installs the XPI at ``xpi_url`` (file://)."""
+    return {"installation_mode": "force_installed", "install_url": xpi_url, "private_browsing": True}
+
+
+def host_manifest(launcher: str) -> dict[str, Any]:
+    """Firefox's native-messaging host manifest: ``launcher`` takes no arguments."""
+    return {
+        "name": HOST_NAME,
+        "description": "detoxd: the extension's way to the daemon (detoxd browser-host)",
+        "path": launcher,
+        "type": "stdio",
+        "allowed_extensions": [FIREFOX_ID],
+    }
+
+
+def firefox_specs(xpi_url: str, launcher: str) -> tuple[PolicySpec, ...]:
+    """Force-install (unsigned: the signature pref off, locked) and the host manifest."""
+    return (
+        PolicySpec(FIREFOX, FIREFOX_FILE, EXTENSION_KEY, extension_setting(xpi_url)),
+        PolicySpec(FIREFOX, FIREFOX_FILE, SIGNATURES_KEY, {"Value": False, "Status": "locked"}),
+        *(PolicySpec(FIREFOX, HOST_FILE, (key,), value) for key, value in host_manifest(launcher).items()),
+    )
+
+
+def firefox_forced(document: Any) -> bool:
+    """Whether a Firefox policies.json document force-installs detoxd's extension, unsigned as it is."""
+    policies = document.get("policies") if isinstance(document, dict) else None
+    if not isinstance(policies, dict):
+        return False
+    settings = policies.get("ExtensionSettings")
+    entry = settings.get(FIREFOX_ID) if isinstance(settings, dict) else None
+    preferences = policies.get("Preferences")
+    signatures = preferences.get(SIGNATURES_PREF) if isinstance(preferences, dict) else None
+    return (isinstance(entry, dict) and entry.get("installation_mode") == "force_installed"
+            and isinstance(signatures, dict) and signatures.get("Value") is False)
