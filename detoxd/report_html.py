@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detoxd.core.report import duration_text
+from detoxd.core.report import days_measured, duration_text
 
 BEFORE_COLOUR = "#e07a5f"  # warm: the time the detox is about
 DURING_COLOUR = "#3d9970"  # green: the detox
@@ -97,11 +97,11 @@ def _tiles(document: Mapping[str, Any]) -> str:
     tiles = []
     if during["blocked_site_seconds"] is not None or before["blocked_site_seconds"] is not None:
         # Per day ActivityWatch watched: a day before it was installed is not a day of 0 minutes.
-        per_during = (during["blocked_site_seconds"] or 0) / max(1, during["days_with_activitywatch"])
+        per_during = (during["blocked_site_seconds"] or 0) / max(1, days_measured(during))
         if before["blocked_site_seconds"] is None:
             compared = "nothing from before to compare"
         else:
-            per_before = before["blocked_site_seconds"] / max(1, before["days_with_activitywatch"])
+            per_before = before["blocked_site_seconds"] / max(1, days_measured(before))
             compared = f"vs {_minutes(per_before)} a day before"
         tiles.append(_tile(_minutes(per_during), "a day on blocked sites during the detox", compared,
                            DURING_COLOUR))

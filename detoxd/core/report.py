@@ -7,7 +7,13 @@ contract: fields are documented in docs/report.md, version in ``"version"``) and
 Days are local calendar days (the caller passes the time zone). The "before" days are the 14
 whole days before the detox's first day; the "during" days run from the start to its end, or to
 now while it runs. Figures that nothing measured are ``null``, never a made-up 0: time on
-blocked sites needs ActivityWatch, blocked lookups need a DNS engine that can tell.
+blocked sites needs ActivityWatch or the detoxd browser extension, blocked lookups need a DNS
+engine that can tell, browser attempts the extension.
+
+Time on blocked sites: a user's day from ActivityWatch (``activity_day``) where it reported that
+day, else from the browser extension (``browser_day``: the focused tab's time on blocked names,
+paths and allowance sites); each day says which (``site_time_source``), and so does the report
+(``site_time``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,13 @@ ACTIVITYWATCH_HELP = (
     "your browser), keep it running, and keep `detoxd tray` running: the tray asks it for the time "
     "on the blocked sites and apps only, 14 days back and during the detox."
 )
+SITE_TIME_MESSAGES = {
+    "activitywatch": "Time on blocked sites: from ActivityWatch.",
+    "browser": ("Time on blocked sites: from the detoxd browser extension, as ActivityWatch is absent "
+                "(the focused tab's time on blocked names, paths and allowance sites, during the detox)."),
+    "activitywatch and browser": ("Time on blocked sites: from ActivityWatch on the days it reported, "
+                                  "else from the detoxd browser extension."),
+}
 # Events whose "uid" is a person's: only they and root see them.
 PERSONAL_KINDS = frozenset({"app_closed", "activity_day", "activity_unavailable", "agent_connected",
                             "agent_disconnected", "browser_day"})
@@ -116,6 +129,7 @@ def build(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo,
         "sessions": [],
         "tampers": [],
         "activitywatch": _activitywatch_status(events, window),
+        "site_time": {"source": None, "message": None},
         "summary": None,
         # Weekly block windows (schedule: in detoxd.yaml), detox or not: hours per day in force
         # and the blocked attempts inside them; what continues after the detox (detox.after).
@@ -130,13 +144,16 @@ def build(events: Sequence[Mapping[str, Any]], *, now: datetime, tz: tzinfo,
     in_window = [event for event in events if _in_window(event, window, now)]
     days = _days(window, now, tz)
     rows = {day: _empty_row(day, phase, number) for day, phase, number in days}
-    _add_activity(rows, events)
+    watched = _add_activity(rows, events)
+    _add_browser_time(rows, events, watched)
     _add_lookups(rows, in_window, tz)
+    _add_browser_attempts(rows, events)
     _add_counts(rows, in_window, tz)
     document["detox"] = _detox_fields(window, now, days)
     document["continues"] = _continues(events, window)
     document["days"] = list(rows.values())
     document["totals"] = _totals(document["days"])
+    document["site_time"] = _site_time(document["days"])
     document["sessions"] = _sessions(in_window)
     document["tampers"] = [
         {"at": event.get("at"), "target": event.get("target"), "restored": event.get("restored")}
@@ -164,6 +181,8 @@ def _empty_row(day: date, phase: str, number: int) -> dict[str, Any]:
         "blocked_site_seconds": None, "sites": {},
         "blocked_app_seconds": None, "apps": {},
         "blocked_lookups": None, "lookups_by_site": {},
+        "site_time_source": None,  # "activitywatch", "browser", "activitywatch and browser"
+        "browser_attempts": None, "attempts_by_site": {},  # the browser extension's block page
         "tamper_attempts": 0, "tamper_targets": {},
         "apps_closed": {},
         "allowance_minutes": 0.0, "allowances_opened": 0,
@@ -187,23 +206,79 @@ def _local_day(event: Mapping[str, Any], tz: tzinfo) -> str | None:
 
 # ---- figures ----
 
-def _add_activity(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]]) -> None:
-    """ActivityWatch totals: the agent re-sends whole days, so the latest per (uid, day) counts."""
-    latest: dict[tuple[Any, str], Mapping[str, Any]] = {}
-    for event in events:
-        if event.get("kind") == "activity_day" and isinstance(event.get("date"), str):
-            latest[(event.get("uid"), event["date"])] = event
+def _add_activity(rows: dict[date, dict[str, Any]],
+                  events: Sequence[Mapping[str, Any]]) -> set[tuple[Any, str]]:
+    """ActivityWatch totals: the agent re-sends whole days, so the latest per (uid, day) counts.
+    Returns the (uid, day) pairs it reported."""
+    latest = _latest_days(events, "activity_day")
     by_date = {day.isoformat(): row for day, row in rows.items()}
     for (_, day), event in latest.items():
         row = by_date.get(day)
         if row is None:
             continue
         for key, total in (("sites", "blocked_site_seconds"), ("apps", "blocked_app_seconds")):
-            values = _seconds_map(event.get(key))
-            row[total] = (row[total] or 0) + round(sum(values.values()))
-            merged = Counter(row[key])
-            merged.update({name: round(seconds) for name, seconds in values.items()})
-            row[key] = dict(merged.most_common(MAX_SITES_PER_DAY))
+            _add_seconds(row, key, total, _seconds_map(event.get(key)))
+        row["site_time_source"] = "activitywatch"
+    return set(latest)
+
+
+def _add_browser_time(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]],
+                      watched: set[tuple[Any, str]]) -> None:
+    """The browser extension's totals (the latest per uid and day) where ActivityWatch did not
+    report that user's day."""
+    by_date = {day.isoformat(): row for day, row in rows.items()}
+    for key, event in _latest_days(events, "browser_day").items():
+        row = by_date.get(key[1])
+        if row is None or key in watched:
+            continue
+        _add_seconds(row, "sites", "blocked_site_seconds", _seconds_map(event.get("seconds")))
+        row["site_time_source"] = ("browser" if row["site_time_source"] in (None, "browser")
+                                   else "activitywatch and browser")
+
+
+def _latest_days(events: Sequence[Mapping[str, Any]], kind: str) -> dict[tuple[Any, str], Mapping[str, Any]]:
+    latest: dict[tuple[Any, str], Mapping[str, Any]] = {}
+    for event in events:
+        if event.get("kind") == kind and isinstance(event.get("date"), str):
+            latest[(event.get("uid"), event["date"])] = event
+    return latest
+
+
+def _add_seconds(row: dict[str, Any], key: str, total: str, values: Mapping[str, float]) -> None:
+    row[total] = (row[total] or 0) + round(sum(values.values()))
+    merged = Counter(row[key])
+    merged.update({name: round(seconds) for name, seconds in values.items()})
+    row[key] = dict(merged.most_common(MAX_SITES_PER_DAY))
+
+
+def _add_browser_attempts(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]]) -> None:
+    """Blocked navigations the extension counted: each event holds a day's new attempts per rule.
+    Once the extension has reported anything, a day of the detox without attempts is 0."""
+    reported = [event for event in events if event.get("kind") in ("browser_attempts", "browser_day")]
+    if not reported:
+        return
+    by_date = {day.isoformat(): row for day, row in rows.items()}
+    for row in rows.values():
+        if row["phase"] == "during":
+            row["browser_attempts"] = 0
+    for event in reported:
+        found = by_date.get(str(event.get("date")))
+        if event.get("kind") != "browser_attempts" or found is None:
+            continue
+        row = found
+        counts = {name: int(count) for name, count in _seconds_map(event.get("counts")).items()}
+        row["browser_attempts"] = (row["browser_attempts"] or 0) + sum(counts.values())
+        merged = Counter(row["attempts_by_site"])
+        merged.update(counts)
+        row["attempts_by_site"] = dict(merged.most_common(MAX_SITES_PER_DAY))
+
+
+def _site_time(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    sources = {str(row["site_time_source"]) for row in days if row["site_time_source"]}
+    if not sources:
+        return {"source": None, "message": None}
+    source = sources.pop() if len(sources) == 1 else "activitywatch and browser"
+    return {"source": source, "message": SITE_TIME_MESSAGES[source]}
 
 
 def _add_lookups(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]], tz: tzinfo) -> None:
@@ -269,6 +344,7 @@ def _totals(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     for phase in ("before", "during"):
         rows = [row for row in days if row["phase"] == phase]
         measured = [row for row in rows if row["blocked_site_seconds"] is not None]
+        attempts = [row["browser_attempts"] for row in rows if row["browser_attempts"] is not None]
         apps_measured = [row for row in rows if row["blocked_app_seconds"] is not None]
         lookups = [row["blocked_lookups"] for row in rows if row["blocked_lookups"] is not None]
         closed: Counter[str] = Counter()
@@ -276,10 +352,13 @@ def _totals(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             closed.update(row["apps_closed"])
         totals[phase] = {
             "days": len(rows),
-            "days_with_activitywatch": len(measured),
+            "days_with_activitywatch": _days_from(rows, "activitywatch"),
+            "days_with_browser_time": _days_from(rows, "browser"),
+            "days_measured": len(measured),  # with time on blocked sites from either
             "blocked_site_seconds": _sum_or_none(row["blocked_site_seconds"] for row in measured),
             "blocked_app_seconds": _sum_or_none(row["blocked_app_seconds"] for row in apps_measured),
             "blocked_lookups": sum(lookups) if lookups else None,
+            "browser_attempts": sum(attempts) if attempts else None,
             "tamper_attempts": sum(row["tamper_attempts"] for row in rows),
             "apps_closed": dict(closed.most_common()),
             "allowance_minutes": round(sum(row["allowance_minutes"] for row in rows), 1),
@@ -289,6 +368,10 @@ def _totals(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "daemon_starts": sum(row["daemon_starts"] for row in rows),
         }
     return totals
+
+
+def _days_from(rows: Sequence[Mapping[str, Any]], source: str) -> int:
+    return sum(1 for row in rows if source in (row["site_time_source"] or ""))
 
 
 def _sessions(events: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -438,27 +521,35 @@ def summary(document: Mapping[str, Any]) -> str:
               for app, count in during["apps_closed"].items()]
     if during["blocked_lookups"] is not None:
         parts.append(statustext.count(during["blocked_lookups"], "blocked lookup"))
+    if during.get("browser_attempts"):
+        parts.append(f"{statustext.count(during['browser_attempts'], 'block page')} shown in the browser")
     if during["end_attempts"]:
         parts.append(f"{statustext.count(during['end_attempts'], 'attempt')} to end it early")
     if during["allowance_minutes"]:
         parts.append(f"{round(during['allowance_minutes'])} min of allowances")
+    # The words for where the time came from: ActivityWatch's as before, the extension's said.
+    source = (document.get("site_time") or {}).get("source")
+    by_browser = "from the browser extension" if source == "browser" else (
+        "from ActivityWatch and the browser extension" if source == "activitywatch and browser" else "")
     if during["blocked_site_seconds"] is None and before["blocked_site_seconds"] is None:
         parts.append("time on blocked sites not measured (no ActivityWatch)")
     elif before["blocked_site_seconds"] is None:
         parts.append(f"{duration_text(during['blocked_site_seconds'])} on blocked sites "
-                     "(ActivityWatch has nothing from before the detox to compare)")
+                     + (f"({by_browser}; nothing from before the detox to compare)" if by_browser
+                        else "(ActivityWatch has nothing from before the detox to compare)"))
     elif over or days <= 1:
-        watched = before["days_with_activitywatch"]
+        watched = days_measured(before)
         parts.append(f"{duration_text(during['blocked_site_seconds'] or 0)} on blocked sites vs "
                      f"{duration_text(before['blocked_site_seconds'] or 0)} in the "
                      + (f"{before['days']} days before" if watched == before["days"]
                         else f"{watched} day{'s' if watched != 1 else ''} ActivityWatch saw before"))
     else:
         # Per day ActivityWatch watched: a day it was not installed yet is not a day of 0 minutes.
-        per_day_during = (during["blocked_site_seconds"] or 0) / max(1, during["days_with_activitywatch"])
-        per_day_before = (before["blocked_site_seconds"] or 0) / max(1, before["days_with_activitywatch"])
+        per_day_during = (during["blocked_site_seconds"] or 0) / max(1, days_measured(during))
+        per_day_before = (before["blocked_site_seconds"] or 0) / max(1, days_measured(before))
         parts.append(f"{duration_text(per_day_during)} a day on blocked sites vs "
-                     f"{duration_text(per_day_before)} a day before")
+                     f"{duration_text(per_day_before)} a day before"
+                     + (f" ({by_browser})" if by_browser else ""))
     sessions = [session for session in document["sessions"] if session["hot_seats"]]
     if sessions:
         parts.append(f"{len(sessions)} peer session{'s' if len(sessions) != 1 else ''} held")
@@ -467,13 +558,21 @@ def summary(document: Mapping[str, Any]) -> str:
     return f"{head}: " + ", ".join(parts) + tail
 
 
+def days_measured(totals: Mapping[str, Any]) -> int:
+    """A phase's days with time on blocked sites (a report of before the browser extension: the
+    days ActivityWatch watched)."""
+    return int(totals.get("days_measured", totals["days_with_activitywatch"]))
+
+
 def format_text(document: Mapping[str, Any]) -> str:
     """The report for a terminal: the summary, then one line per day."""
     lines = [str(document["summary"])]
     if document["detox"] is None:
         return lines[0]
-    activitywatch = document["activitywatch"]
-    if not activitywatch["available"]:
+    activitywatch, site_time = document["activitywatch"], document.get("site_time") or {}
+    if site_time.get("source") not in (None, "activitywatch"):
+        lines += ["", str(site_time["message"])]
+    elif not activitywatch["available"]:
         lines += ["", str(activitywatch["message"])]
     lines += ["", f"{'date':<10}  {'':<6}  {'blocked sites':>13}  {'blocked apps':>12}  "
                   f"{'lookups':>7}  {'tamper':>6}  apps closed"]

@@ -262,18 +262,21 @@ def test_the_json_fields_are_the_documented_contract() -> None:
                             journal_stats={"events": 1, "segments": 1, "corrupt_lines": 0,
                                            "newer_version_lines": 0})
     assert set(document) == {"version", "generated_at", "scope", "detox", "days", "totals", "tampers",
-                             "sessions", "activitywatch", "summary", "schedule", "continues", "journal"}
+                             "sessions", "activitywatch", "site_time", "summary", "schedule", "continues",
+                             "journal"}
     assert set(document["detox"]) == {"state", "started_at", "ends_at", "ended_at", "days_total",
                                       "days_so_far", "days_elapsed"}
     assert set(document["days"][0]) == {
         "date", "phase", "day", "blocked_site_seconds", "sites", "blocked_app_seconds", "apps",
         "blocked_lookups", "lookups_by_site", "tamper_attempts", "tamper_targets", "apps_closed",
         "allowance_minutes", "allowances_opened", "clock_jumps", "config_errors", "hot_seats",
-        "agent_disconnects", "end_attempts", "daemon_starts"}
+        "agent_disconnects", "end_attempts", "daemon_starts", "site_time_source", "browser_attempts",
+        "attempts_by_site"}
     assert set(document["totals"]) == {"before", "during"}
     assert set(document["totals"]["during"]) == {
-        "days", "days_with_activitywatch", "blocked_site_seconds", "blocked_app_seconds",
-        "blocked_lookups", "tamper_attempts", "apps_closed", "allowance_minutes", "clock_jumps",
+        "days", "days_with_activitywatch", "days_with_browser_time", "days_measured",
+        "blocked_site_seconds", "blocked_app_seconds", "blocked_lookups", "browser_attempts",
+        "tamper_attempts", "apps_closed", "allowance_minutes", "clock_jumps",
         "config_errors", "end_attempts", "daemon_starts"}
     assert set(document["tampers"][0]) == {"at", "target", "restored"}
     assert set(document["activitywatch"]) == {"available", "last_report_at", "message"}
@@ -335,6 +338,7 @@ def test_each_counted_event_lands_on_its_day_and_only_its_own_figure() -> None:
         "allowance_minutes": 3.2, "allowances_opened": 1,  # 3.25 rounded to one decimal
         "clock_jumps": 1, "config_errors": 1, "hot_seats": 1, "agent_disconnects": 1,
         "end_attempts": 1, "daemon_starts": 1,
+        "site_time_source": None, "browser_attempts": None, "attempts_by_site": {},
     }
     assert first["tamper_attempts"] == 0 and first["apps_closed"] == {} and first["day"] == 1
     during = document["totals"]["during"]

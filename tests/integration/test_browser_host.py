@@ -177,6 +177,19 @@ def test_the_host_relays_a_persons_commands_and_the_daemons_events(detoxd_env: D
     assert [(event["uid"], event["date"], event["seconds"]) for event in events
             if event["kind"] == "browser_day"] == [(PERSON, today, {"twitter.com": 42})]
 
+    # `detoxd report` as that person: the browser's time, since ActivityWatch never reported, and
+    # the block pages shown; it says where the time came from.
+    result = detoxd_env.cli("report", "--json", user=PERSON)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    [row] = [row for row in document["days"] if row["date"] == today]
+    assert (row["blocked_site_seconds"], row["site_time_source"]) == (42, "browser")
+    assert row["browser_attempts"] == 3
+    assert row["attempts_by_site"] == {"twitter.com": 2, "linkedin.com/feed": 1}
+    assert document["site_time"]["source"] == "browser"
+    assert "from the browser extension" in document["summary"]
+    assert document["site_time"]["message"] in detoxd_env.cli("report", user=PERSON).stdout
+
 
 @needs_root
 def test_a_system_user_may_check_but_not_record_or_open(detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
