@@ -461,12 +461,24 @@ class ScheduleEntryStatus(_Record):
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class SessionSeat(_Record):
+    """One hot seat of a session: its place in the rotation, who, and when."""
+
+    seat: int = 0
+    name: str = "?"
+    start: str = ""
+    end: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class NextSession(_Record):
     number: int = 0
     start: str = ""
     end: str = ""
     in_progress: bool = False
     location: str | None = None
+    hot_seat: str | None = None  # in the hot seat now (in progress), else who takes it first
+    hot_seats: tuple[SessionSeat, ...] = ()  # the session's rotation
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -547,6 +559,7 @@ class Status(_Record):
         return self.state == "active"
 
 
+NextSession._NESTED = {"hot_seats": SessionSeat}
 Status._NESTED = {"peer_lock": PeerLockStatus, "hosts_file_problem": HostsFileProblem,
                   "hosts_overrides": HostsOverride, "network": EngineRow, "agents": AgentReport,
                   "time_held": TimeHeld, "allowances": AllowanceStatus,

@@ -354,5 +354,7 @@ def _plan_lines(status: Status, now: datetime) -> list[str]:
     if session is not None:
         start = parse_time(session.start)
         if start is not None:
-            lines.append(f"Next peer session: {format_moment(start, now)}")
+            first = f" — {session.hot_seat} in the hot seat first" \
+                if session.hot_seat and not session.in_progress else ""
+            lines.append(f"Next peer session: {format_moment(start, now)}{first}")
     return lines

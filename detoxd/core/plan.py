@@ -228,9 +228,22 @@ def status_fields(plan: Plan | None, now: datetime) -> dict[str, Any]:
             "end": iso(upcoming.end),
             "in_progress": upcoming.start <= now,
             "location": plan.location,
+            # Who is in the hot seat: now, in a session in progress; else who takes it first.
+            "hot_seat": _seated(upcoming, current, now),
+            "hot_seats": [{"seat": seat.number, "name": seat.person.name, "start": iso(seat.start),
+                           "end": iso(seat.end)} for seat in upcoming.hot_seats],
         },
         "current_hot_seat": None if current is None else _hot_seat_status(*current, now),
     }
+
+
+def _seated(session: PlannedSession, current: tuple[PlannedSession, HotSeat] | None,
+            now: datetime) -> str | None:
+    if current is not None and current[0].number == session.number:
+        return current[1].person.name
+    if session.start <= now:
+        return None  # a break between seats, or the session's last minutes
+    return session.hot_seats[0].person.name if session.hot_seats else None
 
 
 def _hot_seat_status(session: PlannedSession, seat: HotSeat, now: datetime) -> dict[str, Any]:

@@ -60,6 +60,8 @@ def test_plan_lines_for_hot_seat_and_next_session() -> None:
     lines = status_lines(view(status))
     assert "Hot seat: Grace — 12 min left" in lines
     assert "Next peer session: Thu 4 Dec 09:00" in lines
+    status["next_session"] = {**status["next_session"], "hot_seat": "Ada"}
+    assert "Next peer session: Thu 4 Dec 09:00 — Ada in the hot seat first" in status_lines(view(status))
 
 
 def test_times_are_shown_in_the_viewers_time_zone() -> None:

@@ -195,10 +195,15 @@ def test_next_session_and_current_hot_seat_through_the_day() -> None:
 def test_status_fields() -> None:
     result = build(datetime(2026, 12, 3, 9, 0), location="Ada's office")
     fields = plan.status_fields(result, at(datetime(2026, 12, 3, 11, 50, tzinfo=LONDON)))
+    seats = fields["next_session"].pop("hot_seats")
+    assert [(seat["seat"], seat["name"], seat["start"][11:16], seat["end"][11:16]) for seat in seats] == [
+        (1, "Robert Craven", "09:00", "09:30"), (2, "Ada Lovelace", "09:30", "10:00"),
+        (3, "Grace Hopper", "10:00", "10:30"), (4, "Alan Turing", "10:30", "11:00"),
+        (5, "Katherine Johnson", "11:00", "11:30"), (6, "Tim Berners-Lee", "11:30", "12:00")]
     assert fields == {
         "next_session": {"number": 1, "start": "2026-12-03T09:00:00+00:00",
                          "end": "2026-12-03T12:00:00+00:00", "in_progress": True,
-                         "location": "Ada's office"},
+                         "location": "Ada's office", "hot_seat": "Tim Berners-Lee"},
         "current_hot_seat": {"name": "Tim Berners-Lee", "ends_at": "2026-12-03T12:00:00+00:00",
                              "seconds_left": 600, "session": 1, "seat": 6, "of": 6, "next_name": None},
     }
@@ -207,6 +212,7 @@ def test_status_fields() -> None:
     fields = plan.status_fields(summer, at(datetime(2026, 7, 1, tzinfo=UTC)))
     assert fields["next_session"]["start"] == "2026-07-02T09:00:00+01:00"
     assert fields["next_session"]["in_progress"] is False
+    assert fields["next_session"]["hot_seat"] == "Robert Craven"  # who takes it first
     assert fields["current_hot_seat"] is None
     assert plan.status_fields(None, at(datetime(2026, 7, 1, tzinfo=UTC))) == {
         "next_session": None, "current_hot_seat": None}

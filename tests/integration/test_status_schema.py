@@ -73,6 +73,9 @@ def test_real_status_matches_the_schema_and_the_typed_status(detoxd_env: DetoxdE
     assert active["network"][0]["engine"] == "dnsmasq" and active["network"][0]["state"] == "no_agent"
     assert active["agents"][0]["reason"] == "dunst is paused by hand"
     assert active["current_hot_seat"]["name"] == "Robert Craven" and active["next_session"]["in_progress"]
+    assert active["next_session"]["hot_seat"] == "Robert Craven"
+    assert [seat["name"] for seat in active["next_session"]["hot_seats"]] == [
+        "Robert Craven", "Ada Lovelace", "Alan Turing"]
     # The typed status reads and writes exactly the same document.
     for document in (idle, active):
         typed = Status.from_json(document)
