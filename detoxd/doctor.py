@@ -28,7 +28,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from detoxd.core import dnswire, hosts, policies, statustext
+from detoxd.core import browserext, dnswire, hosts, policies, statustext
 from detoxd.core.doctorchecks import (
     CUTTER_PATH_UNIT,
     EXECWATCH_UNIT,
@@ -112,6 +112,7 @@ def gather(paths: Paths, root: Path = Path("/")) -> Facts:
         policy_documents=_policy_documents(root),
         policy_conflicts=_policy_conflicts(root),
         browser_policies_enabled=_browser_policies_enabled(paths),
+        extension_files=_extension_files(root),
         service_enabled=_service_enabled(root),
         cutter_enabled=_service_enabled(root, CUTTER_PATH_UNIT),
         cutter_stuck=_cutter_stuck(paths),
@@ -240,6 +241,23 @@ def _policy_conflicts(root: Path) -> dict[str, tuple[str, ...]]:
         if found:
             conflicts[spec.browser] = tuple(found)
     return conflicts
+
+
+def _extension_files(root: Path) -> dict[str, Any]:
+    """detoxd's Chromium extension on disk: the host manifests read, the other files' existence."""
+    found: dict[str, Any] = {}
+    for browser, _ in browserext.CHROMIUM_HOST_DIRS:
+        file = browserext.host_manifest_file(browser)
+        assert file is not None
+        try:
+            found[file] = policies.parse(_read(root / file), f"/{file}")
+        except policies.PolicyError as error:
+            found[file] = str(error)
+    for file in (f"{browserext.CHROMIUM_DIR}/{browserext.UPDATE_NAME}",
+                 f"{browserext.CHROMIUM_DIR}/{browserext.CRX_NAME}",
+                 f"{browserext.BROWSER_DIR}/{browserext.LAUNCHER_NAME}"):
+        found[file] = (root / file).is_file()
+    return found
 
 
 def _browser_policies_enabled(paths: Paths) -> bool:

@@ -20,6 +20,14 @@ BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
 STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00:00",
           "domains_blocked": 2, "hosts_in_sync": True, "version": "0.1", "hosts_file": "/etc/hosts"}
 FIREFOX_ON = {"policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}}}
+EXT_ID = "a" * 32
+CHROME_ON = {"DnsOverHttpsMode": "off", "IncognitoModeAvailability": 1, "ExtensionInstallForcelist": [
+    f"{EXT_ID};file:///var/lib/detoxd/browser/chromium/update.xml"]}
+CHROME_HOST = "etc/opt/chrome/native-messaging-hosts/org.detoxd.browser_host.json"
+EXTENSION_FILES = {
+    CHROME_HOST: {"name": "org.detoxd.browser_host", "allowed_origins": [f"chrome-extension://{EXT_ID}/"]},
+    "var/lib/detoxd/browser/chromium/update.xml": True, "var/lib/detoxd/browser/chromium/detoxd.crx": True,
+    "var/lib/detoxd/browser/detoxd-browser-host": True}
 
 
 def healthy(**changes: Any) -> Facts:
@@ -30,8 +38,8 @@ def healthy(**changes: Any) -> Facts:
         resolved_running=True, resolved_configs=("[Resolve]\n#ReadEtcHosts=yes\n",),
         browsers=InstalledBrowsers(("firefox", "chrome"), ()),
         policy_documents={"etc/firefox/policies/policies.json": FIREFOX_ON,
-                          "etc/opt/chrome/policies/managed/detoxd.json": {"DnsOverHttpsMode": "off"}},
-        service_enabled="enabled")
+                          "etc/opt/chrome/policies/managed/detoxd.json": CHROME_ON},
+        extension_files=EXTENSION_FILES, service_enabled="enabled")
     if isinstance(changes.get("status"), dict):
         changes["status"] = Status.from_json(changes["status"])
     return dataclasses.replace(facts, **changes)
@@ -326,3 +334,27 @@ def test_brave_edge_and_vivaldi_are_listed_with_a_fix_when_their_policy_is_missi
     assert failures["browser policies: edge"].message == (
         "/etc/opt/edge/policies/managed/detoxd.json does not switch DNS-over-HTTPS off")
     assert "browser policies: vivaldi" in failures
+
+
+def test_the_extension_is_checked_in_chromium_and_chrome() -> None:
+    chrome_file = "etc/opt/chrome/policies/managed/detoxd.json"
+    found = [check for check in checks.evaluate(healthy()).checks
+             if check.name == "browser extension: chrome"]
+    assert [(check.level, check.message) for check in found] == [
+        (Level.OK, f"force-installed ({EXT_ID}), incognito off, native host registered")]
+    documents = {"etc/firefox/policies/policies.json": FIREFOX_ON}
+    not_forced = failed(healthy(policy_documents={**documents, chrome_file: {"DnsOverHttpsMode": "off"}}))
+    assert "does not force-install detoxd's extension" in not_forced["browser extension: chrome"].message
+    incognito = failed(healthy(policy_documents={
+        **documents, chrome_file: {**CHROME_ON, "IncognitoModeAvailability": 0}}))
+    assert "incognito windows are available" in incognito["browser extension: chrome"].message
+    no_host = failed(healthy(extension_files={**EXTENSION_FILES, CHROME_HOST: None}))
+    assert "the block page cannot ask the daemon" in no_host["browser extension: chrome"].message
+    no_package = failed(healthy(extension_files={**EXTENSION_FILES,
+                                                  "var/lib/detoxd/browser/chromium/detoxd.crx": False}))
+    assert no_package["browser extension: chrome"].message == (
+        "missing: /var/lib/detoxd/browser/chromium/detoxd.crx")
+    idle = levels(healthy(status={**STATUS, "state": "idle", "days_left": None, "ends_at": None}))
+    assert not any(name.startswith("browser extension") for name in idle)
+    others = levels(healthy(browsers=InstalledBrowsers(("brave",), ())))
+    assert not any(name.startswith("browser extension") for name in others)  # Chromium and Chrome only

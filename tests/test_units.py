@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from detoxd.core import browserext
 from detoxd.install import render, render_system_unit
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
@@ -22,6 +23,7 @@ MAX_EXPOSURE = 1.5
 BROWSER_POLICY_DIRS = ("firefox/policies", "opt/chrome/policies/managed", "chromium/policies/managed",
                        "brave/policies/managed", "opt/edge/policies/managed", "opt/vivaldi/policies/managed",
                        "vivaldi/policies/managed", "chromium-browser/policies/managed")
+NATIVE_HOST_DIRS = ("chromium/native-messaging-hosts", "opt/chrome/native-messaging-hosts")  # core.browserext
 XDG_GENERATOR = Path("/usr/lib/systemd/user-generators/systemd-xdg-autostart-generator")
 
 pytestmark = pytest.mark.skipif(
@@ -149,9 +151,12 @@ def test_system_unit_contract() -> None:
     assert service["ExecReload"] == ["/usr/bin/detoxd reload"]
     for directory in ("StateDirectory", "RuntimeDirectory"):
         assert service[directory] == ["detoxd"]
-    assert service["ConfigurationDirectory"] == ["detoxd", " ".join(BROWSER_POLICY_DIRS)]
+    assert service["ConfigurationDirectory"] == ["detoxd", " ".join(BROWSER_POLICY_DIRS),
+                                                 " ".join(NATIVE_HOST_DIRS)]
     assert service["ProtectSystem"] == ["strict"]
-    assert service["ReadWritePaths"] == ["/etc/hosts", " ".join(f"/etc/{d}" for d in BROWSER_POLICY_DIRS)]
+    assert tuple(d.removeprefix("etc/") for _, d in browserext.CHROMIUM_HOST_DIRS) == NATIVE_HOST_DIRS
+    assert service["ReadWritePaths"] == ["/etc/hosts", " ".join(f"/etc/{d}" for d in BROWSER_POLICY_DIRS),
+                                         " ".join(f"/etc/{d}" for d in NATIVE_HOST_DIRS)]
     assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert service["MemoryDenyWriteExecute"] == ["yes"]
     assert service["NoNewPrivileges"] == ["yes"]

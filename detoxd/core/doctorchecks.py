@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from detoxd.core import diagnosis, dnsengines, dnswire, policies, statustext
+from detoxd.core import browserext, diagnosis, dnsengines, dnswire, policies, statustext
 from detoxd.core.policies import InstalledBrowsers
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ class Facts:
     policy_documents: dict[str, Any] = field(default_factory=dict)  # spec file -> document | error
     policy_conflicts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # browser -> files
     browser_policies_enabled: bool = True
+    # detoxd's extension for the Chromium family: each file of it (relative to the root) -> its
+    # JSON document (host manifests; None: missing; a string: why it cannot be read) or whether
+    # it exists (update.xml, the package, the launcher).
+    extension_files: dict[str, Any] = field(default_factory=dict)
     service_enabled: str | None = None  # `systemctl is-enabled` output; None: cannot tell
     cutter_enabled: str | None = None  # the same for detoxd-cutter.path
     cutter_stuck: int = 0  # requests to the connection cutter waiting for over a minute
@@ -109,6 +113,7 @@ def evaluate(facts: Facts) -> Report:
         check_nsswitch(facts.nsswitch),
         check_resolved(facts.resolved_running, facts.resolved_configs),
         *check_browser_policies(facts, active),
+        *check_chromium_extension(facts, active),
         check_notifications(facts.status),
         *check_network(facts.status, facts.engine_answers, active),
         *check_mail(facts.mail),
@@ -363,6 +368,48 @@ def check_browser_policies(facts: Facts, active: bool) -> list[Check]:
                      "switch its secure DNS (DNS over HTTPS) off in its settings")
                for item in facts.browsers.uncovered]
     return checks or [Check("browser policies", Level.SKIP, "no supported browser installed")]
+
+
+def check_chromium_extension(facts: Facts, active: bool) -> list[Check]:
+    """Each installed Chromium-family browser: detoxd's extension force-installed (the block page),
+    incognito off (the extension cannot run there) and the native host registered."""
+    if not active or not facts.browser_policies_enabled:
+        return []  # the browser policies' line says why nothing is in force
+    fix = "sudo systemctl restart detoxd (it installs the extension), then restart the browser"
+    checks = []
+    for browser, file in browserext.CHROMIUM_POLICY_FILES:
+        if browser not in facts.browsers.covered:
+            continue
+        name = f"browser extension: {browser}"
+        document = facts.policy_documents.get(file)
+        entries = document.get("ExtensionInstallForcelist") if isinstance(document, dict) else None
+        ours = [entry for entry in entries or () if isinstance(entry, str)
+                and entry.endswith(f"/{browserext.CHROMIUM_DIR}/{browserext.UPDATE_NAME}")]
+        if not ours:
+            checks.append(Check(name, Level.FAIL, f"/{file} does not force-install detoxd's extension: "
+                                "blocked sites show the browser's error page, not why", fix))
+            continue
+        ext_id = ours[0].split(";")[0]
+        missing = [path for path in (f"{browserext.CHROMIUM_DIR}/{browserext.UPDATE_NAME}",
+                                     f"{browserext.CHROMIUM_DIR}/{browserext.CRX_NAME}",
+                                     f"{browserext.BROWSER_DIR}/{browserext.LAUNCHER_NAME}")
+                   if not facts.extension_files.get(path)]
+        host_file = browserext.host_manifest_file(browser) or ""
+        host = facts.extension_files.get(host_file)
+        origin = f"chrome-extension://{ext_id}/"
+        if missing:
+            shown = ", ".join(f"/{path}" for path in missing)
+            checks.append(Check(name, Level.FAIL, f"missing: {shown}", fix))
+        elif not isinstance(host, dict) or origin not in (host.get("allowed_origins") or ()):
+            why = host if isinstance(host, str) else f"/{host_file} does not let the extension reach detoxd"
+            checks.append(Check(name, Level.FAIL, f"{why}: the block page cannot ask the daemon", fix))
+        elif (document or {}).get("IncognitoModeAvailability") != browserext.INCOGNITO_DISABLED:
+            checks.append(Check(name, Level.FAIL, f"incognito windows are available (/{file}): the "
+                                "extension does not run there", fix))
+        else:
+            checks.append(Check(name, Level.OK, f"force-installed ({ext_id}), incognito off, "
+                                "native host registered"))
+    return checks
 
 
 def _path_checks(facts: Facts) -> list[Check]:

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from detoxd.core.policies import PolicySpec
 from detoxd.service import inotify, resolvers
 from detoxd.service.targets import Drift
+from detoxd.service.targets.browser.chromium_extension import ChromiumExtension
 from detoxd.service.targets.browser.policyfiles import Action, BrowserPolicies
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,12 @@ class BrowserTarget:
         if policy_root is None and self.flush_caches:
             policy_root = Path("/")
         self.policies = BrowserPolicies(state_dir, policy_root) if policy_root is not None else None
+        self.extension = ChromiumExtension(state_dir, policy_root) if policy_root is not None else None
+        if self.policies is not None and self.extension is not None:
+            try:  # what a record made before a restart undoes (no key: no record of it either)
+                self.policies.extra_specs = self.extension.specs(create=False)
+            except (OSError, ValueError) as error:
+                log.error("cannot read detoxd's browser extension key: %s", error)
         self.browser_policies = True  # `bypass.browser_policies` of the config in force
         self._names: frozenset[str] = frozenset()
         self._paths: frozenset[str] = frozenset()  # `paths:` entries in force (the engine's ratchet)
@@ -154,10 +162,23 @@ class BrowserTarget:
         if self.policies is None:
             return
         base = bool(names) and (browser_policies or self._base_records())
-        self.policies.set_paths(self._paths, base=base)
+        self.policies.set_paths(self._paths, base=base, extra=self._extension_specs() if base else ())
         for result in self.policies.apply() if base or self._paths else self.policies.lift():
             log.info("%s", result)
         self._watch_directories()
+
+    def _extension_specs(self) -> tuple[PolicySpec, ...]:
+        """The extension's files written (before the policies that point at them) and its
+        policies; none when they cannot be written (doctor says so)."""
+        if self.extension is None:
+            return ()
+        try:
+            for path in self.extension.write():
+                log.info("browser extension: wrote %s", path)
+            return self.extension.specs()
+        except (OSError, ValueError) as error:
+            log.error("cannot write detoxd's browser extension under %s: %s", self.extension.directory, error)
+            return ()
 
     def _base_records(self) -> bool:
         """Whether a secure-DNS policy of detoxd's is in place (kept until the block is lifted)."""

@@ -106,13 +106,18 @@ class BrowserPolicies:
         self.base_specs = tuple(specs)
         self.specs: dict[Key, PolicySpec] = {spec.key: spec for spec in specs}
         self.paths: tuple[str, ...] = ()
+        self.extra_specs: tuple[PolicySpec, ...] = ()  # the extension's (chromium_extension)
         self._seen: dict[str, tuple[int, int, int] | None] = {}
 
-    def set_paths(self, paths: Iterable[str], *, base: bool = True) -> None:
+    def set_paths(self, paths: Iterable[str], *, base: bool = True,
+                  extra: Sequence[PolicySpec] = ()) -> None:
         """The `paths:` entries to block from now on (and whether the base specs, secure DNS off,
-        are wanted): the next :meth:`apply` puts them in and takes out what is no longer wanted."""
+        are wanted, with ``extra``: the extension's): the next :meth:`apply` puts them in and takes
+        out what is no longer wanted."""
         self.paths = tuple(sorted(paths))
-        wanted = (*(self.base_specs if base else ()), *policies.path_specs(self.paths))
+        if extra:
+            self.extra_specs = tuple(extra)
+        wanted = (*((*self.base_specs, *extra) if base else ()), *policies.path_specs(self.paths))
         self.specs = {spec.key: spec for spec in wanted}
         self._seen.clear()
 
@@ -133,7 +138,7 @@ class BrowserPolicies:
 
     def all_specs(self) -> tuple[PolicySpec, ...]:
         """Every spec that could be in force (for watching directories)."""
-        return (*self.base_specs, *policies.path_specs(("example.com/x",)))
+        return (*self.base_specs, *self.extra_specs, *policies.path_specs(("example.com/x",)))
 
     def remove_stale_temporaries(self) -> None:
         """At start-up: the temporary copies a kill between write and rename left beside each

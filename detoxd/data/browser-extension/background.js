@@ -1,0 +1,217 @@
+// detoxd's extension: the background of Chromium's service worker and Firefox's event page.
+// It asks the daemon (through the native-messaging host org.detoxd.browser_host, which speaks the
+// control socket's protocol as the user the browser runs as) whether a main-frame navigation is
+// blocked; a blocked one is sent to the block page, and the attempt is counted. It also adds up
+// the time the focused window's active tab spends on blocked names and paths and on allowance
+// sites (nothing else), per local day, and sends the totals to the daemon (browser_time).
+"use strict";
+
+const api = globalThis.browser ?? globalThis.chrome;
+const HOST = "org.detoxd.browser_host";
+const CHECK_CACHE_MS = 3000;      // a verdict is reused this long (an event clears them all)
+const TIME_FLUSH_MINUTES = 1;     // totals go to the daemon at least this often
+const BLOCK_PAGE = api.runtime.getURL("blocked.html");
+
+let port = null;
+let nextId = 1;
+const pending = new Map();        // request id -> {resolve, reject}
+const verdicts = new Map();       // url -> {at, reply}
+
+// ---- the native host ----
+
+function connect() {
+  if (port !== null) return port;
+  port = api.runtime.connectNative(HOST);
+  port.onMessage.addListener(onHostMessage);
+  port.onDisconnect.addListener(() => {
+    const error = new Error((api.runtime.lastError && api.runtime.lastError.message) || "the detoxd host went away");
+    port = null;
+    verdicts.clear();
+    for (const waiting of pending.values()) waiting.reject(error);
+    pending.clear();
+  });
+  return port;
+}
+
+function onHostMessage(message) {
+  if (message && Object.prototype.hasOwnProperty.call(message, "event")) {
+    verdicts.clear();  // something changed in the daemon: ask again, and let block pages refresh
+    api.runtime.sendMessage({ type: "detoxd-event", event: message.event }).catch(() => {});
+    return;
+  }
+  const waiting = message && pending.get(message.id);
+  if (waiting) {
+    pending.delete(message.id);
+    const reply = Object.assign({}, message);
+    delete reply.id;
+    waiting.resolve(reply);
+  }
+}
+
+function ask(cmd, args = {}) {
+  return new Promise((resolve, reject) => {
+    let connected;
+    try {
+      connected = connect();
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    try {
+      connected.postMessage(Object.assign({}, args, { id, cmd }));
+    } catch (error) {
+      pending.delete(id);
+      reject(error);
+    }
+  });
+}
+
+async function check(url) {
+  const known = verdicts.get(url);
+  if (known && Date.now() - known.at < CHECK_CACHE_MS) return known.reply;
+  const reply = await ask("browser_check", { url });
+  if (reply.ok) verdicts.set(url, { at: Date.now(), reply });
+  return reply;
+}
+
+function isWeb(url) {
+  return typeof url === "string" && (url.startsWith("http://") || url.startsWith("https://"));
+}
+
+// ---- navigations ----
+
+async function onNavigation(details) {
+  if (details.frameId !== 0 || !isWeb(details.url)) return;
+  let verdict;
+  try {
+    verdict = await check(details.url);
+  } catch (error) {
+    console.warn("detoxd: cannot ask the daemon:", error.message);
+    return;  // the hosts file and the policies still block; only the page is missing
+  }
+  if (!verdict.ok || !verdict.blocked) {
+    retarget();
+    return;
+  }
+  const page = `${BLOCK_PAGE}?url=${encodeURIComponent(details.url)}`;
+  await api.tabs.update(details.tabId, { url: page }).catch(() => {});
+  ask("browser_attempt", { url: details.url }).catch(() => {});
+}
+
+api.webNavigation.onBeforeNavigate.addListener(onNavigation);
+
+// ---- the block page's questions ----
+
+api.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  if (!message || typeof message.type !== "string" || sender.id !== api.runtime.id) return false;
+  let answer;
+  if (message.type === "page") {
+    answer = Promise.all([ask("browser_check", { url: String(message.url) }), ask("status")])
+      .then(([verdict, status]) => ({ ok: true, verdict, status }));
+  } else if (message.type === "open") {
+    answer = ask("open", { name: String(message.name) }).then((reply) => {
+      verdicts.clear();
+      return reply;
+    });
+  } else {
+    return false;
+  }
+  answer.catch((error) => ({ ok: false, error: error.message })).then(sendResponse);
+  return true;  // answered asynchronously
+});
+
+// ---- time on blocked names, paths and allowance sites ----
+
+let current = null;  // {key, since}: what the focused active tab shows now (key null: nothing counted)
+let totals = { day: localDay(new Date()), seconds: {} };
+const restored = api.storage.local.get("detoxdTime").then((stored) => {
+  const saved = stored && stored.detoxdTime;
+  if (saved && saved.day === totals.day) {
+    for (const [key, seconds] of Object.entries(saved.seconds || {})) {
+      totals.seconds[key] = (totals.seconds[key] || 0) + seconds;
+    }
+  }
+}).catch(() => {});
+
+function localDay(date) {
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+function addElapsed(now) {
+  if (current === null) return;
+  const seconds = Math.max(0, (now - current.since) / 1000);
+  current.since = now;
+  if (current.key === null || seconds === 0) return;
+  const day = localDay(new Date(now));
+  if (day !== totals.day) {
+    flush();  // the old day's totals first
+    totals = { day, seconds: {} };
+  }
+  totals.seconds[current.key] = (totals.seconds[current.key] || 0) + seconds;
+}
+
+function blockedTarget(url) {
+  if (typeof url !== "string" || !url.startsWith(BLOCK_PAGE)) return null;
+  return new URL(url).searchParams.get("url");
+}
+
+async function keyFor(url) {
+  const target = blockedTarget(url) || url;
+  if (!isWeb(target)) return null;
+  const verdict = await check(target);
+  if (!verdict.ok) return null;
+  if (verdict.blocked) return verdict.rule || null;
+  return verdict.allowance || null;  // an allowance site, open now
+}
+
+let retargeting = Promise.resolve();
+
+function retarget() {
+  retargeting = retargeting.then(async () => {
+    const now = Date.now();
+    addElapsed(now);
+    let key = null;
+    try {
+      const windows = await api.windows.getLastFocused({ populate: true });
+      if (windows && windows.focused) {
+        const tab = (windows.tabs || []).find((each) => each.active);
+        if (tab) key = await keyFor(tab.url);
+      }
+    } catch (error) {
+      key = null;
+    }
+    current = { key, since: Date.now() };
+  }).catch(() => {});
+  return retargeting;
+}
+
+async function flush() {
+  await restored;
+  const seconds = {};
+  for (const [key, value] of Object.entries(totals.seconds)) seconds[key] = Math.floor(value);
+  if (Object.keys(seconds).length === 0) return;
+  await api.storage.local.set({ detoxdTime: { day: totals.day, seconds: totals.seconds } }).catch(() => {});
+  await ask("browser_time", { day: totals.day, seconds }).catch(() => {});
+}
+
+api.tabs.onActivated.addListener(() => retarget());
+api.tabs.onUpdated.addListener((tabId, change, tab) => {
+  if (tab.active && (change.url || change.status === "complete")) retarget();
+});
+api.windows.onFocusChanged.addListener(() => retarget());
+api.alarms.create("detoxd-time", { periodInMinutes: TIME_FLUSH_MINUTES });
+api.alarms.onAlarm.addListener((alarm) => {
+  if (alarm.name !== "detoxd-time") return;
+  retarget().then(flush);
+});
+
+// Connect at once: the daemon's events then reach this worker, and the connection keeps it alive.
+try {
+  connect();
+} catch (error) {
+  console.warn("detoxd: no native host:", error.message);
+}
+retarget();
