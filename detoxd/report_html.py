@@ -25,6 +25,7 @@ from detoxd.core.report import days_measured, duration_text
 BEFORE_COLOUR = "#e07a5f"  # warm: the time the detox is about
 DURING_COLOUR = "#3d9970"  # green: the detox
 ATTEMPT_COLOUR = "#577590"
+BLOCK_PAGE_COLOUR = "#8e7dbe"
 TAMPER_COLOUR = "#c0392b"
 APPS_COLOUR = "#f2a541"
 GRID_COLOUR = "#e6e6e6"
@@ -48,6 +49,10 @@ def charts_available() -> bool:
         return False
     del matplotlib
     return True
+
+
+SOURCE_WORDS = {"activitywatch": "from ActivityWatch", "browser": "from the browser extension",
+                "activitywatch and browser": "from ActivityWatch, else the browser extension"}
 
 
 def render(document: Mapping[str, Any]) -> str:
@@ -103,6 +108,9 @@ def _tiles(document: Mapping[str, Any]) -> str:
         else:
             per_before = before["blocked_site_seconds"] / max(1, days_measured(before))
             compared = f"vs {_minutes(per_before)} a day before"
+        source = (document.get("site_time") or {}).get("source")
+        if source and source != "activitywatch":
+            compared += f" ({SOURCE_WORDS[source]})"
         tiles.append(_tile(_minutes(per_during), "a day on blocked sites during the detox", compared,
                            DURING_COLOUR))
     tiles.append(_tile(str(during["tamper_attempts"]), "tamper attempts undone", "", TAMPER_COLOUR))
@@ -114,6 +122,9 @@ def _tiles(document: Mapping[str, Any]) -> str:
     if during["blocked_lookups"] is not None:
         tiles.append(_tile(str(during["blocked_lookups"]), "blocked lookups", "by the household's DNS",
                            ATTEMPT_COLOUR))
+    if during.get("browser_attempts") is not None:
+        tiles.append(_tile(str(during["browser_attempts"]), "block pages shown", "by the browser extension",
+                           BLOCK_PAGE_COLOUR))
     if during["allowance_minutes"]:
         tiles.append(_tile(f"{round(during['allowance_minutes'])} min", "of allowances used", "", "#8e7dbe"))
     return "<section class=tiles>" + "".join(tiles) + "</section>"
@@ -130,16 +141,21 @@ def _minutes(seconds: float) -> str:
 
 
 def _activitywatch_note(document: Mapping[str, Any]) -> str:
-    activitywatch = document["activitywatch"]
-    if activitywatch["available"]:
+    activitywatch, site_time = document["activitywatch"], document.get("site_time") or {}
+    if site_time.get("source") not in (None, "activitywatch"):
+        message = site_time["message"]  # the browser extension's time stands in
+    elif activitywatch["available"]:
         return ""
+    else:
+        message = activitywatch["message"]
     return ("<section><h2>Time on blocked sites</h2><div class=note>"
-            f"{html.escape(str(activitywatch['message']))}</div></section>")
+            f"{html.escape(str(message))}</div></section>")
 
 
 def _time_chart(document: Mapping[str, Any]) -> str:
     days = document["days"]
-    if not document["activitywatch"]["available"]:
+    source = (document.get("site_time") or {}).get("source")
+    if not document["activitywatch"]["available"] and source is None:
         return _activitywatch_note(document)
     figure, axes = _figure(10, 3.6)
     labels = [row["date"][5:] for row in days]
@@ -164,7 +180,7 @@ def _time_chart(document: Mapping[str, Any]) -> str:
     return _section("Time on blocked sites, day by day",
                     f"<span style='color:{BEFORE_COLOUR}'>■</span> the {start or 0} days before · "
                     f"<span style='color:{DURING_COLOUR}'>■</span> during the detox "
-                    "(from ActivityWatch)", _svg(figure))
+                    f"({SOURCE_WORDS.get(source or 'activitywatch', 'from ActivityWatch')})", _svg(figure))
 
 
 def _attempts_chart(document: Mapping[str, Any]) -> str:
@@ -176,10 +192,13 @@ def _attempts_chart(document: Mapping[str, Any]) -> str:
     tamper = [row["tamper_attempts"] for row in during]
     closed = [sum(row["apps_closed"].values()) for row in during]
     lookups = [row["blocked_lookups"] or 0 for row in during]
+    pages = [row.get("browser_attempts") or 0 for row in during]
     bottom = [0.0] * len(during)
     series = [("tamper attempts", tamper, TAMPER_COLOUR), ("apps closed", closed, APPS_COLOUR)]
     if any(row["blocked_lookups"] is not None for row in during):
         series.insert(0, ("blocked lookups", lookups, ATTEMPT_COLOUR))
+    if any(row.get("browser_attempts") is not None for row in during):
+        series.insert(0, ("block pages shown", pages, BLOCK_PAGE_COLOUR))
     for label, values, colour in series:
         axes.bar(positions, values, bottom=bottom, color=colour, width=0.7, label=label)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]

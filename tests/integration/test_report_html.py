@@ -5,6 +5,7 @@ them (not a blank page). The screenshot goes to tests/artifacts/ (docs/report.pn
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -144,3 +145,23 @@ def test_the_page_shows_the_block_windows_hours_and_what_continues() -> None:
     page = report_html.render(report.build(events, now=START + timedelta(days=16), tz=UTC))
     assert "<h2>Block windows</h2>" in page and "<td>9 h 30 min</td>" in page
     assert "Continuing after the detox: &lt;workdays&gt;" in page and "<workdays>" not in page
+
+
+def test_without_activitywatch_the_browser_extensions_time_is_charted_and_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    events = [event for event in sample_journal() if event["kind"] != "activity_day"]
+    for n in range(3):
+        day = (START + timedelta(days=n)).date().isoformat()
+        events.append({"v": 1, "seq": 1000 + n, "at": (START + timedelta(days=n, hours=8)).isoformat(),
+                       "kind": "browser_day", "uid": 1000, "date": day, "seconds": {"x.com": 600 * (n + 1)}})
+        events.append({"v": 1, "seq": 2000 + n, "at": (START + timedelta(days=n, hours=8)).isoformat(),
+                       "kind": "browser_attempts", "uid": 1000, "date": day, "counts": {"x.com": n + 1},
+                       "source": "browser"})
+    document = report.build(events, now=START + timedelta(days=15), tz=UTC)
+    page = report_html.render(document)
+    assert "No ActivityWatch data" not in page
+    assert "during the detox (from the browser extension)" in page  # the time chart's caption
+    assert page.count("<svg") == 3
+    assert "block pages shown" in page and ">6</div>" in page  # the tile: 1 + 2 + 3
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # without the charts: the note says it
+    assert html.escape(document["site_time"]["message"]) in report_html.render(document)
