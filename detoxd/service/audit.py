@@ -15,7 +15,8 @@ native-messaging host): a navigation to a blocked name or path, counted per rule
 the caller's uid (journalled as ``browser_attempts``: the day's new attempts per rule, like the
 household's blocked lookups, source "browser"); and the time the focused tab spent on blocked
 names, paths and allowance sites that day (``browser_day``: the day's running totals, replaced).
-Both share the uid's journal budget with the ActivityWatch reports.
+The time shares the uid's journal budget with the ActivityWatch reports; the attempts have a
+budget of their own (a block page reloaded in a loop holds back no figures but its own).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Audit:
         self.journal_dir = journal_dir
         self._monotonic = monotonic
         self._budget: dict[int, tuple[float, int]] = {}  # uid -> (window start, events journalled)
+        # The block pages' own: a user reloading a block page must not hold back the time reports.
+        self._attempts_budget: dict[int, tuple[float, int]] = {}
         self._last_days: dict[tuple[int, str], tuple[dict[str, float], dict[str, float]]] = {}
         self._last_unavailable: dict[int, str] = {}
         self._last_lookups: dict[tuple[str, str], dict[str, int]] = {}
@@ -108,15 +111,17 @@ class Audit:
     def _changed(self, uid: int, day: str, sites: dict[str, float], apps: dict[str, float]) -> int:
         return int(self._last_days.get((uid, day)) != (sites, apps))
 
-    def _within_budget(self, uid: int, events: int) -> bool:
+    def _within_budget(self, uid: int, events: int,
+                       budgets: dict[int, tuple[float, int]] | None = None) -> bool:
         """Take ``events`` from the uid's budget of journal lines; False (nothing taken) if short."""
+        budgets = self._budget if budgets is None else budgets
         now = self._monotonic()
-        started, used = self._budget.get(uid, (now, 0))
+        started, used = budgets.get(uid, (now, 0))
         if now - started >= JOURNAL_BUDGET_SECONDS:
             started, used = now, 0
         if used + events > JOURNAL_BUDGET_EVENTS:
             return False
-        self._budget[uid] = (started, used + events)
+        budgets[uid] = (started, used + events)
         return True
 
     def _journal_day(self, uid: int, window: report.DetoxWindow, tz: tzinfo, day: str,
@@ -169,7 +174,7 @@ class Audit:
         counts[rule] += 1
         self._attempts_unjournalled.setdefault(key, Counter())[rule] += 1
         for waiting in [waiting for waiting in self._attempts_unjournalled if waiting[0] == uid]:
-            if not self._within_budget(uid, 1):
+            if not self._within_budget(uid, 1, self._attempts_budget):
                 break
             new = self._attempts_unjournalled.pop(waiting)
             journal.record("browser_attempts", uid=uid, date=waiting[1], counts=dict(sorted(new.items())),

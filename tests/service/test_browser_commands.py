@@ -127,6 +127,9 @@ def test_attempts_over_the_journal_budget_are_journalled_later_not_lost(engine: 
         assert engine.handle(attempt, ALICE)["attempts_today"] == count
     journalled = events(engine, "browser_attempts")
     assert len(journalled) == 64 and sum(event["counts"]["twitter.com"] for event in journalled) == 64
+    # The time reports have a budget of their own: still taken.
+    time_request = {"cmd": "browser_time", "day": "2026-06-01", "seconds": {"twitter.com": 60}}
+    assert engine.handle(time_request, ALICE)["journalled"] == 1
     clock.advance(600)
     assert engine.handle(attempt, ALICE)["attempts_today"] == 101
     assert sum(event["counts"]["twitter.com"] for event in events(engine, "browser_attempts")) == 101
