@@ -47,6 +47,7 @@ class Host:
             user=user, cwd="/")
         self.frames: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.events: list[dict[str, Any]] = []
+        self.taken = 0  # events before this index were looked at by event()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -78,13 +79,16 @@ class Host:
             return frame
 
     def event(self, name: str) -> dict[str, Any]:
-        """The next event called ``name`` (others are kept in ``events``)."""
+        """The first event called ``name`` not taken yet, also one that came before a reply (the
+        daemon publishes an open's event before it answers, on the host's other connection)."""
         while True:
+            for index in range(self.taken, len(self.events)):
+                if self.events[index]["event"] == name:
+                    self.taken = index + 1
+                    return self.events[index]
             frame = self.next_frame()
             assert "id" not in frame, frame
             self.events.append(frame)
-            if frame["event"] == name:
-                return frame
 
     def next_frame(self) -> dict[str, Any]:
         try:
