@@ -92,9 +92,10 @@ class Browser:
         return result
 
     def wait_event(self, predicate: Callable[[Event], bool], timeout: float = 30.0,
-                   what: str = "an event") -> Event:
+                   what: str = "an event", since: int = 0) -> Event:
+        """The first event from index ``since`` on that matches (waiting for it)."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = since
         with self._lock:
             while True:
                 for event in self.events[seen:]:
@@ -112,6 +113,11 @@ class Browser:
         if "exceptionDetails" in result:
             raise CdpError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
+
+    def mark(self) -> int:
+        """Where the events received so far end (for ``wait_event(since=...)``)."""
+        with self._lock:
+            return len(self.events)
 
     def close(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:

@@ -10,13 +10,16 @@ does.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
-from tests.integration.cdp import Browser, Event
+from tests.integration.cdp import Browser, CdpError, Event
 
 CHROMIUM = shutil.which("chromium")
 # Not --disable-background-networking: it stops the extension downloader that force-installs.
@@ -81,7 +84,46 @@ def wait_for_extension(browser: Browser, ext_id: str, timeout: float = 60.0) -> 
 
 
 def attach(browser: Browser, target: str) -> str:
-    return str(browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"])
+    """A session on ``target``, its runtime's events on (execution contexts made and destroyed)."""
+    session = str(browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"])
+    browser.send("Runtime.enable", session=session)
+    return session
+
+
+# Resolves once the document at a URL starting with PREFIX is rendered: the block page marks
+# itself data-state="ready" (or, without an answer from detoxd, titles itself "... — detoxd").
+# A MutationObserver waits for that: the page's own event, no polling.
+RENDERED = """new Promise((resolve, reject) => {
+  if (!location.href.startsWith(PREFIX)) { reject(new Error("still at " + location.href)); return; }
+  const done = () => document.documentElement.dataset.state === "ready"
+    || document.title.endsWith("— detoxd");
+  const answer = () => resolve({title: document.title, text: document.body ? document.body.innerText : "",
+                                url: location.href, state: document.documentElement.dataset.state || null});
+  if (done()) { answer(); return; }
+  new MutationObserver(() => { if (done()) answer(); }).observe(document, {subtree: true, childList: true,
+    attributes: true, characterData: true});
+})"""
+
+
+def rendered(browser: Browser, session: str, prefix: str, timeout: float = 30.0) -> dict[str, Any]:
+    """What the page of ``session`` shows once a document at ``prefix...`` has rendered; each try
+    that finds another document waits for the next execution context before the next try."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mark = browser.mark()
+        try:
+            value = browser.evaluate(session, RENDERED.replace("PREFIX", json.dumps(prefix)),
+                                     timeout=max(0.1, deadline - time.monotonic()))
+            return dict(value)
+        except CdpError as error:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CdpError(f"{prefix} never rendered: {error}") from None
+
+            def new_context(event: Event) -> bool:
+                return (event.get("sessionId") == session
+                        and event.get("method") == "Runtime.executionContextCreated")
+            browser.wait_event(new_context, left, what=f"a new document after {error}", since=mark)
 
 
 def stderr_tail(tmp_path: Path, profile: str) -> str:

@@ -17,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from detoxd.service.targets.browser.chromium_extension import ChromiumExtension
-from tests.integration.chromium import attach, launch, stderr_tail, target_event, wait_for_extension
+from tests.integration.chromium import (
+    attach,
+    environment_for_host,
+    launch,
+    rendered,
+    stderr_tail,
+    target_event,
+    wait_for_extension,
+)
 from tests.integration.conftest import DetoxdEnv
 
 
@@ -50,7 +58,8 @@ def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_is_re
     ext_id = extension_id(detox)
     root = policy_root(detox)
     # Asked for an incognito window, on the command line: the policy makes it a normal one.
-    browser = launch(tmp_path, root, "profile", "--incognito", "about:blank")
+    browser = launch(tmp_path, root, "profile", "--incognito", "about:blank",
+                     env=environment_for_host(detox.socket))
     try:
         wait_for_extension(browser, ext_id)
         contexts = browser.send("Target.getBrowserContexts")
@@ -59,8 +68,9 @@ def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_is_re
         assert blank, pages
         # Without the policy the same command line opens it in an off-the-record context.
         assert {info["browserContextId"] for info in blank} == {contexts["defaultBrowserContextId"]}
-        page = browser.send("Target.createTarget", {"url": f"chrome-extension://{ext_id}/blocked.html"})
-        session = attach(browser, page["targetId"])
+        page = f"chrome-extension://{ext_id}/blocked.html"
+        session = attach(browser, str(browser.send("Target.createTarget", {"url": page})["targetId"]))
+        rendered(browser, session, page)
         me = json.loads(browser.evaluate(session, "chrome.management.getSelf().then(JSON.stringify)"))
         assert (me["installType"], me["mayDisable"], me["enabled"]) == ("admin", False, True)
         assert me["version"] and "nativeMessaging" in me["permissions"]
