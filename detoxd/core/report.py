@@ -574,14 +574,18 @@ def format_text(document: Mapping[str, Any]) -> str:
         lines += ["", str(site_time["message"])]
     elif not activitywatch["available"]:
         lines += ["", str(activitywatch["message"])]
+    # The block pages the browser extension showed: a column of its own once it reported.
+    pages = any(row.get("browser_attempts") is not None for row in document["days"])
     lines += ["", f"{'date':<10}  {'':<6}  {'blocked sites':>13}  {'blocked apps':>12}  "
-                  f"{'lookups':>7}  {'tamper':>6}  apps closed"]
+                  f"{'lookups':>7}  " + (f"{'pages':>5}  " if pages else "") + f"{'tamper':>6}  apps closed"]
     for row in document["days"]:
         closed = ", ".join(f"{app} {count}" for app, count in row["apps_closed"].items())
         lookups = "-" if row["blocked_lookups"] is None else str(row["blocked_lookups"])
+        shown = "-" if row.get("browser_attempts") is None else str(row["browser_attempts"])
         lines.append(
             f"{row['date']:<10}  {row['phase']:<6}  {_short(row['blocked_site_seconds']):>13}  "
-            f"{_short(row['blocked_app_seconds']):>12}  {lookups:>7}  {row['tamper_attempts']:>6}  {closed}")
+            f"{_short(row['blocked_app_seconds']):>12}  {lookups:>7}  " + (f"{shown:>5}  " if pages else "")
+            + f"{row['tamper_attempts']:>6}  {closed}")
     for session in document["sessions"]:
         people = ", ".join(seat["person"] for seat in session["hot_seats"]) or "no hot seats yet"
         lines.append(f"Session {session['session']} ({session['started_at']}): {people}")

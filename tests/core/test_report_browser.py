@@ -75,6 +75,11 @@ def test_block_pages_shown_are_counted_per_day_and_seen_without_who() -> None:
     assert document["days"][0]["browser_attempts"] is None  # before: the extension was not there
     assert document["totals"]["during"]["browser_attempts"] == 4
     assert "4 block pages shown in the browser" in document["summary"]
+    lines = report.format_text(document).split("\n")
+    header = lines.index("date                blocked sites  blocked apps  lookups  pages  tamper  "
+                         "apps closed")
+    assert lines[header + 1] == "2026-11-03  before              -             -        -      -       0  "
+    assert lines[header + 15] == "2026-11-17  during              -             -        -      4       0  "
     seen = report.visible_events(journal.events, 1002)
     assert [event.get("uid") for event in seen if event["kind"] == "browser_attempts"] == [None] * 3
     assert report.build(seen, now=now, tz=UTC)["totals"]["during"]["browser_attempts"] == 4
