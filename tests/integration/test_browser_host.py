@@ -3,8 +3,8 @@ user, spoken to in native-messaging frames on its stdin and stdout, against a re
 
 The daemon runs in its own mount namespace where logind's record of who sits at the seat
 (/run/systemd/users) is a scratch directory saying uid 1000 is active at seat0; the host runs
-as uid 1000 (at the seat) and as nobody, so the daemon's SO_PEERCRED rules are what the replies
-show. Nothing here touches the machine's /run or /etc.
+as uid 1000 (at the seat), as nobody (a system user) and as uid 1001 (no session at the seat), so
+the daemon's SO_PEERCRED rules are what the replies show. Nothing here touches the machine's /run or /etc.
 """
 
 from __future__ import annotations
@@ -196,10 +196,15 @@ def test_the_host_relays_a_persons_commands_and_the_daemons_events(detoxd_env: D
 
 
 @needs_root
-def test_a_system_user_may_check_but_not_record_or_open(detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("user", "reason"), [
+    (NOBODY, "uid 65534 is a system user"),
+    (PERSON + 1, f"uid {PERSON + 1} has no active session at this machine's seat"),
+], ids=["system-user", "not-at-the-seat"])
+def test_who_is_not_at_the_seat_may_check_but_not_record_or_open(detoxd_env: DetoxdEnv, tmp_path: Path,
+                                                                 user: int, reason: str) -> None:
     seated_daemon(detoxd_env, tmp_path)
     assert detoxd_env.cli("start").returncode == 0
-    host = Host(detoxd_env, NOBODY)
+    host = Host(detoxd_env, user)
     try:
         assert host.ask(1, "browser_check", url="https://twitter.com/")["blocked"] is True
         for ident, (cmd, args) in enumerate((("browser_attempt", {"url": "https://twitter.com/"}),
@@ -207,7 +212,7 @@ def test_a_system_user_may_check_but_not_record_or_open(detoxd_env: DetoxdEnv, t
                                              ("open", {"name": "social"})), start=2):
             reply = host.ask(ident, cmd, **args)
             assert reply["ok"] is False and reply["code"] == "not_authorized", reply
-            assert reply["error"].startswith("uid 65534 is a system user"), reply
+            assert reply["error"].startswith(reason), reply
         assert host.close() == 0
     finally:
         if host.process.poll() is None:
