@@ -90,29 +90,33 @@ def attach(browser: Browser, target: str) -> str:
     return session
 
 
-# Resolves once the document at a URL starting with PREFIX is rendered: the block page marks
-# itself data-state="ready" (or, without an answer from detoxd, titles itself "... — detoxd").
-# A MutationObserver waits for that: the page's own event, no polling.
+# Resolves once the document at a URL starting with PREFIX is rendered (DONE): the block page marks
+# itself data-state="ready" (or, without an answer from detoxd, titles itself "... — detoxd"), another
+# page has loaded. A MutationObserver and readystatechange wait for it: the page's own events.
+BLOCK_PAGE_DONE = 'document.documentElement.dataset.state === "ready" || document.title.endsWith("— detoxd")'
+LOADED = 'document.readyState === "complete"'
 RENDERED = """new Promise((resolve, reject) => {
   if (!location.href.startsWith(PREFIX)) { reject(new Error("still at " + location.href)); return; }
-  const done = () => document.documentElement.dataset.state === "ready"
-    || document.title.endsWith("— detoxd");
+  const done = () => DONE;
   const answer = () => resolve({title: document.title, text: document.body ? document.body.innerText : "",
                                 url: location.href, state: document.documentElement.dataset.state || null});
   if (done()) { answer(); return; }
   new MutationObserver(() => { if (done()) answer(); }).observe(document, {subtree: true, childList: true,
     attributes: true, characterData: true});
+  document.addEventListener("readystatechange", () => { if (done()) answer(); });
 })"""
 
 
-def rendered(browser: Browser, session: str, prefix: str, timeout: float = 30.0) -> dict[str, Any]:
+def rendered(browser: Browser, session: str, prefix: str, done: str = BLOCK_PAGE_DONE,
+             timeout: float = 30.0) -> dict[str, Any]:
     """What the page of ``session`` shows once a document at ``prefix...`` has rendered; each try
     that finds another document waits for the next execution context before the next try."""
     deadline = time.monotonic() + timeout
     while True:
         mark = browser.mark()
         try:
-            value = browser.evaluate(session, RENDERED.replace("PREFIX", json.dumps(prefix)),
+            script = RENDERED.replace("PREFIX", json.dumps(prefix)).replace("DONE", done)
+            value = browser.evaluate(session, script,
                                      timeout=max(0.1, deadline - time.monotonic()))
             return dict(value)
         except CdpError as error:

@@ -11,13 +11,19 @@ wait is for an event: a CDP event, or the daemon's answer.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
+from detoxd.service import journal
 from detoxd.service.targets.browser.chromium_extension import ChromiumExtension
 from tests.integration.chromium import (
+    BLOCK_PAGE_DONE,
+    LOADED,
     attach,
     environment_for_host,
     launch,
@@ -26,12 +32,44 @@ from tests.integration.chromium import (
     target_event,
     wait_for_extension,
 )
-from tests.integration.conftest import DetoxdEnv
+from tests.integration.conftest import DetoxdEnv, wait_for
+from tests.integration.test_browser_paths import Site
+
+BLOCKED_NAME = "blocked-name.example"
+SITE = "paths-test.example"  # /feed blocked, the rest open
+ALLOWED = "allowed-site.example"  # blocked, but the allowance "social" opens it
+BLOCKLIST = f"""domains: [{BLOCKED_NAME}, {ALLOWED}]
+paths: [{SITE}/feed]
+allowances:
+  - name: social
+    sites: [{ALLOWED}]
+    minutes_per_day: 30
+"""
+# The blocked name fails as the hosts file makes it fail (the daemon's is a scratch file here);
+# the others reach the test's server.
+RESOLVER_RULES = f"--host-resolver-rules=MAP {BLOCKED_NAME} ~NOTFOUND, MAP *.example 127.0.0.1"
+
+
+def url(site: Site, host: str, path: str) -> str:
+    return f"http://{host}:{site.port}{path}"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    directory = tmp_path / "site"
+    (directory / "feed").mkdir(parents=True)
+    (directory / "index.html").write_text("<title>home</title><p>HOME OK</p>\n")
+    (directory / "feed" / "index.html").write_text("<p>FEED CONTENT</p>\n")
+    (directory / "allowed.html").write_text("<title>allowed</title><p>ALLOWED OK</p>\n")
+    served = Site(directory)  # test_browser_paths' (``seen``: name and path)
+    yield served
+    served.close()
 
 
 @pytest.fixture
 def detox(detoxd_env: DetoxdEnv) -> Iterator[DetoxdEnv]:
     """A daemon with a detox running, its browser files under ``detoxd_env.root / "policy-root"``."""
+    detoxd_env.write_blocklist(BLOCKLIST)
     root = detoxd_env.root / "policy-root"
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/chromium").touch()  # what detoxd looks for
@@ -77,6 +115,65 @@ def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_is_re
         windows = json.loads(browser.evaluate(
             session, "chrome.windows.getAll({populate: true}).then(w => JSON.stringify(w))"))
         assert not any(window["incognito"] for window in windows)
+    except Exception:
+        print(stderr_tail(tmp_path, "profile"))
+        raise
+    finally:
+        browser.close()
+
+
+def test_blocked_names_and_paths_show_the_block_page_and_an_allowance_opens_from_it(
+        tmp_path: Path, detox: DetoxdEnv, site: Site) -> None:
+    ext_id = extension_id(detox)
+    block_page = f"chrome-extension://{ext_id}/blocked.html"
+    days_left = detox.status()["days_left"]
+    assert isinstance(days_left, int) and days_left > 1
+    browser = launch(tmp_path, policy_root(detox), "profile", RESOLVER_RULES, "about:blank",
+                     env=environment_for_host(detox.socket))
+    try:
+        wait_for_extension(browser, ext_id)
+        tab = attach(browser, str(browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]))
+
+        def visit(url: str, prefix: str = block_page, done: str = BLOCK_PAGE_DONE) -> dict[str, Any]:
+            browser.send("Page.navigate", {"url": url}, session=tab)
+            return rendered(browser, tab, prefix, done)
+
+        name = visit(url(site, BLOCKED_NAME, "/"))
+        assert name["state"] == "ready", name
+        assert name["url"] == f"{block_page}?url={quote(url(site, BLOCKED_NAME, '/'), safe='')}"
+        assert f"{BLOCKED_NAME} is a blocked name in your blocklist." in name["text"]
+        assert f"Day 1 of 14 · {days_left} days left" in name["text"]
+        assert "The detox ends" in name["text"]
+        assert "social: 30 minutes left today" in name["text"]
+
+        path = visit(url(site, SITE, "/feed/x"))
+        assert f"The path {SITE}/feed is in your blocklist (paths:)" in path["text"], path
+        assert f"{days_left} days left" in path["text"]
+
+        home = visit(url(site, SITE, "/"), prefix=url(site, SITE, "/"), done=LOADED)
+        assert "HOME OK" in home["text"]
+        assert f"{SITE}/" in site.seen
+        assert not any(seen.startswith(f"{SITE}/feed") for seen in site.seen)
+        assert not any(seen.startswith(BLOCKED_NAME) for seen in site.seen)
+
+        # The allowance's button on the block page: opened as `detoxd open` would, then the page loads.
+        allowed_url = url(site, ALLOWED, "/allowed.html")
+        blocked = visit(allowed_url)
+        assert 'The allowance “social” can open it.' in blocked["text"], blocked
+        browser.evaluate(tab, 'document.querySelector(\'li[data-allowance="social"] button\').click()')
+        opened = rendered(browser, tab, allowed_url, LOADED)
+        assert "ALLOWED OK" in opened["text"]
+        assert [allowance["open"] for allowance in detox.status()["allowances"]] == [True]
+
+        def attempts() -> dict[str, int]:
+            events, _ = journal.read_events(journal.directory_for(detox.state_dir))
+            counts: Counter[str] = Counter()
+            for event in events:
+                if event["kind"] == "browser_attempts" and event["source"] == "browser":
+                    counts.update(event["counts"])
+            return dict(counts)
+        wait_for(lambda: attempts() == {BLOCKED_NAME: 1, f"{SITE}/feed": 1, ALLOWED: 1},
+                 what=f"the three attempts in the journal (so far {attempts()})")
     except Exception:
         print(stderr_tail(tmp_path, "profile"))
         raise

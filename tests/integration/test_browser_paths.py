@@ -38,10 +38,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run
 
 
 class Site:
-    """The test site and every path it was asked for."""
+    """The test site and every path it was asked for (``seen``: with the name asked for)."""
 
     def __init__(self, directory: Path) -> None:
         self.requested: list[str] = []
+        self.seen: list[str] = []
         site = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -50,6 +51,7 @@ class Site:
 
             def do_GET(self) -> None:
                 site.requested.append(self.path)
+                site.seen.append(f"{self.headers.get('Host', '').split(':')[0]}{self.path}")
                 super().do_GET()
 
             def log_message(self, format: str, *args: Any) -> None:
