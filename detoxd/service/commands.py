@@ -268,9 +268,10 @@ def _exec_events(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
     return {"ok": True}
 
 
-@command("browser_check")
+@command("browser_check", locked=False)  # a navigation waits for it: never on a busy engine
 def _browser_check(engine: Engine, request: dict[str, Any], peer: Peer) -> Reply:
-    """The extension, at a main-frame navigation: blocked now? By what, and what would open it."""
+    """The extension, at a main-frame navigation: blocked now? By what, and what would open it.
+    Reads only what the engine replaces whole (frozen sets, a tuple), so no lock is needed."""
     return {"ok": True, **_verdict(engine, request).to_json()}
 
 

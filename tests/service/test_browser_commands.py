@@ -4,6 +4,7 @@ test_commands.py) and what reaches the journal (issue 23)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,3 +150,27 @@ def test_time_replaces_the_days_totals_and_keeps_only_blocked_rules_and_allowanc
                 {"seconds": {"twitter.com": -5}}, {"seconds": {"twitter.com": "60"}}):
         reply = engine.handle({**request, **bad}, ALICE)
         assert reply["ok"] is False and reply["code"] == "bad_request", bad
+
+
+def test_a_check_never_waits_for_a_busy_engine(engine: Engine) -> None:
+    """A navigation waits for browser_check: it is answered while another thread holds the lock."""
+    assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with engine.lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        answers: list[dict[str, Any]] = []
+        asking = threading.Thread(target=lambda: answers.append(check(engine, "https://twitter.com/")))
+        asking.start()
+        asking.join(10)
+        assert answers and answers[0]["blocked"] is True
+    finally:
+        release.set()
+        holder.join()
