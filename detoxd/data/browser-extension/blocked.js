@@ -78,7 +78,9 @@ function renderSession(status) {
   }
   if (seat) {
     const next = seat.next_name ? ` (then ${seat.next_name})` : "";
-    text("hot-seat", `In the hot seat: ${seat.name}, seat ${seat.seat} of ${seat.of}${next}`);
+    text("hot-seat", `In the hot seat now: ${seat.name}, seat ${seat.seat} of ${seat.of}${next}`);
+  } else if (session && session.hot_seat) {
+    text("hot-seat", `${session.in_progress ? "In the hot seat now" : "First in the hot seat"}: ${session.hot_seat}`);
   } else {
     text("hot-seat", "");
   }
