@@ -174,6 +174,19 @@ def test_blocked_names_and_paths_show_the_block_page_and_an_allowance_opens_from
             return dict(counts)
         wait_for(lambda: attempts() == {BLOCKED_NAME: 1, f"{SITE}/feed": 1, ALLOWED: 1},
                  what=f"the three attempts in the journal (so far {attempts()})")
+
+        # Leaving the allowance's site sends the focused tab's time on it (and on nothing but
+        # blocked names, paths and allowance sites: not the open front page).
+        visit(url(site, SITE, "/"), prefix=url(site, SITE, "/"), done=LOADED)
+
+        def browser_days() -> list[dict[str, int]]:
+            events, _ = journal.read_events(journal.directory_for(detox.state_dir))
+            return [event["seconds"] for event in events if event["kind"] == "browser_day"]
+        wait_for(lambda: any("social" in seconds for seconds in browser_days()),
+                 what=f"the allowance's time in the journal (so far {browser_days()})")
+        assert [seconds for seconds in browser_days() if "social" in seconds][-1]["social"] >= 1
+        counted = {name for seconds in browser_days() for name in seconds}
+        assert counted <= {"social", BLOCKED_NAME, f"{SITE}/feed", ALLOWED}, counted  # nothing else
     except Exception:
         print(stderr_tail(tmp_path, "profile"))
         raise

@@ -9,13 +9,14 @@
 const api = globalThis.browser ?? globalThis.chrome;
 const HOST = "org.detoxd.browser_host";
 const CHECK_CACHE_MS = 3000;      // a verdict is reused this long (an event clears them all)
-const TIME_FLUSH_MINUTES = 1;     // totals go to the daemon at least this often
+const TIME_FLUSH_MINUTES = 1;     // totals go to the daemon this often, and on leaving a counted site
 const BLOCK_PAGE = api.runtime.getURL("blocked.html");
 
 let port = null;
 let nextId = 1;
 const pending = new Map();        // request id -> {resolve, reject}
 const verdicts = new Map();       // url -> {at, reply}
+const redirected = new Map();     // tab id -> URLs being checked, or sent to the block page
 
 // ---- the native host ----
 
@@ -76,6 +77,22 @@ async function check(url) {
   return reply;
 }
 
+function markRedirected(tabId, url, on) {
+  let urls = redirected.get(tabId);
+  if (!urls) redirected.set(tabId, urls = new Set());
+  if (!on) {
+    urls.delete(url);
+  } else {
+    if (urls.size >= 100) urls.clear();  // bounded: a tab that keeps trying
+    urls.add(url);
+  }
+}
+
+function wasRedirected(tabId, url) {
+  const urls = redirected.get(tabId);
+  return Boolean(urls && urls.has(url));
+}
+
 function isWeb(url) {
   return typeof url === "string" && (url.startsWith("http://") || url.startsWith("https://"));
 }
@@ -84,6 +101,7 @@ function isWeb(url) {
 
 async function onNavigation(details) {
   if (details.frameId !== 0 || !isWeb(details.url)) return;
+  markRedirected(details.tabId, details.url, true);  // not counted as time while it is decided
   let verdict;
   try {
     verdict = await check(details.url);
@@ -92,6 +110,7 @@ async function onNavigation(details) {
     return;  // the hosts file and the policies still block; only the page is missing
   }
   if (!verdict.ok || !verdict.blocked) {
+    markRedirected(details.tabId, details.url, false);
     retarget();
     return;
   }
@@ -124,7 +143,7 @@ api.runtime.onMessage.addListener((message, sender, sendResponse) => {
 
 // ---- time on blocked names, paths and allowance sites ----
 
-let current = null;  // {key, since}: what the focused active tab shows now (key null: nothing counted)
+let current = null;  // {key, since, tabId, url}: the focused active tab now (key null: not counted)
 let totals = { day: localDay(new Date()), seconds: {} };
 const restored = api.storage.local.get("detoxdTime").then((stored) => {
   const saved = stored && stored.detoxdTime;
@@ -144,7 +163,8 @@ function addElapsed(now) {
   if (current === null) return;
   const seconds = Math.max(0, (now - current.since) / 1000);
   current.since = now;
-  if (current.key === null || seconds === 0) return;
+  // Not counted: a URL that went to the block page after all (tabs.onUpdated may come first).
+  if (current.key === null || seconds === 0 || wasRedirected(current.tabId, current.url)) return;
   const day = localDay(new Date(now));
   if (day !== totals.day) {
     flush();  // the old day's totals first
@@ -153,17 +173,14 @@ function addElapsed(now) {
   totals.seconds[current.key] = (totals.seconds[current.key] || 0) + seconds;
 }
 
-function blockedTarget(url) {
-  if (typeof url !== "string" || !url.startsWith(BLOCK_PAGE)) return null;
-  return new URL(url).searchParams.get("url");
-}
-
-async function keyFor(url) {
-  const target = blockedTarget(url) || url;
-  if (!isWeb(target)) return null;
-  const verdict = await check(target);
+async function keyFor(tab) {
+  // The block page is not time on the site (the journal counts it as an attempt), nor the
+  // browser's error page for a URL on its way there.
+  const url = tab.url;
+  if (!isWeb(url) || wasRedirected(tab.id, url)) return null;
+  const verdict = await check(url);
   if (!verdict.ok) return null;
-  if (verdict.blocked) return verdict.rule || null;
+  if (verdict.blocked) return verdict.rule || null;  // shown all the same (opened before the block)
   return verdict.allowance || null;  // an allowance site, open now
 }
 
@@ -174,30 +191,34 @@ function retarget() {
     const now = Date.now();
     addElapsed(now);
     let key = null;
+    let shown = null;
     try {
       const windows = await api.windows.getLastFocused({ populate: true });
       if (windows && windows.focused) {
-        const tab = (windows.tabs || []).find((each) => each.active);
-        if (tab) key = await keyFor(tab.url);
+        shown = (windows.tabs || []).find((each) => each.active) || null;
+        if (shown) key = await keyFor(shown);
       }
     } catch (error) {
       key = null;
     }
-    current = { key, since: Date.now() };
+    const left = current !== null && current.key !== null && current.key !== key;
+    current = { key, since: Date.now(), tabId: shown && shown.id, url: shown && shown.url };
+    if (left) flush();  // and at the alarm (the daemon's journal budget bounds how often)
   }).catch(() => {});
   return retargeting;
 }
 
 async function flush() {
   await restored;
-  const seconds = {};
-  for (const [key, value] of Object.entries(totals.seconds)) seconds[key] = Math.floor(value);
+  const seconds = {};  // whole seconds, rounded up: the running totals stay exact here
+  for (const [key, value] of Object.entries(totals.seconds)) seconds[key] = Math.ceil(value);
   if (Object.keys(seconds).length === 0) return;
   await api.storage.local.set({ detoxdTime: { day: totals.day, seconds: totals.seconds } }).catch(() => {});
   await ask("browser_time", { day: totals.day, seconds }).catch(() => {});
 }
 
 api.tabs.onActivated.addListener(() => retarget());
+api.tabs.onRemoved.addListener((tabId) => redirected.delete(tabId));
 api.tabs.onUpdated.addListener((tabId, change, tab) => {
   if (tab.active && (change.url || change.status === "complete")) retarget();
 });
