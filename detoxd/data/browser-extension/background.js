@@ -180,7 +180,9 @@ async function keyFor(tab) {
   if (!isWeb(url) || wasRedirected(tab.id, url)) return null;
   const verdict = await check(url);
   if (!verdict.ok) return null;
-  if (verdict.blocked) return verdict.rule || null;  // shown all the same (opened before the block)
+  // Blocked, yet shown (a tab opened before the block): counted once it has loaded. Before that
+  // the URL may be on its way to the block page (tabs.onUpdated may come before onBeforeNavigate).
+  if (verdict.blocked) return tab.status === "complete" ? verdict.rule || null : null;
   return verdict.allowance || null;  // an allowance site, open now
 }
 
