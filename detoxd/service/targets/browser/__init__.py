@@ -48,6 +48,7 @@ class BrowserTarget:
             policy_root = Path("/")
         self.policies = BrowserPolicies(state_dir, policy_root) if policy_root is not None else None
         self.extension = ChromiumExtension(state_dir, policy_root) if policy_root is not None else None
+        self._extension_error: str | None = None  # why the extension's files cannot be written
         if self.policies is not None and self.extension is not None:
             try:  # what a record made before a restart undoes (no key: no record of it either)
                 self.policies.extra_specs = self.extension.specs(create=False)
@@ -138,7 +139,12 @@ class BrowserTarget:
     def check(self, now: float, *, full: bool) -> list[Drift]:
         if not self._settled(now):
             return []  # looked at again when its writer closes it, or at the deadline
-        return [Drift(NAME, "policy restored") for _ in range(self.verify(self._names))]
+        drift = [Drift(NAME, "policy restored") for _ in range(self.verify(self._names))]
+        if self._extension_error is not None:
+            self.sync_policies(self._names, browser_policies=self.browser_policies)  # tried again
+            if self._extension_error is not None:  # the engine's problem (status, journal, doctor)
+                raise OSError(self._extension_error)
+        return drift
 
     def remove(self) -> None:
         self._paths = frozenset()
@@ -162,7 +168,10 @@ class BrowserTarget:
         if self.policies is None:
             return
         base = bool(names) and (browser_policies or self._base_records())
-        self.policies.set_paths(self._paths, base=base, extra=self._extension_specs() if base else ())
+        extra = self._extension_specs() if base else ()
+        if not base:
+            self._extension_error = None
+        self.policies.set_paths(self._paths, base=base, extra=extra)
         for result in self.policies.apply() if base or self._paths else self.policies.lift():
             log.info("%s", result)
         self._watch_directories()
@@ -175,10 +184,17 @@ class BrowserTarget:
         try:
             for path in self.extension.write():
                 log.info("browser extension: wrote %s", path)
-            return self.extension.specs()
+            specs = self.extension.specs()
         except (OSError, ValueError) as error:
-            log.error("cannot write detoxd's browser extension under %s: %s", self.extension.directory, error)
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            message = (f"detoxd's browser extension cannot be written under {self.extension.directory}: "
+                       f"{reason}")
+            if message != self._extension_error:
+                log.error("%s", message)
+            self._extension_error = message
             return ()
+        self._extension_error = None
+        return specs
 
     def _base_records(self) -> bool:
         """Whether a secure-DNS policy of detoxd's is in place (kept until the block is lifted)."""

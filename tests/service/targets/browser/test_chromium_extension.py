@@ -118,3 +118,28 @@ def test_the_detox_installs_the_extension_and_its_end_takes_it_out(tmp_path: Pat
         assert users_own.read_text() == '{"HomepageLocation": "https://example.org/"}\n'
     finally:
         engine.shutdown()
+
+
+def test_an_extension_that_cannot_be_written_is_a_problem_until_it_can(tmp_path: Path) -> None:
+    root = tmp_path / "policy-root"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/chromium").touch()
+    in_the_way = root / browserext.BROWSER_DIR
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.write_text("a file where the directory goes\n")
+    clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    paths = scratch_paths(tmp_path, blocklist="domains: [a.example.com]\n")
+    engine = Engine(paths, clock, policy_root=root)
+    engine.boot()
+    try:
+        assert engine.handle({"cmd": "start"}, ROOT)["ok"]
+        assert json.loads((root / CHROMIUM_FILE).read_text()) == {"DnsOverHttpsMode": "off"}  # the rest holds
+        engine.check(clock.monotonic(), full=False)
+        [problem] = [text for text in engine.status()["problems"] if "browser extension" in text]
+        assert f"cannot be written under {root / browserext.BROWSER_DIR}" in problem
+        in_the_way.unlink()
+        engine.check(clock.monotonic(), full=False)
+        assert not any("browser extension" in text for text in engine.status()["problems"])
+        assert "ExtensionInstallForcelist" in json.loads((root / CHROMIUM_FILE).read_text())
+    finally:
+        engine.shutdown()
