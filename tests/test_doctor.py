@@ -21,7 +21,8 @@ STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00
           "domains_blocked": 2, "hosts_in_sync": True, "version": "0.1", "hosts_file": "/etc/hosts"}
 FIREFOX_ON = {"policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}}}
 EXT_ID = "a" * 32
-CHROME_ON = {"DnsOverHttpsMode": "off", "IncognitoModeAvailability": 1, "ExtensionInstallForcelist": [
+CHROME_ON = {"DnsOverHttpsMode": "off", "IncognitoModeAvailability": 1, "BrowserGuestModeEnabled": False,
+             "ExtensionInstallForcelist": [
     f"{EXT_ID};file:///var/lib/detoxd/browser/chromium/update.xml"]}
 CHROME_HOST = "etc/opt/chrome/native-messaging-hosts/org.detoxd.browser_host.json"
 EXTENSION_FILES = {
@@ -341,13 +342,16 @@ def test_the_extension_is_checked_in_chromium_and_chrome() -> None:
     found = [check for check in checks.evaluate(healthy()).checks
              if check.name == "browser extension: chrome"]
     assert [(check.level, check.message) for check in found] == [
-        (Level.OK, f"force-installed ({EXT_ID}), incognito off, native host registered")]
+        (Level.OK, f"force-installed ({EXT_ID}), incognito and guest windows off, native host registered")]
     documents = {"etc/firefox/policies/policies.json": FIREFOX_ON}
     not_forced = failed(healthy(policy_documents={**documents, chrome_file: {"DnsOverHttpsMode": "off"}}))
     assert "does not force-install detoxd's extension" in not_forced["browser extension: chrome"].message
     incognito = failed(healthy(policy_documents={
         **documents, chrome_file: {**CHROME_ON, "IncognitoModeAvailability": 0}}))
-    assert "incognito windows are available" in incognito["browser extension: chrome"].message
+    assert "incognito or guest windows are available" in incognito["browser extension: chrome"].message
+    guest = failed(healthy(policy_documents={
+        **documents, chrome_file: {**CHROME_ON, "BrowserGuestModeEnabled": True}}))
+    assert "incognito or guest windows are available" in guest["browser extension: chrome"].message
     no_host = failed(healthy(extension_files={**EXTENSION_FILES, CHROME_HOST: None}))
     assert "the block page cannot ask the daemon" in no_host["browser extension: chrome"].message
     no_package = failed(healthy(extension_files={**EXTENSION_FILES,

@@ -5,10 +5,11 @@ The extension's source is ``detoxd/data/browser-extension/`` (one source for eve
 For Chromium and Google Chrome it goes in a CRX3 file (:func:`crx3`, signed with a per-machine RSA
 key: the extension's id is that key's), offered by a gupdate ``update.xml`` (:func:`update_xml`)
 that ``ExtensionInstallForcelist`` points at (:func:`chromium_specs`): force-installed, so the user
-cannot disable or remove it while the policy is in force, in every profile. Incognito windows, where
-a policy-installed extension does not run, are switched off with the same policies
-(``IncognitoModeAvailability: 1``), and the native-messaging host manifest that lets the extension
-reach ``detoxd browser-host`` is written as detoxd's own file in each browser's system directory.
+cannot disable or remove it while the policy is in force, in every profile. Incognito and guest
+windows, where a policy-installed extension does not run, are switched off with the same policies
+(``IncognitoModeAvailability: 1``, ``BrowserGuestModeEnabled: false``), and the native-messaging
+host manifest that lets the extension reach ``detoxd browser-host`` is written as detoxd's own file
+in each browser's system directory.
 Everything goes in and comes out with the detox, through :mod:`detoxd.core.policies`' records.
 """
 
@@ -42,6 +43,9 @@ CHROMIUM_POLICY_FILES: tuple[tuple[str, str], ...] = (
     (CHROME, "etc/opt/chrome/policies/managed/detoxd.json"),
 )
 INCOGNITO_DISABLED = 1  # IncognitoModeAvailability: 0 available, 1 disabled, 2 forced
+# Guest windows: off-the-record profiles too, where the extension does not run (measured with
+# `chromium --guest`: the page in a browser context of its own, the service worker elsewhere).
+GUEST_POLICY = "BrowserGuestModeEnabled"
 
 CRX3_MAGIC = b"Cr24"
 CRX3_VERSION = 3
@@ -152,12 +156,13 @@ def forcelist_entry(ext_id: str, update_url: str) -> str:
 
 
 def chromium_specs(ext_id: str, update_url: str, launcher: str) -> tuple[PolicySpec, ...]:
-    """Force-install, incognito off, and the host manifest: for Chromium and Google Chrome."""
+    """Force-install, incognito and guest windows off, the host manifest: Chromium and Google Chrome."""
     specs: list[PolicySpec] = []
     for browser, file in CHROMIUM_POLICY_FILES:
         specs.append(PolicySpec(browser, file, ("ExtensionInstallForcelist",),
                                 (forcelist_entry(ext_id, update_url),), members=True))
         specs.append(PolicySpec(browser, file, ("IncognitoModeAvailability",), INCOGNITO_DISABLED))
+        specs.append(PolicySpec(browser, file, (GUEST_POLICY,), False))
     host = chromium_host_manifest(launcher, ext_id)
     for browser, directory in CHROMIUM_HOST_DIRS:
         file = f"{directory}/{HOST_NAME}.json"

@@ -372,7 +372,7 @@ def check_browser_policies(facts: Facts, active: bool) -> list[Check]:
 
 def check_chromium_extension(facts: Facts, active: bool) -> list[Check]:
     """Each installed Chromium-family browser: detoxd's extension force-installed (the block page),
-    incognito off (the extension cannot run there) and the native host registered."""
+    incognito and guest windows off (the extension cannot run there) and the native host registered."""
     if not active or not facts.browser_policies_enabled:
         return []  # the browser policies' line says why nothing is in force
     fix = "sudo systemctl restart detoxd (it installs the extension), then restart the browser"
@@ -403,12 +403,13 @@ def check_chromium_extension(facts: Facts, active: bool) -> list[Check]:
         elif not isinstance(host, dict) or origin not in (host.get("allowed_origins") or ()):
             why = host if isinstance(host, str) else f"/{host_file} does not let the extension reach detoxd"
             checks.append(Check(name, Level.FAIL, f"{why}: the block page cannot ask the daemon", fix))
-        elif (document or {}).get("IncognitoModeAvailability") != browserext.INCOGNITO_DISABLED:
-            checks.append(Check(name, Level.FAIL, f"incognito windows are available (/{file}): the "
-                                "extension does not run there", fix))
+        elif ((document or {}).get("IncognitoModeAvailability") != browserext.INCOGNITO_DISABLED
+              or (document or {}).get(browserext.GUEST_POLICY) is not False):
+            checks.append(Check(name, Level.FAIL, f"incognito or guest windows are available (/{file}): "
+                                "the extension does not run there", fix))
         else:
-            checks.append(Check(name, Level.OK, f"force-installed ({ext_id}), incognito off, "
-                                "native host registered"))
+            checks.append(Check(name, Level.OK, f"force-installed ({ext_id}), incognito and guest "
+                                "windows off, native host registered"))
     return checks
 
 

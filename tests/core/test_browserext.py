@@ -106,6 +106,7 @@ def test_the_policies_force_install_switch_incognito_off_and_register_the_host()
         forced = ("b" * 32 + ";file:///r/update.xml",)
         assert by_key[(browser, file, ("ExtensionInstallForcelist",))] == forced
         assert by_key[(browser, file, ("IncognitoModeAvailability",))] == 1
+        assert by_key[(browser, file, ("BrowserGuestModeEnabled",))] is False
     host = "etc/chromium/native-messaging-hosts/org.detoxd.browser_host.json"
     assert by_key[(CHROMIUM, host, ("path",))] == "/r/launcher"
     assert by_key[(CHROMIUM, host, ("allowed_origins",))] == [f"chrome-extension://{'b' * 32}/"]

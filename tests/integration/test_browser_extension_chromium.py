@@ -91,7 +91,7 @@ def extension_id(env: DetoxdEnv) -> str:
     return ext_id
 
 
-def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_is_refused(
+def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_and_guest_are_refused(
         tmp_path: Path, detox: DetoxdEnv) -> None:
     ext_id = extension_id(detox)
     root = policy_root(detox)
@@ -120,6 +120,17 @@ def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_is_re
         raise
     finally:
         browser.close()
+    # A guest window, the same way (without the policy: a context of its own, the extension elsewhere).
+    guest = launch(tmp_path, root, "profile-guest", "--guest", "about:blank",
+                   env=environment_for_host(detox.socket))
+    try:
+        wait_for_extension(guest, ext_id)
+        contexts = guest.send("Target.getBrowserContexts")
+        pages = [info for event in list(guest.events) if (info := target_event(event, "page"))]
+        assert {info["browserContextId"] for info in pages if info.get("url") == "about:blank"} == {
+            contexts["defaultBrowserContextId"]}, pages
+    finally:
+        guest.close()
 
 
 def test_blocked_names_and_paths_show_the_block_page_and_an_allowance_opens_from_it(

@@ -43,7 +43,8 @@ def without_extension(document: dict[str, object]) -> dict[str, object]:
     """A policy document without the extension's policies (tests/service/targets/browser/
     test_chromium_extension.py tests those)."""
     return {key: value for key, value in document.items()
-            if key not in ("ExtensionInstallForcelist", "IncognitoModeAvailability")}
+            if key not in ("ExtensionInstallForcelist", "IncognitoModeAvailability",
+                           "BrowserGuestModeEnabled")}
 
 
 def test_paths_are_blocked_by_policy_during_a_locked_detox_and_kept_by_its_ratchet(

@@ -5,7 +5,7 @@ is that key's (:func:`detoxd.core.browserext.extension_id`), so it stays the sam
 and upgrades. The package, ``update.xml`` and the native host's launcher go under
 ``<policy root>/var/lib/detoxd/browser/`` (world-readable: browsers run as users), each written
 only when its bytes change (the zip and the PKCS#1 v1.5 signature are deterministic). The policies
-that force-install the extension, switch incognito off and register the host are
+that force-install the extension, switch incognito and guest windows off and register the host are
 :func:`detoxd.core.browserext.chromium_specs`, applied and removed by
 :class:`~detoxd.service.targets.browser.policyfiles.BrowserPolicies` with the rest.
 """
@@ -128,7 +128,7 @@ class ChromiumExtension:
         return browserext.extension_id(public_der(key)) if key is not None else None
 
     def specs(self, *, create: bool = True) -> tuple[PolicySpec, ...]:
-        """The policies (force-install, incognito off, host manifests); () without a key and
+        """The policies (force-install, incognito and guest windows off, host manifests); () without a key and
         ``create`` false (nothing of the extension can then be in place)."""
         ext_id = self.extension_id(create=create)
         if ext_id is None:

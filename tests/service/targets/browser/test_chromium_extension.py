@@ -102,7 +102,7 @@ def test_the_detox_installs_the_extension_and_its_end_takes_it_out(tmp_path: Pat
         assert ext_id is not None
         policy = json.loads((root / CHROMIUM_FILE).read_text())
         assert policy["ExtensionInstallForcelist"] == [f"{ext_id};{extension.update_manifest.as_uri()}"]
-        assert policy["IncognitoModeAvailability"] == 1
+        assert policy["IncognitoModeAvailability"] == 1 and policy["BrowserGuestModeEnabled"] is False
         host = json.loads((root / HOST_MANIFEST).read_text())
         assert host == browserext.chromium_host_manifest(str(extension.launcher), ext_id)
         assert Path(host["path"]).is_relative_to(root)  # every path written points under the root
