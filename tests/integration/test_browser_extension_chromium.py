@@ -70,6 +70,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
 def detox(detoxd_env: DetoxdEnv) -> Iterator[DetoxdEnv]:
     """A daemon with a detox running, its browser files under ``detoxd_env.root / "policy-root"``."""
     detoxd_env.write_blocklist(BLOCKLIST)
+    detoxd_env.write_main("detox:\n  days: 14\n  lock: false\n")  # `detoxd end` may end it
     root = detoxd_env.root / "policy-root"
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/chromium").touch()  # what detoxd looks for
@@ -131,6 +132,22 @@ def test_the_extension_is_force_installed_cannot_be_disabled_and_incognito_and_g
             contexts["defaultBrowserContextId"]}, pages
     finally:
         guest.close()
+
+    # The detox ends: the policies go, and chromium takes the extension out of the profile.
+    ended = detox.cli("end")
+    assert ended.returncode == 0, ended.stderr
+    assert not (root / "etc/chromium/policies/managed/detoxd.json").exists()
+    installed = tmp_path / "profile" / "Default" / "Extensions" / ext_id
+    assert installed.is_dir()
+    after = launch(tmp_path, root, "profile", "about:blank")
+    try:
+        wait_for(lambda: not installed.exists(), timeout=30, what=f"chromium to remove {installed}")
+        page = f"chrome-extension://{ext_id}/blocked.html"
+        tab = attach(after, str(after.send("Target.createTarget", {"url": page})["targetId"]))
+        gone = rendered(after, tab, "chrome-error://", LOADED)
+        assert "ERR_BLOCKED_BY_CLIENT" in gone["text"], gone
+    finally:
+        after.close()
 
 
 def test_blocked_names_and_paths_show_the_block_page_and_an_allowance_opens_from_it(
