@@ -22,16 +22,18 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import random
+import re
 import socket
 import time
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from detoxd.core import browserext, dnswire, hosts, policies, statustext
+from detoxd.core import browserext, dnswire, firefoxext, hosts, policies, statustext
 from detoxd.core.doctorchecks import (
     CUTTER_PATH_UNIT,
     EXECWATCH_UNIT,
+    FIREFOX_CHANNELS,
     MAIL_UNIT,
     SAMPLE_SIZE,
     SERVICE,
@@ -257,6 +259,27 @@ def _extension_files(root: Path) -> dict[str, Any]:
                  f"{browserext.CHROMIUM_DIR}/{browserext.CRX_NAME}",
                  f"{browserext.BROWSER_DIR}/{browserext.LAUNCHER_NAME}"):
         found[file] = (root / file).is_file()
+    return {**found, **_firefox_extension_files(root)}
+
+
+def _firefox_extension_files(root: Path) -> dict[str, Any]:
+    """detoxd's Firefox extension on disk (its host manifest read, the XPI's existence) and each
+    Firefox install's update channel (ESR honours the unsigned extension, release and beta do not)."""
+    found: dict[str, Any] = {}
+    try:
+        found[firefoxext.HOST_FILE] = policies.parse(_read(root / firefoxext.HOST_FILE),
+                                                     f"/{firefoxext.HOST_FILE}")
+    except policies.PolicyError as error:
+        found[firefoxext.HOST_FILE] = str(error)
+    xpi = f"{firefoxext.FIREFOX_DIR}/{firefoxext.XPI_NAME}"
+    found[xpi] = (root / xpi).is_file()
+    channels: dict[str, str] = {}
+    for install in ("usr/lib/firefox*", "opt/firefox*"):
+        for path in sorted(root.glob(f"{install}/defaults/pref/channel-prefs.js")):
+            match = re.search(r'pref\("app\.update\.channel",\s*"([^"]+)"', _read(path) or "")
+            if match:
+                channels[f"/{path.parents[2].relative_to(root)}"] = match.group(1)
+    found[FIREFOX_CHANNELS] = channels
     return found
 
 

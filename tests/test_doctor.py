@@ -19,7 +19,14 @@ from detoxd.service import execwatch
 BLOCKED = frozenset({"twitter.com", "www.twitter.com"})
 STATUS = {"state": "active", "days_left": 12, "ends_at": "2030-01-01T00:00:00+00:00",
           "domains_blocked": 2, "hosts_in_sync": True, "version": "0.1", "hosts_file": "/etc/hosts"}
-FIREFOX_ON = {"policies": {"DNSOverHTTPS": {"Enabled": False, "Locked": True}}}
+FIREFOX_ON = {"policies": {
+    "DNSOverHTTPS": {"Enabled": False, "Locked": True},
+    "ExtensionSettings": {"browser@detoxd.org": {
+        "installation_mode": "force_installed", "private_browsing": True,
+        "install_url": "file:///var/lib/detoxd/browser/firefox/detoxd.xpi"}},
+    "Preferences": {"xpinstall.signatures.required": {"Value": False, "Status": "locked"}}}}
+FIREFOX_HOST = "usr/lib/mozilla/native-messaging-hosts/org.detoxd.browser_host.json"
+XPI = "var/lib/detoxd/browser/firefox/detoxd.xpi"
 EXT_ID = "a" * 32
 CHROME_ON = {"DnsOverHttpsMode": "off", "IncognitoModeAvailability": 1, "BrowserGuestModeEnabled": False,
              "ExtensionInstallForcelist": [
@@ -28,7 +35,9 @@ CHROME_HOST = "etc/opt/chrome/native-messaging-hosts/org.detoxd.browser_host.jso
 EXTENSION_FILES = {
     CHROME_HOST: {"name": "org.detoxd.browser_host", "allowed_origins": [f"chrome-extension://{EXT_ID}/"]},
     "var/lib/detoxd/browser/chromium/update.xml": True, "var/lib/detoxd/browser/chromium/detoxd.crx": True,
-    "var/lib/detoxd/browser/detoxd-browser-host": True}
+    "var/lib/detoxd/browser/detoxd-browser-host": True,
+    FIREFOX_HOST: {"name": "org.detoxd.browser_host", "allowed_extensions": ["browser@detoxd.org"]},
+    XPI: True, checks.FIREFOX_CHANNELS: {"/usr/lib/firefox-esr": "esr"}}
 
 
 def healthy(**changes: Any) -> Facts:
@@ -362,3 +371,43 @@ def test_the_extension_is_checked_in_chromium_and_chrome() -> None:
     assert not any(name.startswith("browser extension") for name in idle)
     others = levels(healthy(browsers=InstalledBrowsers(("brave",), ())))
     assert not any(name.startswith("browser extension") for name in others)  # Chromium and Chrome only
+
+
+def test_the_extension_is_checked_in_firefox() -> None:
+    firefox_file = "etc/firefox/policies/policies.json"
+    chrome = {"etc/opt/chrome/policies/managed/detoxd.json": CHROME_ON}
+    found = [(check.level, check.message) for check in checks.evaluate(healthy()).checks
+             if check.name.startswith("browser extension: firefox")]
+    assert found == [(Level.OK, "force-installed (unsigned, signatures off by policy), in private windows "
+                      "too, native host registered")]
+    signed_only = json.loads(json.dumps(FIREFOX_ON))
+    del signed_only["policies"]["Preferences"]
+    refused = failed(healthy(policy_documents={**chrome, firefox_file: signed_only}))
+    assert "xpinstall.signatures.required off" in refused["browser extension: firefox"].message
+    public = json.loads(json.dumps(FIREFOX_ON))
+    del public["policies"]["ExtensionSettings"]["browser@detoxd.org"]["private_browsing"]
+    assert "private windows" in failed(healthy(policy_documents={**chrome, firefox_file: public}))[
+        "browser extension: firefox"].message
+    no_host = failed(healthy(extension_files={**EXTENSION_FILES, FIREFOX_HOST: None}))
+    assert "the block page cannot ask the daemon" in no_host["browser extension: firefox"].message
+    no_xpi = failed(healthy(extension_files={**EXTENSION_FILES, XPI: False}))
+    assert no_xpi["browser extension: firefox"].message == f"missing: /{XPI}"
+    release = checks.evaluate(healthy(extension_files={**EXTENSION_FILES, checks.FIREFOX_CHANNELS: {
+        "/usr/lib/firefox-esr": "esr", "/usr/lib/firefox": "release"}})).checks
+    warned = [check for check in release if check.name == "browser extension: firefox (/usr/lib/firefox)"]
+    assert [check.level for check in warned] == [Level.WARN] and "refuses unsigned" in warned[0].message
+    idle = levels(healthy(status={**STATUS, "state": "idle", "days_left": None, "ends_at": None}))
+    assert not any(name.startswith("browser extension") for name in idle)
+
+
+def test_doctor_reads_firefoxs_update_channel_and_the_extensions_files(tmp_path: Path) -> None:
+    preferences = tmp_path / "usr/lib/firefox-esr/defaults/pref"
+    preferences.mkdir(parents=True)
+    (preferences / "channel-prefs.js").write_text('pref("app.update.channel", "esr");\n')
+    host = tmp_path / FIREFOX_HOST
+    host.parent.mkdir(parents=True)
+    host.write_text('{"name": "org.detoxd.browser_host"}')
+    found = doctor._firefox_extension_files(tmp_path)
+    assert found[checks.FIREFOX_CHANNELS] == {"/usr/lib/firefox-esr": "esr"}
+    assert found[FIREFOX_HOST] == {"name": "org.detoxd.browser_host"}
+    assert found[XPI] is False

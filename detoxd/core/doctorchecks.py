@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from detoxd.core import browserext, diagnosis, dnsengines, dnswire, policies, statustext
+from detoxd.core import browserext, diagnosis, dnsengines, dnswire, firefoxext, policies, statustext
 from detoxd.core.policies import InstalledBrowsers
 
 if TYPE_CHECKING:
@@ -114,6 +114,7 @@ def evaluate(facts: Facts) -> Report:
         check_resolved(facts.resolved_running, facts.resolved_configs),
         *check_browser_policies(facts, active),
         *check_chromium_extension(facts, active),
+        *check_firefox_extension(facts, active),
         check_notifications(facts.status),
         *check_network(facts.status, facts.engine_answers, active),
         *check_mail(facts.mail),
@@ -410,6 +411,47 @@ def check_chromium_extension(facts: Facts, active: bool) -> list[Check]:
         else:
             checks.append(Check(name, Level.OK, f"force-installed ({ext_id}), incognito and guest "
                                 "windows off, native host registered"))
+    return checks
+
+
+FIREFOX_CHANNELS = "firefox channels"  # Facts.extension_files: install directory -> update channel
+
+
+def check_firefox_extension(facts: Facts, active: bool) -> list[Check]:
+    """Firefox: detoxd's unsigned extension force-installed (signatures not required: honoured by
+    ESR, ignored by release and beta builds), in private windows too, and the native host registered."""
+    if not active or not facts.browser_policies_enabled or policies.FIREFOX not in facts.browsers.covered:
+        return []
+    fix = "sudo systemctl restart detoxd (it installs the extension), then restart Firefox"
+    name = "browser extension: firefox"
+    file = f"/{policies.FIREFOX_FILE}"
+    document = facts.policy_documents.get(policies.FIREFOX_FILE)
+    entry = firefoxext.extension_entry(document)
+    missing = [f"/{path}" for path in (f"{firefoxext.FIREFOX_DIR}/{firefoxext.XPI_NAME}",
+                                       f"{browserext.BROWSER_DIR}/{browserext.LAUNCHER_NAME}")
+               if not facts.extension_files.get(path)]
+    host = facts.extension_files.get(firefoxext.HOST_FILE)
+    if isinstance(document, str):
+        return [Check(name, Level.FAIL, document, f"repair the JSON in {file}")]
+    if not firefoxext.firefox_forced(document):
+        return [Check(name, Level.FAIL, f"{file} does not force-install detoxd's extension (unsigned: "
+                      "it needs xpinstall.signatures.required off): blocked sites show Firefox's error "
+                      "page, not why", fix)]
+    if missing:
+        return [Check(name, Level.FAIL, f"missing: {', '.join(missing)}", fix)]
+    if not isinstance(host, dict) or firefoxext.FIREFOX_ID not in (host.get("allowed_extensions") or ()):
+        why = (host if isinstance(host, str)
+               else f"/{firefoxext.HOST_FILE} does not let the extension reach detoxd")
+        return [Check(name, Level.FAIL, f"{why}: the block page cannot ask the daemon", fix)]
+    if not isinstance(entry, dict) or entry.get("private_browsing") is not True:
+        return [Check(name, Level.FAIL, f"{file} leaves private windows without the extension", fix)]
+    checks = [Check(name, Level.OK, "force-installed (unsigned, signatures off by policy), in private "
+                    "windows too, native host registered")]
+    for install, channel in sorted(facts.extension_files.get(FIREFOX_CHANNELS, {}).items()):
+        if channel in ("release", "beta"):
+            checks.append(Check(f"{name} ({install})", Level.WARN, f"a {channel} build refuses unsigned "
+                                "extensions whatever the policy: no block page there (the hosts file "
+                                "and the policies still block)", "use Firefox ESR (Debian: firefox-esr)"))
     return checks
 
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from detoxd.core.browserext import BROWSER_DIR, FIREFOX_ID, HOST_NAME
 from detoxd.core.policies import FIREFOX, FIREFOX_FILE, PolicySpec
 
-FIREFOX_ID = "browser@detoxd.org"  # contract: the Firefox extension's id
-HOST_NAME = "org.detoxd.browser_host"  # contract: the native-messaging host's name
-FIREFOX_DIR = "var/lib/detoxd/browser/firefox"  # under the policy root
+__all__ = ["FIREFOX_ID", "HOST_NAME", "extension_entry", "firefox_forced", "firefox_specs"]
+FIREFOX_DIR = f"{BROWSER_DIR}/firefox"  # under the policy root
 XPI_NAME = "detoxd.xpi"
 HOST_DIR = "usr/lib/mozilla/native-messaging-hosts"
 HOST_FILE = f"{HOST_DIR}/{HOST_NAME}.json"
@@ -57,14 +57,20 @@ def firefox_specs(xpi_url: str, launcher: str) -> tuple[PolicySpec, ...]:
     )
 
 
+def _policy(document: Any, name: str, key: str) -> Any:
+    policies = document.get("policies") if isinstance(document, dict) else None
+    value = policies.get(name) if isinstance(policies, dict) else None
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def extension_entry(document: Any) -> Any:
+    """The ``ExtensionSettings`` entry of detoxd's extension in a policies.json document (or None)."""
+    return _policy(document, "ExtensionSettings", FIREFOX_ID)
+
+
 def firefox_forced(document: Any) -> bool:
     """Whether a Firefox policies.json document force-installs detoxd's extension, unsigned as it is."""
-    policies = document.get("policies") if isinstance(document, dict) else None
-    if not isinstance(policies, dict):
-        return False
-    settings = policies.get("ExtensionSettings")
-    entry = settings.get(FIREFOX_ID) if isinstance(settings, dict) else None
-    preferences = policies.get("Preferences")
-    signatures = preferences.get(SIGNATURES_PREF) if isinstance(preferences, dict) else None
+    entry = extension_entry(document)
+    signatures = _policy(document, "Preferences", SIGNATURES_PREF)
     return (isinstance(entry, dict) and entry.get("installation_mode") == "force_installed"
             and isinstance(signatures, dict) and signatures.get("Value") is False)

@@ -13,11 +13,13 @@ import base64
 import shlex
 import shutil
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.integration.marionette import Marionette, profile_prefs, wait_for_port
+from tests.integration.marionette import Marionette, MarionetteError, profile_prefs, wait_for_port
 
 FIREFOX = shutil.which("firefox-esr")
 POLICY_DIRS = ("etc/firefox/policies", "usr/lib/mozilla/native-messaging-hosts")
@@ -47,24 +49,38 @@ const {AddonManager} = ChromeUtils.importESModule("resource://gre/modules/AddonM
   resolve(tried);
 })();
 """
-# Arm a wait in the current window's selected tab for a title starting with a prefix: the
-# promise lives on the chrome window until AWAIT_TITLE collects it.
+# Arm a wait in the current window for its selected tab's page titled with a prefix: the promise
+# lives on the chrome window until AWAIT_TITLE collects it. The listener is on the window (capture:
+# every browser element of it), so a browser element replaced meanwhile is followed too.
 ARM_TITLE = """
 const [prefix, resolve] = arguments;
-const browser = window.gBrowser.selectedBrowser;
 window.__detoxdTitle = new Promise(done => {
   const look = () => {
+    const browser = window.gBrowser.selectedBrowser;
     if (browser.contentTitle.startsWith(prefix)) {
-      browser.removeEventListener("pagetitlechanged", look);
+      window.removeEventListener("pagetitlechanged", look, true);
       done({title: browser.contentTitle, url: browser.currentURI.spec, at: Date.now(),
             private: PrivateBrowsingUtils.isBrowserPrivate(browser)});
     }
   };
-  browser.addEventListener("pagetitlechanged", look);
+  window.addEventListener("pagetitlechanged", look, true);
 });
 resolve(true);
 """
+WINDOW_READY = "const [resolve] = arguments; window.delayedStartupPromise.then(() => resolve(true));"
 AWAIT_TITLE = "const [resolve] = arguments; window.__detoxdTitle.then(resolve);"
+# What every tab of every window shows (for a wait that timed out).
+TABS = """
+const [resolve] = arguments;
+const tabs = [];
+for (const each of Services.wm.getEnumerator("navigator:browser")) {
+  for (const browser of each.gBrowser.browsers) {
+    tabs.push({current: each === window, selected: browser === each.gBrowser.selectedBrowser,
+               url: browser.currentURI.spec, title: browser.contentTitle});
+  }
+}
+resolve(tabs);
+"""
 FIRST_PAINT = """
 const [resolve] = arguments;
 const found = () => performance.getEntriesByName("first-contentful-paint")[0];
@@ -87,17 +103,55 @@ const [id, resolve] = arguments;
 """
 
 
+class Site:
+    """Every test name served from one local server (127.0.0.1, a port the kernel picks); each
+    page is titled ``PAGE <host><path>``; ``requested`` is what it was asked for."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                where = f"{self.headers['Host'].split(':')[0]}{self.path}"
+                site.requested.append(where)
+                body = f"<!DOCTYPE html><title>PAGE {where}</title><p>content of {where}</p>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, host: str, path: str) -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
 class Firefox:
     """One firefox-esr reading the policies under ``root``; ``hosts`` resolve to 127.0.0.1."""
 
-    def __init__(self, tmp_path: Path, root: Path, hosts: list[str], name: str = "firefox") -> None:
+    def __init__(self, tmp_path: Path, root: Path, hosts: list[str], name: str = "firefox",
+                 env: dict[str, str] | None = None) -> None:
         assert FIREFOX is not None, "needs Debian's firefox-esr (scripts/setup --test installs it)"
         base = tmp_path / name
         self.profile = base / "profile"
         self.profile.mkdir(parents=True)
         (self.profile / "user.js").write_text(profile_prefs(**{
             "network.dns.localDomains": ",".join(hosts),
-            "browser.tabs.remote.separatePrivilegedMozillaWebContentProcess": False,
+            "devtools.console.stdout.chrome": True,  # the extension's console in firefox.log
+            "devtools.console.stdout.content": True,
         }))
         upper, work = base / "overlay-upper", base / "overlay-work"
         for directory in (upper / "etc", work / "etc", upper / "mozilla", work / "mozilla"):
@@ -122,7 +176,7 @@ class Firefox:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
                 ["unshare", "-m", "sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
-                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(base)})
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(base), **(env or {})})
         try:
             self.marionette = Marionette(wait_for_port(self.profile, self.process))
             self.marionette.call("WebDriver:NewSession", {"capabilities": {"alwaysMatch": {
@@ -146,8 +200,14 @@ class Firefox:
         returns that page's title, URL, when its title came (epoch ms) and when it started (``sent``)."""
         self.chrome(ARM_TITLE, title_prefix)
         sent = time.time() * 1000
-        self.marionette.navigate(url)
-        page: dict[str, Any] = self.chrome(AWAIT_TITLE)
+        try:
+            self.marionette.navigate(url)
+        except MarionetteError as error:
+            # A path blocked by WebsiteFilter may reach Firefox's own error page before the
+            # extension's block page replaces it: what counts is the page that comes.
+            if "Reached error page" not in str(error):
+                raise
+        page = self.collect()
         page["sent"] = sent
         return page
 
@@ -155,12 +215,30 @@ class Firefox:
         """The current page's first contentful paint (epoch ms)."""
         return float(self.marionette.async_script(FIRST_PAINT))
 
+    def click(self, selector: str) -> None:
+        self.marionette.script(f"document.querySelector({selector!r}).click();")
+
+    def arm(self, title_prefix: str) -> None:
+        """Wait (see :meth:`collect`) for a page of the current tab titled ``title_prefix...``."""
+        self.chrome(ARM_TITLE, title_prefix)
+
+    def collect(self) -> dict[str, Any]:
+        """The page :meth:`arm` waits for; on a timeout, what every tab shows, and the log."""
+        try:
+            return dict(self.chrome(AWAIT_TITLE))
+        except MarionetteError as error:
+            if error.error != "script timeout":
+                raise
+            tabs = self.chrome(TABS)
+            raise AssertionError(f"no such page: tabs {tabs}\n{self.log.read_text()[-3000:]}") from error
+
     def text(self, selector: str = "body") -> str:
         return str(self.marionette.script(f"return document.querySelector({selector!r}).innerText;"))
 
     def new_window(self, *, private: bool = False) -> None:
         handle = self.marionette.call("WebDriver:NewWindow", {"type": "window", "private": private})
         self.marionette.call("WebDriver:SwitchToWindow", {"handle": handle["handle"], "focus": True})
+        self.chrome(WINDOW_READY)
 
     def screenshot(self) -> bytes:
         return base64.b64decode(self.marionette.call("WebDriver:TakeScreenshot", {"full": False}))

@@ -18,7 +18,7 @@ import pytest
 from conftest import DetoxdEnv
 from fourplaces import BIND_AND_RUN, run_doctor
 
-from detoxd.service.targets.browser.policyfiles import BrowserPolicies
+from detoxd.service.targets.browser import BrowserTarget
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "systemctl")),
@@ -99,10 +99,12 @@ def test_resolved_not_reading_the_hosts_file(detox: DetoxdEnv, machine: Path) ->
 def test_missing_browser_policy_then_installed(detox: DetoxdEnv, machine: Path) -> None:
     (machine / "usr/lib/firefox-esr").mkdir(parents=True)
     code, report = doctor(detox, machine)
-    assert code == 1 and failures(report) == {"browser policies: firefox"}
-    BrowserPolicies(detox.state_dir, machine).apply()  # what the daemon does when the block is applied
+    assert code == 1 and failures(report) == {"browser policies: firefox", "browser extension: firefox"}
+    # What the daemon does when the block is applied: the policies and Firefox's extension.
+    BrowserTarget(detox.hosts, detox.state_dir, policy_root=machine).apply(frozenset({"twitter.com"}))
     code, report = doctor(detox, machine)
     assert code == 0 and levels(report)["browser policies: firefox"] == "ok"
+    assert levels(report)["browser extension: firefox"] == "ok"
 
 
 def test_service_not_enabled(detox: DetoxdEnv, machine: Path) -> None:

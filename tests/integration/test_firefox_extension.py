@@ -9,20 +9,19 @@ test is detoxd's part: :class:`FirefoxExtension`'s XPI and the policies and host
 
 from __future__ import annotations
 
+import io
 import json
 import sys
-import threading
+import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from detoxd.core import firefoxext
-from detoxd.service.targets.browser.firefox_extension import FirefoxExtension, xpi
+from detoxd.service.targets.browser.firefox_extension import FirefoxExtension
 from detoxd.service.targets.browser.policyfiles import BrowserPolicies
-from tests.integration.firefoxkit import Firefox
+from tests.integration.firefoxkit import Firefox, Site
 
 BLOCKED, OPEN = "blocked.detoxd-test.example", "open.detoxd-test.example"
 
@@ -59,49 +58,24 @@ sys.stdout.buffer.flush()
 
 
 @pytest.fixture
-def site() -> Iterator[tuple[int, list[str]]]:
-    requested: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requested.append(f"{self.headers['Host']}{self.path}")
-            body = b"<!DOCTYPE html><title>OPEN PAGE</title><p>the site</p>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1], requested
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def site() -> Iterator[Site]:
+    served = Site()
+    yield served
+    served.close()
 
 
-def stand_in_files() -> dict[str, bytes]:
-    return {"manifest.json": json.dumps(MANIFEST).encode(), "background.js": BACKGROUND.encode(),
-            "blocked.html": BLOCK_PAGE.encode(), "blocked.js": BLOCK_SCRIPT.encode()}
-
-
-def test_the_xpi_is_the_same_bytes_each_time_and_has_its_manifest_first() -> None:
-    files = stand_in_files()
-    assert xpi(files) == xpi(dict(reversed(list(files.items()))))
-    import io
-    import zipfile
-    assert zipfile.ZipFile(io.BytesIO(xpi(files))).namelist()[0] == "manifest.json"
-    with pytest.raises(ValueError):
-        xpi({"background.js": b""})
+def stand_in_xpi() -> bytes:
+    files = {"manifest.json": json.dumps(MANIFEST), "background.js": BACKGROUND,
+             "blocked.html": BLOCK_PAGE, "blocked.js": BLOCK_SCRIPT}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
 
 
 def test_firefox_esr_force_installs_the_unsigned_extension_in_private_windows_too(
-        tmp_path: Path, site: tuple[int, list[str]]) -> None:
-    port, requested = site
+        tmp_path: Path, site: Site) -> None:
     root = tmp_path / "root"
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/firefox-esr").touch()  # what detoxd looks for
@@ -110,7 +84,7 @@ def test_firefox_esr_force_installs_the_unsigned_extension_in_private_windows_to
     launcher.write_text(f"#!{sys.executable}\n{ECHO_HOST}")
     launcher.chmod(0o755)
     extension = FirefoxExtension(root, launcher)
-    assert extension.write(stand_in_files()) and not extension.write(stand_in_files())
+    assert extension.write(stand_in_xpi()) and not extension.write(stand_in_xpi())  # only when it changed
     state = tmp_path / "state"
     state.mkdir()
     policies = BrowserPolicies(state, root, specs=extension.specs())
@@ -127,22 +101,22 @@ def test_firefox_esr_force_installs_the_unsigned_extension_in_private_windows_to
         tried = firefox.try_to_disable(firefoxext.FIREFOX_ID)
         assert "disallowed by enterprise policy" in tried["disable"] and tried["activeAfter"], tried
 
-        page = firefox.open(f"http://{BLOCKED}:{port}/feed", "Blocked: ")
+        page = firefox.open(site.url(BLOCKED, "/feed"), "Blocked: ")
         assert page["title"] == f"Blocked: {BLOCKED} (status)", page  # the native host answered
         assert page["url"].startswith("moz-extension://") and not page["private"]
         assert json.loads(firefox.text("#host"))["uid"] == 0  # the host ran as the browser's user
 
-        page = firefox.open(f"http://{OPEN}:{port}/", "OPEN PAGE")
-        assert page["url"] == f"http://{OPEN}:{port}/"
+        page = firefox.open(site.url(OPEN, "/"), f"PAGE {OPEN}/")
+        assert page["url"] == site.url(OPEN, "/")
 
         firefox.new_window(private=True)
-        page = firefox.open(f"http://{BLOCKED}:{port}/x", "Blocked: ")
+        page = firefox.open(site.url(BLOCKED, "/x"), "Blocked: ")
         assert page["private"] and page["title"] == f"Blocked: {BLOCKED} (status)", page
     finally:
         firefox.close()
     # (The stand-in redirects on webNavigation, after the request went out: in a detox the hosts
     # file and the WebsiteFilter policy keep blocked names and paths from the server.)
-    assert f"{OPEN}:{port}/" in requested
+    assert f"{OPEN}/" in site.requested
 
     policies.lift()
     assert not (root / "etc/firefox/policies/policies.json").exists()

@@ -99,6 +99,17 @@ function isWeb(url) {
 
 // ---- navigations ----
 
+// Firefox reports a navigation that changes process twice (the same tab and URL, 30-100 ms apart,
+// measured in firefox-esr 153): both are sent to the block page, but it is one attempt.
+const SAME_ATTEMPT_MS = 1000;
+const lastAttempt = new Map();  // tab id -> {url, at}
+
+function repeatedAttempt(details) {
+  const last = lastAttempt.get(details.tabId);
+  lastAttempt.set(details.tabId, { url: details.url, at: details.timeStamp });
+  return last !== undefined && last.url === details.url && details.timeStamp - last.at < SAME_ATTEMPT_MS;
+}
+
 async function onNavigation(details) {
   if (details.frameId !== 0 || !isWeb(details.url)) return;
   markRedirected(details.tabId, details.url, true);  // not counted as time while it is decided
@@ -116,10 +127,11 @@ async function onNavigation(details) {
   }
   const page = `${BLOCK_PAGE}?url=${encodeURIComponent(details.url)}`;
   await api.tabs.update(details.tabId, { url: page }).catch(() => {});
-  ask("browser_attempt", { url: details.url }).catch(() => {});
+  if (!repeatedAttempt(details)) ask("browser_attempt", { url: details.url }).catch(() => {});
 }
 
 api.webNavigation.onBeforeNavigate.addListener(onNavigation);
+api.tabs.onRemoved.addListener((tabId) => lastAttempt.delete(tabId));
 
 // ---- the block page's questions ----
 

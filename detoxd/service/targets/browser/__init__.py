@@ -18,7 +18,8 @@ from typing import Any
 from detoxd.core.policies import PolicySpec
 from detoxd.service import inotify, resolvers
 from detoxd.service.targets import Drift
-from detoxd.service.targets.browser.chromium_extension import ChromiumExtension
+from detoxd.service.targets.browser.chromium_extension import ChromiumExtension, extension_zip
+from detoxd.service.targets.browser.firefox_extension import FirefoxExtension
 from detoxd.service.targets.browser.policyfiles import Action, BrowserPolicies
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,10 @@ class BrowserTarget:
                 self.policies.extra_specs = self.extension.specs(create=False)
             except (OSError, ValueError) as error:
                 log.error("cannot read detoxd's browser extension key: %s", error)
+        self.firefox = (FirefoxExtension(policy_root, self.extension.launcher)
+                        if policy_root is not None and self.extension is not None else None)
+        if self.policies is not None and self.firefox is not None:
+            self.policies.extra_specs = (*self.policies.extra_specs, *self.firefox.specs())
         self.browser_policies = True  # `bypass.browser_policies` of the config in force
         self._names: frozenset[str] = frozenset()
         self._paths: frozenset[str] = frozenset()  # `paths:` entries in force (the engine's ratchet)
@@ -168,7 +173,7 @@ class BrowserTarget:
         if self.policies is None:
             return
         base = bool(names) and (browser_policies or self._base_records())
-        extra = self._extension_specs() if base else ()
+        extra = (*self._extension_specs(), *self._firefox_specs()) if base else ()
         if not base:
             self._extension_error = None
         self.policies.set_paths(self._paths, base=base, extra=extra)
@@ -196,6 +201,24 @@ class BrowserTarget:
         self._extension_error = None
         return specs
 
+    def _firefox_specs(self) -> tuple[PolicySpec, ...]:
+        """Firefox's XPI written (before the policies that point at it) and its policies; none
+        when it cannot be written (a problem, as for the Chromium package; doctor says so too).
+        Called after :meth:`_extension_specs`, which clears the problem when its files are written."""
+        if self.firefox is None:
+            return ()
+        try:
+            if self.firefox.write(extension_zip("firefox")):
+                log.info("browser extension: wrote %s", self.firefox.package)
+            return self.firefox.specs()
+        except (OSError, ValueError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            message = f"detoxd's Firefox extension cannot be written at {self.firefox.package}: {reason}"
+            if message != self._extension_error:
+                log.error("%s", message)
+            self._extension_error = self._extension_error or message
+            return ()
+
     def _base_records(self) -> bool:
         """Whether a secure-DNS policy of detoxd's is in place (kept until the block is lifted)."""
         assert self.policies is not None
@@ -203,7 +226,8 @@ class BrowserTarget:
         return any(key in base for key in self.policies.records())
 
     def verify(self, names: frozenset[str]) -> int:
-        """Restore edited or deleted policies while blocking; returns how many were restored."""
+        """Restore edited or deleted policies while blocking; returns how many files were restored
+        (one file holds several of detoxd's policies: Firefox's DNS, extension and signature pref)."""
         if self.policies is None or not (names or self._paths):
             return 0
         if not (self.browser_policies or self.policies.records() or self._paths):
@@ -213,4 +237,4 @@ class BrowserTarget:
         restored = [result for result in self.policies.verify() if result.action is Action.RESTORED]
         for result in restored:
             log.warning("%s", result)
-        return len(restored)
+        return len({result.path for result in restored})
