@@ -16,6 +16,7 @@ Everything goes in and comes out with the detox, through :mod:`detoxd.core.polic
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,14 @@ def manifest(family: str, version: str) -> dict[str, Any]:
     else:
         raise ValueError(f"unknown browser family {family!r}")
     return document
+
+
+def package_version(version: str, build: int) -> str:
+    """A version Chromium accepts (one to four numbers below 65536): ``version``'s first three
+    numbers and the build number."""
+    numbers = [int(part) % 65536 for part in re.findall(r"\d+", version)[:3]]
+    numbers += [0] * (3 - len(numbers))
+    return ".".join(str(number) for number in (*numbers, build % 65536))
 
 
 def extension_id(public_key_der: bytes) -> str:

@@ -123,3 +123,9 @@ def test_forced_recognises_either_policy() -> None:
     settings[ext_id] = {"ExtensionSettings": {ext_id: {"installation_mode": "allowed"}}}
     assert not browserext.forced(settings[ext_id], ext_id)
     assert not browserext.forced(None, ext_id) and not browserext.forced("broken", ext_id)
+
+
+def test_the_package_version_is_detoxds_and_a_build_number() -> None:
+    assert browserext.package_version("0.1.0", 3) == "0.1.0.3"
+    assert browserext.package_version("1.2", 1) == "1.2.0.1"
+    assert browserext.package_version("2.0.1.dev4", 7) == "2.0.1.7"

@@ -12,6 +12,7 @@ that force-install the extension, switch incognito and guest windows off and reg
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -28,10 +29,14 @@ from detoxd import __version__
 from detoxd.core import browserext
 from detoxd.core.policies import PolicySpec
 from detoxd.durable import replace_file
+from detoxd.service import state_store
 
 log = logging.getLogger(__name__)
 
 KEY_NAME = "browser-extension-key.pem"
+# Chromium updates an installed extension only to a higher version: the package's version is
+# detoxd's (three numbers) and a build number that goes up each time the extension's files change.
+BUILD_NAME = "browser-extension-build.json"
 KEY_BITS = 2048
 DIR_MODE = 0o755
 FILE_MODE = 0o644
@@ -100,6 +105,7 @@ class ChromiumExtension:
 
     def __init__(self, state_dir: Path, root: Path, python: str = sys.executable) -> None:
         self.key_path = Path(state_dir) / KEY_NAME
+        self.build_path = Path(state_dir) / BUILD_NAME
         self.root = Path(root)
         self.directory = self.root / browserext.BROWSER_DIR
         self.python = python
@@ -142,13 +148,29 @@ class ChromiumExtension:
         key = self.key()
         assert key is not None
         ext_id = browserext.extension_id(public_der(key))
+        version = self.version()
         self._files = {
             self.launcher: (browserext.launcher_script(self.python).encode(), LAUNCHER_MODE),
-            self.crx: (pack_crx(key, extension_zip("chromium")), FILE_MODE),
-            self.update_manifest: (browserext.update_xml(ext_id, __version__, self.crx.as_uri()).encode(),
+            self.crx: (pack_crx(key, extension_zip("chromium", version)), FILE_MODE),
+            self.update_manifest: (browserext.update_xml(ext_id, version, self.crx.as_uri()).encode(),
                                    FILE_MODE),
         }
         return self._files
+
+    def version(self) -> str:
+        """detoxd's version and the build number of these files (raised when they changed)."""
+        digest = hashlib.sha256(extension_zip("chromium", "0")).hexdigest()
+        try:
+            known = state_store.read_json(self.build_path)
+            build = int(known["build"]) if known["hash"] == digest else int(known["build"]) + 1
+        except FileNotFoundError:
+            known, build = None, 1
+        except (OSError, state_store.StateFileError, ValueError, KeyError, TypeError) as error:
+            log.warning("unreadable %s (%s): the build number starts again", self.build_path, error)
+            known, build = None, 1
+        if known is None or known.get("hash") != digest:
+            state_store.write_atomic(self.build_path, json.dumps({"hash": digest, "build": build}).encode())
+        return browserext.package_version(__version__, build)
 
     def write(self) -> list[Path]:
         """Write the files that are missing or differ; returns those written. Raises OSError."""

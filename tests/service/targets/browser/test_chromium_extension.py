@@ -11,12 +11,15 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from detoxd import __version__
 from detoxd.clock import FakeClock
 from detoxd.core import browserext
 from detoxd.service.engine import Engine
+from detoxd.service.targets.browser import chromium_extension
 from detoxd.service.targets.browser.chromium_extension import KEY_NAME, ChromiumExtension
 from tests.core.test_browserext import fields
 from tests.service.enginekit import DAY, ROOT, scratch_paths
@@ -143,3 +146,17 @@ def test_an_extension_that_cannot_be_written_is_a_problem_until_it_can(tmp_path:
         assert "ExtensionInstallForcelist" in json.loads((root / CHROMIUM_FILE).read_text())
     finally:
         engine.shutdown()
+
+
+def test_changed_files_get_a_higher_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = ChromiumExtension(tmp_path, tmp_path / "root")
+    first.write()
+    assert first.version() == browserext.package_version(__version__, 1)
+    assert ChromiumExtension(tmp_path, tmp_path / "root").write() == []  # the same files: the same build
+    sources = chromium_extension.source_files()
+    monkeypatch.setattr(chromium_extension, "source_files",
+                        lambda: {**sources, "blocked.css": sources["blocked.css"] + b"\n/* changed */\n"})
+    again = ChromiumExtension(tmp_path, tmp_path / "root")
+    assert set(again.write()) == {again.crx, again.update_manifest}
+    assert again.version() == browserext.package_version(__version__, 2)
+    assert f"version='{browserext.package_version(__version__, 2)}'" in again.update_manifest.read_text()
