@@ -172,47 +172,61 @@ def spread(values: list[float]) -> dict[str, float]:
     return {"median": ms(median(values)), "p95": ms(percentile(values, 0.95)), "runs": len(values)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def arguments(argv: list[str] | None, doc: str | None, browser: str) -> argparse.Namespace:
+    """--runs and --screenshot; as root only (the browser runs in a mount namespace)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--runs", type=int, default=30, help="navigations per kind")
     parser.add_argument("--screenshot", type=Path, help="write the block page's PNG here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
-        parser.error("run as root: chromium runs in a mount namespace (unshare -m)")
-    with daemon_env("detoxd-bench-ext-") as base:
+        parser.error(f"run as root: {browser} runs in a mount namespace (unshare -m)")
+    return args
+
+
+@contextmanager
+def detox_for(browser: str, prefix: str) -> Iterator[tuple[PolicyRootDaemon, Path]]:
+    """A real daemon in a detox (BLOCKLIST, MAIN) whose browser files go under a policy root where
+    ``browser`` (e.g. "usr/bin/chromium") stands for the installed browser; stopped at the end."""
+    with daemon_env(prefix) as base:
         env = PolicyRootDaemon(base.root)
         env.prepare(BLOCKLIST)
         (env.config_dir / "detoxd.yaml").write_text(MAIN)
         root = env.root / "policy-root"
-        (root / "usr/bin").mkdir(parents=True)
-        (root / "usr/bin/chromium").touch()
+        (root / browser).parent.mkdir(parents=True)
+        (root / browser).touch()
         try:
             env.start()
             env.start_detox()
-            ext_id = ChromiumExtension(env.state_dir, root).extension_id(create=False)
-            assert ext_id is not None
-            block_page = f"chrome-extension://{ext_id}/blocked.html"
-            with local_site(env.root / "site") as port:
-                started = time.perf_counter()
-                browser = launch(env.root, root, "profile", RULES, "about:blank",
-                                 env=environment_for_host(env.socket))
-                try:
-                    wait_for_extension(browser, ext_id)
-                    worker_running = time.perf_counter() - started
-                    tab = attach(browser, str(browser.send("Target.createTarget",
-                                                           {"url": "about:blank"})["targetId"]))
-                    shown_at, timings = navigate(browser, tab, port, block_page, args.runs)
-                    memory = memory_kib(env.root / "profile")
-                    if args.screenshot is not None:
-                        browser.send("Page.navigate", {"url": f"http://{BLOCKED_NAME}/"}, session=tab)
-                        rendered(browser, tab, block_page)
-                        browser.evaluate(tab, PAINTED)
-                        shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=tab)
-                        args.screenshot.write_bytes(base64.b64decode(shot["data"]))
-                finally:
-                    browser.close()
+            yield env, root
         finally:
             env.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv, __doc__, "chromium")
+    with detox_for("usr/bin/chromium", "detoxd-bench-ext-") as (env, root):
+        ext_id = ChromiumExtension(env.state_dir, root).extension_id(create=False)
+        assert ext_id is not None
+        block_page = f"chrome-extension://{ext_id}/blocked.html"
+        with local_site(env.root / "site") as port:
+            started = time.perf_counter()
+            browser = launch(env.root, root, "profile", RULES, "about:blank",
+                             env=environment_for_host(env.socket))
+            try:
+                wait_for_extension(browser, ext_id)
+                worker_running = time.perf_counter() - started
+                tab = attach(browser, str(browser.send("Target.createTarget",
+                                                       {"url": "about:blank"})["targetId"]))
+                shown_at, timings = navigate(browser, tab, port, block_page, args.runs)
+                memory = memory_kib(env.root / "profile")
+                if args.screenshot is not None:
+                    browser.send("Page.navigate", {"url": f"http://{BLOCKED_NAME}/"}, session=tab)
+                    rendered(browser, tab, block_page)
+                    browser.evaluate(tab, PAINTED)
+                    shot = browser.send("Page.captureScreenshot", {"format": "png"}, session=tab)
+                    args.screenshot.write_bytes(base64.b64decode(shot["data"]))
+            finally:
+                browser.close()
         results = {
             "machine": machine_line(machine_description(env.root)),
             "chromium_start_to_extension_running_ms": round(ms(worker_running), 1),

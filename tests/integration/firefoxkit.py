@@ -10,6 +10,7 @@ an event: the port file (inotify), a page title (the browser's ``pagetitlechange
 from __future__ import annotations
 
 import base64
+import contextlib
 import shlex
 import shutil
 import subprocess
@@ -48,6 +49,14 @@ const {AddonManager} = ChromeUtils.importESModule("resource://gre/modules/AddonM
   tried.activeAfter = Boolean(after && after.isActive);
   resolve(tried);
 })();
+"""
+# What only a privileged script can do (the Browser Console): the policy installs it again at start.
+UNINSTALL = """
+const [id, resolve] = arguments;
+const {AddonManager} = ChromeUtils.importESModule("resource://gre/modules/AddonManager.sys.mjs");
+AddonManager.getAddonByID(id).then(addon => addon.uninstall())
+  .then(() => AddonManager.getAddonByID(id))
+  .then(addon => resolve(addon !== null), error => resolve(String(error)));
 """
 # Arm a wait in the current window for its selected tab's page titled with a prefix: the promise
 # lives on the chrome window until AWAIT_TITLE collects it. The listener is on the window (capture:
@@ -120,7 +129,8 @@ class Site:
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)  # (a navigation the extension took elsewhere: gone)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -147,7 +157,7 @@ class Firefox:
         assert FIREFOX is not None, "needs Debian's firefox-esr (scripts/setup --test installs it)"
         base = tmp_path / name
         self.profile = base / "profile"
-        self.profile.mkdir(parents=True)
+        self.profile.mkdir(parents=True, exist_ok=True)  # (an existing one: the same profile again)
         (self.profile / "user.js").write_text(profile_prefs(**{
             "network.dns.localDomains": ",".join(hosts),
             "devtools.console.stdout.chrome": True,  # the extension's console in firefox.log
@@ -155,7 +165,7 @@ class Firefox:
         }))
         upper, work = base / "overlay-upper", base / "overlay-work"
         for directory in (upper / "etc", work / "etc", upper / "mozilla", work / "mozilla"):
-            directory.mkdir(parents=True)
+            directory.mkdir(parents=True, exist_ok=True)
         for directory in POLICY_DIRS:
             (root / directory).mkdir(parents=True, exist_ok=True)
         mozilla = "/usr/lib/mozilla"
@@ -215,6 +225,10 @@ class Firefox:
         """The current page's first contentful paint (epoch ms)."""
         return float(self.marionette.async_script(FIRST_PAINT))
 
+    def uninstall(self, addon_id: str) -> Any:
+        """A privileged uninstall; whether the add-on is still there after it."""
+        return self.chrome(UNINSTALL, addon_id)
+
     def click(self, selector: str) -> None:
         self.marionette.script(f"document.querySelector({selector!r}).click();")
 
@@ -234,6 +248,10 @@ class Firefox:
 
     def text(self, selector: str = "body") -> str:
         return str(self.marionette.script(f"return document.querySelector({selector!r}).innerText;"))
+
+    def first_window(self) -> None:
+        handles = self.marionette.call("WebDriver:GetWindowHandles")
+        self.marionette.call("WebDriver:SwitchToWindow", {"handle": handles[0], "focus": True})
 
     def new_window(self, *, private: bool = False) -> None:
         handle = self.marionette.call("WebDriver:NewWindow", {"type": "window", "private": private})

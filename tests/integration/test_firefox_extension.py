@@ -112,6 +112,13 @@ def test_firefox_esr_force_installs_the_unsigned_extension_in_private_windows_to
         firefox.new_window(private=True)
         page = firefox.open(site.url(BLOCKED, "/x"), "Blocked: ")
         assert page["private"] and page["title"] == f"Blocked: {BLOCKED} (status)", page
+        firefox.first_window()  # (the private window's block page closes with the extension)
+        assert firefox.uninstall(firefoxext.FIREFOX_ID) is False  # a privileged script can, this session
+    finally:
+        firefox.close()
+    firefox = Firefox(tmp_path, root, [BLOCKED, OPEN])  # the same profile, started again
+    try:
+        assert firefox.addon(firefoxext.FIREFOX_ID)["active"]  # the policy installed it again
     finally:
         firefox.close()
     # (The stand-in redirects on webNavigation, after the request went out: in a detox the hosts
