@@ -58,6 +58,18 @@ AddonManager.getAddonByID(id).then(addon => addon.uninstall())
   .then(() => AddonManager.getAddonByID(id))
   .then(addon => resolve(addon !== null), error => resolve(String(error)));
 """
+# Resolves once the add-on is not installed (now, or when AddonManager says it was uninstalled).
+UNINSTALLED = """
+const [id, resolve] = arguments;
+const {AddonManager} = ChromeUtils.importESModule("resource://gre/modules/AddonManager.sys.mjs");
+const listener = {onUninstalled(addon) {
+  if (addon.id === id) { AddonManager.removeAddonListener(listener); resolve(true); }
+}};
+AddonManager.addAddonListener(listener);
+AddonManager.getAddonByID(id).then(addon => {
+  if (addon === null) { AddonManager.removeAddonListener(listener); resolve(true); }
+});
+"""
 # Arm a wait in the current window for its selected tab's page titled with a prefix: the promise
 # lives on the chrome window until AWAIT_TITLE collects it. The listener is on the window (capture:
 # every browser element of it), so a browser element replaced meanwhile is followed too.
@@ -224,6 +236,9 @@ class Firefox:
     def first_paint(self) -> float:
         """The current page's first contentful paint (epoch ms)."""
         return float(self.marionette.async_script(FIRST_PAINT))
+
+    def wait_uninstalled(self, addon_id: str) -> bool:
+        return bool(self.chrome(UNINSTALLED, addon_id))
 
     def uninstall(self, addon_id: str) -> Any:
         """A privileged uninstall; whether the add-on is still there after it."""

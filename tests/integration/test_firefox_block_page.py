@@ -39,12 +39,14 @@ def site() -> Iterator[Site]:
     served.close()
 
 
-def start_detox(env: DetoxdEnv, tmp_path: Path) -> Path:
+def start_detox(env: DetoxdEnv, tmp_path: Path, main: str | None = None) -> Path:
     root = tmp_path / "policy-root"
     (root / "usr/bin").mkdir(parents=True)
     (root / "usr/bin/firefox-esr").touch()  # what detoxd looks for
     env.extra_env["DETOXD_POLICY_ROOT"] = str(root)
     env.write_blocklist(BLOCKLIST)
+    if main is not None:
+        env.write_main(main)
     env.start_daemon()
     started = env.cli("start")
     assert started.returncode == 0, started.stderr
@@ -111,3 +113,25 @@ def test_firefox_shows_the_block_page_and_opens_an_allowance(detoxd_env: DetoxdE
     # Each attempt is in the journal, per rule (the two blocked-name pages and the path).
     wait_for(lambda: attempts(detoxd_env) == {NAME: 2, f"{SITE}/feed": 1}, timeout=20,
              what=lambda: f"the attempts in the journal: {attempts(detoxd_env)}")
+
+
+def test_after_the_detox_the_extension_leaves_firefox(detoxd_env: DetoxdEnv, tmp_path: Path) -> None:
+    """Firefox keeps an extension whose policy is gone (installed, active, now removable): detoxd's
+    removes itself when it finds the native host gone."""
+    root = start_detox(detoxd_env, tmp_path, main="detox:\n  days: 14\n  lock: false\n")
+    environment = {"DETOXD_SOCKET": str(detoxd_env.socket)}
+    firefox = Firefox(tmp_path, root, [NAME], env=environment)
+    try:
+        assert firefox.addon(firefoxext.FIREFOX_ID)["active"]
+    finally:
+        firefox.close()
+    ended = detoxd_env.cli("end")
+    assert ended.returncode == 0, ended.stderr
+    assert not (root / "etc/firefox/policies/policies.json").exists()
+    assert not (root / firefoxext.HOST_FILE).exists()
+    firefox = Firefox(tmp_path, root, [NAME], env=environment)  # the same profile, after the detox
+    try:
+        assert firefox.wait_uninstalled(firefoxext.FIREFOX_ID)
+        assert firefox.addon(firefoxext.FIREFOX_ID) is None
+    finally:
+        firefox.close()

@@ -24,14 +24,28 @@ function connect() {
   if (port !== null) return port;
   port = api.runtime.connectNative(HOST);
   port.onMessage.addListener(onHostMessage);
-  port.onDisconnect.addListener(() => {
-    const error = new Error((api.runtime.lastError && api.runtime.lastError.message) || "the detoxd host went away");
+  port.onDisconnect.addListener((gone) => {
+    const error = new Error((gone && gone.error && gone.error.message)
+      || (api.runtime.lastError && api.runtime.lastError.message) || "the detoxd host went away");
+    leaveIfHostRemoved(error.message);
     port = null;
     verdicts.clear();
     for (const waiting of pending.values()) waiting.reject(error);
     pending.clear();
   });
   return port;
+}
+
+// At a detox's end detoxd takes out its policies and the native host's manifest. Chromium then
+// removes the extension by itself; Firefox keeps it (measured in firefox-esr 153: installed and
+// active at the next starts, removable by the user), so there it removes itself once the host is
+// gone. While the policy force-installs it, Firefox refuses that: nothing happens.
+const HOST_REMOVED = /No such native application/;
+
+function leaveIfHostRemoved(message) {
+  if (HOST_REMOVED.test(message) && api.management && api.management.uninstallSelf) {
+    api.management.uninstallSelf().catch(() => {});
+  }
 }
 
 function onHostMessage(message) {
@@ -68,6 +82,10 @@ function ask(cmd, args = {}) {
     }
   });
 }
+
+// Firefox (runtime.getBrowserInfo is Firefox's): connected from the start, so an extension left
+// over from an ended detox leaves at once, not at the first navigation.
+if (api.runtime.getBrowserInfo) ask("status").catch(() => {});
 
 async function check(url) {
   const known = verdicts.get(url);
