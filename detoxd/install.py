@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 
 from detoxd import codetrust
+from detoxd.core import firefoxext
 from detoxd.durable import replace_file
 
 SYSTEM_UNIT = "detoxd.service"
@@ -77,6 +78,9 @@ BROWSER_POLICY_DIRS = (
     Path("etc/chromium-browser/policies/managed"),  # the Chromium snap reads this one
 )
 _POLICY_DIR_STOPS = (Path("etc"), Path("etc/opt"))
+# Firefox's system-wide native-messaging hosts: ReadWritePaths= needs it to exist (the Debian
+# package ships it; a source install makes it, and its uninstall removes it again when empty).
+FIREFOX_HOST_DIR = Path(firefoxext.HOST_DIR)
 SOURCE_INSTALL_HINT = (
     "install detoxd where only root can change it instead: the Debian package "
     "(`scripts/build-deb`, then `sudo apt install ./dist/detoxd_*_all.deb`; see the README) or, "
@@ -244,6 +248,9 @@ def install(
         if packaged is not None:
             report.note(f"/{SYSTEM_UNIT_PATH} overrides the packaged /{packaged}")
     _install_config(root, bundle.config, report)
+    if not (root / FIREFOX_HOST_DIR).is_dir():
+        (root / FIREFOX_HOST_DIR).mkdir(mode=0o755, parents=True)
+        report.did(f"created /{FIREFOX_HOST_DIR} (Firefox finds detoxd's native host there)")
 
     manager = _Systemctl(root, systemctl)
     if units_changed:
@@ -359,6 +366,11 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
             path.unlink()
             removed.append(f"removed /{relative}")
     removed += remove_empty_policy_dirs(root)
+    host_dir = root / FIREFOX_HOST_DIR
+    if (host_dir.is_dir() and not host_dir.is_symlink() and not any(host_dir.iterdir())
+            and not _owned_by_a_package(root, host_dir)):
+        host_dir.rmdir()
+        removed.append(f"removed empty /{FIREFOX_HOST_DIR}")
     if purge:
         for relative in (CONFIG_DIR, STATE_DIR, EVIDENCE_DIR):
             path = root / relative

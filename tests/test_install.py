@@ -392,3 +392,19 @@ def test_uninstall_disables_an_enabled_household_unit(
     assert "disabled detoxd-network-dnsmasq.service" in lines
     assert not (tmp_path / "etc/systemd/system/multi-user.target.wants/"
                 "detoxd-network-dnsmasq.service").exists()
+
+
+def test_firefoxs_native_host_directory_is_made_and_removed_again_when_empty(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    host_dir = tmp_path / "usr/lib/mozilla/native-messaging-hosts"
+    lines = install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
+    assert host_dir.is_dir() and (host_dir.stat().st_mode & 0o7777) == 0o755  # ReadWritePaths= needs it
+    assert any("created /usr/lib/mozilla/native-messaging-hosts" in line for line in lines), lines
+    (host_dir / "org.example.other.json").write_text("{}")  # another program's host
+    uninstall(tmp_path, purge=False)
+    assert (host_dir / "org.example.other.json").exists()
+    (host_dir / "org.example.other.json").unlink()
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
+    assert "removed empty /usr/lib/mozilla/native-messaging-hosts" in uninstall(tmp_path, purge=False)
+    assert not host_dir.exists() and (tmp_path / "usr/lib/mozilla").is_dir()

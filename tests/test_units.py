@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from detoxd.core import browserext
+from detoxd.core import browserext, firefoxext
 from detoxd.install import render, render_system_unit
 
 SYSTEMD_DIR = Path(__file__).resolve().parent.parent / "systemd"
@@ -156,7 +156,8 @@ def test_system_unit_contract() -> None:
     assert service["ProtectSystem"] == ["strict"]
     assert tuple(d.removeprefix("etc/") for _, d in browserext.CHROMIUM_HOST_DIRS) == NATIVE_HOST_DIRS
     assert service["ReadWritePaths"] == ["/etc/hosts", " ".join(f"/etc/{d}" for d in BROWSER_POLICY_DIRS),
-                                         " ".join(f"/etc/{d}" for d in NATIVE_HOST_DIRS)]
+                                         " ".join(f"/etc/{d}" for d in NATIVE_HOST_DIRS),
+                                         f"-/{firefoxext.HOST_DIR}"]
     assert service["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert service["MemoryDenyWriteExecute"] == ["yes"]
     assert service["NoNewPrivileges"] == ["yes"]
