@@ -76,6 +76,8 @@ BROWSER_POLICY_DIRS = (
     Path("etc/opt/vivaldi/policies/managed"),
     Path("etc/vivaldi/policies/managed"),
     Path("etc/chromium-browser/policies/managed"),  # the Chromium snap reads this one
+    Path("etc/chromium/native-messaging-hosts"),  # the extension's native host (Chromium, Chrome)
+    Path("etc/opt/chrome/native-messaging-hosts"),
 )
 _POLICY_DIR_STOPS = (Path("etc"), Path("etc/opt"))
 # Firefox's system-wide native-messaging hosts: ReadWritePaths= needs it to exist (the Debian

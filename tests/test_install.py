@@ -408,3 +408,15 @@ def test_firefoxs_native_host_directory_is_made_and_removed_again_when_empty(
     install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     assert "removed empty /usr/lib/mozilla/native-messaging-hosts" in uninstall(tmp_path, purge=False)
     assert not host_dir.exists() and (tmp_path / "usr/lib/mozilla").is_dir()
+
+
+def test_uninstall_removes_the_empty_native_host_dirs_of_chromium_and_chrome(
+    tmp_path: Path, bundle: Bundle, executable: Path
+) -> None:
+    install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
+    for relative in ("etc/chromium/policies/managed", "etc/chromium/native-messaging-hosts",
+                     "etc/opt/chrome/native-messaging-hosts"):
+        (tmp_path / relative).mkdir(parents=True)  # as systemd's ConfigurationDirectory= does
+    lines = uninstall(tmp_path, purge=False)
+    assert not (tmp_path / "etc/chromium").exists() and not (tmp_path / "etc/opt/chrome").exists()
+    assert "removed empty /etc/chromium/native-messaging-hosts" in lines
