@@ -368,11 +368,11 @@ def remove_files(root: Path, *, purge: bool) -> list[str]:
             path.unlink()
             removed.append(f"removed /{relative}")
     removed += remove_empty_policy_dirs(root)
-    host_dir = root / FIREFOX_HOST_DIR
-    if (host_dir.is_dir() and not host_dir.is_symlink() and not any(host_dir.iterdir())
-            and not _owned_by_a_package(root, host_dir)):
-        host_dir.rmdir()
-        removed.append(f"removed empty /{FIREFOX_HOST_DIR}")
+    for directory in (root / FIREFOX_HOST_DIR, (root / FIREFOX_HOST_DIR).parent):  # (and /usr/lib/mozilla)
+        if (directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir())
+                and not _owned_by_a_package(root, directory)):
+            directory.rmdir()
+            removed.append(f"removed empty /{directory.relative_to(root)}")
     if purge:
         for relative in (CONFIG_DIR, STATE_DIR, EVIDENCE_DIR):
             path = root / relative

@@ -407,7 +407,7 @@ def test_firefoxs_native_host_directory_is_made_and_removed_again_when_empty(
     (host_dir / "org.example.other.json").unlink()
     install(tmp_path, now=False, executable=executable, bundle=bundle, trusted_uids=ME)
     assert "removed empty /usr/lib/mozilla/native-messaging-hosts" in uninstall(tmp_path, purge=False)
-    assert not host_dir.exists() and (tmp_path / "usr/lib/mozilla").is_dir()
+    assert not (tmp_path / "usr/lib/mozilla").exists() and (tmp_path / "usr/lib").is_dir()
 
 
 def test_uninstall_removes_the_empty_native_host_dirs_of_chromium_and_chrome(
