@@ -219,3 +219,37 @@ def test_blocked_names_and_paths_show_the_block_page_and_an_allowance_opens_from
         raise
     finally:
         browser.close()
+
+
+def test_a_tab_left_open_on_a_site_shows_the_block_page_once_the_site_is_blocked(
+        tmp_path: Path, detox: DetoxdEnv, site: Site) -> None:
+    """The hosts file stops new connections only: a page loaded while its site was open would stay.
+    The extension checks every open tab whenever what is blocked changes: here an allowance closes
+    (the same sweep covers the tabs open when a detox starts and brings the extension in)."""
+    ext_id = extension_id(detox)
+    allowed_url = url(site, ALLOWED, "/allowed.html")
+    browser = launch(tmp_path, policy_root(detox), "profile", RESOLVER_RULES, "about:blank",
+                     env=environment_for_host(detox.socket))
+    try:
+        wait_for_extension(browser, ext_id)
+        opened = detox.cli("open", "social")
+        assert opened.returncode == 0, opened.stderr
+        tab = attach(browser, str(browser.send("Target.createTarget", {"url": allowed_url})["targetId"]))
+        assert "ALLOWED OK" in rendered(browser, tab, allowed_url, LOADED)["text"]
+        closed = detox.cli("close", "social")
+        assert closed.returncode == 0, closed.stderr
+        block_page = f"chrome-extension://{ext_id}/blocked.html"
+        shown = rendered(browser, tab, block_page)  # nobody navigated: the extension moved the tab
+        assert shown["url"] == f"{block_page}?url={quote(allowed_url, safe='')}", shown
+        assert 'The allowance “social” can open it.' in shown["text"], shown
+
+        def attempts() -> list[dict[str, int]]:
+            events, _ = journal.read_events(journal.directory_for(detox.state_dir))
+            return [event["counts"] for event in events if event["kind"] == "browser_attempts"]
+        wait_for(lambda: attempts() == [{ALLOWED: 1}],  # a block page shown: one attempt
+                 what=lambda: f"one attempt in the journal (so far {attempts()})")
+    except Exception:
+        print(stderr_tail(tmp_path, "profile"))
+        raise
+    finally:
+        browser.close()

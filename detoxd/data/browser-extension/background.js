@@ -52,6 +52,7 @@ function onHostMessage(message) {
   if (message && Object.prototype.hasOwnProperty.call(message, "event")) {
     verdicts.clear();  // something changed in the daemon: ask again, and let block pages refresh
     api.runtime.sendMessage({ type: "detoxd-event", event: message.event }).catch(() => {});
+    if (message.status && typeof message.status === "object") sweepIfChanged(message.status);
     return;
   }
   const waiting = message && pending.get(message.id);
@@ -146,6 +147,27 @@ async function onNavigation(details) {
   const page = `${BLOCK_PAGE}?url=${encodeURIComponent(details.url)}`;
   await api.tabs.update(details.tabId, { url: page }).catch(() => {});
   if (!repeatedAttempt(details)) ask("browser_attempt", { url: details.url }).catch(() => {});
+}
+
+// Tabs already showing a site when it becomes blocked (the detox starts, and with it this
+// extension; an allowance closes): the hosts file stops new connections only, so each open tab
+// is checked again whenever what is blocked changes. Its block page counts as an attempt, as every
+// block page shown does: a navigation under way when the sweep comes may never report its own
+// onBeforeNavigate (measured in chromium 156: the sweep's update supersedes it).
+let blockedShape = null;
+
+function sweepIfChanged(status) {
+  const shape = JSON.stringify([status.state, status.domains_blocked, status.paths_blocked,
+    (status.allowances || []).map((allowance) => [allowance.name, allowance.open])]);
+  if (shape === blockedShape) return;
+  blockedShape = shape;
+  api.tabs.query({}).then((tabs) => {
+    for (const tab of tabs) {
+      if (isWeb(tab.url) && !wasRedirected(tab.id, tab.url)) {
+        onNavigation({ frameId: 0, tabId: tab.id, url: tab.url, timeStamp: Date.now() });
+      }
+    }
+  }).catch(() => {});
 }
 
 api.webNavigation.onBeforeNavigate.addListener(onNavigation);
