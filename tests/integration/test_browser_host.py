@@ -29,7 +29,11 @@ from tests.service.test_browser_commands import BLOCKLIST
 PERSON = 1000
 # logind's record, in the daemon's namespace only (a tmpfs over /run/systemd where there is none).
 SEAT = """set -e
-if [ -d /run/systemd/users ]; then :; else mount -t tmpfs tmpfs /run/systemd; mkdir /run/systemd/users; fi
+# logind's record where there is none to mount over: a private /run/systemd, or a private /run
+# on a machine without /run/systemd (a fresh root; no mount point to take).
+if [ -d /run/systemd/users ]; then :
+elif [ -d /run/systemd ]; then mount -t tmpfs tmpfs /run/systemd; mkdir /run/systemd/users
+else mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/users; fi
 mount --bind "$0" /run/systemd/users
 exec "$@"
 """
