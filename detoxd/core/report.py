@@ -217,7 +217,7 @@ def _add_activity(rows: dict[date, dict[str, Any]],
         if row is None:
             continue
         for key, total in (("sites", "blocked_site_seconds"), ("apps", "blocked_app_seconds")):
-            _add_seconds(row, key, total, _seconds_map(event.get(key)))
+            _add_per_site(row, key, total, _seconds_map(event.get(key)))
         row["site_time_source"] = "activitywatch"
     return set(latest)
 
@@ -231,7 +231,7 @@ def _add_browser_time(rows: dict[date, dict[str, Any]], events: Sequence[Mapping
         row = by_date.get(key[1])
         if row is None or key in watched:
             continue
-        _add_seconds(row, "sites", "blocked_site_seconds", _seconds_map(event.get("seconds")))
+        _add_per_site(row, "sites", "blocked_site_seconds", _seconds_map(event.get("seconds")))
         row["site_time_source"] = ("browser" if row["site_time_source"] in (None, "browser")
                                    else "activitywatch and browser")
 
@@ -244,7 +244,8 @@ def _latest_days(events: Sequence[Mapping[str, Any]], kind: str) -> dict[tuple[A
     return latest
 
 
-def _add_seconds(row: dict[str, Any], key: str, total: str, values: Mapping[str, float]) -> None:
+def _add_per_site(row: dict[str, Any], key: str, total: str, values: Mapping[str, float]) -> None:
+    """Seconds or counts per site into a day's row: its total, and its busiest sites."""
     row[total] = (row[total] or 0) + round(sum(values.values()))
     merged = Counter(row[key])
     merged.update({name: round(seconds) for name, seconds in values.items()})
@@ -265,12 +266,8 @@ def _add_browser_attempts(rows: dict[date, dict[str, Any]], events: Sequence[Map
         found = by_date.get(str(event.get("date")))
         if event.get("kind") != "browser_attempts" or found is None:
             continue
-        row = found
         counts = {name: int(count) for name, count in _seconds_map(event.get("counts")).items()}
-        row["browser_attempts"] = (row["browser_attempts"] or 0) + sum(counts.values())
-        merged = Counter(row["attempts_by_site"])
-        merged.update(counts)
-        row["attempts_by_site"] = dict(merged.most_common(MAX_SITES_PER_DAY))
+        _add_per_site(found, "attempts_by_site", "browser_attempts", counts)
 
 
 def _site_time(days: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -298,12 +295,8 @@ def _add_lookups(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str,
         found = by_date.get(day)
         if found is None:
             continue
-        row = found
         counts = {name: int(count) for name, count in _seconds_map(event.get("counts")).items()}
-        row["blocked_lookups"] = (row["blocked_lookups"] or 0) + sum(counts.values())
-        merged = Counter(row["lookups_by_site"])
-        merged.update(counts)
-        row["lookups_by_site"] = dict(merged.most_common(MAX_SITES_PER_DAY))
+        _add_per_site(found, "lookups_by_site", "blocked_lookups", counts)
 
 
 def _add_counts(rows: dict[date, dict[str, Any]], events: Sequence[Mapping[str, Any]], tz: tzinfo) -> None:
